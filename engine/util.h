@@ -1,0 +1,41 @@
+/* util.h — small shared pieces: clocks, RFC 3339 times, durations, UUIDv7 ids,
+ * SHA-256, canonical JSON and whole-file reads. Nothing here touches a server. */
+#ifndef RT_UTIL_H
+#define RT_UTIL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+/* Wall clock and monotonic clock in milliseconds. */
+int64_t rt_now_ms(void);
+int64_t rt_mono_ms(void);
+
+/* Formats unix milliseconds as RFC 3339 UTC ("2026-11-22T13:15:00.123Z"); buf >= 32. */
+void rt_time_format(int64_t ms, char *buf, size_t len);
+/* Parses RFC 3339 ("2026-12-01T00:00:00Z", "...+02:00", fractional seconds allowed). */
+rt_status rt_time_parse(const char *s, int64_t *ms, rt_error *err);
+
+/* Parses "500ms", "30s", "15m", "2h", "7d" into milliseconds (> 0, <= 3650d). */
+rt_status rt_duration_parse(const char *s, int64_t *ms, rt_error *err);
+
+/* A fresh time-ordered UUIDv7 in its 36-character text form; buf >= 37. */
+void rt_uuid7(char *buf);
+bool rt_uuid_valid(const char *s);
+
+/* SHA-256 of data as 64 lowercase hex digits; hex >= 65. */
+void rt_sha256_hex(const void *data, size_t len, char *hex);
+
+/* Canonical JSON: compact, keys sorted. Caller frees the result with free(). */
+char *rt_json_canonical(const json_t *v);
+
+/* Reads a whole file (limit bytes at most). Caller frees *data. */
+rt_status rt_file_read(const char *path, size_t limit, char **data, size_t *len, rt_error *err);
+
+/* Fills buf with cryptographically random bytes. */
+rt_status rt_random_bytes(void *buf, size_t len);
+
+#endif

@@ -1,0 +1,72 @@
+/* step.h — the one descriptor every built-in step type exports (name, validate, execute,
+ * optional cancel), and the context/result an execution sees. steps/registry.c lists them. */
+#ifndef RT_STEP_H
+#define RT_STEP_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef enum rt_step_outcome {
+    RT_STEP_OK = 0,   /* output is the step's result */
+    RT_STEP_FAIL,     /* error set; retriable says whether another attempt may help */
+    RT_STEP_SUSPEND,  /* wait until resume_at_ms (or an outside wake-up); state is kept */
+} rt_step_outcome;
+
+/* Settings a step may need, owned by the engine, read-only for steps. */
+typedef struct rt_step_env {
+    const char *database_url;     /* the engine's database */
+    const char *app_database_url; /* RATCHET_APP_DATABASE_URL, or NULL: use database_url */
+    const char *workflows_dir;
+} rt_step_env;
+
+typedef struct rt_step_ctx {
+    const rt_step_env *env;
+    const char *workflow_id;
+    const char *run_id;
+    const char *step_id;
+    const char *step_key;    /* "run_id:step_id" — an idempotency key for the outside world */
+    int attempt;             /* 1 for the first attempt */
+    int64_t deadline_mono_ms; /* rt_mono_ms() value after which the step must give up; 0 = none */
+    json_t *context;         /* borrowed: the expression context (event, steps, run, ...) */
+    json_t *state;           /* borrowed: what the last RT_STEP_SUSPEND left, or NULL */
+    volatile sig_atomic_t *cancelled; /* set to 1 when the run is cancelled or the engine stops */
+} rt_step_ctx;
+
+typedef struct rt_step_result {
+    rt_step_outcome outcome;
+    json_t *output;     /* owned: the result (RT_STEP_OK); NULL means JSON null */
+    bool retriable;     /* RT_STEP_FAIL: may another attempt succeed? */
+    char error[RT_ERROR_MAX];
+    json_t *error_detail; /* owned, optional: e.g. {"exit_code":3,"stderr":"..."} */
+    int64_t resume_at_ms; /* RT_STEP_SUSPEND: wall-clock ms to wake at (0 = only when woken) */
+    json_t *state;        /* owned, RT_STEP_SUSPEND: kept and handed back on resume */
+    int64_t retry_after_ms; /* RT_STEP_FAIL, optional: the outside asked to wait this long */
+} rt_step_result;
+
+typedef struct rt_step_type {
+    const char *name;
+    /* In-process, fast and side-effect free on the outside world (transform, log): the
+     * executor may chain several of them in one claim and commit. */
+    bool inline_ok;
+    /* Checks the raw `with` of a workflow file at load time. Values may still hold
+     * ${{ }} templates, which are checked elsewhere; validate only what is fixed. */
+    rt_status (*validate)(json_t *with, rt_error *err);
+    /* Runs the step with its rendered input `with` (borrowed). Fills res. */
+    void (*execute)(rt_step_ctx *ctx, json_t *with, rt_step_result *res);
+} rt_step_type;
+
+/* Helpers for step implementations. */
+void rt_step_fail(rt_step_result *res, bool retriable, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void rt_step_result_clear(rt_step_result *res);
+
+/* The registry (steps/registry.c). */
+const rt_step_type *rt_step_type_find(const char *name);
+/* NULL-terminated list of all step types. */
+const rt_step_type *const *rt_step_types(void);
+
+#endif
