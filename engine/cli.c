@@ -1,4 +1,640 @@
-/* cli.c — placeholder. */
-#include <stdio.h>
+/* cli.c — the `ratchet` command line. Every command reads settings from the environment
+ * and flags (config.c), prints one clear line on a usage or configuration error and exits
+ * 2; runtime failures exit 1. */
 #include "cli.h"
-int rt_cli_main(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "ratchet: not implemented\n"); return 2; }
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "config.h"
+#include "executor.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+#include "workflow.h"
+
+#define EXIT_USAGE 2
+
+typedef struct cli {
+    rt_config cfg;
+    int argc;
+    char **argv;
+    int pos;          /* next argument */
+    const char *cmd;
+} cli;
+
+/* Parsed command options: the union of what the commands take. */
+typedef struct opts {
+    const char *positional[8];
+    int n_positional;
+    const char *data;
+    const char *at;
+    const char *in;
+    const char *workflow;
+    const char *status;
+    const char *wait_timeout;
+    int limit;
+    int runs;
+    int steps;
+    bool wait;
+    bool json;
+} opts;
+
+typedef struct flag_spec {
+    const char *name;
+    enum { F_BOOL, F_STR, F_INT } kind;
+    size_t offset;
+} flag_spec;
+
+#define OPT(f) offsetof(opts, f)
+
+static const flag_spec flags[] = {
+    {"--data", F_STR, OPT(data)},         {"--at", F_STR, OPT(at)},
+    {"--in", F_STR, OPT(in)},             {"--workflow", F_STR, OPT(workflow)},
+    {"--status", F_STR, OPT(status)},     {"--limit", F_INT, OPT(limit)},
+    {"--wait", F_BOOL, OPT(wait)},        {"--json", F_BOOL, OPT(json)},
+    {"--wait-timeout", F_STR, OPT(wait_timeout)},
+    {"--runs", F_INT, OPT(runs)},         {"--steps", F_INT, OPT(steps)},
+};
+
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ratchet%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see `ratchet help`)\n");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int fail(const char *cmd, const rt_error *err)
+{
+    fprintf(stderr, "ratchet %s: %s\n", cmd, err->msg);
+    return err->code == RT_ERR_INVALID ? EXIT_USAGE : 1;
+}
+
+/* Parses the command's arguments: settings flags, command flags in `allowed`, and up to
+ * max_pos positionals. */
+static int parse_opts(cli *c, opts *o, const char *allowed, int max_pos)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = c->pos; i < c->argc; i++) {
+        const char *a = c->argv[i];
+        if (a[0] != '-' || !strcmp(a, "-")) {
+            if (o->n_positional >= max_pos)
+                return usage_error(c->cmd, "unexpected argument \"%s\"", a);
+            o->positional[o->n_positional++] = a;
+            continue;
+        }
+        rt_error err;
+        rt_status s = rt_config_apply_flag(&c->cfg, c->argc, c->argv, &i, &err);
+        if (s == RT_OK)
+            continue;
+        if (s != RT_ERR_NOT_FOUND)
+            return usage_error(c->cmd, "%s", err.msg);
+        const flag_spec *f = NULL;
+        const char *value = NULL;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !f; k++) {
+            size_t n = strlen(flags[k].name);
+            if (!strncmp(a, flags[k].name, n) && (a[n] == '\0' || a[n] == '=')) {
+                f = &flags[k];
+                value = a[n] == '=' ? a + n + 1 : NULL;
+            }
+        }
+        char needle[64];
+        snprintf(needle, sizeof needle, " %s ", f ? f->name : a);
+        if (!f || !strstr(allowed, needle))
+            return usage_error(c->cmd, "unknown option \"%s\"", a);
+        char *base = (char *)o;
+        if (f->kind == F_BOOL) {
+            if (value)
+                return usage_error(c->cmd, "%s takes no value", f->name);
+            *(bool *)(base + f->offset) = true;
+            continue;
+        }
+        if (!value) {
+            if (i + 1 >= c->argc)
+                return usage_error(c->cmd, "%s needs a value", f->name);
+            value = c->argv[++i];
+        }
+        if (f->kind == F_STR) {
+            *(const char **)(base + f->offset) = value;
+        } else {
+            char *end;
+            errno = 0;
+            long v = strtol(value, &end, 10);
+            if (errno || *end || v < 1 || v > 100000)
+                return usage_error(c->cmd, "%s=%s: expected an integer from 1 to 100000", f->name, value);
+            *(int *)(base + f->offset) = (int)v;
+        }
+    }
+    return 0;
+}
+
+static int setup(cli *c, bool need_db)
+{
+    rt_error err;
+    if (rt_config_apply_logging(&c->cfg, &err) != RT_OK)
+        return usage_error(c->cmd, "%s", err.msg);
+    if (need_db && rt_config_require_database(&c->cfg, &err) != RT_OK)
+        return usage_error(c->cmd, "%s", err.msg);
+    return 0;
+}
+
+static int open_store(cli *c, rt_store **st)
+{
+    rt_error err;
+    if (rt_store_open(c->cfg.database_url, st, &err) != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", c->cmd, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void print_load_error(void *arg, const char *file, const rt_error *err)
+{
+    (void)file;
+    int *quiet = arg;
+    if (!*quiet)
+        fprintf(stderr, "error: %s\n", err->msg);
+}
+
+/* ---------- serve ---------- */
+
+static int cmd_serve(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " ", 0);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+
+    /* Signals are taken by sigwait below; every thread inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rt_store *st = NULL;
+    rt_error err;
+    int64_t delay = 200;
+    while (rt_store_open(c->cfg.database_url, &st, &err) != RT_OK) {
+        rt_log(RT_LOG_WARN, NULL, "%s; retrying in %lld ms", err.msg, (long long)delay);
+        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        delay = delay * 2 > 5000 ? 5000 : delay * 2;
+    }
+    int applied = 0;
+    if (rt_store_migrate(st, &applied, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "migrate: %s", err.msg);
+        rt_store_close(st);
+        return 1;
+    }
+    if (applied)
+        rt_log(RT_LOG_INFO, NULL, "applied %d migration(s)", applied);
+
+    rt_workflow_set *set_wf = NULL;
+    int quiet = 0;
+    if (rt_workflow_load_dir(c->cfg.workflows, &set_wf, print_load_error, &quiet, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
+        rt_store_close(st);
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < set_wf->n; i++) {
+        if (rt_store_put_workflow(st, set_wf->items[i], &err) != RT_OK)
+            rt_log(RT_LOG_WARN, NULL, "storing workflow %s: %s", set_wf->items[i]->id, err.msg);
+    }
+    rt_log(RT_LOG_INFO, NULL, "loaded %zu workflow(s) from %s (%zu with errors)", set_wf->n, c->cfg.workflows,
+           set_wf->n_errors);
+    rt_store_close(st);
+
+    rt_engine *e = NULL;
+    if (rt_engine_new(&c->cfg, &e, &err) != RT_OK || rt_engine_start(e, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
+        rt_engine_free(e);
+        rt_workflow_set_free(set_wf);
+        return 1;
+    }
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            rt_log(RT_LOG_INFO, NULL, "SIGHUP: nothing to reload yet");
+            continue;
+        }
+        break;
+    }
+    rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+           (long long)c->cfg.shutdown_grace_ms);
+    rt_engine_stop(e, c->cfg.shutdown_grace_ms);
+    rt_engine_free(e);
+    rt_workflow_set_free(set_wf);
+    rt_log(RT_LOG_INFO, NULL, "stopped");
+    return 0;
+}
+
+/* ---------- migrate ---------- */
+
+static int cmd_migrate(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " ", 0);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    int applied = 0;
+    rt_error err;
+    rt_status s = rt_store_migrate(st, &applied, &err);
+    rt_store_close(st);
+    if (s != RT_OK)
+        return fail(c->cmd, &err);
+    printf("migrations: %d applied\n", applied);
+    return 0;
+}
+
+/* ---------- validate ---------- */
+
+static int cmd_validate(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --json ", 8);
+    if (rc || (rc = setup(c, false)))
+        return rc;
+    if (o.n_positional == 0)
+        o.positional[o.n_positional++] = c->cfg.workflows;
+    size_t total = 0, errors = 0;
+    for (int i = 0; i < o.n_positional; i++) {
+        rt_workflow_set *set = NULL;
+        rt_error err;
+        int quiet = 0;
+        if (rt_workflow_load_dir(o.positional[i], &set, print_load_error, &quiet, &err) != RT_OK) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            errors++;
+            continue;
+        }
+        for (size_t k = 0; k < set->n; k++)
+            printf("ok: %s (%s)\n", set->items[k]->id, set->items[k]->file ? set->items[k]->file : "-");
+        total += set->n;
+        errors += set->n_errors;
+        rt_workflow_set_free(set);
+    }
+    printf("%zu workflow(s) valid, %zu error(s)\n", total, errors);
+    return errors ? 1 : 0;
+}
+
+/* ---------- run ---------- */
+
+static bool terminal(const char *status)
+{
+    static const char *const t[] = {"completed", "partial", "failed", "cancelled", "expired",
+                                    "timed_out", "rejected", NULL};
+    for (size_t i = 0; t[i]; i++)
+        if (!strcmp(status, t[i]))
+            return true;
+    return false;
+}
+
+static int cmd_run(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --data --at --in --wait --wait-timeout --json ", 1);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.n_positional != 1)
+        return usage_error(c->cmd, "expected a workflow id: ratchet run WORKFLOW [--data JSON] [--wait]");
+    if (o.at && o.in)
+        return usage_error(c->cmd, "--at and --in cannot be used together");
+    const char *wf_id = o.positional[0];
+
+    json_t *data = NULL;
+    if (o.data) {
+        json_error_t jerr;
+        data = json_loads(o.data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (!data)
+            return usage_error(c->cmd, "--data is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                               jerr.text);
+    } else {
+        data = json_object();
+    }
+    rt_error err;
+    int64_t run_at = 0;
+    if (o.at && rt_time_parse(o.at, &run_at, &err) != RT_OK) {
+        json_decref(data);
+        return usage_error(c->cmd, "--at: %s", err.msg);
+    }
+    if (o.in) {
+        int64_t ms;
+        if (rt_duration_parse(o.in, &ms, &err) != RT_OK) {
+            json_decref(data);
+            return usage_error(c->cmd, "--in: %s", err.msg);
+        }
+        run_at = rt_now_ms() + ms;
+    }
+    int64_t wait_ms = 0;
+    if (o.wait_timeout && rt_duration_parse(o.wait_timeout, &wait_ms, &err) != RT_OK) {
+        json_decref(data);
+        return usage_error(c->cmd, "--wait-timeout: %s", err.msg);
+    }
+
+    rt_workflow_set *set = NULL;
+    int quiet = 1;
+    if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
+        json_decref(data);
+        return usage_error(c->cmd, "workflows: %s", err.msg);
+    }
+    rt_workflow *wf = rt_workflow_set_find(set, wf_id);
+    if (!wf) {
+        fprintf(stderr, "ratchet run: workflow \"%s\" not found in %s%s\n", wf_id, c->cfg.workflows,
+                set->n_errors ? " (some files there have errors: run `ratchet validate`)" : "");
+        rt_workflow_set_free(set);
+        json_decref(data);
+        return 1;
+    }
+    if (!wf->enabled) {
+        fprintf(stderr, "ratchet run: workflow \"%s\" is disabled (\"enabled\": false in %s)\n", wf_id,
+                wf->file ? wf->file : "its file");
+        rt_workflow_set_free(set);
+        json_decref(data);
+        return 1;
+    }
+
+    char event_id[37];
+    rt_uuid7(event_id);
+    const char *user = getenv("USER");
+    json_t *event = json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:s}, s:s}", "name", "ratchet.manual", "id", event_id,
+                              "ts", (json_int_t)rt_now_ms(), "data", data, "actor", "type", "user", "id",
+                              user && *user ? user : "cli", "v", "1");
+    json_t *trigger = json_pack("{s:s}", "type", "manual");
+    rt_run_request req = {.wf = wf, .trigger = trigger, .event = event, .run_at_ms = run_at};
+
+    rt_store *st;
+    if ((rc = open_store(c, &st))) {
+        json_decref(event);
+        json_decref(trigger);
+        rt_workflow_set_free(set);
+        return rc;
+    }
+    rt_status s = rt_store_create_runs(st, &req, 1, &err);
+    json_decref(event);
+    json_decref(trigger);
+    rt_workflow_set_free(set);
+    if (s != RT_OK) {
+        rt_store_close(st);
+        return fail(c->cmd, &err);
+    }
+    printf("%s\n", req.id);
+    fflush(stdout);
+    if (!o.wait) {
+        rt_store_close(st);
+        return 0;
+    }
+
+    int64_t deadline = wait_ms ? rt_mono_ms() + wait_ms : 0;
+    int64_t pause = 20;
+    for (;;) {
+        json_t *run = NULL;
+        s = rt_store_get_run(st, req.id, false, &run, &err);
+        if (s != RT_OK) {
+            rt_store_close(st);
+            return fail(c->cmd, &err);
+        }
+        const char *status = json_string_value(json_object_get(run, "status"));
+        if (status && terminal(status)) {
+            bool ok = !strcmp(status, "completed");
+            const char *error = json_string_value(json_object_get(run, "error"));
+            fprintf(stderr, "run %s %s%s%s\n", req.id, status, error ? ": " : "", error ? error : "");
+            json_decref(run);
+            rt_store_close(st);
+            return ok ? 0 : 1;
+        }
+        json_decref(run);
+        if (deadline && rt_mono_ms() > deadline) {
+            fprintf(stderr, "ratchet run: run %s still %s after --wait-timeout %s\n", req.id, status ? status : "?",
+                    o.wait_timeout);
+            rt_store_close(st);
+            return 1;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = pause * 1000000};
+        nanosleep(&ts, NULL);
+        pause = pause * 2 > 500 ? 500 : pause * 2;
+    }
+}
+
+/* ---------- runs / show ---------- */
+
+static const char *str_or(json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : dflt;
+}
+
+/* Seconds between two RFC 3339 strings, or -1. */
+static double span(json_t *o, const char *from, const char *to)
+{
+    const char *a = json_string_value(json_object_get(o, from));
+    const char *b = json_string_value(json_object_get(o, to));
+    int64_t ta, tb;
+    rt_error err;
+    if (!a || !b || rt_time_parse(a, &ta, &err) != RT_OK || rt_time_parse(b, &tb, &err) != RT_OK)
+        return -1;
+    return (double)(tb - ta) / 1000.0;
+}
+
+static void print_json(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    printf("%s\n", text ? text : "null");
+    free(text);
+}
+
+static int cmd_runs(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --workflow --status --limit --json ", 0);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    rt_run_filter f = {.workflow = o.workflow, .status = o.status, .limit = o.limit ? o.limit : 20};
+    json_t *runs = NULL;
+    rt_error err;
+    rt_status s = rt_store_list_runs(st, &f, &runs, &err);
+    rt_store_close(st);
+    if (s != RT_OK)
+        return fail(c->cmd, &err);
+    if (o.json) {
+        print_json(runs);
+    } else {
+        printf("%-36s  %-24s  %-17s  %-24s  %s\n", "ID", "WORKFLOW", "STATUS", "CREATED", "DURATION");
+        size_t i;
+        json_t *r;
+        json_array_foreach(runs, i, r) {
+            double d = span(r, "started_at", "finished_at");
+            char dur[32] = "-";
+            if (d >= 0)
+                snprintf(dur, sizeof dur, "%.3fs", d);
+            printf("%-36s  %-24s  %-17s  %-24s  %s\n", str_or(r, "id", "?"), str_or(r, "workflow", "?"),
+                   str_or(r, "status", "?"), str_or(r, "created_at", "-"), dur);
+        }
+        if (json_array_size(runs) == 0)
+            printf("(no runs)\n");
+    }
+    json_decref(runs);
+    return 0;
+}
+
+static int cmd_show(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --json ", 1);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.n_positional != 1)
+        return usage_error(c->cmd, "expected a run id: ratchet show RUN [--json]");
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    json_t *run = NULL;
+    rt_error err;
+    rt_status s = rt_store_get_run(st, o.positional[0], true, &run, &err);
+    rt_store_close(st);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet show: %s\n", err.msg);
+        return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
+    if (o.json) {
+        print_json(run);
+        json_decref(run);
+        return 0;
+    }
+    printf("run       %s\n", str_or(run, "id", "?"));
+    printf("workflow  %s\n", str_or(run, "workflow", "?"));
+    printf("status    %s\n", str_or(run, "status", "?"));
+    printf("trigger   %s\n", str_or(json_object_get(run, "trigger"), "type", "?"));
+    printf("created   %s\n", str_or(run, "created_at", "-"));
+    printf("started   %s\n", str_or(run, "started_at", "-"));
+    printf("finished  %s\n", str_or(run, "finished_at", "-"));
+    if (json_object_get(run, "error") && !json_is_null(json_object_get(run, "error")))
+        printf("error     %s\n", str_or(run, "error", ""));
+    char *out = json_dumps(json_object_get(run, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+    printf("output    %.200s%s\n", out ? out : "null", out && strlen(out) > 200 ? "..." : "");
+    free(out);
+    printf("\n%-24s  %-10s  %-8s  %-9s  %s\n", "STEP", "STATUS", "ATTEMPTS", "DURATION", "OUTPUT / ERROR");
+    size_t i;
+    json_t *step;
+    json_array_foreach(json_object_get(run, "steps"), i, step) {
+        double d = span(step, "started_at", "finished_at");
+        char dur[32] = "-";
+        if (d >= 0)
+            snprintf(dur, sizeof dur, "%.3fs", d);
+        const char *error = json_string_value(json_object_get(step, "error"));
+        char *o_text = json_dumps(json_object_get(step, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("%-24s  %-10s  %-8lld  %-9s  %.80s\n", str_or(step, "id", "?"), str_or(step, "status", "?"),
+               (long long)json_integer_value(json_object_get(step, "attempts")), dur,
+               error ? error : (o_text ? o_text : "null"));
+        free(o_text);
+        size_t k;
+        json_t *a;
+        json_array_foreach(json_object_get(step, "failed_attempts"), k, a) {
+            printf("%-24s  %-10s  %-8lld  %-9s  %.80s\n", "", "  attempt",
+                   (long long)json_integer_value(json_object_get(a, "attempt")), "", str_or(a, "error", ""));
+        }
+    }
+    json_decref(run);
+    return 0;
+}
+
+/* ---------- bench ---------- */
+
+static int cmd_bench(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --runs --steps --json ", 0);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.steps && o.steps != 1 && o.steps != 5)
+        return usage_error(c->cmd, "--steps must be 1 or 5");
+    return rt_bench_main(&c->cfg, o.runs ? o.runs : 20000, o.steps, o.json);
+}
+
+/* ---------- help ---------- */
+
+static void print_help(void)
+{
+    printf("ratchet %s — durable, event-driven workflows on PostgreSQL\n\n"
+           "Usage: ratchet COMMAND [options]\n\n"
+           "Commands:\n"
+           "  serve                       run the engine (workers) on RATCHET_WORKFLOWS\n"
+           "  migrate                     apply database migrations\n"
+           "  validate [PATH...]          check workflow files (default: RATCHET_WORKFLOWS)\n"
+           "  run WORKFLOW [--data JSON] [--at RFC3339 | --in DURATION] [--wait [--wait-timeout D]]\n"
+           "                              start a run; prints its id; --wait exits 0 only if it completed\n"
+           "  runs [--workflow W] [--status S] [--limit N] [--json]\n"
+           "                              list runs, newest first\n"
+           "  show RUN [--json]           one run with its steps\n"
+           "  bench [--runs N] [--steps 1|5] [--json]\n"
+           "                              drain N preloaded no-op runs in a scratch database\n"
+           "  version                     print the version\n"
+           "  help                        this text\n\n",
+           RATCHET_VERSION);
+    rt_config_print_help();
+}
+
+int rt_cli_main(int argc, char **argv)
+{
+    cli c = {.argc = argc, .argv = argv, .pos = 2};
+    if (argc < 2) {
+        print_help();
+        return EXIT_USAGE;
+    }
+    c.cmd = argv[1];
+    rt_error err;
+    if (rt_config_from_env(&c.cfg, &err) != RT_OK) {
+        fprintf(stderr, "ratchet: %s\n", err.msg);
+        rt_config_free(&c.cfg);
+        return EXIT_USAGE;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(cli *);
+    } commands[] = {
+        {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"validate", cmd_validate},
+        {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
+        {"bench", cmd_bench},
+    };
+    int rc = -1;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (!strcmp(c.cmd, commands[i].name)) {
+            rc = commands[i].fn(&c);
+            break;
+        }
+    }
+    if (rc == -1) {
+        if (!strcmp(c.cmd, "version") || !strcmp(c.cmd, "--version")) {
+            printf("ratchet %s\n", RATCHET_VERSION);
+            rc = 0;
+        } else if (!strcmp(c.cmd, "help") || !strcmp(c.cmd, "--help") || !strcmp(c.cmd, "-h")) {
+            print_help();
+            rc = 0;
+        } else {
+            rc = usage_error(NULL, "unknown command \"%s\"", c.cmd);
+        }
+    }
+    rt_config_free(&c.cfg);
+    return rc;
+}

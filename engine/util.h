@@ -13,6 +13,7 @@
 /* Wall clock and monotonic clock in milliseconds. */
 int64_t rt_now_ms(void);
 int64_t rt_mono_ms(void);
+int64_t rt_mono_us(void);
 
 /* Formats unix milliseconds as RFC 3339 UTC ("2026-11-22T13:15:00.123Z"); buf >= 32. */
 void rt_time_format(int64_t ms, char *buf, size_t len);

@@ -87,17 +87,30 @@ typedef struct rt_workflow {
     size_t n_triggers;
     rt_step_def *steps;
     size_t n_steps;
-    /* Flow-control and approval blocks, validated for shape and kept as JSON: owned. */
+    /* Flow-control and approval blocks, validated for shape and kept as JSON: owned
+     * references that share structure with `definition` (read-only). Absent keys mean:
+     * concurrency.key/throttle.key/debounce.key/singleton.key: one global bucket;
+     * singleton.mode "skip"; throttle.burst: none; debounce.timeout: none;
+     * approval.timeout: none. approval.required_for and .approvers are always present. */
     json_t *concurrency, *throttle, *debounce, *singleton, *batch_events, *approval,
         *cancel_on, *on_failure;
     char *idempotency;
     json_t *definition;  /* owned: the whole definition as loaded */
-    char hash[65];       /* sha256 hex of the canonical definition (rt_json_canonical) */
+    char hash[65];       /* sha256 hex of the canonical definition (rt_json_canonical). A
+                          * definition read back from jsonb may hash differently (jsonb
+                          * rewrites 1e1 as 10): keep the hash that was pinned. */
 } rt_workflow;
 
+/* The defaults of DESIGN §3: 3 attempts, exponential, 1s delay, no cap, no jitter.
+ * A step's `retries` starts from its workflow's policy and overrides the keys it gives. */
+rt_retry_policy rt_retry_policy_default(void);
+
 /* Builds a workflow from a parsed definition (borrowed; the workflow keeps its own
- * reference). `file` (may be NULL) prefixes messages: "workflows/x.json: $.steps[1].uses:
- * unknown step type \"htp\" (known: transform, log, ...)". */
+ * reference, and `with`, `output` and the blocks share its structure, so it must not be
+ * changed afterwards). Deterministic: the same definition always gives the same result,
+ * which is how a pinned definition is rebuilt from the database. `file` (may be NULL)
+ * prefixes messages: "workflows/x.json: $.steps[1].uses: unknown step type \"htp\"
+ * (did you mean \"http\"? known: transform, log, ...)". */
 rt_status rt_workflow_from_json(json_t *def, const char *file, rt_workflow **out, rt_error *err);
 
 /* Parses text (syntax errors name line and column) and then calls rt_workflow_from_json. */
@@ -124,15 +137,27 @@ typedef void (*rt_workflow_error_fn)(void *arg, const char *file, const rt_error
 
 /* Loads every *.json in dir (sorted by name; a path to a single file also works).
  * Returns RT_OK even if some files were bad (see set->n_errors); an unreadable dir is an
- * error. */
+ * error. Files whose names start with "." are skipped. */
 rt_status rt_workflow_load_dir(const char *dir, rt_workflow_set **out, rt_workflow_error_fn on_error,
                                void *arg, rt_error *err);
 void rt_workflow_set_free(rt_workflow_set *set);
 rt_workflow *rt_workflow_set_find(const rt_workflow_set *set, const char *id);
 
-/* Does an event name match a trigger pattern ("a.b", "a.*", "a.>", "*", ">")? */
+/* Does an event name match a trigger pattern ("a.b", "a.*", "a.>", "*", ">")? `*` is
+ * exactly one token, `>` one or more trailing tokens; case-sensitive. */
 bool rt_event_name_matches(const char *pattern, const char *name);
 
+/* Event names are 1..255 bytes of dot-separated, non-empty tokens of letters, digits,
+ * '_', '-' and ':'. A pattern may also use `*` as a whole token and `>` as the whole
+ * last token. The message names what is wrong. */
+rt_status rt_event_name_check(const char *name, rt_error *err);
+rt_status rt_event_pattern_check(const char *pattern, rt_error *err);
+
+/* ^[a-z0-9][a-z0-9._-]{0,127}$ — workflow and step ids. */
+bool rt_workflow_id_valid(const char *id);
+
 const char *rt_priority_name(rt_priority p);
+const char *rt_backoff_name(rt_backoff b);
+const char *rt_catch_up_name(rt_catch_up c);
 
 #endif

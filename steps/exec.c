@@ -1,5 +1,1111 @@
-/* exec.c — placeholder. */
+/* exec.c — runs `command` (an argv list; a shell only when the workflow names one) in its
+ * own process group, with rlimits and an allow-listed environment. The run's context goes
+ * in on stdin; stdout comes back as the output: parsed JSON, null when empty, else the text
+ * as a JSON string (trailing newlines removed, invalid UTF-8 replaced by U+FFFD).
+ *
+ * Worker threads run this concurrently, so everything the forked child touches is
+ * prepared before fork(): between fork and exec the child calls async-signal-safe
+ * functions only (another thread may hold the malloc lock at the moment of the fork). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "expr.h"
 #include "step.h"
-static rt_status validate(json_t *with, rt_error *err) { (void)with; (void)err; return RT_OK; }
-static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res) { (void)ctx; (void)with; rt_step_fail(res, false, "exec: not implemented"); }
-const rt_step_type rt_step_exec = { .name = "exec", .validate = validate, .execute = execute };
+#include "util.h"
+
+#define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
+#define MAX_MAX_OUTPUT ((size_t)1 << 30)
+#define STDERR_KEEP 8192     /* bytes of stderr kept: enough for the tail we report */
+#define TAIL_LINES 20
+#define TAIL_BYTES 2048
+#define TICK_MS 100          /* the cancel flag is looked at least this often */
+#define TERM_GRACE_MS 2000   /* SIGTERM, then SIGKILL this much later */
+#define DRAIN_GRACE_MS 1000  /* after the command exits, how long a process that left the
+                              * group (setsid) may keep our pipes open before we stop reading */
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+enum stop_reason { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_OUTPUT_LIMIT };
+
+/* What the child reports on the status pipe when it cannot reach execve. */
+enum child_stage { STAGE_SETUP = 1, STAGE_RLIMIT, STAGE_CHDIR, STAGE_EXEC };
+struct child_report {
+    int stage;
+    int err;
+};
+
+struct opts {
+    json_t *command;         /* array of strings (rendered) */
+    const char *cwd;
+    json_t *env;             /* object or NULL */
+    json_t *env_allow;       /* array or NULL */
+    int64_t timeout_ms;      /* 0 = none */
+    const char *timeout_str;
+    bool has_cpu, has_mem, has_nofile;
+    rlim_t cpu, mem, nofile;
+    json_t *non_retriable;   /* array of ints or NULL */
+    bool send_context;
+    size_t max_output;
+};
+
+/* ---- validation, shared by load time (templates skipped) and run time ---------------- */
+
+static bool is_template(const json_t *v, bool rendered)
+{
+    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
+}
+
+static bool valid_env_name(const char *s)
+{
+    if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
+        return false;
+    for (s++; *s; s++) {
+        if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    }
+    return true;
+}
+
+/* RATCHET_* variables are the engine's own settings (database URL with its password) and
+ * its secrets (RATCHET_SECRET_*); a workflow passes a secret explicitly through `env`. */
+static bool engine_private_name(const char *s)
+{
+    return strncmp(s, "RATCHET_", 8) == 0;
+}
+
+/* "268435456", "256MB", "1GB", "512k": binary multiples, because that is what people
+ * mean when they size memory for a process. */
+static bool parse_size(const char *s, rlim_t *out)
+{
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return false;
+    unsigned long long n = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (n > (ULLONG_MAX - 9) / 10)
+            return false;
+        n = n * 10 + (unsigned)(*p++ - '0');
+    }
+    while (*p == ' ')
+        p++;
+    unsigned shift = 0;
+    switch (*p) {
+    case '\0': break;
+    case 'b': case 'B': if (p[1]) return false; break;
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: return false;
+    }
+    if (shift) {
+        p++;
+        if ((p[0] == 'i' || p[0] == 'I') && (p[1] == 'b' || p[1] == 'B') && !p[2])
+            ;
+        else if ((p[0] == 'b' || p[0] == 'B') && !p[1])
+            ;
+        else if (p[0])
+            return false;
+    }
+    if (n == 0 || n > (ULLONG_MAX >> shift))
+        return false;
+    *out = (rlim_t)(n << shift);
+    return true;
+}
+
+static rt_status positive_int(json_t *v, const char *what, long long max, long long *out,
+                              rt_error *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max)
+        return rt_error_set(err, RT_ERR_INVALID, "%s must be a positive integer (at most %lld)",
+                            what, max);
+    *out = json_integer_value(v);
+    return RT_OK;
+}
+
+static rt_status parse_rlimits(json_t *rl, bool rendered, struct opts *o, rt_error *err)
+{
+    if (!json_is_object(rl))
+        return rt_error_set(err, RT_ERR_INVALID, "exec \"rlimits\" must be an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(rl, key, v) {
+        long long n;
+        if (is_template(v, rendered))
+            continue;
+        if (strcmp(key, "cpu") == 0) {
+            if (positive_int(v, "exec \"rlimits.cpu\" (seconds)", 86400LL * 365, &n, err))
+                return err->code;
+            o->has_cpu = true;
+            o->cpu = (rlim_t)n;
+        } else if (strcmp(key, "memory") == 0) {
+            if (json_is_integer(v)) {
+                if (positive_int(v, "exec \"rlimits.memory\" (bytes)", LLONG_MAX, &n, err))
+                    return err->code;
+                o->mem = (rlim_t)n;
+            } else if (!json_is_string(v) || !parse_size(json_string_value(v), &o->mem)) {
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "exec \"rlimits.memory\" must be bytes (integer) or a size "
+                                    "like \"256MB\" or \"1GB\"");
+            }
+            o->has_mem = true;
+        } else if (strcmp(key, "nofile") == 0) {
+            if (positive_int(v, "exec \"rlimits.nofile\"", 1 << 20, &n, err))
+                return err->code;
+            o->has_nofile = true;
+            o->nofile = (rlim_t)n;
+        } else {
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "exec \"rlimits\" has unknown key \"%s\" (cpu, memory, nofile)", key);
+        }
+    }
+    return RT_OK;
+}
+
+/* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
+ * on trust; at run time every value is checked, because a template may render anything. */
+static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->send_context = true;
+    o->max_output = DEFAULT_MAX_OUTPUT;
+    if (!json_is_object(with))
+        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"with\" as an object");
+
+    const char *key;
+    json_t *v;
+    json_object_foreach(with, key, v) {
+        if (strcmp(key, "shell") == 0)
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "exec has no \"shell\" option: commands never go through a shell; "
+                                "write [\"sh\", \"-c\", \"...\"] in \"command\" to use one");
+        static const char *const known[] = {"command", "cwd", "env", "env_allow", "timeout",
+                                            "rlimits", "non_retriable_exit_codes", "stdin",
+                                            "max_output_bytes", NULL};
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (!known[i])
+            return rt_error_set(err, RT_ERR_INVALID, "exec has unknown key \"%s\"", key);
+    }
+
+    json_t *cmd = json_object_get(with, "command");
+    if (!cmd)
+        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"command\" (a list of strings)");
+    if (!is_template(cmd, rendered)) {
+        if (!json_is_array(cmd) || json_array_size(cmd) == 0)
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "exec \"command\" must be a non-empty list of strings");
+        size_t i;
+        json_array_foreach(cmd, i, v) {
+            if (!json_is_string(v))
+                return rt_error_set(err, RT_ERR_INVALID, "exec \"command[%zu]\" must be a string", i);
+        }
+        if (json_string_length(json_array_get(cmd, 0)) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"command[0]\" must not be empty");
+        o->command = cmd;
+    }
+
+    if ((v = json_object_get(with, "cwd")) && !is_template(v, rendered)) {
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
+        o->cwd = json_string_value(v);
+    }
+
+    if ((v = json_object_get(with, "env")) && !is_template(v, rendered)) {
+        if (!json_is_object(v))
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"env\" must be an object of NAME: value");
+        const char *name;
+        json_t *val;
+        json_object_foreach(v, name, val) {
+            if (!valid_env_name(name))
+                return rt_error_set(err, RT_ERR_INVALID, "exec \"env\": \"%s\" is not a valid variable name", name);
+            if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "exec \"env.%s\" must be a string, number or boolean", name);
+        }
+        o->env = v;
+    }
+
+    if ((v = json_object_get(with, "env_allow")) && !is_template(v, rendered)) {
+        if (!json_is_array(v))
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"env_allow\" must be a list of variable names");
+        size_t i;
+        json_t *name;
+        json_array_foreach(v, i, name) {
+            if (is_template(name, rendered))
+                continue;
+            if (!json_is_string(name) || !valid_env_name(json_string_value(name)))
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "exec \"env_allow[%zu]\" must be a variable name", i);
+            if (engine_private_name(json_string_value(name)))
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "exec \"env_allow\" may not copy %s: RATCHET_* variables hold the "
+                                    "engine's settings and secrets; pass a secret explicitly with "
+                                    "\"env\": {\"NAME\": \"${{ secrets.NAME }}\"}",
+                                    json_string_value(name));
+        }
+        o->env_allow = v;
+    }
+
+    if ((v = json_object_get(with, "timeout")) && !is_template(v, rendered)) {
+        if (!json_is_string(v))
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"timeout\" must be a duration string like \"30s\"");
+        if (rt_duration_parse(json_string_value(v), &o->timeout_ms, err) != RT_OK)
+            return rt_error_prefix(err, "exec \"timeout\"");
+        o->timeout_str = json_string_value(v);
+    }
+
+    if ((v = json_object_get(with, "rlimits")) && !is_template(v, rendered)) {
+        if (parse_rlimits(v, rendered, o, err) != RT_OK)
+            return err->code;
+    }
+
+    if ((v = json_object_get(with, "non_retriable_exit_codes")) && !is_template(v, rendered)) {
+        if (!json_is_array(v))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "exec \"non_retriable_exit_codes\" must be a list of integers 1-255");
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c) {
+            if (!json_is_integer(c) || json_integer_value(c) < 1 || json_integer_value(c) > 255)
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "exec \"non_retriable_exit_codes[%zu]\" must be an integer 1-255", i);
+        }
+        o->non_retriable = v;
+    }
+
+    if ((v = json_object_get(with, "stdin")) && !is_template(v, rendered)) {
+        const char *s = json_string_value(v);
+        if (!s || (strcmp(s, "context") != 0 && strcmp(s, "none") != 0))
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"stdin\" must be \"context\" or \"none\"");
+        o->send_context = strcmp(s, "context") == 0;
+    }
+
+    if ((v = json_object_get(with, "max_output_bytes")) && !is_template(v, rendered)) {
+        long long n;
+        if (positive_int(v, "exec \"max_output_bytes\"", (long long)MAX_MAX_OUTPUT, &n, err))
+            return err->code;
+        o->max_output = (size_t)n;
+    }
+    return RT_OK;
+}
+
+static rt_status validate(json_t *with, rt_error *err)
+{
+    struct opts o;
+    return parse_with(with, false, &o, err);
+}
+
+/* ---- small buffers ------------------------------------------------------------------ */
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static bool buf_append(struct buf *b, const char *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return false;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return true;
+}
+
+/* Keeps only the last STDERR_KEEP bytes: a chatty command's stderr must not grow without
+ * bound, and only the tail is ever reported. */
+static void tail_append(struct buf *b, const char *p, size_t n)
+{
+    if (n >= STDERR_KEEP) {
+        b->len = 0;
+        p += n - STDERR_KEEP;
+        n = STDERR_KEEP;
+    } else if (b->len + n > STDERR_KEEP) {
+        size_t drop = b->len + n - STDERR_KEEP;
+        memmove(b->data, b->data + drop, b->len - drop);
+        b->len -= drop;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+/* A copy of s[0..len) in which every invalid UTF-8 sequence becomes U+FFFD, because jansson
+ * (rightly) refuses invalid strings and a command may print anything. */
+static char *utf8_clean(const char *s, size_t len, size_t *out_len)
+{
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    size_t o = 0;
+    while (p < end) {
+        unsigned c = p[0];
+        size_t n = 0;
+        if (c < 0x80)
+            n = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 3;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 4;
+        bool ok = n > 0 && (size_t)(end - p) >= n;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        if (ok && n == 3) /* no overlongs, no surrogates */
+            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] > 0x9F);
+        if (ok && n == 4) /* no overlongs, nothing past U+10FFFF */
+            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] > 0x8F);
+        if (ok) {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static json_t *json_text(const char *s, size_t len)
+{
+    size_t n;
+    char *clean = utf8_clean(s, len, &n);
+    json_t *j = clean ? json_stringn(clean, n) : NULL;
+    free(clean);
+    return j;
+}
+
+/* The last TAIL_LINES lines / TAIL_BYTES bytes of stderr, as clean UTF-8 (malloc'd). */
+static char *stderr_tail(const struct buf *b)
+{
+    size_t end = b->len;
+    while (end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
+                       b->data[end - 1] == ' ' || b->data[end - 1] == '\t'))
+        end--;
+    size_t start = end, lines = 0;
+    while (start > 0 && end - start < TAIL_BYTES) {
+        if (b->data[start - 1] == '\n' && ++lines == TAIL_LINES)
+            break;
+        start--;
+    }
+    while (start < end && ((unsigned char)b->data[start] & 0xC0) == 0x80)
+        start++; /* do not begin in the middle of a UTF-8 sequence */
+    size_t n;
+    char *t = utf8_clean(b->data ? b->data + start : "", end - start, &n);
+    return t;
+}
+
+/* ---- the environment ----------------------------------------------------------------- */
+
+struct envlist {
+    char **v;
+    size_t n, cap;
+};
+
+/* Sets NAME=value, replacing an earlier entry of the same name. */
+static bool env_set(struct envlist *e, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    char *entry = malloc(nl + vl + 2);
+    if (!entry)
+        return false;
+    memcpy(entry, name, nl);
+    entry[nl] = '=';
+    memcpy(entry + nl + 1, value, vl + 1);
+    for (size_t i = 0; i < e->n; i++) {
+        if (strncmp(e->v[i], name, nl) == 0 && e->v[i][nl] == '=') {
+            free(e->v[i]);
+            e->v[i] = entry;
+            return true;
+        }
+    }
+    if (e->n + 2 > e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        char **v = realloc(e->v, cap * sizeof *v);
+        if (!v) {
+            free(entry);
+            return false;
+        }
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n++] = entry;
+    e->v[e->n] = NULL;
+    return true;
+}
+
+static const char *env_get(const struct envlist *e, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < e->n; i++) {
+        if (strncmp(e->v[i], name, nl) == 0 && e->v[i][nl] == '=')
+            return e->v[i] + nl + 1;
+    }
+    return NULL;
+}
+
+static void env_free(struct envlist *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i]);
+    free(e->v);
+}
+
+/* The child's whole environment: PATH, the allow-listed engine variables, `env`, and the
+ * run's identity. Never the engine's environment as such: it holds secrets. */
+static bool build_env(const struct opts *o, const rt_step_ctx *ctx, struct envlist *e)
+{
+    if (!env_set(e, "PATH", DEFAULT_PATH))
+        return false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(o->env_allow, i, v) {
+        const char *name = json_string_value(v);
+        const char *val = getenv(name);
+        if (val && !engine_private_name(name) && !env_set(e, name, val))
+            return false;
+    }
+    const char *name;
+    json_object_foreach(o->env, name, v) {
+        char num[64];
+        const char *val = num;
+        if (json_is_string(v))
+            val = json_string_value(v);
+        else if (json_is_integer(v))
+            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        else
+            val = json_is_true(v) ? "true" : "false";
+        if (!env_set(e, name, val))
+            return false;
+    }
+    char attempt[32];
+    snprintf(attempt, sizeof attempt, "%d", ctx->attempt);
+    return env_set(e, "RATCHET_RUN_ID", ctx->run_id ? ctx->run_id : "") &&
+           env_set(e, "RATCHET_STEP_KEY", ctx->step_key ? ctx->step_key : "") &&
+           env_set(e, "RATCHET_ATTEMPT", attempt);
+}
+
+/* Finds argv0 on the child's PATH before forking (execvp would search the engine's PATH,
+ * and must not allocate in the child). Returns a malloc'd path, or NULL when not found. */
+static char *find_program(const char *argv0, const char *path, const char *cwd)
+{
+    if (strchr(argv0, '/'))
+        return strdup(argv0);
+    const char *p = path ? path : DEFAULT_PATH;
+    while (*p) {
+        const char *colon = strchr(p, ':');
+        size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+        char *full = NULL;
+        const char *dir = dl ? p : ".";
+        int dlen = dl ? (int)dl : 1;
+        int r = (dir[0] != '/' && cwd)
+                    ? asprintf(&full, "%s/%.*s/%s", cwd, dlen, dir, argv0)
+                    : asprintf(&full, "%.*s/%s", dlen, dir, argv0);
+        if (r < 0)
+            return NULL;
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0)
+            return full;
+        free(full);
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    return NULL;
+}
+
+/* ---- the child ----------------------------------------------------------------------- */
+
+struct spawn_plan {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int stdin_fd, stdout_fd, stderr_fd, report_fd;
+    const struct opts *o;
+};
+
+/* Runs in the forked child: async-signal-safe calls only. Never returns. */
+static void child_run(const struct spawn_plan *p)
+{
+    struct child_report rep = {STAGE_SETUP, 0};
+
+    /* The engine may ignore or block signals (SIGPIPE, SIGTERM for its own handler thread);
+     * ignored dispositions and the mask survive execve, so give the command defaults. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int s = 1; s < NSIG; s++) {
+        if (s != SIGKILL && s != SIGSTOP)
+            sigaction(s, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (setpgid(0, 0) != 0)
+        goto fail;
+
+    /* Move everything above 2 first so that no dup2 below clobbers a source. */
+    int src[3] = {p->stdin_fd, p->stdout_fd, p->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            goto fail;
+    }
+    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 3);
+    if (report < 0)
+        goto fail;
+    for (int i = 0; i < 3; i++) {
+        if (dup2(src[i], i) < 0)
+            goto fail;
+    }
+    /* Close every other descriptor: the engine holds PostgreSQL and broker sockets that
+     * were not all opened close-on-exec. */
+    if ((report > 3 && close_range(3, (unsigned)report - 1, 0) != 0) ||
+        close_range((unsigned)report + 1, ~0U, 0) != 0) {
+        struct rlimit nf;
+        int max = getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur < 1048576 ? (int)nf.rlim_cur : 1048576;
+        for (int fd = 3; fd < max; fd++) {
+            if (fd != report)
+                close(fd);
+        }
+    }
+
+    rep.stage = STAGE_RLIMIT;
+    struct rlimit rl;
+    if (p->o->has_cpu) {
+        /* SIGXCPU at the limit, SIGKILL a second later if it is caught. */
+        rl.rlim_cur = p->o->cpu;
+        rl.rlim_max = p->o->cpu + 1;
+        if (setrlimit(RLIMIT_CPU, &rl) != 0)
+            goto fail_report;
+    }
+    if (p->o->has_mem) {
+        rl.rlim_cur = rl.rlim_max = p->o->mem;
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            goto fail_report;
+    }
+    if (p->o->has_nofile) {
+        rl.rlim_cur = rl.rlim_max = p->o->nofile;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            goto fail_report;
+    }
+    /* No core files: a step's memory may hold the secrets it was given. */
+    rl.rlim_cur = rl.rlim_max = 0;
+    setrlimit(RLIMIT_CORE, &rl);
+
+    rep.stage = STAGE_CHDIR;
+    if (p->cwd && chdir(p->cwd) != 0)
+        goto fail_report;
+
+    rep.stage = STAGE_EXEC;
+    execve(p->path, p->argv, p->envp);
+fail_report:
+    rep.err = errno;
+    if (write(report, &rep, sizeof rep) < 0)
+        _exit(127);
+    _exit(127);
+fail:
+    rep.err = errno;
+    if (write(p->report_fd, &rep, sizeof rep) < 0)
+        _exit(127);
+    _exit(127);
+}
+
+/* ---- the parent's side --------------------------------------------------------------- */
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
+    case SIGSYS: return "SIGSYS";
+    default: return NULL;
+    }
+}
+
+static void format_ms(int64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* The context sent on stdin. Secrets are never part of ctx->context. */
+static char *context_json(const rt_step_ctx *ctx, json_t *with, size_t *len)
+{
+    json_t *c = ctx->context;
+    json_t *doc = json_object();
+    if (!doc)
+        return NULL;
+    static const char *const roots[] = {"event", "steps", "run", NULL};
+    for (size_t i = 0; roots[i]; i++) {
+        json_t *v = json_object_get(c, roots[i]); /* borrowed; set() takes its own ref */
+        json_object_set(doc, roots[i], v ? v : json_null());
+    }
+    json_object_set(doc, "input", with ? with : json_null());
+    json_object_set_new(doc, "step_key", ctx->step_key ? json_string(ctx->step_key) : json_null());
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(doc);
+    if (s)
+        *len = strlen(s);
+    return s;
+}
+
+struct run {
+    pid_t pid;
+    int in_fd, out_fd, err_fd, pid_fd;
+    const char *in_data;
+    size_t in_len, in_off;
+    struct buf out;
+    struct buf err;
+    size_t max_output;
+    bool out_over;
+};
+
+/* Reads what is there; returns false at end of file or on error. */
+static bool drain(struct run *r, int fd, bool is_stdout)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n > 0) {
+            if (!is_stdout) {
+                tail_append(&r->err, chunk, (size_t)n);
+            } else if (!r->out_over) {
+                if (r->out.len + (size_t)n > r->max_output || !buf_append(&r->out, chunk, (size_t)n))
+                    r->out_over = true;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+static void feed_stdin(struct run *r)
+{
+    while (r->in_off < r->in_len) {
+        ssize_t n = write(r->in_fd, r->in_data + r->in_off, r->in_len - r->in_off);
+        if (n > 0) {
+            r->in_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break; /* EPIPE: the command does not read its stdin, which is its right */
+    }
+    close_fd(&r->in_fd); /* end of input */
+}
+
+static bool child_exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    /* WNOWAIT leaves the zombie in place: while it exists its pid (= our process group id)
+     * cannot be reused, so killpg() below can never hit someone else's group. */
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+        return si.si_pid == pid;
+    return errno == ECHILD; /* already reaped behind our back (SIGCHLD set to SIG_IGN) */
+}
+
+/* Supervises the running child until it has exited and its output is read. */
+static enum stop_reason supervise(struct run *r, const rt_step_ctx *ctx, int64_t deadline)
+{
+    enum stop_reason reason = STOP_NONE;
+    int64_t term_at = 0, exited_at = 0;
+    bool killed = false;
+    for (;;) {
+        int64_t now = rt_mono_ms();
+        if (!exited_at && child_exited(r->pid)) {
+            exited_at = now;
+            close_fd(&r->in_fd);
+            close_fd(&r->pid_fd);
+        }
+        if (exited_at && !killed) {
+            /* The command is done; whatever it left running in its group goes with it. */
+            killpg(r->pid, SIGKILL);
+            killed = true;
+        }
+        if (reason == STOP_NONE && !exited_at) {
+            if (ctx->cancelled && *ctx->cancelled)
+                reason = STOP_CANCEL;
+            else if (deadline && now >= deadline)
+                reason = STOP_TIMEOUT;
+            else if (r->out_over)
+                reason = STOP_OUTPUT_LIMIT;
+            if (reason != STOP_NONE) {
+                killpg(r->pid, SIGTERM);
+                term_at = now;
+            }
+        }
+        if (term_at && !killed && now >= term_at + TERM_GRACE_MS) {
+            killpg(r->pid, SIGKILL);
+            killed = true;
+        }
+        if (exited_at && ((r->out_fd < 0 && r->err_fd < 0) || now >= exited_at + DRAIN_GRACE_MS))
+            break;
+
+        struct pollfd pf[4];
+        int n = 0, i_out = -1, i_err = -1, i_in = -1;
+        if (r->out_fd >= 0) {
+            i_out = n;
+            pf[n++] = (struct pollfd){.fd = r->out_fd, .events = POLLIN};
+        }
+        if (r->err_fd >= 0) {
+            i_err = n;
+            pf[n++] = (struct pollfd){.fd = r->err_fd, .events = POLLIN};
+        }
+        if (r->in_fd >= 0) {
+            i_in = n;
+            pf[n++] = (struct pollfd){.fd = r->in_fd, .events = POLLOUT};
+        }
+        if (r->pid_fd >= 0)
+            pf[n++] = (struct pollfd){.fd = r->pid_fd, .events = POLLIN};
+
+        int64_t wait = TICK_MS;
+        if (!exited_at && r->pid_fd < 0 && r->out_fd < 0 && r->err_fd < 0)
+            wait = 10; /* no pidfd: nothing else tells us promptly that it exited */
+        if (deadline && reason == STOP_NONE && deadline - now < wait)
+            wait = deadline - now;
+        if (term_at && !killed && term_at + TERM_GRACE_MS - now < wait)
+            wait = term_at + TERM_GRACE_MS - now;
+        if (exited_at && exited_at + DRAIN_GRACE_MS - now < wait)
+            wait = exited_at + DRAIN_GRACE_MS - now;
+        if (wait < 0)
+            wait = 0;
+        if (poll(pf, (nfds_t)n, (int)wait) < 0) {
+            if (errno != EINTR)
+                break; /* cannot happen with valid fds; execute() then kills and reaps */
+            continue;
+        }
+        if (i_out >= 0 && pf[i_out].revents && !drain(r, r->out_fd, true))
+            close_fd(&r->out_fd);
+        if (i_err >= 0 && pf[i_err].revents && !drain(r, r->err_fd, false))
+            close_fd(&r->err_fd);
+        if (i_in >= 0 && pf[i_in].revents)
+            feed_stdin(r);
+    }
+    if (reason == STOP_NONE && r->out_over)
+        reason = STOP_OUTPUT_LIMIT; /* it finished, but we did not keep all it said */
+    return reason;
+}
+
+static json_t *parse_stdout(const struct buf *b)
+{
+    size_t len = b->len;
+    size_t first = 0;
+    while (first < len && strchr(" \t\r\n", b->data[first]))
+        first++;
+    if (first == len)
+        return json_null();
+    json_t *j = json_loadb(b->data, len, JSON_DECODE_ANY, NULL);
+    if (j)
+        return j;
+    while (len > 0 && (b->data[len - 1] == '\n' || b->data[len - 1] == '\r'))
+        len--; /* as $(...) does: `echo hi` gives "hi" */
+    return json_text(b->data, len);
+}
+
+static bool code_listed(json_t *codes, int code)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(codes, i, c) {
+        if (json_integer_value(c) == code)
+            return true;
+    }
+    return false;
+}
+
+static void report_outcome(const struct opts *o, struct run *r, enum stop_reason reason,
+                           int status, int64_t elapsed, bool deadline_from_with,
+                           rt_step_result *res)
+{
+    char *tail = stderr_tail(&r->err);
+    const char *t = tail ? tail : "";
+    const char *sep = *t ? ": " : "";
+    char dur[32];
+    switch (reason) {
+    case STOP_CANCEL:
+        rt_step_fail(res, true, "exec: cancelled");
+        res->error_detail = json_pack("{s:s}", "stderr", t);
+        break;
+    case STOP_TIMEOUT:
+        if (deadline_from_with) {
+            rt_step_fail(res, true, "exec: timed out after %s", o->timeout_str);
+        } else {
+            format_ms(elapsed, dur, sizeof dur);
+            rt_step_fail(res, true, "exec: timed out after %s (step deadline)", dur);
+        }
+        res->error_detail = json_pack("{s:I,s:s}", "elapsed_ms", (json_int_t)elapsed, "stderr", t);
+        break;
+    case STOP_OUTPUT_LIMIT:
+        rt_step_fail(res, false, "exec: stdout exceeded max_output_bytes (%zu)", o->max_output);
+        res->error_detail = json_pack("{s:I,s:s}", "max_output_bytes", (json_int_t)o->max_output,
+                                      "stderr", t);
+        break;
+    case STOP_NONE:
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            res->outcome = RT_STEP_OK;
+            res->output = parse_stdout(&r->out);
+            if (!res->output)
+                rt_step_fail(res, true, "exec: out of memory reading stdout");
+        } else if (WIFEXITED(status)) {
+            int code = WEXITSTATUS(status);
+            rt_step_fail(res, !code_listed(o->non_retriable, code), "exec: exit code %d%s%s", code, sep, t);
+            res->error_detail = json_pack("{s:i,s:s}", "exit_code", code, "stderr", t);
+        } else if (WIFSIGNALED(status)) {
+            int sig = WTERMSIG(status);
+            char num[16];
+            const char *name = signal_name(sig);
+            if (!name) {
+                snprintf(num, sizeof num, "signal %d", sig);
+                name = num;
+            }
+            rt_step_fail(res, true, "exec: killed by %s%s%s%s", name,
+                         sig == SIGXCPU ? " (cpu rlimit reached)" : "", sep, t);
+            res->error_detail = json_pack("{s:s,s:s}", "signal", name, "stderr", t);
+        } else {
+            rt_step_fail(res, true, "exec: ended with unexpected status %d", status);
+        }
+        break;
+    }
+    free(tail);
+}
+
+static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
+{
+    struct opts o;
+    rt_error err;
+    if (parse_with(with, true, &o, &err) != RT_OK) {
+        rt_step_fail(res, false, "%s", err.msg);
+        return;
+    }
+
+    int64_t start = rt_mono_ms();
+    int64_t deadline = o.timeout_ms ? start + o.timeout_ms : 0;
+    bool deadline_from_with = deadline != 0;
+    if (ctx->deadline_mono_ms && (!deadline || ctx->deadline_mono_ms < deadline)) {
+        deadline = ctx->deadline_mono_ms;
+        deadline_from_with = false;
+    }
+
+    struct envlist env = {0};
+    size_t argc = json_array_size(o.command);
+    char **argv = calloc(argc + 1, sizeof *argv);
+    char *path = NULL, *input = NULL;
+    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1};
+    struct run r = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pid_fd = -1,
+                    .max_output = o.max_output};
+    r.err.data = malloc(STDERR_KEEP);
+    r.err.cap = STDERR_KEEP;
+
+    /* SIGPIPE from writing to a command that closed its stdin is directed at this thread;
+     * block it here (as libpq does) and swallow it afterwards, so the engine never dies of it. */
+    sigset_t pipe_set, old_mask, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+    sigpending(&pending);
+    bool pipe_was_pending = sigismember(&pending, SIGPIPE);
+
+    if (!argv || !r.err.data || !build_env(&o, ctx, &env)) {
+        rt_step_fail(res, true, "exec: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < argc; i++)
+        argv[i] = (char *)json_string_value(json_array_get(o.command, i)); /* borrowed from with */
+
+    path = find_program(argv[0], env_get(&env, "PATH"), o.cwd);
+    if (!path) {
+        rt_step_fail(res, false, "exec: command not found: \"%s\" (PATH=%s)", argv[0],
+                     env_get(&env, "PATH"));
+        goto done;
+    }
+    if (deadline && rt_mono_ms() >= deadline) {
+        rt_step_fail(res, true, "exec: timed out before the command started");
+        goto done;
+    }
+
+    if (o.send_context) {
+        input = context_json(ctx, with, &r.in_len);
+        if (!input) {
+            rt_step_fail(res, true, "exec: out of memory");
+            goto done;
+        }
+        r.in_data = input;
+        if (pipe2(in_pipe, O_CLOEXEC) != 0)
+            goto pipe_fail;
+    } else if ((in_pipe[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        goto pipe_fail;
+    }
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
+        pipe2(rep_pipe, O_CLOEXEC) != 0)
+        goto pipe_fail;
+
+    struct spawn_plan plan = {.path = path, .argv = argv, .envp = env.v, .cwd = o.cwd,
+                              .stdin_fd = in_pipe[0], .stdout_fd = out_pipe[1],
+                              .stderr_fd = err_pipe[1], .report_fd = rep_pipe[1], .o = &o};
+    r.pid = fork();
+    if (r.pid < 0) {
+        rt_step_fail(res, true, "exec: cannot start a process: %s", strerror(errno));
+        goto done;
+    }
+    if (r.pid == 0)
+        child_run(&plan);
+
+    /* Also from this side, so that a kill below cannot precede the child's own setpgid. */
+    setpgid(r.pid, r.pid);
+    close_fd(&in_pipe[0]);
+    close_fd(&out_pipe[1]);
+    close_fd(&err_pipe[1]);
+    close_fd(&rep_pipe[1]);
+
+    struct child_report rep;
+    ssize_t got;
+    do
+        got = read(rep_pipe[0], &rep, sizeof rep);
+    while (got < 0 && errno == EINTR);
+    close_fd(&rep_pipe[0]);
+    if (got == (ssize_t)sizeof rep) {
+        int st;
+        while (waitpid(r.pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        r.pid = -1;
+        bool transient = rep.err == EAGAIN || rep.err == ENOMEM || rep.err == ETXTBSY;
+        switch (rep.stage) {
+        case STAGE_CHDIR:
+            rt_step_fail(res, false, "exec: cannot change to cwd \"%s\": %s", o.cwd, strerror(rep.err));
+            break;
+        case STAGE_RLIMIT:
+            rt_step_fail(res, false, "exec: cannot set rlimits: %s", strerror(rep.err));
+            break;
+        case STAGE_EXEC:
+            rt_step_fail(res, transient, "exec: cannot run \"%s\": %s", path, strerror(rep.err));
+            break;
+        default:
+            rt_step_fail(res, true, "exec: cannot set up the child process: %s", strerror(rep.err));
+            break;
+        }
+        goto done;
+    }
+
+    r.in_fd = in_pipe[1];
+    in_pipe[1] = -1;
+    r.out_fd = out_pipe[0];
+    out_pipe[0] = -1;
+    r.err_fd = err_pipe[0];
+    err_pipe[0] = -1;
+    if (r.in_fd >= 0)
+        set_nonblock(r.in_fd);
+    set_nonblock(r.out_fd);
+    set_nonblock(r.err_fd);
+    r.pid_fd = pidfd_open(r.pid, 0); /* -1 on old kernels: supervise() then polls faster */
+
+    enum stop_reason reason = supervise(&r, ctx, deadline);
+    int status = 0;
+    /* If supervise() gave up early (poll failed), make sure the group dies before we wait. */
+    if (!child_exited(r.pid))
+        killpg(r.pid, SIGKILL);
+    pid_t got_pid;
+    while ((got_pid = waitpid(r.pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    r.pid = -1;
+    if (got_pid < 0 && reason == STOP_NONE)
+        rt_step_fail(res, true, "exec: the command's exit status was lost (is SIGCHLD ignored?)");
+    else
+        report_outcome(&o, &r, reason, status, rt_mono_ms() - start, deadline_from_with, res);
+    goto done;
+
+pipe_fail:
+    rt_step_fail(res, true, "exec: cannot create pipes: %s", strerror(errno));
+done:
+    close_fd(&r.in_fd);
+    close_fd(&r.out_fd);
+    close_fd(&r.err_fd);
+    close_fd(&r.pid_fd);
+    for (int i = 0; i < 2; i++) {
+        close_fd(&in_pipe[i]);
+        close_fd(&out_pipe[i]);
+        close_fd(&err_pipe[i]);
+        close_fd(&rep_pipe[i]);
+    }
+    sigpending(&pending);
+    if (!pipe_was_pending && sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    free(r.out.data);
+    free(r.err.data);
+    free(input);
+    free(path);
+    free(argv);
+    env_free(&env);
+}
+
+const rt_step_type rt_step_exec = {.name = "exec", .validate = validate, .execute = execute};

@@ -1,5 +1,728 @@
-/* http.c — placeholder. */
+/* http.c — one HTTP(S) request per execution, through libcurl: 2xx succeeds; 408, 429,
+ * 5xx, timeouts and connection errors are worth retrying; other statuses fail for good.
+ * Sends Idempotency-Key: <run_id:step_id> and, when asked, an HMAC-SHA256 body signature.
+ *
+ * Header values and the URL may carry credentials, so neither ever goes into an error
+ * message; curl's own error text names at most the host. */
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "expr.h"
 #include "step.h"
-static rt_status validate(json_t *with, rt_error *err) { (void)with; (void)err; return RT_OK; }
-static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res) { (void)ctx; (void)with; rt_step_fail(res, false, "http: not implemented"); }
-const rt_step_type rt_step_http = { .name = "http", .validate = validate, .execute = execute };
+#include "util.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_MAX_RESPONSE ((size_t)16 << 20)
+#define MAX_MAX_RESPONSE ((size_t)1 << 30)
+#define EXCERPT_BYTES 512
+#define MAX_REDIRECTS 10
+#define DEFAULT_HMAC_HEADER "X-Ratchet-Signature"
+
+struct opts {
+    char method[8];
+    const char *url;
+    json_t *headers;       /* object or NULL */
+    json_t *body;          /* any JSON or NULL (absent) */
+    int64_t timeout_ms;
+    const char *timeout_str;
+    const char *hmac_secret; /* NULL: no signature */
+    size_t hmac_secret_len;
+    const char *hmac_header;
+    bool follow_redirects;
+    size_t max_response;
+};
+
+/* ---- validation, shared by load time (templates skipped) and run time ---------------- */
+
+static bool is_template(const json_t *v, bool rendered)
+{
+    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
+}
+
+static bool valid_header_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return true;
+}
+
+static bool valid_header_value(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return false;
+    }
+    return true;
+}
+
+/* http and https only: curl speaks many protocols (file://, gopher://, ...) that a
+ * workflow has no business reaching. */
+static rt_status check_url(const char *url, rt_error *err)
+{
+    CURLU *u = curl_url();
+    if (!u)
+        return rt_error_set(err, RT_ERR_NOMEM, "http: out of memory");
+    char *scheme = NULL, *host = NULL;
+    rt_status st = RT_OK;
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
+        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" is not a valid absolute URL");
+    else if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)
+        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" must use http or https, not %s", scheme);
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" has no host");
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return st;
+}
+
+static rt_status parse_hmac(json_t *h, bool rendered, struct opts *o, rt_error *err)
+{
+    if (!json_is_object(h))
+        return rt_error_set(err, RT_ERR_INVALID, "http \"hmac\" must be an object {secret, header, algorithm}");
+    const char *key;
+    json_t *v;
+    json_object_foreach(h, key, v) {
+        if (strcmp(key, "secret") != 0 && strcmp(key, "header") != 0 && strcmp(key, "algorithm") != 0)
+            return rt_error_set(err, RT_ERR_INVALID, "http \"hmac\" has unknown key \"%s\"", key);
+    }
+    json_t *secret = json_object_get(h, "secret");
+    if (!secret)
+        return rt_error_set(err, RT_ERR_INVALID, "http \"hmac\" needs \"secret\"");
+    if (!is_template(secret, rendered)) {
+        if (!json_is_string(secret) || json_string_length(secret) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.secret\" must be a non-empty string");
+        o->hmac_secret = json_string_value(secret);
+        o->hmac_secret_len = json_string_length(secret);
+    }
+    o->hmac_header = DEFAULT_HMAC_HEADER;
+    if ((v = json_object_get(h, "header")) && !is_template(v, rendered)) {
+        if (!json_is_string(v) || !valid_header_name(json_string_value(v)))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.header\" must be a header name");
+        o->hmac_header = json_string_value(v);
+    }
+    if ((v = json_object_get(h, "algorithm")) && !is_template(v, rendered)) {
+        if (!json_is_string(v) || strcasecmp(json_string_value(v), "sha256") != 0)
+            return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.algorithm\" must be \"sha256\"");
+    }
+    return RT_OK;
+}
+
+/* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
+ * on trust; at run time every value is checked, because a template may render anything. */
+static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->method, "GET");
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    o->max_response = DEFAULT_MAX_RESPONSE;
+    if (!json_is_object(with))
+        return rt_error_set(err, RT_ERR_INVALID, "http needs \"with\" as an object");
+
+    const char *key;
+    json_t *v;
+    json_object_foreach(with, key, v) {
+        static const char *const known[] = {"method", "url", "headers", "body", "timeout", "hmac",
+                                            "follow_redirects", "max_response_bytes", NULL};
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (!known[i])
+            return rt_error_set(err, RT_ERR_INVALID, "http has unknown key \"%s\"", key);
+    }
+
+    if ((v = json_object_get(with, "method")) && !is_template(v, rendered)) {
+        static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
+        const char *m = json_string_value(v);
+        size_t i = 0;
+        while (m && methods[i] && strcasecmp(methods[i], m) != 0)
+            i++;
+        if (!m || !methods[i])
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "http \"method\" must be GET, POST, PUT, PATCH, DELETE or HEAD");
+        strcpy(o->method, methods[i]);
+    }
+
+    v = json_object_get(with, "url");
+    if (!v)
+        return rt_error_set(err, RT_ERR_INVALID, "http needs \"url\"");
+    if (!is_template(v, rendered)) {
+        if (!json_is_string(v))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"url\" must be a string");
+        if (check_url(json_string_value(v), err) != RT_OK)
+            return err->code;
+        o->url = json_string_value(v);
+    }
+
+    if ((v = json_object_get(with, "headers")) && !is_template(v, rendered)) {
+        if (!json_is_object(v))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
+        const char *name;
+        json_t *val;
+        json_object_foreach(v, name, val) {
+            if (!valid_header_name(name))
+                return rt_error_set(err, RT_ERR_INVALID, "http \"headers\": \"%s\" is not a valid header name", name);
+            if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "http header \"%s\" must be a string, number or boolean", name);
+            /* The value itself is never quoted back: it may be a credential. */
+            if (json_is_string(val) && !is_template(val, rendered) &&
+                !valid_header_value(json_string_value(val), json_string_length(val)))
+                return rt_error_set(err, RT_ERR_INVALID,
+                                    "http header \"%s\" has a line break or NUL in its value", name);
+        }
+        o->headers = v;
+    }
+
+    o->body = json_object_get(with, "body");
+    if (json_is_null(o->body))
+        o->body = NULL;
+
+    if ((v = json_object_get(with, "timeout")) && !is_template(v, rendered)) {
+        if (!json_is_string(v))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"timeout\" must be a duration string like \"30s\"");
+        if (rt_duration_parse(json_string_value(v), &o->timeout_ms, err) != RT_OK)
+            return rt_error_prefix(err, "http \"timeout\"");
+        o->timeout_str = json_string_value(v);
+    }
+
+    if ((v = json_object_get(with, "hmac")) && !is_template(v, rendered)) {
+        if (parse_hmac(v, rendered, o, err) != RT_OK)
+            return err->code;
+    }
+
+    if ((v = json_object_get(with, "follow_redirects")) && !is_template(v, rendered)) {
+        if (!json_is_boolean(v))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"follow_redirects\" must be true or false");
+        o->follow_redirects = json_is_true(v);
+    }
+
+    if ((v = json_object_get(with, "max_response_bytes")) && !is_template(v, rendered)) {
+        if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+            (size_t)json_integer_value(v) > MAX_MAX_RESPONSE)
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "http \"max_response_bytes\" must be a positive integer (at most %zu)",
+                                MAX_MAX_RESPONSE);
+        o->max_response = (size_t)json_integer_value(v);
+    }
+    return RT_OK;
+}
+
+static rt_status validate(json_t *with, rt_error *err)
+{
+    struct opts o;
+    return parse_with(with, false, &o, err);
+}
+
+/* ---- the transfer -------------------------------------------------------------------- */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct transfer {
+    char *body;
+    size_t len, cap, max;
+    bool over_limit;
+    json_t *headers;       /* lowercased name -> value, of the last response */
+    char reason[64];       /* the status line's reason phrase (HTTP/1.x only) */
+    volatile sig_atomic_t *cancelled;
+    bool was_cancelled;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct transfer *t = ud;
+    size_t len = size * n;
+    if (t->len + len > t->max) {
+        t->over_limit = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 16384;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *b = realloc(t->body, cap);
+        if (!b)
+            return 0;
+        t->body = b;
+        t->cap = cap;
+    }
+    memcpy(t->body + t->len, p, len);
+    t->len += len;
+    return len;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t' || (*s)[*len - 1] == '\r' ||
+                    (*s)[*len - 1] == '\n'))
+        (*len)--;
+}
+
+/* A copy of s[0..len) in which every invalid UTF-8 sequence becomes U+FFFD, because jansson
+ * refuses invalid strings and a server may send anything. */
+static char *utf8_clean(const char *s, size_t len, size_t *out_len)
+{
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    size_t o = 0;
+    while (p < end) {
+        unsigned c = p[0];
+        size_t n = 0;
+        if (c < 0x80)
+            n = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 3;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 4;
+        bool ok = n > 0 && (size_t)(end - p) >= n;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        if (ok && n == 3) /* no overlongs, no surrogates */
+            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] > 0x9F);
+        if (ok && n == 4) /* no overlongs, nothing past U+10FFFF */
+            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] > 0x8F);
+        if (ok) {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static json_t *json_text(const char *s, size_t len)
+{
+    size_t n;
+    char *clean = utf8_clean(s, len, &n);
+    json_t *j = clean ? json_stringn(clean, n) : NULL;
+    free(clean);
+    return j;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct transfer *t = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* A new response (after a redirect or a 100 Continue): forget the last one. */
+        json_object_clear(t->headers);
+        t->reason[0] = '\0';
+        const char *sp = memchr(p, ' ', len);
+        const char *sp2 = sp ? memchr(sp + 1, ' ', len - (size_t)(sp + 1 - p)) : NULL;
+        if (sp2) {
+            const char *r = sp2 + 1;
+            size_t rl = len - (size_t)(r - p);
+            trim(&r, &rl);
+            snprintf(t->reason, sizeof t->reason, "%.*s", (int)rl, r);
+        }
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon || colon == p)
+        return len; /* the blank line that ends the headers, or junk */
+    size_t nl = (size_t)(colon - p);
+    char name[256];
+    if (nl >= sizeof name)
+        return len;
+    for (size_t i = 0; i < nl; i++)
+        name[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+    name[nl] = '\0';
+    const char *val = colon + 1;
+    size_t vl = len - nl - 1;
+    trim(&val, &vl);
+    json_t *old = json_object_get(t->headers, name);
+    if (json_is_string(old)) {
+        /* Repeated headers are combined as RFC 9110 §5.3 allows. */
+        size_t ol = json_string_length(old);
+        char *joined = malloc(ol + 2 + vl);
+        if (joined) {
+            memcpy(joined, json_string_value(old), ol);
+            memcpy(joined + ol, ", ", 2);
+            memcpy(joined + ol + 2, val, vl);
+            json_t *j = json_text(joined, ol + 2 + vl);
+            if (j)
+                json_object_set_new(t->headers, name, j);
+            free(joined);
+        }
+    } else {
+        json_t *j = json_text(val, vl);
+        if (j)
+            json_object_set_new(t->headers, name, j);
+    }
+    return len;
+}
+
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    struct transfer *t = ud;
+    if (t->cancelled && *t->cancelled) {
+        t->was_cancelled = true;
+        return 1; /* aborts with CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
+static const char *reason_phrase(long status)
+{
+    switch (status) {
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+    }
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    size_t len = strcspn(ct, ";");
+    while (len && (ct[len - 1] == ' ' || ct[len - 1] == '\t'))
+        len--;
+    if (len == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    return len > 5 && strncasecmp(ct + len - 5, "+json", 5) == 0; /* application/problem+json */
+}
+
+/* Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+static int64_t retry_after_ms(const char *v)
+{
+    if (!v || !*v)
+        return 0;
+    char *end;
+    long long secs = strtoll(v, &end, 10);
+    if (end != v && *end == '\0' && secs >= 0)
+        return secs > INT64_MAX / 1000 ? INT64_MAX : secs * 1000;
+    time_t at = curl_getdate(v, NULL);
+    time_t now = time(NULL);
+    return at > now ? (int64_t)(at - now) * 1000 : 0;
+}
+
+static void format_ms(int64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+static bool user_header_set(const json_t *headers, const char *name)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)headers, k, v) {
+        if (strcasecmp(k, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Appends "Name: value" (curl's "Name;" for an empty value). */
+static bool add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    char *line = NULL;
+    int r = *value ? asprintf(&line, "%s: %s", name, value) : asprintf(&line, "%s;", name);
+    if (r < 0)
+        return false;
+    struct curl_slist *l = curl_slist_append(*list, line);
+    free(line);
+    if (!l)
+        return false;
+    *list = l;
+    return true;
+}
+
+static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const char *body,
+                          size_t body_len, bool body_is_json, struct curl_slist **list)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(o->headers, name, v) {
+        if (o->hmac_secret && strcasecmp(name, o->hmac_header) == 0)
+            continue; /* the signature we compute takes the header's place */
+        char num[64];
+        const char *val = num;
+        if (json_is_string(v))
+            val = json_string_value(v);
+        else if (json_is_integer(v))
+            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        else
+            val = json_is_true(v) ? "true" : "false";
+        if (!add_header(list, name, val))
+            return false;
+    }
+    bool has_ct = user_header_set(o->headers, "Content-Type");
+    if (body && !has_ct &&
+        !add_header(list, "Content-Type", body_is_json ? "application/json" : "text/plain; charset=utf-8"))
+        return false;
+    /* Without a body curl would still announce a form; say nothing instead. */
+    if (!body && !has_ct) {
+        struct curl_slist *l = curl_slist_append(*list, "Content-Type:");
+        if (!l)
+            return false;
+        *list = l;
+    }
+    if (ctx->step_key && !user_header_set(o->headers, "Idempotency-Key") &&
+        !add_header(list, "Idempotency-Key", ctx->step_key))
+        return false;
+    if (o->hmac_secret) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mac_len = 0;
+        if (!HMAC(EVP_sha256(), o->hmac_secret, (int)o->hmac_secret_len,
+                  (const unsigned char *)(body ? body : ""), body_len, mac, &mac_len))
+            return false;
+        char sig[7 + 2 * EVP_MAX_MD_SIZE + 1] = "sha256=";
+        for (unsigned i = 0; i < mac_len; i++)
+            snprintf(sig + 7 + 2 * i, 3, "%02x", mac[i]);
+        if (!add_header(list, o->hmac_header, sig))
+            return false;
+    }
+    /* No "Expect: 100-continue" round trip: many servers ignore it and it costs a second. */
+    struct curl_slist *l = curl_slist_append(*list, "Expect:");
+    if (!l)
+        return false;
+    *list = l;
+    return true;
+}
+
+static json_t *parse_body(const struct transfer *t)
+{
+    if (t->len == 0)
+        return json_null();
+    json_t *ct = json_object_get(t->headers, "content-type");
+    if (is_json_type(json_string_value(ct))) {
+        json_t *j = json_loadb(t->body, t->len, JSON_DECODE_ANY, NULL);
+        if (j)
+            return j;
+    }
+    return json_text(t->body, t->len);
+}
+
+static json_t *body_excerpt(const struct transfer *t)
+{
+    size_t n = t->len < EXCERPT_BYTES ? t->len : EXCERPT_BYTES;
+    while (n < t->len && n > 0 && ((unsigned char)t->body[n] & 0xC0) == 0x80)
+        n--; /* end on a character boundary */
+    return json_text(t->body ? t->body : "", n);
+}
+
+static bool retriable_curl_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_TOO_MANY_REDIRECTS:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_FILESIZE_EXCEEDED:
+    case CURLE_REMOTE_ACCESS_DENIED:
+        return false;
+    default:
+        return true; /* connection, DNS, TLS handshake, resets: another attempt may get through */
+    }
+}
+
+static void classify_response(long status, struct transfer *t, json_t *output, rt_step_result *res)
+{
+    if ((status >= 200 && status < 300) || status == 304) {
+        res->outcome = RT_STEP_OK;
+        res->output = json_incref(output);
+        return;
+    }
+    bool retriable = status >= 500 || status == 408 || status == 429;
+    json_t *excerpt = body_excerpt(t);
+    const char *reason = t->reason[0] ? t->reason : reason_phrase(status);
+    const char *ex = json_string_value(excerpt) ? json_string_value(excerpt) : "";
+    rt_step_fail(res, retriable, "http: HTTP %ld%s%s%s%s%s", status, *reason ? " " : "", reason,
+                 *ex ? ": " : "", ex,
+                 status >= 300 && status < 400 ? " (follow_redirects is off)" : "");
+    res->error_detail = json_pack("{s:i,s:o*}", "status", (int)status, "body", excerpt);
+    if (status == 429 || status == 503)
+        res->retry_after_ms = retry_after_ms(json_string_value(json_object_get(t->headers, "retry-after")));
+}
+
+static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
+{
+    struct opts o;
+    rt_error err;
+    if (parse_with(with, true, &o, &err) != RT_OK) {
+        rt_step_fail(res, false, "%s", err.msg);
+        return;
+    }
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        rt_step_fail(res, true, "http: libcurl failed to initialise: %s", curl_easy_strerror(curl_init_rc));
+        return;
+    }
+
+    int64_t timeout = o.timeout_ms;
+    bool timeout_from_deadline = false;
+    if (ctx->deadline_mono_ms) {
+        int64_t left = ctx->deadline_mono_ms - rt_mono_ms();
+        if (left <= 0) {
+            rt_step_fail(res, true, "http: timed out before the request was sent (step deadline)");
+            return;
+        }
+        if (left < timeout) {
+            timeout = left;
+            timeout_from_deadline = true;
+        }
+    }
+
+    /* Objects, arrays, numbers and booleans go as JSON; a string goes as it is. */
+    char *body_owned = NULL;
+    const char *body = NULL;
+    size_t body_len = 0;
+    bool body_is_json = false;
+    if (json_is_string(o.body)) {
+        body = json_string_value(o.body);
+        body_len = json_string_length(o.body);
+    } else if (o.body) {
+        body = body_owned = json_dumps(o.body, JSON_COMPACT | JSON_ENCODE_ANY);
+        body_len = body ? strlen(body) : 0;
+        body_is_json = true;
+    }
+
+    struct transfer t = {.max = o.max_response, .headers = json_object(), .cancelled = ctx->cancelled};
+    struct curl_slist *hdrs = NULL;
+    CURL *h = curl_easy_init();
+    char errbuf[CURL_ERROR_SIZE] = "";
+    json_t *output = NULL;
+    if (!h || !t.headers || (o.body && !body) ||
+        !build_headers(&o, ctx, body, body_len, body_is_json, &hdrs)) {
+        rt_step_fail(res, true, "http: out of memory preparing the request");
+        goto done;
+    }
+
+    curl_easy_setopt(h, CURLOPT_URL, o.url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM: we run on worker threads */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, o.follow_redirects ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ratchet/" RATCHET_VERSION);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o.max_response);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+
+    bool sends_body = body || strcmp(o.method, "POST") == 0 || strcmp(o.method, "PUT") == 0 ||
+                      strcmp(o.method, "PATCH") == 0;
+    if (strcmp(o.method, "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else if (strcmp(o.method, "POST") == 0)
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+    else if (strcmp(o.method, "GET") != 0 || body)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o.method);
+    if (sends_body && strcmp(o.method, "HEAD") != 0) {
+        /* POST/PUT/PATCH without a body still say Content-Length: 0. */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        char dur[32];
+        if (t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
+            rt_step_fail(res, true, "http: cancelled");
+        } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+            format_ms(timeout, dur, sizeof dur);
+            rt_step_fail(res, true, "http: timed out after %s%s",
+                         timeout_from_deadline || !o.timeout_str ? dur : o.timeout_str,
+                         timeout_from_deadline ? " (step deadline)" : "");
+        } else if (t.over_limit || rc == CURLE_FILESIZE_EXCEEDED) {
+            rt_step_fail(res, false, "http: response body exceeded max_response_bytes (%zu)", o.max_response);
+        } else {
+            rt_step_fail(res, retriable_curl_error(rc), "http: %s%s%s", curl_easy_strerror(rc),
+                         errbuf[0] ? ": " : "", errbuf);
+        }
+        res->error_detail = json_pack("{s:i,s:s}", "curl_code", (int)rc, "curl_error", curl_easy_strerror(rc));
+        goto done;
+    }
+
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    output = json_pack("{s:i,s:O,s:o*}", "status", (int)status, "headers", t.headers, "body",
+                       parse_body(&t));
+    if (!output) {
+        rt_step_fail(res, true, "http: out of memory reading the response");
+        goto done;
+    }
+    classify_response(status, &t, output, res);
+
+done:
+    json_decref(output);
+    json_decref(t.headers);
+    free(t.body);
+    curl_slist_free_all(hdrs);
+    if (h)
+        curl_easy_cleanup(h);
+    free(body_owned);
+}
+
+const rt_step_type rt_step_http = {.name = "http", .validate = validate, .execute = execute};

@@ -33,4 +33,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     res->output = json_null();
 }
 
-const rt_step_type rt_step_log = {.name = "log", .inline_ok = true, .validate = validate, .execute = execute};
+const rt_step_type rt_step_log = {.name = "log", .inline_ok = true, .quick = true, .validate = validate, .execute = execute};

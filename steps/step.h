@@ -52,6 +52,10 @@ typedef struct rt_step_type {
     /* In-process, fast and side-effect free on the outside world (transform, log): the
      * executor may chain several of them in one claim and commit. */
     bool inline_ok;
+    /* Returns at once without waiting on the outside world (transform, log, sleep, which
+     * only records a wake-up). Steps that are not quick (exec, http, sql) are claimed one
+     * at a time so a slow one never holds a batch of quick ones back. */
+    bool quick;
     /* Checks the raw `with` of a workflow file at load time. Values may still hold
      * ${{ }} templates, which are checked elsewhere; validate only what is fixed. */
     rt_status (*validate)(json_t *with, rt_error *err);

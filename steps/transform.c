@@ -15,4 +15,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 }
 
 const rt_step_type rt_step_transform = {
-    .name = "transform", .inline_ok = true, .validate = validate, .execute = execute};
+    .name = "transform", .inline_ok = true, .quick = true, .validate = validate, .execute = execute};

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# bench/compare.sh — ratchet side by side with graphile-worker on the same PostgreSQL.
+#
+#   bench/compare.sh [--jobs N] [--workers W] [--repeats R]
+#                    [--graphile default|batched|both] [--only ratchet|graphile]
+#
+# Each side drains N preloaded no-op jobs (ratchet: runs of a one-step no-op workflow,
+# `ratchet bench --steps 1`; graphile-worker: jobs of a no-op task, peers/graphile_bench.js)
+# with W concurrent workers, from a fresh database. graphile-worker runs in two set-ups:
+# "default" (its defaults: one fetch and one completion transaction per job) and
+# "batched" (its documented performance set-up: localQueue size 500, completeJobBatchDelay
+# and failJobBatchDelay 0); --graphile picks one or both (default both). The sides
+# alternate (ratchet, graphile, graphile batched, ratchet, ...) R times each (default 3)
+# so that a burst of noise from the machine hits all of them, and the medians and the
+# ratios of ratchet's median to each are reported: a readable table, then one JSON line
+# (the last line of stdout).
+#
+# The server: $RATCHET_DATABASE_URL (a postgresql:// URI; the user must be allowed to
+# create databases) or, when it is unset, a throwaway PostgreSQL started on a free
+# 127.0.0.1 port in a temp dir with scripts/lib/services.sh (needs root and the
+# `postgresql` Debian package) and stopped at exit. synchronous_commit is left as the
+# server has it (on by default) and reported.
+#
+# Environment: RATCHET_BIN (default build/ratchet), RATCHET_DATABASE_URL, NODE (default
+# node), RUN_TIMEOUT (seconds one drain may take before it is killed; default 900).
+# Progress goes to stderr; the table and the JSON line to stdout.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ROOT=$(cd "$BENCH_DIR/.." && pwd -P)
+PEERS=$BENCH_DIR/peers
+RATCHET_BIN=${RATCHET_BIN:-$ROOT/build/ratchet}
+NODE=${NODE:-node}
+RUN_TIMEOUT=${RUN_TIMEOUT:-900}
+
+JOBS=20000
+WORKERS=8
+REPEATS=3
+ONLY=
+GRAPHILE_ARG=both
+
+usage() {
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+say() { echo "compare: $*" >&2; }
+die() { echo "compare: error: $*" >&2; exit 1; }
+
+while (($#)); do
+  case $1 in
+    --jobs) JOBS=${2:-}; shift 2 || die "--jobs needs a value" ;;
+    --jobs=*) JOBS=${1#*=}; shift ;;
+    --workers) WORKERS=${2:-}; shift 2 || die "--workers needs a value" ;;
+    --workers=*) WORKERS=${1#*=}; shift ;;
+    --repeats) REPEATS=${2:-}; shift 2 || die "--repeats needs a value" ;;
+    --repeats=*) REPEATS=${1#*=}; shift ;;
+    --graphile) GRAPHILE_ARG=${2:-}; shift 2 || die "--graphile needs a value" ;;
+    --graphile=*) GRAPHILE_ARG=${1#*=}; shift ;;
+    --only) ONLY=${2:-}; shift 2 || die "--only needs a value" ;;
+    --only=*) ONLY=${1#*=}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "--jobs must be a positive integer (got '$JOBS')"
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer (got '$WORKERS')"
+[[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "--repeats must be a positive integer (got '$REPEATS')"
+[[ $RUN_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "RUN_TIMEOUT must be a positive integer (got '$RUN_TIMEOUT')"
+case $ONLY in ''|ratchet|graphile) ;; *) die "--only must be ratchet or graphile (got '$ONLY')" ;; esac
+case $GRAPHILE_ARG in
+  default) GRAPHILE_MODES=(default) ;;
+  batched) GRAPHILE_MODES=(batched) ;;
+  both) GRAPHILE_MODES=(default batched) ;;
+  *) die "--graphile must be default, batched or both (got '$GRAPHILE_ARG')" ;;
+esac
+RUN_RATCHET=1 RUN_GRAPHILE=1
+[[ $ONLY == graphile ]] && RUN_RATCHET=0
+[[ $ONLY == ratchet ]] && RUN_GRAPHILE=0
+
+# --- preflight: everything that can be missing is reported before any server starts ---
+
+command -v "$NODE" >/dev/null || die "node not found (graphile-worker needs Node.js 20: apt-get install nodejs npm)"
+command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
+
+if ((RUN_RATCHET)); then
+  [[ -x $RATCHET_BIN ]] || die "ratchet binary not found at $RATCHET_BIN; build it first
+         (cmake -S . -B build && cmake --build build) or set RATCHET_BIN"
+  # `ratchet help` lists the commands; `bench` must be one of them.
+  if ! "$RATCHET_BIN" help 2>/dev/null | grep -Eq '^[[:space:]]+bench([[:space:]]|$)'; then
+    die "'$RATCHET_BIN' has no 'bench' command ('ratchet bench' is missing from
+         '$RATCHET_BIN help'): rebuild ratchet from a tree that has it, point RATCHET_BIN
+         at such a binary, or run only the peer with --only graphile"
+  fi
+fi
+
+if ((RUN_GRAPHILE)) && [[ ! -f $PEERS/node_modules/graphile-worker/package.json ]]; then
+  command -v npm >/dev/null || die "npm not found (apt-get install npm)"
+  say "installing the peers' node modules (npm ci in bench/peers)"
+  (cd "$PEERS" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+    (cd "$PEERS" && npm install --no-audit --no-fund --loglevel=error >&2) ||
+    die "npm could not install bench/peers' dependencies"
+fi
+
+# --- the server -----------------------------------------------------------------------
+
+TMP=$(mktemp -d /tmp/ratchet-compare.XXXXXX)
+chmod 755 "$TMP"
+PG_DIR=
+SERVER_URL=
+DBS=()
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [[ -n $SERVER_URL ]]; then
+    local db
+    for db in "${DBS[@]}"; do
+      psql "$SERVER_URL" -q -X -v ON_ERROR_STOP=1 -c "drop database if exists \"$db\" with (force)" \
+        >/dev/null 2>&1 || say "could not drop database $db"
+    done
+  fi
+  if [[ -n $PG_DIR ]]; then
+    RT_LOG_PREFIX="compare:" rt_pg_stop "$PG_DIR"
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n ${RATCHET_DATABASE_URL:-} ]]; then
+  SERVER_URL=$RATCHET_DATABASE_URL
+  say "using the server of RATCHET_DATABASE_URL"
+else
+  # shellcheck disable=SC1091 # scripts/lib/services.sh
+  source "$ROOT/scripts/lib/services.sh"
+  ((EUID == 0)) || die "starting a throwaway PostgreSQL needs root (runuser -u postgres);
+         or set RATCHET_DATABASE_URL to a server where you may create databases"
+  PG_DIR=$TMP/state
+  RT_LOG_PREFIX="compare:" rt_pg_start "$PG_DIR" || die "could not start PostgreSQL"
+  SERVER_URL=$RT_PG_URL
+fi
+
+# The server URL with its database replaced by NAME (postgresql:// URIs only).
+db_url() { # NAME
+  "$NODE" -e '
+    const u = new URL(process.argv[1]);
+    if (!/^postgres(ql)?:$/.test(u.protocol)) { console.error("not a postgresql:// URI"); process.exit(1); }
+    u.pathname = "/" + encodeURIComponent(process.argv[2]);
+    console.log(u.toString());' "$SERVER_URL" "$1" ||
+    die "RATCHET_DATABASE_URL must be a postgresql://user@host:port/db URI"
+}
+q() { PGOPTIONS="-c client_min_messages=warning" psql "$SERVER_URL" -q -X -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+PG_VERSION=$(q "show server_version") || die "cannot connect to PostgreSQL at the server URL"
+SYNC_COMMIT=$(q "show synchronous_commit")
+[[ $SYNC_COMMIT == on ]] || say "warning: synchronous_commit is '$SYNC_COMMIT' on this server (the default is on)"
+
+RATCHET_DB=ratchet_cmp_$$
+GRAPHILE_DB=graphile_cmp_$$
+RATCHET_URL=$(db_url "$RATCHET_DB")
+GRAPHILE_URL=$(db_url "$GRAPHILE_DB")
+fresh_db() { # NAME: (re)creates an empty database
+  DBS+=("$1")
+  if ! q "drop database if exists \"$1\" with (force)" >/dev/null ||
+    ! q "create database \"$1\"" >/dev/null; then
+    die "cannot create database $1"
+  fi
+}
+((RUN_RATCHET)) && fresh_db "$RATCHET_DB"
+
+RATCHET_VERSION=
+if ((RUN_RATCHET)); then
+  RATCHET_VERSION=$("$RATCHET_BIN" version 2>/dev/null | awk '{print $NF; exit}') || true
+fi
+GRAPHILE_VERSION=
+if ((RUN_GRAPHILE)); then
+  GRAPHILE_VERSION=$(cd "$PEERS" && "$NODE" -p 'require("graphile-worker/package.json").version')
+fi
+
+say "PostgreSQL $PG_VERSION, synchronous_commit=$SYNC_COMMIT; $JOBS jobs, $WORKERS workers, $REPEATS rounds"
+
+# Shows the end of a failed side's output: FILE...
+show_tail() {
+  local f
+  for f in "$@"; do
+    [[ -s $f ]] || continue
+    echo "  --- last lines of $(basename "$f") ($(wc -l <"$f") lines):" >&2
+    tail -n 30 "$f" | cut -c1-300 | sed 's/^/    /' >&2
+  done
+}
+# Runs a drain under RUN_TIMEOUT; exit 124 when it took too long.
+timed() { timeout --kill-after=10 "$RUN_TIMEOUT" "$@"; }
+
+# The last line of FILE that is a JSON object holding KEY; empty if none.
+json_line() { # FILE KEY
+  grep -E '^\{.*"'"$2"'"' "$1" | tail -n1 || true
+}
+
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+
+run_ratchet() { # ROUND
+  local out=$TMP/ratchet.$1.out err=$TMP/ratchet.$1.err line
+  q "checkpoint" >/dev/null 2>&1 || true
+  say "round $1: ratchet bench --runs $JOBS --steps 1 --workers $WORKERS"
+  local rc=0
+  RATCHET_DATABASE_URL=$RATCHET_URL RATCHET_WORKERS=$WORKERS \
+    timed "$RATCHET_BIN" bench --runs "$JOBS" --steps 1 --workers "$WORKERS" --json >"$out" 2>"$err" || rc=$?
+  if ((rc)); then
+    show_tail "$err" "$out"
+    ((rc == 124)) && die "'ratchet bench' did not finish within RUN_TIMEOUT=$RUN_TIMEOUT s (round $1)"
+    die "'ratchet bench' failed with exit code $rc (round $1); the end of its output is above"
+  fi
+  line=$(json_line "$out" runs_per_s)
+  [[ -n $line ]] || { show_tail "$out" "$err"; die "'ratchet bench --json' printed no JSON result line"; }
+  say "  $line"
+  printf '{"side":"ratchet","round":%d,"r":%s}\n' "$1" "$line" >>"$RESULTS"
+}
+
+run_graphile() { # MODE ROUND
+  local mode=$1 round=$2 out=$TMP/graphile.$1.$2.out err=$TMP/graphile.$1.$2.err line
+  local -a knobs=(GRAPHILE_LOCAL_QUEUE_SIZE=-1 GRAPHILE_COMPLETE_BATCH_DELAY_MS=-1
+    GRAPHILE_FAIL_BATCH_DELAY_MS=-1)
+  [[ $mode == batched ]] && knobs=(GRAPHILE_LOCAL_QUEUE_SIZE=500 GRAPHILE_COMPLETE_BATCH_DELAY_MS=0
+    GRAPHILE_FAIL_BATCH_DELAY_MS=0)
+  fresh_db "$GRAPHILE_DB"
+  q "checkpoint" >/dev/null 2>&1 || true
+  say "round $round: graphile-worker $GRAPHILE_VERSION ($mode), $JOBS jobs, concurrency $WORKERS"
+  local rc=0
+  timed env "${knobs[@]}" DATABASE_URL="$GRAPHILE_URL" JOBS="$JOBS" CONCURRENCY="$WORKERS" \
+    TIMEOUT_S="$RUN_TIMEOUT" "$NODE" "$PEERS/graphile_bench.js" >"$out" 2>"$err" || rc=$?
+  if ((rc)); then
+    show_tail "$err" "$out"
+    ((rc == 124)) && die "graphile_bench.js ($mode) did not finish within RUN_TIMEOUT=$RUN_TIMEOUT s (round $round)"
+    die "graphile_bench.js ($mode) failed with exit code $rc (round $round); the end of its output is above"
+  fi
+  line=$(json_line "$out" jobs_per_s)
+  [[ -n $line ]] || { show_tail "$out" "$err"; die "graphile_bench.js printed no JSON result line"; }
+  say "  $line"
+  printf '{"side":"graphile-%s","round":%d,"r":%s}\n' "$mode" "$round" "$line" >>"$RESULTS"
+  q "drop database if exists \"$GRAPHILE_DB\" with (force)" >/dev/null || true
+}
+
+for ((round = 1; round <= REPEATS; round++)); do
+  ((RUN_RATCHET)) && run_ratchet "$round"
+  if ((RUN_GRAPHILE)); then
+    for mode in "${GRAPHILE_MODES[@]}"; do run_graphile "$mode" "$round"; done
+  fi
+done
+
+# --- report ---------------------------------------------------------------------------
+
+JOBS=$JOBS WORKERS=$WORKERS REPEATS=$REPEATS PG_VERSION=$PG_VERSION SYNC_COMMIT=$SYNC_COMMIT \
+  RATCHET_VERSION=$RATCHET_VERSION GRAPHILE_VERSION=$GRAPHILE_VERSION \
+  "$NODE" - "$RESULTS" <<'JS'
+const fs = require("fs");
+const rows = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean).map(JSON.parse);
+const env = process.env;
+const n = Number(env.REPEATS);
+const median = (xs) => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const r1 = (x) => (x == null ? null : Math.round(x * 10) / 10);
+const r2 = (x) => (x == null ? null : Math.round(x * 100) / 100);
+const r3 = (x) => (x == null ? null : Math.round(x * 1000) / 1000);
+const of = (side) => rows.filter((x) => x.side === side).map((x) => x.r);
+const col = (xs, k) => xs.map((x) => Number(x[k]));
+
+const r = of("ratchet");
+const ratchet = r.length ? {
+  version: env.RATCHET_VERSION || null,
+  runs_per_s_median: r1(median(col(r, "runs_per_s"))),
+  seconds_median: r3(median(col(r, "seconds"))),
+  claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
+  claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
+  runs_per_s: col(r, "runs_per_s"),
+} : null;
+const graphile = (mode) => {
+  const g = of(`graphile-${mode}`);
+  if (!g.length) return null;
+  const out = {
+    version: env.GRAPHILE_VERSION || null,
+    mode,
+    jobs_per_s_median: r1(median(col(g, "jobs_per_s"))),
+    seconds_median: r3(median(col(g, "seconds"))),
+    jobs_per_s: col(g, "jobs_per_s"),
+  };
+  if (mode === "batched") {
+    out.local_queue_size = g[0].local_queue_size;
+    out.complete_job_batch_delay_ms = g[0].complete_job_batch_delay_ms;
+    out.fail_job_batch_delay_ms = g[0].fail_job_batch_delay_ms;
+  }
+  return out;
+};
+const gd = graphile("default"), gb = graphile("batched");
+const ratio = (g) => (ratchet && g && g.jobs_per_s_median > 0
+  ? r2(ratchet.runs_per_s_median / g.jobs_per_s_median) : null);
+
+const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "-" : Number(v).toFixed(d));
+const widths = [36, ...Array(n).fill(9), 9, 11];
+const line = (cells) => cells.map((c, i) => (i ? String(c).padStart(widths[i]) : String(c).padEnd(widths[0]))).join(" ");
+const row = (label, xs, med, secs) =>
+  line([label, ...Array.from({ length: n }, (_, i) => fmt(xs[i])), fmt(med), fmt(secs, 2)]);
+const out = ["",
+  `ratchet vs graphile-worker: ${env.JOBS} no-op jobs, ${env.WORKERS} workers, ` +
+  `PostgreSQL ${env.PG_VERSION}, synchronous_commit=${env.SYNC_COMMIT}`,
+  line(["jobs (runs) per second", ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), "median", "s (median)"])];
+if (ratchet) out.push(row(`ratchet ${ratchet.version || ""}`, ratchet.runs_per_s, ratchet.runs_per_s_median, ratchet.seconds_median));
+if (gd) out.push(row(`graphile-worker ${gd.version} default`, gd.jobs_per_s, gd.jobs_per_s_median, gd.seconds_median));
+if (gb) out.push(row(`graphile-worker ${gb.version} batched`, gb.jobs_per_s, gb.jobs_per_s_median, gb.seconds_median));
+out.push("");
+if (ratchet) out.push(`ratchet claim latency (median over rounds): p50 ${fmt(ratchet.claim_p50_ms_median, 2)} ms, ` +
+                      `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms`);
+if (gd && ratio(gd) != null) out.push(`ratio ratchet / graphile-worker default: ${ratio(gd).toFixed(2)}x`);
+if (gb && ratio(gb) != null) out.push(`ratio ratchet / graphile-worker batched: ${ratio(gb).toFixed(2)}x`);
+if (ratio(gd) != null || ratio(gb) != null) out.push("(ratio = median runs/s of ratchet over median jobs/s of graphile-worker; >1 means ratchet drained faster)");
+out.push("");
+console.log(out.join("\n"));
+console.log(JSON.stringify({
+  benchmark: "ratchet-vs-graphile-worker",
+  jobs: Number(env.JOBS),
+  workers: Number(env.WORKERS),
+  repeats: n,
+  postgres: env.PG_VERSION,
+  synchronous_commit: env.SYNC_COMMIT,
+  ratchet,
+  graphile_worker: gd,
+  graphile_worker_batched: gb,
+  ratio_ratchet_over_graphile: ratio(gd),
+  ratio_ratchet_over_graphile_batched: ratio(gb),
+}));
+JS

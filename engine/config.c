@@ -1,0 +1,185 @@
+/* config.c — the settings table and its parsers. */
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+typedef enum { T_STRING, T_INT, T_BOOL, T_DURATION } setting_type;
+
+typedef struct setting {
+    const char *env;
+    const char *flag;
+    setting_type type;
+    size_t offset;
+    const char *def; /* NULL = unset */
+    long min, max;   /* T_INT bounds */
+    const char *help;
+} setting;
+
+#define OFF(f) offsetof(rt_config, f)
+
+static const setting settings[] = {
+    {"RATCHET_DATABASE_URL", "--database-url", T_STRING, OFF(database_url), NULL, 0, 0,
+     "PostgreSQL URL of the engine's database (required)"},
+    {"RATCHET_APP_DATABASE_URL", "--app-database-url", T_STRING, OFF(app_database_url), NULL, 0, 0,
+     "database for `sql` steps (default: the engine's)"},
+    {"RATCHET_AMQP_URL", "--amqp-url", T_STRING, OFF(amqp_url), NULL, 0, 0, "RabbitMQ URL (optional)"},
+    {"RATCHET_NATS_URL", "--nats-url", T_STRING, OFF(nats_url), NULL, 0, 0, "NATS URL (optional)"},
+    {"RATCHET_WORKFLOWS", "--workflows", T_STRING, OFF(workflows), "workflows", 0, 0,
+     "directory of workflow JSON files"},
+    {"RATCHET_HTTP_ADDR", "--http-addr", T_STRING, OFF(http_addr), "127.0.0.1:8288", 0, 0,
+     "HTTP API listen address"},
+    {"RATCHET_WORKERS", "--workers", T_INT, OFF(workers), NULL, 1, 1024,
+     "worker threads (default: cores x 4)"},
+    {"RATCHET_SCHEDULER_ENABLED", "--scheduler-enabled", T_BOOL, OFF(scheduler_enabled), "true", 0, 0,
+     "fire cron ticks from this process"},
+    {"RATCHET_LOG_FORMAT", "--log-format", T_STRING, OFF(log_format), "text", 0, 0, "text or json"},
+    {"RATCHET_LOG_LEVEL", "--log-level", T_STRING, OFF(log_level), "info", 0, 0,
+     "debug, info, warn or error"},
+    {"RATCHET_LEASE", "--lease", T_DURATION, OFF(lease_ms), "30s", 0, 0,
+     "how long a claimed step is held before another worker may take it over"},
+    {"RATCHET_SHUTDOWN_GRACE", "--shutdown-grace", T_DURATION, OFF(shutdown_grace_ms), "30s", 0, 0,
+     "on SIGTERM, how long in-flight steps may run before they are released"},
+    {"RATCHET_POLL_INTERVAL", "--poll-interval", T_DURATION, OFF(poll_ms), "1s", 0, 0,
+     "fallback poll when no NOTIFY arrives"},
+    {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
+     "steps a worker claims at once"},
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static rt_status apply(rt_config *cfg, const setting *s, const char *origin, const char *value,
+                       rt_error *err)
+{
+    char *base = (char *)cfg;
+    switch (s->type) {
+    case T_STRING: {
+        char **slot = (char **)(base + s->offset);
+        free(*slot);
+        *slot = strdup(value);
+        return RT_OK;
+    }
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || *value == '\0' || *end != '\0' || v < s->min || v > s->max)
+            return rt_error_set(err, RT_ERR_INVALID, "%s=%s: expected an integer from %ld to %ld", origin,
+                                value, s->min, s->max);
+        *(int *)(base + s->offset) = (int)v;
+        return RT_OK;
+    }
+    case T_BOOL: {
+        bool *slot = (bool *)(base + s->offset);
+        if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes") || !strcmp(value, "on"))
+            *slot = true;
+        else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no") ||
+                 !strcmp(value, "off"))
+            *slot = false;
+        else
+            return rt_error_set(err, RT_ERR_INVALID, "%s=%s: expected true or false", origin, value);
+        return RT_OK;
+    }
+    case T_DURATION: {
+        rt_error derr;
+        if (rt_duration_parse(value, (int64_t *)(base + s->offset), &derr) != RT_OK)
+            return rt_error_set(err, RT_ERR_INVALID, "%s: %s", origin, derr.msg);
+        return RT_OK;
+    }
+    }
+    return RT_ERR_INTERNAL;
+}
+
+rt_status rt_config_from_env(rt_config *cfg, rt_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = (int)(cores > 0 ? cores * 4 : 4);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (settings[i].def && apply(cfg, &settings[i], settings[i].env, settings[i].def, err) != RT_OK)
+            return RT_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && *v) {
+            rt_status st = apply(cfg, &settings[i], settings[i].env, v, err);
+            if (st != RT_OK)
+                return st;
+        }
+    }
+    return RT_OK;
+}
+
+rt_status rt_config_apply_flag(rt_config *cfg, int argc, char **argv, int *i, rt_error *err)
+{
+    const char *arg = argv[*i];
+    for (size_t k = 0; k < N_SETTINGS; k++) {
+        size_t n = strlen(settings[k].flag);
+        if (strncmp(arg, settings[k].flag, n) != 0)
+            continue;
+        const char *value;
+        if (arg[n] == '=') {
+            value = arg + n + 1;
+        } else if (arg[n] == '\0') {
+            if (*i + 1 >= argc)
+                return rt_error_set(err, RT_ERR_INVALID, "%s needs a value", settings[k].flag);
+            value = argv[++*i];
+        } else {
+            continue;
+        }
+        return apply(cfg, &settings[k], settings[k].flag, value, err);
+    }
+    return RT_ERR_NOT_FOUND;
+}
+
+rt_status rt_config_require_database(const rt_config *cfg, rt_error *err)
+{
+    if (!cfg->database_url || !*cfg->database_url)
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "RATCHET_DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/ratchet); "
+                            "set it or pass --database-url");
+    return RT_OK;
+}
+
+rt_status rt_config_apply_logging(const rt_config *cfg, rt_error *err)
+{
+    rt_log_level level;
+    if (!rt_log_level_parse(cfg->log_level, &level))
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_LOG_LEVEL=%s: expected debug, info, warn or error",
+                            cfg->log_level);
+    bool json;
+    if (!strcmp(cfg->log_format, "json"))
+        json = true;
+    else if (!strcmp(cfg->log_format, "text"))
+        json = false;
+    else
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_LOG_FORMAT=%s: expected json or text", cfg->log_format);
+    rt_log_configure(level, json);
+    return RT_OK;
+}
+
+void rt_config_print_help(void)
+{
+    printf("Settings (environment variable, flag, default):\n");
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        printf("  %-28s %-22s %-16s %s\n", settings[i].env, settings[i].flag,
+               settings[i].def ? settings[i].def : "-", settings[i].help);
+}
+
+void rt_config_free(rt_config *cfg)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (settings[i].type == T_STRING) {
+            char **slot = (char **)((char *)cfg + settings[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}

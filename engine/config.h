@@ -1,0 +1,46 @@
+/* config.h — every setting in one declarative table (name, environment variable, flag,
+ * type, default, help), read from the environment and then from command-line flags. */
+#ifndef RT_CONFIG_H
+#define RT_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct rt_config {
+    char *database_url;
+    char *app_database_url;
+    char *amqp_url;
+    char *nats_url;
+    char *workflows;
+    char *http_addr;
+    int workers;
+    bool scheduler_enabled;
+    char *log_format;
+    char *log_level;
+    int64_t lease_ms;
+    int64_t shutdown_grace_ms;
+    int64_t poll_ms;
+    int claim_batch;
+} rt_config;
+
+/* Fills cfg with defaults, then the environment. Returns RT_ERR_INVALID with one clear
+ * line ("RATCHET_WORKERS=abc: expected an integer from 1 to 1024") on a bad value. */
+rt_status rt_config_from_env(rt_config *cfg, rt_error *err);
+
+/* If argv[*i] is a known settings flag (--database-url URL or --database-url=URL),
+ * applies it, advances *i past its value and returns RT_OK; RT_ERR_NOT_FOUND when the
+ * flag is not a setting; RT_ERR_INVALID on a bad value or a missing argument. */
+rt_status rt_config_apply_flag(rt_config *cfg, int argc, char **argv, int *i, rt_error *err);
+
+/* Checks what a command needs (e.g. a database URL) and applies log settings. */
+rt_status rt_config_require_database(const rt_config *cfg, rt_error *err);
+rt_status rt_config_apply_logging(const rt_config *cfg, rt_error *err);
+
+/* Prints the settings table (for `ratchet help`). */
+void rt_config_print_help(void);
+
+void rt_config_free(rt_config *cfg);
+
+#endif

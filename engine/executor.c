@@ -1,0 +1,1100 @@
+/* executor.c — workers claim due queue items in batches, run each step, carry a run
+ * through ready quick steps (transform, log, sleep) without going back to the database,
+ * and commit the results of the whole batch in one transaction that also makes the
+ * successors runnable. A completed step is never run again: its row is final. */
+#include "executor.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "expr.h"
+#include "log.h"
+#include "step.h"
+#include "store.h"
+#include "util.h"
+#include "workflow.h"
+
+#define NEVER_MS (INT64_C(100) * 365 * 86400000) /* "wake only when woken": 100 years on */
+#define MAX_HELD 1024
+
+typedef struct worker {
+    struct rt_engine *e;
+    int index;
+    pthread_t thread;
+    char owner[160];
+    rt_store *store;
+    volatile sig_atomic_t cancelled;
+    pthread_mutex_t held_mu; /* guards held/n_held, read by the lease keeper */
+    int64_t held[MAX_HELD];
+    size_t n_held;
+    /* Statistics, written by this worker only and read after it stopped. */
+    uint64_t steps_run;
+    uint64_t claims;
+    uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies */
+} worker;
+
+#define CLAIM_SAMPLES 65536
+
+struct rt_engine {
+    const rt_config *cfg;
+    rt_step_env env;
+    char owner_prefix[128];
+    int n_workers;
+    worker *workers;
+    pthread_t waker, keeper;
+    bool started;
+
+    volatile sig_atomic_t stopping; /* stop claiming */
+    volatile sig_atomic_t force;    /* grace period over: cancel what runs */
+
+    pthread_mutex_t mu; /* guards wake_seq, live_workers and the two conditions */
+    pthread_cond_t wake;
+    pthread_cond_t idle;
+    uint64_t wake_seq;
+    int live_workers;
+
+    pthread_mutex_t cache_mu; /* guards the pinned-definition cache */
+    rt_workflow **cache;
+    size_t n_cache, cap_cache;
+};
+
+/* ---------- pinned definitions ---------- */
+
+static rt_status definition_get(rt_engine *e, rt_store *st, const char *hash, const rt_workflow **out,
+                                rt_error *err)
+{
+    pthread_mutex_lock(&e->cache_mu);
+    for (size_t i = 0; i < e->n_cache; i++) {
+        if (strcmp(e->cache[i]->hash, hash) == 0) {
+            *out = e->cache[i];
+            pthread_mutex_unlock(&e->cache_mu);
+            return RT_OK;
+        }
+    }
+    pthread_mutex_unlock(&e->cache_mu);
+
+    json_t *def = NULL;
+    rt_status s = rt_store_get_definition(st, hash, &def, err);
+    if (s != RT_OK)
+        return s;
+    rt_workflow *wf = NULL;
+    s = rt_workflow_from_json(def, NULL, &wf, err);
+    json_decref(def);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "pinned definition %.12s", hash);
+    /* The stored text is canonical, so its hash is the one the run pinned. */
+    snprintf(wf->hash, sizeof wf->hash, "%s", hash);
+
+    pthread_mutex_lock(&e->cache_mu);
+    for (size_t i = 0; i < e->n_cache; i++) {
+        if (strcmp(e->cache[i]->hash, hash) == 0) { /* another worker was faster */
+            rt_workflow_free(wf);
+            *out = e->cache[i];
+            pthread_mutex_unlock(&e->cache_mu);
+            return RT_OK;
+        }
+    }
+    if (e->n_cache == e->cap_cache) {
+        size_t cap = e->cap_cache ? e->cap_cache * 2 : 16;
+        rt_workflow **grown = realloc(e->cache, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&e->cache_mu);
+            rt_workflow_free(wf);
+            return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+        }
+        e->cache = grown;
+        e->cap_cache = cap;
+    }
+    e->cache[e->n_cache++] = wf;
+    *out = wf;
+    pthread_mutex_unlock(&e->cache_mu);
+    return RT_OK;
+}
+
+/* ---------- one run's view during a batch ---------- */
+
+typedef struct run_view {
+    char run_id[37];
+    const rt_workflow *wf;
+    json_t *event;   /* borrowed from the claim */
+    json_t *trigger; /* borrowed from the claim */
+    char *run_status;
+    int64_t run_started_ms;
+    json_t *steps;   /* owned: {step_id: {status, output}} as known to this worker */
+    json_t *rows;    /* owned: step rows to upsert */
+    json_t *enqueue, *requeue, *dequeue, *attempts; /* owned arrays */
+    int64_t *queue_ids; /* claims of this run in this batch */
+    size_t n_queue_ids;
+    bool touched;    /* executed something: must be committed */
+} run_view;
+
+static bool is_terminal_run(const char *status)
+{
+    static const char *const terminal[] = {"completed", "partial", "failed", "cancelled",
+                                           "expired", "timed_out", "rejected", NULL};
+    for (size_t i = 0; terminal[i]; i++)
+        if (strcmp(status, terminal[i]) == 0)
+            return true;
+    return false;
+}
+
+static const char *step_status(json_t *steps, const char *id)
+{
+    return json_string_value(json_object_get(json_object_get(steps, id), "status"));
+}
+
+/* A need is met when the step completed, was skipped, or failed with continue_on_error. */
+static bool need_met(const rt_workflow *wf, json_t *steps, size_t idx)
+{
+    const char *s = step_status(steps, wf->steps[idx].id);
+    if (!s)
+        return false;
+    if (!strcmp(s, "completed") || !strcmp(s, "skipped"))
+        return true;
+    return !strcmp(s, "failed") && wf->steps[idx].continue_on_error;
+}
+
+static bool needs_met(const rt_workflow *wf, json_t *steps, size_t idx)
+{
+    const rt_step_def *d = &wf->steps[idx];
+    for (size_t k = 0; k < d->n_needs; k++)
+        if (!need_met(wf, steps, d->need_idx[k]))
+            return false;
+    return true;
+}
+
+static void set_step(run_view *v, const char *id, const char *status, json_t *output /* borrowed */)
+{
+    json_object_set_new(v->steps, id, json_pack("{s:s, s:O?}", "status", status, "output", output));
+}
+
+static json_t *build_context(run_view *v, const rt_step_def *d, int attempt)
+{
+    char started[40], key[200];
+    rt_time_format(v->run_started_ms ? v->run_started_ms : rt_now_ms(), started, sizeof started);
+    snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
+    json_t *actor = json_object_get(v->event, "actor");
+    json_t *run = json_pack("{s:s, s:s, s:i, s:s, s:O?, s:s}", "id", v->run_id, "workflow", v->wf->id, "attempt",
+                            attempt, "started_at", started, "actor", actor, "step_key", key);
+    if (!json_object_get(run, "actor") || json_is_null(json_object_get(run, "actor")))
+        json_object_set_new(run, "actor", json_pack("{s:s}", "type", "service"));
+    /* steps and event are shared with the view: json_pack "O" increfs them. */
+    json_t *ctx = json_pack("{s:O, s:O, s:o}", "event", v->event, "steps", v->steps, "run", run);
+    const char *type = json_string_value(json_object_get(v->trigger, "type"));
+    if (type && !strcmp(type, "cron"))
+        json_object_set(ctx, "schedule", json_object_get(v->trigger, "schedule"));
+    return ctx;
+}
+
+static int64_t backoff_ms(const rt_retry_policy *p, int failed_attempts)
+{
+    double d = (double)p->delay_ms;
+    switch (p->backoff) {
+    case RT_BACKOFF_FIXED: break;
+    case RT_BACKOFF_LINEAR: d *= failed_attempts; break;
+    case RT_BACKOFF_EXPONENTIAL: d *= pow(2.0, failed_attempts - 1); break;
+    }
+    if (p->max_delay_ms > 0 && d > (double)p->max_delay_ms)
+        d = (double)p->max_delay_ms;
+    if (p->jitter) {
+        unsigned char r;
+        rt_random_bytes(&r, 1);
+        d *= 0.5 + (double)r / 510.0; /* between half and the full delay */
+    }
+    return d > 9e15 ? INT64_C(9000000000000000) : (int64_t)d;
+}
+
+/* A bare expression, or a string holding "${{ }}" templates. *out is a new reference. */
+static rt_status eval_value(const char *src, json_t *ctx, json_t **out, rt_error *err)
+{
+    if (!rt_template_present(src))
+        return rt_expr_eval(src, ctx, out, err);
+    json_t *tmpl = json_string(src);
+    rt_status s = rt_template_render(tmpl, ctx, out, err);
+    json_decref(tmpl);
+    return s;
+}
+
+typedef struct exec_out {
+    rt_step_result res;
+    bool skipped;
+} exec_out;
+
+/* Runs step idx once (or once per for_each item). Never touches the database. */
+static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t *state, exec_out *out)
+{
+    const rt_step_def *d = &v->wf->steps[idx];
+    memset(out, 0, sizeof *out);
+    rt_step_result *res = &out->res;
+    json_t *ctx = build_context(v, d, attempt);
+    rt_error err;
+
+    if (d->if_expr) {
+        bool go = false;
+        if (rt_expr_condition(d->if_expr, ctx, &go, &err) != RT_OK) {
+            rt_step_fail(res, false, "if: %s", err.msg);
+            json_decref(ctx);
+            return;
+        }
+        if (!go) {
+            out->skipped = true;
+            res->outcome = RT_STEP_OK;
+            json_decref(ctx);
+            return;
+        }
+    }
+
+    char key[200];
+    snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
+    rt_step_ctx sctx = {
+        .env = &w->e->env,
+        .workflow_id = v->wf->id,
+        .run_id = v->run_id,
+        .step_id = d->id,
+        .step_key = key,
+        .attempt = attempt,
+        .deadline_mono_ms = d->timeout_ms ? rt_mono_ms() + d->timeout_ms : 0,
+        .context = ctx,
+        .state = state,
+        .cancelled = &w->cancelled,
+    };
+
+    json_t *items = NULL;
+    if (d->for_each) {
+        if (eval_value(d->for_each, ctx, &items, &err) != RT_OK) {
+            rt_step_fail(res, false, "for_each: %s", err.msg);
+            json_decref(ctx);
+            return;
+        }
+        if (!json_is_array(items)) {
+            rt_step_fail(res, false, "for_each: expression gave a %s, not an array",
+                         json_is_object(items) ? "object" : json_is_string(items) ? "string" : "scalar");
+            json_decref(items);
+            json_decref(ctx);
+            return;
+        }
+    }
+
+    size_t n_items = items ? json_array_size(items) : 1;
+    json_t *outputs = items ? json_array() : NULL;
+    for (size_t i = 0; i < n_items; i++) {
+        if (items) {
+            json_object_set(ctx, "item", json_array_get(items, i));
+            json_object_set_new(ctx, "index", json_integer((json_int_t)i));
+        }
+        json_t *with = NULL;
+        if (rt_template_render(d->with, ctx, &with, &err) != RT_OK) {
+            rt_step_fail(res, false, "with: %s", err.msg);
+            break;
+        }
+        rt_step_result one = {0};
+        d->type->execute(&sctx, with, &one);
+        json_decref(with);
+        if (!items || one.outcome != RT_STEP_OK) {
+            if (items && one.outcome == RT_STEP_SUSPEND) {
+                rt_step_result_clear(&one);
+                rt_step_fail(res, false, "for_each: step type %s cannot suspend inside for_each", d->type->name);
+                break;
+            }
+            if (items)
+                rt_error_set(&err, RT_ERR_INVALID, "item %zu: %s", i, one.error);
+            *res = one;
+            if (items)
+                snprintf(res->error, sizeof res->error, "%s", err.msg);
+            break;
+        }
+        json_array_append_new(outputs, one.output ? one.output : json_null());
+        one.output = NULL;
+        rt_step_result_clear(&one);
+        if (i + 1 == n_items) {
+            res->outcome = RT_STEP_OK;
+            res->output = outputs;
+            outputs = NULL;
+        }
+    }
+    if (items && n_items == 0) {
+        res->outcome = RT_STEP_OK;
+        res->output = outputs;
+        outputs = NULL;
+    }
+    json_decref(outputs);
+    json_decref(items);
+    json_decref(ctx);
+}
+
+static void add_row(run_view *v, const char *step_id, const char *status, int attempts, json_t *output,
+                    const char *error, json_t *detail, json_t *state, int64_t started, int64_t finished)
+{
+    json_array_append_new(v->rows,
+                          json_pack("{s:s, s:s, s:s, s:i, s:O?, s:s?, s:O?, s:O?, s:I, s:I}", "run_id", v->run_id,
+                                    "step_id", step_id, "status", status, "attempts", attempts, "output", output,
+                                    "error", error, "error_detail", detail, "state", state, "started_at",
+                                    (json_int_t)started, "finished_at", (json_int_t)finished));
+}
+
+/* Records what one execution produced. queue_id < 0: the step ran inline, it has no
+ * queue item yet. Returns true when the step is done (its successors may run). */
+static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt, int64_t started, exec_out *o)
+{
+    const rt_step_def *d = &v->wf->steps[idx];
+    rt_step_result *r = &o->res;
+    int64_t now = rt_now_ms();
+    rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id, .step_id = d->id};
+    v->touched = true;
+
+    if (o->skipped) {
+        add_row(v, d->id, "skipped", attempt, NULL, NULL, NULL, NULL, started, now);
+        set_step(v, d->id, "skipped", NULL);
+        if (queue_id >= 0)
+            json_array_append_new(v->dequeue, json_integer(queue_id));
+        return true;
+    }
+    switch (r->outcome) {
+    case RT_STEP_OK:
+        add_row(v, d->id, "completed", attempt, r->output, NULL, NULL, NULL, started, now);
+        set_step(v, d->id, "completed", r->output);
+        if (queue_id >= 0)
+            json_array_append_new(v->dequeue, json_integer(queue_id));
+        return true;
+    case RT_STEP_SUSPEND: {
+        const char *status = !strcmp(d->type->name, "sleep") ? "sleeping" : "waiting";
+        int64_t at = r->resume_at_ms > 0 ? r->resume_at_ms : now + NEVER_MS;
+        add_row(v, d->id, status, attempt, NULL, NULL, NULL, r->state ? r->state : json_object(), started, 0);
+        set_step(v, d->id, status, NULL);
+        if (queue_id >= 0)
+            json_array_append_new(v->requeue, json_pack("{s:I, s:I}", "id", (json_int_t)queue_id, "run_at",
+                                                        (json_int_t)at));
+        else
+            json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id,
+                                                        "step_id", d->id, "priority", (int)v->wf->priority,
+                                                        "slow", !d->type->quick, "run_at", (json_int_t)at));
+        return false;
+    }
+    case RT_STEP_FAIL: {
+        const rt_retry_policy *p = d->has_retries ? &d->retries : &v->wf->retries;
+        json_array_append_new(v->attempts,
+                              json_pack("{s:s, s:s, s:i, s:s, s:O?, s:I, s:I}", "run_id", v->run_id, "step_id",
+                                        d->id, "attempt", attempt, "error", r->error, "error_detail",
+                                        r->error_detail, "started_at", (json_int_t)started, "finished_at",
+                                        (json_int_t)now));
+        if (r->retriable && attempt < p->max_attempts) {
+            int64_t delay = backoff_ms(p, attempt);
+            if (r->retry_after_ms > delay)
+                delay = r->retry_after_ms;
+            rt_log(RT_LOG_WARN, &lc, "attempt %d/%d failed, retrying in %lld ms: %s", attempt, p->max_attempts,
+                   (long long)delay, r->error);
+            add_row(v, d->id, "retrying", attempt, NULL, r->error, r->error_detail, NULL, started, 0);
+            set_step(v, d->id, "retrying", NULL);
+            if (queue_id >= 0)
+                json_array_append_new(v->requeue, json_pack("{s:I, s:I}", "id", (json_int_t)queue_id, "run_at",
+                                                            (json_int_t)(now + delay)));
+            else
+                json_array_append_new(v->enqueue,
+                                      json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id, "step_id", d->id,
+                                                "priority", (int)v->wf->priority, "slow", !d->type->quick,
+                                                "run_at", (json_int_t)(now + delay)));
+            return false;
+        }
+        rt_log(RT_LOG_WARN, &lc, "failed after %d attempt(s): %s", attempt, r->error);
+        add_row(v, d->id, "failed", attempt, NULL, r->error, r->error_detail, NULL, started, now);
+        set_step(v, d->id, "failed", NULL);
+        if (queue_id >= 0)
+            json_array_append_new(v->dequeue, json_integer(queue_id));
+        return d->continue_on_error;
+    }
+    }
+    return false;
+}
+
+/* Runs the claimed step, then every quick step it makes ready, in this same claim. */
+static void run_claim(worker *w, run_view *v, const rt_claim *c)
+{
+    int idx = rt_workflow_step_index(v->wf, c->step_id);
+    if (idx < 0) {
+        rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id, .step_id = c->step_id};
+        rt_log(RT_LOG_ERROR, &lc, "step not in the pinned definition; dropping its queue item");
+        json_array_append_new(v->dequeue, json_integer(c->queue_id));
+        v->touched = true;
+        return;
+    }
+    size_t stack[RT_WORKFLOW_MAX_STEPS];
+    int64_t qids[RT_WORKFLOW_MAX_STEPS];
+    int attempts[RT_WORKFLOW_MAX_STEPS];
+    json_t *states[RT_WORKFLOW_MAX_STEPS];
+    size_t top = 0;
+    stack[top] = (size_t)idx;
+    qids[top] = c->queue_id;
+    attempts[top] = c->attempt;
+    states[top] = c->state;
+    top++;
+    while (top > 0 && !w->e->force) {
+        top--;
+        size_t i = stack[top];
+        int64_t started = rt_now_ms();
+        exec_out o;
+        execute_step(w, v, i, attempts[top], states[top], &o);
+        w->steps_run++;
+        if (w->e->force && o.res.outcome == RT_STEP_FAIL) {
+            rt_step_result_clear(&o.res);
+            return; /* interrupted by shutdown: the lease is given back, not a failure */
+        }
+        bool done = record_result(v, i, qids[top], attempts[top], started, &o);
+        rt_step_result_clear(&o.res);
+        if (!done)
+            continue;
+        /* Successors that are quick and whose needs are all met run now, inline. */
+        for (size_t t = v->wf->n_steps; t-- > 0;) {
+            const rt_step_def *d = &v->wf->steps[t];
+            if (!d->type->quick || step_status(v->steps, d->id) || d->n_needs == 0)
+                continue;
+            bool follows = false;
+            for (size_t k = 0; k < d->n_needs && !follows; k++)
+                follows = d->need_idx[k] == i;
+            if (follows && needs_met(v->wf, v->steps, t) && top < RT_WORKFLOW_MAX_STEPS) {
+                stack[top] = t;
+                qids[top] = -1;
+                attempts[top] = 1;
+                states[top] = NULL;
+                top++;
+            }
+        }
+    }
+}
+
+/* Under the run lock: enqueue what became ready, and end or advance the run. */
+static void finalize_run(run_view *v, json_t *locked, json_t *batch, int64_t batch_started)
+{
+    const rt_workflow *wf = v->wf;
+    const char *db_status = json_string_value(json_object_get(locked, "status"));
+    json_t *fresh = json_object_get(locked, "steps");
+    /* What the database knows, overlaid with what this batch did. */
+    json_t *merged = json_deep_copy(fresh ? fresh : json_object());
+    json_object_update(merged, v->steps);
+
+    bool ended = db_status && is_terminal_run(db_status);
+    bool failed = false, partial = false, all_done = true, sleeping = false, waiting = false;
+    const char *failed_step = NULL;
+    for (size_t i = 0; i < wf->n_steps; i++) {
+        const char *s = step_status(merged, wf->steps[i].id);
+        if (s && !strcmp(s, "failed")) {
+            if (wf->steps[i].continue_on_error) {
+                partial = true;
+            } else if (!failed) {
+                failed = true;
+                failed_step = wf->steps[i].id;
+            }
+        }
+    }
+    if (!ended && !failed) {
+        for (size_t i = 0; i < wf->n_steps; i++) {
+            const char *s = step_status(merged, wf->steps[i].id);
+            if (!s && needs_met(wf, merged, i)) {
+                const rt_step_def *d = &wf->steps[i];
+                json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
+                                                         "status", "pending"));
+                json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id,
+                                                            "step_id", d->id, "priority", (int)wf->priority, "slow",
+                                                            !d->type->quick, "run_at", (json_int_t)0));
+                json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
+                json_object_set(batch, "notify", json_true());
+            }
+            s = step_status(merged, wf->steps[i].id);
+            if (!s || (strcmp(s, "completed") && strcmp(s, "skipped") && strcmp(s, "failed")))
+                all_done = false;
+            if (s && !strcmp(s, "sleeping"))
+                sleeping = true;
+            if (s && !strcmp(s, "waiting"))
+                waiting = true;
+        }
+    }
+
+    json_t *runs = json_object_get(batch, "runs");
+    int64_t now = rt_now_ms();
+    if (ended) {
+        /* cancelled or otherwise ended meanwhile: keep the memoized rows, start nothing */
+    } else if (failed) {
+        char msg[RT_ERROR_MAX];
+        json_t *row = NULL;
+        size_t n = json_array_size(v->rows);
+        for (size_t i = 0; i < n; i++) {
+            json_t *r = json_array_get(v->rows, i);
+            if (!strcmp(json_string_value(json_object_get(r, "step_id")), failed_step))
+                row = r;
+        }
+        const char *e = row ? json_string_value(json_object_get(row, "error")) : NULL;
+        snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, e ? ": " : "", e ? e : "");
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:n, s:s, s:I, s:I}", "id", v->run_id, "status",
+                                              "failed", "output", "error", msg, "started_at",
+                                              (json_int_t)batch_started, "finished_at", (json_int_t)now));
+        json_array_append_new(json_object_get(batch, "drop_runs"), json_string(v->run_id));
+        rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
+        rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
+    } else if (all_done) {
+        json_t *output = NULL;
+        char errbuf[RT_ERROR_MAX] = "";
+        if (wf->output) {
+            json_t *saved = v->steps;
+            v->steps = merged;
+            json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1);
+            v->steps = saved;
+            rt_error err;
+            if (rt_template_render(wf->output, ctx, &output, &err) != RT_OK)
+                snprintf(errbuf, sizeof errbuf, "output: %s", err.msg);
+            json_decref(ctx);
+        } else {
+            output = json_incref(json_object_get(json_object_get(merged, wf->steps[wf->n_steps - 1].id), "output"));
+        }
+        const char *status = errbuf[0] ? "failed" : partial ? "partial" : "completed";
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I}", "id", v->run_id, "status", status,
+                                              "output", output, "error", errbuf[0] ? errbuf : NULL, "started_at",
+                                              (json_int_t)batch_started, "finished_at", (json_int_t)now));
+        json_decref(output);
+        rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
+        rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
+    } else {
+        const char *status = sleeping ? "sleeping" : waiting ? "waiting" : "running";
+        if (!db_status || strcmp(db_status, status) != 0)
+            json_array_append_new(runs, json_pack("{s:s, s:s, s:I, s:I}", "id", v->run_id, "status", status,
+                                                  "started_at", (json_int_t)batch_started, "finished_at",
+                                                  (json_int_t)0));
+    }
+    json_decref(merged);
+
+    /* Move this run's pieces into the batch. */
+    json_array_extend(json_object_get(batch, "steps"), v->rows);
+    json_array_extend(json_object_get(batch, "enqueue"), v->enqueue);
+    json_array_extend(json_object_get(batch, "requeue"), v->requeue);
+    json_array_extend(json_object_get(batch, "dequeue"), v->dequeue);
+    json_array_extend(json_object_get(batch, "attempts"), v->attempts);
+    if (json_array_size(v->enqueue) > 0 || json_array_size(v->requeue) > 0)
+        json_object_set(batch, "notify", json_true());
+}
+
+static void view_free(run_view *v)
+{
+    free(v->run_status);
+    json_decref(v->steps);
+    json_decref(v->rows);
+    json_decref(v->enqueue);
+    json_decref(v->requeue);
+    json_decref(v->dequeue);
+    json_decref(v->attempts);
+    free(v->queue_ids);
+}
+
+/* Commits the views' results in one transaction. Returns RT_OK or the failure. */
+static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batch_started, rt_error *err)
+{
+    const char **ids = malloc(n * sizeof *ids);
+    size_t n_q = 0;
+    for (size_t i = 0; i < n; i++)
+        n_q += views[i].n_queue_ids;
+    int64_t *qids = malloc((n_q ? n_q : 1) * sizeof *qids);
+    size_t n_ids = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!views[i].touched)
+            continue;
+        ids[n_ids++] = views[i].run_id;
+        for (size_t j = 0; j < views[i].n_queue_ids; j++)
+            qids[k++] = views[i].queue_ids[j];
+    }
+    if (n_ids == 0) {
+        free(ids);
+        free(qids);
+        return RT_OK;
+    }
+    rt_status s = RT_OK;
+    for (int tries = 0; tries < 3; tries++) {
+        json_t *owned = NULL, *locked = NULL;
+        json_t *batch = json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue",
+                                  "dequeue", "runs", "attempts", "drop_runs");
+        s = rt_store_begin(w->store, err);
+        if (s == RT_OK)
+            s = rt_store_lock_owned(w->store, w->owner, qids, k, &owned, err);
+        if (s == RT_OK)
+            s = rt_store_lock_runs(w->store, ids, n_ids, &locked, err);
+        if (s == RT_OK) {
+            for (size_t i = 0; i < n; i++) {
+                run_view *v = &views[i];
+                if (!v->touched)
+                    continue;
+                bool lost = false;
+                for (size_t j = 0; j < v->n_queue_ids && !lost; j++) {
+                    bool found = false;
+                    for (size_t m = 0; m < json_array_size(owned) && !found; m++)
+                        found = json_integer_value(json_array_get(owned, m)) == v->queue_ids[j];
+                    lost = !found;
+                }
+                json_t *lk = json_object_get(locked, v->run_id);
+                if (lost || !lk) {
+                    rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id};
+                    rt_log(RT_LOG_WARN, &lc, "lease lost before commit; another worker owns this step now");
+                    continue;
+                }
+                /* finalize moves copies into the batch; a retry of the transaction
+                 * rebuilds it, so work on copies of the view's arrays. */
+                run_view copy = *v;
+                copy.rows = json_deep_copy(v->rows);
+                copy.enqueue = json_deep_copy(v->enqueue);
+                copy.requeue = json_deep_copy(v->requeue);
+                copy.dequeue = json_deep_copy(v->dequeue);
+                copy.attempts = json_deep_copy(v->attempts);
+                finalize_run(&copy, lk, batch, batch_started);
+                json_decref(copy.rows);
+                json_decref(copy.enqueue);
+                json_decref(copy.requeue);
+                json_decref(copy.dequeue);
+                json_decref(copy.attempts);
+            }
+            s = rt_store_apply(w->store, w->owner, batch, err);
+        }
+        if (s == RT_OK)
+            s = rt_store_commit(w->store, err);
+        json_decref(owned);
+        json_decref(locked);
+        json_decref(batch);
+        if (s == RT_OK)
+            break;
+        rt_store_rollback(w->store);
+        if (s != RT_ERR_CONFLICT)
+            break;
+    }
+    free(ids);
+    free(qids);
+    return s;
+}
+
+static void hold(worker *w, const rt_claim *c, size_t n)
+{
+    pthread_mutex_lock(&w->held_mu);
+    w->n_held = 0;
+    for (size_t i = 0; i < n && w->n_held < MAX_HELD; i++)
+        w->held[w->n_held++] = c[i].queue_id;
+    pthread_mutex_unlock(&w->held_mu);
+}
+
+static void release_held(worker *w)
+{
+    pthread_mutex_lock(&w->held_mu);
+    w->n_held = 0;
+    pthread_mutex_unlock(&w->held_mu);
+}
+
+static run_view *view_for(run_view *views, size_t *n_views, const rt_claim *c)
+{
+    for (size_t i = 0; i < *n_views; i++)
+        if (strcmp(views[i].run_id, c->run_id) == 0)
+            return &views[i];
+    run_view *v = &views[(*n_views)++];
+    memset(v, 0, sizeof *v);
+    memcpy(v->run_id, c->run_id, sizeof v->run_id);
+    v->event = c->event;
+    v->trigger = c->trigger;
+    v->run_status = strdup(c->run_status);
+    v->run_started_ms = c->run_started_ms;
+    v->rows = json_array();
+    v->enqueue = json_array();
+    v->requeue = json_array();
+    v->dequeue = json_array();
+    v->attempts = json_array();
+    return v;
+}
+
+static void add_queue_id(run_view *v, int64_t id)
+{
+    int64_t *grown = realloc(v->queue_ids, (v->n_queue_ids + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    v->queue_ids = grown;
+    v->queue_ids[v->n_queue_ids++] = id;
+}
+
+/* Runs one claimed batch: quick items first and committed together, then the slow one. */
+static rt_status process_batch(worker *w, rt_claim *claims, size_t n, rt_error *err)
+{
+    run_view *views = calloc(n, sizeof *views);
+    size_t n_views = 0;
+    for (size_t i = 0; i < n; i++)
+        view_for(views, &n_views, &claims[i]);
+
+    const char **ids = malloc(n_views * sizeof *ids);
+    for (size_t i = 0; i < n_views; i++)
+        ids[i] = views[i].run_id;
+    json_t *loaded = NULL;
+    rt_status s = rt_store_load_steps(w->store, ids, n_views, &loaded, err);
+    free(ids);
+    int64_t batch_started = rt_now_ms();
+
+    for (size_t i = 0; s == RT_OK && i < n_views; i++) {
+        json_t *st = json_object_get(loaded, views[i].run_id);
+        views[i].steps = st ? json_incref(st) : json_object();
+    }
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        run_view *v = view_for(views, &n_views, &claims[i]);
+        if (!v->wf && definition_get(w->e, w->store, claims[i].wf_hash, &v->wf, err) != RT_OK) {
+            rt_log_ctx lc = {.workflow = claims[i].workflow_id, .run_id = v->run_id};
+            rt_log(RT_LOG_ERROR, &lc, "%s", err->msg);
+            s = err->code == RT_ERR_UNAVAILABLE ? err->code : RT_OK;
+        }
+    }
+    json_decref(loaded);
+
+    for (int pass = 0; s == RT_OK && pass < 2; pass++) {
+        bool slow_pass = pass == 1;
+        bool any = false;
+        for (size_t i = 0; i < n && !w->e->force; i++) {
+            rt_claim *c = &claims[i];
+            if (c->slow != slow_pass)
+                continue;
+            run_view *v = view_for(views, &n_views, c);
+            if (!v->wf)
+                continue;
+            add_queue_id(v, c->queue_id);
+            any = true;
+            if (is_terminal_run(v->run_status)) {
+                json_array_append_new(v->dequeue, json_integer(c->queue_id));
+                v->touched = true;
+                continue;
+            }
+            if (slow_pass) {
+                const char *id = v->run_id;
+                rt_store_mark_running(w->store, &id, 1, err);
+            }
+            run_claim(w, v, c);
+        }
+        if (!any || w->e->force)
+            continue;
+        s = commit_views(w, views, n_views, batch_started, err);
+        for (size_t i = 0; i < n_views; i++) {
+            /* Committed: start the next pass from clean arrays. */
+            json_array_clear(views[i].rows);
+            json_array_clear(views[i].enqueue);
+            json_array_clear(views[i].requeue);
+            json_array_clear(views[i].dequeue);
+            json_array_clear(views[i].attempts);
+            views[i].n_queue_ids = 0;
+            views[i].touched = false;
+        }
+    }
+    for (size_t i = 0; i < n_views; i++)
+        view_free(&views[i]);
+    free(views);
+    return s;
+}
+
+/* ---------- threads ---------- */
+
+static void wait_for_work(rt_engine *e, uint64_t seen)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->wake_seq == seen && !e->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (e->cfg->poll_ms % 1000) * 1000000;
+        ts.tv_sec += e->cfg->poll_ms / 1000 + ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&e->wake, &e->mu, &ts);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void wake_all(rt_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->wake_seq++;
+    pthread_cond_broadcast(&e->wake);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Opens or re-opens a thread's connection, backing off while the database is away. */
+static bool ensure_store(rt_engine *e, rt_store **st, const char *who)
+{
+    int64_t delay = 100;
+    while (!e->stopping) {
+        rt_error err;
+        rt_status s = *st ? rt_store_reconnect(*st, &err) : rt_store_open(e->cfg->database_url, st, &err);
+        if (s == RT_OK)
+            return true;
+        rt_log(RT_LOG_WARN, NULL, "%s: %s; retrying in %lld ms", who, err.msg, (long long)delay);
+        sleep_ms(delay);
+        delay = delay * 2 > 5000 ? 5000 : delay * 2;
+    }
+    return false;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    rt_engine *e = w->e;
+    if (ensure_store(e, &w->store, "worker")) {
+        while (!e->stopping) {
+            pthread_mutex_lock(&e->mu);
+            uint64_t seen = e->wake_seq;
+            pthread_mutex_unlock(&e->mu);
+            rt_claim *claims = NULL;
+            size_t n = 0;
+            rt_error err;
+            int64_t t0 = rt_mono_us();
+            rt_status s = rt_store_claim(w->store, w->owner, e->cfg->claim_batch, 1, e->cfg->lease_ms, &claims, &n,
+                                         &err);
+            if (s == RT_OK && n > 0) {
+                if (w->claim_us)
+                    w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
+                w->claims++;
+                hold(w, claims, n);
+                s = process_batch(w, claims, n, &err);
+                release_held(w);
+            }
+            rt_claims_free(claims, n);
+            if (s != RT_OK) {
+                rt_log(RT_LOG_WARN, NULL, "worker %d: %s", w->index, err.msg);
+                if (!rt_store_healthy(w->store) && !ensure_store(e, &w->store, "worker"))
+                    break;
+                sleep_ms(100);
+                continue;
+            }
+            if (n == 0)
+                wait_for_work(e, seen);
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    e->live_workers--;
+    pthread_cond_broadcast(&e->idle);
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* Wakes workers on NOTIFY and when the earliest queue item (a timer, a retry, an
+ * expired lease) comes due, so a sleep ends on time without busy polling. */
+static void *waker_main(void *arg)
+{
+    rt_engine *e = arg;
+    rt_store *st = NULL;
+    while (!e->stopping) {
+        if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "waker"))
+            break;
+        rt_error err;
+        if (rt_store_listen(st, RT_WAKE_CHANNEL, &err) != RT_OK) {
+            rt_log(RT_LOG_WARN, NULL, "waker: %s", err.msg);
+            sleep_ms(500);
+            continue;
+        }
+        while (!e->stopping && rt_store_healthy(st)) {
+            int64_t due = 0;
+            if (rt_store_next_due(st, &due, &err) != RT_OK)
+                break;
+            int64_t now = rt_now_ms();
+            if (due > 0 && due <= now + 1)
+                wake_all(e);
+            int64_t wait = e->cfg->poll_ms;
+            if (due > now && due - now < wait)
+                wait = due - now;
+            if (wait > 250)
+                wait = 250; /* re-check stopping and the due time at least 4 times a second */
+            bool notified = false;
+            if (rt_store_wait_notify(st, (int)(wait < 1 ? 1 : wait), &notified, &err) != RT_OK)
+                break;
+            if (notified)
+                wake_all(e);
+        }
+    }
+    rt_store_close(st);
+    return NULL;
+}
+
+/* Extends the leases of everything the workers hold, every lease/3. */
+static void *keeper_main(void *arg)
+{
+    rt_engine *e = arg;
+    rt_store *st = NULL;
+    int64_t period = e->cfg->lease_ms / 3 > 0 ? e->cfg->lease_ms / 3 : 1;
+    int64_t next = rt_mono_ms() + period;
+    while (!e->stopping || e->live_workers > 0) {
+        if (rt_mono_ms() < next) {
+            sleep_ms(50);
+            continue;
+        }
+        next = rt_mono_ms() + period;
+        if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "lease keeper"))
+            break;
+        for (int i = 0; i < e->n_workers; i++) {
+            worker *w = &e->workers[i];
+            int64_t ids[MAX_HELD];
+            pthread_mutex_lock(&w->held_mu);
+            size_t n = w->n_held;
+            memcpy(ids, w->held, n * sizeof ids[0]);
+            pthread_mutex_unlock(&w->held_mu);
+            rt_error err;
+            if (n > 0 && rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &err) != RT_OK)
+                rt_log(RT_LOG_WARN, NULL, "lease keeper: %s", err.msg);
+        }
+    }
+    rt_store_close(st);
+    return NULL;
+}
+
+rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err)
+{
+    rt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    e->cfg = cfg;
+    e->env.database_url = cfg->database_url;
+    e->env.app_database_url = cfg->app_database_url;
+    e->env.workflows_dir = cfg->workflows;
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char nonce[9];
+    unsigned char rnd[4];
+    rt_random_bytes(rnd, sizeof rnd);
+    snprintf(nonce, sizeof nonce, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    /* host:pid:nonce — unique per process even across pid reuse. */
+    snprintf(e->owner_prefix, sizeof e->owner_prefix, "%s:%d:%s:", host, (int)getpid(), nonce);
+    e->n_workers = cfg->workers;
+    e->workers = calloc((size_t)e->n_workers, sizeof *e->workers);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    pthread_cond_init(&e->idle, NULL);
+    pthread_mutex_init(&e->cache_mu, NULL);
+    for (int i = 0; i < e->n_workers; i++) {
+        worker *w = &e->workers[i];
+        w->e = e;
+        w->index = i;
+        snprintf(w->owner, sizeof w->owner, "%sw%d", e->owner_prefix, i);
+        w->claim_us = calloc(CLAIM_SAMPLES, sizeof *w->claim_us);
+        pthread_mutex_init(&w->held_mu, NULL);
+    }
+    *out = e;
+    return RT_OK;
+}
+
+rt_status rt_engine_start(rt_engine *e, rt_error *err)
+{
+    e->live_workers = e->n_workers;
+    for (int i = 0; i < e->n_workers; i++) {
+        if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
+            return rt_error_set(err, RT_ERR_INTERNAL, "cannot start worker thread %d", i);
+    }
+    if (pthread_create(&e->waker, NULL, waker_main, e) != 0 || pthread_create(&e->keeper, NULL, keeper_main, e) != 0)
+        return rt_error_set(err, RT_ERR_INTERNAL, "cannot start engine threads");
+    e->started = true;
+    rt_log(RT_LOG_INFO, NULL, "engine started: %d workers, lease %lld ms, owner %s", e->n_workers,
+           (long long)e->cfg->lease_ms, e->owner_prefix);
+    return RT_OK;
+}
+
+void rt_engine_stop(rt_engine *e, int64_t grace_ms)
+{
+    if (!e->started)
+        return;
+    e->stopping = 1;
+    wake_all(e);
+    int64_t deadline = rt_mono_ms() + grace_ms;
+    pthread_mutex_lock(&e->mu);
+    while (e->live_workers > 0) {
+        int64_t left = deadline - rt_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t step = left < 100 ? left : 100;
+        int64_t ns = ts.tv_nsec + step * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&e->idle, &e->mu, &ts);
+    }
+    int left_running = e->live_workers;
+    pthread_mutex_unlock(&e->mu);
+    if (left_running > 0) {
+        rt_log(RT_LOG_WARN, NULL, "grace period over: cancelling %d in-flight step(s)", left_running);
+        e->force = 1;
+        for (int i = 0; i < e->n_workers; i++)
+            e->workers[i].cancelled = 1;
+    }
+    for (int i = 0; i < e->n_workers; i++)
+        pthread_join(e->workers[i].thread, NULL);
+    pthread_join(e->waker, NULL);
+    pthread_join(e->keeper, NULL);
+    /* Whatever this process still holds goes back to the queue at once. */
+    rt_store *st = NULL;
+    rt_error err;
+    int released = 0;
+    if (rt_store_open(e->cfg->database_url, &st, &err) == RT_OK &&
+        rt_store_release(st, e->owner_prefix, &released, &err) == RT_OK) {
+        if (released > 0)
+            rt_log(RT_LOG_INFO, NULL, "released %d lease(s)", released);
+    } else {
+        rt_log(RT_LOG_WARN, NULL, "could not release leases (they expire on their own): %s", err.msg);
+    }
+    rt_store_close(st);
+    e->started = false;
+}
+
+void rt_engine_free(rt_engine *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; i < e->n_workers; i++) {
+        rt_store_close(e->workers[i].store);
+        free(e->workers[i].claim_us);
+        pthread_mutex_destroy(&e->workers[i].held_mu);
+    }
+    free(e->workers);
+    for (size_t i = 0; i < e->n_cache; i++)
+        rt_workflow_free(e->cache[i]);
+    free(e->cache);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->cache_mu);
+    pthread_cond_destroy(&e->wake);
+    pthread_cond_destroy(&e->idle);
+    free(e);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t total = 0;
+    for (int i = 0; i < e->n_workers; i++) {
+        worker *w = &e->workers[i];
+        out->claims += w->claims;
+        out->steps += w->steps_run;
+        total += w->claims < CLAIM_SAMPLES ? w->claims : CLAIM_SAMPLES;
+    }
+    if (total == 0)
+        return;
+    uint32_t *all = malloc(total * sizeof *all);
+    if (!all)
+        return;
+    size_t k = 0;
+    for (int i = 0; i < e->n_workers; i++) {
+        worker *w = &e->workers[i];
+        size_t n = w->claims < CLAIM_SAMPLES ? w->claims : CLAIM_SAMPLES;
+        if (w->claim_us)
+            memcpy(all + k, w->claim_us, n * sizeof *all);
+        k += n;
+    }
+    qsort(all, total, sizeof *all, cmp_u32);
+    out->claim_p50_ms = all[total / 2] / 1000.0;
+    out->claim_p99_ms = all[(total * 99) / 100 < total ? (total * 99) / 100 : total - 1] / 1000.0;
+    free(all);
+}

@@ -1,0 +1,32 @@
+/* executor.h — the engine's workers: claim due steps from the queue, run them, memoize
+ * their results and make successors runnable, many steps per commit. Also the wake-up
+ * listener (LISTEN/NOTIFY + next due time) and the lease keeper. */
+#ifndef RT_EXECUTOR_H
+#define RT_EXECUTOR_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "status.h"
+
+typedef struct rt_engine rt_engine;
+
+/* cfg is borrowed and must outlive the engine. */
+rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err);
+/* Starts worker, wake-up and lease-keeper threads. */
+rt_status rt_engine_start(rt_engine *e, rt_error *err);
+/* Stops claiming, lets in-flight steps finish within grace_ms, then cancels what still
+ * runs, gives every lease this process holds back to the queue and joins the threads. */
+void rt_engine_stop(rt_engine *e, int64_t grace_ms);
+void rt_engine_free(rt_engine *e);
+
+/* Counters for `ratchet bench`; read after rt_engine_stop. */
+typedef struct rt_engine_stats {
+    uint64_t claims;         /* claim statements that returned work */
+    uint64_t steps;          /* step executions */
+    double claim_p50_ms;     /* latency of claim statements that returned work */
+    double claim_p99_ms;
+} rt_engine_stats;
+void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out);
+
+#endif

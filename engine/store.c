@@ -1,0 +1,963 @@
+/* store.c — every SQL statement of ratchet, each prepared once per connection and run
+ * with parameters (never interpolated). Batches travel as one jsonb parameter so a whole
+ * batch of completions costs a handful of round trips and one commit. */
+#include "store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migrations.h"
+#include "util.h"
+
+typedef enum stmt_id {
+    S_PUT_WORKFLOW,
+    S_GET_DEFINITION,
+    S_CREATE_RUNS,
+    S_CREATE_STEPS,
+    S_CREATE_QUEUE,
+    S_GET_RUN,
+    S_GET_RUN_STEPS,
+    S_LIST_RUNS,
+    S_CLAIM,
+    S_MARK_RUNNING,
+    S_LOAD_STEPS,
+    S_LOCK_RUNS,
+    S_LOCK_STEPS,
+    S_LOCK_OWNED,
+    S_APPLY_STEPS,
+    S_APPLY_ENQUEUE,
+    S_APPLY_DEQUEUE,
+    S_APPLY_REQUEUE,
+    S_APPLY_RUNS,
+    S_APPLY_ATTEMPTS,
+    S_APPLY_DROP,
+    S_NOTIFY,
+    S_RENEW,
+    S_RELEASE,
+    S_NEXT_DUE,
+    S_COUNT
+} stmt_id;
+
+/* Times cross the boundary as unix milliseconds. */
+#define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
+#define TS(x) "to_timestamp((" x ")::double precision / 1000)"
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_PUT_WORKFLOW] = "insert into ratchet.workflow_versions (hash, workflow_id, definition) "
+                       "values ($1, $2, $3::jsonb) on conflict (hash) do nothing",
+    [S_GET_DEFINITION] = "select definition from ratchet.workflow_versions where hash = $1",
+    [S_CREATE_RUNS] =
+        "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id, priority,"
+        " scheduled_at) "
+        "select x.id, x.workflow_id, x.workflow_hash, 'queued', x.trigger, x.event, x.event->>'entity_id',"
+        " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end "
+        "from jsonb_to_recordset($1::jsonb) as x(id uuid, workflow_id text, workflow_hash text, trigger jsonb,"
+        " event jsonb, priority smallint, run_at bigint)",
+    [S_CREATE_STEPS] = "insert into ratchet.steps (run_id, step_id, status) "
+                       "select x.run_id, x.step_id, 'pending' "
+                       "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)",
+    [S_CREATE_QUEUE] =
+        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at) "
+        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
+        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
+        " run_at bigint)",
+    [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'status', r.status,"
+                  " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
+                  " 'started_at', ratchet.ts(r.started_at), 'finished_at', ratchet.ts(r.finished_at),"
+                  " 'output', r.output, 'error', r.error)::text "
+                  "from ratchet.runs r where r.id = $1::uuid",
+    [S_GET_RUN_STEPS] =
+        "select coalesce(jsonb_agg(jsonb_build_object('id', d.value->>'id', 'status', coalesce(s.status, 'pending'),"
+        " 'attempts', coalesce(s.attempts, 0), 'output', s.output, 'error', s.error,"
+        " 'started_at', ratchet.ts(s.started_at), 'finished_at', ratchet.ts(s.finished_at),"
+        " 'failed_attempts', (select coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,"
+        "   'started_at', ratchet.ts(a.started_at), 'finished_at', ratchet.ts(a.finished_at)) order by a.attempt),"
+        "   '[]') from ratchet.step_attempts a where a.run_id = r.id and a.step_id = d.value->>'id'))"
+        " order by d.ord), '[]')::text "
+        "from ratchet.runs r join ratchet.workflow_versions v on v.hash = r.workflow_hash "
+        "cross join jsonb_array_elements(v.definition->'steps') with ordinality as d(value, ord) "
+        "left join ratchet.steps s on s.run_id = r.id and s.step_id = d.value->>'id' "
+        "where r.id = $1::uuid",
+    [S_LIST_RUNS] = "select coalesce(jsonb_agg(o order by c desc, i desc), '[]')::text from ("
+                    " select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'status', r.status,"
+                    " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
+                    " 'started_at', ratchet.ts(r.started_at), 'finished_at', ratchet.ts(r.finished_at),"
+                    " 'output', r.output, 'error', r.error) o, r.created_at c, r.id i"
+                    " from ratchet.runs r"
+                    " where ($1::text is null or r.workflow_id = $1) and ($2::text is null or r.status = $2)"
+                    " order by r.created_at desc, r.id desc limit $3::int) t",
+    [S_CLAIM] =
+        "with quick as ("
+        " select id from ratchet.queue where not slow and run_at <= now()"
+        " order by slow, priority, run_at, id limit $1::int for update skip locked"
+        "), slow as ("
+        " select id from ratchet.queue where slow and run_at <= now()"
+        " order by slow, priority, run_at, id limit $2::int for update skip locked"
+        "), c as (select id from quick union all select id from slow"
+        "), q as ("
+        " update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
+        "  locked_until = now() + $3::bigint * interval '1 millisecond', locked_by = $4"
+        " from c where q.id = c.id returning q.id, q.run_id, q.step_id, q.priority, q.slow"
+        "), s as ("
+        " update ratchet.steps s set status = 'running',"
+        "  attempts = s.attempts + case when s.state is null then 1 else 0 end,"
+        "  started_at = case when s.state is null then now() else s.started_at end"
+        " from q where s.run_id = q.run_id and s.step_id = q.step_id"
+        " returning s.run_id, s.step_id, s.attempts, s.state"
+        ") "
+        "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status, s.attempts, s.state::text,"
+        " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
+        " q.priority, q.slow "
+        "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
+        "order by q.priority, q.id",
+    [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
+                       "where id in (select id from ratchet.runs where id = any($1::uuid[])"
+                       " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
+    [S_LOAD_STEPS] = "select run_id::text, jsonb_object_agg(step_id,"
+                     " jsonb_build_object('status', status, 'output', output))::text "
+                     "from ratchet.steps where run_id = any($1::uuid[]) group by run_id",
+    [S_LOCK_RUNS] = "select id::text, status from ratchet.runs where id = any($1::uuid[]) order by id for update",
+    [S_LOCK_STEPS] = "select run_id::text, jsonb_object_agg(step_id,"
+                     " jsonb_build_object('status', status, 'output', output))::text "
+                     "from ratchet.steps where run_id = any($1::uuid[]) group by run_id",
+    [S_LOCK_OWNED] = "select coalesce(jsonb_agg(id), '[]')::text from (select id from ratchet.queue"
+                     " where id = any($1::bigint[]) and locked_by = $2 order by id for update) t",
+    [S_APPLY_STEPS] =
+        "insert into ratchet.steps as s (run_id, step_id, status, attempts, output, error, error_detail, state,"
+        " started_at, finished_at) "
+        "select x.run_id, x.step_id, x.status, coalesce(x.attempts, 0), x.output, x.error, x.error_detail,"
+        " x.state, case when x.started_at > 0 then " TS("x.started_at") " end,"
+        " case when x.finished_at > 0 then " TS("x.finished_at") " end "
+        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, status text, attempts int,"
+        " output jsonb, error text, error_detail jsonb, state jsonb, started_at bigint, finished_at bigint) "
+        "on conflict (run_id, step_id) do update set status = excluded.status,"
+        " attempts = greatest(s.attempts, excluded.attempts), output = excluded.output, error = excluded.error,"
+        " error_detail = excluded.error_detail, state = excluded.state,"
+        " started_at = case when s.state is not null then s.started_at else coalesce(excluded.started_at, s.started_at) end,"
+        " finished_at = excluded.finished_at",
+    [S_APPLY_ENQUEUE] =
+        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at) "
+        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
+        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
+        " run_at bigint) on conflict (run_id, step_id) do nothing",
+    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id = any($1::bigint[]) and locked_by = $2",
+    [S_APPLY_REQUEUE] = "update ratchet.queue q set run_at = greatest(now(), " TS("x.run_at") "),"
+                        " locked_by = null, locked_until = null "
+                        "from jsonb_to_recordset($1::jsonb) as x(id bigint, run_at bigint) "
+                        "where q.id = x.id and q.locked_by = $2",
+    [S_APPLY_RUNS] =
+        "update ratchet.runs r set status = x.status,"
+        " output = case when x.finished_at > 0 then x.output else r.output end,"
+        " error = coalesce(x.error, r.error),"
+        " started_at = coalesce(r.started_at, case when x.started_at > 0 then " TS("x.started_at") " end),"
+        " finished_at = case when x.finished_at > 0 then " TS("x.finished_at") " else r.finished_at end "
+        "from jsonb_to_recordset($1::jsonb) as x(id uuid, status text, output jsonb, error text,"
+        " started_at bigint, finished_at bigint) where r.id = x.id",
+    [S_APPLY_ATTEMPTS] =
+        "insert into ratchet.step_attempts (run_id, step_id, attempt, error, error_detail, started_at, finished_at) "
+        "select x.run_id, x.step_id, x.attempt, x.error, x.error_detail,"
+        " case when x.started_at > 0 then " TS("x.started_at") " end, " TS("x.finished_at") " "
+        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, attempt int, error text,"
+        " error_detail jsonb, started_at bigint, finished_at bigint) on conflict do nothing",
+    [S_APPLY_DROP] = "delete from ratchet.queue where run_id = any($1::uuid[]) and locked_by is null",
+    [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
+    [S_RENEW] = "update ratchet.queue set run_at = now() + $3::bigint * interval '1 millisecond',"
+                " locked_until = now() + $3::bigint * interval '1 millisecond' "
+                "where id = any($1::bigint[]) and locked_by = $2",
+    [S_RELEASE] = "with r as (update ratchet.queue set run_at = now(), locked_by = null, locked_until = null"
+                  " where starts_with(locked_by, $1) returning 1) select count(*) from r",
+    [S_NEXT_DUE] = "select coalesce(" MS("min(run_at)") ", 0) from ratchet.queue",
+};
+
+struct rt_store {
+    PGconn *conn;
+    char *url;
+    bool prepared[S_COUNT];
+    char *listening; /* channel to re-LISTEN after a reconnect */
+};
+
+static rt_status translate(PGconn *conn, const PGresult *res, rt_error *err, const char *what)
+{
+    if (PQstatus(conn) != CONNECTION_OK)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "%s: database connection lost: %s", what,
+                            PQerrorMessage(conn));
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+    char clean[600];
+    snprintf(clean, sizeof clean, "%s", msg ? msg : "");
+    size_t n = strlen(clean);
+    while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+        clean[--n] = '\0';
+    rt_status code = RT_ERR_INTERNAL;
+    if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
+        code = RT_ERR_CONFLICT;
+    else if (state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P03")))
+        code = RT_ERR_UNAVAILABLE;
+    else if (state && (!strcmp(state, "22P02") || !strcmp(state, "23505")))
+        code = RT_ERR_INVALID;
+    return rt_error_set(err, code, "%s: %s (SQLSTATE %s)", what, clean, state ? state : "?");
+}
+
+/* Server NOTICEs ("schema already exists, skipping") are not for the user's terminal. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    rt_log(RT_LOG_DEBUG, NULL, "database notice: %s", message);
+}
+
+static rt_status connect_db(rt_store *st, rt_error *err)
+{
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {st->url, "ratchet", "10", NULL};
+    st->conn = PQconnectdbParams(keys, vals, 1);
+    if (!st->conn)
+        return rt_error_set(err, RT_ERR_NOMEM, "database: out of memory");
+    if (PQstatus(st->conn) != CONNECTION_OK) {
+        /* libpq's message names host and port, never the password. */
+        rt_status s = rt_error_set(err, RT_ERR_UNAVAILABLE, "cannot connect to the database: %s",
+                                   PQerrorMessage(st->conn));
+        size_t n = strlen(err ? err->msg : "");
+        while (err && n > 0 && err->msg[n - 1] == '\n')
+            err->msg[--n] = '\0';
+        PQfinish(st->conn);
+        st->conn = NULL;
+        return s;
+    }
+    memset(st->prepared, 0, sizeof st->prepared);
+    PQsetNoticeProcessor(st->conn, ignore_notice, NULL);
+    PGresult *r = PQexec(st->conn, "set synchronous_commit = on; set lock_timeout = '30s'");
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_open(const char *url, rt_store **out, rt_error *err)
+{
+    rt_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    st->url = strdup(url);
+    rt_status s = connect_db(st, err);
+    if (s != RT_OK) {
+        rt_store_close(st);
+        return s;
+    }
+    *out = st;
+    return RT_OK;
+}
+
+void rt_store_close(rt_store *st)
+{
+    if (!st)
+        return;
+    if (st->conn)
+        PQfinish(st->conn);
+    free(st->url);
+    free(st->listening);
+    free(st);
+}
+
+bool rt_store_healthy(rt_store *st)
+{
+    return st->conn && PQstatus(st->conn) == CONNECTION_OK;
+}
+
+rt_status rt_store_reconnect(rt_store *st, rt_error *err)
+{
+    if (st->conn)
+        PQfinish(st->conn);
+    st->conn = NULL;
+    rt_status s = connect_db(st, err);
+    if (s == RT_OK && st->listening) {
+        char *ch = st->listening;
+        st->listening = NULL;
+        s = rt_store_listen(st, ch, err);
+        free(ch);
+    }
+    return s;
+}
+
+/* Runs a prepared statement; *res must be PQclear'ed by the caller on RT_OK. */
+static rt_status run(rt_store *st, stmt_id id, int n, const char *const *params, PGresult **res, rt_error *err)
+{
+    char name[16];
+    snprintf(name, sizeof name, "rt%d", (int)id);
+    if (!st->conn)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
+    if (!st->prepared[id]) {
+        PGresult *p = PQprepare(st->conn, name, stmt_sql[id], 0, NULL);
+        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+            rt_status s = translate(st->conn, p, err, "prepare");
+            PQclear(p);
+            return s;
+        }
+        PQclear(p);
+        st->prepared[id] = true;
+    }
+    PGresult *r = PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
+    ExecStatusType es = PQresultStatus(r);
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+        rt_status s = translate(st->conn, r, err, "database");
+        PQclear(r);
+        return s;
+    }
+    *res = r;
+    return RT_OK;
+}
+
+static rt_status run_simple(rt_store *st, const char *sql, rt_error *err)
+{
+    if (!st->conn)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
+    PGresult *r = PQexec(st->conn, sql);
+    ExecStatusType es = PQresultStatus(r);
+    rt_status s = RT_OK;
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK)
+        s = translate(st->conn, r, err, "database");
+    PQclear(r);
+    return s;
+}
+
+/* Runs a statement whose one parameter is a JSON document (skipped when empty). */
+static rt_status run_json(rt_store *st, stmt_id id, json_t *doc, const char *extra, rt_error *err)
+{
+    if (!doc || (json_is_array(doc) && json_array_size(doc) == 0))
+        return RT_OK;
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[2] = {text, extra};
+    PGresult *r = NULL;
+    rt_status s = run(st, id, extra ? 2 : 1, params, &r, err);
+    PQclear(r);
+    free(text);
+    return s;
+}
+
+/* "{a,b,c}" array literal for uuid[]/bigint[] parameters (values are ids we produced). */
+static char *array_literal(const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(items[i]) + 1;
+    char *buf = malloc(len);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(items[i]);
+        memcpy(p, items[i], l);
+        p += l;
+        if (i + 1 < n)
+            *p++ = ',';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return buf;
+}
+
+static char *int_array_literal(const int64_t *ids, size_t n)
+{
+    char *buf = malloc(n * 21 + 3);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, i ? ",%lld" : "%lld", (long long)ids[i]);
+    *p++ = '}';
+    *p = '\0';
+    return buf;
+}
+
+rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
+{
+    int count = 0;
+    /* A fixed advisory lock key ("ratchet" in ASCII) serializes concurrent migrators. */
+    rt_status s = run_simple(st, "select pg_advisory_lock(7526411283428713588)", err);
+    if (s != RT_OK)
+        return s;
+    s = run_simple(st,
+                   "create schema if not exists ratchet;"
+                   "create table if not exists ratchet.schema_migrations (version int primary key,"
+                   " name text not null, applied_at timestamptz not null default now())",
+                   err);
+    for (size_t i = 0; s == RT_OK && i < rt_migrations_count; i++) {
+        const rt_migration *m = &rt_migrations[i];
+        char version[16];
+        snprintf(version, sizeof version, "%d", m->version);
+        const char *p1[] = {version};
+        PGresult *r = PQexecParams(st->conn, "select 1 from ratchet.schema_migrations where version = $1::int", 1,
+                                   NULL, p1, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            s = translate(st->conn, r, err, "migrate");
+            PQclear(r);
+            break;
+        }
+        bool done = PQntuples(r) > 0;
+        PQclear(r);
+        if (done)
+            continue;
+        s = run_simple(st, "begin", err);
+        if (s == RT_OK)
+            s = run_simple(st, m->sql, err);
+        if (s == RT_OK) {
+            const char *p2[] = {version, m->name};
+            r = PQexecParams(st->conn, "insert into ratchet.schema_migrations (version, name) values ($1::int, $2)",
+                             2, NULL, p2, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                s = translate(st->conn, r, err, "migrate");
+            PQclear(r);
+        }
+        if (s == RT_OK)
+            s = run_simple(st, "commit", err);
+        if (s != RT_OK) {
+            rt_store_rollback(st);
+            rt_error_prefix(err, "migration %s", m->name);
+            break;
+        }
+        count++;
+    }
+    rt_error unlock_err;
+    run_simple(st, "select pg_advisory_unlock(7526411283428713588)", &unlock_err);
+    if (applied)
+        *applied = count;
+    return s;
+}
+
+rt_status rt_store_put_workflow(rt_store *st, const rt_workflow *wf, rt_error *err)
+{
+    char *def = rt_json_canonical(wf->definition);
+    if (!def)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {wf->hash, wf->id, def};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_PUT_WORKFLOW, 3, params, &r, err);
+    PQclear(r);
+    free(def);
+    return s;
+}
+
+rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, rt_error *err)
+{
+    const char *params[] = {hash};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_GET_DEFINITION, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "workflow version %.12s not found", hash);
+    }
+    json_error_t jerr;
+    *def = json_loads(PQgetvalue(r, 0, 0), 0, &jerr);
+    PQclear(r);
+    if (!*def)
+        return rt_error_set(err, RT_ERR_INTERNAL, "stored definition %.12s is not JSON: %s", hash, jerr.text);
+    return RT_OK;
+}
+
+rt_status rt_store_begin(rt_store *st, rt_error *err)
+{
+    return run_simple(st, "begin", err);
+}
+
+rt_status rt_store_commit(rt_store *st, rt_error *err)
+{
+    return run_simple(st, "commit", err);
+}
+
+void rt_store_rollback(rt_store *st)
+{
+    if (st->conn && PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(st->conn, "rollback");
+        PQclear(r);
+    }
+}
+
+rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    json_t *runs = json_array(), *steps = json_array(), *queue = json_array();
+    rt_status s = RT_OK;
+    for (size_t i = 0; i < n; i++) {
+        rt_run_request *q = &reqs[i];
+        rt_uuid7(q->id);
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:I}", "id", q->id, "workflow_id",
+                                              q->wf->id, "workflow_hash", q->wf->hash, "trigger", q->trigger,
+                                              "event", q->event, "priority", (int)q->wf->priority, "run_at",
+                                              (json_int_t)q->run_at_ms));
+        for (size_t k = 0; k < q->wf->n_steps; k++) {
+            const rt_step_def *d = &q->wf->steps[k];
+            if (d->n_needs != 0)
+                continue;
+            json_array_append_new(steps, json_pack("{s:s, s:s}", "run_id", q->id, "step_id", d->id));
+            json_array_append_new(queue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", q->id, "step_id", d->id,
+                                                   "priority", (int)q->wf->priority, "slow", !d->type->quick,
+                                                   "run_at", (json_int_t)q->run_at_ms));
+        }
+    }
+    s = rt_store_begin(st, err);
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = reqs[k].wf == reqs[i].wf;
+        if (!seen)
+            s = rt_store_put_workflow(st, reqs[i].wf, err);
+    }
+    if (s == RT_OK)
+        s = run_json(st, S_CREATE_RUNS, runs, NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_CREATE_STEPS, steps, NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_CREATE_QUEUE, queue, NULL, err);
+    if (s == RT_OK) {
+        PGresult *r = NULL;
+        s = run(st, S_NOTIFY, 0, NULL, &r, err);
+        PQclear(r);
+    }
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK)
+        rt_store_rollback(st);
+    json_decref(runs);
+    json_decref(steps);
+    json_decref(queue);
+    return s;
+}
+
+static rt_status single_json(rt_store *st, stmt_id id, int n, const char *const *params, json_t **out,
+                             rt_error *err)
+{
+    PGresult *r = NULL;
+    rt_status s = run(st, id, n, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+        PQclear(r);
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "not found");
+    }
+    json_error_t jerr;
+    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &jerr);
+    PQclear(r);
+    return *out ? RT_OK : rt_error_set(err, RT_ERR_INTERNAL, "bad JSON from the database: %s", jerr.text);
+}
+
+static rt_status get_run(rt_store *st, const char *id, bool with_steps, json_t **out, rt_error *err)
+{
+    if (!rt_uuid_valid(id))
+        return rt_error_set(err, RT_ERR_INVALID, "\"%.64s\" is not a run id (expected a UUID)", id);
+    const char *params[] = {id};
+    rt_status s = single_json(st, S_GET_RUN, 1, params, out, err);
+    if (s == RT_ERR_NOT_FOUND)
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "run %s not found", id);
+    if (s != RT_OK || !with_steps)
+        return s;
+    json_t *steps = NULL;
+    s = single_json(st, S_GET_RUN_STEPS, 1, params, &steps, err);
+    if (s != RT_OK) {
+        json_decref(*out);
+        *out = NULL;
+        return s;
+    }
+    json_object_set_new(*out, "steps", steps);
+    return RT_OK;
+}
+
+/* jsonb orders keys by length; print them in the documented order instead. */
+static json_t *in_order(json_t *o, const char *const *keys)
+{
+    json_t *r = json_object();
+    for (size_t i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(o, keys[i]);
+        if (v)
+            json_object_set(r, keys[i], v);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        if (!json_object_get(r, k))
+            json_object_set(r, k, v);
+    }
+    json_decref(o);
+    return r;
+}
+
+static const char *const run_keys[] = {"id", "workflow", "status", "trigger", "created_at", "started_at",
+                                       "finished_at", "output", "error", "steps", NULL};
+static const char *const step_keys[] = {"id", "status", "attempts", "output", "error", "started_at",
+                                        "finished_at", "failed_attempts", NULL};
+
+static json_t *run_in_order(json_t *run)
+{
+    json_t *steps = json_object_get(run, "steps");
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st) {
+        json_array_set_new(steps, i, in_order(json_incref(st), step_keys));
+    }
+    return in_order(run, run_keys);
+}
+
+rt_status rt_store_get_run(rt_store *st, const char *id, bool with_steps, json_t **out, rt_error *err)
+{
+    rt_status s = get_run(st, id, with_steps, out, err);
+    if (s == RT_OK)
+        *out = run_in_order(*out);
+    return s;
+}
+
+rt_status rt_store_list_runs(rt_store *st, const rt_run_filter *f, json_t **out, rt_error *err)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", f->limit > 0 ? f->limit : 50);
+    const char *params[] = {f->workflow, f->status, limit};
+    rt_status s = single_json(st, S_LIST_RUNS, 3, params, out, err);
+    size_t i;
+    json_t *run;
+    if (s == RT_OK)
+        json_array_foreach(*out, i, run) json_array_set_new(*out, i, run_in_order(json_incref(run)));
+    return s;
+}
+
+static json_t *parse_or_null(PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    return json_loads(PQgetvalue(r, row, col), JSON_DECODE_ANY, NULL);
+}
+
+rt_status rt_store_claim(rt_store *st, const char *owner, int quick_limit, int slow_limit, int64_t lease_ms,
+                         rt_claim **out, size_t *n, rt_error *err)
+{
+    char ql[16], sl[16], lease[24];
+    snprintf(ql, sizeof ql, "%d", quick_limit);
+    snprintf(sl, sizeof sl, "%d", slow_limit);
+    snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+    const char *params[] = {ql, sl, lease, owner};
+    PGresult *r = NULL;
+    *out = NULL;
+    *n = 0;
+    rt_status s = run(st, S_CLAIM, 4, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        return RT_OK;
+    }
+    rt_claim *c = calloc((size_t)rows, sizeof *c);
+    if (!c) {
+        PQclear(r);
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < rows; i++) {
+        c[i].queue_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        snprintf(c[i].run_id, sizeof c[i].run_id, "%s", PQgetvalue(r, i, 1));
+        c[i].step_id = strdup(PQgetvalue(r, i, 2));
+        c[i].workflow_id = strdup(PQgetvalue(r, i, 3));
+        snprintf(c[i].wf_hash, sizeof c[i].wf_hash, "%s", PQgetvalue(r, i, 4));
+        c[i].run_status = strdup(PQgetvalue(r, i, 5));
+        c[i].attempt = atoi(PQgetvalue(r, i, 6));
+        c[i].state = parse_or_null(r, i, 7);
+        c[i].event = parse_or_null(r, i, 8);
+        c[i].trigger = parse_or_null(r, i, 9);
+        c[i].run_created_ms = strtoll(PQgetvalue(r, i, 10), NULL, 10);
+        c[i].run_started_ms = strtoll(PQgetvalue(r, i, 11), NULL, 10);
+        c[i].priority = atoi(PQgetvalue(r, i, 12));
+        c[i].slow = PQgetvalue(r, i, 13)[0] == 't';
+    }
+    PQclear(r);
+    *out = c;
+    *n = (size_t)rows;
+    return RT_OK;
+}
+
+void rt_claims_free(rt_claim *c, size_t n)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(c[i].step_id);
+        free(c[i].workflow_id);
+        free(c[i].run_status);
+        json_decref(c[i].state);
+        json_decref(c[i].event);
+        json_decref(c[i].trigger);
+    }
+    free(c);
+}
+
+rt_status rt_store_mark_running(rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
+{
+    if (n == 0)
+        return RT_OK;
+    char *arr = array_literal(run_ids, n);
+    const char *params[] = {arr};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_MARK_RUNNING, 1, params, &r, err);
+    PQclear(r);
+    free(arr);
+    return s;
+}
+
+/* {run_id: {...}} from rows of (run_id, json object text). */
+static rt_status rows_to_object(rt_store *st, stmt_id id, const char *const *run_ids, size_t n, json_t **out,
+                                rt_error *err)
+{
+    *out = json_object();
+    if (n == 0)
+        return RT_OK;
+    char *arr = array_literal(run_ids, n);
+    const char *params[] = {arr};
+    PGresult *r = NULL;
+    rt_status s = run(st, id, 1, params, &r, err);
+    free(arr);
+    if (s != RT_OK) {
+        json_decref(*out);
+        *out = NULL;
+        return s;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *v = parse_or_null(r, i, 1);
+        json_object_set_new(*out, PQgetvalue(r, i, 0), v ? v : json_object());
+    }
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_load_steps(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err)
+{
+    return rows_to_object(st, S_LOAD_STEPS, run_ids, n, out, err);
+}
+
+rt_status rt_store_lock_runs(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err)
+{
+    *out = NULL;
+    char *arr = array_literal(run_ids, n);
+    const char *params[] = {arr};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_LOCK_RUNS, 1, params, &r, err);
+    free(arr);
+    if (s != RT_OK)
+        return s;
+    json_t *runs = json_object();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_object_set_new(runs, PQgetvalue(r, i, 0),
+                            json_pack("{s:s, s:{}}", "status", PQgetvalue(r, i, 1), "steps"));
+    PQclear(r);
+    json_t *steps = NULL;
+    s = rows_to_object(st, S_LOCK_STEPS, run_ids, n, &steps, err);
+    if (s != RT_OK) {
+        json_decref(runs);
+        return s;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(steps, key, val) {
+        json_t *run_obj = json_object_get(runs, key);
+        if (run_obj)
+            json_object_set(run_obj, "steps", val); /* incref: steps keeps its own */
+    }
+    json_decref(steps);
+    *out = runs;
+    return RT_OK;
+}
+
+rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *ids, size_t n, json_t **owned,
+                              rt_error *err)
+{
+    char *arr = int_array_literal(ids, n);
+    const char *params[] = {arr, owner};
+    rt_status s = single_json(st, S_LOCK_OWNED, 2, params, owned, err);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err)
+{
+    rt_status s = run_json(st, S_APPLY_STEPS, json_object_get(batch, "steps"), NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_ENQUEUE, json_object_get(batch, "enqueue"), NULL, err);
+    if (s == RT_OK) {
+        json_t *deq = json_object_get(batch, "dequeue");
+        size_t n = json_array_size(deq);
+        if (n > 0) {
+            int64_t *ids = malloc(n * sizeof *ids);
+            for (size_t i = 0; i < n; i++)
+                ids[i] = json_integer_value(json_array_get(deq, i));
+            char *arr = int_array_literal(ids, n);
+            free(ids);
+            const char *params[] = {arr, owner};
+            PGresult *r = NULL;
+            s = run(st, S_APPLY_DEQUEUE, 2, params, &r, err);
+            PQclear(r);
+            free(arr);
+        }
+    }
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), owner, err);
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_RUNS, json_object_get(batch, "runs"), NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_ATTEMPTS, json_object_get(batch, "attempts"), NULL, err);
+    if (s == RT_OK) {
+        json_t *drop = json_object_get(batch, "drop_runs");
+        size_t n = json_array_size(drop);
+        if (n > 0) {
+            const char **ids = malloc(n * sizeof *ids);
+            for (size_t i = 0; i < n; i++)
+                ids[i] = json_string_value(json_array_get(drop, i));
+            char *arr = array_literal(ids, n);
+            free(ids);
+            const char *params[] = {arr};
+            PGresult *r = NULL;
+            s = run(st, S_APPLY_DROP, 1, params, &r, err);
+            PQclear(r);
+            free(arr);
+        }
+    }
+    if (s == RT_OK && json_is_true(json_object_get(batch, "notify"))) {
+        PGresult *r = NULL;
+        s = run(st, S_NOTIFY, 0, NULL, &r, err);
+        PQclear(r);
+    }
+    return s;
+}
+
+rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
+                         rt_error *err)
+{
+    if (n == 0)
+        return RT_OK;
+    char *arr = int_array_literal(ids, n);
+    char lease[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+    const char *params[] = {arr, owner, lease};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_RENEW, 3, params, &r, err);
+    PQclear(r);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released, rt_error *err)
+{
+    const char *params[] = {owner_prefix};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_RELEASE, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    if (released)
+        *released = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err)
+{
+    PGresult *r = NULL;
+    rt_status s = run(st, S_NEXT_DUE, 0, NULL, &r, err);
+    if (s != RT_OK)
+        return s;
+    *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err)
+{
+    char *quoted = PQescapeIdentifier(st->conn, channel, strlen(channel));
+    if (!quoted)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "listen: %s", PQerrorMessage(st->conn));
+    char sql[256];
+    snprintf(sql, sizeof sql, "listen %s", quoted);
+    PQfreemem(quoted);
+    rt_status s = run_simple(st, sql, err);
+    if (s == RT_OK) {
+        free(st->listening);
+        st->listening = strdup(channel);
+    }
+    return s;
+}
+
+rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err)
+{
+    *notified = false;
+    if (!rt_store_healthy(st))
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
+    PGnotify *nt;
+    PQconsumeInput(st->conn);
+    while ((nt = PQnotifies(st->conn)) != NULL) {
+        *notified = true;
+        PQfreemem(nt);
+    }
+    if (*notified)
+        return RT_OK;
+    struct pollfd pfd = {.fd = PQsocket(st->conn), .events = POLLIN};
+    int rc = poll(&pfd, 1, timeout_ms);
+    if (rc < 0 && errno != EINTR)
+        return rt_error_set(err, RT_ERR_IO, "poll: %s", strerror(errno));
+    if (rc > 0) {
+        if (!PQconsumeInput(st->conn))
+            return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost: %s", PQerrorMessage(st->conn));
+        while ((nt = PQnotifies(st->conn)) != NULL) {
+            *notified = true;
+            PQfreemem(nt);
+        }
+    }
+    return RT_OK;
+}
+
+static rt_status database_ddl(rt_store *st, const char *verb, const char *name, rt_error *err)
+{
+    char *quoted = PQescapeIdentifier(st->conn, name, strlen(name));
+    if (!quoted)
+        return rt_error_set(err, RT_ERR_INVALID, "bad database name");
+    char sql[300];
+    snprintf(sql, sizeof sql, "%s %s", verb, quoted);
+    PQfreemem(quoted);
+    return run_simple(st, sql, err);
+}
+
+rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err)
+{
+    return database_ddl(st, "create database", name, err);
+}
+
+rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err)
+{
+    return database_ddl(st, "drop database if exists", name, err);
+}
+
+static rt_status scalar_text(rt_store *st, const char *sql, const char *param, char *buf, size_t len, rt_error *err)
+{
+    const char *params[] = {param};
+    PGresult *r = PQexecParams(st->conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rt_status s = translate(st->conn, r, err, "database");
+        PQclear(r);
+        return s;
+    }
+    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_queue_size(rt_store *st, int64_t *n, rt_error *err)
+{
+    char buf[32];
+    rt_status s = scalar_text(st, "select count(*) from ratchet.queue", NULL, buf, sizeof buf, err);
+    if (s == RT_OK)
+        *n = strtoll(buf, NULL, 10);
+    return s;
+}
+
+rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len, rt_error *err)
+{
+    return scalar_text(st, "select current_setting($1)", name, buf, len, err);
+}

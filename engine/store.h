@@ -1,0 +1,134 @@
+/* store.h — all SQL of ratchet: migrations, pinned definitions, runs, the step queue
+ * (claims with SKIP LOCKED and leases, batched completions) and LISTEN/NOTIFY.
+ * One rt_store is one PostgreSQL connection, used by one thread at a time. */
+#ifndef RT_STORE_H
+#define RT_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "workflow.h"
+
+#define RT_WAKE_CHANNEL "ratchet_wake"
+
+typedef struct rt_store rt_store;
+
+/* Connects. Errors never echo the URL (it may hold a password). */
+rt_status rt_store_open(const char *url, rt_store **out, rt_error *err);
+void rt_store_close(rt_store *st);
+/* Re-establishes a broken connection (LISTENs are re-issued). */
+rt_status rt_store_reconnect(rt_store *st, rt_error *err);
+bool rt_store_healthy(rt_store *st);
+
+/* Applies the embedded migrations not yet recorded, under an advisory lock so two
+ * processes starting together migrate once. *applied gets how many ran (may be NULL). */
+rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err);
+
+/* Stores a definition by content hash (no-op when present). */
+rt_status rt_store_put_workflow(rt_store *st, const rt_workflow *wf, rt_error *err);
+/* Fetches a pinned definition; *def is a new reference. */
+rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, rt_error *err);
+
+/* Runs. */
+typedef struct rt_run_request {
+    const rt_workflow *wf;
+    json_t *trigger;   /* borrowed: {"type": "manual"|"event"|"cron"|"invoke", ...} */
+    json_t *event;     /* borrowed: the envelope templates see as `event` */
+    int64_t run_at_ms; /* 0 = now */
+    char id[37];       /* out: the new run's id */
+} rt_run_request;
+
+/* Creates runs (their definitions, run rows, root steps and queue items) in one
+ * transaction, then wakes idle workers with one NOTIFY. */
+rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
+
+/* `ratchet show --json` object (with_steps) or the `runs --json` element. *out new ref. */
+rt_status rt_store_get_run(rt_store *st, const char *id, bool with_steps, json_t **out, rt_error *err);
+
+typedef struct rt_run_filter {
+    const char *workflow; /* NULL = any */
+    const char *status;   /* NULL = any */
+    int limit;            /* <= 0: 50 */
+} rt_run_filter;
+/* Newest first. *out is a new JSON array. */
+rt_status rt_store_list_runs(rt_store *st, const rt_run_filter *f, json_t **out, rt_error *err);
+
+/* The queue. */
+typedef struct rt_claim {
+    int64_t queue_id;
+    char run_id[37];
+    char *step_id;
+    char *workflow_id;
+    char wf_hash[65];
+    char *run_status;  /* the run's status when claimed */
+    int attempt;       /* this attempt's number (1-based) */
+    json_t *state;     /* what a suspension left, or NULL */
+    json_t *event;
+    json_t *trigger;
+    int64_t run_created_ms;
+    int64_t run_started_ms; /* 0 when not started */
+    int priority;
+    bool slow;
+} rt_claim;
+
+/* Claims up to quick_limit quick items and slow_limit slow ones, due now, ordered by
+ * priority then run_at, with FOR UPDATE SKIP LOCKED; each is leased for lease_ms to
+ * owner. Marks their step rows running. *out is an array the caller frees with
+ * rt_claims_free. */
+rt_status rt_store_claim(rt_store *st, const char *owner, int quick_limit, int slow_limit, int64_t lease_ms,
+                         rt_claim **out, size_t *n, rt_error *err);
+void rt_claims_free(rt_claim *c, size_t n);
+
+/* Marks runs running (for runs whose slow step is about to execute). */
+rt_status rt_store_mark_running(rt_store *st, const char *const *run_ids, size_t n, rt_error *err);
+
+/* Step rows of runs: {run_id: {step_id: {"status": s, "output": o}}}. *out new ref. */
+rt_status rt_store_load_steps(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err);
+
+/* Completion transaction. */
+rt_status rt_store_begin(rt_store *st, rt_error *err);
+rt_status rt_store_commit(rt_store *st, rt_error *err);
+void rt_store_rollback(rt_store *st);
+/* Locks runs (in id order, so completions never deadlock) and returns
+ * {run_id: {"status": s, "steps": {step_id: {"status", "output"}}}} as they are now. */
+rt_status rt_store_lock_runs(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err);
+/* Locks the queue items still leased to owner; *owned is a JSON array of their ids. */
+rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *ids, size_t n, json_t **owned,
+                              rt_error *err);
+/* Writes one batch inside the transaction. batch (borrowed) holds arrays:
+ *  "steps":    [{run_id, step_id, status, attempts, output, error, error_detail, state,
+ *                started_at, finished_at}]   upserted (times in unix ms)
+ *  "enqueue":  [{run_id, step_id, priority, slow, run_at}]
+ *  "dequeue":  [queue_id]                   deleted if still leased to owner
+ *  "requeue":  [{id, run_at}]               unleased, due at run_at
+ *  "runs":     [{id, status, output, error, started_at, finished_at}]
+ *  "attempts": [{run_id, step_id, attempt, error, error_detail, started_at, finished_at}]
+ *  "drop_runs":[run_id]                     unclaimed queue items of ended runs removed
+ * Sends one NOTIFY when something became due. */
+rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err);
+
+/* Extends the leases of items still held by owner. */
+rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
+                         rt_error *err);
+/* Gives back every item leased by owners starting with prefix (graceful stop). */
+rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released, rt_error *err);
+
+/* Wall-clock ms of the earliest queue item (due or leased), or 0 when the queue is empty. */
+rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err);
+
+/* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
+rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
+rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);
+/* Items in the queue (due or not). */
+rt_status rt_store_queue_size(rt_store *st, int64_t *n, rt_error *err);
+/* A server setting's value, e.g. "synchronous_commit". */
+rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len, rt_error *err);
+
+/* LISTEN on channel, then wait up to timeout_ms for a notification. */
+rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);
+rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err);
+
+#endif

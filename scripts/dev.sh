@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# scripts/dev.sh — ratchet's local stack without docker or systemd, and the full test
+# run that CI uses (.ci/run). Debian 12, as root. See `scripts/dev.sh help`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$ROOT"
+export RT_LOG_PREFIX="dev.sh:"
+# shellcheck source=lib/deps.sh
+source "$ROOT/scripts/lib/deps.sh"
+# shellcheck source=lib/services.sh
+source "$ROOT/scripts/lib/services.sh"
+
+DEV=$ROOT/.dev
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+log() { echo "dev.sh: $*"; }
+die() { echo "dev.sh: error: $*" >&2; exit 1; }
+prefix() { sed -u 's/^/dev.sh:   /'; } # indents a tool's output under dev.sh's own lines
+
+need_root() {
+  ((EUID == 0)) || die "run as root: PostgreSQL is started through 'runuser -u postgres' and packages come from apt-get"
+}
+
+usage() {
+  cat <<'EOF'
+dev.sh: usage: scripts/dev.sh COMMAND
+dev.sh:
+dev.sh:   up                 install packages, build (build/), start PostgreSQL, NATS (JetStream) and
+dev.sh:                      RabbitMQ on 127.0.0.1 with state in .dev/, migrate, start `ratchet serve`
+dev.sh:                      in the background and run the hello demo. Safe to repeat: running servers
+dev.sh:                      are reused, serve is restarted on the new build.
+dev.sh:   down [--purge]     stop serve (SIGTERM, 30 s grace), then the servers; --purge deletes .dev/
+dev.sh:   status             what runs where (pid, port, alive?)
+dev.sh:   test [--quick] [-R REGEX]
+dev.sh:                      the CI run: build build/ (-Werror), build-asan/ (ASan+UBSan) and build-fuzz/
+dev.sh:                      (clang, libFuzzer); start private servers on free ports in a temp dir;
+dev.sh:                      run every ctest test under ASan, the unit tests on the plain build, each
+dev.sh:                      fuzz target for $RATCHET_FUZZ_SECONDS (default 30) s. Skipped tests fail.
+dev.sh:                      --quick: only build/ and all its tests (no ASan, no fuzz).
+dev.sh:                      -R REGEX: only the ctest tests matching REGEX.
+dev.sh:   help               this text
+dev.sh:
+dev.sh: After `up`: source .dev/env, then build/ratchet runs | show RUN | run WF --data JSON
+EOF
+}
+
+# --- builds ---------------------------------------------------------------------------
+
+configure_and_build() { # DIR [cmake -D args...]  (CC may be set by the caller)
+  local dir=$1; shift
+  cmake -S "$ROOT" -B "$ROOT/$dir" "$@" 2>&1 | prefix
+  cmake --build "$ROOT/$dir" -j "$JOBS" 2>&1 | prefix
+}
+
+# --- ratchet serve (dev stack) --------------------------------------------------------
+
+serve_pid() { rt_pidfile_pid "$DEV/ratchet.pid"; }
+
+serve_stop() {
+  local pid; pid=$(serve_pid)
+  if rt_pid_alive "$pid"; then
+    log "stopping ratchet serve (pid $pid, SIGTERM, up to 30 s)"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! rt__wait_pid_exit "$pid" 30; then
+      log "warning: ratchet serve did not exit within 30 s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      rt__wait_pid_exit "$pid" 5 || true
+    fi
+  fi
+  rm -f "$DEV/ratchet.pid"
+}
+
+serve_start() {
+  local addr; addr=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
+  log "starting build/ratchet serve (log .dev/ratchet.log)"
+  echo "----- $(date -Is) ratchet serve" >>"$DEV/ratchet.log"
+  (cd "$ROOT" && exec setsid "$ROOT/build/ratchet" serve </dev/null >>"$DEV/ratchet.log" 2>&1) &
+  echo $! >"$DEV/ratchet.pid"
+  local pid=$! i
+  for ((i = 0; i < 600; i++)); do # 30 s
+    curl -fsS -m 2 -o /dev/null "http://$addr/readyz" 2>/dev/null && { log "ratchet serve ready on http://$addr (pid $pid)"; return 0; }
+    if ! rt_pid_alive "$pid"; then
+      log "error: ratchet serve exited during start-up; last lines of .dev/ratchet.log:"
+      tail -n 30 "$DEV/ratchet.log" | prefix
+      return 1
+    fi
+    sleep 0.05
+  done
+  log "error: ratchet serve not ready on http://$addr/readyz after 30 s (see .dev/ratchet.log)"
+  return 1
+}
+
+cmd_up() {
+  [[ $# -eq 0 ]] || die "up takes no arguments"
+  need_root
+  rt_deps_install
+  log "building build/ (RelWithDebInfo)"
+  configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  [[ -x build/ratchet ]] || die "build/ratchet was not built"
+
+  mkdir -p "$DEV"
+  rt_services_start "$DEV" 55432 4222 8222 5672
+
+  psql -XAtq -v ON_ERROR_STOP=1 "$RT_PG_URL" -c "select 1 from pg_database where datname = 'ratchet'" | grep -q 1 ||
+    psql -XAtq -v ON_ERROR_STOP=1 "$RT_PG_URL" -c "create database ratchet" >/dev/null
+  serve_stop # a running serve is restarted on the fresh build
+  local http_port saved
+  saved=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
+  http_port=$(rt_free_port "$DEV" "${saved##*:}")
+  [[ -n $saved ]] || http_port=$(rt_free_port "$DEV" 8288)
+  rt_env_set "$DEV" \
+    RATCHET_DATABASE_URL "postgresql://postgres@127.0.0.1:$RT_PG_PORT/ratchet" \
+    RATCHET_AMQP_URL "$RT_AMQP_URL" \
+    RATCHET_NATS_URL "$RT_NATS_URL" \
+    RATCHET_WORKFLOWS "$ROOT/workflows" \
+    RATCHET_HTTP_ADDR "127.0.0.1:$http_port"
+
+  log "build/ratchet migrate"
+  build/ratchet migrate 2>&1 | prefix
+  serve_start
+
+  log "demo: build/ratchet run hello --data '{\"name\":\"world\"}' --wait"
+  local out=$DEV/demo-run.out run_id
+  timeout 120 build/ratchet run hello --data '{"name":"world"}' --wait 2>&1 >"$out" | prefix
+  prefix <"$out"
+  run_id=$(head -n1 "$out" | tr -d '[:space:]')
+  [[ -n $run_id ]] || die "ratchet run printed no run id"
+  log "demo: build/ratchet show $run_id"
+  build/ratchet show "$run_id" 2>&1 | prefix
+
+  local mon; mon=$(rt_env_get "$DEV" RT_NATS_MON_PORT)
+  log ""
+  log "the stack is up (state and logs in .dev/):"
+  log "  postgresql  127.0.0.1:$RT_PG_PORT    $RATCHET_DATABASE_URL"
+  log "  nats        127.0.0.1:$RT_NATS_PORT    $RT_NATS_URL (JetStream; monitor http://127.0.0.1:$mon)"
+  log "  rabbitmq    127.0.0.1:$RT_AMQP_PORT    $RT_AMQP_URL"
+  log "  ratchet     http://$RATCHET_HTTP_ADDR    pid $(serve_pid), log .dev/ratchet.log"
+  log "use it:   source .dev/env && build/ratchet runs"
+  log "stop it:  scripts/dev.sh down        (what runs: scripts/dev.sh status)"
+}
+
+cmd_down() {
+  local purge=0
+  case ${1:-} in
+    "") ;;
+    --purge) purge=1 ;;
+    *) die "down: unknown option $1" ;;
+  esac
+  if [[ -d $DEV ]]; then
+    serve_stop
+    rt_services_stop "$DEV"
+    log "stopped (data kept in .dev/)"
+  else
+    log "nothing to stop (no .dev/)"
+  fi
+  if ((purge)) && [[ -d $DEV ]]; then
+    rm -rf "$DEV"
+    log "deleted .dev/"
+  fi
+}
+
+cmd_status() {
+  [[ -f $DEV/env ]] || { log "no stack here (run scripts/dev.sh up)"; return 0; }
+  rt_services_status "$DEV" | prefix
+  local pid addr state health=""
+  pid=$(serve_pid); addr=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
+  if rt_pid_alive "$pid"; then
+    state=running
+    health=$(curl -fsS -m 2 -o /dev/null -w '%{http_code}' "http://$addr/healthz" 2>/dev/null || echo down)
+    health="(healthz: $health)"
+  else
+    state=stopped
+  fi
+  printf '%-11s %-8s pid %-8s %-16s %s\n' ratchet "$state" "${pid:--}" "${addr:--}" "http://$addr $health" | prefix
+}
+
+# --- test -----------------------------------------------------------------------------
+
+TEST_TMP=
+SUITES=()
+declare -A RESULT=() SECS=()
+LAST_RC=0
+
+test_cleanup() {
+  local rc=$?
+  set +e
+  trap - INT TERM
+  if [[ -n $TEST_TMP && -d $TEST_TMP ]]; then
+    # serve processes of integration tests that ctest killed (timeout) before their trap ran
+    local f pid
+    for f in "$TEST_TMP"/tests/*/.serve-pids; do
+      [[ -f $f ]] || continue
+      while read -r pid; do
+        if rt_pid_alive "$pid" && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */ratchet ]]; then
+          log "killing leftover ratchet serve pid $pid ($f)"
+          kill -KILL "$pid" 2>/dev/null
+        fi
+      done <"$f"
+    done
+    rt_services_stop "$TEST_TMP/services"
+    rm -rf "$TEST_TMP"
+  fi
+  exit "$rc"
+}
+
+# step NAME CMD...: runs CMD in a subshell with set -e in force, records PASS/FAIL and
+# seconds, never fails itself (result in LAST_RC).
+step() {
+  local name=$1; shift
+  local t0; t0=$(rt__now_ms)
+  log "==> $name"
+  set +e
+  (set -e; "$@")
+  LAST_RC=$?
+  set -e
+  SUITES+=("$name")
+  SECS[$name]=$(rt__secs_since "$t0")
+  if ((LAST_RC == 0)); then RESULT[$name]=PASS; else RESULT[$name]=FAIL; fi
+  log "<== $name: ${RESULT[$name]} (${SECS[$name]} s)"
+}
+
+not_run() { # NAME WHY: a suite that could not run counts as a failure
+  SUITES+=("$1"); RESULT[$1]="NOT RUN"; SECS[$1]=0
+  log "<== $1: NOT RUN ($2)"
+  echo "0 1" >>"$TEST_TMP/counts"
+}
+
+# run_ctest NAME BUILD_DIR [ctest args...]: fails on a failed, skipped or not-run test,
+# or when no test ran.
+run_ctest() {
+  local name=$1 dir=$2; shift 2
+  local out=$TEST_TMP/$name.log rc=0
+  ctest --test-dir "$dir" --no-tests=error "$@" 2>&1 | tee "$out" || rc=$?
+  local line pass=0 fail=0
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$out" | tail -n1 || true)
+  if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+    fail=${BASH_REMATCH[1]}; pass=$((BASH_REMATCH[2] - fail))
+  elif ((rc != 0)); then
+    fail=1
+  fi
+  local skipped
+  skipped=$(grep -cE '^[[:space:]]+[0-9]+ - .*\((Skipped|Disabled)\)$' "$out" || true)
+  pass=$((pass > skipped ? pass - skipped : 0)); fail=$((fail + skipped)) # ctest counts skips as passes
+  if grep -nE '\*\*\*Skipped|\*\*\*Not Run|\(Skipped\)|\(Not Run\)|tests did not run' "$out" >"$TEST_TMP/$name.skips"; then
+    log "error: ctest reports skipped or not-run tests; a skipped test is not a pass:"
+    prefix <"$TEST_TMP/$name.skips"
+    rc=1
+  fi
+  # A cmocka skip() inside a passing test binary shows only in the full log.
+  if [[ -f $dir/Testing/Temporary/LastTest.log ]] &&
+    grep -nF '[  SKIPPED ]' "$dir/Testing/Temporary/LastTest.log" >"$TEST_TMP/$name.cmocka-skips"; then
+    log "error: cmocka tests were skipped (see ${dir#"$ROOT"/}/Testing/Temporary/LastTest.log):"
+    prefix <"$TEST_TMP/$name.cmocka-skips"
+    rc=1
+  fi
+  echo "$pass $fail" >>"$TEST_TMP/counts"
+  return "$rc"
+}
+
+sanitizer_env() {
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+}
+
+build_fuzz() {
+  export CC=clang
+  configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRATCHET_FUZZ=ON \
+    -DRATCHET_SANITIZE=ON -DRATCHET_TESTS=OFF
+}
+
+ctest_asan() { sanitizer_env; run_ctest ctest-asan "$ROOT/build-asan" "$@"; }
+
+fuzz_all() {
+  local secs=${RATCHET_FUZZ_SECONDS:-30} bin name any=0
+  for bin in "$ROOT"/build-fuzz/tests/fuzz/fuzz_*; do
+    [[ -f $bin && -x $bin ]] || continue
+    any=1
+    name=$(basename "$bin")
+    step "fuzz:$name" fuzz_one "$bin" "$secs"
+    if [[ $LAST_RC == 0 ]]; then echo "1 0" >>"$TEST_TMP/counts"; else echo "0 1" >>"$TEST_TMP/counts"; fi
+  done
+  ((any)) || log "no fuzz targets in build-fuzz/tests/fuzz/"
+}
+
+fuzz_one() { # BINARY SECONDS
+  local bin=$1 secs=$2 name work rc=0
+  name=$(basename "$bin")
+  work=$TEST_TMP/fuzz/$name
+  mkdir -p "$work/corpus" "$work/artifacts"
+  if [[ -d $ROOT/tests/fuzz/corpus/$name ]]; then
+    cp -a "$ROOT/tests/fuzz/corpus/$name/." "$work/corpus/"
+  fi
+  sanitizer_env
+  local -a extra=()
+  [[ -f $ROOT/tests/fuzz/$name.dict ]] && extra+=("-dict=$ROOT/tests/fuzz/$name.dict")
+  log "$name: ${secs} s on a copy of tests/fuzz/corpus/$name ($(find "$work/corpus" -type f | wc -l) inputs)"
+  # (the group's 2>/dev/null only silences bash's own "Aborted" notice)
+  { "$bin" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$work/artifacts/" "${extra[@]}" "$work/corpus" >"$work/log" 2>&1; } 2>/dev/null || rc=$?
+  if ((rc != 0)) || [[ -n $(ls -A "$work/artifacts") ]]; then
+    local keep=$ROOT/build-fuzz/fuzz-artifacts/$name
+    mkdir -p "$keep"
+    cp -a "$work/artifacts/." "$keep/" 2>/dev/null || true
+    cp "$work/log" "$keep/fuzz.log"
+    log "error: $name failed (exit $rc); crash inputs and log kept in ${keep#"$ROOT"/}; last lines:"
+    tail -n 60 "$work/log" | prefix
+    local a
+    for a in "$work"/artifacts/*; do # CI keeps no files: put small inputs in the log
+      [[ -f $a && $(stat -c %s "$a") -le 4096 ]] && log "$(basename "$a") (base64): $(base64 -w0 "$a")"
+    done
+    return 1
+  fi
+  grep -E '^Done [0-9]+ runs|stat::number_of_executed_units' "$work/log" | head -n2 | prefix || true
+}
+
+print_summary() {
+  local n pass=0 fail=0 p f failed=0
+  log ""
+  log "$(printf '%-34s %-8s %8s' suite result seconds)"
+  for n in "${SUITES[@]}"; do
+    log "$(printf '%-34s %-8s %8s' "$n" "${RESULT[$n]}" "${SECS[$n]}")"
+    [[ ${RESULT[$n]} == PASS ]] || failed=1
+  done
+  if [[ -f $TEST_TMP/counts ]]; then
+    while read -r p f; do pass=$((pass + p)); fail=$((fail + f)); done <"$TEST_TMP/counts"
+  fi
+  # Failed steps (builds, services) count as failures of one test each.
+  local s
+  for n in "${SUITES[@]}"; do
+    case $n in ctest:* | fuzz:*) ;; *) [[ ${RESULT[$n]} == PASS ]] || fail=$((fail + 1)) ;; esac
+  done
+  log ""
+  s="$pass passed, $fail failed"
+  echo "dev.sh: $s"
+  return $((failed || fail))
+}
+
+start_test_services() {
+  rt_services_start "$TEST_TMP/services"
+}
+
+cmd_test() {
+  local quick=0 regex=""
+  while (($#)); do
+    case $1 in
+      --quick) quick=1 ;;
+      -R) (($# >= 2)) || die "test: -R needs a REGEX"; regex=$2; shift ;;
+      -R*) regex=${1#-R} ;;
+      *) die "test: unknown argument $1 (see scripts/dev.sh help)" ;;
+    esac
+    shift
+  done
+  need_root
+  TEST_TMP=$(mktemp -d /tmp/ratchet-test.XXXXXX)
+  chmod 755 "$TEST_TMP"
+  : >"$TEST_TMP/counts"
+  trap test_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  local t_all; t_all=$(rt__now_ms)
+
+  step deps rt_deps_install
+  [[ $LAST_RC == 0 ]] || { print_summary || true; die "cannot install the packages"; }
+
+  step build configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRATCHET_WERROR=ON
+  local build_ok=$LAST_RC asan_ok=1 fuzz_ok=1
+  if ((!quick)); then
+    step build-asan configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DRATCHET_WERROR=ON -DRATCHET_SANITIZE=ON
+    asan_ok=$LAST_RC
+    step build-fuzz build_fuzz
+    fuzz_ok=$LAST_RC
+  fi
+
+  mkdir -p "$TEST_TMP/services"
+  # Not a subshell step: the exports must reach ctest.
+  local t0 svc_rc=0; t0=$(rt__now_ms)
+  log "==> services"
+  start_test_services || svc_rc=$?
+  SUITES+=(services); SECS[services]=$(rt__secs_since "$t0")
+  if ((svc_rc == 0)); then RESULT[services]=PASS; else RESULT[services]=FAIL; fi
+  log "<== services: ${RESULT[services]} (${SECS[services]} s)"
+
+  export RATCHET_TEST_DATABASE_URL=${RT_PG_URL:-} RATCHET_TEST_AMQP_URL=${RT_AMQP_URL:-}
+  export RATCHET_TEST_NATS_URL=${RT_NATS_URL:-} RATCHET_TEST_NATS_MON_PORT=${RT_NATS_MON_PORT:-}
+  export RATCHET_TEST_STATE_DIR=$TEST_TMP/services RATCHET_TEST_TMPDIR=$TEST_TMP/tests
+  mkdir -p "$RATCHET_TEST_TMPDIR"
+  local -a filt=()
+  [[ -n $regex ]] && filt=(-R "$regex")
+
+  if ((quick)); then
+    if ((build_ok != 0)); then not_run ctest:build "build failed"
+    elif ((svc_rc != 0)); then not_run ctest:build "services failed"
+    else step ctest:build run_ctest ctest-build "$ROOT/build" --output-on-failure -j2 "${filt[@]}"; fi
+  else
+    if ((asan_ok != 0)); then not_run ctest:build-asan "build-asan failed"
+    elif ((svc_rc != 0)); then not_run ctest:build-asan "services failed"
+    else
+      step ctest:build-asan ctest_asan --output-on-failure -j2 "${filt[@]}"
+    fi
+    if ((build_ok != 0)); then not_run ctest:build-unit "build failed"
+    else
+      local -a nt=()
+      [[ -n $regex ]] && nt=(--no-tests=ignore) # a filter may leave no unit test
+      step ctest:build-unit run_ctest ctest-unit "$ROOT/build" -L unit --output-on-failure "${filt[@]}" "${nt[@]}"
+    fi
+    if ((fuzz_ok != 0)); then not_run "fuzz:(all targets)" "build-fuzz failed"
+    else fuzz_all; fi
+  fi
+
+  local rc=0
+  print_summary || rc=1
+  log "total $(rt__secs_since "$t_all") s"
+  return $rc
+}
+
+main() {
+  local cmd=${1:-help}
+  (($#)) && shift
+  case $cmd in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    test) cmd_test "$@" ;;
+    help | -h | --help) usage ;;
+    *) usage >&2; die "unknown command '$cmd'" ;;
+  esac
+}
+
+main "$@"

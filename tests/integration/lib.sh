@@ -1,0 +1,219 @@
+# shellcheck shell=bash
+# tests/integration/lib.sh — sourced by tests/integration/t_*.sh.
+#
+# ctest runs each t_*.sh with RATCHET_BIN (the ratchet binary) and RATCHET_SOURCE_DIR;
+# scripts/dev.sh test adds the servers it started:
+#   RATCHET_TEST_DATABASE_URL   PostgreSQL (superuser, trust auth)
+#   RATCHET_TEST_AMQP_URL       RabbitMQ, guest/guest, vhost "/"
+#   RATCHET_TEST_NATS_URL, RATCHET_TEST_NATS_MON_PORT   NATS with JetStream
+#   RATCHET_TEST_TMPDIR         where tests make their $T (removed by dev.sh at the end)
+#   RATCHET_TEST_STATE_DIR      their state dir: rt_rabbit_restart "$RATCHET_TEST_STATE_DIR",
+#                               rt_nats_restart ..., rt_pg_restart ... (scripts/lib/services.sh)
+# The brokers are shared by all tests, and ctest runs two tests at a time. A test that
+# restarts a server should have the RESOURCE_LOCK property for it in tests/CMakeLists.txt.
+#
+#   source "$(dirname "$0")/lib.sh"
+#   rt_test_init my_test          # $T, fresh database in RATCHET_DATABASE_URL, cleanup
+#   export RATCHET_WORKFLOWS=$T/wf; mkdir -p "$RATCHET_WORKFLOWS"; ...
+#   rt_serve_start a              # "$RATCHET_BIN" serve, log $T/a.log, free HTTP port
+#   rt_serve_wait_ready a 30      # /readyz answers
+#   rt_wait_for 10 '[ "$(rt_psql "select count(*) from runs")" = 1 ]'
+#   rt_serve_stop a               # SIGTERM, must exit 0
+#
+# Every serve log is checked for sanitizer reports at exit; logs are printed on failure.
+
+set -euo pipefail
+
+RT_INTEGRATION_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${RATCHET_SOURCE_DIR:=$(cd "$RT_INTEGRATION_DIR/../.." && pwd)}"
+# shellcheck source=../../scripts/lib/services.sh
+source "$RATCHET_SOURCE_DIR/scripts/lib/services.sh"
+
+T=
+RT_TEST_NAME=
+RT_TEST_DB=
+RT_TEST_VHOST=
+declare -A RT_SERVE_PIDS=() RT_SERVE_LOGS=() RT_SERVE_ADDRS=()
+
+# Stops the test. Exits only the current (sub)shell: do not call it inside $(...).
+rt_fail() {
+  echo "FAIL${RT_TEST_NAME:+ [$RT_TEST_NAME]}: $*" >&2
+  exit 1
+}
+
+trap 'echo "FAIL${RT_TEST_NAME:+ [$RT_TEST_NAME]}: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+rt_test_init() { # NAME
+  RT_TEST_NAME=${1:?rt_test_init NAME}
+  RT_LOG_PREFIX="$RT_TEST_NAME:"
+  [[ -n ${RATCHET_TEST_DATABASE_URL:-} ]] ||
+    rt_fail "RATCHET_TEST_DATABASE_URL is not set. Run integration tests with scripts/dev.sh test (it starts PostgreSQL, RabbitMQ and NATS), or export RATCHET_TEST_* yourself."
+  [[ -n ${RATCHET_BIN:-} && -x ${RATCHET_BIN:-} ]] || rt_fail "RATCHET_BIN is not set to the ratchet binary (got '${RATCHET_BIN:-}')"
+  # Nothing from a developer's .dev/env may leak into a test.
+  local v
+  for v in $(compgen -e | grep '^RATCHET_' || true); do
+    case $v in RATCHET_TEST_* | RATCHET_BIN | RATCHET_SOURCE_DIR | RATCHET_LOG_*) ;; *) unset "$v" ;; esac
+  done
+  # Under dev.sh's scratch dir when there is one, so that it goes away even when ctest
+  # kills a test on timeout (no EXIT trap then).
+  local tmpbase=${RATCHET_TEST_TMPDIR:-${TMPDIR:-/tmp}}
+  mkdir -p "$tmpbase"
+  T=$(mktemp -d "$tmpbase/rt-$RT_TEST_NAME.XXXXXX")
+  trap rt__exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  local safe
+  safe=$(printf '%s' "${RT_TEST_NAME,,}" | tr -c 'a-z0-9_' _)
+  RT_TEST_DB="t_${safe:0:40}_$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"
+  psql -XAtq -v ON_ERROR_STOP=1 "$RATCHET_TEST_DATABASE_URL" -c "create database $RT_TEST_DB" >/dev/null ||
+    { RT_TEST_DB=; rt_fail "cannot create a database on $RATCHET_TEST_DATABASE_URL"; }
+  local url=${RATCHET_TEST_DATABASE_URL%%\?*} query=
+  [[ $RATCHET_TEST_DATABASE_URL == *\?* ]] && query="?${RATCHET_TEST_DATABASE_URL#*\?}"
+  export RATCHET_DATABASE_URL="${url%/*}/$RT_TEST_DB$query"
+}
+
+# RabbitMQ for this test: a vhost of its own (deleted at exit), exported as RATCHET_AMQP_URL.
+rt_use_amqp() {
+  [[ -n ${RATCHET_TEST_AMQP_URL:-} && -n ${RATCHET_TEST_STATE_DIR:-} ]] || rt_fail "RATCHET_TEST_AMQP_URL / RATCHET_TEST_STATE_DIR not set"
+  RT_TEST_VHOST=$RT_TEST_DB
+  rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" add_vhost "$RT_TEST_VHOST" >/dev/null || rt_fail "add_vhost $RT_TEST_VHOST failed"
+  rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" set_permissions -p "$RT_TEST_VHOST" guest '.*' '.*' '.*' >/dev/null ||
+    rt_fail "set_permissions on $RT_TEST_VHOST failed"
+  export RATCHET_AMQP_URL="${RATCHET_TEST_AMQP_URL%/}/$RT_TEST_VHOST"
+}
+
+# NATS for this test (shared server: use subjects/streams named after the test).
+rt_use_nats() {
+  [[ -n ${RATCHET_TEST_NATS_URL:-} ]] || rt_fail "RATCHET_TEST_NATS_URL not set"
+  export RATCHET_NATS_URL=$RATCHET_TEST_NATS_URL
+}
+
+# Starts "$RATCHET_BIN serve ARGS..." in the background, log $T/NAME.log. Unless
+# RATCHET_HTTP_ADDR is exported, it listens on a free port: see rt_serve_url NAME.
+rt_serve_start() { # NAME [ARGS...]
+  local name=${1:?rt_serve_start NAME}; shift
+  [[ -n $T ]] || rt_fail "call rt_test_init first"
+  if [[ -n ${RT_SERVE_PIDS[$name]:-} ]] && rt_pid_alive "${RT_SERVE_PIDS[$name]}"; then
+    rt_fail "serve '$name' is already running"
+  fi
+  local addr=${RATCHET_HTTP_ADDR:-}
+  [[ -n $addr ]] || addr="127.0.0.1:$(rt_free_port "$T")"
+  local log=$T/$name.log
+  [[ -e $log ]] && echo "----- restart $(date +%T.%N)" >>"$log"
+  RATCHET_HTTP_ADDR=$addr "$RATCHET_BIN" serve "$@" </dev/null >>"$log" 2>&1 &
+  RT_SERVE_PIDS[$name]=$!
+  echo "$!" >>"$T/.serve-pids" # for dev.sh, should this shell be killed
+  RT_SERVE_LOGS[$name]=$log
+  RT_SERVE_ADDRS[$name]=$addr
+}
+
+rt_serve_pid() { echo "${RT_SERVE_PIDS[${1:?}]:-}"; }
+rt_serve_url() { echo "http://${RT_SERVE_ADDRS[${1:?}]:-}"; }
+
+rt_serve_wait_ready() { # NAME [TIMEOUT_S=30]: /readyz answers 200
+  local name=${1:?} pid=${RT_SERVE_PIDS[${1:?}]:-}
+  local url; url="$(rt_serve_url "$name")/readyz"
+  local deadline=$(($(rt__now_ms) + ${2:-30} * 1000))
+  until curl -fsS -m 2 -o /dev/null "$url" 2>/dev/null; do
+    rt_pid_alive "$pid" || rt_fail "serve '$name' exited before it was ready (log $T/$name.log)"
+    (($(rt__now_ms) < deadline)) || rt_fail "serve '$name' not ready at $url after ${2:-30} s"
+    sleep 0.05
+  done
+}
+
+rt_serve_kill9() { # NAME: crash it (SIGKILL)
+  local name=${1:?} pid=${RT_SERVE_PIDS[${1:?}]:-}
+  [[ -n $pid ]] || rt_fail "no serve '$name'"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "RT_SERVE_PIDS[$name]"
+}
+
+rt_serve_stop() { # NAME [TIMEOUT_S=60]: SIGTERM, wait, assert exit status 0
+  local name=${1:?} pid=${RT_SERVE_PIDS[${1:?}]:-} rc=0
+  [[ -n $pid ]] || rt_fail "no serve '$name'"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! rt__wait_pid_exit "$pid" "${2:-60}"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "RT_SERVE_PIDS[$name]"
+    rt_fail "serve '$name' did not exit within ${2:-60} s of SIGTERM"
+  fi
+  wait "$pid" || rc=$?
+  unset "RT_SERVE_PIDS[$name]"
+  rt_assert_eq 0 "$rc" "exit status of serve '$name' after SIGTERM"
+}
+
+# Polls every 50 ms until the condition holds. The condition is evaluated like
+# `eval ARGS...` (so '[ "$(rt_psql "...")" = 3 ]' and `some_function arg` both work).
+rt_wait_for() { # TIMEOUT_S CONDITION...
+  local timeout=${1:?rt_wait_for TIMEOUT CONDITION}; shift
+  local cond="$*" ms deadline out
+  ms=$(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1000 }')
+  deadline=$(($(rt__now_ms) + ms))
+  while :; do
+    eval "$cond" >/dev/null 2>&1 && return 0
+    (($(rt__now_ms) < deadline)) || break
+    sleep 0.05
+  done
+  out=$(eval "$cond" 2>&1) || true
+  rt_fail "timed out after ${timeout} s waiting for: $cond${out:+ (last output: $out)}"
+}
+
+rt_assert_eq() { # EXPECTED ACTUAL MSG
+  [[ "$1" == "$2" ]] || rt_fail "${3:-values differ}: expected [$1], got [$2]"
+}
+
+rt_psql() { # SQL [psql args...]: against this test's database, unaligned tuples only
+  local sql=${1:?rt_psql SQL}; shift
+  psql -XAtq -v ON_ERROR_STOP=1 "$RATCHET_DATABASE_URL" "$@" -c "$sql"
+}
+
+rt__sanitizer_lines() { # FILE: prints sanitizer reports; status 0 when there are some
+  [[ -f $1 ]] && grep -nE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$1"
+}
+
+rt_check_log() { # FILE: fails when it holds a sanitizer report
+  local hits
+  if hits=$(rt__sanitizer_lines "$1"); then
+    rt_fail "sanitizer report in $1:"$'\n'"$hits"$'\n'"$(cat "$1")"
+  fi
+}
+
+rt__exit() {
+  local rc=$? name pid log
+  set +e
+  trap - ERR
+  for name in "${!RT_SERVE_PIDS[@]}"; do
+    pid=${RT_SERVE_PIDS[$name]}
+    if rt_pid_alive "$pid"; then
+      kill -TERM "$pid" 2>/dev/null
+      rt__wait_pid_exit "$pid" 10 || kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+  done
+  for name in "${!RT_SERVE_LOGS[@]}"; do
+    log=${RT_SERVE_LOGS[$name]}
+    if rt__sanitizer_lines "$log" >/dev/null; then
+      echo "FAIL [$RT_TEST_NAME]: sanitizer report in serve '$name' log" >&2
+      rc=1
+    fi
+  done
+  if ((rc != 0)); then
+    for name in "${!RT_SERVE_LOGS[@]}"; do
+      log=${RT_SERVE_LOGS[$name]}
+      echo "----- serve '$name' log $log (last 200 lines)" >&2
+      tail -n 200 "$log" >&2
+    done
+  fi
+  if [[ -n $RT_TEST_VHOST ]]; then
+    rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" delete_vhost "$RT_TEST_VHOST" >/dev/null 2>&1
+  fi
+  if [[ -n $RT_TEST_DB ]]; then
+    psql -XAtq "$RATCHET_TEST_DATABASE_URL" -c "drop database if exists $RT_TEST_DB with (force)" >/dev/null 2>&1 ||
+      echo "$RT_TEST_NAME: warning: could not drop database $RT_TEST_DB" >&2
+  fi
+  [[ -n $T ]] && rm -rf "$T"
+  if ((rc == 0)); then echo "PASS [$RT_TEST_NAME]"; fi
+  exit "$rc"
+}
