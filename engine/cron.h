@@ -4,7 +4,8 @@
  * Syntax (Vixie cron, plus seconds):
  *   [second] minute hour day-of-month month day-of-week
  *   second 0-59, minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC,
- *   day-of-week 0-7 or SUN-SAT (0 and 7 are both Sunday). Names are case-insensitive.
+ *   day-of-week 0-7 or SUN-SAT (0 and 7 are both Sunday). Names are the three-letter
+ *   English abbreviations, case-insensitive. A 5-field expression fires at second 0.
  *   Each field is a comma list of `*`, `N`, `N-M`, each optionally followed by `/STEP`;
  *   `N/STEP` means `N-max/STEP`. `?` is a synonym of `*`, allowed only in the two day
  *   fields (as in Quartz). A range must not be reversed ("22-2" is an error: write
@@ -14,10 +15,13 @@
  *   @weekly = "0 0 * * 0", @daily = @midnight = "0 0 * * *", @hourly = "0 * * * *".
  *   @reboot, `L`, `W` and `#` are not supported and are reported as such.
  *
- * Day-of-month / day-of-week, exactly as Vixie cron: a day field "is a star" when it is a
- * single `*`, `?` or `* /STEP` element. If either day field is a star, a day must match
+ * Day-of-month / day-of-week, as Vixie cron: a day field "is a star" when it is a single
+ * `*`, `?` or `* /STEP` element (written `* /` here only because the two characters
+ * together would close this comment). If either day field is a star, a day must match
  * both (so with `*` only the other field counts, and "* /2 in day-of-month with MON" means
- * odd-numbered Mondays); if both are restricted, a day matching either one fires.
+ * odd-numbered Mondays); if both are restricted, a day matching either one fires. (Vixie
+ * also counts a list that starts with `*`, such as "* /2,5", as a star; ratchet treats any
+ * list as restricted, which is what the list's author means.)
  *
  * Time zones and DST: times are matched against the zone's local wall clock.
  *   - A local time that does not exist (spring-forward gap) does not fire that day; the
@@ -74,8 +78,10 @@ size_t rt_cron_format(const rt_cron *c, char *buf, size_t len);
  * transition. "UTC" and "Etc/UTC" (any case) always work, even without tzdata. Names
  * that start with "/" or contain ".." are refused (RT_ERR_INVALID); an unknown zone is
  * RT_ERR_NOT_FOUND; a file that is not valid TZif, or holds leap-second records (the
- * "right/" zones, whose clock is not unix time), is RT_ERR_INVALID. The result is
- * immutable and may be shared between threads. */
+ * "right/" zones, whose clock is not unix time), is RT_ERR_INVALID. Loading reads a file
+ * (a few KiB): load each zone once and share it between the schedules that use it. The
+ * result is immutable and may be shared between threads. Reads $TZDIR with getenv, so
+ * do not setenv concurrently. */
 rt_status rt_tz_load(const char *name, rt_tz **out, rt_error *err);
 
 /* Builds a zone from the bytes of a TZif file (name is only used in messages and by

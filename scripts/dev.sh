@@ -78,8 +78,11 @@ serve_start() {
   (cd "$ROOT" && exec setsid "$ROOT/build/ratchet" serve </dev/null >>"$DEV/ratchet.log" 2>&1) &
   echo $! >"$DEV/ratchet.pid"
   local pid=$! i
-  for ((i = 0; i < 600; i++)); do # 30 s
-    curl -fsS -m 2 -o /dev/null "http://$addr/readyz" 2>/dev/null && { log "ratchet serve ready on http://$addr (pid $pid)"; return 0; }
+  for ((i = 0; i < 300; i++)); do # 15 s
+    if curl -fsS -m 2 -o /dev/null "http://$addr/readyz" 2>/dev/null; then
+      log "ratchet serve ready on http://$addr (pid $pid)"
+      return 0
+    fi
     if ! rt_pid_alive "$pid"; then
       log "error: ratchet serve exited during start-up; last lines of .dev/ratchet.log:"
       tail -n 30 "$DEV/ratchet.log" | prefix
@@ -87,8 +90,7 @@ serve_start() {
     fi
     sleep 0.05
   done
-  log "error: ratchet serve not ready on http://$addr/readyz after 30 s (see .dev/ratchet.log)"
-  return 1
+  log "warning: ratchet serve (pid $pid) runs but http://$addr/readyz does not answer after 15 s; going on"
 }
 
 cmd_up() {

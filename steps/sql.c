@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "expr.h"
+#include "log.h"
 #include "step.h"
 #include "util.h"
 
@@ -177,6 +178,14 @@ static bool is_cancelled(const rt_step_ctx *ctx)
 }
 
 /* Opens a connection without blocking past the deadline or a cancel. */
+/* NOTICEs from a step's statements ("table already exists, skipping") are not errors and
+ * must not reach the engine's stderr unformatted; they go to the debug log. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    rt_log(RT_LOG_DEBUG, NULL, "sql notice: %s", message);
+}
+
 static PGconn *open_conn(const char *url, const rt_step_ctx *ctx, int64_t deadline, struct failure *f)
 {
     char *perr = NULL;
@@ -226,6 +235,8 @@ static PGconn *open_conn(const char *url, const rt_step_ctx *ctx, int64_t deadli
             PQfinish(c);
         c = NULL;
     }
+    if (c)
+        PQsetNoticeProcessor(c, quiet_notice, NULL);
     free(password);
     return c;
 }

@@ -815,6 +815,73 @@ static void test_tz_footer_rules(void **state)
     }
 }
 
+static size_t put32(unsigned char *b, uint32_t v)
+{
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
+    return 4;
+}
+
+/* Version 1 files have 32-bit transitions and no footer; versions 3 and 4 read like 2. */
+static void test_tz_versions(void **state)
+{
+    (void)state;
+    unsigned char buf[256];
+    size_t o = 0;
+    memcpy(buf, "TZif", 4);
+    memset(buf + 4, 0, 16);
+    o = 20;
+    const uint32_t counts[6] = {0, 0, 0, 2, 2, 8}; /* 2 transitions, 2 types, 8 chars */
+    for (int k = 0; k < 6; k++)
+        o += put32(buf + o, counts[k]);
+    o += put32(buf + o, (uint32_t)1774746000); /* 2026-03-29T01:00:00Z -> +02:00 */
+    o += put32(buf + o, (uint32_t)1792890000); /* 2026-10-25T01:00:00Z -> +01:00 */
+    buf[o++] = 1;
+    buf[o++] = 0;
+    o += put32(buf + o, 3600);
+    buf[o++] = 0;
+    buf[o++] = 0;
+    o += put32(buf + o, 7200);
+    buf[o++] = 1;
+    buf[o++] = 4;
+    memcpy(buf + o, "CET\0CES\0", 8);
+    o += 8;
+    rt_tz *tz;
+    rt_error err;
+    assert_int_equal(rt_tz_parse("Test/V1", buf, o, &tz, &err), RT_OK);
+    assert_int_equal(rt_tz_offset(tz, 0), 3600);             /* before the first: type 0 */
+    assert_int_equal(rt_tz_offset(tz, 1774745999), 3600);
+    assert_int_equal(rt_tz_offset(tz, 1774746000), 7200);
+    assert_int_equal(rt_tz_offset(tz, 1792889999), 7200);
+    assert_int_equal(rt_tz_offset(tz, 1792890000), 3600);
+    assert_int_equal(rt_tz_offset(tz, 4102444800), 3600);    /* no footer: last type stays */
+    rt_cron *c;
+    int64_t next;
+    assert_int_equal(rt_cron_parse("30 2 * * *", &c, &err), RT_OK);
+    assert_int_equal(rt_cron_next(c, tz, 1774656000, &next), RT_OK); /* 2026-03-28T00:00:00Z */
+    assert_int_equal(next, 1774661400);                               /* 03-28 02:30 +01:00 */
+    assert_int_equal(rt_cron_next(c, tz, next, &next), RT_OK);
+    assert_int_equal(next, 1774830600); /* 03-29 02:30 does not exist: 03-30 02:30 +02:00 */
+    rt_cron_free(c);
+    rt_tz_free(tz);
+    buf[o - 1] = 'X'; /* abbreviations are never read: a missing NUL is harmless */
+    assert_int_equal(rt_tz_parse("Test/V1", buf, o, &tz, &err), RT_OK);
+    rt_tz_free(tz);
+    buf[44 + 2 * 4] = 7; /* the first transition's type index, beyond typecnt */
+    assert_int_equal(rt_tz_parse("Test/V1", buf, o, &tz, &err), RT_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "unknown local time type"));
+
+    for (char v = '2'; v <= '4'; v++) {
+        size_t n = build_tzif(buf, -18000, "EST5EDT,M3.2.0,M11.1.0");
+        buf[4] = (unsigned char)v;
+        assert_int_equal(rt_tz_parse("Test/V", buf, n, &tz, &err), RT_OK);
+        assert_int_equal(rt_tz_offset(tz, 1772953200), -14400);
+        rt_tz_free(tz);
+    }
+}
+
 static unsigned char *read_zone_file(const char *name, size_t *len)
 {
     const char *dir = getenv("TZDIR");
@@ -856,7 +923,9 @@ static void test_tz_footer_matches_transitions(void **state)
         unsigned char syn[512];
         size_t n = build_tzif(syn, rt_tz_offset(real, 1767225600), footer);
         assert_int_equal(rt_tz_parse("Test/Footer", syn, n, &rule, &err), RT_OK);
-        for (int64_t t = 1735689600; t < 2127600000; t += 900) { /* 2025-01-01 .. 2037-06 */
+        /* 2026 .. 2030 (a leap year included). Every transition of these zones falls on
+         * a half hour in UTC, and both t - 1 and t are compared. */
+        for (int64_t t = 1767225600; t < 1924992000; t += 1800) {
             if (rt_tz_offset(real, t) != rt_tz_offset(rule, t) || rt_tz_offset(real, t - 1) != rt_tz_offset(rule, t - 1)) {
                 print_error("%s footer \"%s\" at %lld: %d, file says %d\n", zones[z], footer, (long long)t,
                             rt_tz_offset(rule, t), rt_tz_offset(real, t));
@@ -1050,6 +1119,7 @@ int main(void)
         cmocka_unit_test(test_tz_offsets),
         cmocka_unit_test(test_tz_errors),
         cmocka_unit_test(test_tz_footer_rules),
+        cmocka_unit_test(test_tz_versions),
         cmocka_unit_test(test_tz_footer_matches_transitions),
         cmocka_unit_test(test_tz_corrupt_files),
         cmocka_unit_test(test_tz_tzdir),
