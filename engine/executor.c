@@ -365,7 +365,9 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     case RT_STEP_SUSPEND: {
         const char *status = !strcmp(d->type->name, "sleep") ? "sleeping" : "waiting";
         int64_t at = r->resume_at_ms > 0 ? r->resume_at_ms : now + NEVER_MS;
-        add_row(v, d->id, status, attempt, NULL, NULL, NULL, r->state ? r->state : json_object(), started, 0);
+        json_t *state = r->state ? json_incref(r->state) : json_object();
+        add_row(v, d->id, status, attempt, NULL, NULL, NULL, state, started, 0);
+        json_decref(state);
         set_step(v, d->id, status, NULL);
         if (queue_id >= 0)
             json_array_append_new(v->requeue, json_pack("{s:I, s:I}", "id", (json_int_t)queue_id, "run_at",
@@ -474,8 +476,15 @@ static void finalize_run(run_view *v, json_t *locked, json_t *batch, int64_t bat
     const char *db_status = json_string_value(json_object_get(locked, "status"));
     json_t *fresh = json_object_get(locked, "steps");
     /* What the database knows, overlaid with what this batch did. */
-    json_t *merged = json_deep_copy(fresh ? fresh : json_object());
-    json_object_update(merged, v->steps);
+    json_t *merged = fresh ? json_deep_copy(fresh) : json_object();
+    size_t ri;
+    json_t *done_row;
+    json_array_foreach(v->rows, ri, done_row) {
+        /* Only what this batch did overrides the database: the rest of v->steps may be
+         * older than what other workers committed meanwhile. */
+        const char *sid = json_string_value(json_object_get(done_row, "step_id"));
+        json_object_set(merged, sid, json_object_get(v->steps, sid));
+    }
 
     bool ended = db_status && is_terminal_run(db_status);
     bool failed = false, partial = false, all_done = true, sleeping = false, waiting = false;

@@ -93,6 +93,31 @@ serve_start() {
   log "warning: ratchet serve (pid $pid) runs but http://$addr/readyz does not answer after 15 s; going on"
 }
 
+# The hello demo: run it, wait for it, show it. The run id is the first line of stdout.
+demo() {
+  local secs=${RATCHET_DEMO_TIMEOUT:-60} out=$DEV/demo-run.out err=$DEV/demo-run.err rc=0 run_id
+  log "demo: build/ratchet run hello --data '{\"name\":\"world\"}' --wait   (up to $secs s)"
+  timeout "$secs" build/ratchet run hello --data '{"name":"world"}' --wait >"$out" 2>"$err" || rc=$?
+  prefix <"$out"
+  prefix <"$err"
+  run_id=$(head -n1 "$out" | tr -d '[:space:]')
+  if ((rc != 0)); then
+    if ((rc == 124)); then log "error: the demo run did not finish within $secs s"; else log "error: ratchet run exited $rc"; fi
+  fi
+  if [[ -n $run_id ]]; then
+    log "demo: build/ratchet show $run_id"
+    build/ratchet show "$run_id" 2>&1 | prefix || rc=1
+  else
+    log "error: ratchet run printed no run id"
+    rc=1
+  fi
+  if ((rc != 0)); then
+    log "last lines of .dev/ratchet.log:"
+    tail -n 15 "$DEV/ratchet.log" | prefix
+  fi
+  return "$rc"
+}
+
 cmd_up() {
   [[ $# -eq 0 ]] || die "up takes no arguments"
   need_root
@@ -109,8 +134,8 @@ cmd_up() {
   serve_stop # a running serve is restarted on the fresh build
   local http_port saved
   saved=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
-  http_port=$(rt_free_port "$DEV" "${saved##*:}")
-  [[ -n $saved ]] || http_port=$(rt_free_port "$DEV" 8288)
+  saved=${saved##*:}
+  http_port=$(rt_free_port "$DEV" "${saved:-8288}")
   rt_env_set "$DEV" \
     RATCHET_DATABASE_URL "postgresql://postgres@127.0.0.1:$RT_PG_PORT/ratchet" \
     RATCHET_AMQP_URL "$RT_AMQP_URL" \
@@ -122,24 +147,19 @@ cmd_up() {
   build/ratchet migrate 2>&1 | prefix
   serve_start
 
-  log "demo: build/ratchet run hello --data '{\"name\":\"world\"}' --wait"
-  local out=$DEV/demo-run.out run_id
-  timeout 120 build/ratchet run hello --data '{"name":"world"}' --wait 2>&1 >"$out" | prefix
-  prefix <"$out"
-  run_id=$(head -n1 "$out" | tr -d '[:space:]')
-  [[ -n $run_id ]] || die "ratchet run printed no run id"
-  log "demo: build/ratchet show $run_id"
-  build/ratchet show "$run_id" 2>&1 | prefix
+  local demo_rc=0
+  demo || demo_rc=$?
 
   local mon; mon=$(rt_env_get "$DEV" RT_NATS_MON_PORT)
   log ""
   log "the stack is up (state and logs in .dev/):"
-  log "  postgresql  127.0.0.1:$RT_PG_PORT    $RATCHET_DATABASE_URL"
-  log "  nats        127.0.0.1:$RT_NATS_PORT    $RT_NATS_URL (JetStream; monitor http://127.0.0.1:$mon)"
-  log "  rabbitmq    127.0.0.1:$RT_AMQP_PORT    $RT_AMQP_URL"
-  log "  ratchet     http://$RATCHET_HTTP_ADDR    pid $(serve_pid), log .dev/ratchet.log"
+  log "$(printf '  %-11s %-16s %s' postgresql "127.0.0.1:$RT_PG_PORT" "$RATCHET_DATABASE_URL")"
+  log "$(printf '  %-11s %-16s %s' nats "127.0.0.1:$RT_NATS_PORT" "$RT_NATS_URL (JetStream; monitor http://127.0.0.1:$mon)")"
+  log "$(printf '  %-11s %-16s %s' rabbitmq "127.0.0.1:$RT_AMQP_PORT" "$RT_AMQP_URL")"
+  log "$(printf '  %-11s %-16s %s' ratchet "$RATCHET_HTTP_ADDR" "http://$RATCHET_HTTP_ADDR  pid $(serve_pid), log .dev/ratchet.log")"
   log "use it:   source .dev/env && build/ratchet runs"
   log "stop it:  scripts/dev.sh down        (what runs: scripts/dev.sh status)"
+  ((demo_rc == 0)) || die "the stack is up, but the demo run failed (see above and .dev/ratchet.log)"
 }
 
 cmd_down() {
@@ -169,8 +189,11 @@ cmd_status() {
   pid=$(serve_pid); addr=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
   if rt_pid_alive "$pid"; then
     state=running
-    health=$(curl -fsS -m 2 -o /dev/null -w '%{http_code}' "http://$addr/healthz" 2>/dev/null || echo down)
-    health="(healthz: $health)"
+    if health=$(curl -fsS -m 2 -o /dev/null -w '%{http_code}' "http://$addr/healthz" 2>/dev/null); then
+      health="(healthz: $health)"
+    else
+      health="(healthz: no answer)"
+    fi
   else
     state=stopped
   fi
@@ -184,25 +207,29 @@ SUITES=()
 declare -A RESULT=() SECS=()
 LAST_RC=0
 
+test_teardown() { # stops the test servers, removes the scratch dir; idempotent
+  [[ -n $TEST_TMP && -d $TEST_TMP ]] || return 0
+  # serve processes of integration tests that ctest killed (timeout) before their trap ran
+  local f pid
+  for f in "$TEST_TMP"/tests/*/.serve-pids; do
+    [[ -f $f ]] || continue
+    while read -r pid; do
+      if rt_pid_alive "$pid" && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */ratchet ]]; then
+        log "killing leftover ratchet serve pid $pid ($f)"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done <"$f"
+  done
+  rt_services_stop "$TEST_TMP/services" || true
+  rm -rf "$TEST_TMP"
+  TEST_TMP=
+}
+
 test_cleanup() {
   local rc=$?
   set +e
   trap - INT TERM
-  if [[ -n $TEST_TMP && -d $TEST_TMP ]]; then
-    # serve processes of integration tests that ctest killed (timeout) before their trap ran
-    local f pid
-    for f in "$TEST_TMP"/tests/*/.serve-pids; do
-      [[ -f $f ]] || continue
-      while read -r pid; do
-        if rt_pid_alive "$pid" && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */ratchet ]]; then
-          log "killing leftover ratchet serve pid $pid ($f)"
-          kill -KILL "$pid" 2>/dev/null
-        fi
-      done <"$f"
-    done
-    rt_services_stop "$TEST_TMP/services"
-    rm -rf "$TEST_TMP"
-  fi
+  test_teardown
   exit "$rc"
 }
 
@@ -316,26 +343,30 @@ fuzz_one() { # BINARY SECONDS
   grep -E '^Done [0-9]+ runs|stat::number_of_executed_units' "$work/log" | head -n2 | prefix || true
 }
 
-print_summary() {
-  local n pass=0 fail=0 p f failed=0
+# Prints the table and, as the very last line, "N passed, N failed" (tests, fuzz targets
+# and failed steps). Status 1 when anything failed. Reads the counts given as arguments.
+print_summary() { # PASS FAIL
+  local n pass=$1 fail=$2 failed=0
   log ""
   log "$(printf '%-34s %-8s %8s' suite result seconds)"
   for n in "${SUITES[@]}"; do
     log "$(printf '%-34s %-8s %8s' "$n" "${RESULT[$n]}" "${SECS[$n]}")"
     [[ ${RESULT[$n]} == PASS ]] || failed=1
   done
+  log ""
+  echo "dev.sh: $pass passed, $fail failed"
+  return $((failed || fail))
+}
+
+count_results() { # -> "PASS FAIL" from the counts file and the failed steps
+  local n p f pass=0 fail=0
   if [[ -f $TEST_TMP/counts ]]; then
     while read -r p f; do pass=$((pass + p)); fail=$((fail + f)); done <"$TEST_TMP/counts"
   fi
-  # Failed steps (builds, services) count as failures of one test each.
-  local s
-  for n in "${SUITES[@]}"; do
+  for n in "${SUITES[@]}"; do # a failed build or service start counts as one failure
     case $n in ctest:* | fuzz:*) ;; *) [[ ${RESULT[$n]} == PASS ]] || fail=$((fail + 1)) ;; esac
   done
-  log ""
-  s="$pass passed, $fail failed"
-  echo "dev.sh: $s"
-  return $((failed || fail))
+  echo "$pass $fail"
 }
 
 start_test_services() {
@@ -363,7 +394,7 @@ cmd_test() {
   local t_all; t_all=$(rt__now_ms)
 
   step deps rt_deps_install
-  [[ $LAST_RC == 0 ]] || { print_summary || true; die "cannot install the packages"; }
+  [[ $LAST_RC == 0 ]] || { print_summary 0 1 || true; die "cannot install the packages"; }
 
   step build configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRATCHET_WERROR=ON
   local build_ok=$LAST_RC asan_ok=1 fuzz_ok=1
@@ -410,9 +441,12 @@ cmd_test() {
     else fuzz_all; fi
   fi
 
-  local rc=0
-  print_summary || rc=1
+  local counts rc=0
+  counts=$(count_results)
+  test_teardown
   log "total $(rt__secs_since "$t_all") s"
+  # shellcheck disable=SC2086
+  print_summary $counts || rc=1
   return $rc
 }
 

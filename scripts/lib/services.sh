@@ -47,7 +47,9 @@ rt__absdir() { # creates DIR if needed, prints its absolute path
 
 rt_env_get() { # DIR KEY -> value (empty when unset)
   [[ -f $1/env ]] || return 0
-  (set +eu; source "$1/env" >/dev/null 2>&1; printf '%s' "${!2-}")
+  # The key is unset first: a value exported in this shell (another stack's) must not
+  # show through when DIR/env lacks it.
+  (set +eu; unset "$2"; source "$1/env" >/dev/null 2>&1; printf '%s' "${!2-}")
 }
 
 rt_env_set() { # DIR KEY VALUE [KEY VALUE...]: updates DIR/env and exports in this shell
@@ -335,6 +337,7 @@ rt_nats_stop() { # DIR
   rt_pid_alive "$pid" || return 0
   t0=$(rt__now_ms)
   rt__kill_pid "$pid" 30 || { rt_die "nats-server pid $pid would not die"; return 1; }
+  rm -f "$(rt_env_get "$dir" RT_NATS_PID_FILE)"
   rt_log "nats-server on port $(rt_env_get "$dir" RT_NATS_PORT) stopped in $(rt__secs_since "$t0") s"
 }
 
@@ -550,14 +553,14 @@ rt_services_status() { # DIR: one line per service
   local pid port state
   pid=$(rt_env_get "$dir" RT_PG_DATA); pid=$( [[ -n $pid && -f $pid/postmaster.pid ]] && head -n1 "$pid/postmaster.pid" || true)
   port=$(rt_env_get "$dir" RT_PG_PORT)
-  rt__pg_running "$dir" && state=running || state=stopped
+  rt__pg_running "$dir" && state=running || { state=stopped; pid=; }
   printf '%-11s %-8s pid %-8s 127.0.0.1:%-6s %s\n' postgresql "$state" "${pid:--}" "${port:--}" "$(rt_env_get "$dir" RT_PG_URL)"
   pid=$(rt_pidfile_pid "$(rt_env_get "$dir" RT_NATS_PID_FILE)")
   port=$(rt_env_get "$dir" RT_NATS_PORT)
-  rt__nats_running "$dir" && state=running || state=stopped
+  rt__nats_running "$dir" && state=running || { state=stopped; pid=; }
   printf '%-11s %-8s pid %-8s 127.0.0.1:%-6s %s (monitor :%s)\n' nats "$state" "${pid:--}" "${port:--}" "$(rt_env_get "$dir" RT_NATS_URL)" "$(rt_env_get "$dir" RT_NATS_MON_PORT)"
   pid=$(rt_pidfile_pid "$(rt_env_get "$dir" RT_RABBIT_PID_FILE)")
   port=$(rt_env_get "$dir" RT_AMQP_PORT)
-  rt__rabbit_running "$dir" && state=running || state=stopped
+  rt__rabbit_running "$dir" && state=running || { state=stopped; pid=; }
   printf '%-11s %-8s pid %-8s 127.0.0.1:%-6s %s (node %s)\n' rabbitmq "$state" "${pid:--}" "${port:--}" "$(rt_env_get "$dir" RT_AMQP_URL)" "$(rt_env_get "$dir" RT_RABBIT_NODENAME)"
 }
