@@ -53,19 +53,23 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_GET_DEFINITION] = "select definition from ratchet.workflow_versions where hash = $1",
     [S_CREATE_RUNS] =
         "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id, priority,"
-        " scheduled_at) "
+        " scheduled_at, dedupe_key) "
         "select x.id, x.workflow_id, x.workflow_hash, 'queued', x.trigger, x.event, x.event->>'entity_id',"
-        " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end "
+        " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end, x.dedupe_key "
         "from jsonb_to_recordset($1::jsonb) as x(id uuid, workflow_id text, workflow_hash text, trigger jsonb,"
-        " event jsonb, priority smallint, run_at bigint)",
+        " event jsonb, priority smallint, run_at bigint, dedupe_key text) "
+        "on conflict (workflow_id, dedupe_key) where dedupe_key is not null do nothing "
+        "returning id::text",
+    /* Steps and queue items only for the runs that were created (not deduplicated). */
     [S_CREATE_STEPS] = "insert into ratchet.steps (run_id, step_id, status) "
                        "select x.run_id, x.step_id, 'pending' "
-                       "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)",
+                       "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
+                       "where x.run_id = any($2::uuid[])",
     [S_CREATE_QUEUE] =
         "insert into ratchet.queue (run_id, step_id, priority, slow, run_at) "
         "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
-        " run_at bigint)",
+        " run_at bigint) where x.run_id = any($2::uuid[])",
     [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'status', r.status,"
                   " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
                   " 'started_at', ratchet.ts(r.started_at), 'finished_at', ratchet.ts(r.finished_at),"
@@ -480,6 +484,37 @@ void rt_store_rollback(rt_store *st)
     }
 }
 
+/* Inserts the run rows; requests whose dedupe key existed get id "". *created is the
+ * uuid[] literal of the runs that were inserted. */
+static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *reqs, size_t n, char **created,
+                                 rt_error *err)
+{
+    char *text = json_dumps(runs, JSON_COMPACT);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_CREATE_RUNS, 1, params, &r, err);
+    free(text);
+    if (s != RT_OK)
+        return s;
+    int rows = PQntuples(r);
+    const char **ids = malloc(((size_t)rows + 1) * sizeof *ids);
+    for (int i = 0; i < rows; i++)
+        ids[i] = PQgetvalue(r, i, 0);
+    for (size_t i = 0; i < n; i++) {
+        bool made = false;
+        for (int k = 0; k < rows && !made; k++)
+            made = strcmp(ids[k], reqs[i].id) == 0;
+        if (!made)
+            reqs[i].id[0] = '\0';
+    }
+    *created = array_literal(ids, (size_t)rows);
+    free(ids);
+    PQclear(r);
+    return RT_OK;
+}
+
 rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
     json_t *runs = json_array(), *steps = json_array(), *queue = json_array();
@@ -487,10 +522,10 @@ rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_
     for (size_t i = 0; i < n; i++) {
         rt_run_request *q = &reqs[i];
         rt_uuid7(q->id);
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:I}", "id", q->id, "workflow_id",
-                                              q->wf->id, "workflow_hash", q->wf->hash, "trigger", q->trigger,
-                                              "event", q->event, "priority", (int)q->wf->priority, "run_at",
-                                              (json_int_t)q->run_at_ms));
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:I, s:s?}", "id", q->id,
+                                              "workflow_id", q->wf->id, "workflow_hash", q->wf->hash, "trigger",
+                                              q->trigger, "event", q->event, "priority", (int)q->wf->priority,
+                                              "run_at", (json_int_t)q->run_at_ms, "dedupe_key", q->dedupe_key));
         for (size_t k = 0; k < q->wf->n_steps; k++) {
             const rt_step_def *d = &q->wf->steps[k];
             if (d->n_needs != 0)
@@ -509,12 +544,14 @@ rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_
         if (!seen)
             s = rt_store_put_workflow(st, reqs[i].wf, err);
     }
+    char *created = NULL;
     if (s == RT_OK)
-        s = run_json(st, S_CREATE_RUNS, runs, NULL, err);
+        s = create_run_rows(st, runs, reqs, n, &created, err);
     if (s == RT_OK)
-        s = run_json(st, S_CREATE_STEPS, steps, NULL, err);
+        s = run_json(st, S_CREATE_STEPS, steps, created, err);
     if (s == RT_OK)
-        s = run_json(st, S_CREATE_QUEUE, queue, NULL, err);
+        s = run_json(st, S_CREATE_QUEUE, queue, created, err);
+    free(created);
     if (s == RT_OK) {
         PGresult *r = NULL;
         s = run(st, S_NOTIFY, 0, NULL, &r, err);

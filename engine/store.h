@@ -38,11 +38,13 @@ typedef struct rt_run_request {
     json_t *trigger;   /* borrowed: {"type": "manual"|"event"|"cron"|"invoke", ...} */
     json_t *event;     /* borrowed: the envelope templates see as `event` */
     int64_t run_at_ms; /* 0 = now */
-    char id[37];       /* out: the new run's id */
+    const char *dedupe_key; /* optional: at most one run per (workflow, key), ever */
+    char id[37];       /* out: the new run's id, or "" when dedupe_key existed already */
 } rt_run_request;
 
 /* Creates runs (their definitions, run rows, root steps and queue items) in one
- * transaction, then wakes idle workers with one NOTIFY. */
+ * transaction, then wakes idle workers with one NOTIFY. A request whose dedupe_key is
+ * already taken creates nothing and gets id "". */
 rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
 
 /* `ratchet show --json` object (with_steps) or the `runs --json` element. *out new ref. */
