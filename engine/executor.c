@@ -597,6 +597,12 @@ static void view_free(run_view *v)
     free(v->queue_ids);
 }
 
+static json_t *new_batch(void)
+{
+    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue", "dequeue", "runs",
+                     "attempts", "drop_runs");
+}
+
 /* Commits the views' results in one transaction. Returns RT_OK or the failure. */
 static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batch_started, rt_error *err)
 {
@@ -621,8 +627,7 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
     rt_status s = RT_OK;
     for (int tries = 0; tries < 3; tries++) {
         json_t *owned = NULL, *locked = NULL;
-        json_t *batch = json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue",
-                                  "dequeue", "runs", "attempts", "drop_runs");
+        json_t *batch = new_batch();
         s = rt_store_begin(w->store, err);
         if (s == RT_OK)
             s = rt_store_lock_owned(w->store, w->owner, qids, k, &owned, err);
@@ -725,75 +730,161 @@ static void add_queue_id(run_view *v, int64_t id)
 }
 
 /* Runs one claimed batch: quick items first and committed together, then the slow one. */
-static rt_status process_batch(worker *w, rt_claim *claims, size_t n, rt_error *err)
+/* Attaches pinned definitions; a run whose definition cannot be rebuilt is logged and
+ * skipped (its queue item stays, so nothing is lost). */
+static rt_status attach_definitions(worker *w, run_view *views, size_t n_views, rt_claim *claims, size_t n,
+                                    rt_error *err)
 {
-    run_view *views = calloc(n, sizeof *views);
-    size_t n_views = 0;
-    for (size_t i = 0; i < n; i++)
-        view_for(views, &n_views, &claims[i]);
-
-    const char **ids = malloc(n_views * sizeof *ids);
-    for (size_t i = 0; i < n_views; i++)
-        ids[i] = views[i].run_id;
-    json_t *loaded = NULL;
-    rt_status s = rt_store_load_steps(w->store, ids, n_views, &loaded, err);
-    free(ids);
-    int64_t batch_started = rt_now_ms();
-
-    for (size_t i = 0; s == RT_OK && i < n_views; i++) {
-        json_t *st = json_object_get(loaded, views[i].run_id);
-        views[i].steps = st ? json_incref(st) : json_object();
-    }
-    for (size_t i = 0; s == RT_OK && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         run_view *v = view_for(views, &n_views, &claims[i]);
         if (!v->wf && definition_get(w->e, w->store, claims[i].wf_hash, &v->wf, err) != RT_OK) {
             rt_log_ctx lc = {.workflow = claims[i].workflow_id, .run_id = v->run_id};
             rt_log(RT_LOG_ERROR, &lc, "%s", err->msg);
-            s = err->code == RT_ERR_UNAVAILABLE ? err->code : RT_OK;
+            if (err->code == RT_ERR_UNAVAILABLE)
+                return err->code;
         }
     }
-    json_decref(loaded);
+    return RT_OK;
+}
 
-    for (int pass = 0; s == RT_OK && pass < 2; pass++) {
-        bool slow_pass = pass == 1;
-        bool any = false;
-        for (size_t i = 0; i < n && !w->e->force; i++) {
-            rt_claim *c = &claims[i];
-            if (c->slow != slow_pass)
-                continue;
-            run_view *v = view_for(views, &n_views, c);
-            if (!v->wf)
-                continue;
-            add_queue_id(v, c->queue_id);
-            any = true;
-            if (is_terminal_run(v->run_status)) {
-                json_array_append_new(v->dequeue, json_integer(c->queue_id));
-                v->touched = true;
-                continue;
-            }
-            if (slow_pass) {
-                const char *id = v->run_id;
-                rt_store_mark_running(w->store, &id, 1, err);
-            }
-            run_claim(w, v, c);
-        }
-        if (!any || w->e->force)
+/* Runs every claim whose run has a definition; ended runs just drop their item. */
+static void run_claims(worker *w, run_view *views, size_t *n_views, rt_claim *claims, size_t n)
+{
+    for (size_t i = 0; i < n && !w->e->force; i++) {
+        rt_claim *c = &claims[i];
+        run_view *v = view_for(views, n_views, c);
+        if (!v->wf)
             continue;
-        s = commit_views(w, views, n_views, batch_started, err);
-        for (size_t i = 0; i < n_views; i++) {
-            /* Committed: start the next pass from clean arrays. */
-            json_array_clear(views[i].rows);
-            json_array_clear(views[i].enqueue);
-            json_array_clear(views[i].requeue);
-            json_array_clear(views[i].dequeue);
-            json_array_clear(views[i].attempts);
-            views[i].n_queue_ids = 0;
-            views[i].touched = false;
+        add_queue_id(v, c->queue_id);
+        if (is_terminal_run(v->run_status)) {
+            json_array_append_new(v->dequeue, json_integer(c->queue_id));
+            v->touched = true;
+            continue;
+        }
+        run_claim(w, v, c);
+    }
+}
+
+/* Quick steps (transform, log, sleep) are claimed, run and completed in ONE transaction:
+ * the claimed rows stay locked (FOR UPDATE SKIP LOCKED) instead of being leased, so a
+ * crash simply rolls the claim back, and a batch of runs costs one commit. */
+static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
+{
+    rt_claim *claims = NULL;
+    size_t n = 0;
+    *n_out = 0;
+    rt_status s = rt_store_begin(w->store, err);
+    if (s == RT_OK) {
+        int64_t t0 = rt_mono_us();
+        s = rt_store_claim_quick(w->store, w->e->cfg->claim_batch, &claims, &n, err);
+        if (s == RT_OK && n > 0) {
+            if (w->claim_us)
+                w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
+            w->claims++;
         }
     }
+    if (s != RT_OK || n == 0) {
+        if (s == RT_OK)
+            s = rt_store_commit(w->store, err);
+        else
+            rt_store_rollback(w->store);
+        return s;
+    }
+    *n_out = n;
+    run_view *views = calloc(n, sizeof *views);
+    size_t n_views = 0;
+    for (size_t i = 0; i < n; i++)
+        view_for(views, &n_views, &claims[i]);
+    const char **ids = malloc(n_views * sizeof *ids);
+    for (size_t i = 0; i < n_views; i++)
+        ids[i] = views[i].run_id;
+    /* Lock the runs first, then read their steps: what we read is final for this batch. */
+    json_t *locked = NULL;
+    s = rt_store_lock_runs(w->store, ids, n_views, &locked, err);
+    free(ids);
+    int64_t batch_started = rt_now_ms();
+    for (size_t i = 0; s == RT_OK && i < n_views; i++) {
+        json_t *lk = json_object_get(locked, views[i].run_id);
+        json_t *st = json_object_get(lk, "steps");
+        views[i].steps = st ? json_deep_copy(st) : json_object();
+        const char *status = json_string_value(json_object_get(lk, "status"));
+        if (status) {
+            free(views[i].run_status);
+            views[i].run_status = strdup(status);
+        }
+    }
+    if (s == RT_OK)
+        s = attach_definitions(w, views, n_views, claims, n, err);
+    if (s == RT_OK) {
+        run_claims(w, views, &n_views, claims, n);
+        if (w->e->force) {
+            s = rt_error_set(err, RT_ERR_UNAVAILABLE, "stopping");
+        } else {
+            json_t *batch = new_batch();
+            for (size_t i = 0; i < n_views; i++) {
+                json_t *lk = json_object_get(locked, views[i].run_id);
+                if (views[i].touched && lk)
+                    finalize_run(&views[i], lk, batch, batch_started);
+            }
+            s = rt_store_apply(w->store, NULL, batch, err);
+            json_decref(batch);
+        }
+    }
+    if (s == RT_OK)
+        s = rt_store_commit(w->store, err);
+    if (s != RT_OK)
+        rt_store_rollback(w->store);
+    json_decref(locked);
     for (size_t i = 0; i < n_views; i++)
         view_free(&views[i]);
     free(views);
+    rt_claims_free(claims, n);
+    return s;
+}
+
+/* A slow step (exec, http, sql) is leased, run outside any transaction while the lease
+ * keeper extends the lease, and completed in a transaction that checks the lease is still
+ * ours. */
+static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
+{
+    rt_claim *claims = NULL;
+    size_t n = 0;
+    *n_out = 0;
+    rt_status s = rt_store_claim(w->store, w->owner, 1, w->e->cfg->lease_ms, &claims, &n, err);
+    if (s != RT_OK || n == 0)
+        return s;
+    *n_out = n;
+    hold(w, claims, n);
+    run_view *views = calloc(n, sizeof *views);
+    size_t n_views = 0;
+    for (size_t i = 0; i < n; i++)
+        view_for(views, &n_views, &claims[i]);
+    const char **ids = malloc(n_views * sizeof *ids);
+    for (size_t i = 0; i < n_views; i++)
+        ids[i] = views[i].run_id;
+    json_t *loaded = NULL;
+    s = rt_store_load_steps(w->store, ids, n_views, &loaded, err);
+    if (s == RT_OK)
+        s = rt_store_mark_running(w->store, ids, n_views, err);
+    free(ids);
+    int64_t batch_started = rt_now_ms();
+    for (size_t i = 0; s == RT_OK && i < n_views; i++) {
+        json_t *st = json_object_get(loaded, views[i].run_id);
+        views[i].steps = st ? json_incref(st) : json_object();
+    }
+    json_decref(loaded);
+    if (s == RT_OK)
+        s = attach_definitions(w, views, n_views, claims, n, err);
+    if (s == RT_OK) {
+        run_claims(w, views, &n_views, claims, n);
+        if (!w->e->force)
+            s = commit_views(w, views, n_views, batch_started, err);
+    }
+    release_held(w);
+    for (size_t i = 0; i < n_views; i++)
+        view_free(&views[i]);
+    free(views);
+    rt_claims_free(claims, n);
     return s;
 }
 
@@ -853,29 +944,21 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&e->mu);
             uint64_t seen = e->wake_seq;
             pthread_mutex_unlock(&e->mu);
-            rt_claim *claims = NULL;
-            size_t n = 0;
             rt_error err;
-            int64_t t0 = rt_mono_us();
-            rt_status s = rt_store_claim(w->store, w->owner, e->cfg->claim_batch, 1, e->cfg->lease_ms, &claims, &n,
-                                         &err);
-            if (s == RT_OK && n > 0) {
-                if (w->claim_us)
-                    w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
-                w->claims++;
-                hold(w, claims, n);
-                s = process_batch(w, claims, n, &err);
-                release_held(w);
-            }
-            rt_claims_free(claims, n);
+            size_t n_quick = 0, n_slow = 0;
+            rt_status s = process_quick(w, &n_quick, &err);
+            if (s == RT_OK)
+                s = process_slow(w, &n_slow, &err);
             if (s != RT_OK) {
+                if (e->force || e->stopping)
+                    break;
                 rt_log(RT_LOG_WARN, NULL, "worker %d: %s", w->index, err.msg);
                 if (!rt_store_healthy(w->store) && !ensure_store(e, &w->store, "worker"))
                     break;
                 sleep_ms(100);
                 continue;
             }
-            if (n == 0)
+            if (n_quick == 0 && n_slow == 0)
                 wait_for_work(e, seen);
         }
     }

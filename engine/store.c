@@ -24,6 +24,7 @@ typedef enum stmt_id {
     S_GET_RUN_STEPS,
     S_LIST_RUNS,
     S_CLAIM,
+    S_CLAIM_QUICK,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,
@@ -95,17 +96,14 @@ static const char *const stmt_sql[S_COUNT] = {
                     " from ratchet.runs r"
                     " where ($1::text is null or r.workflow_id = $1) and ($2::text is null or r.status = $2)"
                     " order by r.created_at desc, r.id desc limit $3::int) t",
+    /* Slow items (exec, http, sql): leased to owner; the lease is their run_at. */
     [S_CLAIM] =
-        "with quick as ("
-        " select id from ratchet.queue where not slow and run_at <= now()"
-        " order by slow, priority, run_at, id limit $1::int for update skip locked"
-        "), slow as ("
+        "with c as ("
         " select id from ratchet.queue where slow and run_at <= now()"
-        " order by slow, priority, run_at, id limit $2::int for update skip locked"
-        "), c as (select id from quick union all select id from slow"
+        " order by slow, priority, run_at, id limit $1::int for update skip locked"
         "), q as ("
-        " update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
-        "  locked_until = now() + $3::bigint * interval '1 millisecond', locked_by = $4"
+        " update ratchet.queue q set run_at = now() + $2::bigint * interval '1 millisecond',"
+        "  locked_until = now() + $2::bigint * interval '1 millisecond', locked_by = $3"
         " from c where q.id = c.id returning q.id, q.run_id, q.step_id, q.priority, q.slow"
         "), s as ("
         " update ratchet.steps s set status = 'running',"
@@ -118,6 +116,21 @@ static const char *const stmt_sql[S_COUNT] = {
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow "
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
+        "order by q.priority, q.id",
+    /* Quick items: only locked, inside the caller's transaction, which also completes
+     * them; nothing is written for the claim itself. */
+    [S_CLAIM_QUICK] =
+        "with c as ("
+        " select id from ratchet.queue where not slow and run_at <= now()"
+        " order by slow, priority, run_at, id limit $1::int for update skip locked"
+        ") "
+        "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
+        " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
+        " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
+        " q.priority, q.slow "
+        "from c join ratchet.queue q on q.id = c.id"
+        " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
+        " join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
@@ -149,11 +162,13 @@ static const char *const stmt_sql[S_COUNT] = {
         "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
         " run_at bigint) on conflict (run_id, step_id) do nothing",
-    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id = any($1::bigint[]) and locked_by = $2",
+    /* locked_by is null for quick items, which this transaction holds locked. */
+    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id = any($1::bigint[])"
+                        " and (locked_by = $2 or locked_by is null)",
     [S_APPLY_REQUEUE] = "update ratchet.queue q set run_at = greatest(now(), " TS("x.run_at") "),"
                         " locked_by = null, locked_until = null "
                         "from jsonb_to_recordset($1::jsonb) as x(id bigint, run_at bigint) "
-                        "where q.id = x.id and q.locked_by = $2",
+                        "where q.id = x.id and (q.locked_by = $2 or q.locked_by is null)",
     [S_APPLY_RUNS] =
         "update ratchet.runs r set status = x.status,"
         " output = case when x.finished_at > 0 then x.output else r.output end,"
@@ -168,14 +183,20 @@ static const char *const stmt_sql[S_COUNT] = {
         " case when x.started_at > 0 then " TS("x.started_at") " end, " TS("x.finished_at") " "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, attempt int, error text,"
         " error_detail jsonb, started_at bigint, finished_at bigint) on conflict do nothing",
-    [S_APPLY_DROP] = "delete from ratchet.queue where run_id = any($1::uuid[]) and locked_by is null",
+    /* SKIP LOCKED: an item another transaction holds is dropped when it is claimed. */
+    [S_APPLY_DROP] = "delete from ratchet.queue where id in (select id from ratchet.queue"
+                     " where run_id = any($1::uuid[]) and locked_by is null for update skip locked)",
     [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
     [S_RENEW] = "update ratchet.queue set run_at = now() + $3::bigint * interval '1 millisecond',"
                 " locked_until = now() + $3::bigint * interval '1 millisecond' "
                 "where id = any($1::bigint[]) and locked_by = $2",
     [S_RELEASE] = "with r as (update ratchet.queue set run_at = now(), locked_by = null, locked_until = null"
                   " where starts_with(locked_by, $1) returning 1) select count(*) from r",
-    [S_NEXT_DUE] = "select coalesce(" MS("min(run_at)") ", 0) from ratchet.queue",
+    /* One index probe per (slow, priority) pair of queue_claim instead of a scan. */
+    [S_NEXT_DUE] = "select coalesce(" MS("min(t)") ", 0) from (select (select min(run_at) from ratchet.queue"
+                   " where slow = k.slow and priority = k.priority) t"
+                   " from (values (false, 0), (false, 1), (false, 2), (false, 3), (true, 0), (true, 1), (true, 2),"
+                   " (true, 3)) as k(slow, priority)) m",
 };
 
 struct rt_store {
@@ -326,8 +347,17 @@ static rt_status run_simple(rt_store *st, const char *sql, rt_error *err)
     return s;
 }
 
-/* Runs a statement whose one parameter is a JSON document (skipped when empty). */
+static rt_status run_json_n(rt_store *st, stmt_id id, json_t *doc, int n, const char *extra, rt_error *err);
+
+/* Runs a statement whose first parameter is a JSON document (skipped when empty) and whose
+ * optional second one is extra (no second parameter when extra is NULL). */
 static rt_status run_json(rt_store *st, stmt_id id, json_t *doc, const char *extra, rt_error *err)
+{
+    return run_json_n(st, id, doc, extra ? 2 : 1, extra, err);
+}
+
+/* The same with exactly n (1 or 2) parameters; a NULL extra is SQL NULL. */
+static rt_status run_json_n(rt_store *st, stmt_id id, json_t *doc, int n, const char *extra, rt_error *err)
 {
     if (!doc || (json_is_array(doc) && json_array_size(doc) == 0))
         return RT_OK;
@@ -336,7 +366,7 @@ static rt_status run_json(rt_store *st, stmt_id id, json_t *doc, const char *ext
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     const char *params[2] = {text, extra};
     PGresult *r = NULL;
-    rt_status s = run(st, id, extra ? 2 : 1, params, &r, err);
+    rt_status s = run(st, id, n, params, &r, err);
     PQclear(r);
     free(text);
     return s;
@@ -668,20 +698,37 @@ static json_t *parse_or_null(PGresult *r, int row, int col)
     return json_loads(PQgetvalue(r, row, col), JSON_DECODE_ANY, NULL);
 }
 
-rt_status rt_store_claim(rt_store *st, const char *owner, int quick_limit, int slow_limit, int64_t lease_ms,
-                         rt_claim **out, size_t *n, rt_error *err)
+static rt_status parse_claims(PGresult *r, rt_claim **out, size_t *n, rt_error *err);
+
+rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
+                         rt_error *err)
 {
-    char ql[16], sl[16], lease[24];
-    snprintf(ql, sizeof ql, "%d", quick_limit);
-    snprintf(sl, sizeof sl, "%d", slow_limit);
+    char lim[16], lease[24];
+    snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
-    const char *params[] = {ql, sl, lease, owner};
+    const char *params[] = {lim, lease, owner};
     PGresult *r = NULL;
     *out = NULL;
     *n = 0;
-    rt_status s = run(st, S_CLAIM, 4, params, &r, err);
-    if (s != RT_OK)
-        return s;
+    rt_status s = run(st, S_CLAIM, 3, params, &r, err);
+    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+}
+
+rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {lim};
+    PGresult *r = NULL;
+    *out = NULL;
+    *n = 0;
+    rt_status s = run(st, S_CLAIM_QUICK, 1, params, &r, err);
+    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+}
+
+/* Takes ownership of r. */
+static rt_status parse_claims(PGresult *r, rt_claim **out, size_t *n, rt_error *err)
+{
     int rows = PQntuples(r);
     if (rows == 0) {
         PQclear(r);
@@ -837,7 +884,7 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
         }
     }
     if (s == RT_OK)
-        s = run_json(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), owner, err);
+        s = run_json_n(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), 2, owner, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_RUNS, json_object_get(batch, "runs"), NULL, err);
     if (s == RT_OK)

@@ -76,12 +76,15 @@ typedef struct rt_claim {
     bool slow;
 } rt_claim;
 
-/* Claims up to quick_limit quick items and slow_limit slow ones, due now, ordered by
- * priority then run_at, with FOR UPDATE SKIP LOCKED; each is leased for lease_ms to
- * owner. Marks their step rows running. *out is an array the caller frees with
- * rt_claims_free. */
-rt_status rt_store_claim(rt_store *st, const char *owner, int quick_limit, int slow_limit, int64_t lease_ms,
-                         rt_claim **out, size_t *n, rt_error *err);
+/* Claims up to limit due slow items (exec, http, sql), ordered by priority then run_at,
+ * with FOR UPDATE SKIP LOCKED, leases each to owner for lease_ms (their run_at moves to
+ * the lease's end) and marks their step rows running. Autocommits. */
+rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
+                         rt_error *err);
+/* Inside the caller's transaction: locks up to limit due quick items (FOR UPDATE SKIP
+ * LOCKED) without writing anything; the same transaction completes them. */
+rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err);
+/* Both fill *out with an array the caller frees with rt_claims_free. */
 void rt_claims_free(rt_claim *c, size_t n);
 
 /* Marks runs running (for runs whose slow step is about to execute). */

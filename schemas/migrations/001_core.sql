@@ -78,7 +78,6 @@ create table ratchet.queue (
         autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.02);
 
 create index queue_claim on ratchet.queue (slow, priority, run_at, id);
-create index queue_due on ratchet.queue (run_at);
 
 -- RFC 3339 UTC text with milliseconds, the one time format of the CLI and the API.
 create function ratchet.ts(t timestamptz) returns text

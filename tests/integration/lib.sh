@@ -41,7 +41,12 @@ rt_fail() {
   exit 1
 }
 
-trap 'echo "FAIL${RT_TEST_NAME:+ [$RT_TEST_NAME]}: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+# Says which command stopped the test under set -e (silent where a test did set +e).
+rt__on_err() { # STATUS LINE COMMAND
+  [[ $- == *e* ]] || return 0
+  echo "FAIL${RT_TEST_NAME:+ [$RT_TEST_NAME]}: command failed (exit $1) at line $2: $3" >&2
+}
+trap 'rt__on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 rt_test_init() { # NAME
   RT_TEST_NAME=${1:?rt_test_init NAME}
