@@ -545,7 +545,7 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *req
     return RT_OK;
 }
 
-rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
     json_t *runs = json_array(), *steps = json_array(), *queue = json_array();
     rt_status s = RT_OK;
@@ -566,7 +566,6 @@ rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_
                                                    "run_at", (json_int_t)q->run_at_ms));
         }
     }
-    s = rt_store_begin(st, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
         bool seen = false;
         for (size_t k = 0; k < i && !seen; k++)
@@ -587,13 +586,21 @@ rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_
         s = run(st, S_NOTIFY, 0, NULL, &r, err);
         PQclear(r);
     }
+    json_decref(runs);
+    json_decref(steps);
+    json_decref(queue);
+    return s;
+}
+
+rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_store_create_runs_tx(st, reqs, n, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
         rt_store_rollback(st);
-    json_decref(runs);
-    json_decref(steps);
-    json_decref(queue);
     return s;
 }
 

@@ -46,6 +46,8 @@ typedef struct rt_run_request {
  * transaction, then wakes idle workers with one NOTIFY. A request whose dedupe_key is
  * already taken creates nothing and gets id "". */
 rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
+/* The same inside the caller's transaction (rt_store_begin ... rt_store_commit). */
+rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
 
 /* `ratchet show --json` object (with_steps) or the `runs --json` element. *out new ref. */
 rt_status rt_store_get_run(rt_store *st, const char *id, bool with_steps, json_t **out, rt_error *err);
