@@ -14,7 +14,9 @@
 
 #include "bench.h"
 #include "config.h"
+#include "event.h"
 #include "executor.h"
+#include "ingest.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -43,6 +45,12 @@ typedef struct opts {
     int limit;
     int runs;
     int steps;
+    const char *id;
+    const char *actor_type;
+    const char *actor_id;
+    const char *entity;
+    const char *via;
+    const char *name;
     bool wait;
     bool json;
 } opts;
@@ -62,6 +70,9 @@ static const flag_spec flags[] = {
     {"--wait", F_BOOL, OPT(wait)},        {"--json", F_BOOL, OPT(json)},
     {"--wait-timeout", F_STR, OPT(wait_timeout)},
     {"--runs", F_INT, OPT(runs)},         {"--steps", F_INT, OPT(steps)},
+    {"--id", F_STR, OPT(id)},             {"--actor-type", F_STR, OPT(actor_type)},
+    {"--actor-id", F_STR, OPT(actor_id)}, {"--entity", F_STR, OPT(entity)},
+    {"--via", F_STR, OPT(via)},           {"--name", F_STR, OPT(name)},
 };
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -559,6 +570,126 @@ static int cmd_show(cli *c)
     return 0;
 }
 
+/* ---------- send / events ---------- */
+
+static int parse_data(cli *c, const char *text, json_t **out)
+{
+    if (!text) {
+        *out = json_object();
+        return 0;
+    }
+    json_error_t jerr;
+    *out = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out)
+        return usage_error(c->cmd, "--data is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+    return 0;
+}
+
+static int cmd_send(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --data --id --actor-type --actor-id --entity --via --json ", 1);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.n_positional != 1)
+        return usage_error(c->cmd, "expected an event name: ratchet send NAME [--data JSON] [--via db]");
+    const char *via = o.via ? o.via : "db";
+    if (strcmp(via, "db") != 0)
+        return usage_error(c->cmd, "--via %s: expected db (amqp and nats arrive with the broker transports)", via);
+    rt_error err;
+    rt_actor_type actor = RT_ACTOR_USER;
+    if (o.actor_type && rt_actor_type_parse(o.actor_type, &actor, &err) != RT_OK)
+        return usage_error(c->cmd, "--actor-type: %s", err.msg);
+    json_t *data = NULL;
+    if ((rc = parse_data(c, o.data, &data)))
+        return rc;
+    const char *user = getenv("USER");
+    rt_event *ev = NULL;
+    rt_status s = rt_event_new(o.positional[0], data, actor, o.actor_id ? o.actor_id : (o.actor_type ? NULL : (user && *user ? user : "cli")),
+                               o.entity, o.id, &ev, &err);
+    json_decref(data);
+    if (s != RT_OK)
+        return usage_error(c->cmd, "%s", err.msg);
+
+    rt_workflow_set *set = NULL;
+    int quiet = 1;
+    if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
+        rt_event_free(ev);
+        return usage_error(c->cmd, "workflows: %s", err.msg);
+    }
+    rt_store *st = NULL;
+    if ((rc = open_store(c, &st))) {
+        rt_event_free(ev);
+        rt_workflow_set_free(set);
+        return rc;
+    }
+    rt_ingest_result res = {0};
+    s = rt_ingest_events(set, st, &ev, 1, "cli", &res, &err);
+    rt_store_close(st);
+    rt_workflow_set_free(set);
+    if (s != RT_OK) {
+        rt_event_free(ev);
+        return fail(c->cmd, &err);
+    }
+    if (o.json) {
+        json_t *out = json_pack("{s:s, s:b, s:O}", "id", ev->id, "duplicate", res.duplicate, "runs", res.run_ids);
+        print_json(out);
+        json_decref(out);
+    } else {
+        printf("%s\n", ev->id);
+        if (res.duplicate)
+            fprintf(stderr, "event %s was stored before: nothing started\n", ev->id);
+        else
+            fprintf(stderr, "event %s stored, %zu run(s) started\n", ev->id, json_array_size(res.run_ids));
+        size_t i;
+        json_t *id;
+        json_array_foreach(res.run_ids, i, id) fprintf(stderr, "  run %s\n", json_string_value(id));
+    }
+    rt_ingest_results_clear(&res, 1);
+    rt_event_free(ev);
+    return 0;
+}
+
+static int cmd_events(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --name --limit --json ", 0);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    json_t *events = NULL;
+    rt_error err;
+    rt_status s = rt_store_list_events(st, o.name, o.limit ? o.limit : 20, &events, &err);
+    rt_store_close(st);
+    if (s != RT_OK)
+        return fail(c->cmd, &err);
+    if (o.json) {
+        print_json(events);
+    } else {
+        printf("%-36s  %-28s  %-9s  %-24s  %s\n", "ID", "NAME", "VIA", "RECEIVED", "RUNS");
+        size_t i;
+        json_t *e;
+        json_array_foreach(events, i, e) {
+            printf("%-36s  %-28s  %-9s  %-24s  ", str_or(e, "id", "?"), str_or(e, "name", "?"),
+                   str_or(e, "transport", "?"), str_or(e, "received_at", "-"));
+            size_t k;
+            json_t *r;
+            json_array_foreach(json_object_get(e, "runs"), k, r) {
+                printf("%s%s:%s(%s)", k ? ", " : "", str_or(r, "workflow", "?"), str_or(r, "id", "?"),
+                       str_or(r, "status", "?"));
+            }
+            printf("%s\n", json_array_size(json_object_get(e, "runs")) ? "" : "-");
+        }
+        if (json_array_size(events) == 0)
+            printf("(no events)\n");
+    }
+    json_decref(events);
+    return 0;
+}
+
 /* ---------- bench ---------- */
 
 static int cmd_bench(cli *c)
@@ -587,6 +718,10 @@ static void print_help(void)
            "  runs [--workflow W] [--status S] [--limit N] [--json]\n"
            "                              list runs, newest first\n"
            "  show RUN [--json]           one run with its steps\n"
+           "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db]\n"
+           "                              store an event and start the workflows it triggers\n"
+           "  events [--name N] [--limit N] [--json]\n"
+           "                              recent stored events with the runs they started\n"
            "  bench [--runs N] [--steps 1|5] [--json]\n"
            "                              drain N preloaded no-op runs in a scratch database\n"
            "  version                     print the version\n"
@@ -615,7 +750,7 @@ int rt_cli_main(int argc, char **argv)
     } commands[] = {
         {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"validate", cmd_validate},
         {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
-        {"bench", cmd_bench},
+        {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

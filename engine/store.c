@@ -41,6 +41,10 @@ typedef enum stmt_id {
     S_RENEW,
     S_RELEASE,
     S_NEXT_DUE,
+    S_INSERT_EVENTS,
+    S_SET_EVENT_RUNS,
+    S_LIST_EVENTS,
+    S_DELETE_OLD_EVENTS,
     S_COUNT
 } stmt_id;
 
@@ -197,6 +201,26 @@ static const char *const stmt_sql[S_COUNT] = {
                    " where slow = k.slow and priority = k.priority) t"
                    " from (values (false, 0), (false, 1), (false, 2), (false, 3), (true, 0), (true, 1), (true, 2),"
                    " (true, 3)) as k(slow, priority)) m",
+    [S_INSERT_EVENTS] =
+        "insert into ratchet.events (id, name, ts, envelope, transport) "
+        "select x.id, x.name, " TS("x.ts") ", x.envelope, x.transport "
+        "from jsonb_to_recordset($1::jsonb) as x(id text, name text, ts bigint, envelope jsonb, transport text) "
+        "on conflict (id) do nothing returning id",
+    [S_SET_EVENT_RUNS] = "update ratchet.events e set run_ids = x.run_ids "
+                         "from jsonb_to_recordset($1::jsonb) as x(id text, run_ids uuid[]) where e.id = x.id",
+    [S_LIST_EVENTS] =
+        "select coalesce(jsonb_agg(o order by rcv desc, eid desc), '[]')::text from ("
+        " select jsonb_build_object('id', e.id, 'name', e.name, 'ts', ratchet.ts(e.ts),"
+        "  'received_at', ratchet.ts(e.received_at), 'transport', e.transport,"
+        "  'actor', e.envelope->'actor', 'entity_id', e.envelope->'entity_id', 'data', e.envelope->'data',"
+        "  'runs', (select coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'workflow', r.workflow_id,"
+        "   'status', r.status) order by r.workflow_id), '[]') from ratchet.runs r where r.id = any(e.run_ids))"
+        " ) o, e.received_at rcv, e.id eid from ratchet.events e"
+        " where ($1::text is null or e.name = $1) order by e.received_at desc, e.id desc limit $2::int) t",
+    [S_DELETE_OLD_EVENTS] =
+        "with d as (delete from ratchet.events where id in (select id from ratchet.events"
+        " where received_at < now() - $1::bigint * interval '1 millisecond' limit $2::int)"
+        " returning 1) select count(*) from d",
 };
 
 struct rt_store {
@@ -1051,4 +1075,52 @@ rt_status rt_store_queue_size(rt_store *st, int64_t *n, rt_error *err)
 rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len, rt_error *err)
 {
     return scalar_text(st, "select current_setting($1)", name, buf, len, err);
+}
+
+rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted, rt_error *err)
+{
+    *inserted = json_array();
+    if (json_array_size(events) == 0)
+        return RT_OK;
+    char *text = json_dumps(events, JSON_COMPACT);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_INSERT_EVENTS, 1, params, &r, err);
+    free(text);
+    if (s != RT_OK)
+        return s;
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(*inserted, json_string(PQgetvalue(r, i, 0)));
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_set_event_runs(rt_store *st, json_t *pairs, rt_error *err)
+{
+    return run_json(st, S_SET_EVENT_RUNS, pairs, NULL, err);
+}
+
+rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit > 0 ? limit : 50);
+    const char *params[] = {name, lim};
+    return single_json(st, S_LIST_EVENTS, 2, params, out, err);
+}
+
+rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err)
+{
+    char age[24], lim[16];
+    snprintf(age, sizeof age, "%lld", (long long)older_than_ms);
+    snprintf(lim, sizeof lim, "%d", batch);
+    const char *params[] = {age, lim};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_DELETE_OLD_EVENTS, 2, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *deleted = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return RT_OK;
 }

@@ -126,6 +126,16 @@ rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released
 /* Wall-clock ms of the earliest queue item (due or leased), or 0 when the queue is empty. */
 rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err);
 
+/* Events (inside the caller's transaction for ingest). events: [{id, name, ts (ms),
+ * envelope, transport}]; *inserted gets the ids that were new (a JSON array). */
+rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted, rt_error *err);
+/* pairs: [{id, run_ids: [uuid...]}] */
+rt_status rt_store_set_event_runs(rt_store *st, json_t *pairs, rt_error *err);
+/* Newest first, each with the runs it started. name may be NULL. */
+rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err);
+/* Deletes up to batch events received more than older_than_ms ago. */
+rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
+
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);

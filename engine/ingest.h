@@ -1,0 +1,34 @@
+/* ingest.h — turns validated events into stored events and triggered runs: one
+ * transaction per batch stores the events (de-duplicated by id), matches them against the
+ * loaded workflows' event triggers (name pattern, then `if`) and creates the runs. Only
+ * after that commit may a broker message be acknowledged. */
+#ifndef RT_INGEST_H
+#define RT_INGEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "event.h"
+#include "status.h"
+#include "store.h"
+#include "workflow.h"
+
+/* What happened to one event of a batch. */
+typedef struct rt_ingest_result {
+    bool duplicate;   /* its id was stored before: nothing started */
+    json_t *run_ids;  /* owned: JSON array of the runs it started */
+} rt_ingest_result;
+
+/* Stores events[0..n) and starts the runs they trigger, in one transaction on st.
+ * set is read-only here (shared between threads). results (may be NULL) has n entries the
+ * caller frees with rt_ingest_results_clear. On failure nothing was stored: the caller
+ * must not acknowledge the messages. */
+rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                           const char *transport, rt_ingest_result *results, rt_error *err);
+void rt_ingest_results_clear(rt_ingest_result *results, size_t n);
+
+/* Does workflow wf start for event ev? Checks enabled, each event trigger's pattern and
+ * `if`. An `if` that fails to evaluate counts as no (and is logged). */
+bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev);
+
+#endif
