@@ -126,6 +126,7 @@ typedef struct run_view {
     json_t *trigger; /* borrowed from the claim */
     char *run_status;
     int64_t run_started_ms;
+    int64_t run_created_ms;
     json_t *steps;   /* owned: {step_id: {status, output}} as known to this worker */
     json_t *rows;    /* owned: step rows to upsert */
     json_t *enqueue, *requeue, *dequeue, *attempts; /* owned arrays */
@@ -370,8 +371,8 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
         json_decref(state);
         set_step(v, d->id, status, NULL);
         if (queue_id >= 0)
-            json_array_append_new(v->requeue, json_pack("{s:I, s:I}", "id", (json_int_t)queue_id, "run_at",
-                                                        (json_int_t)at));
+            json_array_append_new(v->requeue, json_pack("{s:I, s:I, s:s}", "id", (json_int_t)queue_id, "run_at",
+                                                        (json_int_t)at, "step_id", d->id));
         else
             json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id,
                                                         "step_id", d->id, "priority", (int)v->wf->priority,
@@ -446,6 +447,8 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
             rt_step_result_clear(&o.res);
             return; /* interrupted by shutdown: the lease is given back, not a failure */
         }
+        if (w->cancelled && o.res.outcome == RT_STEP_FAIL)
+            o.res.retriable = false; /* the run was cancelled: no retry */
         bool done = record_result(v, i, qids[top], attempts[top], started, &o);
         rt_step_result_clear(&o.res);
         if (!done)
@@ -469,9 +472,99 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
     }
 }
 
-/* Under the run lock: enqueue what became ready, and end or advance the run. */
-static void finalize_run(run_view *v, json_t *locked, json_t *batch, int64_t batch_started)
+/* Registers the event waits this batch created (wait_for_event), under an exclusive
+ * per-name lock that ingest takes shared: an event either is visible to the lookback
+ * query here, or sees the wait rows when it is ingested. A lookback match makes the step
+ * due at once with the event in its state. Completed waits are unregistered. */
+static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_error *err)
 {
+    size_t i;
+    json_t *row;
+    json_array_foreach(v->rows, i, row) {
+        const char *sid = json_string_value(json_object_get(row, "step_id"));
+        const char *status = json_string_value(json_object_get(row, "status"));
+        int idx = rt_workflow_step_index(v->wf, sid);
+        if (idx < 0 || strcmp(v->wf->steps[idx].type->name, "wait_for_event") != 0)
+            continue;
+        if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0) {
+            json_array_append_new(json_object_get(batch, "unwait"),
+                                  json_pack("{s:s, s:s}", "run_id", v->run_id, "step_id", sid));
+            continue;
+        }
+        json_t *state = json_object_get(row, "state");
+        json_t *wait = json_object_get(state, "wait");
+        if (strcmp(status, "waiting") != 0 || !wait || json_is_true(json_object_get(wait, "registered")))
+            continue;
+        json_t *names = json_object_get(wait, "names");
+        rt_status s = rt_store_lock_event_names(st, names, true, err);
+        int64_t from = json_integer_value(json_object_get(wait, "lookback_from"));
+        if (from <= 0)
+            from = v->run_created_ms;
+        json_t *seen = NULL;
+        if (s == RT_OK)
+            s = rt_store_events_since(st, names, from, &seen, err);
+        if (s != RT_OK)
+            return s;
+        const char *cond = json_string_value(json_object_get(wait, "if"));
+        json_t *matched = NULL;
+        size_t k;
+        json_t *env;
+        json_array_foreach(seen, k, env) {
+            if (!cond) {
+                matched = env;
+                break;
+            }
+            json_t *ctx = build_context(v, &v->wf->steps[idx], 1);
+            json_object_set(ctx, "async", env);
+            bool yes = false;
+            rt_error cerr;
+            if (rt_expr_condition(cond, ctx, &yes, &cerr) != RT_OK)
+                yes = false;
+            json_decref(ctx);
+            if (yes) {
+                matched = env;
+                break;
+            }
+        }
+        json_object_set_new(wait, "registered", json_true());
+        if (matched) {
+            json_object_set(state, "matched", matched);
+            /* Due now: rewrite this step's pending wake-up. */
+            json_t *lists[] = {v->requeue, v->enqueue};
+            for (int l = 0; l < 2; l++) {
+                size_t q;
+                json_t *item;
+                json_array_foreach(lists[l], q, item) {
+                    const char *qs = json_string_value(json_object_get(item, "step_id"));
+                    if (qs && strcmp(qs, sid) == 0)
+                        json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
+                }
+            }
+            json_object_set(batch, "notify", json_true());
+        } else {
+            json_t *rows = json_array();
+            json_t *name;
+            json_array_foreach(names, k, name) {
+                json_array_append_new(rows, json_pack("{s:s, s:s, s:O, s:s?}", "run_id", v->run_id, "step_id", sid,
+                                                      "name", name, "if_expr", cond));
+            }
+            s = rt_store_insert_waits(st, rows, err);
+            json_decref(rows);
+        }
+        json_decref(seen);
+        if (s != RT_OK)
+            return s;
+    }
+    return RT_OK;
+}
+
+/* Under the run lock: enqueue what became ready, and end or advance the run. */
+static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t *batch, int64_t batch_started,
+                              rt_error *err)
+{
+    rt_status rs = register_waits(st, v, batch, err);
+    if (rs != RT_OK)
+        return rs;
     const rt_workflow *wf = v->wf;
     const char *db_status = json_string_value(json_object_get(locked, "status"));
     json_t *fresh = json_object_get(locked, "steps");
@@ -552,9 +645,9 @@ static void finalize_run(run_view *v, json_t *locked, json_t *batch, int64_t bat
             v->steps = merged;
             json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1);
             v->steps = saved;
-            rt_error err;
-            if (rt_template_render(wf->output, ctx, &output, &err) != RT_OK)
-                snprintf(errbuf, sizeof errbuf, "output: %s", err.msg);
+            rt_error oerr;
+            if (rt_template_render(wf->output, ctx, &output, &oerr) != RT_OK)
+                snprintf(errbuf, sizeof errbuf, "output: %s", oerr.msg);
             json_decref(ctx);
         } else {
             output = json_incref(json_object_get(json_object_get(merged, wf->steps[wf->n_steps - 1].id), "output"));
@@ -583,6 +676,7 @@ static void finalize_run(run_view *v, json_t *locked, json_t *batch, int64_t bat
     json_array_extend(json_object_get(batch, "attempts"), v->attempts);
     if (json_array_size(v->enqueue) > 0 || json_array_size(v->requeue) > 0)
         json_object_set(batch, "notify", json_true());
+    return RT_OK;
 }
 
 static void view_free(run_view *v)
@@ -599,8 +693,8 @@ static void view_free(run_view *v)
 
 static json_t *new_batch(void)
 {
-    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue", "dequeue", "runs",
-                     "attempts", "drop_runs");
+    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue", "dequeue",
+                     "runs", "attempts", "drop_runs", "unwait");
 }
 
 /* Commits the views' results in one transaction. Returns RT_OK or the failure. */
@@ -659,14 +753,15 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
                 copy.requeue = json_deep_copy(v->requeue);
                 copy.dequeue = json_deep_copy(v->dequeue);
                 copy.attempts = json_deep_copy(v->attempts);
-                finalize_run(&copy, lk, batch, batch_started);
+                s = finalize_run(w->store, &copy, lk, batch, batch_started, err);
                 json_decref(copy.rows);
                 json_decref(copy.enqueue);
                 json_decref(copy.requeue);
                 json_decref(copy.dequeue);
                 json_decref(copy.attempts);
             }
-            s = rt_store_apply(w->store, w->owner, batch, err);
+            if (s == RT_OK)
+                s = rt_store_apply(w->store, w->owner, batch, err);
         }
         if (s == RT_OK)
             s = rt_store_commit(w->store, err);
@@ -712,6 +807,7 @@ static run_view *view_for(run_view *views, size_t *n_views, const rt_claim *c)
     v->trigger = c->trigger;
     v->run_status = strdup(c->run_status);
     v->run_started_ms = c->run_started_ms;
+    v->run_created_ms = c->run_created_ms;
     v->rows = json_array();
     v->enqueue = json_array();
     v->requeue = json_array();
@@ -821,12 +917,13 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
             s = rt_error_set(err, RT_ERR_UNAVAILABLE, "stopping");
         } else {
             json_t *batch = new_batch();
-            for (size_t i = 0; i < n_views; i++) {
+            for (size_t i = 0; s == RT_OK && i < n_views; i++) {
                 json_t *lk = json_object_get(locked, views[i].run_id);
                 if (views[i].touched && lk)
-                    finalize_run(&views[i], lk, batch, batch_started);
+                    s = finalize_run(w->store, &views[i], lk, batch, batch_started, err);
             }
-            s = rt_store_apply(w->store, NULL, batch, err);
+            if (s == RT_OK)
+                s = rt_store_apply(w->store, NULL, batch, err);
             json_decref(batch);
         }
     }
@@ -850,6 +947,8 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
     rt_claim *claims = NULL;
     size_t n = 0;
     *n_out = 0;
+    if (!w->e->force)
+        w->cancelled = 0;
     rt_status s = rt_store_claim(w->store, w->owner, 1, w->e->cfg->lease_ms, &claims, &n, err);
     if (s != RT_OK || n == 0)
         return s;
@@ -1012,7 +1111,10 @@ static void *keeper_main(void *arg)
 {
     rt_engine *e = arg;
     rt_store *st = NULL;
+    /* At least every second, so a cancelled run's running step stops promptly. */
     int64_t period = e->cfg->lease_ms / 3 > 0 ? e->cfg->lease_ms / 3 : 1;
+    if (period > 1000)
+        period = 1000;
     int64_t next = rt_mono_ms() + period;
     while (!e->stopping || e->live_workers > 0) {
         if (rt_mono_ms() < next) {
@@ -1030,8 +1132,11 @@ static void *keeper_main(void *arg)
             memcpy(ids, w->held, n * sizeof ids[0]);
             pthread_mutex_unlock(&w->held_mu);
             rt_error err;
-            if (n > 0 && rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &err) != RT_OK)
+            bool ended = false;
+            if (n > 0 && rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &ended, &err) != RT_OK)
                 rt_log(RT_LOG_WARN, NULL, "lease keeper: %s", err.msg);
+            if (ended) /* the run was cancelled or ended: stop its step (exec kills its group) */
+                w->cancelled = 1;
         }
     }
     rt_store_close(st);

@@ -34,6 +34,128 @@ bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev)
     return false;
 }
 
+/* Evaluates a condition seeing the run's own trigger as `event` and the new one as
+ * `async`. A failing condition is logged and counts as false. */
+static bool async_condition(const char *cond, json_t *run_event, const rt_event *ev, const char *what)
+{
+    if (!cond)
+        return true;
+    json_t *ctx = json_pack("{s:O, s:O}", "event", run_event ? run_event : json_null(), "async", ev->envelope);
+    bool yes = false;
+    rt_error err;
+    if (rt_expr_condition(cond, ctx, &yes, &err) != RT_OK) {
+        rt_log(RT_LOG_WARN, NULL, "%s condition for event %s failed: %s", what, ev->id, err.msg);
+        yes = false;
+    }
+    json_decref(ctx);
+    return yes;
+}
+
+/* Wakes wait_for_event steps that the fresh events satisfy (first matching event wins). */
+static rt_status wake_waiters(rt_store *st, rt_event *const *fresh, size_t n, json_t *names, rt_error *err)
+{
+    json_t *waits = NULL;
+    rt_status s = rt_store_lock_event_names(st, names, false, err);
+    if (s == RT_OK)
+        s = rt_store_find_waits(st, names, &waits, err);
+    if (s != RT_OK || json_array_size(waits) == 0) {
+        json_decref(waits);
+        return s;
+    }
+    json_t *matched = json_array();
+    json_t *taken = json_object(); /* "run_id:step_id" -> true */
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        json_t *w;
+        json_array_foreach(waits, k, w) {
+            if (strcmp(json_string_value(json_object_get(w, "name")), fresh[i]->name) != 0)
+                continue;
+            char key[300];
+            snprintf(key, sizeof key, "%s:%s", json_string_value(json_object_get(w, "run_id")),
+                     json_string_value(json_object_get(w, "step_id")));
+            if (json_object_get(taken, key))
+                continue;
+            if (!async_condition(json_string_value(json_object_get(w, "if")), json_object_get(w, "event"), fresh[i],
+                                 "wait_for_event"))
+                continue;
+            json_object_set_new(taken, key, json_true());
+            json_array_append_new(matched, json_pack("{s:O, s:O, s:O}", "run_id", json_object_get(w, "run_id"),
+                                                     "step_id", json_object_get(w, "step_id"), "envelope",
+                                                     fresh[i]->envelope));
+        }
+    }
+    int woken = 0;
+    s = rt_store_match_waits(st, matched, &woken, err);
+    if (s == RT_OK && woken > 0)
+        rt_log(RT_LOG_DEBUG, NULL, "events woke %d waiting step(s)", woken);
+    json_decref(taken);
+    json_decref(matched);
+    json_decref(waits);
+    return s;
+}
+
+/* cancel_on: unfinished runs of workflows whose cancel_on matches a fresh event end
+ * `cancelled` (a running exec step is signalled by its engine's lease keeper). */
+static rt_status apply_cancel_on(const rt_workflow_set *set, rt_store *st, rt_event *const *fresh, size_t n,
+                                 rt_error *err)
+{
+    json_t *wf_ids = json_array();
+    for (size_t w = 0; set && w < set->n; w++) {
+        json_t *rules = set->items[w]->cancel_on;
+        bool hit = false;
+        for (size_t i = 0; i < n && !hit; i++) {
+            size_t k;
+            json_t *rule;
+            json_array_foreach(rules, k, rule) {
+                const char *pat = json_string_value(json_object_get(rule, "event"));
+                if (pat && rt_event_name_matches(pat, fresh[i]->name))
+                    hit = true;
+            }
+        }
+        if (hit)
+            json_array_append_new(wf_ids, json_string(set->items[w]->id));
+    }
+    if (json_array_size(wf_ids) == 0) {
+        json_decref(wf_ids);
+        return RT_OK;
+    }
+    json_t *active = NULL;
+    rt_status s = rt_store_active_runs(st, wf_ids, &active, err);
+    json_t *cancel = json_array();
+    size_t r;
+    json_t *run;
+    json_array_foreach(active, r, run) {
+        const rt_workflow *wf = rt_workflow_set_find(set, json_string_value(json_object_get(run, "workflow")));
+        bool done = false;
+        for (size_t i = 0; wf && i < n && !done; i++) {
+            size_t k;
+            json_t *rule;
+            json_array_foreach(wf->cancel_on, k, rule) {
+                const char *pat = json_string_value(json_object_get(rule, "event"));
+                if (!pat || !rt_event_name_matches(pat, fresh[i]->name))
+                    continue;
+                if (!async_condition(json_string_value(json_object_get(rule, "if")), json_object_get(run, "event"),
+                                     fresh[i], "cancel_on"))
+                    continue;
+                char msg[512];
+                snprintf(msg, sizeof msg, "cancelled by event %s (%s) matching cancel_on", fresh[i]->name,
+                         fresh[i]->id);
+                json_array_append_new(cancel, json_pack("{s:O, s:s}", "id", json_object_get(run, "id"), "error", msg));
+                rt_log_ctx lc = {.workflow = wf->id, .run_id = json_string_value(json_object_get(run, "id"))};
+                rt_log(RT_LOG_INFO, &lc, "%s", msg);
+                done = true;
+                break;
+            }
+        }
+    }
+    if (s == RT_OK)
+        s = rt_store_cancel_runs(st, cancel, err);
+    json_decref(cancel);
+    json_decref(active);
+    json_decref(wf_ids);
+    return s;
+}
+
 void rt_ingest_results_clear(rt_ingest_result *results, size_t n)
 {
     for (size_t i = 0; results && i < n; i++) {
@@ -60,6 +182,7 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
     size_t n_reqs = 0, cap = 0;
     json_t **req_trigger = NULL;
     size_t *req_event = NULL;
+    bool *is_fresh = calloc(n ? n : 1, sizeof *is_fresh);
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_store_insert_events(st, rows, &inserted, err);
@@ -79,6 +202,7 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
                 fresh = false;
         if (!fresh)
             continue;
+        is_fresh[i] = true;
         if (results)
             results[i].duplicate = false;
         for (size_t w = 0; set && w < set->n; w++) {
@@ -103,6 +227,27 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
             n_reqs++;
         }
     }
+    /* Waiting steps and cancel_on see every fresh event of the batch. */
+    rt_event **fresh = calloc(n ? n : 1, sizeof *fresh);
+    size_t n_fresh = 0;
+    json_t *names = json_array();
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        if (!is_fresh[i])
+            continue;
+        fresh[n_fresh++] = events[i];
+        bool known = false;
+        size_t k;
+        json_t *nm;
+        json_array_foreach(names, k, nm) known = known || strcmp(json_string_value(nm), events[i]->name) == 0;
+        if (!known)
+            json_array_append_new(names, json_string(events[i]->name));
+    }
+    if (s == RT_OK && n_fresh > 0)
+        s = wake_waiters(st, fresh, n_fresh, names, err);
+    if (s == RT_OK && n_fresh > 0)
+        s = apply_cancel_on(set, st, fresh, n_fresh, err);
+    free(fresh);
+    json_decref(names);
     if (s == RT_OK && n_reqs > 0)
         s = rt_store_create_runs_tx(st, reqs, n_reqs, err);
     if (s == RT_OK && n_reqs > 0) {
@@ -141,6 +286,7 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
     }
     for (size_t r = 0; r < n_reqs; r++)
         json_decref(req_trigger[r]);
+    free(is_fresh);
     free(reqs);
     free(req_trigger);
     free(req_event);

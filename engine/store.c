@@ -45,6 +45,18 @@ typedef enum stmt_id {
     S_SET_EVENT_RUNS,
     S_LIST_EVENTS,
     S_DELETE_OLD_EVENTS,
+    S_LOCK_EVENT_NAMES_SHARED,
+    S_LOCK_EVENT_NAMES,
+    S_EVENTS_SINCE,
+    S_INSERT_WAITS,
+    S_APPLY_UNWAIT,
+    S_FIND_WAITS,
+    S_MATCH_WAITS_DELETE,
+    S_MATCH_WAITS_STEPS,
+    S_MATCH_WAITS_QUEUE,
+    S_ACTIVE_RUNS,
+    S_CANCEL_RUNS,
+    S_CANCEL_QUEUE,
     S_COUNT
 } stmt_id;
 
@@ -191,9 +203,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_APPLY_DROP] = "delete from ratchet.queue where id in (select id from ratchet.queue"
                      " where run_id = any($1::uuid[]) and locked_by is null for update skip locked)",
     [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
-    [S_RENEW] = "update ratchet.queue set run_at = now() + $3::bigint * interval '1 millisecond',"
-                " locked_until = now() + $3::bigint * interval '1 millisecond' "
-                "where id = any($1::bigint[]) and locked_by = $2",
+    [S_RENEW] = "update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
+                " locked_until = now() + $3::bigint * interval '1 millisecond' from ratchet.runs r "
+                "where q.id = any($1::bigint[]) and q.locked_by = $2 and r.id = q.run_id "
+                "returning r.status in ('cancelled', 'failed', 'timed_out', 'expired', 'rejected')",
     [S_RELEASE] = "with r as (update ratchet.queue set run_at = now(), locked_by = null, locked_until = null"
                   " where starts_with(locked_by, $1) returning 1) select count(*) from r",
     /* One index probe per (slow, priority) pair of queue_claim instead of a scan. */
@@ -221,6 +234,47 @@ static const char *const stmt_sql[S_COUNT] = {
         "with d as (delete from ratchet.events where id in (select id from ratchet.events"
         " where received_at < now() - $1::bigint * interval '1 millisecond' limit $2::int)"
         " returning 1) select count(*) from d",
+    /* Ingest (shared) and wait registration (exclusive) serialize per event name. */
+    [S_LOCK_EVENT_NAMES_SHARED] = "select count(pg_advisory_xact_lock_shared(hashtext('ratchet.event:' || n)))"
+                                  " from (select distinct unnest($1::text[]) n order by 1) t",
+    [S_LOCK_EVENT_NAMES] = "select count(pg_advisory_xact_lock(hashtext('ratchet.event:' || n)))"
+                           " from (select distinct unnest($1::text[]) n order by 1) t",
+    [S_EVENTS_SINCE] = "select coalesce(jsonb_agg(envelope order by received_at, id), '[]')::text from ("
+                       " select envelope, received_at, id from ratchet.events where name = any($1::text[])"
+                       " and received_at >= " TS("$2::bigint") " order by received_at, id limit 1000) t",
+    [S_INSERT_WAITS] = "insert into ratchet.waits (run_id, step_id, name, if_expr) "
+                       "select x.run_id, x.step_id, x.name, x.if_expr "
+                       "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, name text, if_expr text) "
+                       "on conflict do nothing",
+    /* SKIP LOCKED: a wait an ingest is matching right now is deleted by that ingest. */
+    [S_APPLY_UNWAIT] = "delete from ratchet.waits where ctid in (select w.ctid from ratchet.waits w"
+                       " join jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)"
+                       " on w.run_id = x.run_id and w.step_id = x.step_id for update of w skip locked)",
+    [S_FIND_WAITS] = "select coalesce(jsonb_agg(jsonb_build_object('run_id', w.run_id, 'step_id', w.step_id,"
+                     " 'name', w.name, 'if', w.if_expr, 'event', r.event) order by w.created_at, w.run_id), '[]')::text"
+                     " from ratchet.waits w join ratchet.runs r on r.id = w.run_id where w.name = any($1::text[])",
+    [S_MATCH_WAITS_DELETE] = "with d as (delete from ratchet.waits w"
+                             " using jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)"
+                             " where w.run_id = x.run_id and w.step_id = x.step_id returning w.run_id, w.step_id) "
+                             "select coalesce(jsonb_agg(distinct jsonb_build_object('run_id', d.run_id,"
+                             " 'step_id', d.step_id)), '[]')::text from d",
+    [S_MATCH_WAITS_STEPS] = "update ratchet.steps s set state = coalesce(s.state, '{}'::jsonb)"
+                            " || jsonb_build_object('matched', x.envelope) "
+                            "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, envelope jsonb) "
+                            "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
+    [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = now() "
+                            "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
+                            "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
+    [S_ACTIVE_RUNS] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'workflow', workflow_id,"
+                      " 'event', event) order by id), '[]')::text from (select id, workflow_id, event"
+                      " from ratchet.runs where workflow_id = any($1::text[]) and status in"
+                      " ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting') order by id for update) t",
+    [S_CANCEL_RUNS] = "update ratchet.runs r set status = 'cancelled', error = x.error, finished_at = now() "
+                      "from jsonb_to_recordset($1::jsonb) as x(id uuid, error text) where r.id = x.id"
+                      " and r.status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
+    [S_CANCEL_QUEUE] = "delete from ratchet.queue where id in (select q.id from ratchet.queue q"
+                       " join jsonb_to_recordset($1::jsonb) as x(id uuid) on q.run_id = x.id"
+                       " where q.locked_by is null for update of q skip locked)",
 };
 
 struct rt_store {
@@ -936,6 +990,8 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
             free(arr);
         }
     }
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_UNWAIT, json_object_get(batch, "unwait"), NULL, err);
     if (s == RT_OK && json_is_true(json_object_get(batch, "notify"))) {
         PGresult *r = NULL;
         s = run(st, S_NOTIFY, 0, NULL, &r, err);
@@ -945,8 +1001,9 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
 }
 
 rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
-                         rt_error *err)
+                         bool *run_ended, rt_error *err)
 {
+    *run_ended = false;
     if (n == 0)
         return RT_OK;
     char *arr = int_array_literal(ids, n);
@@ -955,6 +1012,8 @@ rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, si
     const char *params[] = {arr, owner, lease};
     PGresult *r = NULL;
     rt_status s = run(st, S_RENEW, 3, params, &r, err);
+    for (int i = 0; s == RT_OK && i < PQntuples(r); i++)
+        *run_ended = *run_ended || PQgetvalue(r, i, 0)[0] == 't';
     PQclear(r);
     free(arr);
     return s;
@@ -1123,4 +1182,129 @@ rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int ba
     *deleted = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return RT_OK;
+}
+
+PGconn *rt_store_pg(rt_store *st)
+{
+    return st->conn;
+}
+
+rt_status rt_store_error(rt_store *st, const PGresult *res, rt_error *err, const char *what)
+{
+    return translate(st->conn, res, err, what);
+}
+
+static rt_status names_param(json_t *names, char **out)
+{
+    size_t n = json_array_size(names);
+    const char **items = malloc((n ? n : 1) * sizeof *items);
+    if (!items)
+        return RT_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_string_value(json_array_get(names, i));
+    *out = array_literal(items, n); /* event names: [A-Za-z0-9_:.-] only, safe in an array literal */
+    free(items);
+    return *out ? RT_OK : RT_ERR_NOMEM;
+}
+
+rt_status rt_store_lock_event_names(rt_store *st, json_t *names, bool exclusive, rt_error *err)
+{
+    if (json_array_size(names) == 0)
+        return RT_OK;
+    char *arr = NULL;
+    if (names_param(names, &arr) != RT_OK)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    PGresult *r = NULL;
+    rt_status s = run(st, exclusive ? S_LOCK_EVENT_NAMES : S_LOCK_EVENT_NAMES_SHARED, 1, params, &r, err);
+    PQclear(r);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_events_since(rt_store *st, json_t *names, int64_t from_ms, json_t **out, rt_error *err)
+{
+    char *arr = NULL;
+    if (names_param(names, &arr) != RT_OK)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    char from[24];
+    snprintf(from, sizeof from, "%lld", (long long)from_ms);
+    const char *params[] = {arr, from};
+    rt_status s = single_json(st, S_EVENTS_SINCE, 2, params, out, err);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_insert_waits(rt_store *st, json_t *waits, rt_error *err)
+{
+    return run_json(st, S_INSERT_WAITS, waits, NULL, err);
+}
+
+rt_status rt_store_find_waits(rt_store *st, json_t *names, json_t **out, rt_error *err)
+{
+    char *arr = NULL;
+    if (names_param(names, &arr) != RT_OK)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    rt_status s = single_json(st, S_FIND_WAITS, 1, params, out, err);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_error *err)
+{
+    *woken = 0;
+    if (json_array_size(matched) == 0)
+        return RT_OK;
+    char *text = json_dumps(matched, JSON_COMPACT);
+    const char *params[] = {text};
+    json_t *taken = NULL;
+    rt_status s = single_json(st, S_MATCH_WAITS_DELETE, 1, params, &taken, err);
+    free(text);
+    if (s != RT_OK)
+        return s;
+    /* Only the waits this transaction deleted are ours to wake. */
+    json_t *ours = json_array();
+    size_t i, k;
+    json_t *m, *t;
+    json_array_foreach(matched, i, m) {
+        json_array_foreach(taken, k, t) {
+            if (json_equal(json_object_get(m, "run_id"), json_object_get(t, "run_id")) &&
+                json_equal(json_object_get(m, "step_id"), json_object_get(t, "step_id"))) {
+                json_array_append(ours, m);
+                break;
+            }
+        }
+    }
+    s = run_json(st, S_MATCH_WAITS_STEPS, ours, NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_MATCH_WAITS_QUEUE, ours, NULL, err);
+    if (s == RT_OK && json_array_size(ours) > 0) {
+        PGresult *r = NULL;
+        s = run(st, S_NOTIFY, 0, NULL, &r, err);
+        PQclear(r);
+    }
+    *woken = (int)json_array_size(ours);
+    json_decref(ours);
+    json_decref(taken);
+    return s;
+}
+
+rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err)
+{
+    char *arr = NULL;
+    if (names_param(workflow_ids, &arr) != RT_OK)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    rt_status s = single_json(st, S_ACTIVE_RUNS, 1, params, out, err);
+    free(arr);
+    return s;
+}
+
+rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
+{
+    rt_status s = run_json(st, S_CANCEL_RUNS, runs, NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_CANCEL_QUEUE, runs, NULL, err);
+    return s;
 }

@@ -117,9 +117,10 @@ rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *id
  * Sends one NOTIFY when something became due. */
 rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err);
 
-/* Extends the leases of items still held by owner. */
+/* Extends the leases of items still held by owner; *run_ended says whether one of their
+ * runs ended meanwhile (cancelled, failed, ...), so the step should be stopped. */
 rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
-                         rt_error *err);
+                         bool *run_ended, rt_error *err);
 /* Gives back every item leased by owners starting with prefix (graceful stop). */
 rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released, rt_error *err);
 
@@ -136,6 +137,23 @@ rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t
 /* Deletes up to batch events received more than older_than_ms ago. */
 rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
 
+/* wait_for_event and cancel_on, inside the caller's transaction. names: JSON array of
+ * event names (or workflow ids for active_runs). */
+rt_status rt_store_lock_event_names(rt_store *st, json_t *names, bool exclusive, rt_error *err);
+/* Envelopes of events with one of names received since from_ms, oldest first (<= 1000). */
+rt_status rt_store_events_since(rt_store *st, json_t *names, int64_t from_ms, json_t **out, rt_error *err);
+/* waits: [{run_id, step_id, name, if_expr}] */
+rt_status rt_store_insert_waits(rt_store *st, json_t *waits, rt_error *err);
+/* [{run_id, step_id, name, if, event (the run's trigger event)}] waiting for names. */
+rt_status rt_store_find_waits(rt_store *st, json_t *names, json_t **out, rt_error *err);
+/* matched: [{run_id, step_id, envelope}]: takes those waits (once, whoever deletes them
+ * first), hands the event to the step and makes it due now. */
+rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_error *err);
+/* Locks and lists unfinished runs of the workflows: [{id, workflow, event}]. */
+rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err);
+/* runs: [{id, error}]: marks them cancelled and drops their idle queue items. */
+rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
+
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);
@@ -147,5 +165,13 @@ rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len
 /* LISTEN on channel, then wait up to timeout_ms for a notification. */
 rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);
 rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err);
+
+/* For modules that keep their own SQL in their own file (store_schedules.c): the
+ * connection (NULL while disconnected; never closed by the caller) and the translation of
+ * a libpq failure into an rt_status with the server's text (res may be NULL). */
+struct pg_conn;
+struct pg_result;
+struct pg_conn *rt_store_pg(rt_store *st);
+rt_status rt_store_error(rt_store *st, const struct pg_result *res, rt_error *err, const char *what);
 
 #endif

@@ -1,9 +1,12 @@
-/* registry.c — the static table of built-in step types. Adding one is one line here. */
+/* registry.c — the static table of built-in step types. Adding one is one line here.
+ * Also the small helpers that step implementations share (step.h). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "expr.h"
 #include "step.h"
+#include "util.h"
 
 extern const rt_step_type rt_step_transform;
 extern const rt_step_type rt_step_log;
@@ -11,9 +14,11 @@ extern const rt_step_type rt_step_sleep;
 extern const rt_step_type rt_step_exec;
 extern const rt_step_type rt_step_http;
 extern const rt_step_type rt_step_sql;
+extern const rt_step_type rt_step_wait_for_event;
+extern const rt_step_type rt_step_publish;
 
 static const rt_step_type *const step_types[] = {
-    &rt_step_transform, &rt_step_log, &rt_step_sleep, &rt_step_exec, &rt_step_http, &rt_step_sql, NULL,
+    &rt_step_transform, &rt_step_log, &rt_step_sleep, &rt_step_exec, &rt_step_http, &rt_step_sql, &rt_step_wait_for_event, &rt_step_publish, NULL,
 };
 
 const rt_step_type *rt_step_type_find(const char *name)
@@ -46,4 +51,24 @@ void rt_step_result_clear(rt_step_result *res)
     json_decref(res->error_detail);
     json_decref(res->state);
     memset(res, 0, sizeof *res);
+}
+
+bool rt_step_is_template(const json_t *v, bool rendered)
+{
+    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
+}
+
+rt_status rt_step_duration_option(json_t *with, const char *key, bool rendered, const char *step,
+                                  int64_t *ms, const char **text, rt_error *err)
+{
+    json_t *v = json_object_get(with, key);
+    if (!v || rt_step_is_template(v, rendered))
+        return RT_OK;
+    if (!json_is_string(v))
+        return rt_error_set(err, RT_ERR_INVALID, "%s \"%s\" must be a duration string like \"30s\"",
+                            step, key);
+    if (rt_duration_parse(json_string_value(v), ms, err) != RT_OK)
+        return rt_error_prefix(err, "%s \"%s\"", step, key);
+    *text = json_string_value(v);
+    return RT_OK;
 }
