@@ -13,11 +13,14 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_cron.h"
+#include "cli_schedules.h"
 #include "config.h"
 #include "event.h"
 #include "executor.h"
 #include "ingest.h"
 #include "log.h"
+#include "scheduler.h"
 #include "store.h"
 #include "util.h"
 #include "workflow.h"
@@ -237,6 +240,15 @@ static int cmd_serve(cli *c)
         rt_workflow_set_free(set_wf);
         return 1;
     }
+    rt_scheduler *sched = NULL; /* syncs the schedules, then fires ticks unless disabled */
+    if (rt_scheduler_new(&c->cfg, set_wf, &sched, &err) != RT_OK || rt_scheduler_start(sched, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "scheduler: %s", err.msg);
+        rt_scheduler_free(sched);
+        rt_engine_stop(e, c->cfg.shutdown_grace_ms);
+        rt_engine_free(e);
+        rt_workflow_set_free(set_wf);
+        return 1;
+    }
     int sig = 0;
     for (;;) {
         if (sigwait(&set, &sig) != 0)
@@ -249,6 +261,7 @@ static int cmd_serve(cli *c)
     }
     rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            (long long)c->cfg.shutdown_grace_ms);
+    rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
     rt_engine_stop(e, c->cfg.shutdown_grace_ms);
     rt_engine_free(e);
     rt_workflow_set_free(set_wf);
@@ -694,6 +707,8 @@ static int cmd_events(cli *c)
 
 static int cmd_bench(cli *c)
 {
+    if (c->pos < c->argc && !strcmp(c->argv[c->pos], "cron"))
+        return rt_bench_cron_main(&c->cfg, c->argc, c->argv, c->pos + 1);
     opts o;
     int rc = parse_opts(c, &o, " --runs --steps --json ", 0);
     if (rc || (rc = setup(c, true)))
@@ -701,6 +716,11 @@ static int cmd_bench(cli *c)
     if (o.steps && o.steps != 1 && o.steps != 5)
         return usage_error(c->cmd, "--steps must be 1 or 5");
     return rt_bench_main(&c->cfg, o.runs ? o.runs : 20000, o.steps, o.json);
+}
+
+static int cmd_schedules(cli *c)
+{
+    return rt_cli_schedules(&c->cfg, c->argc, c->argv, c->pos);
 }
 
 /* ---------- help ---------- */
@@ -724,6 +744,11 @@ static void print_help(void)
            "                              recent stored events with the runs they started\n"
            "  bench [--runs N] [--steps 1|5] [--json]\n"
            "                              drain N preloaded no-op runs in a scratch database\n"
+           "  bench cron [--ticks N] [--schedules N] [--json]\n"
+           "                              cron fire lateness (3 schedulers) and the cost of many schedules\n"
+           "  schedules [--json]          every cron trigger: expression, zone, state, last and next fire\n"
+           "  schedules pause|resume WORKFLOW\n"
+           "                              stop / restart a workflow's cron ticks in every process\n"
            "  version                     print the version\n"
            "  help                        this text\n\n",
            RATCHET_VERSION);
@@ -751,6 +776,7 @@ int rt_cli_main(int argc, char **argv)
         {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"validate", cmd_validate},
         {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
         {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
+        {"schedules", cmd_schedules},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

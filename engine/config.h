@@ -23,6 +23,20 @@ typedef struct rt_config {
     int64_t shutdown_grace_ms;
     int64_t poll_ms;
     int claim_batch;
+    /* brokers (engine/bus.h) */
+    bool nats_jetstream;
+    int amqp_prefetch;
+    int nats_max_ack_pending;
+    int64_t nats_ack_wait_ms;
+    int64_t nats_stream_max_age_ms;
+    char *nats_stream;
+    char *nats_subject_prefix;
+    char *nats_consumer;
+    int max_event_bytes;
+    char *tls_ca;
+    char *tls_cert;
+    char *tls_key;
+    bool tls_verify;
 } rt_config;
 
 /* Fills cfg with defaults, then the environment. Returns RT_ERR_INVALID with one clear

@@ -337,9 +337,9 @@ static rt_status get_ts(const json_t *doc, int64_t now_ms, int64_t *ts, rt_error
     if (json_is_real(v)) {
         double d = json_real_value(v);
         if (d != floor(d))
-            return fail(err, "$.ts", "must be an integer (milliseconds since the epoch), not a fraction (%.17g)", d);
+            return fail(err, "$.ts", "must be an integer (milliseconds since the epoch), not a fraction (%.15g)", d);
         if (d < 0 || d > (double)RT_EVENT_TS_MAX)
-            return fail(err, "$.ts", "%.17g is out of range (milliseconds since 1970, up to year 9999)", d);
+            return fail(err, "$.ts", "%.15g is out of range (milliseconds since 1970, up to year 9999)", d);
         *ts = (int64_t)d;
         return RT_OK;
     }
@@ -389,7 +389,32 @@ static bool put_new(json_t *obj, const char *key, json_t *v)
     return v && json_object_set_new(obj, key, v) == 0;
 }
 
-rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err)
+/* Does any string in v hold a NUL? (A document from json_loadb with JSON_ALLOW_NUL, or
+ * built with json_stringn, can; C strings would silently cut there, and PostgreSQL's jsonb
+ * refuses \u0000.) */
+static bool has_nul(const json_t *v, int depth)
+{
+    if (depth > 4096)
+        return true; /* deeper than any parser gives us: refuse rather than recurse on */
+    if (json_is_string(v))
+        return memchr(json_string_value(v), '\0', json_string_length(v)) != NULL;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (has_nul(json_array_get(v, i), depth + 1))
+                return true;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            if (has_nul(x, depth + 1))
+                return true;
+        }
+    }
+    return false;
+}
+
+static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_event **out, rt_error *err)
 {
     *out = NULL;
     if (!json_is_object(doc))
@@ -397,6 +422,17 @@ rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, 
     rt_status st = check_keys(doc, "$", top_keys, true, err);
     if (st != RT_OK)
         return st;
+    if (check_nul) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)doc, k, v) {
+            if (has_nul(v, 0)) {
+                char path[PATH_CAP];
+                path_key(path, sizeof path, "$", k);
+                return fail(err, path, "strings must not contain \\u0000 (NUL)");
+            }
+        }
+    }
 
     json_t *nv = json_object_get(doc, "name");
     if (!nv)
@@ -517,11 +553,16 @@ rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int
         return rt_error_set(err, RT_ERR_INVALID, "line %d, column %d: JSON syntax error: %s", je.line, je.column,
                             text);
     }
-    rt_status st = rt_event_from_json(doc, now_ms, out, err);
+    rt_status st = build(doc, now_ms, false, out, err); /* jansson already refused NULs */
     json_decref(doc); /* the event holds its own references to what it shares */
     if (st != RT_OK)
         *fault = RT_EVENT_FAULT_INVALID;
     return st;
+}
+
+rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err)
+{
+    return build(doc, now_ms, true, out, err);
 }
 
 rt_status rt_event_parse(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,

@@ -68,7 +68,8 @@ rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int
                             rt_error *err, rt_event_fault *fault);
 
 /* The same rules for an envelope that is already parsed (doc is borrowed and not changed;
- * the event shares `data` and "x-" values with it, so doc must not be modified later). */
+ * the event shares `data` and "x-" values with it, so doc must not be modified later).
+ * Strings holding a NUL (json_stringn, JSON_ALLOW_NUL) are refused anywhere in doc. */
 rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err);
 
 /* An event the engine makes itself (CLI send, on_failure, publish step), checked by the

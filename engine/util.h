@@ -39,4 +39,26 @@ rt_status rt_file_read(const char *path, size_t limit, char **data, size_t *len,
 /* Fills buf with cryptographically random bytes. */
 rt_status rt_random_bytes(void *buf, size_t len);
 
+/* ---- text from outside: a command's output, a server's response -------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when it is invalid:
+ * jansson's rules (no overlong forms, no surrogates, nothing above U+10FFFF). */
+size_t rt_utf8_seq_len(const unsigned char *s, size_t n);
+
+/* A NUL-terminated copy of s[0..len) in which every byte that does not start a valid UTF-8
+ * sequence becomes U+FFFD, because jansson refuses invalid strings and the outside world may
+ * send anything. Sets *out_len; caller frees. NULL when out of memory. */
+char *rt_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+
+/* A new JSON string holding s[0..len), sanitized as rt_utf8_sanitize does; NULL on no memory. */
+json_t *rt_json_text(const char *s, size_t len);
+
+/* Formats milliseconds the way durations are written: "30s" when whole seconds, else "1500ms". */
+void rt_duration_format(int64_t ms, char *buf, size_t len);
+
+/* A JSON string, number or boolean as text (an environment variable, a header value): a
+ * string's own value (borrowed from v), else the number's JSON spelling written into buf
+ * (>= 32 bytes), else "true" or "false". */
+const char *rt_json_scalar_text(const json_t *v, char *buf, size_t len);
+
 #endif

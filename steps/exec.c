@@ -21,7 +21,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "expr.h"
 #include "step.h"
 #include "util.h"
 
@@ -60,11 +59,6 @@ struct opts {
 };
 
 /* ---- validation, shared by load time (templates skipped) and run time ---------------- */
-
-static bool is_template(const json_t *v, bool rendered)
-{
-    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
-}
 
 static bool valid_env_name(const char *s)
 {
@@ -143,7 +137,7 @@ static rt_status parse_rlimits(json_t *rl, bool rendered, struct opts *o, rt_err
     json_t *v;
     json_object_foreach(rl, key, v) {
         long long n;
-        if (is_template(v, rendered))
+        if (rt_step_is_template(v, rendered))
             continue;
         if (strcmp(key, "cpu") == 0) {
             if (positive_int(v, "exec \"rlimits.cpu\" (seconds)", 86400LL * 365, &n, err))
@@ -204,7 +198,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     json_t *cmd = json_object_get(with, "command");
     if (!cmd)
         return rt_error_set(err, RT_ERR_INVALID, "exec needs \"command\" (a list of strings)");
-    if (!is_template(cmd, rendered)) {
+    if (!rt_step_is_template(cmd, rendered)) {
         if (!json_is_array(cmd) || json_array_size(cmd) == 0)
             return rt_error_set(err, RT_ERR_INVALID,
                                 "exec \"command\" must be a non-empty list of strings");
@@ -218,13 +212,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->command = cmd;
     }
 
-    if ((v = json_object_get(with, "cwd")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "cwd")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_string(v) || json_string_length(v) == 0)
             return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
         o->cwd = json_string_value(v);
     }
 
-    if ((v = json_object_get(with, "env")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "env")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_object(v))
             return rt_error_set(err, RT_ERR_INVALID, "exec \"env\" must be an object of NAME: value");
         const char *name;
@@ -239,13 +233,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->env = v;
     }
 
-    if ((v = json_object_get(with, "env_allow")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "env_allow")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_array(v))
             return rt_error_set(err, RT_ERR_INVALID, "exec \"env_allow\" must be a list of variable names");
         size_t i;
         json_t *name;
         json_array_foreach(v, i, name) {
-            if (is_template(name, rendered))
+            if (rt_step_is_template(name, rendered))
                 continue;
             if (!json_is_string(name) || !valid_env_name(json_string_value(name)))
                 return rt_error_set(err, RT_ERR_INVALID,
@@ -260,20 +254,16 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->env_allow = v;
     }
 
-    if ((v = json_object_get(with, "timeout")) && !is_template(v, rendered)) {
-        if (!json_is_string(v))
-            return rt_error_set(err, RT_ERR_INVALID, "exec \"timeout\" must be a duration string like \"30s\"");
-        if (rt_duration_parse(json_string_value(v), &o->timeout_ms, err) != RT_OK)
-            return rt_error_prefix(err, "exec \"timeout\"");
-        o->timeout_str = json_string_value(v);
-    }
+    if (rt_step_duration_option(with, "timeout", rendered, "exec", &o->timeout_ms, &o->timeout_str,
+                                err) != RT_OK)
+        return err->code;
 
-    if ((v = json_object_get(with, "rlimits")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "rlimits")) && !rt_step_is_template(v, rendered)) {
         if (parse_rlimits(v, rendered, o, err) != RT_OK)
             return err->code;
     }
 
-    if ((v = json_object_get(with, "non_retriable_exit_codes")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "non_retriable_exit_codes")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_array(v))
             return rt_error_set(err, RT_ERR_INVALID,
                                 "exec \"non_retriable_exit_codes\" must be a list of integers 1-255");
@@ -287,14 +277,14 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->non_retriable = v;
     }
 
-    if ((v = json_object_get(with, "stdin")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "stdin")) && !rt_step_is_template(v, rendered)) {
         const char *s = json_string_value(v);
         if (!s || (strcmp(s, "context") != 0 && strcmp(s, "none") != 0))
             return rt_error_set(err, RT_ERR_INVALID, "exec \"stdin\" must be \"context\" or \"none\"");
         o->send_context = strcmp(s, "context") == 0;
     }
 
-    if ((v = json_object_get(with, "max_output_bytes")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "max_output_bytes")) && !rt_step_is_template(v, rendered)) {
         long long n;
         if (positive_int(v, "exec \"max_output_bytes\"", (long long)MAX_MAX_OUTPUT, &n, err))
             return err->code;
@@ -350,57 +340,6 @@ static void tail_append(struct buf *b, const char *p, size_t n)
     b->len += n;
 }
 
-/* A copy of s[0..len) in which every invalid UTF-8 sequence becomes U+FFFD, because jansson
- * (rightly) refuses invalid strings and a command may print anything. */
-static char *utf8_clean(const char *s, size_t len, size_t *out_len)
-{
-    char *out = malloc(len * 3 + 1);
-    if (!out)
-        return NULL;
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    size_t o = 0;
-    while (p < end) {
-        unsigned c = p[0];
-        size_t n = 0;
-        if (c < 0x80)
-            n = 1;
-        else if (c >= 0xC2 && c <= 0xDF)
-            n = 2;
-        else if (c >= 0xE0 && c <= 0xEF)
-            n = 3;
-        else if (c >= 0xF0 && c <= 0xF4)
-            n = 4;
-        bool ok = n > 0 && (size_t)(end - p) >= n;
-        for (size_t i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xC0) == 0x80;
-        if (ok && n == 3) /* no overlongs, no surrogates */
-            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] > 0x9F);
-        if (ok && n == 4) /* no overlongs, nothing past U+10FFFF */
-            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] > 0x8F);
-        if (ok) {
-            memcpy(out + o, p, n);
-            o += n;
-            p += n;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            p++;
-        }
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
-
-static json_t *json_text(const char *s, size_t len)
-{
-    size_t n;
-    char *clean = utf8_clean(s, len, &n);
-    json_t *j = clean ? json_stringn(clean, n) : NULL;
-    free(clean);
-    return j;
-}
-
 /* The last TAIL_LINES lines / TAIL_BYTES bytes of stderr, as clean UTF-8 (malloc'd). */
 static char *stderr_tail(const struct buf *b)
 {
@@ -417,7 +356,7 @@ static char *stderr_tail(const struct buf *b)
     while (start < end && ((unsigned char)b->data[start] & 0xC0) == 0x80)
         start++; /* do not begin in the middle of a UTF-8 sequence */
     size_t n;
-    char *t = utf8_clean(b->data ? b->data + start : "", end - start, &n);
+    char *t = rt_utf8_sanitize(b->data ? b->data + start : "", end - start, &n);
     return t;
 }
 
@@ -494,15 +433,7 @@ static bool build_env(const struct opts *o, const rt_step_ctx *ctx, struct envli
     const char *name;
     json_object_foreach(o->env, name, v) {
         char num[64];
-        const char *val = num;
-        if (json_is_string(v))
-            val = json_string_value(v);
-        else if (json_is_integer(v))
-            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else if (json_is_real(v))
-            snprintf(num, sizeof num, "%.17g", json_real_value(v));
-        else
-            val = json_is_true(v) ? "true" : "false";
+        const char *val = rt_json_scalar_text(v, num, sizeof num);
         if (!env_set(e, name, val))
             return false;
     }
@@ -666,14 +597,6 @@ static const char *signal_name(int sig)
     case SIGSYS: return "SIGSYS";
     default: return NULL;
     }
-}
-
-static void format_ms(int64_t ms, char *buf, size_t len)
-{
-    if (ms % 1000 == 0)
-        snprintf(buf, len, "%llds", (long long)(ms / 1000));
-    else
-        snprintf(buf, len, "%lldms", (long long)ms);
 }
 
 static void set_nonblock(int fd)
@@ -867,7 +790,7 @@ static json_t *parse_stdout(const struct buf *b)
         return j;
     while (len > 0 && (b->data[len - 1] == '\n' || b->data[len - 1] == '\r'))
         len--; /* as $(...) does: `echo hi` gives "hi" */
-    return json_text(b->data, len);
+    return rt_json_text(b->data, len);
 }
 
 static bool code_listed(json_t *codes, int code)
@@ -898,7 +821,7 @@ static void report_outcome(const struct opts *o, struct run *r, enum stop_reason
         if (deadline_from_with) {
             rt_step_fail(res, true, "exec: timed out after %s", o->timeout_str);
         } else {
-            format_ms(elapsed, dur, sizeof dur);
+            rt_duration_format(elapsed, dur, sizeof dur);
             rt_step_fail(res, true, "exec: timed out after %s (step deadline)", dur);
         }
         res->error_detail = json_pack("{s:I,s:s}", "elapsed_ms", (json_int_t)elapsed, "stderr", t);

@@ -14,7 +14,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "expr.h"
 #include "step.h"
 #include "util.h"
 
@@ -40,11 +39,6 @@ struct opts {
 };
 
 /* ---- validation, shared by load time (templates skipped) and run time ---------------- */
-
-static bool is_template(const json_t *v, bool rendered)
-{
-    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
-}
 
 static bool valid_header_name(const char *s)
 {
@@ -103,19 +97,19 @@ static rt_status parse_hmac(json_t *h, bool rendered, struct opts *o, rt_error *
     json_t *secret = json_object_get(h, "secret");
     if (!secret)
         return rt_error_set(err, RT_ERR_INVALID, "http \"hmac\" needs \"secret\"");
-    if (!is_template(secret, rendered)) {
+    if (!rt_step_is_template(secret, rendered)) {
         if (!json_is_string(secret) || json_string_length(secret) == 0)
             return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.secret\" must be a non-empty string");
         o->hmac_secret = json_string_value(secret);
         o->hmac_secret_len = json_string_length(secret);
     }
     o->hmac_header = DEFAULT_HMAC_HEADER;
-    if ((v = json_object_get(h, "header")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(h, "header")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_string(v) || !valid_header_name(json_string_value(v)))
             return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.header\" must be a header name");
         o->hmac_header = json_string_value(v);
     }
-    if ((v = json_object_get(h, "algorithm")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(h, "algorithm")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_string(v) || strcasecmp(json_string_value(v), "sha256") != 0)
             return rt_error_set(err, RT_ERR_INVALID, "http \"hmac.algorithm\" must be \"sha256\"");
     }
@@ -145,7 +139,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
             return rt_error_set(err, RT_ERR_INVALID, "http has unknown key \"%s\"", key);
     }
 
-    if ((v = json_object_get(with, "method")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "method")) && !rt_step_is_template(v, rendered)) {
         static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
         const char *m = json_string_value(v);
         size_t i = 0;
@@ -160,7 +154,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     v = json_object_get(with, "url");
     if (!v)
         return rt_error_set(err, RT_ERR_INVALID, "http needs \"url\"");
-    if (!is_template(v, rendered)) {
+    if (!rt_step_is_template(v, rendered)) {
         if (!json_is_string(v))
             return rt_error_set(err, RT_ERR_INVALID, "http \"url\" must be a string");
         if (check_url(json_string_value(v), err) != RT_OK)
@@ -168,7 +162,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->url = json_string_value(v);
     }
 
-    if ((v = json_object_get(with, "headers")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "headers")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_object(v))
             return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
         const char *name;
@@ -180,7 +174,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
                 return rt_error_set(err, RT_ERR_INVALID,
                                     "http header \"%s\" must be a string, number or boolean", name);
             /* The value itself is never quoted back: it may be a credential. */
-            if (json_is_string(val) && !is_template(val, rendered) &&
+            if (json_is_string(val) && !rt_step_is_template(val, rendered) &&
                 !valid_header_value(json_string_value(val), json_string_length(val)))
                 return rt_error_set(err, RT_ERR_INVALID,
                                     "http header \"%s\" has a line break or NUL in its value", name);
@@ -192,26 +186,22 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     if (json_is_null(o->body))
         o->body = NULL;
 
-    if ((v = json_object_get(with, "timeout")) && !is_template(v, rendered)) {
-        if (!json_is_string(v))
-            return rt_error_set(err, RT_ERR_INVALID, "http \"timeout\" must be a duration string like \"30s\"");
-        if (rt_duration_parse(json_string_value(v), &o->timeout_ms, err) != RT_OK)
-            return rt_error_prefix(err, "http \"timeout\"");
-        o->timeout_str = json_string_value(v);
-    }
+    if (rt_step_duration_option(with, "timeout", rendered, "http", &o->timeout_ms, &o->timeout_str,
+                                err) != RT_OK)
+        return err->code;
 
-    if ((v = json_object_get(with, "hmac")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "hmac")) && !rt_step_is_template(v, rendered)) {
         if (parse_hmac(v, rendered, o, err) != RT_OK)
             return err->code;
     }
 
-    if ((v = json_object_get(with, "follow_redirects")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "follow_redirects")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_boolean(v))
             return rt_error_set(err, RT_ERR_INVALID, "http \"follow_redirects\" must be true or false");
         o->follow_redirects = json_is_true(v);
     }
 
-    if ((v = json_object_get(with, "max_response_bytes")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "max_response_bytes")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
             (size_t)json_integer_value(v) > MAX_MAX_RESPONSE)
             return rt_error_set(err, RT_ERR_INVALID,
@@ -282,57 +272,6 @@ static void trim(const char **s, size_t *len)
         (*len)--;
 }
 
-/* A copy of s[0..len) in which every invalid UTF-8 sequence becomes U+FFFD, because jansson
- * refuses invalid strings and a server may send anything. */
-static char *utf8_clean(const char *s, size_t len, size_t *out_len)
-{
-    char *out = malloc(len * 3 + 1);
-    if (!out)
-        return NULL;
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    size_t o = 0;
-    while (p < end) {
-        unsigned c = p[0];
-        size_t n = 0;
-        if (c < 0x80)
-            n = 1;
-        else if (c >= 0xC2 && c <= 0xDF)
-            n = 2;
-        else if (c >= 0xE0 && c <= 0xEF)
-            n = 3;
-        else if (c >= 0xF0 && c <= 0xF4)
-            n = 4;
-        bool ok = n > 0 && (size_t)(end - p) >= n;
-        for (size_t i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xC0) == 0x80;
-        if (ok && n == 3) /* no overlongs, no surrogates */
-            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] > 0x9F);
-        if (ok && n == 4) /* no overlongs, nothing past U+10FFFF */
-            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] > 0x8F);
-        if (ok) {
-            memcpy(out + o, p, n);
-            o += n;
-            p += n;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            p++;
-        }
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
-
-static json_t *json_text(const char *s, size_t len)
-{
-    size_t n;
-    char *clean = utf8_clean(s, len, &n);
-    json_t *j = clean ? json_stringn(clean, n) : NULL;
-    free(clean);
-    return j;
-}
-
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct transfer *t = ud;
@@ -373,13 +312,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
             memcpy(joined, json_string_value(old), ol);
             memcpy(joined + ol, ", ", 2);
             memcpy(joined + ol + 2, val, vl);
-            json_t *j = json_text(joined, ol + 2 + vl);
+            json_t *j = rt_json_text(joined, ol + 2 + vl);
             if (j)
                 json_object_set_new(t->headers, name, j);
             free(joined);
         }
     } else {
-        json_t *j = json_text(val, vl);
+        json_t *j = rt_json_text(val, vl);
         if (j)
             json_object_set_new(t->headers, name, j);
     }
@@ -452,14 +391,6 @@ static int64_t retry_after_ms(const char *v)
     return at > now ? (int64_t)(at - now) * 1000 : 0;
 }
 
-static void format_ms(int64_t ms, char *buf, size_t len)
-{
-    if (ms % 1000 == 0)
-        snprintf(buf, len, "%llds", (long long)(ms / 1000));
-    else
-        snprintf(buf, len, "%lldms", (long long)ms);
-}
-
 static bool user_header_set(const json_t *headers, const char *name)
 {
     const char *k;
@@ -495,15 +426,7 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
         if (o->hmac_secret && strcasecmp(name, o->hmac_header) == 0)
             continue; /* the signature we compute takes the header's place */
         char num[64];
-        const char *val = num;
-        if (json_is_string(v))
-            val = json_string_value(v);
-        else if (json_is_integer(v))
-            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else if (json_is_real(v))
-            snprintf(num, sizeof num, "%.17g", json_real_value(v));
-        else
-            val = json_is_true(v) ? "true" : "false";
+        const char *val = rt_json_scalar_text(v, num, sizeof num);
         if (!add_header(list, name, val))
             return false;
     }
@@ -551,7 +474,7 @@ static json_t *parse_body(const struct transfer *t)
         if (j)
             return j;
     }
-    return json_text(t->body, t->len);
+    return rt_json_text(t->body, t->len);
 }
 
 static json_t *body_excerpt(const struct transfer *t)
@@ -559,7 +482,7 @@ static json_t *body_excerpt(const struct transfer *t)
     size_t n = t->len < EXCERPT_BYTES ? t->len : EXCERPT_BYTES;
     while (n < t->len && n > 0 && ((unsigned char)t->body[n] & 0xC0) == 0x80)
         n--; /* end on a character boundary */
-    return json_text(t->body ? t->body : "", n);
+    return rt_json_text(t->body ? t->body : "", n);
 }
 
 static bool retriable_curl_error(CURLcode rc)
@@ -691,7 +614,7 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         if (t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
             rt_step_fail(res, true, "http: cancelled");
         } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-            format_ms(timeout, dur, sizeof dur);
+            rt_duration_format(timeout, dur, sizeof dur);
             rt_step_fail(res, true, "http: timed out after %s%s",
                          timeout_from_deadline || !o.timeout_str ? dur : o.timeout_str,
                          timeout_from_deadline ? " (step deadline)" : "");

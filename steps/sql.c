@@ -32,11 +32,6 @@ enum {
 
 /* ---- validation ---------------------------------------------------------------------- */
 
-static bool is_template(const json_t *v, bool rendered)
-{
-    return !rendered && json_is_string(v) && rt_template_present(json_string_value(v));
-}
-
 static rt_status check_with(json_t *with, bool rendered, rt_error *err)
 {
     if (!json_is_object(with))
@@ -60,13 +55,13 @@ static rt_status check_with(json_t *with, bool rendered, rt_error *err)
         return rt_error_set(err, RT_ERR_INVALID,
                             "sql \"query\" must not contain ${{ }}: pass values in \"params\" and "
                             "refer to them as $1, $2, ...");
-    if ((v = json_object_get(with, "params")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "params")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_array(v))
             return rt_error_set(err, RT_ERR_INVALID, "sql \"params\" must be a list");
         if (json_array_size(v) > MAX_PARAMS)
             return rt_error_set(err, RT_ERR_INVALID, "sql \"params\" has more than %d values", MAX_PARAMS);
     }
-    if ((v = json_object_get(with, "database")) && !is_template(v, rendered)) {
+    if ((v = json_object_get(with, "database")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_string(v) || strcmp(json_string_value(v), "app") != 0)
             return rt_error_set(err, RT_ERR_INVALID, "sql \"database\" must be \"app\"");
     }

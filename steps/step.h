@@ -21,6 +21,10 @@ typedef struct rt_step_env {
     const char *database_url;     /* the engine's database */
     const char *app_database_url; /* RATCHET_APP_DATABASE_URL, or NULL: use database_url */
     const char *workflows_dir;
+    /* Process-wide publishers (engine/bus.h; rt_bus_publish is thread-safe), or NULL when
+     * that broker is not configured. The engine owns them. */
+    struct rt_bus *bus_amqp;
+    struct rt_bus *bus_nats;
 } rt_step_env;
 
 typedef struct rt_step_ctx {
@@ -67,6 +71,14 @@ typedef struct rt_step_type {
 void rt_step_fail(rt_step_result *res, bool retriable, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rt_step_result_clear(rt_step_result *res);
+/* Whether a `with` value is a ${{ }} template still to be rendered: at load time
+ * (rendered == false) such strings are taken on trust and checked once rendered. */
+bool rt_step_is_template(const json_t *v, bool rendered);
+/* Reads the optional duration `key` of `with` ("timeout": "30s") into *ms and its text into
+ * *text (borrowed from with); absent, or a template at load time, leaves both untouched.
+ * Messages name it as `step "key"`. */
+rt_status rt_step_duration_option(json_t *with, const char *key, bool rendered, const char *step,
+                                  int64_t *ms, const char **text, rt_error *err);
 
 /* The registry (steps/registry.c). */
 const rt_step_type *rt_step_type_find(const char *name);

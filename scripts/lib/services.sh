@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC1091,SC2015
 # scripts/lib/services.sh — start, stop and restart PostgreSQL, NATS (JetStream) and
 # RabbitMQ on 127.0.0.1, each instance living in one state directory DIR.
 #
@@ -415,7 +415,6 @@ EOF
   local -a RT__RENV; rt__rabbit_env "$dir" || return 1
   (cd / && exec setsid env "${RT__RENV[@]}" "$RT_RABBIT_BIN/rabbitmq-server" \
     </dev/null >>"$rdir/stdout.log" 2>&1) &
-  RT__RABBIT_LAUNCHER=$!
 }
 
 rt__rabbit_wait() { # DIR

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC1091,SC2034
 # tests/integration/lib.sh — sourced by tests/integration/t_*.sh.
 #
 # ctest runs each t_*.sh with RATCHET_BIN (the ratchet binary) and RATCHET_SOURCE_DIR;
@@ -50,7 +50,7 @@ trap 'rt__on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 rt_test_init() { # NAME
   RT_TEST_NAME=${1:?rt_test_init NAME}
-  RT_LOG_PREFIX="$RT_TEST_NAME:"
+  RT_LOG_PREFIX="$RT_TEST_NAME:" # used by scripts/lib/services.sh
   [[ -n ${RATCHET_TEST_DATABASE_URL:-} ]] ||
     rt_fail "RATCHET_TEST_DATABASE_URL is not set. Run integration tests with scripts/dev.sh test (it starts PostgreSQL, RabbitMQ and NATS), or export RATCHET_TEST_* yourself."
   [[ -n ${RATCHET_BIN:-} && -x ${RATCHET_BIN:-} ]] || rt_fail "RATCHET_BIN is not set to the ratchet binary (got '${RATCHET_BIN:-}')"

@@ -19,6 +19,8 @@
 #include "step.h"
 #include "util.h"
 
+#include "test_helpers.h"
+
 extern const rt_step_type rt_step_exec;
 
 static volatile sig_atomic_t cancel_flag;
@@ -41,10 +43,7 @@ static json_t *sh(const char *script)
 /* Runs the step; takes ownership of with. */
 static void run(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
-    assert_non_null(with);
-    memset(res, 0, sizeof *res);
-    rt_step_exec.execute(ctx, with, res);
-    json_decref(with);
+    run_step(&rt_step_exec, ctx, with, res);
     /* Every child is reaped by the time execute returns. */
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
@@ -54,22 +53,6 @@ static void run_default(json_t *with, rt_step_result *res)
 {
     rt_step_ctx ctx = make_ctx();
     run(&ctx, with, res);
-}
-
-static void expect_ok(const rt_step_result *res)
-{
-    if (res->outcome != RT_STEP_OK)
-        fail_msg("expected OK, got outcome %d: %s", res->outcome, res->error);
-}
-
-static void expect_fail(const rt_step_result *res, bool retriable, const char *needle)
-{
-    if (res->outcome != RT_STEP_FAIL)
-        fail_msg("expected FAIL, got outcome %d", res->outcome);
-    if (res->retriable != retriable)
-        fail_msg("expected retriable=%d, got %d: %s", retriable, res->retriable, res->error);
-    if (needle && !strstr(res->error, needle))
-        fail_msg("error \"%s\" does not mention \"%s\"", res->error, needle);
 }
 
 /* A process is gone when /proc has no entry for it, or only a zombie whose parent (init
@@ -465,11 +448,6 @@ static void test_child_isolation(void **state)
     rt_step_result_clear(&res);
 }
 
-struct worker_arg {
-    int id;
-    int failures;
-};
-
 static void *worker(void *p)
 {
     struct worker_arg *w = p;
@@ -494,44 +472,10 @@ static void *worker(void *p)
 /* Worker threads run steps side by side: no shared state, no descriptor crossing over. */
 static void test_concurrent(void **state)
 {
-    pthread_t th[4];
-    struct worker_arg args[4];
     int64_t t0 = rt_mono_ms();
-    for (int i = 0; i < 4; i++) {
-        args[i] = (struct worker_arg){.id = i + 1};
-        pthread_create(&th[i], NULL, worker, &args[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(args[i].failures, 0);
-    }
+    run_workers(worker, 4);
     assert_true(rt_mono_ms() - t0 < 20000);
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
-}
-
-static void expect_invalid(const char *with_json, const char *needle)
-{
-    json_error_t jerr;
-    json_t *with = json_loads(with_json, 0, &jerr);
-    if (!with)
-        fail_msg("bad test JSON %s: %s", with_json, jerr.text);
-    rt_error err = {0};
-    rt_status st = rt_step_exec.validate(with, &err);
-    json_decref(with);
-    if (st != RT_ERR_INVALID)
-        fail_msg("%s: expected invalid, got %s", with_json, rt_status_name(st));
-    if (!strstr(err.msg, needle))
-        fail_msg("%s: error \"%s\" does not mention \"%s\"", with_json, err.msg, needle);
-}
-
-static void expect_valid(const char *with_json)
-{
-    json_t *with = json_loads(with_json, 0, NULL);
-    assert_non_null(with);
-    rt_error err = {0};
-    if (rt_step_exec.validate(with, &err) != RT_OK)
-        fail_msg("%s: unexpected error: %s", with_json, err.msg);
-    json_decref(with);
 }
 
 static void test_validate(void **state)
@@ -566,21 +510,23 @@ static void test_validate(void **state)
         {"{\"command\": [\"ls\"], \"cwd\": \"\"}", "cwd"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_invalid(bad[i].with, bad[i].needle);
+        expect_invalid(&rt_step_exec, bad[i].with, bad[i].needle);
     rt_error err;
     assert_int_equal(rt_step_exec.validate(NULL, &err), RT_ERR_INVALID);
 
-    expect_valid("{\"command\": [\"ls\"]}");
-    expect_valid("{\"command\": [\"sh\", \"-c\", \"echo hi\"], \"cwd\": \"/tmp\", \"env\": {\"A\": \"1\", "
+    expect_valid(&rt_step_exec, "{\"command\": [\"ls\"]}");
+    expect_valid(&rt_step_exec,
+                 "{\"command\": [\"sh\", \"-c\", \"echo hi\"], \"cwd\": \"/tmp\", \"env\": {\"A\": \"1\", "
                  "\"B\": 2, \"C\": true}, \"env_allow\": [\"HOME\"], \"timeout\": \"5m\", "
                  "\"rlimits\": {\"cpu\": 60, \"memory\": \"256MB\", \"nofile\": 256}, "
                  "\"non_retriable_exit_codes\": [2, 64], \"stdin\": \"none\", \"max_output_bytes\": 1024}");
-    expect_valid("{\"command\": [\"x\"], \"rlimits\": {\"memory\": \"1GB\"}}");
-    expect_valid("{\"command\": [\"x\"], \"rlimits\": {\"memory\": \"512MiB\"}}");
-    expect_valid("{\"command\": [\"x\"], \"rlimits\": {\"memory\": 268435456}}");
+    expect_valid(&rt_step_exec, "{\"command\": [\"x\"], \"rlimits\": {\"memory\": \"1GB\"}}");
+    expect_valid(&rt_step_exec, "{\"command\": [\"x\"], \"rlimits\": {\"memory\": \"512MiB\"}}");
+    expect_valid(&rt_step_exec, "{\"command\": [\"x\"], \"rlimits\": {\"memory\": 268435456}}");
     /* Templates are checked after rendering, not at load time. */
-    expect_valid("{\"command\": \"${{ steps.plan.output.argv }}\"}");
-    expect_valid("{\"command\": [\"x\", \"${{ event.data.id }}\"], \"timeout\": \"${{ event.data.t }}\", "
+    expect_valid(&rt_step_exec, "{\"command\": \"${{ steps.plan.output.argv }}\"}");
+    expect_valid(&rt_step_exec,
+                 "{\"command\": [\"x\", \"${{ event.data.id }}\"], \"timeout\": \"${{ event.data.t }}\", "
                  "\"env\": {\"TOKEN\": \"${{ secrets.TOKEN }}\"}, \"rlimits\": {\"memory\": \"${{ event.data.m }}\"}, "
                  "\"cwd\": \"${{ event.data.dir }}\"}");
 

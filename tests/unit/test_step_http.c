@@ -21,6 +21,8 @@
 #include "step.h"
 #include "util.h"
 
+#include "test_helpers.h"
+
 extern const rt_step_type rt_step_http;
 
 /* ---- the server ---------------------------------------------------------------------- */
@@ -221,32 +223,13 @@ static char *url(const char *path)
 
 static void run(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
-    assert_non_null(with);
-    memset(res, 0, sizeof *res);
-    rt_step_http.execute(ctx, with, res);
-    json_decref(with);
+    run_step(&rt_step_http, ctx, with, res);
 }
 
 static void run_default(json_t *with, rt_step_result *res)
 {
     rt_step_ctx ctx = make_ctx();
     run(&ctx, with, res);
-}
-
-static void expect_ok(const rt_step_result *res)
-{
-    if (res->outcome != RT_STEP_OK)
-        fail_msg("expected OK, got outcome %d: %s", res->outcome, res->error);
-}
-
-static void expect_fail(const rt_step_result *res, bool retriable, const char *needle)
-{
-    if (res->outcome != RT_STEP_FAIL)
-        fail_msg("expected FAIL, got outcome %d", res->outcome);
-    if (res->retriable != retriable)
-        fail_msg("expected retriable=%d, got %d: %s", retriable, res->retriable, res->error);
-    if (needle && !strstr(res->error, needle))
-        fail_msg("error \"%s\" does not mention \"%s\"", res->error, needle);
 }
 
 /* A copy of the last request's header (or NULL); caller frees. */
@@ -519,7 +502,7 @@ static void test_max_response_bytes(void **state)
 
 static void *worker(void *p)
 {
-    int *failures = p;
+    struct worker_arg *w = p;
     for (int i = 0; i < 10; i++) {
         rt_step_ctx ctx = {.run_id = "r", .step_key = "r:s", .attempt = 1};
         rt_step_result res;
@@ -527,7 +510,7 @@ static void *worker(void *p)
         json_t *with = json_pack("{s:s}", "url", url("/json"));
         rt_step_http.execute(&ctx, with, &res);
         if (res.outcome != RT_STEP_OK || !json_is_true(json_object_get(json_object_get(res.output, "body"), "ok")))
-            (*failures)++;
+            w->failures++;
         rt_step_result_clear(&res);
         json_decref(with);
     }
@@ -537,39 +520,7 @@ static void *worker(void *p)
 /* Worker threads send requests side by side (and share curl's one-time initialisation). */
 static void test_concurrent(void **state)
 {
-    pthread_t th[4];
-    int failures[4] = {0};
-    for (int i = 0; i < 4; i++)
-        pthread_create(&th[i], NULL, worker, &failures[i]);
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(failures[i], 0);
-    }
-}
-
-static void expect_invalid(const char *with_json, const char *needle)
-{
-    json_error_t jerr;
-    json_t *with = json_loads(with_json, 0, &jerr);
-    if (!with)
-        fail_msg("bad test JSON %s: %s", with_json, jerr.text);
-    rt_error err = {0};
-    rt_status st = rt_step_http.validate(with, &err);
-    json_decref(with);
-    if (st != RT_ERR_INVALID)
-        fail_msg("%s: expected invalid, got %s", with_json, rt_status_name(st));
-    if (!strstr(err.msg, needle))
-        fail_msg("%s: error \"%s\" does not mention \"%s\"", with_json, err.msg, needle);
-}
-
-static void expect_valid(const char *with_json)
-{
-    json_t *with = json_loads(with_json, 0, NULL);
-    assert_non_null(with);
-    rt_error err = {0};
-    if (rt_step_http.validate(with, &err) != RT_OK)
-        fail_msg("%s: unexpected error: %s", with_json, err.msg);
-    json_decref(with);
+    run_workers(worker, 4);
 }
 
 static void test_validate(void **state)
@@ -597,15 +548,17 @@ static void test_validate(void **state)
         {"{\"url\": \"https://x.test\", \"retries\": 3}", "unknown key \"retries\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_invalid(bad[i].with, bad[i].needle);
+        expect_invalid(&rt_step_http, bad[i].with, bad[i].needle);
     rt_error err;
     assert_int_equal(rt_step_http.validate(NULL, &err), RT_ERR_INVALID);
 
-    expect_valid("{\"url\": \"https://api.example.com/v1/x?y=1\"}");
-    expect_valid("{\"method\": \"post\", \"url\": \"http://127.0.0.1:8080/hook\", \"headers\": {\"X-N\": 1}, "
+    expect_valid(&rt_step_http, "{\"url\": \"https://api.example.com/v1/x?y=1\"}");
+    expect_valid(&rt_step_http,
+                 "{\"method\": \"post\", \"url\": \"http://127.0.0.1:8080/hook\", \"headers\": {\"X-N\": 1}, "
                  "\"body\": [1, 2], \"timeout\": \"10s\", \"hmac\": {\"secret\": \"s\", \"header\": \"X-Sig\", "
                  "\"algorithm\": \"sha256\"}, \"follow_redirects\": true, \"max_response_bytes\": 1024}");
-    expect_valid("{\"url\": \"${{ event.data.callback }}\", \"method\": \"${{ event.data.m }}\", "
+    expect_valid(&rt_step_http,
+                 "{\"url\": \"${{ event.data.callback }}\", \"method\": \"${{ event.data.m }}\", "
                  "\"headers\": {\"Authorization\": \"Bearer ${{ secrets.TOKEN }}\"}, "
                  "\"hmac\": {\"secret\": \"${{ secrets.HOOK }}\"}}");
 

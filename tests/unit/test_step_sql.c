@@ -16,6 +16,8 @@
 #include "step.h"
 #include "util.h"
 
+#include "test_helpers.h"
+
 extern const rt_step_type rt_step_sql;
 
 static const char *db_url;
@@ -36,13 +38,10 @@ static volatile sig_atomic_t cancel_flag;
 
 static void run_env(const rt_step_env *env, int64_t deadline, json_t *with, rt_step_result *res)
 {
-    assert_non_null(with);
     rt_step_ctx ctx = {.env = env, .workflow_id = "wf", .run_id = "run-1", .step_id = "q",
                        .step_key = "run-1:q", .attempt = 1, .deadline_mono_ms = deadline,
                        .cancelled = &cancel_flag};
-    memset(res, 0, sizeof *res);
-    rt_step_sql.execute(&ctx, with, res);
-    json_decref(with);
+    run_step(&rt_step_sql, &ctx, with, res);
 }
 
 static void run(json_t *with, rt_step_result *res)
@@ -61,22 +60,6 @@ static json_t *first_row(const char *sql)
     json_t *row = json_incref(json_array_get(json_object_get(res.output, "rows"), 0));
     rt_step_result_clear(&res);
     return row;
-}
-
-static void expect_ok(const rt_step_result *res)
-{
-    if (res->outcome != RT_STEP_OK)
-        fail_msg("expected OK, got outcome %d: %s", res->outcome, res->error);
-}
-
-static void expect_fail(const rt_step_result *res, bool retriable, const char *needle)
-{
-    if (res->outcome != RT_STEP_FAIL)
-        fail_msg("expected FAIL, got outcome %d", res->outcome);
-    if (res->retriable != retriable)
-        fail_msg("expected retriable=%d, got %d: %s", retriable, res->retriable, res->error);
-    if (needle && !strstr(res->error, needle))
-        fail_msg("error \"%s\" does not mention \"%s\"", res->error, needle);
 }
 
 static void expect_json(json_t *row, const char *key, const char *json_text)
@@ -393,11 +376,6 @@ static void test_bad_connection(void **state)
     rt_step_result_clear(&res);
 }
 
-struct worker_arg {
-    int id;
-    int failures;
-};
-
 static void *worker(void *p)
 {
     struct worker_arg *w = p;
@@ -422,41 +400,7 @@ static void *worker(void *p)
 static void test_threads(void **state)
 {
     need_db();
-    pthread_t th[4];
-    struct worker_arg args[4];
-    for (int i = 0; i < 4; i++) {
-        args[i] = (struct worker_arg){.id = i + 1};
-        pthread_create(&th[i], NULL, worker, &args[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(args[i].failures, 0);
-    }
-}
-
-static void expect_invalid(const char *with_json, const char *needle)
-{
-    json_error_t jerr;
-    json_t *with = json_loads(with_json, 0, &jerr);
-    if (!with)
-        fail_msg("bad test JSON %s: %s", with_json, jerr.text);
-    rt_error err = {0};
-    rt_status st = rt_step_sql.validate(with, &err);
-    json_decref(with);
-    if (st != RT_ERR_INVALID)
-        fail_msg("%s: expected invalid, got %s", with_json, rt_status_name(st));
-    if (!strstr(err.msg, needle))
-        fail_msg("%s: error \"%s\" does not mention \"%s\"", with_json, err.msg, needle);
-}
-
-static void expect_valid(const char *with_json)
-{
-    json_t *with = json_loads(with_json, 0, NULL);
-    assert_non_null(with);
-    rt_error err = {0};
-    if (rt_step_sql.validate(with, &err) != RT_OK)
-        fail_msg("%s: unexpected error: %s", with_json, err.msg);
-    json_decref(with);
+    run_workers(worker, 4);
 }
 
 static void test_validate(void **state)
@@ -474,14 +418,15 @@ static void test_validate(void **state)
         {"{\"query\": \"select 1\", \"timeout\": \"5s\"}", "unknown key \"timeout\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_invalid(bad[i].with, bad[i].needle);
+        expect_invalid(&rt_step_sql, bad[i].with, bad[i].needle);
     rt_error err;
     assert_int_equal(rt_step_sql.validate(NULL, &err), RT_ERR_INVALID);
 
-    expect_valid("{\"query\": \"select 1\"}");
-    expect_valid("{\"query\": \"insert into t values ($1, $2)\", \"params\": [\"${{ schedule.date }}\", "
+    expect_valid(&rt_step_sql, "{\"query\": \"select 1\"}");
+    expect_valid(&rt_step_sql,
+                 "{\"query\": \"insert into t values ($1, $2)\", \"params\": [\"${{ schedule.date }}\", "
                  "\"${{ steps.hash.output.rows[0].hash }}\"], \"database\": \"app\"}");
-    expect_valid("{\"query\": \"select 1\", \"params\": \"${{ steps.prev.output.params }}\"}");
+    expect_valid(&rt_step_sql, "{\"query\": \"select 1\", \"params\": \"${{ steps.prev.output.params }}\"}");
 }
 
 static int setup(void **state)

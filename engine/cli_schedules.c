@@ -1,0 +1,232 @@
+/* cli_schedules.c — the `schedules` command: list every cron trigger with its state and
+ * fire times, pause and resume a workflow's schedules. */
+#include "cli_schedules.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cron.h"
+#include "log.h"
+#include "scheduler.h"
+#include "store.h"
+#include "store_schedules.h"
+#include "util.h"
+#include "workflow.h"
+
+#define EXIT_USAGE 2
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "ratchet schedules: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (usage: ratchet schedules [list] [--json] | pause WORKFLOW | resume WORKFLOW)\n");
+    return EXIT_USAGE;
+}
+
+static const char *state_of(const rt_schedule_row *r)
+{
+    return !r->enabled ? "disabled" : r->paused ? "paused" : "active";
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char buf[40];
+    rt_time_format(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+static void local_or_dash(const rt_tz *tz, int64_t ms, char *buf, size_t len)
+{
+    if (ms == 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    char t[32], d[16];
+    rt_schedule_local_time(tz, ms / 1000, t, d);
+    snprintf(buf, len, "%s", t);
+}
+
+static int list(rt_store *st, bool as_json)
+{
+    rt_schedule_row *rows = NULL;
+    size_t n = 0;
+    rt_error err;
+    if (rt_store_schedules_list(st, &rows, &n, &err) != RT_OK) {
+        fprintf(stderr, "ratchet schedules: %s\n", err.msg);
+        return 1;
+    }
+    if (as_json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            const rt_schedule_row *r = &rows[i];
+            bool active = r->enabled && !r->paused;
+            json_t *o = json_object();
+            json_object_set_new(o, "workflow", json_string(r->workflow_id));
+            json_object_set_new(o, "trigger", json_integer(r->trigger_index));
+            json_object_set_new(o, "cron", json_string(r->cron));
+            json_object_set_new(o, "timezone", json_string(r->timezone));
+            json_object_set_new(o, "catch_up", json_string(rt_catch_up_name(r->catch_up)));
+            json_object_set_new(o, "state", json_string(state_of(r)));
+            json_object_set_new(o, "last_fire_at", time_or_null(r->last_fire_ms));
+            json_object_set_new(o, "next_fire_at", time_or_null(active ? r->next_fire_ms : 0));
+            json_array_append_new(arr, o);
+        }
+        char *text = json_dumps(arr, JSON_INDENT(2));
+        printf("%s\n", text ? text : "[]");
+        free(text);
+        json_decref(arr);
+    } else if (n == 0) {
+        printf("(no cron schedules: they appear when `ratchet serve` loads workflows with cron triggers)\n");
+    } else {
+        /* Times in each trigger's own zone, as the expression reads. */
+        printf("%-28s %-3s %-18s %-20s %-8s %-25s %s\n", "WORKFLOW", "#", "CRON", "TIMEZONE", "STATE", "LAST FIRE",
+               "NEXT FIRE");
+        for (size_t i = 0; i < n; i++) {
+            const rt_schedule_row *r = &rows[i];
+            rt_tz *tz = NULL;
+            rt_error e;
+            if (rt_tz_load(r->timezone, &tz, &e) != RT_OK)
+                tz = NULL; /* shown in UTC */
+            char last[40], next[40];
+            local_or_dash(tz, r->last_fire_ms, last, sizeof last);
+            local_or_dash(tz, r->enabled && !r->paused ? r->next_fire_ms : 0, next, sizeof next);
+            printf("%-28s %-3d %-18s %-20s %-8s %-25s %s\n", r->workflow_id, r->trigger_index, r->cron, r->timezone,
+                   state_of(r), last, next);
+            rt_tz_free(tz);
+        }
+    }
+    rt_schedule_rows_free(rows, n);
+    return 0;
+}
+
+static void quiet_error(void *arg, const char *file, const rt_error *err)
+{
+    (void)arg;
+    (void)file;
+    (void)err;
+}
+
+/* Does the workflow have schedules, or is it about to (a file with a cron trigger that no
+ * serve has loaded yet)? Prints the reason and returns false when not. */
+static bool known(rt_store *st, const rt_config *cfg, const char *wf_id, size_t *n_schedules)
+{
+    rt_schedule_row *rows = NULL;
+    size_t n = 0;
+    rt_error err;
+    if (rt_store_schedules_list(st, &rows, &n, &err) != RT_OK) {
+        fprintf(stderr, "ratchet schedules: %s\n", err.msg);
+        return false;
+    }
+    *n_schedules = 0;
+    for (size_t i = 0; i < n; i++)
+        *n_schedules += !strcmp(rows[i].workflow_id, wf_id);
+    rt_schedule_rows_free(rows, n);
+    if (*n_schedules > 0)
+        return true;
+    rt_workflow_set *set = NULL;
+    const rt_workflow *wf = NULL;
+    if (cfg->workflows && rt_workflow_load_dir(cfg->workflows, &set, quiet_error, NULL, &err) == RT_OK)
+        wf = rt_workflow_set_find(set, wf_id);
+    bool cron = false;
+    for (size_t k = 0; wf && k < wf->n_triggers; k++)
+        cron |= wf->triggers[k].kind == RT_TRIGGER_CRON;
+    if (wf && !cron)
+        fprintf(stderr, "ratchet schedules: workflow \"%s\" has no cron trigger\n", wf_id);
+    else if (!wf)
+        fprintf(stderr,
+                "ratchet schedules: unknown workflow \"%s\": no cron schedule has that workflow id "
+                "(see `ratchet schedules`)\n",
+                wf_id);
+    rt_workflow_set_free(set);
+    return wf && cron;
+}
+
+int rt_cli_schedules(rt_config *cfg, int argc, char **argv, int pos)
+{
+    const char *positional[2] = {NULL, NULL};
+    int n_pos = 0;
+    bool as_json = false;
+    for (int i = pos; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-') {
+            if (n_pos == 2)
+                return usage("unexpected argument \"%s\"", a);
+            positional[n_pos++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            as_json = true;
+            continue;
+        }
+        rt_error err;
+        rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
+        if (s == RT_ERR_NOT_FOUND)
+            return usage("unknown option \"%s\"", a);
+        if (s != RT_OK)
+            return usage("%s", err.msg);
+    }
+    const char *verb = positional[0] ? positional[0] : "list";
+    bool is_list = !strcmp(verb, "list"), is_pause = !strcmp(verb, "pause"), is_resume = !strcmp(verb, "resume");
+    if (!is_list && !is_pause && !is_resume)
+        return usage("unknown subcommand \"%s\"", verb);
+    if (is_list && positional[1])
+        return usage("unexpected argument \"%s\"", positional[1]);
+    if (!is_list && !positional[1])
+        return usage("%s needs a workflow id", verb);
+    if (!is_list && as_json)
+        return usage("%s", "--json is for the list only");
+
+    rt_error err;
+    if (rt_config_apply_logging(cfg, &err) != RT_OK || rt_config_require_database(cfg, &err) != RT_OK) {
+        fprintf(stderr, "ratchet schedules: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    rt_store *st = NULL;
+    if (rt_store_open(cfg->database_url, &st, &err) != RT_OK) {
+        fprintf(stderr, "ratchet schedules: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (is_list) {
+        rc = list(st, as_json);
+        rt_store_close(st);
+        return rc;
+    }
+    const char *wf_id = positional[1];
+    size_t n_sched = 0;
+    bool paused = false;
+    /* A resume also clears a pause whose workflow has no schedules any more. */
+    if (is_resume && rt_store_schedules_paused(st, wf_id, &paused, &err) != RT_OK) {
+        fprintf(stderr, "ratchet schedules: %s\n", err.msg);
+        rt_store_close(st);
+        return 1;
+    }
+    if (!paused && !known(st, cfg, wf_id, &n_sched)) {
+        rt_store_close(st);
+        return 1;
+    }
+    const char *user = getenv("USER");
+    char actor[160];
+    snprintf(actor, sizeof actor, "cli:%s", user && *user ? user : "unknown");
+    bool changed = false;
+    rt_status s = is_pause ? rt_schedules_pause(st, wf_id, actor, &changed, &err)
+                           : rt_schedules_resume(st, wf_id, actor, &changed, &err);
+    rt_store_close(st);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet schedules %s: %s\n", verb, err.msg);
+        return 1;
+    }
+    if (is_pause && changed)
+        printf("paused %s: no cron tick fires until `ratchet schedules resume %s`\n", wf_id, wf_id);
+    else if (is_pause)
+        printf("%s was already paused\n", wf_id);
+    else if (changed)
+        printf("resumed %s: it fires from its next tick on (the ticks of the pause are not caught up)\n", wf_id);
+    else
+        printf("%s was not paused\n", wf_id);
+    return 0;
+}
