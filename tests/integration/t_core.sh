@@ -112,6 +112,25 @@ if env RATCHET_DATABASE_URL=postgresql://u:hunter2@127.0.0.1:1/x "$RATCHET_BIN" 
   rt_fail "a database password reached an error message"
 fi
 
+# 6b. Bad workflow files: validate names file, JSON path or line/column, exits 1; the good
+# files still load and run; a runtime expression error fails the step with its column.
+B=$T/bad-workflows
+mkdir -p "$B"
+cp "$W/later.json" "$B/"
+printf '{"id": "syntax", "steps": [\n  {"id": "a", "uses": "transform",, "with": {}}]}' > "$B/syntax.json"
+echo '{"id": "typo", "steps": [{"id": "a", "uses": "transform", "retires": 3, "with": {"value": 1}}]}' > "$B/typo.json"
+echo '{"id": "cycle", "steps": [{"id": "a", "uses": "log", "needs": ["b"], "with": {"message": "x"}}, {"id": "b", "uses": "log", "needs": ["a"], "with": {"message": "y"}}]}' > "$B/cycle.json"
+echo '{"id": "badexpr", "steps": [{"id": "a", "uses": "transform", "with": {"value": "${{ 1 + }}"}}]}' > "$B/badexpr.json"
+set +e; out=$("$RATCHET_BIN" validate "$B" 2>&1); rc=$?; set -e
+rt_assert_eq 1 "$rc" "validate exits 1 on bad files"
+for pat in 'syntax.json:2:' 'typo.json: $.steps\[0\].retires: unknown key' 'cycle' 'badexpr.json: $.steps\[0\].with.value' 'ok: later' '1 workflow(s) valid, 4 error(s)'; do
+  grep -q -- "$pat" <<<"$out" || rt_fail "validate output lacks '$pat': $out"
+done
+echo '{"id": "typefail", "steps": [{"id": "a", "uses": "transform", "with": {"value": "${{ event.data.k - 1 }}"}}]}' > "$W/typefail.json"
+if id=$("$RATCHET_BIN" run typefail --data '{"k": "text"}' --wait); then rt_fail "a type error must fail the run"; fi
+err=$(rt_psql "select error from ratchet.runs where id = '$id'")
+grep -q "column" <<<"$err" && grep -q "needs numbers" <<<"$err" || rt_fail "runtime expression error unclear: $err"
+
 # 7. SIGTERM: exits 0 and leaves no lease behind.
 rt_serve_stop a
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue where locked_by is not null")" "leases released on SIGTERM"
