@@ -19,6 +19,7 @@
 #include "event.h"
 #include "executor.h"
 #include "ingest.h"
+#include "intake.h"
 #include "log.h"
 #include "scheduler.h"
 #include "store.h"
@@ -233,10 +234,19 @@ static int cmd_serve(cli *c)
            set_wf->n_errors);
     rt_store_close(st);
 
+    rt_intake *intake = NULL; /* broker consumers, publishers, event retention */
+    if (rt_intake_start(&c->cfg, set_wf, &intake, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "brokers: %s", err.msg);
+        rt_workflow_set_free(set_wf);
+        return EXIT_USAGE;
+    }
     rt_engine *e = NULL;
-    if (rt_engine_new(&c->cfg, &e, &err) != RT_OK || rt_engine_start(e, &err) != RT_OK) {
+    if (rt_engine_new(&c->cfg, &e, &err) == RT_OK)
+        rt_engine_set_publishers(e, rt_intake_publisher(intake, "amqp"), rt_intake_publisher(intake, "nats"));
+    if (!e || rt_engine_start(e, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
         rt_engine_free(e);
+        rt_intake_stop(intake);
         rt_workflow_set_free(set_wf);
         return 1;
     }
@@ -246,6 +256,7 @@ static int cmd_serve(cli *c)
         rt_scheduler_free(sched);
         rt_engine_stop(e, c->cfg.shutdown_grace_ms);
         rt_engine_free(e);
+        rt_intake_stop(intake);
         rt_workflow_set_free(set_wf);
         return 1;
     }
@@ -264,6 +275,7 @@ static int cmd_serve(cli *c)
     rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
     rt_engine_stop(e, c->cfg.shutdown_grace_ms);
     rt_engine_free(e);
+    rt_intake_stop(intake); /* after the engine: its publish steps use the publishers */
     rt_workflow_set_free(set_wf);
     rt_log(RT_LOG_INFO, NULL, "stopped");
     return 0;
@@ -603,13 +615,13 @@ static int cmd_send(cli *c)
 {
     opts o;
     int rc = parse_opts(c, &o, " --data --id --actor-type --actor-id --entity --via --json ", 1);
-    if (rc || (rc = setup(c, true)))
+    if (rc || (rc = setup(c, !o.via || strcmp(o.via, "db") == 0)))
         return rc;
     if (o.n_positional != 1)
         return usage_error(c->cmd, "expected an event name: ratchet send NAME [--data JSON] [--via db]");
     const char *via = o.via ? o.via : "db";
-    if (strcmp(via, "db") != 0)
-        return usage_error(c->cmd, "--via %s: expected db (amqp and nats arrive with the broker transports)", via);
+    if (strcmp(via, "db") != 0 && strcmp(via, "amqp") != 0 && strcmp(via, "nats") != 0)
+        return usage_error(c->cmd, "--via %s: expected db, amqp or nats", via);
     rt_error err;
     rt_actor_type actor = RT_ACTOR_USER;
     if (o.actor_type && rt_actor_type_parse(o.actor_type, &actor, &err) != RT_OK)
@@ -625,6 +637,18 @@ static int cmd_send(cli *c)
     if (s != RT_OK)
         return usage_error(c->cmd, "%s", err.msg);
 
+    if (strcmp(via, "db") != 0) {
+        /* Through the broker: the serve processes' consumers store it and start the runs. */
+        char *body = rt_event_to_json(ev);
+        s = rt_intake_publish_once(&c->cfg, via, ev->name, ev->id, body, &err);
+        free(body);
+        if (s == RT_OK) {
+            printf("%s\n", ev->id);
+            fprintf(stderr, "event %s published via %s\n", ev->id, via);
+        }
+        rt_event_free(ev);
+        return s == RT_OK ? 0 : fail(c->cmd, &err);
+    }
     rt_workflow_set *set = NULL;
     int quiet = 1;
     if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
@@ -738,7 +762,7 @@ static void print_help(void)
            "  runs [--workflow W] [--status S] [--limit N] [--json]\n"
            "                              list runs, newest first\n"
            "  show RUN [--json]           one run with its steps\n"
-           "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db]\n"
+           "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db|amqp|nats]\n"
            "                              store an event and start the workflows it triggers\n"
            "  events [--name N] [--limit N] [--json]\n"
            "                              recent stored events with the runs they started\n"

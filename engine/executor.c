@@ -1179,6 +1179,12 @@ rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err)
     return RT_OK;
 }
 
+void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *nats)
+{
+    e->env.bus_amqp = amqp;
+    e->env.bus_nats = nats;
+}
+
 rt_status rt_engine_start(rt_engine *e, rt_error *err)
 {
     e->live_workers = e->n_workers;

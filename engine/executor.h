@@ -13,6 +13,10 @@ typedef struct rt_engine rt_engine;
 
 /* cfg is borrowed and must outlive the engine. */
 rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err);
+/* The publishers the `publish` step uses (borrowed; NULL when not configured). Call
+ * before rt_engine_start. */
+struct rt_bus;
+void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *nats);
 /* Starts worker, wake-up and lease-keeper threads. */
 rt_status rt_engine_start(rt_engine *e, rt_error *err);
 /* Stops claiming, lets in-flight steps finish within grace_ms, then cancels what still

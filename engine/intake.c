@@ -1,0 +1,270 @@
+/* intake.c — brokers to ingest. Each consumer thread owns one PostgreSQL connection;
+ * a fetched batch is parsed, stored and its runs created in one transaction, and only
+ * then acknowledged (the consumer acks on RT_INGEST_STORED). */
+#include "intake.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consumer.h"
+#include "event.h"
+#include "expr.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+typedef struct sink {
+    struct rt_intake *in;
+    const char *transport; /* "amqp" or "nats" */
+    rt_store *store;
+} sink;
+
+struct rt_intake {
+    const rt_config *cfg;
+    const rt_workflow_set *set;
+    rt_consumer *consumers[2];
+    sink sinks[2];
+    size_t n_consumers;
+    rt_bus *publishers[2]; /* amqp, nats */
+    pthread_t janitor;
+    bool janitor_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stopping;
+};
+
+static void add_pattern(json_t *list, const char *p)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        if (strcmp(json_string_value(v), p) == 0)
+            return;
+    }
+    json_array_append_new(list, json_string(p));
+}
+
+json_t *rt_intake_patterns(const rt_workflow_set *set)
+{
+    json_t *list = json_array();
+    for (size_t w = 0; set && w < set->n; w++) {
+        const rt_workflow *wf = set->items[w];
+        for (size_t t = 0; t < wf->n_triggers; t++)
+            if (wf->triggers[t].kind == RT_TRIGGER_EVENT)
+                add_pattern(list, wf->triggers[t].event);
+        size_t i;
+        json_t *rule;
+        json_array_foreach(wf->cancel_on, i, rule) {
+            const char *p = json_string_value(json_object_get(rule, "event"));
+            if (p)
+                add_pattern(list, p);
+        }
+        for (size_t s = 0; s < wf->n_steps; s++) {
+            if (strcmp(wf->steps[s].type->name, "wait_for_event") != 0)
+                continue;
+            json_t *ev = json_object_get(wf->steps[s].with, "event");
+            json_t *one = json_is_string(ev) ? json_pack("[O]", ev) : json_incref(ev);
+            size_t k;
+            json_t *name;
+            json_array_foreach(one, k, name) {
+                const char *n = json_string_value(name);
+                /* A templated name is only known at run time: take everything. */
+                add_pattern(list, n && !rt_template_present(n) ? n : ">");
+            }
+            json_decref(one);
+        }
+    }
+    if (json_array_size(list) == 0)
+        add_pattern(list, ">"); /* nothing listens yet: still store what arrives */
+    return list;
+}
+
+static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest_verdict *verdicts)
+{
+    sink *k = arg;
+    rt_error err;
+    if (!k->store || !rt_store_healthy(k->store)) {
+        rt_status s = k->store ? rt_store_reconnect(k->store, &err)
+                               : rt_store_open(k->in->cfg->database_url, &k->store, &err);
+        if (s != RT_OK) {
+            rt_log(RT_LOG_WARN, NULL, "%s ingest: %s (messages will be redelivered)", k->transport, err.msg);
+            return; /* every verdict stays RT_INGEST_RETRY */
+        }
+    }
+    rt_event **events = calloc(n, sizeof *events);
+    size_t *index = calloc(n, sizeof *index);
+    size_t m = 0;
+    int64_t now = rt_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        rt_event_fault fault = RT_EVENT_FAULT_NONE;
+        if (rt_event_parse_ex(msgs[i]->body, msgs[i]->len, (size_t)k->in->cfg->max_event_bytes, now, &events[m],
+                              &err, &fault) != RT_OK) {
+            verdicts[i].outcome = RT_INGEST_POISON;
+            snprintf(verdicts[i].reason, sizeof verdicts[i].reason, "%s: %s", rt_event_fault_name(fault), err.msg);
+            rt_log(RT_LOG_WARN, NULL, "poison message dead-lettered (%s): %s", msgs[i]->position, err.msg);
+            continue;
+        }
+        index[m++] = i;
+    }
+    if (m > 0) {
+        if (rt_ingest_events(k->in->set, k->store, events, m, k->transport, NULL, &err) == RT_OK) {
+            for (size_t j = 0; j < m; j++)
+                verdicts[index[j]].outcome = RT_INGEST_STORED;
+        } else {
+            rt_log(RT_LOG_WARN, NULL, "%s ingest of %zu event(s) failed, they will be redelivered: %s", k->transport,
+                   m, err.msg);
+        }
+    }
+    for (size_t j = 0; j < m; j++)
+        rt_event_free(events[j]);
+    free(events);
+    free(index);
+}
+
+/* Deletes events past their retention, 1,000 at a time, once a minute. */
+static void *janitor_main(void *arg)
+{
+    rt_intake *in = arg;
+    rt_store *st = NULL;
+    pthread_mutex_lock(&in->mu);
+    while (!in->stopping) {
+        pthread_mutex_unlock(&in->mu);
+        rt_error err;
+        if (st || rt_store_open(in->cfg->database_url, &st, &err) == RT_OK) {
+            int deleted = 0, total = 0;
+            do {
+                if (rt_store_delete_old_events(st, in->cfg->event_retention_ms, 1000, &deleted, &err) != RT_OK) {
+                    rt_log(RT_LOG_WARN, NULL, "event retention: %s", err.msg);
+                    rt_store_close(st);
+                    st = NULL;
+                    break;
+                }
+                total += deleted;
+            } while (deleted == 1000 && !in->stopping);
+            if (total > 0)
+                rt_log(RT_LOG_INFO, NULL, "event retention: deleted %d event(s)", total);
+        }
+        pthread_mutex_lock(&in->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 60;
+        while (!in->stopping && pthread_cond_timedwait(&in->cond, &in->mu, &ts) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&in->mu);
+    rt_store_close(st);
+    return NULL;
+}
+
+rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err)
+{
+    rt_intake *in = calloc(1, sizeof *in);
+    if (!in)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    in->cfg = cfg;
+    in->set = set;
+    pthread_mutex_init(&in->mu, NULL);
+    pthread_cond_init(&in->cond, NULL);
+    json_t *patterns = rt_intake_patterns(set);
+    size_t np = json_array_size(patterns);
+    const char **pats = calloc(np, sizeof *pats);
+    for (size_t i = 0; i < np; i++)
+        pats[i] = json_string_value(json_array_get(patterns, i));
+
+    const char *urls[2] = {cfg->amqp_url, cfg->nats_url};
+    const char *names[2] = {"amqp", "nats"};
+    rt_status s = RT_OK;
+    for (int b = 0; b < 2 && s == RT_OK; b++) {
+        if (!urls[b] || !*urls[b])
+            continue;
+        rt_consumer_options o = {0};
+        rt_bus_options_from_config(&o.bus, cfg, urls[b]);
+        o.patterns = pats;
+        o.n_patterns = np;
+        o.max_event_bytes = (size_t)cfg->max_event_bytes;
+        o.ingest = ingest_batch;
+        sink *k = &in->sinks[in->n_consumers];
+        k->in = in;
+        k->transport = names[b];
+        o.ingest_arg = k;
+        s = rt_consumer_start(&o, &in->consumers[in->n_consumers], err);
+        if (s == RT_OK)
+            in->n_consumers++;
+        rt_bus_options pub;
+        rt_bus_options_from_config(&pub, cfg, urls[b]);
+        if (s == RT_OK)
+            s = rt_bus_open(&pub, &in->publishers[b], err);
+    }
+    free(pats);
+    if (s == RT_OK) {
+        char list[512] = "";
+        for (size_t i = 0; i < np; i++) {
+            size_t used = strlen(list);
+            snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", json_string_value(json_array_get(patterns, i)));
+        }
+        if (in->n_consumers)
+            rt_log(RT_LOG_INFO, NULL, "consuming events matching: %s", list);
+    }
+    json_decref(patterns);
+    if (s == RT_OK && pthread_create(&in->janitor, NULL, janitor_main, in) == 0)
+        in->janitor_started = true;
+    if (s != RT_OK) {
+        rt_intake_stop(in);
+        return s;
+    }
+    *out = in;
+    return RT_OK;
+}
+
+rt_bus *rt_intake_publisher(rt_intake *in, const char *broker)
+{
+    if (!in)
+        return NULL;
+    return in->publishers[strcmp(broker, "amqp") == 0 ? 0 : 1];
+}
+
+void rt_intake_stop(rt_intake *in)
+{
+    if (!in)
+        return;
+    for (size_t i = 0; i < in->n_consumers; i++)
+        rt_consumer_request_stop(in->consumers[i]);
+    for (size_t i = 0; i < in->n_consumers; i++) {
+        rt_consumer_stop(in->consumers[i]);
+        rt_store_close(in->sinks[i].store);
+    }
+    pthread_mutex_lock(&in->mu);
+    in->stopping = true;
+    pthread_cond_broadcast(&in->cond);
+    pthread_mutex_unlock(&in->mu);
+    if (in->janitor_started)
+        pthread_join(in->janitor, NULL);
+    for (int b = 0; b < 2; b++)
+        rt_bus_free(in->publishers[b]);
+    pthread_mutex_destroy(&in->mu);
+    pthread_cond_destroy(&in->cond);
+    free(in);
+}
+
+rt_status rt_intake_publish_once(const rt_config *cfg, const char *via, const char *name, const char *id,
+                                 const char *body, rt_error *err)
+{
+    const char *url = strcmp(via, "amqp") == 0 ? cfg->amqp_url : cfg->nats_url;
+    if (!url || !*url)
+        return rt_error_set(err, RT_ERR_INVALID, "--via %s: %s is not set", via,
+                            strcmp(via, "amqp") == 0 ? "RATCHET_AMQP_URL" : "RATCHET_NATS_URL");
+    rt_bus_options o;
+    rt_bus_options_from_config(&o, cfg, url);
+    rt_bus *bus = NULL;
+    rt_status s = rt_bus_open(&o, &bus, err);
+    if (s == RT_OK) {
+        rt_bus_out m = {.name = name, .id = id, .body = body, .len = strlen(body)};
+        s = rt_bus_publish(bus, &m, 1, 10000, err);
+    }
+    rt_bus_free(bus);
+    return s;
+}

@@ -1,0 +1,30 @@
+/* intake.h — everything that brings events in from brokers: one consumer per configured
+ * broker feeding ingest (parse, store, trigger, commit, then ack), the process-wide
+ * publishers used by the `publish` step, and the janitor that deletes old events. */
+#ifndef RT_INTAKE_H
+#define RT_INTAKE_H
+
+#include "bus.h"
+#include "config.h"
+#include "status.h"
+#include "workflow.h"
+
+typedef struct rt_intake rt_intake;
+
+/* cfg and set are borrowed and must outlive the intake. Consumers connect in the
+ * background (with backoff): a broker that is down is not an error here. */
+rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err);
+/* Publishers for the publish step (NULL when that broker is not configured). */
+rt_bus *rt_intake_publisher(rt_intake *in, const char *broker);
+/* Stops consumers (finishing and settling the batch in hand) and the janitor. */
+void rt_intake_stop(rt_intake *in);
+
+/* The event-name patterns a workflow set needs delivered: event triggers, cancel_on, and
+ * wait_for_event names (">" when one is a template). A JSON array of strings. */
+json_t *rt_intake_patterns(const rt_workflow_set *set);
+
+/* Publishes one envelope to the broker named by via ("amqp" or "nats") for `ratchet send`. */
+rt_status rt_intake_publish_once(const rt_config *cfg, const char *via, const char *name, const char *id,
+                                 const char *body, rt_error *err);
+
+#endif
