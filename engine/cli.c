@@ -55,6 +55,8 @@ typedef struct opts {
     const char *entity;
     const char *via;
     const char *name;
+    const char *raw_file;
+    int count;
     bool wait;
     bool json;
 } opts;
@@ -77,6 +79,7 @@ static const flag_spec flags[] = {
     {"--id", F_STR, OPT(id)},             {"--actor-type", F_STR, OPT(actor_type)},
     {"--actor-id", F_STR, OPT(actor_id)}, {"--entity", F_STR, OPT(entity)},
     {"--via", F_STR, OPT(via)},           {"--name", F_STR, OPT(name)},
+    {"--raw-file", F_STR, OPT(raw_file)}, {"--count", F_INT, OPT(count)},
 };
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -611,18 +614,72 @@ static int parse_data(cli *c, const char *text, json_t **out)
     return 0;
 }
 
+typedef struct send_ctx {
+    rt_event *ev;
+    int count;
+    char id[300];
+} send_ctx;
+
+/* The i-th message of `send --count N`: the event with id "<id>-<i>". */
+static char *make_send_body(void *arg, size_t i, const char **id)
+{
+    send_ctx *sc = arg;
+    if (sc->count <= 1) {
+        *id = sc->ev->id;
+        return rt_event_to_json(sc->ev);
+    }
+    snprintf(sc->id, sizeof sc->id, "%s-%zu", sc->ev->id, i);
+    json_t *copy = json_copy(sc->ev->envelope);
+    json_object_set_new(copy, "id", json_string(sc->id));
+    char *body = json_dumps(copy, JSON_COMPACT);
+    json_decref(copy);
+    /* the id is read before the next call (rt_intake_publish builds a batch first) */
+    *id = NULL;
+    return body;
+}
+
+typedef struct raw_ctx {
+    const char *body;
+} raw_ctx;
+
+static char *make_raw_body(void *arg, size_t i, const char **id)
+{
+    (void)i;
+    *id = NULL;
+    return strdup(((raw_ctx *)arg)->body);
+}
+
 static int cmd_send(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --data --id --actor-type --actor-id --entity --via --json ", 1);
+    int rc = parse_opts(c, &o, " --data --id --actor-type --actor-id --entity --via --json --raw-file --count ", 1);
     if (rc || (rc = setup(c, !o.via || strcmp(o.via, "db") == 0)))
         return rc;
     if (o.n_positional != 1)
         return usage_error(c->cmd, "expected an event name: ratchet send NAME [--data JSON] [--via db]");
     const char *via = o.via ? o.via : "db";
+    if (o.n_positional != 1)
+        return usage_error(c->cmd, "expected an event name: ratchet send NAME [--data JSON] [--via db]");
     if (strcmp(via, "db") != 0 && strcmp(via, "amqp") != 0 && strcmp(via, "nats") != 0)
         return usage_error(c->cmd, "--via %s: expected db, amqp or nats", via);
     rt_error err;
+    if (o.raw_file) {
+        /* Bytes exactly as given, unvalidated: for testing consumers and replaying dead
+         * letters. Only through a broker, whose consumer validates them. */
+        if (strcmp(via, "db") == 0)
+            return usage_error(c->cmd, "--raw-file needs --via amqp or nats");
+        char *raw = NULL;
+        size_t raw_len = 0;
+        if (rt_file_read(o.raw_file, 64u << 20, &raw, &raw_len, &err) != RT_OK)
+            return usage_error(c->cmd, "--raw-file: %s", err.msg);
+        raw_ctx rc2 = {.body = raw};
+        rt_status rs = rt_intake_publish(&c->cfg, via, o.positional[0], 1, make_raw_body, &rc2, &err);
+        free(raw);
+        if (rs != RT_OK)
+            return fail(c->cmd, &err);
+        fprintf(stderr, "%zu raw byte(s) published via %s\n", raw_len, via);
+        return 0;
+    }
     rt_actor_type actor = RT_ACTOR_USER;
     if (o.actor_type && rt_actor_type_parse(o.actor_type, &actor, &err) != RT_OK)
         return usage_error(c->cmd, "--actor-type: %s", err.msg);
@@ -639,15 +696,18 @@ static int cmd_send(cli *c)
 
     if (strcmp(via, "db") != 0) {
         /* Through the broker: the serve processes' consumers store it and start the runs. */
-        char *body = rt_event_to_json(ev);
-        s = rt_intake_publish_once(&c->cfg, via, ev->name, ev->id, body, &err);
-        free(body);
+        send_ctx sc = {.ev = ev, .count = o.count};
+        s = rt_intake_publish(&c->cfg, via, ev->name, o.count ? (size_t)o.count : 1, make_send_body, &sc, &err);
         if (s == RT_OK) {
             printf("%s\n", ev->id);
-            fprintf(stderr, "event %s published via %s\n", ev->id, via);
+            fprintf(stderr, "%d event(s) published via %s\n", o.count ? o.count : 1, via);
         }
         rt_event_free(ev);
         return s == RT_OK ? 0 : fail(c->cmd, &err);
+    }
+    if (o.count > 1) {
+        rt_event_free(ev);
+        return usage_error(c->cmd, "--count needs --via amqp or nats");
     }
     rt_workflow_set *set = NULL;
     int quiet = 1;
@@ -763,6 +823,7 @@ static void print_help(void)
            "                              list runs, newest first\n"
            "  show RUN [--json]           one run with its steps\n"
            "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db|amqp|nats]\n"
+           "       [--count N] [--raw-file FILE]  N copies (ids ID-0..), or raw bytes (tests)\n"
            "                              store an event and start the workflows it triggers\n"
            "  events [--name N] [--limit N] [--json]\n"
            "                              recent stored events with the runs they started\n"

@@ -250,8 +250,8 @@ void rt_intake_stop(rt_intake *in)
     free(in);
 }
 
-rt_status rt_intake_publish_once(const rt_config *cfg, const char *via, const char *name, const char *id,
-                                 const char *body, rt_error *err)
+rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count,
+                            rt_body_fn make_body, void *arg, rt_error *err)
 {
     const char *url = strcmp(via, "amqp") == 0 ? cfg->amqp_url : cfg->nats_url;
     if (!url || !*url)
@@ -261,10 +261,31 @@ rt_status rt_intake_publish_once(const rt_config *cfg, const char *via, const ch
     rt_bus_options_from_config(&o, cfg, url);
     rt_bus *bus = NULL;
     rt_status s = rt_bus_open(&o, &bus, err);
-    if (s == RT_OK) {
-        rt_bus_out m = {.name = name, .id = id, .body = body, .len = strlen(body)};
-        s = rt_bus_publish(bus, &m, 1, 10000, err);
+    enum { BATCH = 500 };
+    rt_bus_out *out = calloc(BATCH, sizeof *out);
+    char **bodies = calloc(BATCH, sizeof *bodies);
+    for (size_t done = 0; s == RT_OK && done < count;) {
+        size_t n = count - done < BATCH ? count - done : BATCH;
+        for (size_t i = 0; i < n; i++) {
+            const char *id = NULL;
+            bodies[i] = make_body(arg, done + i, &id);
+            out[i] = (rt_bus_out){.name = name, .id = id, .body = bodies[i], .len = strlen(bodies[i])};
+        }
+        /* A failed batch is sent again whole: the ids make the repeats harmless. */
+        for (int attempt = 0; attempt < 90; attempt++) {
+            s = rt_bus_publish(bus, out, n, 10000, err);
+            if (s == RT_OK)
+                break;
+            rt_log(RT_LOG_WARN, NULL, "publish via %s failed (attempt %d), retrying: %s", via, attempt + 1, err->msg);
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 500 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        for (size_t i = 0; i < n; i++)
+            free(bodies[i]);
+        done += n;
     }
+    free(out);
+    free(bodies);
     rt_bus_free(bus);
     return s;
 }

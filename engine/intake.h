@@ -23,8 +23,11 @@ void rt_intake_stop(rt_intake *in);
  * wait_for_event names (">" when one is a template). A JSON array of strings. */
 json_t *rt_intake_patterns(const rt_workflow_set *set);
 
-/* Publishes one envelope to the broker named by via ("amqp" or "nats") for `ratchet send`. */
-rt_status rt_intake_publish_once(const rt_config *cfg, const char *via, const char *name, const char *id,
-                                 const char *body, rt_error *err);
+/* Publishes one message (body as given, len bytes) to the broker named by via ("amqp"
+ * or "nats") for `ratchet send`; count > 1 sends that many copies with ids "<id>-<i>"
+ * (bodies must then be built by make_body), pipelined in batches with confirms. */
+typedef char *(*rt_body_fn)(void *arg, size_t i, const char **id);
+rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count,
+                            rt_body_fn make_body, void *arg, rt_error *err);
 
 #endif
