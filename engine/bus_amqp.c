@@ -3,7 +3,8 @@
  * ratchet.events.dead, manual acks after commit, and pipelined publisher confirms.
  *
  * rabbitmq-c connections are not thread-safe: the consuming connection belongs to the
- * consumer thread; publishing has its own connection behind a mutex. */
+ * consumer thread; publishing has its own connections (a few, for concurrent publishers),
+ * each behind a mutex. */
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -24,6 +25,16 @@
 #define CONSUMER_HEARTBEAT_S 30
 #define FRAME_MAX 131072
 #define PUBLISH_DRAIN_EVERY 64 /* read confirms while publishing so no buffer fills up */
+/* Publisher connections: a confirm round trip takes a broker fsync, so concurrent
+ * publishers (worker threads running publish steps) each get a connection of their own,
+ * up to this many; a lone publisher always uses the first. */
+#define PUB_SLOTS 4
+
+typedef struct pub_slot {
+    pthread_mutex_t mu;
+    amqp_connection_state_t conn;
+    uint64_t seq; /* the next publish sequence number on conn (confirm mode) */
+} pub_slot;
 
 typedef struct amqp_bus {
     rt_bus base;
@@ -35,9 +46,7 @@ typedef struct amqp_bus {
     uint64_t *outstanding; /* delivered, not yet settled, ascending */
     size_t n_out, cap_out;
     /* publishing side */
-    pthread_mutex_t pub_mu;
-    amqp_connection_state_t pconn;
-    uint64_t pub_seq; /* the next publish sequence number on pconn (confirm mode) */
+    pub_slot pub[PUB_SLOTS];
 } amqp_bus;
 
 typedef struct amqp_msg {
@@ -547,13 +556,13 @@ static const char *a_mode(rt_bus *bb)
 
 /* --- publishing side -------------------------------------------------------------------- */
 
-static void pub_close(amqp_bus *b, bool graceful)
+static void pub_close(pub_slot *p, bool graceful)
 {
-    conn_destroy(b->pconn, graceful);
-    b->pconn = NULL;
+    conn_destroy(p->conn, graceful);
+    p->conn = NULL;
 }
 
-static rt_status pub_open(amqp_bus *b, rt_error *err)
+static rt_status pub_open(amqp_bus *b, pub_slot *p, rt_error *err)
 {
     /* No heartbeat: an idle publisher is not dropped; a dead connection shows up as a
      * failed publish, which reconnects and retries once. */
@@ -568,8 +577,8 @@ static rt_status pub_open(amqp_bus *b, rt_error *err)
         conn_destroy(c, false);
         return st;
     }
-    b->pconn = c;
-    b->pub_seq = 1;
+    p->conn = c;
+    p->seq = 1;
     return RT_OK;
 }
 
@@ -600,7 +609,7 @@ static void confirm_mark(confirm_state *cs, uint64_t tag, bool multiple, bool na
 
 /* Reads confirms until all arrived or the deadline passed. deadline_ms 0: only what is
  * already there (never blocks). */
-static rt_status read_confirms(amqp_bus *b, confirm_state *cs, int64_t deadline_ms, rt_error *err)
+static rt_status read_confirms(amqp_bus *b, pub_slot *p, confirm_state *cs, int64_t deadline_ms, rt_error *err)
 {
     const char *url = b->base.url_safe;
     size_t want = (size_t)(cs->last - cs->first + 1);
@@ -613,8 +622,8 @@ static rt_status read_confirms(amqp_bus *b, confirm_state *cs, int64_t deadline_
                                 url, want - cs->confirmed, want);
         struct timeval tv = tv_ms((int)left);
         amqp_frame_t f;
-        amqp_maybe_release_buffers(b->pconn);
-        int st = amqp_simple_wait_frame_noblock(b->pconn, &f, &tv);
+        amqp_maybe_release_buffers(p->conn);
+        int st = amqp_simple_wait_frame_noblock(p->conn, &f, &tv);
         if (st == AMQP_STATUS_TIMEOUT) {
             if (!deadline_ms)
                 return RT_OK;
@@ -637,7 +646,7 @@ static rt_status read_confirms(amqp_bus *b, confirm_state *cs, int64_t deadline_
         }
         case AMQP_BASIC_RETURN_METHOD: {
             amqp_message_t ret;
-            rt_status rs = reply_error(amqp_read_message(b->pconn, f.channel, &ret, 0), url,
+            rt_status rs = reply_error(amqp_read_message(p->conn, f.channel, &ret, 0), url,
                                        "reading a returned message", err);
             if (rs != RT_OK)
                 return rs;
@@ -655,10 +664,11 @@ static rt_status read_confirms(amqp_bus *b, confirm_state *cs, int64_t deadline_
     return RT_OK;
 }
 
-static rt_status publish_batch(amqp_bus *b, const rt_bus_out *msgs, size_t n, int64_t deadline_ms, rt_error *err)
+static rt_status publish_batch(amqp_bus *b, pub_slot *p, const rt_bus_out *msgs, size_t n, int64_t deadline_ms,
+                               rt_error *err)
 {
     const char *url = b->base.url_safe;
-    confirm_state cs = {.first = b->pub_seq, .last = b->pub_seq + n - 1, .floor = b->pub_seq - 1};
+    confirm_state cs = {.first = p->seq, .last = p->seq + n - 1, .floor = p->seq - 1};
     cs.seen = calloc(n, 1);
     if (!cs.seen)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
@@ -675,17 +685,17 @@ static rt_status publish_batch(amqp_bus *b, const rt_bus_out *msgs, size_t n, in
             props.message_id = bytes_of(msgs[i].id);
         }
         amqp_bytes_t body = {.len = msgs[i].len, .bytes = (void *)msgs[i].body};
-        int st = amqp_basic_publish(b->pconn, CHANNEL, bytes_of(RT_BUS_AMQP_EXCHANGE), bytes_of(msgs[i].name), 0, 0,
+        int st = amqp_basic_publish(p->conn, CHANNEL, bytes_of(RT_BUS_AMQP_EXCHANGE), bytes_of(msgs[i].name), 0, 0,
                                     &props, body);
         if (st != AMQP_STATUS_OK) {
             rs = lib_error(err, st, url, "basic.publish");
             goto out;
         }
-        b->pub_seq++;
-        if ((i + 1) % PUBLISH_DRAIN_EVERY == 0 && (rs = read_confirms(b, &cs, 0, err)) != RT_OK)
+        p->seq++;
+        if ((i + 1) % PUBLISH_DRAIN_EVERY == 0 && (rs = read_confirms(b, p, &cs, 0, err)) != RT_OK)
             goto out;
     }
-    if ((rs = read_confirms(b, &cs, deadline_ms, err)) != RT_OK)
+    if ((rs = read_confirms(b, p, &cs, deadline_ms, err)) != RT_OK)
         goto out;
     if (cs.nacked)
         rs = rt_error_set(err, RT_ERR_UNAVAILABLE, "amqp %s: the broker refused %zu of %zu messages (basic.nack)", url,
@@ -705,25 +715,34 @@ static rt_status a_publish(rt_bus *bb, const rt_bus_out *msgs, size_t n, int tim
             return rt_error_set(err, RT_ERR_INVALID, "amqp publish: event name must be 1..255 bytes");
     }
     int64_t deadline = rt_mono_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
+    /* The first free connection; when all are busy, wait for the first. */
+    pub_slot *p = NULL;
+    for (int i = 0; i < PUB_SLOTS && !p; i++) {
+        if (pthread_mutex_trylock(&b->pub[i].mu) == 0)
+            p = &b->pub[i];
+    }
+    if (!p) {
+        p = &b->pub[0];
+        pthread_mutex_lock(&p->mu);
+    }
     rt_status st = RT_OK;
-    pthread_mutex_lock(&b->pub_mu);
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
-        if (!b->pconn) {
-            if ((st = pub_open(b, err)) != RT_OK)
+        if (!p->conn) {
+            if ((st = pub_open(b, p, err)) != RT_OK)
                 break;
             fresh = true;
         }
-        st = publish_batch(b, msgs, n, deadline, err);
+        st = publish_batch(b, p, msgs, n, deadline, err);
         if (st == RT_OK)
             break;
         /* Unconfirmed messages stay unconfirmed on this channel: start afresh. */
-        pub_close(b, false);
+        pub_close(p, false);
         /* A connection that died while idle fails on first use: one retry on a new one. */
         if (fresh || st != RT_ERR_UNAVAILABLE || rt_mono_ms() >= deadline)
             break;
     }
-    pthread_mutex_unlock(&b->pub_mu);
+    pthread_mutex_unlock(&p->mu);
     return st;
 }
 
@@ -732,19 +751,20 @@ static rt_status a_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_erro
     amqp_bus *b = A(bb);
     *ready = *unacked = -1;
     rt_status st = RT_OK;
-    pthread_mutex_lock(&b->pub_mu);
-    if (!b->pconn)
-        st = pub_open(b, err);
+    pub_slot *p = &b->pub[0];
+    pthread_mutex_lock(&p->mu);
+    if (!p->conn)
+        st = pub_open(b, p, err);
     if (st == RT_OK) {
         amqp_queue_declare_ok_t *ok =
-            amqp_queue_declare(b->pconn, CHANNEL, bytes_of(bb->opts.queue), 1, 0, 0, 0, amqp_empty_table);
-        st = reply_error(amqp_get_rpc_reply(b->pconn), bb->url_safe, "queue.declare (passive)", err);
+            amqp_queue_declare(p->conn, CHANNEL, bytes_of(bb->opts.queue), 1, 0, 0, 0, amqp_empty_table);
+        st = reply_error(amqp_get_rpc_reply(p->conn), bb->url_safe, "queue.declare (passive)", err);
         if (st == RT_OK && ok)
             *ready = ok->message_count;
         else
-            pub_close(b, false);
+            pub_close(p, false);
     }
-    pthread_mutex_unlock(&b->pub_mu);
+    pthread_mutex_unlock(&p->mu);
     return st;
 }
 
@@ -755,7 +775,8 @@ static rt_status a_create(rt_bus **out, rt_error *err)
     amqp_bus *b = calloc(1, sizeof *b);
     if (!b)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    pthread_mutex_init(&b->pub_mu, NULL);
+    for (int i = 0; i < PUB_SLOTS; i++)
+        pthread_mutex_init(&b->pub[i].mu, NULL);
     *out = &b->base;
     return RT_OK;
 }
@@ -763,12 +784,13 @@ static rt_status a_create(rt_bus **out, rt_error *err)
 static void a_free(rt_bus *bb)
 {
     amqp_bus *b = A(bb);
-    if (bb->type)
-        a_close(bb);
-    pthread_mutex_lock(&b->pub_mu);
-    pub_close(b, true);
-    pthread_mutex_unlock(&b->pub_mu);
-    pthread_mutex_destroy(&b->pub_mu);
+    a_close(bb);
+    for (int i = 0; i < PUB_SLOTS; i++) {
+        pthread_mutex_lock(&b->pub[i].mu);
+        pub_close(&b->pub[i], true);
+        pthread_mutex_unlock(&b->pub[i].mu);
+        pthread_mutex_destroy(&b->pub[i].mu);
+    }
     free(b->outstanding);
     rt_bus_free_common(bb);
     free(b);

@@ -295,6 +295,12 @@ static family *family_find(const char *name)
     pthread_once(&init_once, init_families);
     if (!name)
         return NULL;
+    /* Call sites pass string literals, which the linker usually merges with the table's:
+     * try the pointers first, then the hashed names. */
+    for (size_t i = 0; i < N_FAMILIES; i++) {
+        if (families[i].def->name == name)
+            return &families[i];
+    }
     uint64_t h = fnv1a(FNV_BASIS, name);
     for (size_t i = 0; i < N_FAMILIES; i++) {
         if (families[i].name_hash == h && strcmp(families[i].def->name, name) == 0)
@@ -330,7 +336,7 @@ static rt_status resolve(const char *name, rt_metric_type type, size_t n_pairs, 
     if (n_pairs != f->n_labels)
         return misuse(f, name, "called with the wrong number of labels");
     for (size_t i = 0; i < n_pairs; i++) {
-        if (!pairs[2 * i] || strcmp(pairs[2 * i], f->def->labels[i]) != 0)
+        if (pairs[2 * i] != f->def->labels[i] && (!pairs[2 * i] || strcmp(pairs[2 * i], f->def->labels[i]) != 0))
             return misuse(f, name, "called with label names that differ from the table");
         if (!pairs[2 * i + 1])
             return misuse(f, name, "called with a NULL label value");

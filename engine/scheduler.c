@@ -38,8 +38,8 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 typedef struct cache_entry {
     char *key;
-    void *val;         /* rt_cron* or rt_tz*; NULL when loading failed */
-    rt_error failure;  /* why, when val is NULL */
+    void *val;         /* rt_cron*, rt_tz* or rt_workflow*; NULL when loading failed */
+    rt_error *failure; /* why, when val is NULL (allocated only then) */
 } cache_entry;
 
 typedef struct strmap {
@@ -104,6 +104,7 @@ static void strmap_free(strmap *m, void (*free_val)(void *))
     for (size_t i = 0; i < m->cap; i++) {
         if (m->e[i].key) {
             free(m->e[i].key);
+            free(m->e[i].failure);
             if (free_val && m->e[i].val)
                 free_val(m->e[i].val);
         }
@@ -134,6 +135,15 @@ static void cache_free(sched_cache *c)
     strmap_free(&c->zones, free_tz);
 }
 
+static rt_status cached_failure(const cache_entry *e, rt_error *err)
+{
+    if (!e->failure)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    if (err)
+        *err = *e->failure;
+    return e->failure->code;
+}
+
 static rt_status cache_cron(sched_cache *c, const char *text, const rt_cron **out, rt_error *err)
 {
     bool fresh;
@@ -142,14 +152,14 @@ static rt_status cache_cron(sched_cache *c, const char *text, const rt_cron **ou
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     if (fresh) {
         rt_cron *cron = NULL;
-        if (rt_cron_parse(text, &cron, &e->failure) == RT_OK)
+        rt_error why;
+        if (rt_cron_parse(text, &cron, &why) == RT_OK)
             e->val = cron;
+        else if ((e->failure = malloc(sizeof why)) != NULL)
+            *e->failure = why;
     }
-    if (!e->val) {
-        if (err)
-            *err = e->failure;
-        return e->failure.code;
-    }
+    if (!e->val)
+        return cached_failure(e, err);
     *out = e->val;
     return RT_OK;
 }
@@ -162,14 +172,14 @@ static rt_status cache_tz(sched_cache *c, const char *name, const rt_tz **out, r
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     if (fresh) {
         rt_tz *tz = NULL;
-        if (rt_tz_load(name, &tz, &e->failure) == RT_OK)
+        rt_error why;
+        if (rt_tz_load(name, &tz, &why) == RT_OK)
             e->val = tz;
+        else if ((e->failure = malloc(sizeof why)) != NULL)
+            *e->failure = why;
     }
-    if (!e->val) {
-        if (err)
-            *err = e->failure;
-        return e->failure.code;
-    }
+    if (!e->val)
+        return cached_failure(e, err);
     *out = e->val;
     return RT_OK;
 }

@@ -73,6 +73,21 @@ dead=$(rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" list_queues -p "$RT_TEST_VHOST" 
 rt_serve_stop a
 echo "ok: matching, duplicates and poison on both transports"
 
+# Several serve processes on one database and one broker: each event stored once and
+# each matching workflow started once.
+rt_serve_start m1
+rt_serve_start m2
+rt_wait_for 60 '[ $(grep -c "consumer: connected" "$T/m1.log") -ge 2 ] && [ $(grep -c "consumer: connected" "$T/m2.log") -ge 2 ]'
+for via in amqp nats; do
+  "$RATCHET_BIN" send "load.multi$via" --via $via --id "M$via" --count 2000 >/dev/null 2>&1
+done
+rt_wait_for 120 '[ "$(rt_psql "select count(*) from ratchet.events where name like '"'load.multi%'"'")" = 4000 ]'
+rt_wait_for 120 '[ "$(rt_psql "select count(*) from ratchet.runs where trigger->>'"'event'"' like '"'load.multi%'"' and status = '"'completed'"'")" = 4000 ]'
+rt_assert_eq 0 "$(rt_psql "select count(*) from (select trigger->>'event_id' from ratchet.runs where trigger->>'event' like 'load.multi%' group by 1 having count(*) > 1) d")" "two serves: no event started twice"
+rt_serve_stop m1
+rt_serve_stop m2
+echo "ok: two serve processes share the brokers: 4,000 events, 4,000 runs"
+
 # No loss: 10,000 events per transport while the broker restarts once and serve is killed
 # with SIGKILL twice. Afterwards exactly 10,000 stored events and 10,000 runs each.
 N=${RATCHET_TEST_LOAD_EVENTS:-10000}

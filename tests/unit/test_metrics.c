@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,8 +250,8 @@ static void *hammer(void *arg)
 
 static void *render_loop(void *arg)
 {
-    volatile int *stop = arg;
-    while (!*stop) {
+    atomic_int *stop = arg;
+    while (!atomic_load(stop)) {
         char *t = rt_metrics_render();
         assert_non_null(t);
         free(t);
@@ -262,13 +263,13 @@ static void test_threads(void **state)
 {
     (void)state;
     pthread_t th[THREADS], reader;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     assert_int_equal(pthread_create(&reader, NULL, render_loop, (void *)&stop), 0);
     for (int i = 0; i < THREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, hammer, (void *)(intptr_t)i), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
-    stop = 1;
+    atomic_store(&stop, 1);
     pthread_join(reader, NULL);
 
     char *t = rt_metrics_render();
