@@ -21,6 +21,7 @@
 #include "ingest.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -182,6 +183,7 @@ static void print_load_error(void *arg, const char *file, const rt_error *err)
 {
     (void)file;
     int *quiet = arg;
+    rt_metrics_counter_add("ratchet_bad_input_total", "kind", "workflow", 1);
     if (!*quiet)
         fprintf(stderr, "error: %s\n", err->msg);
 }

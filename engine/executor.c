@@ -15,6 +15,7 @@
 
 #include "expr.h"
 #include "log.h"
+#include "metrics.h"
 #include "step.h"
 #include "store.h"
 #include "util.h"
@@ -240,6 +241,7 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
         bool go = false;
         if (rt_expr_condition(d->if_expr, ctx, &go, &err) != RT_OK) {
             rt_step_fail(res, false, "if: %s", err.msg);
+            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "expression", 1);
             json_decref(ctx);
             return;
         }
@@ -292,6 +294,7 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
         json_t *with = NULL;
         if (rt_template_render(d->with, ctx, &with, &err) != RT_OK) {
             rt_step_fail(res, false, "with: %s", err.msg);
+            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "expression", 1);
             break;
         }
         rt_step_result one = {0};
@@ -348,6 +351,14 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     int64_t now = rt_now_ms();
     rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id, .step_id = d->id};
     v->touched = true;
+    const char *outcome = o->skipped ? "skipped"
+                          : r->outcome == RT_STEP_OK ? "completed"
+                          : r->outcome == RT_STEP_SUSPEND ? "suspended"
+                                                          : "failed";
+    rt_metrics_counter_add("ratchet_steps_total", "type", d->type->name, "status", outcome, 1);
+    if (!o->skipped)
+        rt_metrics_histogram_observe("ratchet_step_duration_seconds", "type", d->type->name,
+                                     (double)(now - started) / 1000.0);
 
     if (o->skipped) {
         add_row(v, d->id, "skipped", attempt, NULL, NULL, NULL, NULL, started, now);
@@ -631,9 +642,10 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
         }
         const char *e = row ? json_string_value(json_object_get(row, "error")) : NULL;
         snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, e ? ": " : "", e ? e : "");
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:n, s:s, s:I, s:I}", "id", v->run_id, "status",
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:n, s:s, s:I, s:I, s:s}", "id", v->run_id, "status",
                                               "failed", "output", "error", msg, "started_at",
-                                              (json_int_t)batch_started, "finished_at", (json_int_t)now));
+                                              (json_int_t)batch_started, "finished_at", (json_int_t)now,
+                                              "workflow", wf->id));
         json_array_append_new(json_object_get(batch, "drop_runs"), json_string(v->run_id));
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
@@ -653,9 +665,10 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
             output = json_incref(json_object_get(json_object_get(merged, wf->steps[wf->n_steps - 1].id), "output"));
         }
         const char *status = errbuf[0] ? "failed" : partial ? "partial" : "completed";
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I}", "id", v->run_id, "status", status,
-                                              "output", output, "error", errbuf[0] ? errbuf : NULL, "started_at",
-                                              (json_int_t)batch_started, "finished_at", (json_int_t)now));
+        json_array_append_new(runs, json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:s}", "id", v->run_id, "status",
+                                              status, "output", output, "error", errbuf[0] ? errbuf : NULL,
+                                              "started_at", (json_int_t)batch_started, "finished_at",
+                                              (json_int_t)now, "workflow", wf->id));
         json_decref(output);
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
@@ -689,6 +702,19 @@ static void view_free(run_view *v)
     json_decref(v->dequeue);
     json_decref(v->attempts);
     free(v->queue_ids);
+}
+
+/* After a commit: count the runs this batch ended. */
+static void count_finished(json_t *batch)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(batch, "runs"), i, r) {
+        if (json_integer_value(json_object_get(r, "finished_at")) > 0)
+            rt_metrics_counter_add("ratchet_runs_finished_total", "workflow",
+                                   json_string_value(json_object_get(r, "workflow")), "status",
+                                   json_string_value(json_object_get(r, "status")), 1);
+    }
 }
 
 static json_t *new_batch(void)
@@ -765,6 +791,8 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
         }
         if (s == RT_OK)
             s = rt_store_commit(w->store, err);
+        if (s == RT_OK)
+            count_finished(batch);
         json_decref(owned);
         json_decref(locked);
         json_decref(batch);
@@ -924,11 +952,13 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
             }
             if (s == RT_OK)
                 s = rt_store_apply(w->store, NULL, batch, err);
+            if (s == RT_OK)
+                s = rt_store_commit(w->store, err);
+            if (s == RT_OK)
+                count_finished(batch);
             json_decref(batch);
         }
     }
-    if (s == RT_OK)
-        s = rt_store_commit(w->store, err);
     if (s != RT_OK)
         rt_store_rollback(w->store);
     json_decref(locked);

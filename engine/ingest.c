@@ -6,6 +6,8 @@
 
 #include "expr.h"
 #include "log.h"
+#include "metrics.h"
+#include "util.h"
 
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev)
 {
@@ -277,6 +279,18 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
     }
     if (s == RT_OK)
         s = rt_store_commit(st, err);
+    if (s == RT_OK) {
+        size_t fresh_n = 0;
+        int64_t now = rt_now_ms();
+        for (size_t i = 0; i < n; i++) {
+            if (!is_fresh[i])
+                continue;
+            fresh_n++;
+            rt_metrics_histogram_observe("ratchet_event_ingest_lag_seconds", "transport", transport,
+                                         (double)(now - events[i]->ts_ms) / 1000.0);
+        }
+        rt_metrics_counter_add("ratchet_events_ingested_total", "transport", transport, (uint64_t)fresh_n);
+    }
     if (s != RT_OK) {
         rt_store_rollback(st);
         if (results) {

@@ -14,6 +14,7 @@
 #include "expr.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
 
@@ -106,6 +107,9 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
             verdicts[i].outcome = RT_INGEST_POISON;
             snprintf(verdicts[i].reason, sizeof verdicts[i].reason, "%s: %s", rt_event_fault_name(fault), err.msg);
             rt_log(RT_LOG_WARN, NULL, "poison message dead-lettered (%s): %s", msgs[i]->position, err.msg);
+            rt_metrics_counter_add("ratchet_events_dead_lettered_total", "transport", k->transport, "reason",
+                                   rt_event_fault_name(fault), 1);
+            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "event", 1);
             continue;
         }
         index[m++] = i;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "migrations.h"
 #include "util.h"
 
@@ -654,6 +655,10 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     char *created = NULL;
     if (s == RT_OK)
         s = create_run_rows(st, runs, reqs, n, &created, err);
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        if (reqs[i].id[0]) /* counted when created; a rolled-back transaction overcounts */
+            rt_metrics_counter_add("ratchet_runs_started_total", "workflow", reqs[i].wf->id, 1);
+    }
     if (s == RT_OK)
         s = run_json(st, S_CREATE_STEPS, steps, created, err);
     if (s == RT_OK)
