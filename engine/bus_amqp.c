@@ -3,8 +3,8 @@
  * ratchet.events.dead, manual acks after commit, and pipelined publisher confirms.
  *
  * rabbitmq-c connections are not thread-safe: the consuming connection belongs to the
- * consumer thread; publishing has its own connections (a few, for concurrent publishers),
- * each behind a mutex. */
+ * consumer thread; publishing has its own connection, driven by one thread at a time
+ * (group commit, below). */
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -25,16 +25,26 @@
 #define CONSUMER_HEARTBEAT_S 30
 #define FRAME_MAX 131072
 #define PUBLISH_DRAIN_EVERY 64 /* read confirms while publishing so no buffer fills up */
-/* Publisher connections: a confirm round trip takes a broker fsync, so concurrent
- * publishers (worker threads running publish steps) each get a connection of their own,
- * up to this many; a lone publisher always uses the first. */
-#define PUB_SLOTS 4
 
+/* The publishing connection. A confirm round trip costs a broker fsync, so concurrent
+ * publishers (worker threads running publish steps) share round trips: each queues its
+ * request; whoever finds no leader becomes it, sends everything queued as one pipelined
+ * batch, waits for the confirms once and wakes the others (group commit). Only the
+ * leader touches conn and seq. */
 typedef struct pub_slot {
-    pthread_mutex_t mu;
     amqp_connection_state_t conn;
     uint64_t seq; /* the next publish sequence number on conn (confirm mode) */
 } pub_slot;
+
+typedef struct pub_req {
+    const rt_bus_out *msgs;
+    size_t n;
+    int64_t deadline_ms;
+    rt_status st;
+    rt_error *err;
+    bool done;
+    struct pub_req *next;
+} pub_req;
 
 typedef struct amqp_bus {
     rt_bus base;
@@ -46,7 +56,11 @@ typedef struct amqp_bus {
     uint64_t *outstanding; /* delivered, not yet settled, ascending */
     size_t n_out, cap_out;
     /* publishing side */
-    pub_slot pub[PUB_SLOTS];
+    pthread_mutex_t pub_mu; /* guards the queue and the leader flag */
+    pthread_cond_t pub_cv;
+    pub_req *pq_head, *pq_tail;
+    bool pub_leader;
+    pub_slot pub;
 } amqp_bus;
 
 typedef struct amqp_msg {
@@ -69,7 +83,11 @@ static struct timeval tv_ms(int ms)
 
 static rt_status lib_error(rt_error *err, int status, const char *url, const char *what)
 {
-    rt_status code = status == AMQP_STATUS_TIMEOUT ? RT_ERR_TIMEOUT : RT_ERR_UNAVAILABLE;
+    rt_status code = RT_ERR_UNAVAILABLE;
+    if (status == AMQP_STATUS_TIMEOUT)
+        code = RT_ERR_TIMEOUT;
+    else if (status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED || status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+        code = RT_ERR_INVALID; /* a certificate problem: settings, not an outage */
     return rt_error_set(err, code, "amqp %s: %s: %s", url, what, amqp_error_string2(status));
 }
 
@@ -705,26 +723,11 @@ out:
     return rs;
 }
 
-static rt_status a_publish(rt_bus *bb, const rt_bus_out *msgs, size_t n, int timeout_ms, rt_error *err)
+/* The leader's work: one pipelined batch on the publishing connection, reopened once
+ * when it turns out to have died while idle. */
+static rt_status publish_once(amqp_bus *b, const rt_bus_out *msgs, size_t n, int64_t deadline, rt_error *err)
 {
-    amqp_bus *b = A(bb);
-    if (!n)
-        return RT_OK;
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs[i].name || !*msgs[i].name || strlen(msgs[i].name) > 255)
-            return rt_error_set(err, RT_ERR_INVALID, "amqp publish: event name must be 1..255 bytes");
-    }
-    int64_t deadline = rt_mono_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
-    /* The first free connection; when all are busy, wait for the first. */
-    pub_slot *p = NULL;
-    for (int i = 0; i < PUB_SLOTS && !p; i++) {
-        if (pthread_mutex_trylock(&b->pub[i].mu) == 0)
-            p = &b->pub[i];
-    }
-    if (!p) {
-        p = &b->pub[0];
-        pthread_mutex_lock(&p->mu);
-    }
+    pub_slot *p = &b->pub;
     rt_status st = RT_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
@@ -738,12 +741,78 @@ static rt_status a_publish(rt_bus *bb, const rt_bus_out *msgs, size_t n, int tim
             break;
         /* Unconfirmed messages stay unconfirmed on this channel: start afresh. */
         pub_close(p, false);
-        /* A connection that died while idle fails on first use: one retry on a new one. */
         if (fresh || st != RT_ERR_UNAVAILABLE || rt_mono_ms() >= deadline)
             break;
     }
-    pthread_mutex_unlock(&p->mu);
     return st;
+}
+
+static rt_status publish_group(amqp_bus *b, pub_req *batch, rt_error *err)
+{
+    if (!batch->next) /* alone: no copying */
+        return publish_once(b, batch->msgs, batch->n, batch->deadline_ms, err);
+    size_t total = 0;
+    int64_t deadline = 0;
+    for (pub_req *r = batch; r; r = r->next) {
+        total += r->n;
+        if (r->deadline_ms > deadline)
+            deadline = r->deadline_ms;
+    }
+    rt_bus_out *all = malloc(total * sizeof *all);
+    if (!all)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (pub_req *r = batch; r; r = r->next) {
+        memcpy(all + k, r->msgs, r->n * sizeof *all);
+        k += r->n;
+    }
+    rt_status st = publish_once(b, all, total, deadline, err);
+    free(all);
+    return st;
+}
+
+static rt_status a_publish(rt_bus *bb, const rt_bus_out *msgs, size_t n, int timeout_ms, rt_error *err)
+{
+    amqp_bus *b = A(bb);
+    if (!n)
+        return RT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].name || !*msgs[i].name || strlen(msgs[i].name) > 255)
+            return rt_error_set(err, RT_ERR_INVALID, "amqp publish: event name must be 1..255 bytes");
+    }
+    pub_req me = {.msgs = msgs, .n = n, .deadline_ms = rt_mono_ms() + (timeout_ms > 0 ? timeout_ms : 10000),
+                  .err = err};
+    pthread_mutex_lock(&b->pub_mu);
+    if (b->pq_tail)
+        b->pq_tail->next = &me;
+    else
+        b->pq_head = &me;
+    b->pq_tail = &me;
+    while (!me.done) {
+        if (b->pub_leader) {
+            pthread_cond_wait(&b->pub_cv, &b->pub_mu);
+            continue;
+        }
+        /* Lead: take everything queued (this request included) and send it as one. */
+        b->pub_leader = true;
+        pub_req *batch = b->pq_head;
+        b->pq_head = b->pq_tail = NULL;
+        pthread_mutex_unlock(&b->pub_mu);
+        rt_error lerr;
+        rt_status st = publish_group(b, batch, &lerr);
+        pthread_mutex_lock(&b->pub_mu);
+        for (pub_req *r = batch, *next; r; r = next) {
+            next = r->next;
+            r->st = st;
+            if (st != RT_OK && r->err)
+                *r->err = lerr;
+            r->done = true; /* r may be gone as soon as its owner sees this */
+        }
+        b->pub_leader = false;
+        pthread_cond_broadcast(&b->pub_cv);
+    }
+    pthread_mutex_unlock(&b->pub_mu);
+    return me.st;
 }
 
 static rt_status a_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_error *err)
@@ -751,8 +820,13 @@ static rt_status a_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_erro
     amqp_bus *b = A(bb);
     *ready = *unacked = -1;
     rt_status st = RT_OK;
-    pub_slot *p = &b->pub[0];
-    pthread_mutex_lock(&p->mu);
+    pub_slot *p = &b->pub;
+    /* Take the leader's place so that nobody publishes meanwhile. */
+    pthread_mutex_lock(&b->pub_mu);
+    while (b->pub_leader)
+        pthread_cond_wait(&b->pub_cv, &b->pub_mu);
+    b->pub_leader = true;
+    pthread_mutex_unlock(&b->pub_mu);
     if (!p->conn)
         st = pub_open(b, p, err);
     if (st == RT_OK) {
@@ -764,7 +838,10 @@ static rt_status a_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_erro
         else
             pub_close(p, false);
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&b->pub_mu);
+    b->pub_leader = false;
+    pthread_cond_broadcast(&b->pub_cv);
+    pthread_mutex_unlock(&b->pub_mu);
     return st;
 }
 
@@ -775,8 +852,8 @@ static rt_status a_create(rt_bus **out, rt_error *err)
     amqp_bus *b = calloc(1, sizeof *b);
     if (!b)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < PUB_SLOTS; i++)
-        pthread_mutex_init(&b->pub[i].mu, NULL);
+    pthread_mutex_init(&b->pub_mu, NULL);
+    pthread_cond_init(&b->pub_cv, NULL);
     *out = &b->base;
     return RT_OK;
 }
@@ -785,12 +862,9 @@ static void a_free(rt_bus *bb)
 {
     amqp_bus *b = A(bb);
     a_close(bb);
-    for (int i = 0; i < PUB_SLOTS; i++) {
-        pthread_mutex_lock(&b->pub[i].mu);
-        pub_close(&b->pub[i], true);
-        pthread_mutex_unlock(&b->pub[i].mu);
-        pthread_mutex_destroy(&b->pub[i].mu);
-    }
+    pub_close(&b->pub, true); /* no publisher may still be running: the caller owns b */
+    pthread_cond_destroy(&b->pub_cv);
+    pthread_mutex_destroy(&b->pub_mu);
     free(b->outstanding);
     rt_bus_free_common(bb);
     free(b);

@@ -168,7 +168,9 @@ static rt_status conn_open(nats_bus *b, natsConnection **out, rt_error *err)
     if (s != NATS_OK) {
         rt_status st = nats_err(err, s, 0, url, what);
         natsOptions_Destroy(opts);
-        return st == RT_ERR_UNAVAILABLE ? rt_error_set(err, RT_ERR_INVALID, "%s", err->msg) : st;
+        if (st == RT_ERR_UNAVAILABLE) /* bad options (files, ciphers) are not an outage */
+            st = err ? (err->code = RT_ERR_INVALID) : RT_ERR_INVALID;
+        return st;
     }
     natsConnection *nc = NULL;
     s = natsConnection_Connect(&nc, opts);

@@ -12,9 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "bench.h"
 #include "bench_cron.h"
 #include "cli_schedules.h"
+#include "cli_token.h"
 #include "config.h"
 #include "event.h"
 #include "executor.h"
@@ -58,6 +60,7 @@ typedef struct opts {
     const char *name;
     const char *raw_file;
     int count;
+    const char *from;
     bool wait;
     bool json;
 } opts;
@@ -81,6 +84,7 @@ static const flag_spec flags[] = {
     {"--actor-id", F_STR, OPT(actor_id)}, {"--entity", F_STR, OPT(entity)},
     {"--via", F_STR, OPT(via)},           {"--name", F_STR, OPT(name)},
     {"--raw-file", F_STR, OPT(raw_file)}, {"--count", F_INT, OPT(count)},
+    {"--from", F_STR, OPT(from)},
 };
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -196,6 +200,11 @@ static int cmd_serve(cli *c)
     int rc = parse_opts(c, &o, " ", 0);
     if (rc || (rc = setup(c, true)))
         return rc;
+    rt_error api_err; /* the API's address and tokens file, checked before anything starts */
+    if (rt_api_check(&c->cfg, &api_err) != RT_OK) {
+        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
+        return EXIT_USAGE;
+    }
 
     /* Signals are taken by sigwait below; every thread inherits the mask. */
     sigset_t set;
@@ -246,8 +255,10 @@ static int cmd_serve(cli *c)
         return EXIT_USAGE;
     }
     rt_engine *e = NULL;
-    if (rt_engine_new(&c->cfg, &e, &err) == RT_OK)
+    if (rt_engine_new(&c->cfg, &e, &err) == RT_OK) {
         rt_engine_set_publishers(e, rt_intake_publisher(intake, "amqp"), rt_intake_publisher(intake, "nats"));
+        rt_engine_set_workflows(e, set_wf);
+    }
     if (!e || rt_engine_start(e, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
         rt_engine_free(e);
@@ -265,8 +276,14 @@ static int cmd_serve(cli *c)
         rt_workflow_set_free(set_wf);
         return 1;
     }
+    rt_api *api = NULL; /* the HTTP API: last to start, first to stop */
+    int rc_api = 0;
+    if (rt_api_start(&c->cfg, set_wf, &api, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "http: %s", err.msg);
+        rc_api = err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
     int sig = 0;
-    for (;;) {
+    for (; !rc_api;) {
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
@@ -275,15 +292,16 @@ static int cmd_serve(cli *c)
         }
         break;
     }
-    rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+    rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "HTTP API",
            (long long)c->cfg.shutdown_grace_ms);
+    rt_api_stop(api);
     rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
     rt_engine_stop(e, c->cfg.shutdown_grace_ms);
     rt_engine_free(e);
     rt_intake_stop(intake); /* after the engine: its publish steps use the publishers */
     rt_workflow_set_free(set_wf);
     rt_log(RT_LOG_INFO, NULL, "stopped");
-    return 0;
+    return rc_api;
 }
 
 /* ---------- migrate ---------- */
@@ -789,6 +807,143 @@ static int cmd_events(cli *c)
     return 0;
 }
 
+/* ---------- cancel / replay ---------- */
+
+static int cmd_cancel(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --workflow --status --json ", 8);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.n_positional == 0 && !o.workflow && !o.status)
+        return usage_error(c->cmd, "expected run ids, or --workflow W and/or --status S");
+    if (o.n_positional > 0 && (o.workflow || o.status))
+        return usage_error(c->cmd, "give run ids or --workflow/--status, not both");
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    rt_error err;
+    json_t *runs = NULL;
+    rt_status s = RT_OK;
+    if (o.n_positional > 0) {
+        runs = json_array();
+        for (int i = 0; i < o.n_positional && s == RT_OK; i++) {
+            json_t *src = NULL;
+            s = rt_store_run_source(st, o.positional[i], &src, &err);
+            json_decref(src);
+            json_array_append_new(runs, json_pack("{s:s}", "id", o.positional[i]));
+        }
+    } else {
+        s = rt_store_unfinished_runs(st, o.workflow, o.status, &runs, &err);
+    }
+    const char *user = getenv("USER");
+    char why[200];
+    snprintf(why, sizeof why, "cancelled by %s (ratchet cancel)", user && *user ? user : "cli");
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r) json_object_set_new(r, "error", json_string(why));
+    if (s == RT_OK)
+        s = rt_store_begin(st, &err);
+    if (s == RT_OK)
+        s = rt_store_cancel_runs(st, runs, &err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, &err);
+    if (s != RT_OK) {
+        rt_store_rollback(st);
+        rt_store_close(st);
+        json_decref(runs);
+        return fail(c->cmd, &err);
+    }
+    /* Report what actually ended (a run that had already finished is left as it was). */
+    size_t cancelled = 0;
+    json_array_foreach(runs, i, r) {
+        json_t *run = NULL;
+        if (rt_store_get_run(st, json_string_value(json_object_get(r, "id")), false, &run, &err) == RT_OK) {
+            const char *status = json_string_value(json_object_get(run, "status"));
+            bool now_cancelled = status && !strcmp(status, "cancelled");
+            cancelled += now_cancelled;
+            if (!o.json)
+                printf("%s %s\n", json_string_value(json_object_get(r, "id")), status ? status : "?");
+        }
+        json_decref(run);
+    }
+    if (o.json) {
+        json_t *out = json_pack("{s:I, s:O}", "cancelled", (json_int_t)cancelled, "runs", runs);
+        print_json(out);
+        json_decref(out);
+    } else {
+        fprintf(stderr, "%zu run(s) cancelled\n", cancelled);
+    }
+    rt_store_close(st);
+    json_decref(runs);
+    return 0;
+}
+
+static int cmd_replay(cli *c)
+{
+    opts o;
+    int rc = parse_opts(c, &o, " --from --wait --json ", 1);
+    if (rc || (rc = setup(c, true)))
+        return rc;
+    if (o.n_positional != 1)
+        return usage_error(c->cmd, "expected a run id: ratchet replay RUN [--from STEP]");
+    rt_store *st;
+    if ((rc = open_store(c, &st)))
+        return rc;
+    rt_error err;
+    json_t *src = NULL, *old = NULL, *def = NULL, *prefill = NULL, *trigger = NULL;
+    rt_workflow *wf = NULL;
+    rt_status s = rt_store_run_source(st, o.positional[0], &src, &err);
+    if (s == RT_OK)
+        s = rt_store_get_definition(st, json_string_value(json_object_get(src, "workflow_hash")), &def, &err);
+    if (s == RT_OK)
+        s = rt_workflow_from_json(def, NULL, &wf, &err);
+    if (s == RT_OK) /* the run pinned this exact definition: keep its hash */
+        snprintf(wf->hash, sizeof wf->hash, "%s", json_string_value(json_object_get(src, "workflow_hash")));
+    if (s == RT_OK && o.from) {
+        int from = rt_workflow_step_index(wf, o.from);
+        if (from < 0) {
+            s = rt_error_set(&err, RT_ERR_INVALID, "--from %s: no such step in workflow %s", o.from, wf->id);
+        } else {
+            s = rt_store_get_run(st, o.positional[0], true, &old, &err);
+            prefill = json_object();
+            size_t i;
+            json_t *step;
+            json_array_foreach(json_object_get(old, "steps"), i, step) {
+                const char *status = json_string_value(json_object_get(step, "status"));
+                /* Steps before STEP (file order) that completed keep their memoized output. */
+                if ((int)i < from && status && (!strcmp(status, "completed") || !strcmp(status, "skipped")))
+                    json_object_set_new(prefill, json_string_value(json_object_get(step, "id")),
+                                        json_pack("{s:s, s:O?}", "status", status, "output",
+                                                  json_object_get(step, "output")));
+            }
+        }
+    }
+    char new_id[37] = "";
+    if (s == RT_OK) {
+        trigger = json_deep_copy(json_object_get(src, "trigger"));
+        json_object_set_new(trigger, "replay_of", json_string(o.positional[0]));
+        if (o.from)
+            json_object_set_new(trigger, "replay_from", json_string(o.from));
+        rt_run_request req = {.wf = wf, .trigger = trigger, .event = json_object_get(src, "event"), .prefill = prefill};
+        s = rt_store_create_runs(st, &req, 1, &err);
+        memcpy(new_id, req.id, sizeof new_id);
+    }
+    json_decref(src);
+    json_decref(old);
+    json_decref(def);
+    json_decref(prefill);
+    json_decref(trigger);
+    rt_workflow_free(wf);
+    rt_store_close(st);
+    if (s != RT_OK)
+        return fail(c->cmd, &err);
+    printf("%s\n", new_id);
+    fprintf(stderr, "run %s replays %s%s%s\n", new_id, o.positional[0], o.from ? " from step " : "",
+            o.from ? o.from : "");
+    return 0;
+}
+
 /* ---------- bench ---------- */
 
 static int cmd_bench(cli *c)
@@ -809,6 +964,11 @@ static int cmd_schedules(cli *c)
     return rt_cli_schedules(&c->cfg, c->argc, c->argv, c->pos);
 }
 
+static int cmd_token(cli *c)
+{
+    return rt_cli_token(c->argc, c->argv, c->pos);
+}
+
 /* ---------- help ---------- */
 
 static void print_help(void)
@@ -824,6 +984,10 @@ static void print_help(void)
            "  runs [--workflow W] [--status S] [--limit N] [--json]\n"
            "                              list runs, newest first\n"
            "  show RUN [--json]           one run with its steps\n"
+           "  cancel RUN... | cancel --workflow W [--status S]\n"
+           "                              stop runs: nothing more is scheduled, a running exec is killed\n"
+           "  replay RUN [--from STEP]    a new run of the same pinned definition and event; --from\n"
+           "                              reuses the memoized outputs of the steps before STEP\n"
            "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db|amqp|nats]\n"
            "       [--count N] [--raw-file FILE]  N copies (ids ID-0..), or raw bytes (tests)\n"
            "                              store an event and start the workflows it triggers\n"
@@ -836,6 +1000,8 @@ static void print_help(void)
            "  schedules [--json]          every cron trigger: expression, zone, state, last and next fire\n"
            "  schedules pause|resume WORKFLOW\n"
            "                              stop / restart a workflow's cron ticks in every process\n"
+           "  token create --role admin|operator|agent|viewer [--entity E]\n"
+           "                              a new API token (printed once) and its line for RATCHET_TOKENS\n"
            "  version                     print the version\n"
            "  help                        this text\n\n",
            RATCHET_VERSION);
@@ -863,7 +1029,8 @@ int rt_cli_main(int argc, char **argv)
         {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"validate", cmd_validate},
         {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
         {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
-        {"schedules", cmd_schedules},
+        {"cancel", cmd_cancel}, {"replay", cmd_replay},
+        {"schedules", cmd_schedules}, {"token", cmd_token},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

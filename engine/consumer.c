@@ -215,9 +215,10 @@ static void *consumer_main(void *arg)
             }
             if (ever_connected)
                 atomic_fetch_add(&c->reconnects, 1);
-            rt_log(RT_LOG_INFO, NULL, "%s consumer: %s %s (%s), %zu patterns%s", broker,
+            rt_log(RT_LOG_INFO, NULL, "%s consumer: %s %s (%s), %zu pattern%s%s", broker,
                    ever_connected ? "reconnected to" : "connected to", rt_bus_url_safe(bus), rt_bus_mode(bus),
-                   c->n_patterns, bo.attempts > 1 ? " after retrying" : "");
+                   c->n_patterns, c->n_patterns == 1 ? "" : "s",
+                   bo.attempts > 1 ? " after retrying" : "");
             ever_connected = true;
             atomic_store(&c->connected, true);
             bo.attempts = 0;
@@ -304,7 +305,8 @@ rt_status rt_consumer_start(const rt_consumer_options *o, rt_consumer **out, rt_
         c->n_patterns++;
     }
     c->max_bytes = o->max_event_bytes ? o->max_event_bytes : DEFAULT_MAX_EVENT_BYTES;
-    c->batch = o->batch ? o->batch : (size_t)c->bus->opts.prefetch;
+    /* Half the prefetch: the broker keeps sending the other half while a batch is stored. */
+    c->batch = o->batch ? o->batch : (size_t)(c->bus->opts.prefetch > 1 ? c->bus->opts.prefetch / 2 : 1);
     if (c->batch > 4096)
         c->batch = 4096;
     c->fetch_timeout_ms = o->fetch_timeout_ms > 0 ? o->fetch_timeout_ms : DEFAULT_FETCH_TIMEOUT_MS;

@@ -38,7 +38,7 @@ typedef struct rt_consumer_options {
     const char *const *patterns; /* event-name patterns to subscribe to (copied) */
     size_t n_patterns;
     size_t max_event_bytes;      /* larger messages are dead-lettered here (0: 1 MiB) */
-    size_t batch;                /* messages per fetch (0: bus prefetch, at most 256) */
+    size_t batch;                /* most messages per fetch (0: half the bus prefetch) */
     int fetch_timeout_ms;        /* how long one fetch waits (0: 500 ms); bounds stop time */
     rt_ingest_fn ingest;
     void *ingest_arg;

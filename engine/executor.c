@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "expr.h"
+#include "ingest.h"
 #include "log.h"
 #include "metrics.h"
 #include "step.h"
@@ -59,6 +61,8 @@ struct rt_engine {
     pthread_cond_t idle;
     uint64_t wake_seq;
     int live_workers;
+
+    const rt_workflow_set *set; /* the loaded workflows (invoke, on_failure), borrowed */
 
     pthread_mutex_t cache_mu; /* guards the pinned-definition cache */
     rt_workflow **cache;
@@ -128,6 +132,10 @@ typedef struct run_view {
     char *run_status;
     int64_t run_started_ms;
     int64_t run_created_ms;
+    const char *ckey;       /* borrowed from the claim: concurrency key, or NULL */
+    int climit;
+    const char *parent_run_id; /* borrowed from the claim: invoke parent, or NULL */
+    const char *parent_step_id;
     json_t *steps;   /* owned: {step_id: {status, output}} as known to this worker */
     json_t *rows;    /* owned: step rows to upsert */
     json_t *enqueue, *requeue, *dequeue, *attempts; /* owned arrays */
@@ -385,9 +393,10 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
             json_array_append_new(v->requeue, json_pack("{s:I, s:I, s:s}", "id", (json_int_t)queue_id, "run_at",
                                                         (json_int_t)at, "step_id", d->id));
         else
-            json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id,
+            json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", v->run_id,
                                                         "step_id", d->id, "priority", (int)v->wf->priority,
-                                                        "slow", !d->type->quick, "run_at", (json_int_t)at));
+                                                        "slow", !d->type->quick, "run_at", (json_int_t)at, "ckey",
+                                                        v->ckey, "climit", v->climit));
         return false;
     }
     case RT_STEP_FAIL: {
@@ -410,9 +419,10 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
                                                             (json_int_t)(now + delay)));
             else
                 json_array_append_new(v->enqueue,
-                                      json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id, "step_id", d->id,
-                                                "priority", (int)v->wf->priority, "slow", !d->type->quick,
-                                                "run_at", (json_int_t)(now + delay)));
+                                      json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", v->run_id, "step_id",
+                                                d->id, "priority", (int)v->wf->priority, "slow", !d->type->quick,
+                                                "run_at", (json_int_t)(now + delay), "ckey", v->ckey, "climit",
+                                                v->climit));
             return false;
         }
         rt_log(RT_LOG_WARN, &lc, "failed after %d attempt(s): %s", attempt, r->error);
@@ -569,11 +579,122 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
     return RT_OK;
 }
 
+/* Makes a step of this batch due now (its pending wake-up is rewritten). */
+static void due_now(run_view *v, const char *sid, json_t *batch)
+{
+    json_t *lists[] = {v->requeue, v->enqueue};
+    for (int l = 0; l < 2; l++) {
+        size_t q;
+        json_t *item;
+        json_array_foreach(lists[l], q, item) {
+            const char *qs = json_string_value(json_object_get(item, "step_id"));
+            if (qs && strcmp(qs, sid) == 0)
+                json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
+        }
+    }
+    json_object_set(batch, "notify", json_true());
+}
+
+/* Starts the child runs that invoke steps of this batch asked for, once each (the child's
+ * dedupe key is the step's key), in this transaction. */
+static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_t *batch, rt_error *err)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(v->rows, i, row) {
+        const char *sid = json_string_value(json_object_get(row, "step_id"));
+        int idx = rt_workflow_step_index(v->wf, sid);
+        json_t *state = json_object_get(row, "state");
+        json_t *inv = json_object_get(state, "invoke");
+        if (idx < 0 || strcmp(v->wf->steps[idx].type->name, "invoke") != 0 || !inv ||
+            json_object_get(inv, "child") || strcmp(json_string_value(json_object_get(row, "status")), "waiting"))
+            continue;
+        const char *wf_id = json_string_value(json_object_get(inv, "workflow"));
+        const rt_workflow *child = e->set && wf_id ? rt_workflow_set_find(e->set, wf_id) : NULL;
+        if (!child || !child->enabled) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "workflow \"%s\" is %s", wf_id ? wf_id : "?", child ? "disabled" : "not loaded");
+            json_object_set_new(state, "result", json_pack("{s:s, s:s}", "status", "failed", "error", msg));
+            due_now(v, sid, batch);
+            continue;
+        }
+        char key[256], eid[256];
+        snprintf(key, sizeof key, "invoke:%s:%s", v->run_id, sid);
+        snprintf(eid, sizeof eid, "%s:%s", v->run_id, sid);
+        json_t *actor = json_object_get(v->event, "actor");
+        json_t *event = json_pack("{s:s, s:s, s:I, s:O, s:O, s:s}", "name", "ratchet.invoke", "id", eid, "ts",
+                                  (json_int_t)rt_now_ms(), "data", json_object_get(inv, "data"), "actor",
+                                  actor ? actor : json_pack("{s:s}", "type", "service"), "v", "1");
+        json_t *entity = json_object_get(v->event, "entity_id");
+        if (entity)
+            json_object_set(event, "entity_id", entity);
+        json_t *trigger = json_pack("{s:s, s:s, s:s, s:s}", "type", "invoke", "parent_run", v->run_id, "parent_step",
+                                    sid, "parent_workflow", v->wf->id);
+        rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
+                              .parent_run_id = v->run_id, .parent_step_id = sid};
+        rt_status s = rt_store_create_runs_tx(st, &req, 1, err);
+        json_decref(event);
+        json_decref(trigger);
+        if (s != RT_OK)
+            return s;
+        json_object_set_new(inv, "child", json_string(req.id));
+    }
+    return RT_OK;
+}
+
+/* on_failure of a run that ended badly: {"event": NAME} stores (and triggers on) an event
+ * {run_id, workflow, status, error}; {"workflow": ID} starts that workflow with it. Both
+ * in this transaction, at most once per run (their ids derive from the run's). */
+static rt_status run_on_failure(rt_engine *e, rt_store *st, json_t *rule, const char *workflow_id,
+                                const char *run_id, const char *status, const char *error, rt_error *err)
+{
+    if (!rule)
+        return RT_OK;
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s?}", "run_id", run_id, "workflow", workflow_id, "status", status,
+                             "error", error);
+    char id[128];
+    snprintf(id, sizeof id, "on_failure:%s", run_id);
+    rt_status s = RT_OK;
+    const char *name = json_string_value(json_object_get(rule, "event"));
+    const char *target = json_string_value(json_object_get(rule, "workflow"));
+    rt_event *ev = NULL;
+    s = rt_event_new(name ? name : "ratchet.run.failed", data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
+    if (s == RT_OK && name)
+        s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);
+    if (s == RT_OK && target) {
+        const rt_workflow *wf = e->set ? rt_workflow_set_find(e->set, target) : NULL;
+        if (!wf) {
+            rt_log(RT_LOG_WARN, NULL, "on_failure of run %s: workflow %s is not loaded", run_id, target);
+        } else {
+            json_t *trigger = json_pack("{s:s, s:s, s:s}", "type", "event", "event_id", id, "event", ev->name);
+            rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id};
+            s = rt_store_create_runs_tx(st, &req, 1, err);
+            json_decref(trigger);
+        }
+    }
+    rt_event_free(ev);
+    json_decref(data);
+    return s;
+}
+
+/* A child run (invoke) that ended hands its result to the waiting parent step. */
+static void wake_parent(run_view *v, json_t *batch, const char *status, json_t *output, const char *error)
+{
+    if (!v->parent_run_id || !v->parent_step_id)
+        return;
+    json_array_append_new(json_object_get(batch, "wake"),
+                          json_pack("{s:s, s:s, s:{s:{s:s, s:s, s:O?, s:s?}}}", "run_id", v->parent_run_id, "step_id",
+                                    v->parent_step_id, "patch", "result", "run_id", v->run_id, "status", status,
+                                    "output", output, "error", error));
+}
+
 /* Under the run lock: enqueue what became ready, and end or advance the run. */
-static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t *batch, int64_t batch_started,
-                              rt_error *err)
+static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
+                              int64_t batch_started, rt_error *err)
 {
     rt_status rs = register_waits(st, v, batch, err);
+    if (rs == RT_OK)
+        rs = register_invokes(e, st, v, batch, err);
     if (rs != RT_OK)
         return rs;
     const rt_workflow *wf = v->wf;
@@ -611,9 +732,10 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
                 const rt_step_def *d = &wf->steps[i];
                 json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
                                                          "status", "pending"));
-                json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", v->run_id,
-                                                            "step_id", d->id, "priority", (int)wf->priority, "slow",
-                                                            !d->type->quick, "run_at", (json_int_t)0));
+                json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id",
+                                                            v->run_id, "step_id", d->id, "priority", (int)wf->priority,
+                                                            "slow", !d->type->quick, "run_at", (json_int_t)0, "ckey",
+                                                            v->ckey, "climit", v->climit));
                 json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
                 json_object_set(batch, "notify", json_true());
             }
@@ -640,8 +762,8 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
             if (!strcmp(json_string_value(json_object_get(r, "step_id")), failed_step))
                 row = r;
         }
-        const char *e = row ? json_string_value(json_object_get(row, "error")) : NULL;
-        snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, e ? ": " : "", e ? e : "");
+        const char *step_err = row ? json_string_value(json_object_get(row, "error")) : NULL;
+        snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, step_err ? ": " : "", step_err ? step_err : "");
         json_array_append_new(runs, json_pack("{s:s, s:s, s:n, s:s, s:I, s:I, s:s}", "id", v->run_id, "status",
                                               "failed", "output", "error", msg, "started_at",
                                               (json_int_t)batch_started, "finished_at", (json_int_t)now,
@@ -649,6 +771,8 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
         json_array_append_new(json_object_get(batch, "drop_runs"), json_string(v->run_id));
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
+        wake_parent(v, batch, "failed", NULL, msg);
+        rs = run_on_failure(e, st, wf->on_failure, wf->id, v->run_id, "failed", msg, err);
     } else if (all_done) {
         json_t *output = NULL;
         char errbuf[RT_ERROR_MAX] = "";
@@ -669,6 +793,9 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
                                               status, "output", output, "error", errbuf[0] ? errbuf : NULL,
                                               "started_at", (json_int_t)batch_started, "finished_at",
                                               (json_int_t)now, "workflow", wf->id));
+        wake_parent(v, batch, status, output, errbuf[0] ? errbuf : NULL);
+        if (errbuf[0])
+            rs = run_on_failure(e, st, wf->on_failure, wf->id, v->run_id, status, errbuf, err);
         json_decref(output);
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
@@ -689,7 +816,7 @@ static rt_status finalize_run(rt_store *st, run_view *v, json_t *locked, json_t 
     json_array_extend(json_object_get(batch, "attempts"), v->attempts);
     if (json_array_size(v->enqueue) > 0 || json_array_size(v->requeue) > 0)
         json_object_set(batch, "notify", json_true());
-    return RT_OK;
+    return rs;
 }
 
 static void view_free(run_view *v)
@@ -719,8 +846,8 @@ static void count_finished(json_t *batch)
 
 static json_t *new_batch(void)
 {
-    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue", "dequeue",
-                     "runs", "attempts", "drop_runs", "unwait");
+    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue",
+                     "dequeue", "runs", "attempts", "drop_runs", "unwait", "wake");
 }
 
 /* Commits the views' results in one transaction. Returns RT_OK or the failure. */
@@ -779,7 +906,7 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
                 copy.requeue = json_deep_copy(v->requeue);
                 copy.dequeue = json_deep_copy(v->dequeue);
                 copy.attempts = json_deep_copy(v->attempts);
-                s = finalize_run(w->store, &copy, lk, batch, batch_started, err);
+                s = finalize_run(w->e, w->store, &copy, lk, batch, batch_started, err);
                 json_decref(copy.rows);
                 json_decref(copy.enqueue);
                 json_decref(copy.requeue);
@@ -836,6 +963,10 @@ static run_view *view_for(run_view *views, size_t *n_views, const rt_claim *c)
     v->run_status = strdup(c->run_status);
     v->run_started_ms = c->run_started_ms;
     v->run_created_ms = c->run_created_ms;
+    v->ckey = c->ckey;
+    v->climit = c->climit;
+    v->parent_run_id = c->parent_run_id;
+    v->parent_step_id = c->parent_step_id;
     v->rows = json_array();
     v->enqueue = json_array();
     v->requeue = json_array();
@@ -948,7 +1079,7 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
             for (size_t i = 0; s == RT_OK && i < n_views; i++) {
                 json_t *lk = json_object_get(locked, views[i].run_id);
                 if (views[i].touched && lk)
-                    s = finalize_run(w->store, &views[i], lk, batch, batch_started, err);
+                    s = finalize_run(w->e, w->store, &views[i], lk, batch, batch_started, err);
             }
             if (s == RT_OK)
                 s = rt_store_apply(w->store, NULL, batch, err);
@@ -1136,6 +1267,47 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
+/* Ends runs past their workflow timeout (timed_out) or start_timeout (expired), wakes
+ * their invoke parents and runs their on_failure, in one transaction. */
+static void sweep_deadlines(rt_engine *e, rt_store *st)
+{
+    rt_error err;
+    json_t *ended = NULL;
+    rt_status s = rt_store_begin(st, &err);
+    if (s == RT_OK)
+        s = rt_store_sweep_deadlines(st, &ended, &err);
+    json_t *wake = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(ended, i, r) {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        const char *wf_id = json_string_value(json_object_get(r, "workflow"));
+        const char *status = json_string_value(json_object_get(r, "status"));
+        const char *error = json_string_value(json_object_get(r, "error"));
+        rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
+        rt_log(RT_LOG_WARN, &lc, "run %s: %s", status, error);
+        rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", wf_id, "status", status, 1);
+        json_t *parent = json_object_get(r, "parent_run_id");
+        if (json_is_string(parent))
+            json_array_append_new(wake, json_pack("{s:O, s:O, s:{s:{s:s, s:s, s:s}}}", "run_id", parent, "step_id",
+                                                  json_object_get(r, "parent_step_id"), "patch", "result", "run_id",
+                                                  id, "status", status, "error", error));
+        const rt_workflow *wf = e->set ? rt_workflow_set_find(e->set, wf_id) : NULL;
+        if (s == RT_OK && wf)
+            s = run_on_failure(e, st, wf->on_failure, wf_id, id, status, error, &err);
+    }
+    if (s == RT_OK && json_array_size(wake) > 0)
+        s = rt_store_wake_steps(st, wake, &err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, &err);
+    if (s != RT_OK) {
+        rt_store_rollback(st);
+        rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+    }
+    json_decref(wake);
+    json_decref(ended);
+}
+
 /* Extends the leases of everything the workers hold, every lease/3. */
 static void *keeper_main(void *arg)
 {
@@ -1154,6 +1326,8 @@ static void *keeper_main(void *arg)
         next = rt_mono_ms() + period;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "lease keeper"))
             break;
+        if (!e->stopping)
+            sweep_deadlines(e, st);
         for (int i = 0; i < e->n_workers; i++) {
             worker *w = &e->workers[i];
             int64_t ids[MAX_HELD];
@@ -1207,6 +1381,11 @@ rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err)
     }
     *out = e;
     return RT_OK;
+}
+
+void rt_engine_set_workflows(rt_engine *e, const rt_workflow_set *set)
+{
+    e->set = set;
 }
 
 void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *nats)

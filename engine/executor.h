@@ -16,6 +16,9 @@ rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err);
 /* The publishers the `publish` step uses (borrowed; NULL when not configured). Call
  * before rt_engine_start. */
 struct rt_bus;
+struct rt_workflow_set;
+/* The loaded workflows, for invoke and on_failure (borrowed). Call before start. */
+void rt_engine_set_workflows(rt_engine *e, const struct rt_workflow_set *set);
 void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *nats);
 /* Starts worker, wake-up and lease-keeper threads. */
 rt_status rt_engine_start(rt_engine *e, rt_error *err);

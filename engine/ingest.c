@@ -166,8 +166,23 @@ void rt_ingest_results_clear(rt_ingest_result *results, size_t n)
     }
 }
 
+static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                        const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err);
+
 rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                            const char *transport, rt_ingest_result *results, rt_error *err)
+{
+    return ingest(set, st, events, n, transport, results, true, err);
+}
+
+rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                              const char *transport, rt_error *err)
+{
+    return ingest(set, st, events, n, transport, NULL, false, err);
+}
+
+static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                        const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -185,7 +200,7 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
     json_t **req_trigger = NULL;
     size_t *req_event = NULL;
     bool *is_fresh = calloc(n ? n : 1, sizeof *is_fresh);
-    rt_status s = rt_store_begin(st, err);
+    rt_status s = own_tx ? rt_store_begin(st, err) : RT_OK;
     if (s == RT_OK)
         s = rt_store_insert_events(st, rows, &inserted, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
@@ -277,7 +292,7 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
         json_decref(arr);
         json_decref(pairs);
     }
-    if (s == RT_OK)
+    if (s == RT_OK && own_tx)
         s = rt_store_commit(st, err);
     if (s == RT_OK) {
         size_t fresh_n = 0;
@@ -292,7 +307,8 @@ rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *c
         rt_metrics_counter_add("ratchet_events_ingested_total", "transport", transport, (uint64_t)fresh_n);
     }
     if (s != RT_OK) {
-        rt_store_rollback(st);
+        if (own_tx)
+            rt_store_rollback(st);
         if (results) {
             for (size_t i = 0; i < n; i++)
                 json_array_clear(results[i].run_ids);

@@ -26,6 +26,9 @@ typedef struct rt_ingest_result {
 rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                            const char *transport, rt_ingest_result *results, rt_error *err);
 void rt_ingest_results_clear(rt_ingest_result *results, size_t n);
+/* The same inside the caller's transaction (events the engine makes: on_failure). */
+rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                              const char *transport, rt_error *err);
 
 /* Does workflow wf start for event ev? Checks enabled, each event trigger's pattern and
  * `if`. An `if` that fails to evaluate counts as no (and is logged). */

@@ -618,8 +618,8 @@ static bool stopping(rt_scheduler *s)
 }
 
 /* Sleeps up to wait_us, or until a NOTIFY arrives on the connection (when listening) or
- * the scheduler is stopped. */
-static void sleep_or_wake(rt_scheduler *s, int64_t wait_us, bool listen)
+ * the scheduler is stopped. Returns true when woken by a NOTIFY. */
+static bool sleep_or_wake(rt_scheduler *s, int64_t wait_us, bool listen)
 {
     PGconn *conn = listen && s->st ? rt_store_pg(s->st) : NULL;
     if (conn) {
@@ -631,19 +631,23 @@ static void sleep_or_wake(rt_scheduler *s, int64_t wait_us, bool listen)
             PQfreemem(nt);
         }
         if (any)
-            return;
+            return true;
     }
     struct pollfd fds[2] = {{.fd = s->wake_fd[0], .events = POLLIN}, {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN}};
     if (wait_us < 0)
         wait_us = 0;
     struct timespec ts = {.tv_sec = wait_us / 1000000, .tv_nsec = (wait_us % 1000000) * 1000};
     int rc = ppoll(fds, conn ? 2 : 1, &ts, NULL);
+    bool notified = false;
     if (rc > 0 && conn && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
         PQconsumeInput(conn);
         PGnotify *nt;
-        while ((nt = PQnotifies(conn)) != NULL)
+        while ((nt = PQnotifies(conn)) != NULL) {
+            notified = true;
             PQfreemem(nt);
+        }
     }
+    return notified;
 }
 
 /* Opens or re-opens the connection, backing off while the database is away. */
@@ -859,6 +863,7 @@ static void *scheduler_main(void *arg)
     } else {
         rt_log(RT_LOG_INFO, NULL, "scheduler started for %zu workflow(s) with cron triggers", s->n_fire_ids);
         bool ready = false;
+        bool claim = true; /* false after a NOTIFY: read the next due time before claiming */
         int64_t backoff_us = 0;
         while (!stopping(s)) {
             note_cpu(s);
@@ -877,12 +882,13 @@ static void *scheduler_main(void *arg)
                 ready = true;
             }
             size_t claimed = 0;
-            bool full = false;
-            if (fire_due(s, &claimed, &full, &err) != RT_OK) {
+            bool full = false, tried = claim;
+            if (claim && fire_due(s, &claimed, &full, &err) != RT_OK) {
                 rt_log(RT_LOG_WARN, NULL, "scheduler: %s", err.msg);
                 sleep_or_wake(s, RETRY_MS * 1000, false);
                 continue;
             }
+            claim = true;
             if (full)
                 continue;
             int64_t next_us = 0, now_us = 0;
@@ -895,8 +901,8 @@ static void *scheduler_main(void *arg)
             if (next_us == 0) {
                 wait_us = MAX_SLEEP_US;
             } else if (next_us <= now_us) {
-                if (claimed > 0)
-                    continue; /* more became due while we fired */
+                if (claimed > 0 || !tried)
+                    continue; /* due now (or more became due while we fired): claim */
                 /* Due, but another scheduler holds it: its commit NOTIFYs; back off meanwhile. */
                 backoff_us = backoff_us ? (backoff_us * 2 > 100000 ? 100000 : backoff_us * 2) : 1000;
                 wait_us = backoff_us;
@@ -906,7 +912,9 @@ static void *scheduler_main(void *arg)
                 if (wait_us > MAX_SLEEP_US)
                     wait_us = MAX_SLEEP_US;
             }
-            sleep_or_wake(s, wait_us, true);
+            /* A timer expiry means "due": claim at once. A NOTIFY (another scheduler fired,
+             * a sync, a pause) rarely does: look at the next due time first. */
+            claim = !sleep_or_wake(s, wait_us, true);
         }
     }
     note_cpu(s);

@@ -24,6 +24,10 @@ typedef enum stmt_id {
     S_GET_RUN,
     S_GET_RUN_STEPS,
     S_LIST_RUNS,
+    S_CLAIM_PICK,
+    S_CKEY_LOCK,
+    S_CKEY_COUNT,
+    S_DEFER,
     S_CLAIM,
     S_CLAIM_QUICK,
     S_MARK_RUNNING,
@@ -58,6 +62,11 @@ typedef enum stmt_id {
     S_ACTIVE_RUNS,
     S_CANCEL_RUNS,
     S_CANCEL_QUEUE,
+    S_WAKE_STEPS,
+    S_WAKE_QUEUE,
+    S_SWEEP_DEADLINES,
+    S_RUN_SOURCE,
+    S_RUNS_MATCHING,
     S_COUNT
 } stmt_id;
 
@@ -71,11 +80,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_GET_DEFINITION] = "select definition from ratchet.workflow_versions where hash = $1",
     [S_CREATE_RUNS] =
         "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id, priority,"
-        " scheduled_at, dedupe_key) "
+        " scheduled_at, dedupe_key, deadline, start_deadline, ckey, climit, parent_run_id, parent_step_id) "
         "select x.id, x.workflow_id, x.workflow_hash, 'queued', x.trigger, x.event, x.event->>'entity_id',"
-        " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end, x.dedupe_key "
+        " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end, x.dedupe_key,"
+        " case when x.timeout > 0 then coalesce(" TS("nullif(x.run_at, 0)") ", now()) + x.timeout * interval '1 millisecond' end,"
+        " case when x.start_timeout > 0 then coalesce(" TS("nullif(x.run_at, 0)") ", now()) + x.start_timeout * interval '1 millisecond' end,"
+        " x.ckey, x.climit, x.parent_run_id, x.parent_step_id "
         "from jsonb_to_recordset($1::jsonb) as x(id uuid, workflow_id text, workflow_hash text, trigger jsonb,"
-        " event jsonb, priority smallint, run_at bigint, dedupe_key text) "
+        " event jsonb, priority smallint, run_at bigint, dedupe_key text, timeout bigint, start_timeout bigint,"
+        " ckey text, climit int, parent_run_id uuid, parent_step_id text) "
         "on conflict (workflow_id, dedupe_key) where dedupe_key is not null do nothing "
         "returning id::text",
     /* Steps and queue items only for the runs that were created (not deduplicated). */
@@ -84,10 +97,11 @@ static const char *const stmt_sql[S_COUNT] = {
                        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
                        "where x.run_id = any($2::uuid[])",
     [S_CREATE_QUEUE] =
-        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at) "
-        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
+        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
+        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end,"
+        " x.ckey, x.climit "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
-        " run_at bigint) where x.run_id = any($2::uuid[])",
+        " run_at bigint, ckey text, climit int) where x.run_id = any($2::uuid[])",
     [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'status', r.status,"
                   " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
                   " 'started_at', ratchet.ts(r.started_at), 'finished_at', ratchet.ts(r.finished_at),"
@@ -113,11 +127,22 @@ static const char *const stmt_sql[S_COUNT] = {
                     " from ratchet.runs r"
                     " where ($1::text is null or r.workflow_id = $1) and ($2::text is null or r.status = $2)"
                     " order by r.created_at desc, r.id desc limit $3::int) t",
-    /* Slow items (exec, http, sql): leased to owner; the lease is their run_at. */
+    /* Slow items (exec, http, sql), in one transaction: pick (skipping keys whose running
+     * count is at their concurrency limit), re-check the key under its advisory lock, then
+     * lease to owner (the lease is their run_at) and mark the step rows running. */
+    [S_CLAIM_PICK] =
+        "select q.id, q.ckey, coalesce(q.climit, 0) from ratchet.queue q where q.slow and q.run_at <= now()"
+        " and not exists (select 1 from ratchet.runs r where r.id = q.run_id and r.status = 'queued'"
+        "  and r.start_deadline < now())"
+        " and (q.ckey is null or (select count(*) from ratchet.queue q2 where q2.ckey = q.ckey"
+        " and q2.locked_by is not null and q2.run_at > now()) < q.climit)"
+        " order by q.slow, q.priority, q.run_at, q.id limit $1::int for update of q skip locked",
+    [S_CKEY_LOCK] = "select pg_advisory_xact_lock(hashtext('ratchet.ckey:' || $1))",
+    [S_CKEY_COUNT] = "select count(*) from ratchet.queue where ckey = $1 and locked_by is not null"
+                     " and run_at > now() and id <> $2::bigint",
+    [S_DEFER] = "update ratchet.queue set run_at = now() + interval '200 milliseconds' where id = $1::bigint",
     [S_CLAIM] =
-        "with c as ("
-        " select id from ratchet.queue where slow and run_at <= now()"
-        " order by slow, priority, run_at, id limit $1::int for update skip locked"
+        "with c as (select unnest($1::bigint[]) as id"
         "), q as ("
         " update ratchet.queue q set run_at = now() + $2::bigint * interval '1 millisecond',"
         "  locked_until = now() + $2::bigint * interval '1 millisecond', locked_by = $3"
@@ -131,7 +156,7 @@ static const char *const stmt_sql[S_COUNT] = {
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status, s.attempts, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id "
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     /* Quick items: only locked, inside the caller's transaction, which also completes
@@ -139,12 +164,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CLAIM_QUICK] =
         "with c as ("
         " select id from ratchet.queue where not slow and run_at <= now()"
+        " and not exists (select 1 from ratchet.runs r where r.id = run_id and r.status = 'queued'"
+        "  and r.start_deadline < now())"
         " order by slow, priority, run_at, id limit $1::int for update skip locked"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
         " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id "
         "from c join ratchet.queue q on q.id = c.id"
         " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " join ratchet.runs r on r.id = q.run_id "
@@ -175,10 +202,11 @@ static const char *const stmt_sql[S_COUNT] = {
         " started_at = case when s.state is not null then s.started_at else coalesce(excluded.started_at, s.started_at) end,"
         " finished_at = excluded.finished_at",
     [S_APPLY_ENQUEUE] =
-        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at) "
-        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end "
+        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
+        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end,"
+        " x.ckey, x.climit "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
-        " run_at bigint) on conflict (run_id, step_id) do nothing",
+        " run_at bigint, ckey text, climit int) on conflict (run_id, step_id) do nothing",
     /* locked_by is null for quick items, which this transaction holds locked. */
     [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id = any($1::bigint[])"
                         " and (locked_by = $2 or locked_by is null)",
@@ -276,6 +304,35 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CANCEL_QUEUE] = "delete from ratchet.queue where id in (select q.id from ratchet.queue q"
                        " join jsonb_to_recordset($1::jsonb) as x(id uuid) on q.run_id = x.id"
                        " where q.locked_by is null for update of q skip locked)",
+    /* A suspended step (invoke) gets what it waited for and is due now. */
+    [S_WAKE_STEPS] = "update ratchet.steps s set state = coalesce(s.state, '{}'::jsonb) || x.patch "
+                     "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, patch jsonb) "
+                     "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
+    [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = now() "
+                     "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
+                     "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
+    [S_SWEEP_DEADLINES] =
+        "with d as (select id from ratchet.runs"
+        " where least(deadline, start_deadline) < now()"
+        " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+        " and (deadline < now() or (status = 'queued' and start_deadline < now()))"
+        " order by id limit 100 for update skip locked"
+        "), u as (update ratchet.runs r set"
+        " status = case when r.deadline < now() then 'timed_out' else 'expired' end, finished_at = now(),"
+        " error = case when r.deadline < now() then 'timed out: the workflow timeout passed'"
+        "  else 'expired: not started before start_timeout' end"
+        " from d where r.id = d.id"
+        " returning r.id, r.workflow_id, r.status, r.error, r.parent_run_id, r.parent_step_id"
+        "), q as (delete from ratchet.queue where id in (select q.id from ratchet.queue q join u on q.run_id = u.id"
+        " where q.locked_by is null for update of q skip locked)) "
+        "select coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'workflow', u.workflow_id, 'status', u.status,"
+        " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id)), '[]')::text from u",
+    [S_RUN_SOURCE] = "select jsonb_build_object('workflow_hash', workflow_hash, 'workflow', workflow_id,"
+                     " 'event', event, 'trigger', trigger, 'status', status)::text from ratchet.runs where id = $1::uuid",
+    [S_RUNS_MATCHING] = "select coalesce(jsonb_agg(jsonb_build_object('id', id) order by id), '[]')::text"
+                        " from ratchet.runs where ($1::text is null or workflow_id = $1)"
+                        " and ($2::text is null or status = $2)"
+                        " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
 };
 
 struct rt_store {
@@ -631,18 +688,31 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     for (size_t i = 0; i < n; i++) {
         rt_run_request *q = &reqs[i];
         rt_uuid7(q->id);
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:I, s:s?}", "id", q->id,
-                                              "workflow_id", q->wf->id, "workflow_hash", q->wf->hash, "trigger",
-                                              q->trigger, "event", q->event, "priority", (int)q->wf->priority,
-                                              "run_at", (json_int_t)q->run_at_ms, "dedupe_key", q->dedupe_key));
+        char ckey[512];
+        int climit = 0;
+        bool has_ckey = rt_workflow_concurrency_key(q->wf, q->event, ckey, sizeof ckey, &climit);
+        json_array_append_new(
+            runs, json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:I, s:s?, s:I, s:I, s:s?, s:i, s:s?, s:s?}", "id", q->id,
+                            "workflow_id", q->wf->id, "workflow_hash", q->wf->hash, "trigger", q->trigger, "event",
+                            q->event, "priority", (int)q->wf->priority, "run_at", (json_int_t)q->run_at_ms,
+                            "dedupe_key", q->dedupe_key, "timeout", (json_int_t)q->wf->timeout_ms, "start_timeout",
+                            (json_int_t)q->wf->start_timeout_ms, "ckey", has_ckey ? ckey : NULL, "climit", climit,
+                            "parent_run_id", q->parent_run_id, "parent_step_id", q->parent_step_id));
         for (size_t k = 0; k < q->wf->n_steps; k++) {
             const rt_step_def *d = &q->wf->steps[k];
-            if (d->n_needs != 0)
+            /* Ready: not carried over (replay --from) and every need carried over. */
+            if (json_object_get(q->prefill, d->id))
+                continue;
+            bool ready = true;
+            for (size_t m = 0; m < d->n_needs && ready; m++)
+                ready = json_object_get(q->prefill, q->wf->steps[d->need_idx[m]].id) != NULL;
+            if (!ready)
                 continue;
             json_array_append_new(steps, json_pack("{s:s, s:s}", "run_id", q->id, "step_id", d->id));
-            json_array_append_new(queue, json_pack("{s:s, s:s, s:i, s:b, s:I}", "run_id", q->id, "step_id", d->id,
-                                                   "priority", (int)q->wf->priority, "slow", !d->type->quick,
-                                                   "run_at", (json_int_t)q->run_at_ms));
+            json_array_append_new(queue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", q->id,
+                                                   "step_id", d->id, "priority", (int)q->wf->priority, "slow",
+                                                   !d->type->quick, "run_at", (json_int_t)q->run_at_ms, "ckey",
+                                                   has_ckey ? ckey : NULL, "climit", climit));
         }
     }
     for (size_t i = 0; s == RT_OK && i < n; i++) {
@@ -661,6 +731,23 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     }
     if (s == RT_OK)
         s = run_json(st, S_CREATE_STEPS, steps, created, err);
+    if (s == RT_OK) {
+        /* Memoized rows carried over by replay --from. */
+        json_t *carried = json_array();
+        for (size_t i = 0; i < n; i++) {
+            const char *sid;
+            json_t *row;
+            if (!reqs[i].id[0])
+                continue;
+            json_object_foreach(reqs[i].prefill, sid, row) {
+                json_array_append_new(carried, json_pack("{s:s, s:s, s:O, s:i, s:O?}", "run_id", reqs[i].id, "step_id",
+                                                         sid, "status", json_object_get(row, "status"), "attempts", 0,
+                                                         "output", json_object_get(row, "output")));
+            }
+        }
+        s = run_json(st, S_APPLY_STEPS, carried, NULL, err);
+        json_decref(carried);
+    }
     if (s == RT_OK)
         s = run_json(st, S_CREATE_QUEUE, queue, created, err);
     free(created);
@@ -796,12 +883,59 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
     char lim[16], lease[24];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
-    const char *params[] = {lim, lease, owner};
-    PGresult *r = NULL;
     *out = NULL;
     *n = 0;
-    rt_status s = run(st, S_CLAIM, 3, params, &r, err);
-    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+    rt_status s = rt_store_begin(st, err);
+    PGresult *pick = NULL, *r = NULL;
+    const char *p1[] = {lim};
+    if (s == RT_OK)
+        s = run(st, S_CLAIM_PICK, 1, p1, &pick, err);
+    size_t n_ids = 0;
+    const char **ids = NULL;
+    if (s == RT_OK) {
+        ids = calloc((size_t)PQntuples(pick) + 1, sizeof *ids);
+        for (int i = 0; s == RT_OK && i < PQntuples(pick); i++) {
+            const char *id = PQgetvalue(pick, i, 0);
+            if (!PQgetisnull(pick, i, 1)) {
+                /* Under the key's lock the count sees every lease committed before it. */
+                const char *key = PQgetvalue(pick, i, 1);
+                const char *pk[] = {key};
+                const char *pc[] = {key, id};
+                PGresult *x = NULL;
+                s = run(st, S_CKEY_LOCK, 1, pk, &x, err);
+                PQclear(x);
+                x = NULL;
+                if (s == RT_OK)
+                    s = run(st, S_CKEY_COUNT, 2, pc, &x, err);
+                bool full = s == RT_OK && atoi(PQgetvalue(x, 0, 0)) >= atoi(PQgetvalue(pick, i, 2));
+                PQclear(x);
+                if (full) {
+                    const char *pd[] = {id};
+                    x = NULL;
+                    s = run(st, S_DEFER, 1, pd, &x, err);
+                    PQclear(x);
+                    continue;
+                }
+            }
+            ids[n_ids++] = id;
+        }
+    }
+    if (s == RT_OK && n_ids > 0) {
+        char *arr = array_literal(ids, n_ids);
+        const char *params[] = {arr, lease, owner};
+        s = run(st, S_CLAIM, 3, params, &r, err);
+        free(arr);
+    }
+    free(ids);
+    PQclear(pick);
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK) {
+        PQclear(r);
+        rt_store_rollback(st);
+        return s;
+    }
+    return r ? parse_claims(r, out, n, err) : RT_OK;
 }
 
 rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err)
@@ -844,6 +978,10 @@ static rt_status parse_claims(PGresult *r, rt_claim **out, size_t *n, rt_error *
         c[i].run_started_ms = strtoll(PQgetvalue(r, i, 11), NULL, 10);
         c[i].priority = atoi(PQgetvalue(r, i, 12));
         c[i].slow = PQgetvalue(r, i, 13)[0] == 't';
+        c[i].ckey = PQgetisnull(r, i, 14) ? NULL : strdup(PQgetvalue(r, i, 14));
+        c[i].climit = atoi(PQgetvalue(r, i, 15));
+        c[i].parent_run_id = PQgetisnull(r, i, 16) ? NULL : strdup(PQgetvalue(r, i, 16));
+        c[i].parent_step_id = PQgetisnull(r, i, 17) ? NULL : strdup(PQgetvalue(r, i, 17));
     }
     PQclear(r);
     *out = c;
@@ -859,6 +997,9 @@ void rt_claims_free(rt_claim *c, size_t n)
         free(c[i].step_id);
         free(c[i].workflow_id);
         free(c[i].run_status);
+        free(c[i].ckey);
+        free(c[i].parent_run_id);
+        free(c[i].parent_step_id);
         json_decref(c[i].state);
         json_decref(c[i].event);
         json_decref(c[i].trigger);
@@ -997,6 +1138,10 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
     }
     if (s == RT_OK)
         s = run_json(st, S_APPLY_UNWAIT, json_object_get(batch, "unwait"), NULL, err);
+    if (s == RT_OK && json_array_size(json_object_get(batch, "wake")) > 0) {
+        s = rt_store_wake_steps(st, json_object_get(batch, "wake"), err);
+        json_object_set(batch, "notify", json_true());
+    }
     if (s == RT_OK && json_is_true(json_object_get(batch, "notify"))) {
         PGresult *r = NULL;
         s = run(st, S_NOTIFY, 0, NULL, &r, err);
@@ -1312,4 +1457,40 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
     if (s == RT_OK)
         s = run_json(st, S_CANCEL_QUEUE, runs, NULL, err);
     return s;
+}
+
+rt_status rt_store_wake_steps(rt_store *st, json_t *wake, rt_error *err)
+{
+    rt_status s = run_json(st, S_WAKE_STEPS, wake, NULL, err);
+    if (s == RT_OK)
+        s = run_json(st, S_WAKE_QUEUE, wake, NULL, err);
+    if (s == RT_OK && json_array_size(wake) > 0) {
+        PGresult *r = NULL;
+        s = run(st, S_NOTIFY, 0, NULL, &r, err);
+        PQclear(r);
+    }
+    return s;
+}
+
+rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err)
+{
+    return single_json(st, S_SWEEP_DEADLINES, 0, NULL, ended, err);
+}
+
+rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_error *err)
+{
+    if (!rt_uuid_valid(id))
+        return rt_error_set(err, RT_ERR_INVALID, "\"%.64s\" is not a run id (expected a UUID)", id);
+    const char *params[] = {id};
+    rt_status s = single_json(st, S_RUN_SOURCE, 1, params, out, err);
+    if (s == RT_ERR_NOT_FOUND)
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "run %s not found", id);
+    return s;
+}
+
+rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
+                                   rt_error *err)
+{
+    const char *params[] = {workflow, status};
+    return single_json(st, S_RUNS_MATCHING, 2, params, out, err);
 }

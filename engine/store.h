@@ -39,7 +39,15 @@ typedef struct rt_run_request {
     json_t *event;     /* borrowed: the envelope templates see as `event` */
     int64_t run_at_ms; /* 0 = now */
     const char *dedupe_key; /* optional: at most one run per (workflow, key), ever */
-    char id[37];       /* out: the new run's id, or "" when dedupe_key existed already */
+    const char *parent_run_id;  /* invoke: the run (and step) this child reports to */
+    const char *parent_step_id;
+    json_t *prefill;            /* borrowed, optional: {step_id: {status, output}} carried over
+                                 * (replay --from); the steps they make ready are enqueued */
+    bool admitted;     /* in: run admission (admission.h) is done or not wanted; leave false */
+    char id[37];       /* out: the new run's id, or "" when dedupe_key existed already or
+                        * admission created nothing; or the existing run a request joined */
+    char reason[256];  /* out: "" when a new run was simply created; else what admission did:
+                        * why nothing was created, which run was joined, until when throttled */
 } rt_run_request;
 
 /* Creates runs (their definitions, run rows, root steps and queue items) in one
@@ -76,6 +84,10 @@ typedef struct rt_claim {
     int64_t run_started_ms; /* 0 when not started */
     int priority;
     bool slow;
+    char *ckey;        /* concurrency key of the run, or NULL */
+    int climit;
+    char *parent_run_id; /* invoke: the waiting parent, or NULL */
+    char *parent_step_id;
 } rt_claim;
 
 /* Claims up to limit due slow items (exec, http, sql), ordered by priority then run_at,
@@ -153,6 +165,20 @@ rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_err
 rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err);
 /* runs: [{id, error}]: marks them cancelled and drops their idle queue items. */
 rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
+
+/* wake: [{run_id, step_id, patch}]: merges patch into the waiting step's state and makes it
+ * due now (invoke: the child's result). Inside the caller's transaction. */
+rt_status rt_store_wake_steps(rt_store *st, json_t *wake, rt_error *err);
+/* Ends up to 100 unfinished runs past their deadline (timed_out) or still queued past their
+ * start deadline (expired), dropping their idle queue items. Autocommits. *ended:
+ * [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
+rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
+
+/* {workflow_hash, workflow, event, trigger, status} of a run (replay). */
+rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_error *err);
+/* [{id}] of unfinished runs, filtered by workflow and/or status (NULL = any). */
+rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
+                                   rt_error *err);
 
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);

@@ -1710,3 +1710,39 @@ rt_workflow *rt_workflow_set_find(const rt_workflow_set *set, const char *id)
     }
     return NULL;
 }
+
+bool rt_workflow_concurrency_key(const rt_workflow *wf, json_t *event, char *buf, size_t len, int *limit)
+{
+    *limit = 0;
+    if (!wf->concurrency)
+        return false;
+    *limit = (int)json_integer_value(json_object_get(wf->concurrency, "limit"));
+    const char *key = json_string_value(json_object_get(wf->concurrency, "key"));
+    if (!key) {
+        snprintf(buf, len, "%s:*", wf->id);
+        return true;
+    }
+    json_t *ctx = json_pack("{s:O}", "event", event ? event : json_null());
+    json_t *v = NULL;
+    rt_error err;
+    rt_status s;
+    if (rt_template_present(key)) {
+        json_t *t = json_string(key);
+        s = rt_template_render(t, ctx, &v, &err);
+        json_decref(t);
+    } else {
+        s = rt_expr_eval(key, ctx, &v, &err);
+    }
+    json_decref(ctx);
+    if (s != RT_OK || !v || json_is_null(v)) {
+        snprintf(buf, len, "%s:null", wf->id);
+    } else if (json_is_string(v)) {
+        snprintf(buf, len, "%s:%s", wf->id, json_string_value(v));
+    } else {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        snprintf(buf, len, "%s:%s", wf->id, text ? text : "?");
+        free(text);
+    }
+    json_decref(v);
+    return true;
+}

@@ -125,6 +125,12 @@ void rt_workflow_free(rt_workflow *wf);
 /* Index of a step by id, or -1. */
 int rt_workflow_step_index(const rt_workflow *wf, const char *step_id);
 
+/* The concurrency key of a run of wf started by event (borrowed): "<workflow>:<value of
+ * concurrency.key>", or "<workflow>:*" without a key; *limit gets concurrency.limit.
+ * Returns false (and *limit 0) when the workflow has no concurrency block. A key that
+ * fails to evaluate counts as null. */
+bool rt_workflow_concurrency_key(const rt_workflow *wf, json_t *event, char *buf, size_t len, int *limit);
+
 /* All workflows of one directory. A bad file is reported through on_error and skipped;
  * duplicate ids are errors for the later file. */
 typedef struct rt_workflow_set {

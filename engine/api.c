@@ -1,0 +1,734 @@
+/* api.c — the HTTP server: libmicrohttpd with a pool of RT_API_THREADS threads, routing,
+ * request bodies (capped before they are read), bearer-token checks, JSON answers and the
+ * pool of PostgreSQL connections the handlers borrow. The routes live in api_routes.c. */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "api_routes.h"
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "util.h"
+
+#define CONNECTION_TIMEOUT_S 30
+#define LISTEN_BACKLOG 1024
+
+struct rt_api {
+    const rt_config *cfg;
+    const rt_workflow_set *set;
+    rt_tokens *tokens; /* NULL: no authentication (loopback only) */
+    struct MHD_Daemon *mhd;
+    int fd;
+    char addr[96];
+
+    /* Database connections, opened on first use; a handler holds one at most. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rt_store *stores[RT_API_THREADS];
+    int free_idx[RT_API_THREADS];
+    int n_free;
+};
+
+/* One request: what MHD keeps for us between the calls of on_request. */
+typedef struct req_ctx {
+    rt_api_req r;
+    const rt_api_route *route;
+    char *segs;       /* path copy the params point into */
+    char *body;
+    size_t len, cap, limit;
+    bool too_large;
+    bool started;     /* headers seen, checks done */
+    bool answered;
+    int64_t t0_us;
+    char log_path[160];
+} req_ctx;
+
+/* ------------------------------------------------------------------------------------
+ * Addresses
+ * ------------------------------------------------------------------------------------ */
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+rt_status rt_api_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len, bool *loopback,
+                            rt_error *err)
+{
+    char host[256];
+    const char *port;
+    if (!addr || !*addr)
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_ADDR is empty (expected host:port)");
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':' || (size_t)(close - addr - 1) >= sizeof host)
+            return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_ADDR=%.100s: expected [v6 address]:port", addr);
+        memcpy(host, addr + 1, (size_t)(close - addr - 1));
+        host[close - addr - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof host || memchr(addr, ':', (size_t)(colon - addr)))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "RATCHET_HTTP_ADDR=%.100s: expected host:port (e.g. 127.0.0.1:8288, [::1]:8288)",
+                                addr);
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        port = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || errno || p < 0 || p > 65535)
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_ADDR=%.100s: port must be 0..65535", addr);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0 || !res)
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_ADDR=%.100s: %s", addr, gai_strerror(rc));
+    /* "localhost" may give ::1 and 127.0.0.1: take IPv4 first, as the default does. */
+    struct addrinfo *pick = res;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    }
+    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+    *len = pick->ai_addrlen;
+    *loopback = is_loopback(pick->ai_addr);
+    freeaddrinfo(res);
+    return RT_OK;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(buf, len, "%s:%d", host, port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, len, "[%s]:%d", host, port);
+    }
+}
+
+/* Address, loopback rule and tokens file: what rt_api_check promises. */
+static rt_status check_settings(const rt_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
+                                rt_tokens **tokens, rt_error *err)
+{
+    bool loopback = false;
+    rt_status s = rt_api_parse_addr(cfg->http_addr, ss, len, &loopback, err);
+    if (s != RT_OK)
+        return s;
+    const char *path = getenv(RT_API_TOKENS_ENV); /* not in config.c's table yet */
+    *tokens = NULL;
+    if (path && *path) {
+        s = rt_tokens_load(path, tokens, err);
+        if (s != RT_OK)
+            return s == RT_ERR_NOMEM ? s : rt_error_set(err, RT_ERR_INVALID, "%s", err->msg);
+        if (rt_tokens_count(*tokens) == 0) {
+            rt_tokens_free(*tokens);
+            *tokens = NULL;
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "RATCHET_TOKENS=%s lists no token: add one with `ratchet token create --role admin`",
+                                path);
+        }
+        return RT_OK;
+    }
+    if (!loopback)
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "RATCHET_HTTP_ADDR=%s is not a loopback address and RATCHET_TOKENS is not set: "
+                            "without tokens the API listens on 127.0.0.1 or ::1 only",
+                            cfg->http_addr);
+    return RT_OK;
+}
+
+rt_status rt_api_check(const rt_config *cfg, rt_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    rt_tokens *tokens = NULL;
+    rt_status s = check_settings(cfg, &ss, &len, &tokens, err);
+    rt_tokens_free(tokens);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------
+ * The connection pool
+ * ------------------------------------------------------------------------------------ */
+
+rt_store *rt_api_store_get(rt_api_req *r, rt_error *err)
+{
+    rt_api *api = r->api;
+    pthread_mutex_lock(&api->mu);
+    while (api->n_free == 0)
+        pthread_cond_wait(&api->cv, &api->mu);
+    int i = api->free_idx[--api->n_free];
+    pthread_mutex_unlock(&api->mu);
+
+    rt_status s = RT_OK;
+    if (!api->stores[i])
+        s = rt_store_open(api->cfg->database_url, &api->stores[i], err);
+    else if (!rt_store_healthy(api->stores[i]))
+        s = rt_store_reconnect(api->stores[i], err);
+    if (s == RT_OK)
+        return api->stores[i];
+    rt_metrics_gauge_set("ratchet_db_up", 0);
+    pthread_mutex_lock(&api->mu);
+    api->free_idx[api->n_free++] = i;
+    pthread_cond_signal(&api->cv);
+    pthread_mutex_unlock(&api->mu);
+    return NULL;
+}
+
+void rt_api_store_put(rt_api_req *r, rt_store *st)
+{
+    rt_api *api = r->api;
+    if (!st)
+        return;
+    pthread_mutex_lock(&api->mu);
+    for (int i = 0; i < RT_API_THREADS; i++) {
+        if (api->stores[i] == st) {
+            api->free_idx[api->n_free++] = i;
+            break;
+        }
+    }
+    pthread_cond_signal(&api->cv);
+    pthread_mutex_unlock(&api->mu);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Answers
+ * ------------------------------------------------------------------------------------ */
+
+static const char *code_for(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "payload_too_large";
+    case 501: return "not_implemented";
+    case 503: return "unavailable";
+    default: return status >= 500 ? "internal" : "error";
+    }
+}
+
+static void clear_answer(rt_api_req *r)
+{
+    json_decref(r->json);
+    r->json = NULL;
+    free(r->text);
+    r->text = NULL;
+}
+
+void rt_api_reply_json(rt_api_req *r, int status, json_t *json)
+{
+    clear_answer(r);
+    r->status = status;
+    r->json = json ? json : json_null();
+}
+
+void rt_api_reply_text(rt_api_req *r, int status, const char *content_type, char *text)
+{
+    clear_answer(r);
+    r->status = status;
+    r->text = text;
+    r->content_type = content_type;
+}
+
+static void reply_error_v(rt_api_req *r, int status, json_t *extra, const char *fmt, va_list ap)
+{
+    char msg[RT_ERROR_MAX + 200];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *e = json_pack("{s:s, s:o}", "code", code_for(status), "message", rt_json_text(msg, strlen(msg)));
+    if (extra) {
+        json_object_update(e, extra);
+        json_decref(extra);
+    }
+    rt_api_reply_json(r, status, json_pack("{s:o}", "error", e));
+    if (status == 400)
+        rt_metrics_counter_add("ratchet_bad_input_total", "kind", "api", 1);
+}
+
+void rt_api_reply_error(rt_api_req *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(r, status, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void rt_api_reply_error_with(rt_api_req *r, int status, json_t *extra, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(r, status, extra, fmt, ap);
+    va_end(ap);
+}
+
+void rt_api_reply_status(rt_api_req *r, const rt_error *err)
+{
+    int status;
+    switch (err->code) {
+    case RT_ERR_NOT_FOUND: status = 404; break;
+    case RT_ERR_INVALID: status = 400; break;
+    case RT_ERR_CONFLICT: status = 409; break;
+    case RT_ERR_UNAVAILABLE:
+    case RT_ERR_TIMEOUT: status = 503; break;
+    default: status = 500; break;
+    }
+    if (status >= 500) {
+        req_ctx *c = (req_ctx *)r;
+        rt_log(RT_LOG_ERROR, NULL, "api: %s %s: %s", r->method, c->log_path, err->msg);
+    }
+    rt_api_reply_error(r, status, "%s", err->msg);
+}
+
+void rt_api_refuse(rt_api_req *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[RT_ERROR_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    req_ctx *c = (req_ctx *)r;
+    rt_auth_refused(r->auth_enabled ? &r->who : NULL, r->method, c->log_path, status, msg);
+    rt_api_reply_error(r, status, "%s", msg);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Query strings
+ * ------------------------------------------------------------------------------------ */
+
+const char *rt_api_query(rt_api_req *r, const char *key)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    return v && *v ? v : NULL;
+}
+
+typedef struct query_check {
+    const char *const *allowed;
+    const char *bad;
+} query_check;
+
+static enum MHD_Result check_key(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    query_check *q = cls;
+    for (size_t i = 0; q->allowed[i]; i++)
+        if (!strcmp(key, q->allowed[i]))
+            return MHD_YES;
+    q->bad = key;
+    return MHD_NO;
+}
+
+bool rt_api_query_only(rt_api_req *r, const char *const *allowed)
+{
+    query_check q = {.allowed = allowed};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_key, &q);
+    if (!q.bad)
+        return true;
+    char known[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; allowed[i] && off < sizeof known; i++)
+        off += (size_t)snprintf(known + off, sizeof known - off, "%s%s", i ? ", " : "", allowed[i]);
+    rt_api_reply_error(r, 400, "unknown query parameter \"%.60s\" (known: %s)", q.bad, allowed[0] ? known : "none");
+    return false;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------------------------ */
+
+/* Matches path against pattern; on success the {} segments are copied into c->segs. */
+static bool match(const char *pattern, const char *path, req_ctx *c)
+{
+    const char *p = pattern, *u = path;
+    const char *starts[RT_API_MAX_PARAMS];
+    size_t lens[RT_API_MAX_PARAMS];
+    int n = 0;
+    while (*p && *u) {
+        if (p[0] == '{' && p[1] == '}') {
+            const char *e = strchr(u, '/');
+            size_t l = e ? (size_t)(e - u) : strlen(u);
+            if (l == 0 || n == RT_API_MAX_PARAMS)
+                return false;
+            starts[n] = u;
+            lens[n++] = l;
+            u += l;
+            p += 2;
+            continue;
+        }
+        if (*p != *u)
+            return false;
+        p++;
+        u++;
+    }
+    if (*p || *u)
+        return false;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += lens[i] + 1;
+    free(c->segs);
+    c->segs = malloc(total ? total : 1);
+    if (!c->segs)
+        return false;
+    char *o = c->segs;
+    for (int i = 0; i < n; i++) {
+        memcpy(o, starts[i], lens[i]);
+        o[lens[i]] = '\0';
+        c->r.params[i] = o;
+        o += lens[i] + 1;
+    }
+    return true;
+}
+
+/* Finds the route; 404 or 405 (with Allow) answered when there is none. */
+static const rt_api_route *route_for(req_ctx *c)
+{
+    size_t n;
+    const rt_api_route *routes = rt_api_routes(&n);
+    static const char *const allow_get = "GET", *const allow_post = "POST", *const allow_both = "GET, POST";
+    bool get = false, post = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!match(routes[i].pattern, c->r.path, c))
+            continue;
+        bool is_get = !strcmp(routes[i].method, "GET");
+        if (!strcmp(routes[i].method, c->r.method) || (is_get && !strcmp(c->r.method, "HEAD")))
+            return &routes[i];
+        get |= is_get;
+        post |= !is_get;
+    }
+    if (get || post) {
+        c->r.allow = get && post ? allow_both : get ? allow_get : allow_post;
+        rt_api_reply_error(&c->r, 405, "%s is not allowed on %s (allowed: %s)", c->r.method, c->log_path,
+                           c->r.allow);
+    } else {
+        rt_api_reply_error(&c->r, 404, "no such route: %s %s", c->r.method, c->log_path);
+    }
+    return NULL;
+}
+
+/* Fills c->r.who from the Authorization header; false after answering 401 or 403. */
+static bool authenticate(rt_api *api, req_ctx *c)
+{
+    rt_api_req *r = &c->r;
+    if (!api->tokens) {
+        r->who.role = RT_ROLE_ADMIN;
+        snprintf(r->who.label, sizeof r->who.label, "local");
+    } else {
+        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *tok = NULL;
+        if (h && !strncasecmp(h, "Bearer ", 7)) {
+            tok = h + 7;
+            while (*tok == ' ')
+                tok++;
+        }
+        if (!tok || !*tok) {
+            rt_auth_refused(NULL, r->method, c->log_path, 401, "no bearer token");
+            rt_api_reply_error(r, 401, "this route needs a token: send \"Authorization: Bearer <token>\"");
+            return false;
+        }
+        size_t len = strlen(tok);
+        while (len > 0 && tok[len - 1] == ' ')
+            len--;
+        if (!rt_tokens_lookup(api->tokens, tok, len, &r->who)) {
+            rt_auth_refused(NULL, r->method, c->log_path, 401, "unknown token");
+            rt_api_reply_error(r, 401, "unknown token");
+            return false;
+        }
+    }
+    if (!(c->route->roles & r->who.role)) {
+        rt_api_refuse(r, 403, "role %s may not %s %s", rt_role_name(r->who.role), r->method, c->log_path);
+        return false;
+    }
+    return true;
+}
+
+/* Printable, bounded copy of the path for logs and messages. */
+static void safe_copy(char *dst, size_t len, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < len; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+}
+
+static enum MHD_Result send_answer(rt_api *api, struct MHD_Connection *conn, req_ctx *c)
+{
+    rt_api_req *r = &c->r;
+    char *body = NULL;
+    size_t len = 0;
+    const char *ctype = "application/json";
+    if (r->text) {
+        body = r->text;
+        r->text = NULL;
+        len = strlen(body);
+        ctype = r->content_type;
+    } else {
+        if (!r->json)
+            rt_api_reply_error(r, 500, "the handler gave no answer");
+        body = json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!body) {
+            body = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+            r->status = 500;
+        }
+        len = body ? strlen(body) : 0;
+        if (body) {
+            char *nl = realloc(body, len + 2);
+            if (nl) {
+                body = nl;
+                body[len++] = '\n';
+                body[len] = '\0';
+            }
+        }
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->location[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"ratchet\"");
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    c->answered = true;
+    (void)api;
+    int64_t us = rt_mono_us() - c->t0_us;
+    if (r->status >= 500)
+        rt_log(RT_LOG_WARN, NULL, "api: %s %s -> %d (%.1f ms)", r->method, c->log_path, r->status, us / 1000.0);
+    else
+        rt_log(RT_LOG_DEBUG, NULL, "api: %s %s -> %d (%.1f ms)", r->method, c->log_path, r->status, us / 1000.0);
+    return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size,
+                                  void **con_cls)
+{
+    (void)version;
+    rt_api *api = cls;
+    req_ctx *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return MHD_NO;
+        *con_cls = c;
+        c->t0_us = rt_mono_us();
+        c->r.cfg = api->cfg;
+        c->r.set = api->set;
+        c->r.api = api;
+        c->r.conn = conn;
+        c->r.method = method;
+        c->r.path = url;
+        c->r.auth_enabled = api->tokens != NULL;
+        safe_copy(c->log_path, sizeof c->log_path, url);
+        /* Route, token and declared size are checked before any body is read: a refused
+         * request's body is never buffered (MHD drops it and closes the connection). */
+        c->route = route_for(c);
+        if (!c->route || (c->route->roles && !authenticate(api, c)))
+            return send_answer(api, conn, c);
+        c->limit = c->route->event_body ? (size_t)api->cfg->max_event_bytes : RT_API_BODY_MAX;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > c->limit) {
+            rt_api_reply_error(&c->r, 413, "request body of %s bytes is over the %zu-byte limit", cl, c->limit);
+            return send_answer(api, conn, c);
+        }
+        c->started = true;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (c->too_large || c->len + n > c->limit) {
+            c->too_large = true; /* keep reading (and dropping) to answer 413 at the end */
+            return MHD_YES;
+        }
+        if (c->len + n + 1 > c->cap) {
+            size_t cap = c->cap ? c->cap : 4096;
+            while (cap < c->len + n + 1)
+                cap *= 2;
+            char *b = realloc(c->body, cap);
+            if (!b)
+                return MHD_NO;
+            c->body = b;
+            c->cap = cap;
+        }
+        memcpy(c->body + c->len, upload_data, n);
+        c->len += n;
+        c->body[c->len] = '\0';
+        return MHD_YES;
+    }
+    if (c->answered)
+        return MHD_YES;
+    if (c->too_large) {
+        rt_api_reply_error(&c->r, 413, "request body is over the %zu-byte limit", c->limit);
+        return send_answer(api, conn, c);
+    }
+    c->r.body = c->body ? c->body : "";
+    c->r.body_len = c->len;
+    c->route->fn(&c->r);
+    return send_answer(api, conn, c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req_ctx *c = *con_cls;
+    if (!c)
+        return;
+    json_decref(c->r.json);
+    free(c->r.text);
+    free(c->segs);
+    free(c->body);
+    free(c);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    rt_log(RT_LOG_WARN, NULL, "http: %s", msg);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Start and stop
+ * ------------------------------------------------------------------------------------ */
+
+rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api **out, rt_error *err)
+{
+    *out = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    rt_tokens *tokens = NULL;
+    rt_status s = check_settings(cfg, &ss, &len, &tokens, err);
+    if (s != RT_OK)
+        return s;
+    rt_api *api = calloc(1, sizeof *api);
+    if (!api) {
+        rt_tokens_free(tokens);
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    api->cfg = cfg;
+    api->set = set;
+    api->tokens = tokens;
+    api->fd = -1;
+    pthread_mutex_init(&api->mu, NULL);
+    pthread_cond_init(&api->cv, NULL);
+    for (int i = 0; i < RT_API_THREADS; i++)
+        api->free_idx[api->n_free++] = RT_API_THREADS - 1 - i;
+
+    api->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (api->fd < 0 || setsockopt(api->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(api->fd, (struct sockaddr *)&ss, len) != 0 || listen(api->fd, LISTEN_BACKLOG) != 0) {
+        s = rt_error_set(err, RT_ERR_UNAVAILABLE, "cannot listen on %s: %s", cfg->http_addr, strerror(errno));
+        rt_api_stop(api);
+        return s;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(api->fd, (struct sockaddr *)&bound, &blen) == 0)
+        format_addr(&bound, api->addr, sizeof api->addr);
+    else
+        snprintf(api->addr, sizeof api->addr, "%s", cfg->http_addr);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, api,
+                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, /* first, or MHD warns */
+                                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)api->fd,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)RT_API_THREADS,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                                MHD_OPTION_END);
+    if (!api->mhd) {
+        s = rt_error_set(err, RT_ERR_INTERNAL, "cannot start the HTTP server on %s", api->addr);
+        rt_api_stop(api);
+        return s;
+    }
+    api->fd = -1; /* MHD owns and closes it now */
+    if (tokens)
+        rt_log(RT_LOG_INFO, NULL, "API on http://%s (%zu token(s) from %s)", api->addr, rt_tokens_count(tokens),
+               getenv(RT_API_TOKENS_ENV));
+    else
+        rt_log(RT_LOG_WARN, NULL,
+               "API without authentication on %s only: http://%s (set RATCHET_TOKENS to require tokens)",
+               ss.ss_family == AF_INET6 ? "::1" : "127.0.0.1", api->addr);
+    *out = api;
+    return RT_OK;
+}
+
+void rt_api_stop(rt_api *api)
+{
+    if (!api)
+        return;
+    if (api->mhd)
+        MHD_stop_daemon(api->mhd); /* joins its threads: no handler runs after this */
+    if (api->fd >= 0)
+        close(api->fd);
+    for (int i = 0; i < RT_API_THREADS; i++)
+        rt_store_close(api->stores[i]);
+    rt_tokens_free(api->tokens);
+    pthread_mutex_destroy(&api->mu);
+    pthread_cond_destroy(&api->cv);
+    free(api);
+}
+
+const char *rt_api_address(const rt_api *api)
+{
+    return api->addr;
+}

@@ -1,0 +1,1006 @@
+/* api_routes.c — the routes of the HTTP API (DESIGN §8) and their handlers: workflows,
+ * events, runs, schedules, health, readiness and metrics. Agent tokens are held to their
+ * entity here (DESIGN §6): their events and runs carry actor type agent and their
+ * entity_id, they read only their entity's runs, never cancel a system workflow's runs
+ * and never touch schedules. */
+#include "api_routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "event.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "scheduler.h"
+#include "store.h"
+#include "store_api.h"
+#include "store_schedules.h"
+#include "util.h"
+
+#define RUNS_LIMIT_DEFAULT 50
+#define EVENTS_LIMIT_DEFAULT 50
+#define EVENTS_LIMIT_MAX 1000
+#define IDEMPOTENCY_KEY_MAX 200
+#define CONFLICT_RETRIES 3
+
+#define READERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR | RT_ROLE_VIEWER)
+#define WRITERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR)
+#define TRIGGERERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR | RT_ROLE_AGENT)
+
+static const char *const run_statuses[] = {"queued", "awaiting_approval", "running", "sleeping", "waiting",
+                                           "completed", "partial", "failed", "cancelled", "expired",
+                                           "timed_out", "rejected", NULL};
+
+static bool is_agent(const rt_api_req *r)
+{
+    return r->who.role == RT_ROLE_AGENT;
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (!strcmp(s, list[i]))
+            return true;
+    return false;
+}
+
+static bool terminal_status(const char *s)
+{
+    static const char *const t[] = {"completed", "partial", "failed", "cancelled", "expired", "timed_out",
+                                    "rejected", NULL};
+    return in_list(s, t);
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+/* Parses an integer query argument in [lo, hi]; answers 400 and returns false if bad. */
+static bool query_int(rt_api_req *r, const char *key, int dflt, int lo, int hi, int *out)
+{
+    const char *v = rt_api_query(r, key);
+    if (!v) {
+        *out = dflt;
+        return true;
+    }
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < lo || n > hi) {
+        rt_api_reply_error(r, 400, "%s=%.40s: expected an integer from %d to %d", key, v, lo, hi);
+        return false;
+    }
+    *out = (int)n;
+    return true;
+}
+
+/* Parses a JSON request body that must be an object; an empty body is {}. */
+static json_t *body_object(rt_api_req *r)
+{
+    size_t i = 0;
+    while (i < r->body_len && (r->body[i] == ' ' || r->body[i] == '\n' || r->body[i] == '\r' || r->body[i] == '\t'))
+        i++;
+    if (i == r->body_len)
+        return json_object();
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!doc) {
+        rt_api_reply_error(r, 400, "body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        rt_api_reply_error(r, 400, "$: expected a JSON object, not %s", json_type_name(doc));
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* Refuses keys of obj outside allowed (400 naming the first). */
+static bool only_keys(rt_api_req *r, json_t *obj, const char *const *allowed, const char *known)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        if (!in_list(k, allowed)) {
+            char safe[64];
+            size_t n = 0;
+            for (; k[n] && n + 1 < sizeof safe; n++)
+                safe[n] = (unsigned char)k[n] < 0x20 ? '?' : k[n];
+            safe[n] = '\0';
+            rt_api_reply_error(r, 400, "$.%s: unknown key (known: %s)", safe, known);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Retries a store call: on CONFLICT (deadlock, serialization) a few times, and on
+ * UNAVAILABLE once with a fresh connection when retry_lost (only for calls that are safe
+ * to repeat). Answers and returns false on failure. */
+typedef rt_status (*store_op)(rt_store *st, void *arg, rt_error *err);
+
+static bool with_store(rt_api_req *r, store_op op, void *arg, bool retry_lost)
+{
+    rt_error err;
+    rt_status s = RT_OK;
+    bool retried_lost = false;
+    for (int attempt = 0; attempt <= CONFLICT_RETRIES; attempt++) {
+        rt_store *st = rt_api_store_get(r, &err);
+        if (!st) {
+            s = err.code;
+            break;
+        }
+        s = op(st, arg, &err);
+        if (s != RT_OK && !rt_store_healthy(st) && s != RT_ERR_UNAVAILABLE)
+            s = err.code = RT_ERR_UNAVAILABLE;
+        rt_api_store_put(r, st);
+        if (s == RT_OK)
+            return true;
+        if (s == RT_ERR_UNAVAILABLE && retry_lost && !retried_lost) {
+            retried_lost = true; /* a connection gone stale while idle: the next one reconnects */
+            continue;
+        }
+        if (s != RT_ERR_CONFLICT)
+            break;
+    }
+    if (s == RT_ERR_UNAVAILABLE)
+        rt_metrics_gauge_set("ratchet_db_up", 0);
+    rt_api_reply_status(r, &err);
+    return false;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Health, readiness, metrics
+ * ------------------------------------------------------------------------------------ */
+
+static void get_healthz(rt_api_req *r)
+{
+    rt_api_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static rt_status op_ping(rt_store *st, void *arg, rt_error *err)
+{
+    (void)arg;
+    return rt_store_api_ping(st, err);
+}
+
+static void get_readyz(rt_api_req *r)
+{
+    if (!r->set) {
+        rt_api_reply_error(r, 503, "workflows are not loaded yet");
+        return;
+    }
+    rt_error err;
+    rt_store *st = rt_api_store_get(r, &err);
+    rt_status s = st ? op_ping(st, NULL, &err) : err.code;
+    if (s != RT_OK && st) {
+        /* A connection that went stale while idle gets one more chance. */
+        if (rt_store_reconnect(st, &err) == RT_OK)
+            s = op_ping(st, NULL, &err);
+    }
+    rt_api_store_put(r, st);
+    rt_metrics_gauge_set("ratchet_db_up", s == RT_OK ? 1 : 0);
+    if (s != RT_OK) {
+        rt_api_reply_error(r, 503, "database not reachable: %s", err.msg);
+        return;
+    }
+    rt_api_reply_json(r, 200, json_pack("{s:s, s:s, s:I, s:I}", "status", "ready", "database", "ok", "workflows",
+                                        (json_int_t)r->set->n, "workflow_errors", (json_int_t)r->set->n_errors));
+}
+
+static void get_metrics(rt_api_req *r)
+{
+    /* The gauges that only the database knows, refreshed with one query per scrape. */
+    rt_error err;
+    rt_store *st = rt_api_store_get(r, &err);
+    int64_t depth[4];
+    double oldest = 0;
+    rt_status s = st ? rt_store_api_queue_stats(st, depth, &oldest, &err) : err.code;
+    rt_api_store_put(r, st);
+    rt_metrics_gauge_set("ratchet_db_up", s == RT_OK ? 1 : 0);
+    if (s == RT_OK) {
+        for (int p = 0; p < 4; p++)
+            rt_metrics_gauge_set("ratchet_queue_depth", "priority", rt_priority_name((rt_priority)p),
+                                 (double)depth[p]);
+        rt_metrics_gauge_set("ratchet_oldest_runnable_age_seconds", oldest);
+    } else {
+        rt_log(RT_LOG_WARN, NULL, "metrics: %s", err.msg);
+    }
+    char *text = rt_metrics_render();
+    if (!text) {
+        rt_api_reply_error(r, 500, "out of memory");
+        return;
+    }
+    rt_api_reply_text(r, 200, RT_METRICS_CONTENT_TYPE, text);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Workflows
+ * ------------------------------------------------------------------------------------ */
+
+static json_t *workflow_json(const rt_workflow *wf, bool full)
+{
+    json_t *triggers = json_array();
+    for (size_t i = 0; i < wf->n_triggers; i++) {
+        const rt_trigger *t = &wf->triggers[i];
+        if (t->kind == RT_TRIGGER_CRON)
+            json_array_append_new(triggers, json_pack("{s:s, s:s, s:s, s:s}", "type", "cron", "cron", t->cron,
+                                                      "timezone", t->timezone ? t->timezone : "UTC", "catch_up",
+                                                      rt_catch_up_name(t->catch_up)));
+        else
+            json_array_append_new(triggers, json_pack("{s:s, s:s, s:s?}", "type", "event", "event", t->event,
+                                                      "if", t->if_expr));
+    }
+    json_t *steps = json_array();
+    for (size_t i = 0; i < wf->n_steps; i++) {
+        const rt_step_def *d = &wf->steps[i];
+        json_t *needs = json_array();
+        for (size_t k = 0; k < d->n_needs; k++)
+            json_array_append_new(needs, json_string(d->needs[k]));
+        json_array_append_new(steps, json_pack("{s:s, s:s, s:o}", "id", d->id, "uses", d->uses, "needs", needs));
+    }
+    const char *file = wf->file ? strrchr(wf->file, '/') : NULL;
+    file = file ? file + 1 : wf->file;
+    json_t *o = json_pack("{s:s, s:s?, s:b, s:b, s:s, s:s, s:s?, s:o, s:o}", "id", wf->id, "name", wf->name,
+                          "enabled", wf->enabled, "system", wf->system, "priority", rt_priority_name(wf->priority),
+                          "hash", wf->hash, "file", file, "triggers", triggers, "steps", steps);
+    if (full)
+        json_object_set(o, "definition", wf->definition); /* borrowed from wf, increfed */
+    return o;
+}
+
+static void get_workflows(rt_api_req *r)
+{
+    static const char *const q[] = {NULL};
+    if (!rt_api_query_only(r, q))
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < r->set->n; i++)
+        json_array_append_new(arr, workflow_json(r->set->items[i], false));
+    rt_api_reply_json(r, 200, json_pack("{s:o}", "workflows", arr));
+}
+
+static const rt_workflow *find_workflow(rt_api_req *r, const char *id)
+{
+    const rt_workflow *wf = rt_workflow_id_valid(id) ? rt_workflow_set_find(r->set, id) : NULL;
+    if (!wf)
+        rt_api_reply_error(r, 404, "workflow \"%.128s\" not found (this server loaded %zu workflow(s))", id,
+                           r->set->n);
+    return wf;
+}
+
+static void get_workflow(rt_api_req *r)
+{
+    const rt_workflow *wf = find_workflow(r, r->params[0]);
+    if (wf)
+        rt_api_reply_json(r, 200, workflow_json(wf, true));
+}
+
+/* ------------------------------------------------------------------------------------
+ * Events
+ * ------------------------------------------------------------------------------------ */
+
+/* An agent's event speaks for the agent and its entity: actor type agent (its id defaults
+ * to the token's label), entity_id the token's. Anything else is refused (403). Values of
+ * the wrong type are left for the envelope parser to report. */
+static bool scope_agent_event(rt_api_req *r, json_t *e, const char *where)
+{
+    if (!json_is_object(e))
+        return true;
+    json_t *actor = json_object_get(e, "actor");
+    if (!actor || json_is_null(actor)) {
+        json_object_set_new(e, "actor", json_pack("{s:s, s:s}", "type", "agent", "id", r->who.label));
+    } else if (json_is_object(actor)) {
+        json_t *t = json_object_get(actor, "type");
+        if (json_is_string(t) && strcmp(json_string_value(t), "agent") != 0) {
+            rt_api_refuse(r, 403, "%s.actor.type: an agent token sends events as actor type \"agent\", not \"%.20s\"",
+                          where, json_string_value(t));
+            return false;
+        }
+        json_t *id = json_object_get(actor, "id");
+        if (!id || json_is_null(id))
+            json_object_set_new(actor, "id", json_string(r->who.label));
+    }
+    json_t *ent = json_object_get(e, "entity_id");
+    if (!ent || json_is_null(ent)) {
+        json_object_set_new(e, "entity_id", json_string(r->who.entity_id));
+    } else if (json_is_string(ent) && strcmp(json_string_value(ent), r->who.entity_id) != 0) {
+        rt_api_refuse(r, 403, "%s.entity_id: this agent token may only send events of entity \"%s\"", where,
+                      r->who.entity_id);
+        return false;
+    }
+    return true;
+}
+
+typedef struct ingest_args {
+    const rt_workflow_set *set;
+    rt_event **events;
+    size_t n;
+    rt_ingest_result *results;
+} ingest_args;
+
+static rt_status op_ingest(rt_store *st, void *arg, rt_error *err)
+{
+    ingest_args *a = arg;
+    rt_ingest_results_clear(a->results, a->n);
+    memset(a->results, 0, a->n * sizeof *a->results);
+    return rt_ingest_events(a->set, st, a->events, a->n, "api", a->results, err);
+}
+
+static void post_events(rt_api_req *r)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!doc) {
+        rt_api_reply_error(r, 400, "body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+        return;
+    }
+    bool single = json_is_object(doc);
+    if (!single && !json_is_array(doc)) {
+        rt_api_reply_error(r, 400, "$: expected an event object or an array of events, not %s",
+                           json_type_name(doc));
+        json_decref(doc);
+        return;
+    }
+    size_t n = single ? 1 : json_array_size(doc);
+    if (n == 0 || n > RT_API_EVENTS_PER_REQUEST) {
+        rt_api_reply_error(r, 400, "$: expected 1 to %d events, got %zu", RT_API_EVENTS_PER_REQUEST, n);
+        json_decref(doc);
+        return;
+    }
+    rt_event **events = calloc(n, sizeof *events);
+    rt_ingest_result *results = calloc(n, sizeof *results);
+    if (!events || !results) {
+        free(events);
+        free(results);
+        json_decref(doc);
+        rt_api_reply_error(r, 500, "out of memory");
+        return;
+    }
+    int64_t now = rt_now_ms();
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *e = single ? doc : json_array_get(doc, i);
+        char where[32];
+        if (single)
+            snprintf(where, sizeof where, "$");
+        else
+            snprintf(where, sizeof where, "$[%zu]", i);
+        if (is_agent(r) && !scope_agent_event(r, e, where)) {
+            ok = false;
+            break;
+        }
+        rt_error err;
+        if (rt_event_from_json(e, now, &events[i], &err) != RT_OK) {
+            /* "$.actor.type: ..." becomes "$[3].actor.type: ..." */
+            const char *msg = err.msg;
+            bool path = msg[0] == '$';
+            json_t *extra = single ? NULL : json_pack("{s:I}", "index", (json_int_t)i);
+            rt_api_reply_error_with(r, 400, extra, "%s%s%s", where, path ? "" : ": ", path ? msg + 1 : msg);
+            ok = false;
+        }
+    }
+    if (ok) {
+        ingest_args a = {.set = r->set, .events = events, .n = n, .results = results};
+        /* Safe to repeat: ids were fixed when parsing, so a commit that did happen
+         * before the connection broke makes the events duplicates, never doubles. */
+        ok = with_store(r, op_ingest, &a, true);
+    }
+    if (ok) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:b, s:O}", "id", events[i]->id, "duplicate",
+                                                 results[i].duplicate, "runs",
+                                                 results[i].run_ids ? results[i].run_ids : json_array()));
+        rt_api_reply_json(r, 200, arr);
+    }
+    rt_ingest_results_clear(results, n);
+    for (size_t i = 0; i < n; i++)
+        rt_event_free(events[i]);
+    free(events);
+    free(results);
+    json_decref(doc);
+}
+
+typedef struct list_events_args {
+    const char *name;
+    int limit;
+    json_t *out;
+} list_events_args;
+
+static rt_status op_list_events(rt_store *st, void *arg, rt_error *err)
+{
+    list_events_args *a = arg;
+    return rt_store_list_events(st, a->name, a->limit, &a->out, err);
+}
+
+static void get_events(rt_api_req *r)
+{
+    static const char *const q[] = {"name", "limit", NULL};
+    list_events_args a = {.name = rt_api_query(r, "name")};
+    if (!rt_api_query_only(r, q) || !query_int(r, "limit", EVENTS_LIMIT_DEFAULT, 1, EVENTS_LIMIT_MAX, &a.limit))
+        return;
+    rt_error err;
+    if (a.name && rt_event_name_check(a.name, &err) != RT_OK) {
+        rt_api_reply_error(r, 400, "name: %s", err.msg);
+        return;
+    }
+    if (with_store(r, op_list_events, &a, true))
+        rt_api_reply_json(r, 200, json_pack("{s:o}", "events", a.out));
+}
+
+/* ------------------------------------------------------------------------------------
+ * Runs
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct create_args {
+    rt_run_request req;
+    const char *dedupe_key;
+    bool created;
+    rt_api_run_info existing; /* when !created: the run that holds the key */
+    json_t *run;
+} create_args;
+
+static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
+{
+    create_args *a = arg;
+    json_decref(a->run);
+    a->run = NULL;
+    rt_status s = rt_store_create_runs(st, &a->req, 1, err);
+    if (s != RT_OK)
+        return s;
+    a->created = a->req.id[0] != '\0';
+    if (!a->created) {
+        /* The key was taken: by a run committed before our insert gave way. */
+        s = rt_store_api_find_dedupe(st, a->req.wf->id, a->dedupe_key, a->req.id, err);
+        if (s == RT_OK)
+            s = rt_store_api_run_info(st, a->req.id, &a->existing, err);
+        if (s != RT_OK)
+            return s == RT_ERR_NOT_FOUND ? rt_error_set(err, RT_ERR_CONFLICT, "idempotency key race") : s;
+    }
+    return rt_store_get_run(st, a->req.id, false, &a->run, err);
+}
+
+/* What a POST /api/v1/workflows/{id}/runs body asks for. */
+typedef struct run_order {
+    json_t *data;         /* borrowed from the body, NULL = {} */
+    int64_t run_at;       /* 0 = now */
+    char dedupe[IDEMPOTENCY_KEY_MAX + 8];
+    const char *entity;   /* NULL = none */
+} run_order;
+
+/* {data?, run_at?, idempotency_key?, entity_id?}: answers 400 and returns false if bad. */
+static bool parse_run_order(rt_api_req *r, json_t *body, run_order *o)
+{
+    static const char *const keys[] = {"data", "run_at", "idempotency_key", "entity_id", NULL};
+    memset(o, 0, sizeof *o);
+    if (!only_keys(r, body, keys, "data, run_at, idempotency_key, entity_id"))
+        return false;
+    o->data = json_object_get(body, "data");
+    json_t *v = json_object_get(body, "run_at");
+    rt_error err;
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            rt_api_reply_error(r, 400, "$.run_at: expected an RFC 3339 time like \"2026-12-01T00:00:00Z\", not %s",
+                               json_type_name(v));
+            return false;
+        }
+        if (rt_time_parse(json_string_value(v), &o->run_at, &err) != RT_OK) {
+            rt_api_reply_error(r, 400, "$.run_at: %s", err.msg);
+            return false;
+        }
+    }
+    v = json_object_get(body, "idempotency_key");
+    if (v && !json_is_null(v)) {
+        const char *k = json_string_value(v);
+        if (!k || !*k || strlen(k) > IDEMPOTENCY_KEY_MAX) {
+            rt_api_reply_error(r, 400, "$.idempotency_key: expected a string of 1 to %d bytes, not %s",
+                               IDEMPOTENCY_KEY_MAX, k ? "that" : json_type_name(v));
+            return false;
+        }
+        snprintf(o->dedupe, sizeof o->dedupe, "api:%s", k);
+    }
+    v = json_object_get(body, "entity_id");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            rt_api_reply_error(r, 400, "$.entity_id: expected a string, not %s", json_type_name(v));
+            return false;
+        }
+        o->entity = json_string_value(v);
+    }
+    if (is_agent(r)) {
+        if (o->entity && strcmp(o->entity, r->who.entity_id) != 0) {
+            rt_api_refuse(r, 403, "$.entity_id: this agent token may only start runs of entity \"%s\"",
+                          r->who.entity_id);
+            return false;
+        }
+        o->entity = r->who.entity_id;
+    }
+    return true;
+}
+
+static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
+{
+    /* The run's trigger event, as `ratchet run` makes it, speaking for the caller. */
+    rt_event *ev = NULL;
+    rt_error err;
+    if (rt_event_new("ratchet.manual", o->data, is_agent(r) ? RT_ACTOR_AGENT : RT_ACTOR_USER, r->who.label,
+                     o->entity, NULL, &ev, &err) != RT_OK) {
+        rt_api_reply_error(r, 400, "%s", err.msg);
+        return;
+    }
+    json_t *trigger = json_pack("{s:s}", "type", "manual");
+    create_args a = {.req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .run_at_ms = o->run_at,
+                             .dedupe_key = o->dedupe[0] ? o->dedupe : NULL},
+                     .dedupe_key = o->dedupe};
+    /* Without a key, a repeat after a lost connection could start a second run. */
+    if (with_store(r, op_create_run, &a, o->dedupe[0] != '\0')) {
+        bool foreign = !a.created && (a.existing.has_entity != (o->entity != NULL) ||
+                                      (o->entity && strcmp(a.existing.entity_id, o->entity) != 0));
+        if (foreign && is_agent(r)) {
+            /* Another entity's run behind the same key is not the agent's to see. */
+            rt_api_reply_error(r, 409, "idempotency key already used for another run of %s", wf->id);
+        } else {
+            snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.req.id);
+            rt_api_reply_json(r, a.created ? 201 : 200, a.run);
+            a.run = NULL;
+        }
+    }
+    json_decref(a.run);
+    json_decref(trigger);
+    rt_event_free(ev);
+}
+
+static void post_workflow_runs(rt_api_req *r)
+{
+    const rt_workflow *wf = find_workflow(r, r->params[0]);
+    if (!wf)
+        return;
+    json_t *body = body_object(r);
+    if (!body)
+        return;
+    run_order o;
+    if (parse_run_order(r, body, &o)) {
+        if (!wf->enabled)
+            rt_api_reply_error(r, 409, "workflow \"%s\" is disabled (\"enabled\": false in its file)", wf->id);
+        else
+            start_run(r, wf, &o);
+    }
+    json_decref(body);
+}
+
+/* Opaque keyset cursors: base64url("v1:<created_at µs>:<run id>"). */
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void cursor_encode(int64_t us, const char *id, char *out, size_t len)
+{
+    char raw[96];
+    int n = snprintf(raw, sizeof raw, "v1:%lld:%s", (long long)us, id);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 5 < len; i += 3) {
+        unsigned v = (unsigned char)raw[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)raw[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)raw[i + 2];
+        out[o++] = b64url[(v >> 18) & 63];
+        out[o++] = b64url[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = b64url[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+}
+
+static bool cursor_decode(const char *s, int64_t *us, char id[37])
+{
+    char raw[96];
+    size_t o = 0, len = strlen(s);
+    if (len == 0 || len > 120 || len % 4 == 1)
+        return false;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = strchr(b64url, s[i]);
+        if (!p || !s[i])
+            return false;
+        acc = (acc << 6) | (unsigned)(p - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= sizeof raw)
+                return false;
+            raw[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    raw[o] = '\0';
+    if (strncmp(raw, "v1:", 3) != 0)
+        return false;
+    char *end;
+    long long v = strtoll(raw + 3, &end, 10);
+    if (end == raw + 3 || *end != ':' || strlen(end + 1) != 36 || !rt_uuid_valid(end + 1))
+        return false;
+    *us = v;
+    memcpy(id, end + 1, 37);
+    return true;
+}
+
+typedef struct list_runs_args {
+    rt_api_run_filter f;
+    json_t *out;
+    bool more;
+    int64_t last_us;
+    char last_id[37];
+} list_runs_args;
+
+static rt_status op_list_runs(rt_store *st, void *arg, rt_error *err)
+{
+    list_runs_args *a = arg;
+    json_decref(a->out);
+    a->out = NULL;
+    return rt_store_api_list_runs(st, &a->f, &a->out, &a->more, &a->last_us, a->last_id, err);
+}
+
+static void get_runs(rt_api_req *r)
+{
+    static const char *const q[] = {"workflow", "status", "entity_id", "limit", "cursor", NULL};
+    list_runs_args a = {.f = {.workflow = rt_api_query(r, "workflow"), .status = rt_api_query(r, "status"),
+                              .entity_id = rt_api_query(r, "entity_id")}};
+    if (!rt_api_query_only(r, q) ||
+        !query_int(r, "limit", RUNS_LIMIT_DEFAULT, 1, RT_API_RUNS_LIMIT_MAX, &a.f.limit))
+        return;
+    if (a.f.status && !in_list(a.f.status, run_statuses)) {
+        rt_api_reply_error(r, 400,
+                           "status=%.40s: expected one of queued, awaiting_approval, running, sleeping, waiting, "
+                           "completed, partial, failed, cancelled, expired, timed_out, rejected",
+                           a.f.status);
+        return;
+    }
+    if (a.f.workflow && !rt_workflow_id_valid(a.f.workflow)) {
+        rt_api_reply_error(r, 400, "workflow=%.40s: not a workflow id", a.f.workflow);
+        return;
+    }
+    const char *cursor = rt_api_query(r, "cursor");
+    if (cursor) {
+        if (!cursor_decode(cursor, &a.f.cursor_us, a.f.cursor_id)) {
+            rt_api_reply_error(r, 400, "cursor: not a cursor this API gave out (use next_cursor as it is)");
+            return;
+        }
+        a.f.has_cursor = true;
+    }
+    if (is_agent(r)) {
+        if (a.f.entity_id && strcmp(a.f.entity_id, r->who.entity_id) != 0) {
+            rt_api_refuse(r, 403, "entity_id: this agent token reads only runs of entity \"%s\"", r->who.entity_id);
+            return;
+        }
+        a.f.entity_id = r->who.entity_id;
+    }
+    if (!with_store(r, op_list_runs, &a, true))
+        return;
+    json_t *next = json_null();
+    if (a.more) {
+        char buf[160];
+        cursor_encode(a.last_us, a.last_id, buf, sizeof buf);
+        json_decref(next);
+        next = json_string(buf);
+    }
+    rt_api_reply_json(r, 200, json_pack("{s:o, s:o}", "runs", a.out, "next_cursor", next));
+}
+
+/* Reads what an access check needs; answers (404, or refuses) and returns false when
+ * the caller may not see the run. */
+typedef struct run_info_args {
+    const char *id;
+    rt_api_run_info info;
+} run_info_args;
+
+static rt_status op_run_info(rt_store *st, void *arg, rt_error *err)
+{
+    run_info_args *a = arg;
+    return rt_store_api_run_info(st, a->id, &a->info, err);
+}
+
+static bool visible_run(rt_api_req *r, const char *id, rt_api_run_info *info)
+{
+    if (!rt_uuid_valid(id)) {
+        rt_api_reply_error(r, 400, "\"%.64s\" is not a run id (expected a UUID)", id);
+        return false;
+    }
+    run_info_args a = {.id = id};
+    if (!with_store(r, op_run_info, &a, true))
+        return false;
+    if (is_agent(r) && (!a.info.has_entity || strcmp(a.info.entity_id, r->who.entity_id) != 0)) {
+        /* Answered like a run that does not exist: an agent learns nothing of others. */
+        char why[128];
+        snprintf(why, sizeof why, "run %s belongs to another entity", id);
+        rt_auth_refused(&r->who, r->method, r->path, 404, why);
+        rt_api_reply_error(r, 404, "run %s not found", id);
+        return false;
+    }
+    *info = a.info;
+    return true;
+}
+
+typedef struct get_run_args {
+    const char *id;
+    bool steps;
+    json_t *out;
+} get_run_args;
+
+static rt_status op_get_run(rt_store *st, void *arg, rt_error *err)
+{
+    get_run_args *a = arg;
+    json_decref(a->out);
+    a->out = NULL;
+    return rt_store_get_run(st, a->id, a->steps, &a->out, err);
+}
+
+static void get_run(rt_api_req *r)
+{
+    rt_api_run_info info;
+    if (is_agent(r) && !visible_run(r, r->params[0], &info))
+        return;
+    if (!rt_uuid_valid(r->params[0])) {
+        rt_api_reply_error(r, 400, "\"%.64s\" is not a run id (expected a UUID)", r->params[0]);
+        return;
+    }
+    get_run_args a = {.id = r->params[0], .steps = true};
+    if (with_store(r, op_get_run, &a, true))
+        rt_api_reply_json(r, 200, a.out);
+}
+
+typedef struct cancel_args {
+    json_t *runs;
+    const char *id;
+    json_t *out;
+} cancel_args;
+
+static rt_status op_cancel(rt_store *st, void *arg, rt_error *err)
+{
+    cancel_args *a = arg;
+    json_decref(a->out);
+    a->out = NULL;
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_store_cancel_runs(st, a->runs, err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK) {
+        rt_store_rollback(st);
+        return s;
+    }
+    return rt_store_get_run(st, a->id, false, &a->out, err);
+}
+
+static void post_cancel(rt_api_req *r)
+{
+    const char *id = r->params[0];
+    rt_api_run_info info;
+    if (!visible_run(r, id, &info))
+        return;
+    if (is_agent(r) && info.system) {
+        rt_api_refuse(r, 403, "workflow \"%s\" is a system workflow: an agent token may not cancel its runs",
+                      info.workflow_id);
+        return;
+    }
+    json_t *body = body_object(r);
+    if (!body)
+        return;
+    static const char *const keys[] = {"reason", NULL};
+    json_t *reason = json_object_get(body, "reason");
+    if (!only_keys(r, body, keys, "reason")) {
+        json_decref(body);
+        return;
+    }
+    if (reason && !json_is_null(reason) && !json_is_string(reason)) {
+        rt_api_reply_error(r, 400, "$.reason: expected a string, not %s", json_type_name(reason));
+        json_decref(body);
+        return;
+    }
+    if (terminal_status(info.status)) {
+        rt_api_reply_error(r, 409, "run %s already ended: %s", id, info.status);
+        json_decref(body);
+        return;
+    }
+    char msg[600];
+    const char *why = json_string_value(reason);
+    snprintf(msg, sizeof msg, "cancelled through the API by %s%s%.500s", r->who.label, why ? ": " : "",
+             why ? why : "");
+    cancel_args a = {.id = id, .runs = json_pack("[{s:s, s:o}]", "id", id, "error", rt_json_text(msg, strlen(msg)))};
+    if (with_store(r, op_cancel, &a, true)) {
+        const char *status = json_string_value(json_object_get(a.out, "status"));
+        if (status && strcmp(status, "cancelled") != 0)
+            rt_api_reply_error(r, 409, "run %s ended (%s) before the cancel", id, status);
+        else
+            rt_api_reply_json(r, 200, json_incref(a.out));
+    }
+    rt_log(RT_LOG_INFO, NULL, "api: run %s cancelled by %s", id, r->who.label);
+    json_decref(a.out);
+    json_decref(a.runs);
+    json_decref(body);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Schedules
+ * ------------------------------------------------------------------------------------ */
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char buf[40];
+    rt_time_format(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+typedef struct schedules_args {
+    rt_schedule_row *rows;
+    size_t n;
+} schedules_args;
+
+static rt_status op_list_schedules(rt_store *st, void *arg, rt_error *err)
+{
+    schedules_args *a = arg;
+    rt_schedule_rows_free(a->rows, a->n);
+    a->rows = NULL;
+    a->n = 0;
+    return rt_store_schedules_list(st, &a->rows, &a->n, err);
+}
+
+static void get_schedules(rt_api_req *r)
+{
+    static const char *const q[] = {NULL};
+    schedules_args a = {0};
+    if (!rt_api_query_only(r, q) || !with_store(r, op_list_schedules, &a, true))
+        return;
+    /* The same objects as `ratchet schedules --json`. */
+    json_t *arr = json_array();
+    for (size_t i = 0; i < a.n; i++) {
+        const rt_schedule_row *row = &a.rows[i];
+        bool active = row->enabled && !row->paused;
+        json_t *o = json_object();
+        json_object_set_new(o, "workflow", json_string(row->workflow_id));
+        json_object_set_new(o, "trigger", json_integer(row->trigger_index));
+        json_object_set_new(o, "cron", json_string(row->cron));
+        json_object_set_new(o, "timezone", json_string(row->timezone));
+        json_object_set_new(o, "catch_up", json_string(rt_catch_up_name(row->catch_up)));
+        json_object_set_new(o, "state", json_string(!row->enabled ? "disabled" : row->paused ? "paused" : "active"));
+        json_object_set_new(o, "last_fire_at", time_or_null(row->last_fire_ms));
+        json_object_set_new(o, "next_fire_at", time_or_null(active ? row->next_fire_ms : 0));
+        json_array_append_new(arr, o);
+    }
+    rt_schedule_rows_free(a.rows, a.n);
+    rt_api_reply_json(r, 200, json_pack("{s:o}", "schedules", arr));
+}
+
+typedef struct pause_args {
+    const char *workflow;
+    bool pause;
+    char actor[64];
+    bool paused_before;
+    size_t n_rows;
+    bool changed;
+    int stage; /* 0: look, 1: act */
+} pause_args;
+
+static rt_status op_pause_look(rt_store *st, void *arg, rt_error *err)
+{
+    pause_args *a = arg;
+    rt_status s = rt_store_schedules_paused(st, a->workflow, &a->paused_before, err);
+    if (s != RT_OK)
+        return s;
+    rt_schedule_row *rows = NULL;
+    size_t n = 0;
+    s = rt_store_schedules_list(st, &rows, &n, err);
+    a->n_rows = 0;
+    for (size_t i = 0; s == RT_OK && i < n; i++)
+        a->n_rows += !strcmp(rows[i].workflow_id, a->workflow);
+    rt_schedule_rows_free(rows, n);
+    return s;
+}
+
+static rt_status op_pause_act(rt_store *st, void *arg, rt_error *err)
+{
+    pause_args *a = arg;
+    return a->pause ? rt_schedules_pause(st, a->workflow, a->actor, &a->changed, err)
+                    : rt_schedules_resume(st, a->workflow, a->actor, &a->changed, err);
+}
+
+static void pause_or_resume(rt_api_req *r, bool pause)
+{
+    pause_args a = {.workflow = r->params[0], .pause = pause};
+    snprintf(a.actor, sizeof a.actor, "api:%s", r->who.label);
+    if (!rt_workflow_id_valid(a.workflow)) {
+        rt_api_reply_error(r, 404, "workflow \"%.128s\" not found", a.workflow);
+        return;
+    }
+    if (!with_store(r, op_pause_look, &a, true))
+        return;
+    /* As `ratchet schedules`: a workflow with schedule rows, or a loaded one with a cron
+     * trigger (rows come with its first sync); a resume also clears a leftover pause. */
+    if (a.n_rows == 0 && !(!pause && a.paused_before)) {
+        const rt_workflow *wf = rt_workflow_set_find(r->set, a.workflow);
+        bool cron = false;
+        for (size_t k = 0; wf && k < wf->n_triggers; k++)
+            cron |= wf->triggers[k].kind == RT_TRIGGER_CRON;
+        if (!wf) {
+            rt_api_reply_error(r, 404, "workflow \"%s\" not found: it has no cron schedule", a.workflow);
+            return;
+        }
+        if (!cron) {
+            rt_api_reply_error(r, 409, "workflow \"%s\" has no cron trigger: nothing to %s", a.workflow,
+                               pause ? "pause" : "resume");
+            return;
+        }
+    }
+    if (!with_store(r, op_pause_act, &a, true))
+        return;
+    rt_log(RT_LOG_INFO, NULL, "api: schedules of %s %s by %s%s", a.workflow, pause ? "paused" : "resumed",
+           r->who.label, a.changed ? "" : " (no change)");
+    rt_api_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "workflow", a.workflow, "paused", pause, "changed",
+                                        a.changed));
+}
+
+static void post_pause(rt_api_req *r)
+{
+    pause_or_resume(r, true);
+}
+
+static void post_resume(rt_api_req *r)
+{
+    pause_or_resume(r, false);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Not yet
+ * ------------------------------------------------------------------------------------ */
+
+static void not_implemented(rt_api_req *r)
+{
+    rt_api_reply_error(r, 501, "%s %s is not implemented yet (replay, approvals and the audit log come with their "
+                               "own modules)",
+                       r->method, r->path);
+}
+
+static const rt_api_route routes[] = {
+    {"GET", "/healthz", 0, false, get_healthz},
+    {"GET", "/readyz", 0, false, get_readyz},
+    {"GET", "/metrics", READERS, false, get_metrics},
+    {"GET", "/api/v1/workflows", READERS, false, get_workflows},
+    {"GET", "/api/v1/workflows/{}", READERS, false, get_workflow},
+    {"POST", "/api/v1/workflows/{}/runs", TRIGGERERS, false, post_workflow_runs},
+    {"POST", "/api/v1/events", TRIGGERERS, true, post_events},
+    {"GET", "/api/v1/events", READERS, false, get_events},
+    {"GET", "/api/v1/runs", RT_ROLES_ALL, false, get_runs},
+    {"GET", "/api/v1/runs/{}", RT_ROLES_ALL, false, get_run},
+    {"POST", "/api/v1/runs/{}/cancel", TRIGGERERS, false, post_cancel},
+    {"POST", "/api/v1/runs/{}/replay", WRITERS, false, not_implemented},
+    {"POST", "/api/v1/runs/{}/approval", WRITERS, false, not_implemented},
+    {"GET", "/api/v1/approvals", READERS, false, not_implemented},
+    {"GET", "/api/v1/audit", READERS, false, not_implemented},
+    {"GET", "/api/v1/schedules", READERS, false, get_schedules},
+    {"POST", "/api/v1/schedules/{}/pause", WRITERS, false, post_pause},
+    {"POST", "/api/v1/schedules/{}/resume", WRITERS, false, post_resume},
+};
+
+const rt_api_route *rt_api_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}

@@ -1,0 +1,293 @@
+/* auth.c — the tokens file, constant-time token lookup, roles, new tokens. */
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define TOKENS_FILE_MAX (16u << 20)
+
+typedef struct token_entry {
+    unsigned char hash[32];
+    rt_role role;
+    char entity_id[RT_AUTH_ENTITY_MAX + 1];
+} token_entry;
+
+struct rt_tokens {
+    token_entry *items;
+    size_t n;
+};
+
+static const struct {
+    rt_role role;
+    const char *name;
+} roles[] = {
+    {RT_ROLE_ADMIN, "admin"},
+    {RT_ROLE_OPERATOR, "operator"},
+    {RT_ROLE_AGENT, "agent"},
+    {RT_ROLE_VIEWER, "viewer"},
+};
+
+const char *rt_role_name(rt_role r)
+{
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (roles[i].role == r)
+            return roles[i].name;
+    return "?";
+}
+
+rt_status rt_role_parse(const char *s, rt_role *out, rt_error *err)
+{
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        if (!strcmp(s, roles[i].name)) {
+            *out = roles[i].role;
+            return RT_OK;
+        }
+    }
+    return rt_error_set(err, RT_ERR_INVALID, "unknown role \"%.40s\" (expected admin, operator, agent or viewer)", s);
+}
+
+bool rt_entity_id_valid(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return false;
+    return n >= 1 && n <= RT_AUTH_ENTITY_MAX;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool parse_hash(const char *hex, unsigned char out[32])
+{
+    if (strlen(hex) != 64)
+        return false;
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* Splits line (modified in place) into at most max whitespace-separated fields. */
+static int split_fields(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *f = strtok_r(line, " \t\r", &save); f; f = strtok_r(NULL, " \t\r", &save)) {
+        if (n == max)
+            return max + 1;
+        fields[n++] = f;
+    }
+    return n;
+}
+
+rt_status rt_tokens_parse(const char *text, size_t len, const char *file, rt_tokens **out, rt_error *err)
+{
+    *out = NULL;
+    rt_tokens *t = calloc(1, sizeof *t);
+    char *copy = malloc(len + 1);
+    if (!t || !copy) {
+        free(t);
+        free(copy);
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    size_t cap = 0;
+    int lineno = 0;
+    rt_status s = RT_OK;
+    char *p = copy;
+    while (s == RT_OK && p) {
+        char *line = p;
+        char *nl = memchr(p, '\n', (size_t)(copy + len - p));
+        if (nl) {
+            *nl = '\0';
+            p = nl + 1;
+        } else {
+            p = NULL;
+        }
+        lineno++;
+        if (strlen(line) != (size_t)((nl ? nl : copy + len) - line)) {
+            s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: NUL byte in the line", file, lineno);
+            break;
+        }
+        char *fields[3];
+        int nf = split_fields(line, fields, 3);
+        if (nf == 0 || fields[0][0] == '#')
+            continue;
+        if (nf < 2 || nf > 3) {
+            s = rt_error_set(err, RT_ERR_INVALID,
+                             "%s:%d: expected \"sha256hex role [entity_id]\" (%d fields found)", file, lineno, nf);
+            break;
+        }
+        token_entry e;
+        memset(&e, 0, sizeof e);
+        if (!parse_hash(fields[0], e.hash)) {
+            s = rt_error_set(err, RT_ERR_INVALID,
+                             "%s:%d: the first field must be the 64 hex digits of the token's SHA-256 "
+                             "(see `ratchet token create`)",
+                             file, lineno);
+            break;
+        }
+        rt_error rerr;
+        if (rt_role_parse(fields[1], &e.role, &rerr) != RT_OK) {
+            s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: %s", file, lineno, rerr.msg);
+            break;
+        }
+        if (nf == 3 && e.role != RT_ROLE_AGENT) {
+            s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: only agent tokens have an entity_id (role %s)", file,
+                             lineno, fields[1]);
+            break;
+        }
+        if (e.role == RT_ROLE_AGENT && nf != 3) {
+            s = rt_error_set(err, RT_ERR_INVALID,
+                             "%s:%d: an agent token needs an entity_id: \"hash agent ENTITY\"", file, lineno);
+            break;
+        }
+        if (nf == 3) {
+            if (!rt_entity_id_valid(fields[2])) {
+                s = rt_error_set(err, RT_ERR_INVALID,
+                                 "%s:%d: entity_id must be 1..%d printable ASCII characters without spaces", file,
+                                 lineno, RT_AUTH_ENTITY_MAX);
+                break;
+            }
+            snprintf(e.entity_id, sizeof e.entity_id, "%s", fields[2]);
+        }
+        for (size_t i = 0; i < t->n; i++) {
+            if (!memcmp(t->items[i].hash, e.hash, sizeof e.hash)) {
+                s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: the same token hash is listed twice", file, lineno);
+                break;
+            }
+        }
+        if (s != RT_OK)
+            break;
+        if (t->n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            token_entry *items = realloc(t->items, ncap * sizeof *items);
+            if (!items) {
+                s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+                break;
+            }
+            t->items = items;
+            cap = ncap;
+        }
+        t->items[t->n++] = e;
+    }
+    free(copy);
+    if (s != RT_OK) {
+        rt_tokens_free(t);
+        return s;
+    }
+    *out = t;
+    return RT_OK;
+}
+
+rt_status rt_tokens_load(const char *path, rt_tokens **out, rt_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    rt_status s = rt_file_read(path, TOKENS_FILE_MAX, &text, &len, err);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "RATCHET_TOKENS=%s", path);
+    s = rt_tokens_parse(text, len, path, out, err);
+    /* The file holds hashes only, but wipe the copy anyway: it may hold a pasted token. */
+    OPENSSL_cleanse(text, len);
+    free(text);
+    return s;
+}
+
+size_t rt_tokens_count(const rt_tokens *t)
+{
+    return t ? t->n : 0;
+}
+
+void rt_tokens_free(rt_tokens *t)
+{
+    if (!t)
+        return;
+    free(t->items);
+    free(t);
+}
+
+bool rt_tokens_lookup(const rt_tokens *t, const char *token, size_t len, rt_identity *who)
+{
+    if (!t || len == 0 || len > 4096)
+        return false;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        return false;
+    /* Every entry is compared, whatever matched, so timing says nothing about which. */
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t eq = (size_t)(CRYPTO_memcmp(t->items[i].hash, md, 32) == 0);
+        size_t mask = (size_t)0 - eq; /* all ones when equal */
+        found = (found & ~mask) | (i & mask);
+    }
+    if (found == SIZE_MAX)
+        return false;
+    const token_entry *e = &t->items[found];
+    memset(who, 0, sizeof *who);
+    who->role = e->role;
+    snprintf(who->entity_id, sizeof who->entity_id, "%s", e->entity_id);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(who->label, "token:", 6);
+    for (int i = 0; i < 6; i++) {
+        who->label[6 + 2 * i] = hex[e->hash[i] >> 4];
+        who->label[6 + 2 * i + 1] = hex[e->hash[i] & 15];
+    }
+    who->label[18] = '\0';
+    return true;
+}
+
+rt_status rt_token_generate(char *token, size_t token_len, char *hash_hex, rt_error *err)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[33]; /* 32 random bytes + one zero pad byte: 11 groups of 3 */
+    if (token_len < sizeof RT_AUTH_TOKEN_PREFIX + 43)
+        return rt_error_set(err, RT_ERR_INVALID, "token buffer too small");
+    if (rt_random_bytes(raw, 32) != RT_OK)
+        return rt_error_set(err, RT_ERR_INTERNAL, "no random bytes from OpenSSL");
+    raw[32] = 0;
+    char *o = token;
+    memcpy(o, RT_AUTH_TOKEN_PREFIX, sizeof RT_AUTH_TOKEN_PREFIX - 1);
+    o += sizeof RT_AUTH_TOKEN_PREFIX - 1;
+    size_t chars = 0;
+    for (size_t i = 0; i < 33 && chars < 43; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        for (int k = 3; k >= 0 && chars < 43; k--, chars++)
+            *o++ = b64[(v >> (6 * k)) & 63];
+    }
+    *o = '\0';
+    OPENSSL_cleanse(raw, sizeof raw);
+    rt_sha256_hex(token, strlen(token), hash_hex);
+    return RT_OK;
+}
+
+void rt_auth_refused(const rt_identity *who, const char *method, const char *path, int status, const char *reason)
+{
+    /* AUDIT HOOK (see auth.h): the audit module records the refusal here. */
+    if (who)
+        rt_log(RT_LOG_WARN, NULL, "api: refused %s %s for %s (role %s%s%s): %d %s", method, path, who->label,
+               rt_role_name(who->role), who->entity_id[0] ? ", entity " : "", who->entity_id, status, reason);
+    else
+        rt_log(RT_LOG_WARN, NULL, "api: refused %s %s: %d %s", method, path, status, reason);
+}

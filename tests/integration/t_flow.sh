@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Failure handling and flow control on PostgreSQL alone: retries (count and spacing),
+# non-retriable failures, step/workflow/start timeouts, replay with and without --from,
+# cancel killing an exec's process group, on_failure (event and workflow), partial runs,
+# invoke (output and failure), for_each, priority order under a backlog, and concurrency
+# limits never exceeded.
+source "$(dirname "$0")/lib.sh"
+rt_test_init flow
+
+W=$T/workflows
+FX=$T/effects
+mkdir -p "$W" "$FX"
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=2s
+status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
+field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }
+
+cat > "$W/retry.json" <<EOF2
+{"id": "retry", "retries": {"max_attempts": 4, "backoff": "exponential", "delay": "200ms"}, "steps": [
+  {"id": "flaky", "uses": "exec", "with": {"command": ["sh", "-c", "echo x >> $FX/flaky-\$RATCHET_RUN_ID; n=\$(wc -l < $FX/flaky-\$RATCHET_RUN_ID); [ \$n -ge 3 ] && echo '{\"tries\":'\$n'}' || exit 1"]}}]}
+EOF2
+cat > "$W/fatal.json" <<EOF2
+{"id": "fatal", "retries": {"max_attempts": 5, "delay": "100ms"}, "steps": [
+  {"id": "boom", "uses": "exec", "with": {"command": ["sh", "-c", "echo x >> $FX/fatal-\$RATCHET_RUN_ID; exit 7"], "non_retriable_exit_codes": [7]}}]}
+EOF2
+cat > "$W/slowstep.json" <<'EOF2'
+{"id": "slowstep", "retries": {"max_attempts": 1}, "steps": [
+  {"id": "hang", "uses": "exec", "timeout": "500ms", "with": {"command": ["sleep", "30"]}}]}
+EOF2
+cat > "$W/wftimeout.json" <<'EOF2'
+{"id": "wftimeout", "timeout": "1s", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
+EOF2
+cat > "$W/starttimeout.json" <<'EOF2'
+{"id": "starttimeout", "start_timeout": "1s", "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF2
+cat > "$W/steps3.json" <<EOF2
+{"id": "steps3", "steps": [
+  {"id": "a", "uses": "exec", "with": {"command": ["sh", "-c", "echo a >> $FX/replay; echo 1"]}},
+  {"id": "b", "uses": "exec", "with": {"command": ["sh", "-c", "echo b >> $FX/replay; echo 2"]}},
+  {"id": "c", "uses": "transform", "with": {"value": "\${{ steps.a.output + steps.b.output }}"}}]}
+EOF2
+cat > "$W/longexec.json" <<EOF2
+{"id": "longexec", "steps": [{"id": "hold", "uses": "exec", "with": {"command": ["sh", "-c", "sleep 300 & echo \$! > $FX/grandchild; wait"]}}]}
+EOF2
+cat > "$W/failing.json" <<'EOF2'
+{"id": "failing", "retries": {"max_attempts": 1}, "on_failure": {"event": "job.failed"},
+ "steps": [{"id": "x", "uses": "exec", "with": {"command": ["false"]}}]}
+EOF2
+cat > "$W/failing2.json" <<'EOF2'
+{"id": "failing2", "retries": {"max_attempts": 1}, "on_failure": {"workflow": "cleanup"},
+ "steps": [{"id": "x", "uses": "exec", "with": {"command": ["false"]}}]}
+EOF2
+cat > "$W/cleanup.json" <<'EOF2'
+{"id": "cleanup", "steps": [{"id": "got", "uses": "transform", "with": {"value": "${{ event.data.run_id }}"}}]}
+EOF2
+cat > "$W/onfail-listener.json" <<'EOF2'
+{"id": "onfail-listener", "triggers": [{"event": "job.failed"}], "steps": [{"id": "got", "uses": "transform", "with": {"value": "${{ event.data }}"}}]}
+EOF2
+cat > "$W/partial.json" <<'EOF2'
+{"id": "partial", "steps": [
+  {"id": "ok", "uses": "transform", "with": {"value": 1}},
+  {"id": "bad", "uses": "exec", "continue_on_error": true, "retries": {"max_attempts": 1}, "with": {"command": ["false"]}},
+  {"id": "after", "uses": "transform", "with": {"value": "${{ steps.bad.status }}"}}]}
+EOF2
+cat > "$W/parent.json" <<'EOF2'
+{"id": "parent", "retries": {"max_attempts": 1}, "steps": [
+  {"id": "call", "uses": "invoke", "with": {"workflow": "child", "data": {"n": "${{ event.data.n }}"}}},
+  {"id": "use", "uses": "transform", "with": {"value": "${{ steps.call.output * 10 }}"}}]}
+EOF2
+cat > "$W/child.json" <<'EOF2'
+{"id": "child", "retries": {"max_attempts": 1}, "steps": [
+  {"id": "nap", "uses": "sleep", "with": {"duration": "200ms"}},
+  {"id": "check", "uses": "exec", "with": {"command": ["sh", "-c", "[ \"$N\" != 0 ]"], "env": {"N": "${{ event.data.n }}"}}},
+  {"id": "double", "uses": "transform", "with": {"value": "${{ event.data.n * 2 }}"}}]}
+EOF2
+cat > "$W/fanout.json" <<'EOF2'
+{"id": "fanout", "steps": [
+  {"id": "each", "uses": "transform", "for_each": "event.data.items", "with": {"value": "${{ item * 10 + index }}"}}]}
+EOF2
+cat > "$W/limited.json" <<EOF2
+{"id": "limited", "concurrency": {"limit": 2, "key": "event.data.key"}, "steps": [
+  {"id": "work", "uses": "exec", "with": {"command": ["sh", "-c", "echo start \$K \$(date +%s%N) >> $FX/conc; sleep 0.2; echo end \$K \$(date +%s%N) >> $FX/conc"], "env": {"K": "\${{ event.data.key }}"}}}]}
+EOF2
+cat > "$W/prio-low.json" <<EOF2
+{"id": "prio-low", "priority": "low", "steps": [{"id": "w", "uses": "exec", "with": {"command": ["sh", "-c", "echo low >> $FX/prio"]}}]}
+EOF2
+cat > "$W/prio-critical.json" <<EOF2
+{"id": "prio-critical", "priority": "critical", "steps": [{"id": "w", "uses": "exec", "with": {"command": ["sh", "-c", "echo critical >> $FX/prio"]}}]}
+EOF2
+"$RATCHET_BIN" validate "$W" >/dev/null || "$RATCHET_BIN" validate "$W"
+"$RATCHET_BIN" migrate >/dev/null
+
+# Priority first, with no engine running: a backlog of low runs, then critical ones.
+for _ in $(seq 10); do "$RATCHET_BIN" run prio-low >/dev/null; done
+for _ in $(seq 3); do "$RATCHET_BIN" run prio-critical >/dev/null; done
+RATCHET_WORKERS=1 rt_serve_start prio
+rt_wait_for 30 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
+rt_serve_stop prio
+rt_assert_eq "critical critical critical" "$(head -3 "$FX/prio" | tr '\n' ' ' | sed 's/ $//')" "critical runs claimed before the low backlog"
+
+rt_serve_start a
+
+# Retries: 3 attempts (2 failures), spacing 200 ms then 400 ms (exponential).
+id=$("$RATCHET_BIN" run retry --wait)
+rt_assert_eq '{"tries": 3}' "$(field "$id" output::text)" "succeeded on the 3rd attempt"
+rt_assert_eq 3 "$(wc -l < "$FX/flaky-$id")" "3 executions"
+rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.step_attempts where run_id = '$id'")" "2 failed attempts kept"
+gaps=$(rt_psql "select string_agg(round(extract(epoch from (b.started_at - a.finished_at)) * 1000)::text, ',' order by a.attempt) from ratchet.step_attempts a join ratchet.step_attempts b on b.run_id = a.run_id and b.attempt = a.attempt + 1 where a.run_id = '$id'")
+g1=$(rt_psql "select round(extract(epoch from (s.started_at - a.finished_at)) * 1000) from ratchet.step_attempts a join ratchet.steps s on s.run_id = a.run_id where a.run_id = '$id' and a.attempt = 2")
+python3 -c "import sys; a=[float(x) for x in sys.argv[1].split(',')]; b=float(sys.argv[2]); assert 180 <= a[0] < 2000 and 380 <= b < 3000, (a, b)" "$gaps" "$g1" || rt_fail "retry spacing: $gaps then $g1 ms"
+"$RATCHET_BIN" show "$id" | grep -q "attempt" || rt_fail "show lists failed attempts"
+
+# Non-retriable: exit code 7 ends at once despite 5 attempts allowed.
+if id=$("$RATCHET_BIN" run fatal --wait); then rt_fail "fatal must fail"; fi
+rt_assert_eq 1 "$(wc -l < "$FX/fatal-$id")" "non-retriable: one execution"
+
+# Step timeout kills the command.
+if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 20s); then rt_fail "slowstep must fail"; fi
+grep -q "timed out" <<<"$(field "$id" error)" || rt_fail "step timeout error: $(field "$id" error)"
+
+# Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
+id=$("$RATCHET_BIN" run wftimeout)
+rt_wait_for 15 '[ "$(status '"$id"')" = timed_out ]'
+# start_timeout counts from when the run is due; no engine runs meanwhile, so it stays
+# queued past it (this pause is the scenario, not a wait for a condition).
+rt_serve_stop a
+id=$("$RATCHET_BIN" run starttimeout)
+sleep 1.5
+rt_serve_start a
+rt_wait_for 15 '[ "$(status '"$id"')" = expired ]'
+rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
+
+# Replay: the whole run again, then --from b (a is not executed again).
+: > "$FX/replay"
+id=$("$RATCHET_BIN" run steps3 --wait)
+r1=$("$RATCHET_BIN" replay "$id")
+rt_wait_for 15 '[ "$(status '"$r1"')" = completed ]'
+rt_assert_eq "a b a b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay runs every step again"
+r2=$("$RATCHET_BIN" replay "$id" --from b)
+rt_wait_for 15 '[ "$(status '"$r2"')" = completed ]'
+rt_assert_eq "a b a b b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay --from b reuses a's memoized output"
+rt_assert_eq 3 "$(field "$r2" output::text)" "the reused output feeds later steps"
+
+# Cancel kills the exec step's whole process group.
+id=$("$RATCHET_BIN" run longexec)
+rt_wait_for 15 '[ -s "$FX/grandchild" ]'
+gc=$(cat "$FX/grandchild")
+"$RATCHET_BIN" cancel "$id" >/dev/null 2>&1
+rt_assert_eq cancelled "$(status "$id")" "cancel marks the run"
+rt_wait_for 15 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
+
+# on_failure: an event that triggers a listener; a workflow started with the failure.
+if id=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
+rt_wait_for 15 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
+rt_assert_eq "$id" "$(rt_psql "select output->>'run_id' from ratchet.runs where workflow_id = 'onfail-listener'")" "on_failure event carries the run id"
+if id=$("$RATCHET_BIN" run failing2 --wait); then rt_fail "failing2 must fail"; fi
+rt_wait_for 15 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
+
+# continue_on_error: the run goes on and ends partial.
+id=$("$RATCHET_BIN" run partial --wait) && rt_fail "a partial run is not completed" || true
+rt_wait_for 10 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
+rt_assert_eq '"failed"' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'partial'")" "later steps see the failed status"
+
+# invoke: the child's output; the child's failure fails the step.
+id=$("$RATCHET_BIN" run parent --data '{"n": 4}' --wait)
+rt_assert_eq 80 "$(field "$id" output::text)" "parent uses child output (4*2*10)"
+rt_assert_eq invoke "$(rt_psql "select trigger->>'type' from ratchet.runs where workflow_id = 'child' and parent_run_id = '$id'")" "child trigger"
+if id=$("$RATCHET_BIN" run parent --data '{"n": 0}' --wait); then rt_fail "a failed child fails the parent"; fi
+grep -q "child run" <<<"$(field "$id" error)" || rt_fail "parent error names the child: $(field "$id" error)"
+
+# for_each: once per element, output is the array.
+id=$("$RATCHET_BIN" run fanout --data '{"items": [1, 2, 3]}' --wait)
+rt_assert_eq "[10, 21, 32]" "$(field "$id" output::text)" "for_each output"
+
+# Concurrency: 200 runs over 5 keys, limit 2 per key: never more than 2 at once per key.
+: > "$FX/conc"
+for i in $(seq 200); do echo "{\"key\": \"k$((i % 5))\"}"; done > "$T/keys"
+rt_serve_stop a # a backlog first, so that the workers contend for the keys
+while read -r data; do "$RATCHET_BIN" run limited --data "$data" >/dev/null; done < "$T/keys"
+RATCHET_WORKERS=8 rt_serve_start a
+rt_wait_for 120 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
+max=$(python3 - "$FX/conc" <<'PY'
+import sys, collections
+ev = []
+for line in open(sys.argv[1]):
+    kind, key, t = line.split()
+    ev.append((int(t), 0 if kind == "end" else 1, key))
+ev.sort()
+cur = collections.Counter(); best = collections.Counter()
+for t, k, key in ev:
+    cur[key] += 1 if k else -1
+    best[key] = max(best[key], cur[key])
+print(max(best.values()))
+PY
+)
+[ "$max" -le 2 ] || rt_fail "concurrency limit 2 exceeded: $max at once"
+[ "$max" -ge 2 ] || rt_fail "concurrency never reached its limit ($max): the test proves nothing"
+rt_serve_stop a
+echo "ok: flow (max simultaneous per key: $max)"
