@@ -312,10 +312,8 @@ void rt_api_reply_status(rt_api_req *r, const rt_error *err)
     case RT_ERR_TIMEOUT: status = 503; break;
     default: status = 500; break;
     }
-    if (status >= 500) {
-        req_ctx *c = (req_ctx *)r;
-        rt_log(RT_LOG_ERROR, NULL, "api: %s %s: %s", r->method, c->log_path, err->msg);
-    }
+    if (status >= 500)
+        rt_log(RT_LOG_ERROR, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
     rt_api_reply_error(r, status, "%s", err->msg);
 }
 
@@ -326,8 +324,7 @@ void rt_api_refuse(rt_api_req *r, int status, const char *fmt, ...)
     char msg[RT_ERROR_MAX];
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    req_ctx *c = (req_ctx *)r;
-    rt_auth_refused(r->auth_enabled ? &r->who : NULL, r->method, c->log_path, status, msg);
+    rt_auth_refused(r->auth_enabled ? &r->who : NULL, r->method, r->safe_path, status, msg);
     rt_api_reply_error(r, status, "%s", msg);
 }
 
@@ -567,6 +564,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->r.path = url;
         c->r.auth_enabled = api->tokens != NULL;
         safe_copy(c->log_path, sizeof c->log_path, url);
+        c->r.safe_path = c->log_path;
         /* Route, token and declared size are checked before any body is read: a refused
          * request's body is never buffered (MHD drops it and closes the connection). */
         c->route = route_for(c);

@@ -729,7 +729,7 @@ static bool visible_run(rt_api_req *r, const char *id, rt_api_run_info *info)
         /* Answered like a run that does not exist: an agent learns nothing of others. */
         char why[128];
         snprintf(why, sizeof why, "run %s belongs to another entity", id);
-        rt_auth_refused(&r->who, r->method, r->path, 404, why);
+        rt_auth_refused(&r->who, r->method, r->safe_path, 404, why);
         rt_api_reply_error(r, 404, "run %s not found", id);
         return false;
     }
@@ -975,7 +975,7 @@ static void not_implemented(rt_api_req *r)
 {
     rt_api_reply_error(r, 501, "%s %s is not implemented yet (replay, approvals and the audit log come with their "
                                "own modules)",
-                       r->method, r->path);
+                       r->method, r->safe_path);
 }
 
 static const rt_api_route routes[] = {

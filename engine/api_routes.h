@@ -40,6 +40,7 @@ struct rt_api_req {
     void *conn;          /* the MHD connection (opaque here) */
     const char *method;
     const char *path;
+    const char *safe_path; /* path made printable and bounded, for logs and messages */
     const char *params[RT_API_MAX_PARAMS]; /* the {} segments, decoded */
     const char *body;    /* NUL-terminated; body_len bytes (may hold NULs) */
     size_t body_len;

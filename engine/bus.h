@@ -178,8 +178,11 @@ static inline void rt_bus_msg_free(rt_bus *b, rt_bus_msg *msg)
 }
 /* Thread-safe. Returns RT_OK only when the broker took every message (RabbitMQ
  * publisher confirms; JetStream publish acks; core NATS: written and flushed). The batch
- * is pipelined: all messages are sent, then the confirmations awaited. On error, any
- * subset may have been taken: publish again with the same ids. timeout_ms <= 0: 10 s. */
+ * is pipelined: all messages are sent, then the confirmations awaited. Concurrent callers
+ * share round trips (RabbitMQ: one caller sends everything queued as one batch; JetStream:
+ * single messages go in parallel), so a failure may be reported to every caller of that
+ * round. On error, any subset may have been taken: publish again with the same ids.
+ * timeout_ms <= 0: 10 s. */
 static inline rt_status rt_bus_publish(rt_bus *b, const rt_bus_out *msgs, size_t n, int timeout_ms,
                                        rt_error *err)
 {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrations.h"
@@ -683,6 +684,12 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *req
 
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
+    /* Idempotency, debounce, batching, singleton, throttle: when a request needs them,
+     * admission decides and creates the admitted runs itself (calling back in here). */
+    bool handled = false;
+    rt_status as = rt_admission_apply(st, reqs, n, &handled, err);
+    if (as != RT_OK || handled)
+        return as;
     json_t *runs = json_array(), *steps = json_array(), *queue = json_array();
     rt_status s = RT_OK;
     for (size_t i = 0; i < n; i++) {

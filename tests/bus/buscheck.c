@@ -99,6 +99,8 @@ static void options_for(rt_bus_options *o, const names *n)
     o->subject_prefix = n->prefix;
     o->consumer = n->consumer;
     o->connect_timeout_ms = 5000;
+    if (getenv("BUSCHECK_PREFETCH"))
+        o->prefetch = atoi(getenv("BUSCHECK_PREFETCH"));
 }
 
 static rt_bus *open_bus(const rt_bus_options *o)
@@ -208,11 +210,20 @@ static void delete_stream(const names *n)
     if (g_amqp)
         return;
     natsConnection *nc = NULL;
+    natsOptions *opts = NULL;
     jsCtx *js = NULL;
-    if (natsConnection_ConnectTo(&nc, g_url) == NATS_OK && natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
+    natsOptions_Create(&opts);
+    natsOptions_SetURL(opts, g_url);
+    if (strncmp(g_url, "tls://", 6) == 0) {
+        natsOptions_SetSecure(opts, true);
+        if (getenv("BUSCHECK_TLS_CA"))
+            natsOptions_LoadCATrustedCertificates(opts, getenv("BUSCHECK_TLS_CA"));
+    }
+    if (natsConnection_Connect(&nc, opts) == NATS_OK && natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
         js_DeleteStream(js, n->stream, NULL, NULL);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
+    natsOptions_Destroy(opts);
 }
 
 /* --- messages ------------------------------------------------------------------------------ */
@@ -348,12 +359,16 @@ static void run_tag(char *buf, size_t len)
 static size_t fetch_all(rt_bus *b, idset *seen, size_t want, int64_t deadline_ms, const char *must_match,
                         size_t *mismatched)
 {
-    rt_bus_msg *msgs[512];
-    size_t total = 0;
+    rt_bus_msg *msgs[1024];
+    size_t total = 0, max = 128; /* what the consumer takes by default: half the prefetch */
+    if (getenv("BUSCHECK_BATCH"))
+        max = (size_t)atoi(getenv("BUSCHECK_BATCH"));
+    if (max < 1 || max > 1024)
+        max = 128;
     rt_error err;
     while (idset_size(seen) < want && rt_mono_ms() < deadline_ms) {
         size_t n;
-        if (rt_bus_fetch(b, msgs, 512, 500, &n, &err) != RT_OK)
+        if (rt_bus_fetch(b, msgs, max, 500, &n, &err) != RT_OK)
             die("fetch: %s", err.msg);
         for (size_t i = 0; i < n; i++) {
             char *id = body_id(msgs[i]);
@@ -487,7 +502,7 @@ static void scenario_throughput(void)
     run_tag(run, sizeof run);
     const size_t nbatch = 20000, batch = 1000, nsingle = 2000;
     outbox ob;
-    outbox_make(&ob, nbatch + 2 * nsingle, run, nms, 2, 200);
+    outbox_make(&ob, nbatch + 3 * nsingle, run, nms, 2, 200);
     rt_error err;
 
     int64_t t0 = rt_mono_us();
@@ -509,22 +524,27 @@ static void scenario_throughput(void)
         rate(nsingle, us));
     printf("FIGURE %s_publish_single_1thread %.0f msgs/s\n", rt_bus_name(b), rate(nsingle, us));
 
-    pthread_t th[4];
-    single_pub sps[4];
-    size_t per = nsingle / 4;
-    t0 = rt_mono_us();
-    for (int i = 0; i < 4; i++) {
-        sps[i] = (single_pub){.b = b, .ob = &ob, .from = nbatch + nsingle + i * per,
-                              .to = nbatch + nsingle + (i + 1) * per};
-        pthread_create(&th[i], NULL, single_publisher, &sps[i]);
+    /* Many publishers at once (worker threads running publish steps). */
+    const int nthreads[2] = {4, 16};
+    for (int k = 0; k < 2; k++) {
+        int nt = nthreads[k];
+        pthread_t th[16];
+        single_pub sps[16];
+        size_t per = nsingle / (size_t)nt, base = nbatch + nsingle * (size_t)(k + 1);
+        t0 = rt_mono_us();
+        for (int i = 0; i < nt; i++) {
+            sps[i] = (single_pub){.b = b, .ob = &ob, .from = base + i * per, .to = base + (i + 1) * per};
+            pthread_create(&th[i], NULL, single_publisher, &sps[i]);
+        }
+        for (int i = 0; i < nt; i++) {
+            pthread_join(th[i], NULL);
+            CHECK_EQ(0, sps[i].errors, "single publish errors (threads)");
+        }
+        us = rt_mono_us() - t0;
+        say("throughput: %zu single-message publishes from %d threads: %.0f msgs/s", per * nt, nt,
+            rate(per * nt, us));
+        printf("FIGURE %s_publish_single_%dthreads %.0f msgs/s\n", rt_bus_name(b), nt, rate(per * nt, us));
     }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        CHECK_EQ(0, sps[i].errors, "single publish errors (4 threads)");
-    }
-    us = rt_mono_us() - t0;
-    say("throughput: %zu single-message publishes from 4 threads: %.0f msgs/s", nsingle, rate(nsingle, us));
-    printf("FIGURE %s_publish_single_4threads %.0f msgs/s\n", rt_bus_name(b), rate(nsingle, us));
 
     idset seen;
     idset_init(&seen);
@@ -1032,6 +1052,57 @@ static void scenario_core(void)
     rt_bus_free(b);
 }
 
+/* TLS: connect with RATCHET_TLS_CA-style options (BUSCHECK_TLS_CA, BUSCHECK_TLS_VERIFY);
+ * publish, fetch and ack 10 messages. BUSCHECK_EXPECT_FAIL=1: the connection must be
+ * refused (wrong CA), with an error that names the cause and no password. */
+static void scenario_tls(void)
+{
+    names nm;
+    names_for(&nm, "tls");
+    rt_bus_options o;
+    options_for(&o, &nm);
+    o.tls.ca_file = getenv("BUSCHECK_TLS_CA");
+    const char *verify = getenv("BUSCHECK_TLS_VERIFY");
+    o.tls.verify = !verify || strcmp(verify, "0") != 0;
+    const char *expect_fail = getenv("BUSCHECK_EXPECT_FAIL");
+    rt_bus *b = open_bus(&o);
+    rt_error err;
+    rt_status st = rt_bus_connect(b, &err);
+    if (expect_fail && !strcmp(expect_fail, "1")) {
+        CHECK(st != RT_OK, "TLS connect succeeded but should have been refused");
+        if (st != RT_OK)
+            say("tls: refused as expected (%s): %s", rt_status_name(st), err.msg);
+        CHECK(!strstr(err.msg, "s3cret"), "password in the error: %s", err.msg);
+        rt_bus_out out = {.name = "tls.x", .body = "{}", .len = 2};
+        st = rt_bus_publish(b, &out, 1, 3000, &err);
+        CHECK(st != RT_OK, "TLS publish succeeded but should have been refused");
+        rt_bus_free(b);
+        return;
+    }
+    CHECK(st == RT_OK, "TLS connect: %s", err.msg);
+    if (st != RT_OK) {
+        rt_bus_free(b);
+        return;
+    }
+    const char *pats[] = {"tls.>"};
+    CHECK(rt_bus_subscribe(b, pats, 1, &err) == RT_OK, "subscribe: %s", err.msg);
+    char run[64];
+    run_tag(run, sizeof run);
+    const char *nms[] = {"tls.ping"};
+    outbox ob;
+    outbox_make(&ob, 10, run, nms, 1, 16);
+    CHECK(rt_bus_publish(b, ob.outs, ob.n, 10000, &err) == RT_OK, "publish over TLS: %s", err.msg);
+    idset seen;
+    idset_init(&seen);
+    fetch_all(b, &seen, 10, rt_mono_ms() + 10000, NULL, NULL);
+    CHECK_EQ(10, idset_size(&seen), "received over TLS");
+    say("tls: %s (%s): 10 published, fetched and acked over TLS", rt_bus_url_safe(b), rt_bus_mode(b));
+    idset_free(&seen);
+    outbox_free(&ob);
+    rt_bus_free(b);
+    delete_stream(&nm);
+}
+
 int main(int argc, char **argv)
 {
     g_url = getenv("BUSCHECK_URL");
@@ -1065,6 +1136,8 @@ int main(int argc, char **argv)
             scenario_restart();
         else if (!strcmp(argv[i], "core"))
             scenario_core();
+        else if (!strcmp(argv[i], "tls"))
+            scenario_tls();
         else
             die("unknown scenario %s", argv[i]);
         say("=== %s: %s (%.1f s)", argv[i], failures == before ? "ok" : "FAILED", (rt_mono_ms() - t0) / 1000.0);
