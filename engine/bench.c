@@ -16,7 +16,7 @@
 #include "workflow.h"
 
 /* The server URL with its database replaced by name. Handles URIs and key=value strings. */
-static char *url_with_database(const char *url, const char *name)
+char *rt_url_with_database(const char *url, const char *name)
 {
     size_t len = strlen(url) + strlen(name) + 16;
     char *out = malloc(len);
@@ -73,7 +73,7 @@ static rt_status bench_one(const rt_config *base, int runs, int steps, bench_res
         return rt_error_prefix(err, "creating the scratch database %s", name);
     }
     rt_config cfg = *base;
-    cfg.database_url = url_with_database(base->database_url, name);
+    cfg.database_url = rt_url_with_database(base->database_url, name);
     rt_store *st = NULL;
     rt_workflow *wf = NULL;
     rt_engine *e = NULL;

@@ -10,4 +10,11 @@
 /* steps_filter: 0 = both cases (1 and 5 steps per run). Returns an exit code. */
 int rt_bench_main(rt_config *cfg, int runs, int steps_filter, bool json);
 
+/* `ratchet bench events`: ingest throughput and publish-to-first-step latency per broker
+ * (bench_events.c). Returns an exit code. */
+int rt_bench_events_main(rt_config *cfg, int events, bool json);
+
+/* The server URL with its database replaced by name (URI or key=value). Caller frees. */
+char *rt_url_with_database(const char *url, const char *name);
+
 #endif

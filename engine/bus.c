@@ -38,6 +38,7 @@ void rt_bus_options_from_config(rt_bus_options *o, const rt_config *cfg, const c
     o->stream = cfg->nats_stream;
     o->subject_prefix = cfg->nats_subject_prefix;
     o->consumer = cfg->nats_consumer;
+    o->queue = cfg->amqp_queue;
 }
 
 static bool scheme_is(const char *url, const char *scheme)

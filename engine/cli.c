@@ -455,6 +455,13 @@ static int cmd_run(cli *c)
         rt_store_close(st);
         return fail(c->cmd, &err);
     }
+    if (!req.id[0]) { /* admission created nothing (idempotency, singleton skip) */
+        fprintf(stderr, "skipped: %s\n", req.reason[0] ? req.reason : "not created");
+        rt_store_close(st);
+        return 0;
+    }
+    if (req.reason[0])
+        fprintf(stderr, "%s\n", req.reason);
     printf("%s\n", req.id);
     fflush(stdout);
     if (!o.wait) {
@@ -950,10 +957,15 @@ static int cmd_bench(cli *c)
 {
     if (c->pos < c->argc && !strcmp(c->argv[c->pos], "cron"))
         return rt_bench_cron_main(&c->cfg, c->argc, c->argv, c->pos + 1);
+    bool events = c->pos < c->argc && !strcmp(c->argv[c->pos], "events");
+    if (events)
+        c->pos++;
     opts o;
     int rc = parse_opts(c, &o, " --runs --steps --json ", 0);
     if (rc || (rc = setup(c, true)))
         return rc;
+    if (events)
+        return rt_bench_events_main(&c->cfg, o.runs ? o.runs : 20000, o.json);
     if (o.steps && o.steps != 1 && o.steps != 5)
         return usage_error(c->cmd, "--steps must be 1 or 5");
     return rt_bench_main(&c->cfg, o.runs ? o.runs : 20000, o.steps, o.json);
@@ -994,6 +1006,7 @@ static void print_help(void)
            "  events [--name N] [--limit N] [--json]\n"
            "                              recent stored events with the runs they started\n"
            "  bench [--runs N] [--steps 1|5] [--json]\n"
+           "  bench events [--runs N] [--json]   ingest events/s and publish-to-first-step latency per broker\n"
            "                              drain N preloaded no-op runs in a scratch database\n"
            "  bench cron [--ticks N] [--schedules N] [--json]\n"
            "                              cron fire lateness (3 schedulers) and the cost of many schedules\n"

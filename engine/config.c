@@ -51,6 +51,8 @@ static const setting settings[] = {
      "fallback poll when no NOTIFY arrives"},
     {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
      "steps a worker claims at once"},
+    {"RATCHET_AMQP_QUEUE", "--amqp-queue", T_STRING, OFF(amqp_queue), "ratchet.ingest", 0, 0,
+     "RabbitMQ queue the engine consumes events from"},
     {"RATCHET_EVENT_RETENTION", "--event-retention", T_DURATION, OFF(event_retention_ms), "7d", 0, 0,
      "stored events older than this are deleted"},
     {"RATCHET_NATS_JETSTREAM", "--nats-jetstream", T_BOOL, OFF(nats_jetstream), "true", 0, 0,

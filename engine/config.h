@@ -33,6 +33,7 @@ typedef struct rt_config {
     char *nats_stream;
     char *nats_subject_prefix;
     char *nats_consumer;
+    char *amqp_queue;
     int max_event_bytes;
     char *tls_ca;
     char *tls_cert;

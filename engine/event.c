@@ -456,7 +456,7 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
         rt_uuid7(fresh_id);
         id = fresh_id;
     }
-    int64_t ts;
+    int64_t ts = 0;
     if ((st = get_ts(doc, now_ms, &ts, err)) != RT_OK)
         return st;
     rt_actor_type actor_type;

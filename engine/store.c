@@ -68,6 +68,8 @@ typedef enum stmt_id {
     S_SWEEP_DEADLINES,
     S_RUN_SOURCE,
     S_RUNS_MATCHING,
+    S_COUNT_EVENTS,
+    S_BENCH_LATENCY,
     S_COUNT
 } stmt_id;
 
@@ -334,6 +336,14 @@ static const char *const stmt_sql[S_COUNT] = {
                         " from ratchet.runs where ($1::text is null or workflow_id = $1)"
                         " and ($2::text is null or status = $2)"
                         " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
+    [S_COUNT_EVENTS] = "select count(*) from ratchet.events where name = $1",
+    /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
+    [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
+                        " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("
+                        " select extract(epoch from s.started_at) * 1000"
+                        "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"
+                        " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"
+                        " where r.created_at >= " TS("$1::bigint") ") t",
 };
 
 struct rt_store {
@@ -1500,4 +1510,32 @@ rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const cha
 {
     const char *params[] = {workflow, status};
     return single_json(st, S_RUNS_MATCHING, 2, params, out, err);
+}
+
+rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err)
+{
+    const char *params[] = {name};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_COUNT_EVENTS, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err)
+{
+    char since[24];
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    const char *params[] = {since};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_BENCH_LATENCY, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *p50 = strtod(PQgetvalue(r, 0, 1), NULL);
+    *p99 = strtod(PQgetvalue(r, 0, 2), NULL);
+    PQclear(r);
+    return RT_OK;
 }

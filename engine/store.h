@@ -180,6 +180,11 @@ rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_err
 rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
                                    rt_error *err);
 
+/* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the first
+ * completed step of runs created since since_ms. */
+rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err);
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err);
+
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);
