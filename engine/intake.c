@@ -115,7 +115,11 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
         index[m++] = i;
     }
     if (m > 0) {
-        if (rt_ingest_events(k->in->set, k->store, events, m, k->transport, NULL, &err) == RT_OK) {
+        int64_t t0 = rt_mono_us();
+        rt_status is = rt_ingest_events(k->in->set, k->store, events, m, k->transport, NULL, &err);
+        rt_log(RT_LOG_DEBUG, NULL, "%s ingest: %zu event(s) in %lld us", k->transport, m,
+               (long long)(rt_mono_us() - t0));
+        if (is == RT_OK) {
             for (size_t j = 0; j < m; j++)
                 verdicts[index[j]].outcome = RT_INGEST_STORED;
         } else {
