@@ -63,7 +63,7 @@ for via in amqp nats; do
   "$RATCHET_BIN" send invoice.bad --via $via --raw-file "$T/noname.json" 2>/dev/null
   "$RATCHET_BIN" send invoice.big --via $via --raw-file "$T/big.json" 2>/dev/null || true # a broker may refuse 10 MiB itself
   "$RATCHET_BIN" send invoice.paid --via $via --id "$via-after-poison" --data '{"amount": 1}' >/dev/null
-  rt_wait_for 30 '[ "$(started '"$via-after-poison"')" = "on-invoice,on-paid" ]'
+  rt_wait_for 90 '[ "$(started '"$via-after-poison"')" = "on-invoice,on-paid" ]'
   rt_wait_for 20 '[ $(( $(grep -c "poison message dead-lettered\|dead-lettered" "$T/a.log" || true) - before )) -ge 2 ]'
   grep "dead-lettered" "$T/a.log" | grep -q "$via\|jetstream" || rt_fail "$via: dead-letter log lacks the broker/position"
 done
