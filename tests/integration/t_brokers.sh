@@ -45,7 +45,7 @@ for via in amqp nats; do
   "$RATCHET_BIN" send invoice.paid --via $via --id "$via-e1" --data '{"amount": 5}' >/dev/null
   "$RATCHET_BIN" send invoice.paid --via $via --id "$via-e2" --data '{"amount": 0}' >/dev/null
   "$RATCHET_BIN" send user.created --via $via --id "$via-e3" >/dev/null
-  rt_wait_for 20 '[ "$(stored '"$via-e3"')" = 1 ]'
+  rt_wait_for 60 '[ "$(stored '"$via-e3"')" = 1 ]'
   rt_assert_eq "on-invoice,on-paid" "$(started "$via-e1")" "$via: exact + wildcard"
   rt_assert_eq "on-invoice" "$(started "$via-e2")" "$via: if filters"
   rt_assert_eq "on-user" "$(started "$via-e3")" "$via: other name"
@@ -54,7 +54,7 @@ for via in amqp nats; do
   # The same id again: stored once, nothing new starts.
   "$RATCHET_BIN" send invoice.paid --via $via --id "$via-e1" --data '{"amount": 5}' >/dev/null
   "$RATCHET_BIN" send user.created --via $via --id "$via-e4" >/dev/null
-  rt_wait_for 20 '[ "$(stored '"$via-e4"')" = 1 ]'
+  rt_wait_for 60 '[ "$(stored '"$via-e4"')" = 1 ]'
   rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.runs where trigger->>'event_id' = '$via-e1'")" "$via: duplicate id starts nothing"
 
   # Poison: dead-lettered, logged with broker and position; the stream goes on.
