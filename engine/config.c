@@ -57,9 +57,9 @@ static const setting settings[] = {
      "stored events older than this are deleted"},
     {"RATCHET_NATS_JETSTREAM", "--nats-jetstream", T_BOOL, OFF(nats_jetstream), "true", 0, 0,
      "use JetStream when the NATS server has it (false: core NATS, at-most-once delivery)"},
-    {"RATCHET_AMQP_PREFETCH", "--amqp-prefetch", T_INT, OFF(amqp_prefetch), "256", 1, 65535,
+    {"RATCHET_AMQP_PREFETCH", "--amqp-prefetch", T_INT, OFF(amqp_prefetch), "1024", 1, 65535,
      "RabbitMQ basic.qos prefetch: unacked messages one consumer holds"},
-    {"RATCHET_NATS_MAX_ACK_PENDING", "--nats-max-ack-pending", T_INT, OFF(nats_max_ack_pending), "1024", 1,
+    {"RATCHET_NATS_MAX_ACK_PENDING", "--nats-max-ack-pending", T_INT, OFF(nats_max_ack_pending), "4096", 1,
      1000000, "JetStream consumer MaxAckPending"},
     {"RATCHET_NATS_ACK_WAIT", "--nats-ack-wait", T_DURATION, OFF(nats_ack_wait_ms), "30s", 0, 0,
      "JetStream redelivers a message not acked within this time"},
@@ -80,6 +80,8 @@ static const setting settings[] = {
     {"RATCHET_TLS_KEY", "--tls-key", T_STRING, OFF(tls_key), NULL, 0, 0, "client private key (PEM)"},
     {"RATCHET_TLS_VERIFY", "--tls-verify", T_BOOL, OFF(tls_verify), "true", 0, 0,
      "verify brokers' certificates and host names"},
+    {"RATCHET_APPROVERS", "--approvers", T_STRING, OFF(approvers_file), NULL, 0, 0, "approvers file: `id public-key` lines (ratchet keygen)"},
+    {"RATCHET_APPROVAL_SKEW", "--approval-skew", T_DURATION, OFF(approval_skew_ms), "5m", 0, 0, "signed decisions older (or newer) than this are refused"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "approval.h"
 #include "expr.h"
 #include "log.h"
 #include "metrics.h"
@@ -139,6 +140,10 @@ static rt_status apply_cancel_on(const rt_workflow_set *set, rt_store *st, rt_ev
                 if (!async_condition(json_string_value(json_object_get(rule, "if")), json_object_get(run, "event"),
                                      fresh[i], "cancel_on"))
                     continue;
+                bool may = true; /* AGENT HOOK: no agent cancels a system job or another entity's run (approval.h) */
+                if ((s = rt_approval_check_cancel_on(st, wf, fresh[i], json_string_value(json_object_get(run, "id")),
+                                                     json_string_value(json_object_get(json_object_get(run, "event"), "entity_id")), &may, err)) != RT_OK || !may)
+                    break;
                 char msg[512];
                 snprintf(msg, sizeof msg, "cancelled by event %s (%s) matching cancel_on", fresh[i]->name,
                          fresh[i]->id);
@@ -263,34 +268,15 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
         s = wake_waiters(st, fresh, n_fresh, names, err);
     if (s == RT_OK && n_fresh > 0)
         s = apply_cancel_on(set, st, fresh, n_fresh, err);
+    if (s == RT_OK && n_fresh > 0) /* APPROVAL HOOK: ratchet.approval.decided events (approval.h) */
+        s = rt_approval_ingest(st, fresh, n_fresh, err);
     free(fresh);
     json_decref(names);
     if (s == RT_OK && n_reqs > 0)
         s = rt_store_create_runs_tx(st, reqs, n_reqs, err);
-    if (s == RT_OK && n_reqs > 0) {
-        json_t *pairs = json_object(); /* event id -> [run ids] */
-        for (size_t r = 0; r < n_reqs; r++) {
-            if (!reqs[r].id[0])
-                continue;
-            const rt_event *ev = events[req_event[r]];
-            json_t *list = json_object_get(pairs, ev->id);
-            if (!list) {
-                list = json_array();
-                json_object_set_new(pairs, ev->id, list);
-            }
-            json_array_append_new(list, json_string(reqs[r].id));
-            if (results)
-                json_array_append_new(results[req_event[r]].run_ids, json_string(reqs[r].id));
-        }
-        json_t *arr = json_array();
-        const char *eid;
-        json_t *list;
-        json_object_foreach(pairs, eid, list) {
-            json_array_append_new(arr, json_pack("{s:s, s:O}", "id", eid, "run_ids", list));
-        }
-        s = rt_store_set_event_runs(st, arr, err);
-        json_decref(arr);
-        json_decref(pairs);
+    for (size_t r = 0; s == RT_OK && results && r < n_reqs; r++) {
+        if (reqs[r].id[0]) /* the run row names its event (runs.event_id) */
+            json_array_append_new(results[req_event[r]].run_ids, json_string(reqs[r].id));
     }
     if (s == RT_OK && own_tx)
         s = rt_store_commit(st, err);

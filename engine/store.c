@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "approval.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrations.h"
@@ -48,7 +49,6 @@ typedef enum stmt_id {
     S_RELEASE,
     S_NEXT_DUE,
     S_INSERT_EVENTS,
-    S_SET_EVENT_RUNS,
     S_LIST_EVENTS,
     S_DELETE_OLD_EVENTS,
     S_LOCK_EVENT_NAMES_SHARED,
@@ -83,12 +83,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_GET_DEFINITION] = "select definition from ratchet.workflow_versions where hash = $1",
     [S_CREATE_RUNS] =
         "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id, priority,"
-        " scheduled_at, dedupe_key, deadline, start_deadline, ckey, climit, parent_run_id, parent_step_id) "
+        " scheduled_at, dedupe_key, deadline, start_deadline, ckey, climit, parent_run_id, parent_step_id, event_id) "
         "select x.id, x.workflow_id, x.workflow_hash, 'queued', x.trigger, x.event, x.event->>'entity_id',"
         " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end, x.dedupe_key,"
         " case when x.timeout > 0 then coalesce(" TS("nullif(x.run_at, 0)") ", now()) + x.timeout * interval '1 millisecond' end,"
         " case when x.start_timeout > 0 then coalesce(" TS("nullif(x.run_at, 0)") ", now()) + x.start_timeout * interval '1 millisecond' end,"
-        " x.ckey, x.climit, x.parent_run_id, x.parent_step_id "
+        " x.ckey, x.climit, x.parent_run_id, x.parent_step_id, x.trigger->>'event_id' "
         "from jsonb_to_recordset($1::jsonb) as x(id uuid, workflow_id text, workflow_hash text, trigger jsonb,"
         " event jsonb, priority smallint, run_at bigint, dedupe_key text, timeout bigint, start_timeout bigint,"
         " ckey text, climit int, parent_run_id uuid, parent_step_id text) "
@@ -251,15 +251,13 @@ static const char *const stmt_sql[S_COUNT] = {
         "select x.id, x.name, " TS("x.ts") ", x.envelope, x.transport "
         "from jsonb_to_recordset($1::jsonb) as x(id text, name text, ts bigint, envelope jsonb, transport text) "
         "on conflict (id) do nothing returning id",
-    [S_SET_EVENT_RUNS] = "update ratchet.events e set run_ids = x.run_ids "
-                         "from jsonb_to_recordset($1::jsonb) as x(id text, run_ids uuid[]) where e.id = x.id",
     [S_LIST_EVENTS] =
         "select coalesce(jsonb_agg(o order by rcv desc, eid desc), '[]')::text from ("
         " select jsonb_build_object('id', e.id, 'name', e.name, 'ts', ratchet.ts(e.ts),"
         "  'received_at', ratchet.ts(e.received_at), 'transport', e.transport,"
         "  'actor', e.envelope->'actor', 'entity_id', e.envelope->'entity_id', 'data', e.envelope->'data',"
         "  'runs', (select coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'workflow', r.workflow_id,"
-        "   'status', r.status) order by r.workflow_id), '[]') from ratchet.runs r where r.id = any(e.run_ids))"
+        "   'status', r.status) order by r.workflow_id), '[]') from ratchet.runs r where r.event_id = e.id)"
         " ) o, e.received_at rcv, e.id eid from ratchet.events e"
         " where ($1::text is null or e.name = $1) order by e.received_at desc, e.id desc limit $2::int) t",
     [S_DELETE_OLD_EVENTS] =
@@ -767,6 +765,8 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     }
     if (s == RT_OK)
         s = run_json(st, S_CREATE_QUEUE, queue, created, err);
+    if (s == RT_OK) /* APPROVAL HOOK: gated runs become awaiting_approval (approval.h) */
+        s = rt_approval_hold_new_runs(st, reqs, n, err);
     free(created);
     if (s == RT_OK) {
         PGresult *r = NULL;
@@ -1323,10 +1323,6 @@ rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted
     return RT_OK;
 }
 
-rt_status rt_store_set_event_runs(rt_store *st, json_t *pairs, rt_error *err)
-{
-    return run_json(st, S_SET_EVENT_RUNS, pairs, NULL, err);
-}
 
 rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err)
 {

@@ -142,8 +142,6 @@ rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err);
 /* Events (inside the caller's transaction for ingest). events: [{id, name, ts (ms),
  * envelope, transport}]; *inserted gets the ids that were new (a JSON array). */
 rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted, rt_error *err);
-/* pairs: [{id, run_ids: [uuid...]}] */
-rt_status rt_store_set_event_runs(rt_store *st, json_t *pairs, rt_error *err);
 /* Newest first, each with the runs it started. name may be NULL. */
 rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err);
 /* Deletes up to batch events received more than older_than_ms ago. */
