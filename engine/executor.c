@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "approval.h"
 #include "event.h"
 #include "expr.h"
 #include "ingest.h"
@@ -199,6 +200,13 @@ static json_t *build_context(run_view *v, const rt_step_def *d, int attempt)
     const char *type = json_string_value(json_object_get(v->trigger, "type"));
     if (type && !strcmp(type, "cron"))
         json_object_set(ctx, "schedule", json_object_get(v->trigger, "schedule"));
+    /* batch_events: the envelopes admission collected (admission.h); a run of such a
+     * workflow that was not batched (manual, cron) sees its one event. */
+    json_t *events = json_object_get(v->trigger, "events");
+    if (json_is_array(events))
+        json_object_set(ctx, "events", events);
+    else if (v->wf->batch_events)
+        json_object_set_new(ctx, "events", json_pack("[O]", v->event ? v->event : json_null()));
     return ctx;
 }
 
@@ -493,6 +501,22 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
     }
 }
 
+/* Makes a step of this batch due now (its pending wake-up is rewritten). */
+static void due_now(run_view *v, const char *sid, json_t *batch)
+{
+    json_t *lists[] = {v->requeue, v->enqueue};
+    for (int l = 0; l < 2; l++) {
+        size_t q;
+        json_t *item;
+        json_array_foreach(lists[l], q, item) {
+            const char *qs = json_string_value(json_object_get(item, "step_id"));
+            if (qs && strcmp(qs, sid) == 0)
+                json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
+        }
+    }
+    json_object_set(batch, "notify", json_true());
+}
+
 /* Registers the event waits this batch created (wait_for_event), under an exclusive
  * per-name lock that ingest takes shared: an event either is visible to the lookback
  * query here, or sees the wait rows when it is ingested. A lookback match makes the step
@@ -550,18 +574,7 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
         json_object_set_new(wait, "registered", json_true());
         if (matched) {
             json_object_set(state, "matched", matched);
-            /* Due now: rewrite this step's pending wake-up. */
-            json_t *lists[] = {v->requeue, v->enqueue};
-            for (int l = 0; l < 2; l++) {
-                size_t q;
-                json_t *item;
-                json_array_foreach(lists[l], q, item) {
-                    const char *qs = json_string_value(json_object_get(item, "step_id"));
-                    if (qs && strcmp(qs, sid) == 0)
-                        json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
-                }
-            }
-            json_object_set(batch, "notify", json_true());
+            due_now(v, sid, batch);
         } else {
             json_t *rows = json_array();
             json_t *name;
@@ -577,22 +590,6 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
             return s;
     }
     return RT_OK;
-}
-
-/* Makes a step of this batch due now (its pending wake-up is rewritten). */
-static void due_now(run_view *v, const char *sid, json_t *batch)
-{
-    json_t *lists[] = {v->requeue, v->enqueue};
-    for (int l = 0; l < 2; l++) {
-        size_t q;
-        json_t *item;
-        json_array_foreach(lists[l], q, item) {
-            const char *qs = json_string_value(json_object_get(item, "step_id"));
-            if (qs && strcmp(qs, sid) == 0)
-                json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
-        }
-    }
-    json_object_set(batch, "notify", json_true());
 }
 
 /* Starts the child runs that invoke steps of this batch asked for, once each (the child's
@@ -695,6 +692,8 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
     rt_status rs = register_waits(st, v, batch, err);
     if (rs == RT_OK)
         rs = register_invokes(e, st, v, batch, err);
+    if (rs == RT_OK) /* APPROVAL HOOK: approval steps that suspended get their gate (approval.h) */
+        rs = rt_approval_register_steps(st, e->set, v->run_id, v->wf, v->event, v->rows, err);
     if (rs != RT_OK)
         return rs;
     const rt_workflow *wf = v->wf;
@@ -1296,6 +1295,8 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
         if (s == RT_OK && wf)
             s = run_on_failure(e, st, wf->on_failure, wf_id, id, status, error, &err);
     }
+    if (s == RT_OK) /* APPROVAL HOOK: close gates of ended runs, expire overdue gates (approval.h) */
+        s = rt_approval_sweep(st, ended, &err);
     if (s == RT_OK && json_array_size(wake) > 0)
         s = rt_store_wake_steps(st, wake, &err);
     if (s == RT_OK)

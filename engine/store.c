@@ -348,6 +348,8 @@ struct rt_store {
     PGconn *conn;
     char *url;
     bool prepared[S_COUNT];
+    char **extra_prepared; /* names prepared through rt_store_exec_prepared on this connection */
+    size_t n_extra, cap_extra;
     char *listening; /* channel to re-LISTEN after a reconnect */
 };
 
@@ -399,6 +401,9 @@ static rt_status connect_db(rt_store *st, rt_error *err)
         return s;
     }
     memset(st->prepared, 0, sizeof st->prepared);
+    for (size_t i = 0; i < st->n_extra; i++)
+        free(st->extra_prepared[i]);
+    st->n_extra = 0;
     PQsetNoticeProcessor(st->conn, ignore_notice, NULL);
     PGresult *r = PQexec(st->conn, "set synchronous_commit = on; set lock_timeout = '30s'");
     PQclear(r);
@@ -428,6 +433,9 @@ void rt_store_close(rt_store *st)
         PQfinish(st->conn);
     free(st->url);
     free(st->listening);
+    for (size_t i = 0; i < st->n_extra; i++)
+        free(st->extra_prepared[i]);
+    free(st->extra_prepared);
     free(st);
 }
 
@@ -1534,4 +1542,57 @@ rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, dou
     *p99 = strtod(PQgetvalue(r, 0, 2), NULL);
     PQclear(r);
     return RT_OK;
+}
+
+rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql, int n, const char *const *params,
+                                 PGresult **res, rt_error *err)
+{
+    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
+    bool known = false;
+    for (size_t i = 0; i < st->n_extra && !known; i++)
+        known = strcmp(st->extra_prepared[i], name) == 0;
+    if (!known) {
+        PGresult *p = PQprepare(st->conn, name, sql, 0, NULL);
+        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+            rt_status s = translate(st->conn, p, err, "prepare");
+            PQclear(p);
+            return s;
+        }
+        PQclear(p);
+        if (st->n_extra == st->cap_extra) {
+            size_t cap = st->cap_extra ? st->cap_extra * 2 : 32;
+            char **grown = realloc(st->extra_prepared, cap * sizeof *grown);
+            if (!grown)
+                return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+            st->extra_prepared = grown;
+            st->cap_extra = cap;
+        }
+        st->extra_prepared[st->n_extra++] = strdup(name);
+    }
+    PGresult *r = PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
+    ExecStatusType es = PQresultStatus(r);
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+        rt_status s = translate(st->conn, r, err, "database");
+        PQclear(r);
+        return s;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err)
+{
+    if (!doc || (json_is_array(doc) && json_array_size(doc) == 0))
+        return RT_OK;
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    rt_status s = rt_store_exec_prepared(st, name, sql, 1, params, NULL, err);
+    free(text);
+    return s;
 }

@@ -195,6 +195,15 @@ rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len
 rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);
 rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err);
 
+/* For modules that keep their own SQL in their own file (store_<x>.c): runs sql as the
+ * prepared statement `name` (prepared once per connection; names must be unique across
+ * modules, e.g. "sched3"). *res (may be NULL) must be PQclear'ed. exec_json passes doc as
+ * the one parameter and does nothing for an empty array. */
+struct pg_result;
+rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql, int n, const char *const *params,
+                                 struct pg_result **res, rt_error *err);
+rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err);
+
 /* For modules that keep their own SQL in their own file (store_schedules.c): the
  * connection (NULL while disconnected; never closed by the caller) and the translation of
  * a libpq failure into an rt_status with the server's text (res may be NULL). */
