@@ -1,6 +1,6 @@
 /* api.c — the HTTP server: libmicrohttpd with a pool of RT_API_THREADS threads, routing,
  * request bodies (capped before they are read), bearer-token checks, JSON answers and the
- * pool of PostgreSQL connections the handlers borrow. The routes live in api_routes.c. */
+ * PostgreSQL connection of each thread. The routes live in api_routes.c. */
 #include "api.h"
 
 #include <arpa/inet.h>
@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "api_ingest.h"
 #include "api_routes.h"
 #include "auth.h"
 #include "log.h"
@@ -26,21 +27,24 @@
 
 #define CONNECTION_TIMEOUT_S 30
 #define LISTEN_BACKLOG 1024
+#define API_SLOTS (RT_API_THREADS + 2)
 
 struct rt_api {
     const rt_config *cfg;
     const rt_workflow_set *set;
     rt_tokens *tokens; /* NULL: no authentication (loopback only) */
     struct MHD_Daemon *mhd;
+    rt_api_batcher *batcher; /* group commit for POST /api/v1/events */
     int fd;
     char addr[96];
 
-    /* Database connections, opened on first use; a handler holds one at most. */
+    /* One database connection per MHD thread, opened on its first use. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    rt_store *stores[RT_API_THREADS];
-    int free_idx[RT_API_THREADS];
-    int n_free;
+    struct {
+        bool taken;
+        pthread_t owner;
+        rt_store *st;
+    } slots[API_SLOTS];
 };
 
 /* One request: what MHD keeps for us between the calls of on_request. */
@@ -52,7 +56,10 @@ typedef struct req_ctx {
     size_t len, cap, limit;
     bool too_large;
     bool started;     /* headers seen, checks done */
+    bool dispatched;  /* the handler ran */
     bool answered;
+    rt_api_handler finish;  /* a deferred answer, once resumed */
+    rt_api_ingest_job job;
     int64_t t0_us;
     char log_path[160];
 } req_ctx;
@@ -155,8 +162,11 @@ static rt_status check_settings(const rt_config *cfg, struct sockaddr_storage *s
     *tokens = NULL;
     if (path && *path) {
         s = rt_tokens_load(path, tokens, err);
-        if (s != RT_OK)
-            return s == RT_ERR_NOMEM ? s : rt_error_set(err, RT_ERR_INVALID, "%s", err->msg);
+        if (s != RT_OK) {
+            if (err && s != RT_ERR_NOMEM)
+                err->code = RT_ERR_INVALID; /* a missing or unreadable file is a setting's fault */
+            return s == RT_ERR_NOMEM ? s : RT_ERR_INVALID;
+        }
         if (rt_tokens_count(*tokens) == 0) {
             rt_tokens_free(*tokens);
             *tokens = NULL;
@@ -185,47 +195,48 @@ rt_status rt_api_check(const rt_config *cfg, rt_error *err)
 }
 
 /* ------------------------------------------------------------------------------------
- * The connection pool
+ * Database connections: one per thread
  * ------------------------------------------------------------------------------------ */
 
 rt_store *rt_api_store_get(rt_api_req *r, rt_error *err)
 {
+    /* Each MHD thread keeps its own connection: store_schedules.c remembers per thread
+     * which statements a connection has prepared, so a connection must not change threads. */
     rt_api *api = r->api;
+    pthread_t self = pthread_self();
+    int i = -1;
     pthread_mutex_lock(&api->mu);
-    while (api->n_free == 0)
-        pthread_cond_wait(&api->cv, &api->mu);
-    int i = api->free_idx[--api->n_free];
+    for (int k = 0; k < API_SLOTS && i < 0; k++)
+        if (api->slots[k].taken && pthread_equal(api->slots[k].owner, self))
+            i = k;
+    for (int k = 0; k < API_SLOTS && i < 0; k++) {
+        if (!api->slots[k].taken) {
+            api->slots[k].taken = true;
+            api->slots[k].owner = self;
+            i = k;
+        }
+    }
     pthread_mutex_unlock(&api->mu);
-
+    if (i < 0) {
+        rt_error_set(err, RT_ERR_UNAVAILABLE, "no database connection slot for this thread");
+        return NULL;
+    }
+    rt_store **st = &api->slots[i].st;
     rt_status s = RT_OK;
-    if (!api->stores[i])
-        s = rt_store_open(api->cfg->database_url, &api->stores[i], err);
-    else if (!rt_store_healthy(api->stores[i]))
-        s = rt_store_reconnect(api->stores[i], err);
+    if (!*st)
+        s = rt_store_open(api->cfg->database_url, st, err);
+    else if (!rt_store_healthy(*st))
+        s = rt_store_reconnect(*st, err);
     if (s == RT_OK)
-        return api->stores[i];
+        return *st;
     rt_metrics_gauge_set("ratchet_db_up", 0);
-    pthread_mutex_lock(&api->mu);
-    api->free_idx[api->n_free++] = i;
-    pthread_cond_signal(&api->cv);
-    pthread_mutex_unlock(&api->mu);
     return NULL;
 }
 
 void rt_api_store_put(rt_api_req *r, rt_store *st)
 {
-    rt_api *api = r->api;
-    if (!st)
-        return;
-    pthread_mutex_lock(&api->mu);
-    for (int i = 0; i < RT_API_THREADS; i++) {
-        if (api->stores[i] == st) {
-            api->free_idx[api->n_free++] = i;
-            break;
-        }
-    }
-    pthread_cond_signal(&api->cv);
-    pthread_mutex_unlock(&api->mu);
+    (void)r;
+    (void)st; /* the connection stays with its thread */
 }
 
 /* ------------------------------------------------------------------------------------
@@ -312,7 +323,9 @@ void rt_api_reply_status(rt_api_req *r, const rt_error *err)
     case RT_ERR_TIMEOUT: status = 503; break;
     default: status = 500; break;
     }
-    if (status >= 500)
+    if (status == 503) /* the database went away, or shutting down: expected, and brief */
+        rt_log(RT_LOG_WARN, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
+    else if (status >= 500)
         rt_log(RT_LOG_ERROR, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
     rt_api_reply_error(r, status, "%s", err->msg);
 }
@@ -324,7 +337,9 @@ void rt_api_refuse(rt_api_req *r, int status, const char *fmt, ...)
     char msg[RT_ERROR_MAX];
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    rt_auth_refused(r->auth_enabled ? &r->who : NULL, r->method, r->safe_path, status, msg);
+    rt_store *st = rt_api_store_get(r, &(rt_error){0});
+    rt_auth_refused(st, r->auth_enabled ? &r->who : NULL, r->method, r->safe_path, status, msg);
+    rt_api_store_put(r, st);
     rt_api_reply_error(r, status, "%s", msg);
 }
 
@@ -442,6 +457,13 @@ static const rt_api_route *route_for(req_ctx *c)
     return NULL;
 }
 
+static void refused_401(rt_api_req *r, const char *why)
+{
+    rt_store *st = rt_api_store_get(r, &(rt_error){0});
+    rt_auth_refused(st, NULL, r->method, r->safe_path, 401, why);
+    rt_api_store_put(r, st);
+}
+
 /* Fills c->r.who from the Authorization header; false after answering 401 or 403. */
 static bool authenticate(rt_api *api, req_ctx *c)
 {
@@ -458,7 +480,7 @@ static bool authenticate(rt_api *api, req_ctx *c)
                 tok++;
         }
         if (!tok || !*tok) {
-            rt_auth_refused(NULL, r->method, c->log_path, 401, "no bearer token");
+            refused_401(r, "no bearer token");
             rt_api_reply_error(r, 401, "this route needs a token: send \"Authorization: Bearer <token>\"");
             return false;
         }
@@ -466,7 +488,7 @@ static bool authenticate(rt_api *api, req_ctx *c)
         while (len > 0 && tok[len - 1] == ' ')
             len--;
         if (!rt_tokens_lookup(api->tokens, tok, len, &r->who)) {
-            rt_auth_refused(NULL, r->method, c->log_path, 401, "unknown token");
+            refused_401(r, "unknown token");
             rt_api_reply_error(r, 401, "unknown token");
             return false;
         }
@@ -603,14 +625,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (c->answered)
         return MHD_YES;
+    if (c->finish) {
+        /* resumed after a deferred operation */
+        rt_api_handler fn = c->finish;
+        c->finish = NULL;
+        fn(&c->r);
+        return send_answer(api, conn, c);
+    }
+    if (c->dispatched)
+        return MHD_YES; /* suspended, waiting for its answer */
     if (c->too_large) {
         rt_api_reply_error(&c->r, 413, "request body is over the %zu-byte limit", c->limit);
         return send_answer(api, conn, c);
     }
     c->r.body = c->body ? c->body : "";
     c->r.body_len = c->len;
+    c->dispatched = true;
     c->route->fn(&c->r);
+    if (c->finish)
+        return MHD_YES; /* deferred: rt_api_ingest_deferred suspended the connection */
     return send_answer(api, conn, c);
+}
+
+/* A batcher thread: the events are committed (or failed); let MHD call us again. */
+static void ingest_done(void *arg)
+{
+    req_ctx *c = arg;
+    c->r.async_status = c->job.status;
+    if (c->job.status != RT_OK)
+        c->r.async_err = c->job.err;
+    MHD_resume_connection(c->r.conn);
+}
+
+void rt_api_ingest_deferred(rt_api_req *r, rt_event *const *events, size_t n, rt_ingest_result *results,
+                            rt_api_handler finish)
+{
+    req_ctx *c = (req_ctx *)r; /* r is the first member */
+    c->finish = finish;
+    c->job = (rt_api_ingest_job){.events = events, .n = n, .results = results, .done = ingest_done, .arg = c};
+    /* Suspended before it is queued, so that a resume can never come first. */
+    MHD_suspend_connection(r->conn);
+    rt_api_batcher_submit(r->api->batcher, &c->job);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -622,6 +677,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_ctx *c = *con_cls;
     if (!c)
         return;
+    if (c->r.state_free)
+        c->r.state_free(c->r.state);
     json_decref(c->r.json);
     free(c->r.text);
     free(c->segs);
@@ -664,9 +721,6 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
     api->tokens = tokens;
     api->fd = -1;
     pthread_mutex_init(&api->mu, NULL);
-    pthread_cond_init(&api->cv, NULL);
-    for (int i = 0; i < RT_API_THREADS; i++)
-        api->free_idx[api->n_free++] = RT_API_THREADS - 1 - i;
 
     api->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
@@ -683,7 +737,13 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
     else
         snprintf(api->addr, sizeof api->addr, "%s", cfg->http_addr);
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (rt_api_batcher_start(cfg, set, &api->batcher, err) != RT_OK) {
+        s = err->code;
+        rt_api_stop(api);
+        return s;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, api,
@@ -714,15 +774,22 @@ void rt_api_stop(rt_api *api)
 {
     if (!api)
         return;
-    if (api->mhd)
+    if (api->mhd) {
+        /* No new connections; then every queued ingest finishes and resumes its request
+         * (MHD must not stop with suspended connections); then MHD ends its threads. */
+        MHD_socket fd = MHD_quiesce_daemon(api->mhd);
+        rt_api_batcher_stop(api->batcher);
         MHD_stop_daemon(api->mhd); /* joins its threads: no handler runs after this */
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+    rt_api_batcher_free(api->batcher);
     if (api->fd >= 0)
         close(api->fd);
-    for (int i = 0; i < RT_API_THREADS; i++)
-        rt_store_close(api->stores[i]);
+    for (int i = 0; i < API_SLOTS; i++)
+        rt_store_close(api->slots[i].st);
     rt_tokens_free(api->tokens);
     pthread_mutex_destroy(&api->mu);
-    pthread_cond_destroy(&api->cv);
     free(api);
 }
 

@@ -1,7 +1,7 @@
 /* api.h — the HTTP API (DESIGN §8) on libmicrohttpd: /api/v1/... in JSON, /healthz,
  * /readyz and /metrics, bearer tokens with roles (auth.h). A pool of MHD threads serves
- * requests; each request borrows one PostgreSQL connection from the API's own pool, so a
- * connection is only ever used by one thread at a time. */
+ * requests; each of those threads has its own PostgreSQL connection (libpq connections
+ * are never shared between threads). */
 #ifndef RT_API_H
 #define RT_API_H
 
@@ -12,7 +12,7 @@
 #include "status.h"
 #include "workflow.h"
 
-#define RT_API_THREADS 8                 /* MHD threads = pooled database connections */
+#define RT_API_THREADS 8                 /* MHD threads, each with its own database connection */
 #define RT_API_BODY_MAX (1u << 20)       /* request bodies other than events */
 #define RT_API_EVENTS_PER_REQUEST 1000   /* POST /api/v1/events takes at most this many */
 #define RT_API_TOKENS_ENV "RATCHET_TOKENS"

@@ -242,7 +242,7 @@ static json_t *workflow_json(const rt_workflow *wf, bool full)
                                                       "timezone", t->timezone ? t->timezone : "UTC", "catch_up",
                                                       rt_catch_up_name(t->catch_up)));
         else
-            json_array_append_new(triggers, json_pack("{s:s, s:s, s:s?}", "type", "event", "event", t->event,
+            json_array_append_new(triggers, json_pack("{s:s, s:s, s:s*}", "type", "event", "event", t->event,
                                                       "if", t->if_expr));
     }
     json_t *steps = json_array();
@@ -326,19 +326,40 @@ static bool scope_agent_event(rt_api_req *r, json_t *e, const char *where)
     return true;
 }
 
-typedef struct ingest_args {
-    const rt_workflow_set *set;
+/* What POST /api/v1/events keeps while its events are in the batcher. */
+typedef struct events_state {
+    json_t *doc;
     rt_event **events;
     size_t n;
     rt_ingest_result *results;
-} ingest_args;
+} events_state;
 
-static rt_status op_ingest(rt_store *st, void *arg, rt_error *err)
+static void events_state_free(void *p)
 {
-    ingest_args *a = arg;
-    rt_ingest_results_clear(a->results, a->n);
-    memset(a->results, 0, a->n * sizeof *a->results);
-    return rt_ingest_events(a->set, st, a->events, a->n, "api", a->results, err);
+    events_state *es = p;
+    if (!es)
+        return;
+    rt_ingest_results_clear(es->results, es->n);
+    for (size_t i = 0; es->events && i < es->n; i++)
+        rt_event_free(es->events[i]);
+    free(es->events);
+    free(es->results);
+    json_decref(es->doc);
+    free(es);
+}
+
+static void post_events_done(rt_api_req *r)
+{
+    events_state *es = r->state;
+    if (r->async_status != RT_OK) {
+        rt_api_reply_status(r, &r->async_err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < es->n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:b, s:O}", "id", es->events[i]->id, "duplicate",
+                                             es->results[i].duplicate, "runs", es->results[i].run_ids));
+    rt_api_reply_json(r, 200, arr);
 }
 
 static void post_events(rt_api_req *r)
@@ -363,58 +384,45 @@ static void post_events(rt_api_req *r)
         json_decref(doc);
         return;
     }
-    rt_event **events = calloc(n, sizeof *events);
-    rt_ingest_result *results = calloc(n, sizeof *results);
-    if (!events || !results) {
-        free(events);
-        free(results);
-        json_decref(doc);
+    events_state *es = calloc(1, sizeof *es);
+    if (es) {
+        es->doc = doc;
+        es->events = calloc(n, sizeof *es->events);
+        es->results = calloc(n, sizeof *es->results);
+        es->n = n;
+    }
+    if (!es || !es->events || !es->results) {
+        if (!es)
+            json_decref(doc);
+        events_state_free(es);
         rt_api_reply_error(r, 500, "out of memory");
         return;
     }
+    r->state = es;
+    r->state_free = events_state_free;
     int64_t now = rt_now_ms();
-    bool ok = true;
-    for (size_t i = 0; ok && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_t *e = single ? doc : json_array_get(doc, i);
         char where[32];
         if (single)
             snprintf(where, sizeof where, "$");
         else
             snprintf(where, sizeof where, "$[%zu]", i);
-        if (is_agent(r) && !scope_agent_event(r, e, where)) {
-            ok = false;
-            break;
-        }
+        if (is_agent(r) && !scope_agent_event(r, e, where))
+            return;
         rt_error err;
-        if (rt_event_from_json(e, now, &events[i], &err) != RT_OK) {
+        if (rt_event_from_json(e, now, &es->events[i], &err) != RT_OK) {
             /* "$.actor.type: ..." becomes "$[3].actor.type: ..." */
             const char *msg = err.msg;
             bool path = msg[0] == '$';
             json_t *extra = single ? NULL : json_pack("{s:I}", "index", (json_int_t)i);
             rt_api_reply_error_with(r, 400, extra, "%s%s%s", where, path ? "" : ": ", path ? msg + 1 : msg);
-            ok = false;
+            return;
         }
     }
-    if (ok) {
-        ingest_args a = {.set = r->set, .events = events, .n = n, .results = results};
-        /* Safe to repeat: ids were fixed when parsing, so a commit that did happen
-         * before the connection broke makes the events duplicates, never doubles. */
-        ok = with_store(r, op_ingest, &a, true);
-    }
-    if (ok) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:b, s:O}", "id", events[i]->id, "duplicate",
-                                                 results[i].duplicate, "runs",
-                                                 results[i].run_ids ? results[i].run_ids : json_array()));
-        rt_api_reply_json(r, 200, arr);
-    }
-    rt_ingest_results_clear(results, n);
-    for (size_t i = 0; i < n; i++)
-        rt_event_free(events[i]);
-    free(events);
-    free(results);
-    json_decref(doc);
+    /* Stored by the batcher with the events of other requests in one transaction; the
+     * answer comes after that commit (post_events_done). */
+    rt_api_ingest_deferred(r, es->events, n, es->results, post_events_done);
 }
 
 typedef struct list_events_args {
@@ -587,7 +595,7 @@ static void post_workflow_runs(rt_api_req *r)
 /* Opaque keyset cursors: base64url("v1:<created_at µs>:<run id>"). */
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static void cursor_encode(int64_t us, const char *id, char *out, size_t len)
+void rt_api_cursor_encode(int64_t us, const char *id, char *out, size_t len)
 {
     char raw[96];
     int n = snprintf(raw, sizeof raw, "v1:%lld:%s", (long long)us, id);
@@ -608,7 +616,7 @@ static void cursor_encode(int64_t us, const char *id, char *out, size_t len)
     out[o] = '\0';
 }
 
-static bool cursor_decode(const char *s, int64_t *us, char id[37])
+bool rt_api_cursor_decode(const char *s, int64_t *us, char id[37])
 {
     char raw[96];
     size_t o = 0, len = strlen(s);
@@ -678,7 +686,7 @@ static void get_runs(rt_api_req *r)
     }
     const char *cursor = rt_api_query(r, "cursor");
     if (cursor) {
-        if (!cursor_decode(cursor, &a.f.cursor_us, a.f.cursor_id)) {
+        if (!rt_api_cursor_decode(cursor, &a.f.cursor_us, a.f.cursor_id)) {
             rt_api_reply_error(r, 400, "cursor: not a cursor this API gave out (use next_cursor as it is)");
             return;
         }
@@ -696,7 +704,7 @@ static void get_runs(rt_api_req *r)
     json_t *next = json_null();
     if (a.more) {
         char buf[160];
-        cursor_encode(a.last_us, a.last_id, buf, sizeof buf);
+        rt_api_cursor_encode(a.last_us, a.last_id, buf, sizeof buf);
         json_decref(next);
         next = json_string(buf);
     }
@@ -729,7 +737,9 @@ static bool visible_run(rt_api_req *r, const char *id, rt_api_run_info *info)
         /* Answered like a run that does not exist: an agent learns nothing of others. */
         char why[128];
         snprintf(why, sizeof why, "run %s belongs to another entity", id);
-        rt_auth_refused(&r->who, r->method, r->safe_path, 404, why);
+        rt_store *st = rt_api_store_get(r, &(rt_error){0});
+        rt_auth_refused(st, &r->who, r->method, r->safe_path, 404, why);
+        rt_api_store_put(r, st);
         rt_api_reply_error(r, 404, "run %s not found", id);
         return false;
     }

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "ingest.h"
 #include "status.h"
 #include "store.h"
 #include "workflow.h"
@@ -47,6 +48,12 @@ struct rt_api_req {
     bool auth_enabled;   /* false: no tokens file, loopback only, every caller is admin */
     rt_identity who;
 
+    /* a handler's own state across a deferred answer, freed with the request */
+    void *state;
+    void (*state_free)(void *state);
+    rt_status async_status; /* what a deferred operation ended with */
+    rt_error async_err;
+
     /* the answer: set through the rt_api_reply_* calls */
     int status;
     json_t *json;        /* owned */
@@ -63,10 +70,17 @@ const char *rt_api_query(rt_api_req *r, const char *key);
 /* Answers 400 and returns false when the query has a key outside allowed (NULL-terminated). */
 bool rt_api_query_only(rt_api_req *r, const char *const *allowed);
 
-/* A database connection for this request (reconnected when it broke), or NULL with err
- * set (RT_ERR_UNAVAILABLE). Give it back with rt_api_store_put (NULL is a no-op). */
+/* The calling thread's database connection (reconnected when it broke), or NULL with err
+ * set (RT_ERR_UNAVAILABLE). Give it back with rt_api_store_put when done (NULL is fine). */
 rt_store *rt_api_store_get(rt_api_req *r, rt_error *err);
 void rt_api_store_put(rt_api_req *r, rt_store *st);
+
+/* Stores events[0..n) through the group-commit batcher (api_ingest.h) without holding
+ * this thread: the connection is suspended, and once the transaction holding them ended,
+ * finish(r) runs (on an MHD thread) with r->async_status / r->async_err and results[]
+ * filled, and answers. events and results must live in r->state. */
+void rt_api_ingest_deferred(rt_api_req *r, rt_event *const *events, size_t n, rt_ingest_result *results,
+                            rt_api_handler finish);
 
 /* Answers. json is taken (a new reference). */
 void rt_api_reply_json(rt_api_req *r, int status, json_t *json);
@@ -82,5 +96,12 @@ void rt_api_reply_status(rt_api_req *r, const rt_error *err);
 /* 403 (or status) for an authenticated caller whose role or entity may not do this:
  * answered, logged and handed to the refusal hook (auth.h). */
 void rt_api_refuse(rt_api_req *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- implemented in api_routes.c ---- */
+
+/* Run-list cursors: opaque base64url of the position (created_at in unix µs, run id) of
+ * the last run of a page. out >= 128 bytes. decode is false for anything else. */
+void rt_api_cursor_encode(int64_t us, const char *id, char *out, size_t len);
+bool rt_api_cursor_decode(const char *s, int64_t *us, char id[37]);
 
 #endif

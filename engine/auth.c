@@ -282,8 +282,10 @@ rt_status rt_token_generate(char *token, size_t token_len, char *hash_hex, rt_er
     return RT_OK;
 }
 
-void rt_auth_refused(const rt_identity *who, const char *method, const char *path, int status, const char *reason)
+void rt_auth_refused(struct rt_store *st, const rt_identity *who, const char *method, const char *path, int status,
+                     const char *reason)
 {
+    (void)st;
     /* AUDIT HOOK (see auth.h): the audit module records the refusal here. */
     if (who)
         rt_log(RT_LOG_WARN, NULL, "api: refused %s %s for %s (role %s%s%s): %d %s", method, path, who->label,

@@ -16,6 +16,9 @@
 #include "bench.h"
 #include "bench_cron.h"
 #include "cli_schedules.h"
+#include "approval.h"
+#include "audit.h"
+#include "cli_approval.h"
 #include "cli_token.h"
 #include "config.h"
 #include "event.h"
@@ -205,6 +208,7 @@ static int cmd_serve(cli *c)
         fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
         return EXIT_USAGE;
     }
+    rt_approval_configure(c->cfg.approvers_file, c->cfg.approval_skew_ms); /* APPROVAL HOOK (approval.h) */
 
     /* Signals are taken by sigwait below; every thread inherits the mask. */
     sigset_t set;
@@ -447,7 +451,8 @@ static int cmd_run(cli *c)
         rt_workflow_set_free(set);
         return rc;
     }
-    rt_status s = rt_store_create_runs(st, &req, 1, &err);
+    /* AUDIT HOOK (audit.h): the run and its audit record commit together */
+    rt_status s = rt_audit_create_run_cli(st, &req, "run.manual", json_pack("{s:s}", "workflow", wf_id), &err);
     json_decref(event);
     json_decref(trigger);
     rt_workflow_set_free(set);
@@ -853,6 +858,8 @@ static int cmd_cancel(cli *c)
         s = rt_store_begin(st, &err);
     if (s == RT_OK)
         s = rt_store_cancel_runs(st, runs, &err);
+    if (s == RT_OK) /* AUDIT HOOK (audit.h), in the cancel's transaction */
+        s = rt_audit_append_cli(st, "run.cancel", o.n_positional == 1 ? o.positional[0] : NULL, json_pack("{s:O, s:s*, s:s*}", "runs", runs, "workflow", o.workflow, "status", o.status), &err);
     if (s == RT_OK)
         s = rt_store_commit(st, &err);
     if (s != RT_OK) {
@@ -933,7 +940,8 @@ static int cmd_replay(cli *c)
         if (o.from)
             json_object_set_new(trigger, "replay_from", json_string(o.from));
         rt_run_request req = {.wf = wf, .trigger = trigger, .event = json_object_get(src, "event"), .prefill = prefill};
-        s = rt_store_create_runs(st, &req, 1, &err);
+        s = rt_audit_create_run_cli(st, &req, "run.replay", /* AUDIT HOOK (audit.h): one transaction */
+                                    json_pack("{s:s, s:s*}", "replay_of", o.positional[0], "from", o.from), &err);
         memcpy(new_id, req.id, sizeof new_id);
     }
     json_decref(src);
@@ -981,6 +989,11 @@ static int cmd_token(cli *c)
     return rt_cli_token(c->argc, c->argv, c->pos);
 }
 
+static int cmd_approval(cli *c) /* keygen, approve, reject, approvals, audit (cli_approval.h) */
+{
+    return rt_cli_approval(c->cmd, &c->cfg, c->argc, c->argv, c->pos);
+}
+
 /* ---------- help ---------- */
 
 static void print_help(void)
@@ -1015,6 +1028,13 @@ static void print_help(void)
            "                              stop / restart a workflow's cron ticks in every process\n"
            "  token create --role admin|operator|agent|viewer [--entity E]\n"
            "                              a new API token (printed once) and its line for RATCHET_TOKENS\n"
+           "  keygen --approver ID [--out DIR]\n"
+           "                              an approver's Ed25519 key pair; prints its RATCHET_APPROVERS line\n"
+           "  approve|reject RUN --as ID --key FILE [--comment C] [--step STEP] [--via db|amqp|nats]\n"
+           "                              sign and send a decision; prints what the engine decided\n"
+           "  approvals [--json]          runs and steps awaiting approval, with action_hash and expiry\n"
+           "  audit [--since T] [--limit N] [--json] | audit verify\n"
+           "                              the audit log; verify walks its hash chain\n"
            "  version                     print the version\n"
            "  help                        this text\n\n",
            RATCHET_VERSION);
@@ -1044,6 +1064,7 @@ int rt_cli_main(int argc, char **argv)
         {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
         {"cancel", cmd_cancel}, {"replay", cmd_replay},
         {"schedules", cmd_schedules}, {"token", cmd_token},
+        {"keygen", cmd_approval}, {"approve", cmd_approval}, {"reject", cmd_approval}, {"approvals", cmd_approval}, {"audit", cmd_approval},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

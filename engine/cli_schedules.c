@@ -25,20 +25,6 @@ static int usage(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-static const char *state_of(const rt_schedule_row *r)
-{
-    return !r->enabled ? "disabled" : r->paused ? "paused" : "active";
-}
-
-static json_t *time_or_null(int64_t ms)
-{
-    if (ms == 0)
-        return json_null();
-    char buf[40];
-    rt_time_format(ms, buf, sizeof buf);
-    return json_string(buf);
-}
-
 static void local_or_dash(const rt_tz *tz, int64_t ms, char *buf, size_t len)
 {
     if (ms == 0) {
@@ -61,20 +47,8 @@ static int list(rt_store *st, bool as_json)
     }
     if (as_json) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) {
-            const rt_schedule_row *r = &rows[i];
-            bool active = r->enabled && !r->paused;
-            json_t *o = json_object();
-            json_object_set_new(o, "workflow", json_string(r->workflow_id));
-            json_object_set_new(o, "trigger", json_integer(r->trigger_index));
-            json_object_set_new(o, "cron", json_string(r->cron));
-            json_object_set_new(o, "timezone", json_string(r->timezone));
-            json_object_set_new(o, "catch_up", json_string(rt_catch_up_name(r->catch_up)));
-            json_object_set_new(o, "state", json_string(state_of(r)));
-            json_object_set_new(o, "last_fire_at", time_or_null(r->last_fire_ms));
-            json_object_set_new(o, "next_fire_at", time_or_null(active ? r->next_fire_ms : 0));
-            json_array_append_new(arr, o);
-        }
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, rt_schedule_row_json(&rows[i]));
         char *text = json_dumps(arr, JSON_INDENT(2));
         printf("%s\n", text ? text : "[]");
         free(text);
@@ -82,22 +56,36 @@ static int list(rt_store *st, bool as_json)
     } else if (n == 0) {
         printf("(no cron schedules: they appear when `ratchet serve` loads workflows with cron triggers)\n");
     } else {
-        /* Times in each trigger's own zone, as the expression reads. */
+        /* Times in each trigger's own zone, as the expression reads; each zone read once. */
+        enum { ZONES = 64 };
+        const char *zone_names[ZONES];
+        rt_tz *zones[ZONES];
+        size_t n_zones = 0;
         printf("%-28s %-3s %-18s %-20s %-8s %-25s %s\n", "WORKFLOW", "#", "CRON", "TIMEZONE", "STATE", "LAST FIRE",
                "NEXT FIRE");
         for (size_t i = 0; i < n; i++) {
             const rt_schedule_row *r = &rows[i];
-            rt_tz *tz = NULL;
-            rt_error e;
-            if (rt_tz_load(r->timezone, &tz, &e) != RT_OK)
-                tz = NULL; /* shown in UTC */
+            rt_tz *tz = NULL; /* NULL: shown in UTC */
+            size_t z = 0;
+            while (z < n_zones && strcmp(zone_names[z], r->timezone))
+                z++;
+            if (z < n_zones) {
+                tz = zones[z];
+            } else if (n_zones < ZONES) {
+                rt_error e;
+                if (rt_tz_load(r->timezone, &tz, &e) != RT_OK)
+                    tz = NULL;
+                zone_names[n_zones] = r->timezone;
+                zones[n_zones++] = tz;
+            }
             char last[40], next[40];
             local_or_dash(tz, r->last_fire_ms, last, sizeof last);
             local_or_dash(tz, r->enabled && !r->paused ? r->next_fire_ms : 0, next, sizeof next);
             printf("%-28s %-3d %-18s %-20s %-8s %-25s %s\n", r->workflow_id, r->trigger_index, r->cron, r->timezone,
-                   state_of(r), last, next);
-            rt_tz_free(tz);
+                   rt_schedule_state(r), last, next);
         }
+        for (size_t z = 0; z < n_zones; z++)
+            rt_tz_free(zones[z]);
     }
     rt_schedule_rows_free(rows, n);
     return 0;
@@ -114,17 +102,11 @@ static void quiet_error(void *arg, const char *file, const rt_error *err)
  * serve has loaded yet)? Prints the reason and returns false when not. */
 static bool known(rt_store *st, const rt_config *cfg, const char *wf_id, size_t *n_schedules)
 {
-    rt_schedule_row *rows = NULL;
-    size_t n = 0;
     rt_error err;
-    if (rt_store_schedules_list(st, &rows, &n, &err) != RT_OK) {
+    if (rt_store_schedules_count(st, wf_id, n_schedules, &err) != RT_OK) {
         fprintf(stderr, "ratchet schedules: %s\n", err.msg);
         return false;
     }
-    *n_schedules = 0;
-    for (size_t i = 0; i < n; i++)
-        *n_schedules += !strcmp(rows[i].workflow_id, wf_id);
-    rt_schedule_rows_free(rows, n);
     if (*n_schedules > 0)
         return true;
     rt_workflow_set *set = NULL;

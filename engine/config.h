@@ -39,6 +39,9 @@ typedef struct rt_config {
     char *tls_cert;
     char *tls_key;
     bool tls_verify;
+    /* approvals (engine/approval.h) */
+    char *approvers_file;
+    int64_t approval_skew_ms;
 } rt_config;
 
 /* Fills cfg with defaults, then the environment. Returns RT_ERR_INVALID with one clear

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "approval.h"
 #include "consumer.h"
 #include "event.h"
 #include "expr.h"
@@ -78,6 +79,8 @@ json_t *rt_intake_patterns(const rt_workflow_set *set)
             }
             json_decref(one);
         }
+        if (rt_approval_wants_decisions(wf)) /* APPROVAL HOOK: decisions arrive on any transport (approval.h) */
+            add_pattern(list, RT_APPROVAL_DECIDED_EVENT);
     }
     if (json_array_size(list) == 0)
         add_pattern(list, ">"); /* nothing listens yet: still store what arrives */

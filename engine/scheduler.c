@@ -16,6 +16,7 @@
 
 #include <libpq-fe.h>
 
+#include "audit.h"
 #include "log.h"
 #include "store_schedules.h"
 #include "util.h"
@@ -460,6 +461,37 @@ rt_status rt_schedules_sync(rt_store *st, const rt_workflow_set *set, rt_schedul
     return s;
 }
 
+/* ---------- presentation ---------- */
+
+const char *rt_schedule_state(const rt_schedule_row *r)
+{
+    return !r->enabled ? "disabled" : r->paused ? "paused" : "active";
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char buf[40];
+    rt_time_format(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+json_t *rt_schedule_row_json(const rt_schedule_row *r)
+{
+    bool active = r->enabled && !r->paused;
+    json_t *o = json_object();
+    json_object_set_new(o, "workflow", json_string(r->workflow_id));
+    json_object_set_new(o, "trigger", json_integer(r->trigger_index));
+    json_object_set_new(o, "cron", json_string(r->cron));
+    json_object_set_new(o, "timezone", json_string(r->timezone));
+    json_object_set_new(o, "catch_up", json_string(rt_catch_up_name(r->catch_up)));
+    json_object_set_new(o, "state", json_string(rt_schedule_state(r)));
+    json_object_set_new(o, "last_fire_at", time_or_null(r->last_fire_ms));
+    json_object_set_new(o, "next_fire_at", time_or_null(active ? r->next_fire_ms : 0));
+    return o;
+}
+
 /* ---------- pause / resume ---------- */
 
 rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *actor, bool *changed, rt_error *err)
@@ -467,8 +499,8 @@ rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_store_schedules_pause(st, workflow_id, actor, changed, err);
-    /* TODO(audit, DESIGN §6): record {action: "pause", workflow, actor} in the audit chain
-     * here, in this transaction, once audit.c exists (and refuse agents on system jobs). */
+    if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
+        s = rt_audit_append(st, actor, "schedule.pause", workflow_id, NULL, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
@@ -479,7 +511,6 @@ rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *
 rt_status rt_schedules_resume(rt_store *st, const char *workflow_id, const char *actor, bool *changed,
                               rt_error *err)
 {
-    (void)actor; /* for the audit record, see TODO below */
     rt_schedule_row *rows = NULL;
     size_t n = 0;
     int64_t now = 0;
@@ -507,7 +538,8 @@ rt_status rt_schedules_resume(rt_store *st, const char *workflow_id, const char 
     }
     if (s == RT_OK)
         s = rt_store_schedules_advance(st, updates, err);
-    /* TODO(audit, DESIGN §6): record {action: "resume", workflow, actor} here. */
+    if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
+        s = rt_audit_append(st, actor, "schedule.resume", workflow_id, NULL, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
@@ -745,7 +777,7 @@ static rt_status plan_row(rt_scheduler *s, const rt_schedule_row *r, int64_t now
 
 /* One claim transaction: locks due rows, creates their runs and moves the rows on, then
  * commits. *full when more may be due right now. */
-static rt_status fire_due(rt_scheduler *s, size_t *n_claimed, bool *full, rt_error *err)
+static rt_status fire_due(rt_scheduler *s, int limit, size_t *n_claimed, bool *full, rt_error *err)
 {
     rt_store *st = s->st;
     rt_schedule_row *rows = NULL;
@@ -755,12 +787,12 @@ static rt_status fire_due(rt_scheduler *s, size_t *n_claimed, bool *full, rt_err
     *full = false;
     rt_status status = rt_store_begin(st, err);
     if (status == RT_OK)
-        status = rt_store_schedules_claim(st, CLAIM_ROWS, &rows, &n, &now, err);
+        status = rt_store_schedules_claim(st, limit, &rows, &n, &now, err);
     if (status != RT_OK || n == 0) {
         rt_store_rollback(st);
         return status;
     }
-    *full = n == CLAIM_ROWS;
+    *full = n == (size_t)limit;
     size_t cap = n + 16, n_runs = 0;
     tick_run *runs = calloc(cap, sizeof *runs);
     rt_run_request *reqs = NULL;
@@ -821,6 +853,36 @@ static rt_status fire_due(rt_scheduler *s, size_t *n_claimed, bool *full, rt_err
     return status;
 }
 
+/* The earliest due row failed on its own (see the loop): move it a minute on, so one bad
+ * row cannot hold every schedule back. */
+static void postpone_first_due(rt_scheduler *s, const rt_error *why)
+{
+    rt_schedule_row *rows = NULL;
+    size_t n = 0;
+    int64_t now = 0;
+    rt_error err;
+    rt_status st = rt_store_begin(s->st, &err);
+    if (st == RT_OK)
+        st = rt_store_schedules_claim(s->st, 1, &rows, &n, &now, &err);
+    if (st == RT_OK && n == 1) {
+        json_t *updates = json_array();
+        json_array_append_new(updates, advance_json(&rows[0], now + BROKEN_RETRY_MS, 0));
+        st = rt_store_schedules_advance(s->st, updates, &err);
+        json_decref(updates);
+        rt_log_ctx ctx = {.workflow = rows[0].workflow_id};
+        if (st == RT_OK)
+            rt_log(RT_LOG_ERROR, &ctx, "schedule %s#%d: its tick cannot be fired (%s); retrying in %d s",
+                   rows[0].workflow_id, rows[0].trigger_index, why->msg, BROKEN_RETRY_MS / 1000);
+    }
+    if (st == RT_OK)
+        st = rt_store_commit(s->st, &err);
+    if (st != RT_OK) {
+        rt_store_rollback(s->st);
+        rt_log(RT_LOG_WARN, NULL, "scheduler: %s", err.msg);
+    }
+    rt_schedule_rows_free(rows, n);
+}
+
 static rt_status setup_connection(rt_scheduler *s, rt_error *err)
 {
     rt_status st = rt_store_listen(s->st, RT_SCHEDULES_CHANNEL, err);
@@ -864,6 +926,7 @@ static void *scheduler_main(void *arg)
         rt_log(RT_LOG_INFO, NULL, "scheduler started for %zu workflow(s) with cron triggers", s->n_fire_ids);
         bool ready = false;
         bool claim = true; /* false after a NOTIFY: read the next due time before claiming */
+        int limit = CLAIM_ROWS; /* 1 while isolating a row that makes the claim fail */
         int64_t backoff_us = 0;
         while (!stopping(s)) {
             note_cpu(s);
@@ -883,11 +946,22 @@ static void *scheduler_main(void *arg)
             }
             size_t claimed = 0;
             bool full = false, tried = claim;
-            if (claim && fire_due(s, &claimed, &full, &err) != RT_OK) {
+            if (claim && fire_due(s, limit, &claimed, &full, &err) != RT_OK) {
                 rt_log(RT_LOG_WARN, NULL, "scheduler: %s", err.msg);
+                /* A data error (not the connection, not a lock conflict) may be one row's:
+                 * retry one row at a time, and move that row on if it fails alone. */
+                bool data_error = rt_store_healthy(s->st) && (err.code == RT_ERR_INVALID || err.code == RT_ERR_INTERNAL);
+                if (data_error && limit == 1) {
+                    postpone_first_due(s, &err);
+                    limit = CLAIM_ROWS;
+                } else if (data_error) {
+                    limit = 1;
+                }
                 sleep_or_wake(s, RETRY_MS * 1000, false);
                 continue;
             }
+            if (claim && claimed > 0)
+                limit = CLAIM_ROWS;
             claim = true;
             if (full)
                 continue;

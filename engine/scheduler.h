@@ -38,6 +38,7 @@
 #include "cron.h"
 #include "status.h"
 #include "store.h"
+#include "store_schedules.h"
 #include "workflow.h"
 
 #define RT_SCHEDULE_CATCH_UP_MAX 100  /* runs one schedule may create for late ticks (catch_up all) */
@@ -88,6 +89,12 @@ rt_status rt_schedules_sync(rt_store *st, const rt_workflow_set *set, rt_schedul
 rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *actor, bool *changed, rt_error *err);
 rt_status rt_schedules_resume(rt_store *st, const char *workflow_id, const char *actor, bool *changed,
                               rt_error *err);
+
+/* The object `ratchet schedules --json` (and the API) shows for a row: {workflow, trigger,
+ * cron, timezone, catch_up, state: active|paused|disabled, last_fire_at, next_fire_at}
+ * with times as RFC 3339 UTC or null (next_fire_at is null unless active). New reference. */
+json_t *rt_schedule_row_json(const rt_schedule_row *r);
+const char *rt_schedule_state(const rt_schedule_row *r);
 
 /* ---- pure pieces, exposed for tests ---- */
 

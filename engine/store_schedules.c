@@ -29,6 +29,7 @@ typedef enum sched_stmt {
     Q_LOCK_WORKFLOW,
     Q_LIST,
     Q_IS_PAUSED,
+    Q_COUNT_WORKFLOW,
     Q_COUNT
 } sched_stmt;
 
@@ -93,6 +94,7 @@ static const char *const sql[Q_COUNT] = {
                " left join ratchet.schedule_pauses p on p.workflow_id = s.workflow_id"
                " order by s.workflow_id collate \"C\", s.trigger_index",
     [Q_IS_PAUSED] = "select exists (select 1 from ratchet.schedule_pauses where workflow_id = $1)",
+    [Q_COUNT_WORKFLOW] = "select count(*) from ratchet.schedules where workflow_id = $1",
 };
 
 /* Which statements a connection has, for the last few connections this thread used. */
@@ -435,6 +437,18 @@ rt_status rt_store_schedules_paused(rt_store *st, const char *workflow_id, bool 
     if (s != RT_OK)
         return s;
     *paused = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_schedules_count(rt_store *st, const char *workflow_id, size_t *n, rt_error *err)
+{
+    const char *params[] = {workflow_id};
+    PGresult *r = NULL;
+    rt_status s = run(st, Q_COUNT_WORKFLOW, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *n = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return RT_OK;
 }

@@ -86,6 +86,9 @@ rt_status rt_store_schedules_lock_workflow(rt_store *st, const char *workflow_id
 /* Every row with its pause state, by workflow then trigger index. */
 rt_status rt_store_schedules_list(rt_store *st, rt_schedule_row **rows, size_t *n, rt_error *err);
 
+/* How many schedule rows the workflow has. */
+rt_status rt_store_schedules_count(rt_store *st, const char *workflow_id, size_t *n, rt_error *err);
+
 /* Whether the workflow is paused (a pause may exist before its schedules do). */
 rt_status rt_store_schedules_paused(rt_store *st, const char *workflow_id, bool *paused, rt_error *err);
 

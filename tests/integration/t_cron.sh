@@ -36,7 +36,7 @@ t0=$(date +%s)
 rt_serve_start a
 rt_serve_start b
 rt_serve_start c
-rt_wait_for 30 '[ "$(span every)" -ge 10 ]'
+rt_wait_for 60 '[ "$(span every)" -ge 10 ]'
 rt_serve_kill9 b
 echo "ok: killed b (kill -9) at $(( $(date +%s) - t0 )) s"
 rt_wait_for 60 '[ "$(span every)" -ge 22 ]'

@@ -35,7 +35,7 @@ export RATCHET_WORKERS=4
 
 # 1. As shipped.
 RATCHET_WORKFLOWS=$ORIG rt_serve_start orig --scheduler-enabled=false
-rt_wait_for 30 'grep -q "schedules synced" "$T/orig.log"'
+rt_wait_for 60 'grep -q "schedules synced" "$T/orig.log"'
 rt_serve_stop orig
 "$RATCHET_BIN" schedules --json > "$T/orig.json"
 python3 - "$T/orig.json" <<'EOF' || rt_fail "shipped schedules: see above"

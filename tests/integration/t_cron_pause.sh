@@ -45,7 +45,7 @@ rt_assert_eq 2 "$rc" "exit status of pause without a workflow"
 
 rt_serve_start a
 rt_serve_start b
-rt_wait_for 30 '[ "$(count p)" -ge 3 ]'
+rt_wait_for 60 '[ "$(count p)" -ge 3 ]'
 
 [[ $("$RATCHET_BIN" schedules pause p) == *"paused p"* ]] || rt_fail "pause did not say so"
 paused_at=$(rt_psql "select extract(epoch from now())")
@@ -56,15 +56,15 @@ rt_assert_eq active "$(state_of clock 0)" "state of clock#0"
 [[ $("$RATCHET_BIN" schedules pause p) == *"already paused"* ]] || rt_fail "second pause did not say already paused"
 # Time passes (the clock workflow proves both processes keep firing): p stays silent.
 c0=$(count clock)
-rt_wait_for 30 '[ "$(count clock)" -ge '"$((c0 + 4))"' ]'
+rt_wait_for 60 '[ "$(count clock)" -ge '"$((c0 + 4))"' ]'
 rt_assert_eq "$frozen" "$(count p)" "runs of p while paused"
 
 # Restart one serve while paused: still paused.
 rt_serve_stop b
 rt_serve_start b2
-rt_wait_for 30 'grep -q "schedules synced" "$T/b2.log"'
+rt_wait_for 60 'grep -q "schedules synced" "$T/b2.log"'
 c0=$(count clock)
-rt_wait_for 30 '[ "$(count clock)" -ge '"$((c0 + 3))"' ]'
+rt_wait_for 60 '[ "$(count clock)" -ge '"$((c0 + 3))"' ]'
 rt_assert_eq "$frozen" "$(count p)" "runs of p after a restart while paused"
 rt_assert_eq paused "$(state_of p 0)" "state of p#0 after a restart"
 "$RATCHET_BIN" schedules | grep -E '^p +0 .* paused ' >/dev/null || rt_fail "human list does not show p paused"
@@ -72,7 +72,7 @@ rt_assert_eq paused "$(state_of p 0)" "state of p#0 after a restart"
 [[ $("$RATCHET_BIN" schedules resume p) == *"resumed p"* ]] || rt_fail "resume did not say so"
 resumed_at=$(rt_psql "select extract(epoch from now())")
 rt_assert_eq active "$(state_of p 0)" "state of p#0 after resume"
-rt_wait_for 30 '[ "$(count p)" -ge '"$((frozen + 3))"' ]'
+rt_wait_for 60 '[ "$(count p)" -ge '"$((frozen + 3))"' ]'
 [[ $("$RATCHET_BIN" schedules resume p) == *"was not paused"* ]] || rt_fail "second resume did not say not paused"
 
 # The pause's ticks were not caught up (p#0 is catch_up all: it would have).

@@ -1,0 +1,1084 @@
+/* approval.c — approval gates: keys and signatures (OpenSSL EVP, Ed25519), the canonical
+ * decision, the checks a decision passes in order, and the run transitions it makes. The
+ * SQL is in store_approval.c; every decision and refusal is an audit record. */
+#include "approval.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "store_approval.h"
+#include "util.h"
+
+#define APPROVERS_MAX_BYTES (1u << 20)
+#define COMMENT_MAX 4000
+
+/* ---------- settings ---------- */
+
+static pthread_mutex_t settings_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool settings_set;
+static char *settings_file;
+static int64_t settings_skew_ms = RT_APPROVAL_SKEW_DEFAULT_MS;
+
+void rt_approval_configure(const char *approvers_file, int64_t skew_ms)
+{
+    pthread_mutex_lock(&settings_mu);
+    free(settings_file);
+    settings_file = approvers_file && *approvers_file ? strdup(approvers_file) : NULL;
+    settings_skew_ms = skew_ms > 0 ? skew_ms : RT_APPROVAL_SKEW_DEFAULT_MS;
+    settings_set = true;
+    pthread_mutex_unlock(&settings_mu);
+}
+
+/* *file: a copy the caller frees, or NULL when no approvers file is configured. */
+static void settings_get(char **file, int64_t *skew_ms)
+{
+    pthread_mutex_lock(&settings_mu);
+    if (settings_set) {
+        *file = settings_file ? strdup(settings_file) : NULL;
+        *skew_ms = settings_skew_ms;
+        pthread_mutex_unlock(&settings_mu);
+        return;
+    }
+    pthread_mutex_unlock(&settings_mu);
+    const char *f = getenv("RATCHET_APPROVERS");
+    *file = f && *f ? strdup(f) : NULL;
+    *skew_ms = RT_APPROVAL_SKEW_DEFAULT_MS;
+    const char *sk = getenv("RATCHET_APPROVAL_SKEW");
+    rt_error e;
+    int64_t ms;
+    if (sk && *sk && rt_duration_parse(sk, &ms, &e) == RT_OK)
+        *skew_ms = ms;
+}
+
+/* ---------- small helpers ---------- */
+
+static rt_status ssl_error(rt_error *err, const char *what)
+{
+    char buf[256] = "";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    return rt_error_set(err, RT_ERR_INTERNAL, "%s%s%s", what, buf[0] ? ": " : "", buf);
+}
+
+static bool approver_id_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 128 || !isalnum((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!isalnum((unsigned char)c) && c != '.' && c != '_' && c != '-' && c != '@' && c != '+')
+            return false;
+    }
+    return true;
+}
+
+/* Strict standard base64 of exactly want bytes (with padding). */
+static bool b64_decode(const char *s, unsigned char *out, size_t want)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (len != 4 * ((want + 2) / 3))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool pad = c == '=' && i >= len - 2;
+        if (!isalnum((unsigned char)c) && c != '+' && c != '/' && !pad)
+            return false;
+    }
+    unsigned char buf[128];
+    if (len / 4 * 3 > sizeof buf)
+        return false;
+    int n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
+    if (n < 0)
+        return false;
+    size_t pads = (len >= 1 && s[len - 1] == '=') + (len >= 2 && s[len - 2] == '=');
+    if ((size_t)n - pads != want)
+        return false;
+    memcpy(out, buf, want);
+    return true;
+}
+
+static void b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+/* "type:id" of an event's actor (buf >= 256). */
+static const char *actor_label(const json_t *actor, char *buf, size_t len)
+{
+    const char *type = json_string_value(json_object_get(actor, "type"));
+    const char *id = json_string_value(json_object_get(actor, "id"));
+    snprintf(buf, len, "%s:%s", type ? type : "service", id ? id : "-");
+    return buf;
+}
+
+/* ---------- approvers file ---------- */
+
+typedef struct approver_key {
+    char id[129];
+    unsigned char pub[32];
+} approver_key;
+
+struct rt_approvers {
+    approver_key *keys;
+    size_t n;
+};
+
+rt_status rt_approvers_parse(const char *text, size_t len, const char *file, rt_approvers **out, rt_error *err)
+{
+    rt_approvers *a = calloc(1, sizeof *a);
+    if (!a)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    size_t cap = 0, line_no = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        line_no++;
+        char line[512];
+        size_t ll = (size_t)(le - p);
+        if (ll >= sizeof line) {
+            rt_approvers_free(a);
+            return rt_error_set(err, RT_ERR_INVALID, "%s:%zu: line too long", file, line_no);
+        }
+        memcpy(line, p, ll);
+        line[ll] = '\0';
+        p = nl ? nl + 1 : end;
+        char *save = NULL, *id = strtok_r(line, " \t\r", &save);
+        if (!id || id[0] == '#')
+            continue;
+        char *key = strtok_r(NULL, " \t\r", &save);
+        char *extra = key ? strtok_r(NULL, " \t\r", &save) : NULL;
+        unsigned char pub[32];
+        const char *bad = !approver_id_valid(id) ? "the approver id must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
+                          : !key                 ? "expected `id public-key`"
+                          : extra                ? "unexpected text after the public key"
+                          : !b64_decode(key, pub, sizeof pub)
+                              ? "the public key must be the base64 of 32 raw Ed25519 bytes (see `ratchet keygen`)"
+                              : NULL;
+        for (size_t i = 0; !bad && i < a->n; i++)
+            if (!strcmp(a->keys[i].id, id))
+                bad = "this approver id is listed twice";
+        if (bad) {
+            rt_approvers_free(a);
+            return rt_error_set(err, RT_ERR_INVALID, "%s:%zu: %s", file, line_no, bad);
+        }
+        if (a->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            approver_key *grown = realloc(a->keys, cap * sizeof *grown);
+            if (!grown) {
+                rt_approvers_free(a);
+                return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+            }
+            a->keys = grown;
+        }
+        snprintf(a->keys[a->n].id, sizeof a->keys[a->n].id, "%s", id);
+        memcpy(a->keys[a->n].pub, pub, sizeof pub);
+        a->n++;
+    }
+    *out = a;
+    return RT_OK;
+}
+
+rt_status rt_approvers_load(const char *path, rt_approvers **out, rt_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    rt_status s = rt_file_read(path, APPROVERS_MAX_BYTES, &text, &len, err);
+    if (s != RT_OK)
+        return s;
+    s = rt_approvers_parse(text, len, path, out, err);
+    free(text);
+    return s;
+}
+
+bool rt_approvers_find(const rt_approvers *a, const char *id, unsigned char pub[32])
+{
+    for (size_t i = 0; a && id && i < a->n; i++) {
+        if (!strcmp(a->keys[i].id, id)) {
+            memcpy(pub, a->keys[i].pub, 32);
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t rt_approvers_count(const rt_approvers *a)
+{
+    return a ? a->n : 0;
+}
+
+void rt_approvers_free(rt_approvers *a)
+{
+    if (!a)
+        return;
+    OPENSSL_cleanse(a->keys, a->n * sizeof *a->keys);
+    free(a->keys);
+    free(a);
+}
+
+/* ---------- keys and signatures ---------- */
+
+static rt_status sign_with(EVP_PKEY *pkey, const void *msg, size_t len, char *sig_b64, rt_error *err)
+{
+    unsigned char sig[64];
+    size_t siglen = sizeof sig;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    /* Ed25519 is PureEdDSA: no digest (NULL), one-shot EVP_DigestSign. */
+    bool ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+              EVP_DigestSign(ctx, sig, &siglen, msg, len) == 1 && siglen == sizeof sig;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return ssl_error(err, "Ed25519 signing failed");
+    b64_encode(sig, sizeof sig, sig_b64);
+    return RT_OK;
+}
+
+rt_status rt_approval_sign_file(const char *key_path, const void *msg, size_t len, char *sig_b64, rt_error *err)
+{
+    FILE *f = fopen(key_path, "r");
+    if (!f)
+        return rt_error_set(err, RT_ERR_IO, "%s: %s", key_path, strerror(errno));
+    EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!pkey)
+        return ssl_error(err, "cannot read the private key (expected a PEM file written by `ratchet keygen`)");
+    rt_status s;
+    if (EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519)
+        s = rt_error_set(err, RT_ERR_INVALID, "%s is not an Ed25519 private key", key_path);
+    else
+        s = sign_with(pkey, msg, len, sig_b64, err);
+    EVP_PKEY_free(pkey);
+    return s;
+}
+
+rt_status rt_approval_sign_raw(const unsigned char seed[32], const void *msg, size_t len, char *sig_b64,
+                               char *pub_b64, rt_error *err)
+{
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    if (!pkey)
+        return ssl_error(err, "bad Ed25519 private key");
+    rt_status s = sign_with(pkey, msg, len, sig_b64, err);
+    if (s == RT_OK && pub_b64) {
+        unsigned char pub[32];
+        size_t pl = sizeof pub;
+        if (EVP_PKEY_get_raw_public_key(pkey, pub, &pl) != 1 || pl != sizeof pub)
+            s = ssl_error(err, "cannot derive the public key");
+        else
+            b64_encode(pub, sizeof pub, pub_b64);
+    }
+    EVP_PKEY_free(pkey);
+    return s;
+}
+
+bool rt_approval_verify(const unsigned char pub[32], const void *msg, size_t len, const char *sig_b64)
+{
+    unsigned char sig[64];
+    if (!b64_decode(sig_b64, sig, sizeof sig))
+        return false;
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+    EVP_MD_CTX *ctx = pkey ? EVP_MD_CTX_new() : NULL;
+    bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+              EVP_DigestVerify(ctx, sig, sizeof sig, msg, len) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(pkey);
+    ERR_clear_error(); /* a bad signature leaves an error on the queue */
+    return ok;
+}
+
+rt_status rt_approval_keygen(const char *dir, const char *id, char *line, size_t len, rt_error *err)
+{
+    if (!approver_id_valid(id))
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "approver id \"%.64s\" must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$", id);
+    char key_path[4096], pub_path[4096];
+    snprintf(key_path, sizeof key_path, "%s/%s.key", dir, id);
+    snprintf(pub_path, sizeof pub_path, "%s/%s.pub", dir, id);
+    EVP_PKEY *pkey = NULL;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    if (!pctx || EVP_PKEY_keygen_init(pctx) != 1 || EVP_PKEY_keygen(pctx, &pkey) != 1) {
+        EVP_PKEY_CTX_free(pctx);
+        return ssl_error(err, "Ed25519 key generation failed");
+    }
+    EVP_PKEY_CTX_free(pctx);
+    unsigned char pub[32];
+    size_t pl = sizeof pub;
+    char pub_b64[48];
+    rt_status s = RT_OK;
+    if (EVP_PKEY_get_raw_public_key(pkey, pub, &pl) != 1 || pl != sizeof pub)
+        s = ssl_error(err, "cannot read the public key");
+    if (s == RT_OK) {
+        b64_encode(pub, sizeof pub, pub_b64);
+        snprintf(line, len, "%s %s", id, pub_b64);
+        /* O_EXCL: a key is never overwritten; 0600 from the start (no window). */
+        int fd = open(key_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f) {
+            s = rt_error_set(err, errno == EEXIST ? RT_ERR_CONFLICT : RT_ERR_IO, "%s: %s%s", key_path, strerror(errno),
+                             errno == EEXIST ? " (a key is never overwritten: remove it first)" : "");
+            if (fd >= 0)
+                close(fd);
+        } else {
+            bool ok = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1;
+            ok = (fclose(f) == 0) && ok;
+            if (!ok) {
+                unlink(key_path);
+                s = ssl_error(err, "writing the private key failed");
+            }
+        }
+    }
+    if (s == RT_OK) {
+        FILE *f = fopen(pub_path, "w");
+        if (!f || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
+            if (f)
+                fclose(f);
+            s = rt_error_set(err, RT_ERR_IO, "%s: %s", pub_path, strerror(errno));
+        }
+    }
+    EVP_PKEY_free(pkey);
+    return s;
+}
+
+/* ---------- decisions ---------- */
+
+static bool hex64(const char *s)
+{
+    if (!s || strlen(s) != 64)
+        return false;
+    for (size_t i = 0; i < 64; i++)
+        if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+            return false;
+    return true;
+}
+
+/* Control characters other than \n and \t are refused: JSON encoders disagree on how to
+ * escape them (jansson writes \u001F, Python \u001f), and the signed bytes must be one. */
+static bool clean_text(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 && *p != '\n' && *p != '\t')
+            return false;
+    return true;
+}
+
+rt_status rt_approval_decision_check(const json_t *d, rt_error *err)
+{
+    if (!json_is_object(d))
+        return rt_error_set(err, RT_ERR_INVALID, "the decision (event data) must be an object");
+    static const char *const known[] = {"run_id", "decision", "approver", "comment", "ts",
+                                        "nonce",  "action_hash", "step_id", "sig", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)d, key, v) {
+        bool ok = false;
+        for (size_t i = 0; known[i] && !ok; i++)
+            ok = !strcmp(key, known[i]);
+        if (!ok)
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "$.data.%.40s: unknown key (known: run_id, decision, approver, comment, ts, nonce, "
+                                "action_hash, step_id, sig)",
+                                key);
+    }
+    static const char *const required[] = {"run_id", "decision", "approver", "ts", "nonce", "action_hash", "sig", NULL};
+    for (size_t i = 0; required[i]; i++)
+        if (!json_object_get(d, required[i]))
+            return rt_error_set(err, RT_ERR_INVALID, "$.data.%s is required", required[i]);
+    json_object_foreach((json_t *)d, key, v) {
+        if (strcmp(key, "ts") != 0 && !json_is_string(v))
+            return rt_error_set(err, RT_ERR_INVALID, "$.data.%s must be a string", key);
+        if (json_is_string(v) && !clean_text(json_string_value(v)))
+            return rt_error_set(err, RT_ERR_INVALID, "$.data.%s holds a control character", key);
+    }
+    const char *run_id = json_string_value(json_object_get(d, "run_id"));
+    const char *decision = json_string_value(json_object_get(d, "decision"));
+    const char *nonce = json_string_value(json_object_get(d, "nonce"));
+    json_t *ts = json_object_get(d, "ts");
+    json_t *step = json_object_get(d, "step_id");
+    json_t *comment = json_object_get(d, "comment");
+    if (!rt_uuid_valid(run_id))
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.run_id must be a run id (a UUID)");
+    if (strcmp(decision, "approve") != 0 && strcmp(decision, "reject") != 0)
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.decision must be \"approve\" or \"reject\"");
+    if (!approver_id_valid(json_string_value(json_object_get(d, "approver"))))
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.approver must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$");
+    if (!json_is_integer(ts) || json_integer_value(ts) <= 0)
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.ts must be a positive integer (unix milliseconds)");
+    size_t nl = strlen(nonce);
+    if (nl < 8 || nl > 128 || strspn(nonce, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != nl)
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.nonce must be 8..128 characters of [A-Za-z0-9_-]");
+    if (!hex64(json_string_value(json_object_get(d, "action_hash"))))
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.action_hash must be 64 lowercase hex digits");
+    if (step && !rt_workflow_id_valid(json_string_value(step)))
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.step_id is not a step id");
+    if (comment && strlen(json_string_value(comment)) > COMMENT_MAX)
+        return rt_error_set(err, RT_ERR_INVALID, "$.data.comment is longer than %d bytes", COMMENT_MAX);
+    return RT_OK;
+}
+
+char *rt_approval_canonical(const json_t *decision, size_t *len)
+{
+    json_t *copy = json_copy((json_t *)decision);
+    if (!copy)
+        return NULL;
+    json_object_del(copy, "sig");
+    char *body = rt_json_canonical(copy);
+    json_decref(copy);
+    if (!body)
+        return NULL;
+    size_t pl = strlen(RT_APPROVAL_SIG_PREFIX), bl = strlen(body);
+    char *out = malloc(pl + bl + 1);
+    if (out) {
+        memcpy(out, RT_APPROVAL_SIG_PREFIX, pl);
+        memcpy(out + pl, body, bl + 1);
+        if (len)
+            *len = pl + bl;
+    }
+    free(body);
+    return out;
+}
+
+void rt_approval_action_hash(const char *workflow_hash, const json_t *event, const char *step_id,
+                             const json_t *with, char *hex)
+{
+    char *ev = rt_json_canonical(event ? event : json_null());
+    char *w = step_id ? rt_json_canonical(with ? with : json_null()) : NULL;
+    size_t n = strlen(workflow_hash) + 1 + (ev ? strlen(ev) : 0) + (step_id ? strlen(step_id) + 2 + (w ? strlen(w) : 0) : 0);
+    char *buf = malloc(n + 1);
+    if (!buf || !ev || (step_id && !w)) {
+        snprintf(hex, 65, "%s", "out-of-memory");
+    } else {
+        if (step_id)
+            snprintf(buf, n + 1, "%s\n%s\n%s\n%s", workflow_hash, ev, step_id, w);
+        else
+            snprintf(buf, n + 1, "%s\n%s", workflow_hash, ev);
+        rt_sha256_hex(buf, n, hex);
+    }
+    free(buf);
+    free(ev);
+    free(w);
+}
+
+const char *rt_refusal_name(rt_refusal r)
+{
+    switch (r) {
+    case RT_REFUSAL_NONE: return "none";
+    case RT_REFUSAL_AGENT: return "agent";
+    case RT_REFUSAL_INVALID: return "invalid";
+    case RT_REFUSAL_UNKNOWN_APPROVER: return "unknown_approver";
+    case RT_REFUSAL_BAD_SIGNATURE: return "bad_signature";
+    case RT_REFUSAL_HASH_MISMATCH: return "hash_mismatch";
+    case RT_REFUSAL_EXPIRED: return "expired";
+    case RT_REFUSAL_NONCE_REUSED: return "nonce_reused";
+    case RT_REFUSAL_SELF_APPROVAL: return "self_approval";
+    case RT_REFUSAL_NOT_AWAITING: return "not_awaiting";
+    }
+    return "?";
+}
+
+/* ---------- gates ---------- */
+
+bool rt_approval_gates(const rt_workflow *wf, const json_t *event)
+{
+    if (!wf || !wf->approval)
+        return false;
+    const char *type = json_string_value(json_object_get(json_object_get(event, "actor"), "type"));
+    if (!type)
+        type = "service";
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(wf->approval, "required_for"), i, t) {
+        if (json_is_string(t) && !strcmp(json_string_value(t), type))
+            return true;
+    }
+    return false;
+}
+
+bool rt_approval_wants_decisions(const rt_workflow *wf)
+{
+    if (!wf) /* even disabled: its runs may still wait for a decision */
+        return false;
+    if (wf->approval)
+        return true;
+    for (size_t i = 0; i < wf->n_steps; i++)
+        if (!strcmp(wf->steps[i].type->name, "approval"))
+            return true;
+    return false;
+}
+
+static json_t *initiator_of(const json_t *event)
+{
+    json_t *actor = json_object_get(event, "actor");
+    return json_is_object(actor) ? json_deep_copy(actor) : json_pack("{s:s}", "type", "service");
+}
+
+/* Stores a ratchet.approval.requested event (set may be NULL: no workflow starts on it). */
+static rt_status store_requested(rt_store *st, const rt_workflow_set *set, json_t *data, const char *entity,
+                                 const char *id, rt_error *err)
+{
+    rt_event *ev = NULL;
+    rt_status s = rt_event_new(RT_APPROVAL_REQUESTED_EVENT, data, RT_ACTOR_SYSTEM, "ratchet", entity, id, &ev, err);
+    if (s == RT_OK)
+        s = rt_ingest_events_tx(set, st, &ev, 1, "engine", err);
+    rt_event_free(ev);
+    return s;
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    rt_time_format(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i].id[0] && rt_approval_gates(reqs[i].wf, reqs[i].event))
+            json_array_append_new(ids, json_string(reqs[i].id));
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return RT_OK;
+    }
+    json_t *held = NULL;
+    rt_status s = rt_store_approval_hold(st, ids, &held, err);
+    json_t *gates = json_array();
+    size_t k;
+    json_t *run;
+    int64_t now = rt_now_ms();
+    json_array_foreach(held, k, run) {
+        const char *run_id = json_string_value(json_object_get(run, "id"));
+        const rt_workflow *wf = NULL;
+        for (size_t i = 0; i < n && !wf; i++)
+            if (!strcmp(reqs[i].id, run_id))
+                wf = reqs[i].wf;
+        if (!wf)
+            continue;
+        json_t *event = json_object_get(run, "event");
+        char hash[65];
+        rt_approval_action_hash(json_string_value(json_object_get(run, "workflow_hash")), event, NULL, NULL, hash);
+        int64_t timeout = 0;
+        const char *t = json_string_value(json_object_get(wf->approval, "timeout"));
+        rt_error derr;
+        if (t && rt_duration_parse(t, &timeout, &derr) != RT_OK)
+            timeout = 0; /* validated at load */
+        int64_t expires = timeout > 0 ? now + timeout : 0;
+        json_t *approvers = json_object_get(wf->approval, "approvers");
+        json_array_append_new(gates, json_pack("{s:s, s:s, s:s, s:s, s:O, s:o, s:n, s:I}", "run_id", run_id, "step_id",
+                                               "", "workflow_id", wf->id, "action_hash", hash, "approvers", approvers,
+                                               "initiator", initiator_of(event), "details", "expires_at",
+                                               (json_int_t)expires));
+        json_t *data = json_pack("{s:s, s:s, s:o, s:O, s:s, s:O, s:o}", "run_id", run_id, "workflow", wf->id, "actor",
+                                 initiator_of(event), "event", event, "action_hash", hash, "approvers", approvers,
+                                 "expires_at", time_or_null(expires));
+        char ev_id[128], actor[300];
+        snprintf(ev_id, sizeof ev_id, "approval.requested:%s", run_id);
+        const char *entity = json_string_value(json_object_get(event, "entity_id"));
+        if (s == RT_OK)
+            s = store_requested(st, NULL, data, entity, ev_id, err);
+        json_t *details = json_pack("{s:s, s:s, s:O, s:o, s:O?}", "workflow", wf->id, "action_hash", hash, "approvers",
+                                    approvers, "expires_at", time_or_null(expires), "event_id",
+                                    json_object_get(event, "id"));
+        if (s == RT_OK)
+            s = rt_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
+                                "approval.requested", run_id, details, err);
+        json_decref(details);
+        json_decref(data);
+        rt_log_ctx lc = {.workflow = wf->id, .run_id = run_id};
+        if (s == RT_OK)
+            rt_log(RT_LOG_INFO, &lc, "awaiting approval (action_hash %.16s...)", hash);
+    }
+    if (s == RT_OK)
+        s = rt_store_approval_insert(st, gates, err);
+    json_decref(gates);
+    json_decref(held);
+    json_decref(ids);
+    return s;
+}
+
+rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, const char *run_id,
+                                     const rt_workflow *wf, json_t *event, json_t *rows, rt_error *err)
+{
+    size_t i;
+    json_t *row;
+    rt_status s = RT_OK;
+    json_array_foreach(rows, i, row) {
+        const char *sid = json_string_value(json_object_get(row, "step_id"));
+        const char *status = json_string_value(json_object_get(row, "status"));
+        int idx = sid ? rt_workflow_step_index(wf, sid) : -1;
+        json_t *gate = json_object_get(json_object_get(row, "state"), "approval");
+        if (idx < 0 || strcmp(wf->steps[idx].type->name, "approval") != 0 || !status || strcmp(status, "waiting") ||
+            !json_is_object(gate) || json_is_true(json_object_get(gate, "registered")))
+            continue;
+        char hash[65], ev_id[300], actor[300];
+        rt_approval_action_hash(wf->hash, event, sid, json_object_get(gate, "with"), hash);
+        int64_t expires = json_integer_value(json_object_get(gate, "expires_at"));
+        json_t *approvers = json_object_get(gate, "approvers");
+        /* What approvers are shown, and the rendered `with` the action_hash covers. */
+        json_t *details = json_pack("{s:O*, s:O*, s:O*}", "message", json_object_get(gate, "message"), "details",
+                                    json_object_get(gate, "details"), "with", json_object_get(gate, "with"));
+        json_t *gates = json_pack("[{s:s, s:s, s:s, s:s, s:O, s:o, s:o, s:I}]", "run_id", run_id, "step_id", sid,
+                                  "workflow_id", wf->id, "action_hash", hash, "approvers", approvers, "initiator",
+                                  initiator_of(event), "details", details, "expires_at", (json_int_t)expires);
+        s = rt_store_approval_insert(st, gates, err);
+        json_decref(gates);
+        json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:O, s:s, s:O, s:O?, s:O?, s:o}", "run_id", run_id, "step_id", sid,
+                                 "workflow", wf->id, "actor", initiator_of(event), "event", event, "action_hash", hash,
+                                 "approvers", approvers, "message", json_object_get(gate, "message"), "details",
+                                 json_object_get(gate, "details"), "expires_at", time_or_null(expires));
+        snprintf(ev_id, sizeof ev_id, "approval.requested:%s:%s", run_id, sid);
+        const char *entity = json_string_value(json_object_get(event, "entity_id"));
+        if (s == RT_OK)
+            s = store_requested(st, set, data, entity, ev_id, err);
+        json_decref(data);
+        json_t *audit = json_pack("{s:s, s:s, s:s, s:O, s:o}", "workflow", wf->id, "step_id", sid, "action_hash", hash,
+                                  "approvers", approvers, "expires_at", time_or_null(expires));
+        if (s == RT_OK)
+            s = rt_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
+                                "approval.requested", run_id, audit, err);
+        json_decref(audit);
+        if (s != RT_OK)
+            return s;
+        json_object_set_new(gate, "registered", json_true());
+        json_object_set_new(gate, "action_hash", json_string(hash));
+        rt_log_ctx lc = {.workflow = wf->id, .run_id = run_id, .step_id = sid};
+        rt_log(RT_LOG_INFO, &lc, "step awaits approval (action_hash %.16s...)", hash);
+    }
+    return s;
+}
+
+/* An invoke parent waiting for a run that ended here gets the result. */
+static rt_status wake_parent(rt_store *st, json_t *ended, rt_error *err)
+{
+    json_t *parent = json_object_get(ended, "parent_run_id");
+    if (!json_is_string(parent))
+        return RT_OK;
+    json_t *wake = json_pack("[{s:O, s:O, s:{s:{s:O, s:O, s:O}}}]", "run_id", parent, "step_id",
+                             json_object_get(ended, "parent_step_id"), "patch", "result", "run_id",
+                             json_object_get(ended, "id"), "status", json_object_get(ended, "status"), "error",
+                             json_object_get(ended, "error"));
+    rt_status s = rt_store_wake_steps(st, wake, err);
+    json_decref(wake);
+    return s;
+}
+
+static void count_ended(json_t *ended)
+{
+    const char *wf = json_string_value(json_object_get(ended, "workflow"));
+    const char *status = json_string_value(json_object_get(ended, "status"));
+    if (wf && status)
+        rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", wf, "status", status, 1);
+}
+
+rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err)
+{
+    json_t *ids = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(ended, i, r) json_array_append(ids, json_object_get(r, "id"));
+    rt_status s = rt_store_approval_close_runs(st, ids, err);
+    json_decref(ids);
+    json_t *due = NULL;
+    if (s == RT_OK)
+        s = rt_store_approval_due(st, &due, err);
+    json_array_foreach(due, i, r) {
+        if (s != RT_OK)
+            break;
+        const char *run_id = json_string_value(json_object_get(r, "run_id"));
+        const char *sid = json_string_value(json_object_get(r, "step_id"));
+        const char *expires = json_string_value(json_object_get(r, "expires_at"));
+        bool step = sid && sid[0];
+        char msg[300];
+        snprintf(msg, sizeof msg, "expired: no approval decision before %s", expires ? expires : "the timeout");
+        json_t *gone = NULL;
+        s = rt_store_approval_end_run(st, run_id, "expired", msg, step ? sid : NULL, NULL, &gone, err);
+        if (s == RT_OK)
+            s = rt_store_approval_close(st, run_id, sid, gone ? "expired" : "closed", NULL, NULL, NULL, err);
+        if (s == RT_OK && gone) {
+            s = wake_parent(st, gone, err);
+            json_t *details = json_pack("{s:O, s:s*, s:s*}", "workflow", json_object_get(r, "workflow_id"), "step_id",
+                                        step ? sid : NULL, "expires_at", expires);
+            if (s == RT_OK)
+                s = rt_audit_append(st, "system:ratchet", "approval.expired", run_id, details, err);
+            json_decref(details);
+            if (s == RT_OK) {
+                count_ended(gone);
+                rt_log_ctx lc = {.workflow = json_string_value(json_object_get(r, "workflow_id")), .run_id = run_id};
+                rt_log(RT_LOG_WARN, &lc, "run expired: %s", msg);
+            }
+        }
+        json_decref(gone);
+    }
+    json_decref(due);
+    return s;
+}
+
+/* ---------- decisions arriving ---------- */
+
+static bool listed(json_t *approvers, const char *id)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(approvers, i, a) {
+        if (json_is_string(a) && !strcmp(json_string_value(a), id))
+            return true;
+    }
+    return false;
+}
+
+/* The steps of an approved run that may start now: no row yet, every need met by a
+ * carried-over row (replay --from). steps: [{step_id, slow}]. */
+static rt_status ready_steps(rt_store *st, const char *run_id, const char *wf_hash, json_t **steps, const char **wf_id,
+                             int64_t *timeout_ms, int64_t *start_timeout_ms, rt_workflow **wf_out, rt_error *err)
+{
+    json_t *def = NULL, *rows = NULL;
+    rt_workflow *wf = NULL;
+    *steps = json_array();
+    rt_status s = rt_store_get_definition(st, wf_hash, &def, err);
+    if (s == RT_OK)
+        s = rt_workflow_from_json(def, NULL, &wf, err);
+    json_decref(def);
+    const char *ids[] = {run_id};
+    if (s == RT_OK)
+        s = rt_store_load_steps(st, ids, 1, &rows, err);
+    json_t *have = json_object_get(rows, run_id);
+    for (size_t i = 0; s == RT_OK && i < wf->n_steps; i++) {
+        const rt_step_def *d = &wf->steps[i];
+        if (json_object_get(have, d->id))
+            continue;
+        bool ready = true;
+        for (size_t k = 0; k < d->n_needs && ready; k++) {
+            const char *st_s = json_string_value(
+                json_object_get(json_object_get(have, wf->steps[d->need_idx[k]].id), "status"));
+            ready = st_s && (!strcmp(st_s, "completed") || !strcmp(st_s, "skipped"));
+        }
+        if (ready)
+            json_array_append_new(*steps, json_pack("{s:s, s:b}", "step_id", d->id, "slow", !d->type->quick));
+    }
+    json_decref(rows);
+    if (s == RT_OK) {
+        *wf_id = wf->id;
+        *timeout_ms = wf->timeout_ms;
+        *start_timeout_ms = wf->start_timeout_ms;
+        *wf_out = wf;
+    } else {
+        rt_workflow_free(wf);
+    }
+    return s;
+}
+
+static rt_status refuse(rt_store *st, const rt_event *ev, rt_refusal why, const char *msg, rt_error *err)
+{
+    const json_t *d = ev->data;
+    const char *run_id = json_is_object(d) ? json_string_value(json_object_get(d, "run_id")) : NULL;
+    const char *approver = json_is_object(d) ? json_string_value(json_object_get(d, "approver")) : NULL;
+    char actor[300];
+    json_t *details = json_pack("{s:s, s:s, s:s, s:s*, s:s*, s:O}", "event_id", ev->id, "reason", rt_refusal_name(why),
+                                "message", msg, "approver", approver, "step_id",
+                                json_is_object(d) ? json_string_value(json_object_get(d, "step_id")) : NULL,
+                                "decision", d);
+    rt_status s = rt_audit_append(st, actor_label(json_object_get(ev->envelope, "actor"), actor, sizeof actor),
+                                  "approval.refused", run_id && rt_uuid_valid(run_id) ? run_id : "", details, err);
+    json_decref(details);
+    if (s != RT_OK)
+        return s;
+    rt_metrics_counter_add("ratchet_approval_refusals_total", "reason", rt_refusal_name(why), 1);
+    rt_log_ctx lc = {.run_id = run_id && rt_uuid_valid(run_id) ? run_id : NULL};
+    rt_log(RT_LOG_WARN, &lc, "approval decision %s refused (%s): %s", ev->id, rt_refusal_name(why), msg);
+    return RT_OK;
+}
+
+/* Applies an accepted decision to a locked gate. */
+static rt_status apply(rt_store *st, const rt_event *ev, json_t *gate, rt_error *err)
+{
+    const json_t *d = ev->data;
+    const char *run_id = json_string_value(json_object_get(d, "run_id"));
+    const char *approver = json_string_value(json_object_get(d, "approver"));
+    const char *comment = json_string_value(json_object_get(d, "comment"));
+    const char *sid = json_string_value(json_object_get(gate, "step_id"));
+    const char *wf_id = json_string_value(json_object_get(gate, "workflow_id"));
+    bool approve = !strcmp(json_string_value(json_object_get(d, "decision")), "approve");
+    bool step = sid && sid[0];
+    rt_status s = rt_store_approval_close(st, run_id, sid, approve ? "approved" : "rejected", approver, comment, d, err);
+    json_t *output = json_pack("{s:s, s:s, s:s?}", "decision", approve ? "approve" : "reject", "approver", approver,
+                               "comment", comment);
+    if (s == RT_OK && approve && !step) {
+        json_t *steps = NULL;
+        const char *wid = NULL;
+        int64_t to = 0, sto = 0;
+        rt_workflow *wf = NULL;
+        bool released = false;
+        s = ready_steps(st, run_id, json_string_value(json_object_get(gate, "workflow_hash")), &steps, &wid, &to, &sto,
+                        &wf, err);
+        if (s == RT_OK)
+            s = rt_store_approval_release(st, run_id, to, sto, steps, &released, err);
+        json_decref(steps);
+        rt_workflow_free(wf);
+    } else if (s == RT_OK && approve) {
+        json_t *wake = json_pack("[{s:s, s:s, s:{s:O}}]", "run_id", run_id, "step_id", sid, "patch", "decision", output);
+        s = rt_store_wake_steps(st, wake, err);
+        json_decref(wake);
+    } else if (s == RT_OK) {
+        char msg[RT_ERROR_MAX];
+        snprintf(msg, sizeof msg, "rejected by %s%s%.900s", approver, comment && *comment ? ": " : "",
+                 comment ? comment : "");
+        json_t *ended = NULL;
+        s = rt_store_approval_end_run(st, run_id, "rejected", msg, step ? sid : NULL, output, &ended, err);
+        if (s == RT_OK && ended)
+            s = wake_parent(st, ended, err);
+        if (s == RT_OK && ended)
+            count_ended(ended);
+        json_decref(ended);
+    }
+    char actor[200];
+    snprintf(actor, sizeof actor, "approver:%s", approver);
+    json_t *details = json_pack("{s:s, s:s, s:s*, s:s*, s:O}", "event_id", ev->id, "workflow", wf_id, "step_id",
+                                step ? sid : NULL, "comment", comment, "decision", d);
+    if (s == RT_OK)
+        s = rt_audit_append(st, actor, approve ? "approval.approved" : "approval.rejected", run_id, details, err);
+    json_decref(details);
+    json_decref(output);
+    if (s == RT_OK) {
+        rt_metrics_counter_add("ratchet_approval_decisions_total", "decision", approve ? "approve" : "reject", 1);
+        rt_log_ctx lc = {.workflow = wf_id, .run_id = run_id, .step_id = step ? sid : NULL};
+        rt_log(RT_LOG_INFO, &lc, "%s by %s", approve ? "approved" : "rejected", approver);
+    }
+    return s;
+}
+
+static rt_status decide(rt_store *st, const rt_event *ev, rt_error *err)
+{
+    const json_t *d = ev->data;
+    char msg[700] = "";
+    rt_refusal why = RT_REFUSAL_NONE;
+    rt_error e;
+    json_t *gate = NULL;
+    rt_approvers *keys = NULL;
+    char *file = NULL;
+    int64_t skew = 0;
+    rt_status s = RT_OK;
+    settings_get(&file, &skew);
+
+    if (ev->actor_type == RT_ACTOR_AGENT) {
+        why = RT_REFUSAL_AGENT;
+        snprintf(msg, sizeof msg, "an agent never approves (the event's actor is agent %s)",
+                 ev->actor_id ? ev->actor_id : "-");
+    } else if (rt_approval_decision_check(d, &e) != RT_OK) {
+        why = RT_REFUSAL_INVALID;
+        snprintf(msg, sizeof msg, "%s", e.msg);
+    }
+    const char *run_id = why ? NULL : json_string_value(json_object_get(d, "run_id"));
+    const char *approver = why ? NULL : json_string_value(json_object_get(d, "approver"));
+    const char *step_id = why ? NULL : json_string_value(json_object_get(d, "step_id"));
+    unsigned char pub[32];
+    if (!why) {
+        if (!file) {
+            why = RT_REFUSAL_UNKNOWN_APPROVER;
+            snprintf(msg, sizeof msg, "no approvers are configured (RATCHET_APPROVERS is not set)");
+        } else if (rt_approvers_load(file, &keys, &e) != RT_OK) {
+            why = RT_REFUSAL_UNKNOWN_APPROVER;
+            snprintf(msg, sizeof msg, "the approvers file cannot be used: %s", e.msg);
+            rt_log(RT_LOG_ERROR, NULL, "approvers file: %s", e.msg);
+        } else if (!rt_approvers_find(keys, approver, pub)) {
+            why = RT_REFUSAL_UNKNOWN_APPROVER;
+            snprintf(msg, sizeof msg, "%s is not in the approvers file", approver);
+        }
+    }
+    if (!why) {
+        s = rt_store_approval_lock(st, run_id, step_id, &gate, err);
+        if (s == RT_ERR_NOT_FOUND)
+            s = RT_OK;
+        if (s != RT_OK)
+            goto out;
+        if (gate && !listed(json_object_get(gate, "approvers"), approver)) {
+            why = RT_REFUSAL_UNKNOWN_APPROVER;
+            snprintf(msg, sizeof msg, "%s is not an approver of workflow %s", approver,
+                     json_string_value(json_object_get(gate, "workflow_id")));
+        }
+    }
+    if (!why) {
+        size_t len = 0;
+        char *canon = rt_approval_canonical(d, &len);
+        if (!canon) {
+            s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        if (!rt_approval_verify(pub, canon, len, json_string_value(json_object_get(d, "sig")))) {
+            why = RT_REFUSAL_BAD_SIGNATURE;
+            snprintf(msg, sizeof msg, "the signature does not verify with %s's public key", approver);
+        }
+        free(canon);
+    }
+    /* Authentic from here on. */
+    if (!why && !gate) {
+        why = RT_REFUSAL_NOT_AWAITING;
+        snprintf(msg, sizeof msg, "run %s has no approval gate%s%s", run_id, step_id ? " at step " : "",
+                 step_id ? step_id : "");
+    }
+    if (!why && strcmp(json_string_value(json_object_get(gate, "action_hash")),
+                       json_string_value(json_object_get(d, "action_hash"))) != 0) {
+        why = RT_REFUSAL_HASH_MISMATCH;
+        snprintf(msg, sizeof msg, "action_hash %.16s... is not what run %s will run (%.16s...)",
+                 json_string_value(json_object_get(d, "action_hash")), run_id,
+                 json_string_value(json_object_get(gate, "action_hash")));
+    }
+    if (!why) {
+        int64_t age = rt_now_ms() - (int64_t)json_integer_value(json_object_get(d, "ts"));
+        if (age > skew || -age > skew) {
+            char a[32], k[32];
+            rt_duration_format(age < 0 ? -age : age, a, sizeof a);
+            rt_duration_format(skew, k, sizeof k);
+            why = RT_REFUSAL_EXPIRED;
+            snprintf(msg, sizeof msg, "the decision was signed %s %s (allowed: %s, RATCHET_APPROVAL_SKEW)", a,
+                     age >= 0 ? "ago" : "in the future", k);
+        }
+    }
+    if (!why) {
+        bool fresh = false;
+        s = rt_store_approval_use_nonce(st, approver, json_string_value(json_object_get(d, "nonce")), run_id,
+                                        2 * skew + 3600 * 1000, &fresh, err);
+        if (s != RT_OK)
+            goto out;
+        if (!fresh) {
+            why = RT_REFUSAL_NONCE_REUSED;
+            snprintf(msg, sizeof msg, "nonce %.40s of %s was used before", json_string_value(json_object_get(d, "nonce")),
+                     approver);
+        }
+    }
+    if (!why) {
+        const char *init = json_string_value(json_object_get(json_object_get(gate, "initiator"), "id"));
+        if (init && !strcmp(init, approver)) {
+            why = RT_REFUSAL_SELF_APPROVAL;
+            snprintf(msg, sizeof msg, "%s started this run: no self-approval", approver);
+        }
+    }
+    if (!why) {
+        const char *gs = json_string_value(json_object_get(gate, "status"));
+        const char *rs = json_string_value(json_object_get(gate, "run_status"));
+        const char *ss = json_string_value(json_object_get(gate, "step_status"));
+        bool waiting = !strcmp(gs, "pending") &&
+                       (step_id ? ss && !strcmp(ss, "waiting") && strcmp(rs, "awaiting_approval") != 0 &&
+                                      (!strcmp(rs, "running") || !strcmp(rs, "waiting") || !strcmp(rs, "sleeping") ||
+                                       !strcmp(rs, "queued"))
+                                : !strcmp(rs, "awaiting_approval"));
+        if (!waiting) {
+            why = RT_REFUSAL_NOT_AWAITING;
+            snprintf(msg, sizeof msg, "run %s is not awaiting approval (run %s, gate %s)", run_id, rs, gs);
+        }
+    }
+    if (why)
+        s = refuse(st, ev, why, msg, err);
+    else
+        s = apply(st, ev, gate, err);
+out:
+    json_decref(gate);
+    rt_approvers_free(keys);
+    free(file);
+    return s;
+}
+
+rt_status rt_approval_ingest(rt_store *st, rt_event *const *fresh, size_t n, rt_error *err)
+{
+    rt_status s = RT_OK;
+    for (size_t i = 0; i < n && s == RT_OK; i++)
+        if (!strcmp(fresh[i]->name, RT_APPROVAL_DECIDED_EVENT))
+            s = decide(st, fresh[i], err);
+    return s;
+}
+
+/* ---------- agents ---------- */
+
+const char *rt_agent_action_name(rt_agent_action a)
+{
+    switch (a) {
+    case RT_AGENT_TRIGGER: return "trigger";
+    case RT_AGENT_READ_RUN: return "read_run";
+    case RT_AGENT_CANCEL: return "cancel";
+    case RT_AGENT_APPROVE: return "approve";
+    case RT_AGENT_SCHEDULE: return "schedule";
+    }
+    return "?";
+}
+
+static bool same_entity(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+bool rt_agent_may(const char *agent_entity, rt_agent_action action, const rt_agent_target *target,
+                  const char **reason)
+{
+    static const rt_agent_target none = {0};
+    const rt_agent_target *t = target ? target : &none;
+    const char *why = NULL;
+    switch (action) {
+    case RT_AGENT_TRIGGER: break;
+    case RT_AGENT_READ_RUN:
+        if (!same_entity(agent_entity, t->entity_id))
+            why = "an agent reads only the runs of its own entity";
+        break;
+    case RT_AGENT_CANCEL:
+        if (t->system)
+            why = "an agent never cancels the runs of a system workflow";
+        else if (!same_entity(agent_entity, t->entity_id))
+            why = "an agent cancels only the runs of its own entity";
+        break;
+    case RT_AGENT_APPROVE: why = "an agent never approves"; break;
+    case RT_AGENT_SCHEDULE: why = "an agent never pauses or resumes schedules"; break;
+    }
+    if (reason)
+        *reason = why;
+    return why == NULL;
+}
+
+rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_action action, const char *subject,
+                                 const char *reason, const json_t *extra, rt_error *err)
+{
+    char actor[300];
+    snprintf(actor, sizeof actor, "agent:%s", agent_id ? agent_id : "-");
+    json_t *details = json_is_object(extra) ? json_deep_copy(extra) : json_object();
+    json_object_set_new(details, "action", json_string(rt_agent_action_name(action)));
+    json_object_set_new(details, "reason", json_string(reason ? reason : ""));
+    rt_status s = rt_audit_append(st, actor, "agent.refused", subject, details, err);
+    json_decref(details);
+    if (s == RT_OK)
+        rt_log(RT_LOG_WARN, NULL, "agent %s refused: %s %s: %s", agent_id ? agent_id : "-", rt_agent_action_name(action),
+               subject ? subject : "", reason ? reason : "");
+    return s;
+}
+
+rt_status rt_approval_check_cancel_on(rt_store *st, const rt_workflow *wf, const rt_event *ev, const char *run_id,
+                                      const char *run_entity, bool *allowed, rt_error *err)
+{
+    *allowed = true;
+    if (ev->actor_type != RT_ACTOR_AGENT)
+        return RT_OK;
+    rt_agent_target t = {.workflow_id = wf->id, .system = wf->system, .entity_id = run_entity};
+    const char *reason = NULL;
+    if (rt_agent_may(ev->entity_id, RT_AGENT_CANCEL, &t, &reason))
+        return RT_OK;
+    *allowed = false;
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:s}", "via", "cancel_on", "workflow", wf->id, "event_id", ev->id,
+                              "event", ev->name);
+    rt_status s = rt_agent_refusal_audit(st, ev->actor_id, RT_AGENT_CANCEL, run_id, reason, extra, err);
+    json_decref(extra);
+    return s;
+}

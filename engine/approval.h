@@ -1,0 +1,174 @@
+/* approval.h — approval gates and agent boundaries (DESIGN §6): which runs wait for a
+ * person, the signed decisions that release or end them (Ed25519 through OpenSSL EVP;
+ * the engine holds approvers' public keys only), and what an agent may never do.
+ *
+ * A decision is the `data` of an event named ratchet.approval.decided:
+ *   {"run_id", "decision": "approve"|"reject", "approver", "comment"?, "ts" (unix ms),
+ *    "nonce", "action_hash", "step_id"? (an approval step; absent for the run's own gate),
+ *    "sig"}
+ * and the signed bytes are RT_APPROVAL_SIG_PREFIX followed by the canonical JSON (compact,
+ * keys sorted, UTF-8 unescaped) of that object without "sig" — exactly the keys present.
+ * `sig` is the standard base64 of the 64-byte signature; approvers' public keys are the
+ * standard base64 of the 32 raw bytes. README "Approvals and audit" has a worked example.
+ *
+ * action_hash (what will run, so an approval never moves to another payload) is
+ *   run gate:  sha256_hex(workflow_hash "\n" canonical(trigger event))
+ *   step gate: sha256_hex(workflow_hash "\n" canonical(trigger event) "\n" step_id "\n"
+ *                         canonical(the step's rendered `with`))
+ * with the event as the run stored it. */
+#ifndef RT_APPROVAL_H
+#define RT_APPROVAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "status.h"
+#include "store.h"
+#include "workflow.h"
+
+#define RT_APPROVAL_DECIDED_EVENT "ratchet.approval.decided"
+#define RT_APPROVAL_REQUESTED_EVENT "ratchet.approval.requested"
+#define RT_APPROVAL_SIG_PREFIX "ratchet.approval.v1\n"
+#define RT_APPROVAL_SKEW_DEFAULT_MS (5 * 60 * 1000)
+
+/* ---- settings -------------------------------------------------------------------------- */
+
+/* The process's approvers file (RATCHET_APPROVERS) and clock-skew allowance
+ * (RATCHET_APPROVAL_SKEW), set once at start by `serve` and the CLI; until then the
+ * environment is read. The file is re-read for every decision, so a key added or removed
+ * takes effect without a restart. approvers_file may be NULL (no approvers: every decision
+ * is refused as from an unknown approver). */
+void rt_approval_configure(const char *approvers_file, int64_t skew_ms);
+
+/* ---- approvers and keys ---------------------------------------------------------------- */
+
+typedef struct rt_approvers rt_approvers;
+
+/* Parses an approvers file: lines `id public-key` (base64 of the 32 raw Ed25519 bytes);
+ * blank lines and lines starting with '#' are skipped. Messages name file and line. */
+rt_status rt_approvers_parse(const char *text, size_t len, const char *file, rt_approvers **out, rt_error *err);
+rt_status rt_approvers_load(const char *path, rt_approvers **out, rt_error *err);
+/* The raw public key of id, or false. */
+bool rt_approvers_find(const rt_approvers *a, const char *id, unsigned char pub[32]);
+size_t rt_approvers_count(const rt_approvers *a);
+void rt_approvers_free(rt_approvers *a);
+
+/* `ratchet keygen`: a new Ed25519 key pair: dir/id.key (PKCS#8 PEM, mode 0600, never
+ * overwritten) and dir/id.pub (the approvers-file line). line gets "id <base64 public key>"
+ * (>= 256 bytes). */
+rt_status rt_approval_keygen(const char *dir, const char *id, char *line, size_t len, rt_error *err);
+
+/* Signs msg with the private key in a PEM file; sig_b64 >= 89 bytes. */
+rt_status rt_approval_sign_file(const char *key_path, const void *msg, size_t len, char *sig_b64, rt_error *err);
+/* The same with a raw 32-byte private key (seed); pub_b64 (may be NULL, >= 45 bytes) gets
+ * its public key. For tests and the README example. */
+rt_status rt_approval_sign_raw(const unsigned char seed[32], const void *msg, size_t len, char *sig_b64,
+                               char *pub_b64, rt_error *err);
+/* Verifies an Ed25519 signature (base64) over msg. */
+bool rt_approval_verify(const unsigned char pub[32], const void *msg, size_t len, const char *sig_b64);
+
+/* ---- decisions ------------------------------------------------------------------------- */
+
+/* Checks a decision's shape (keys, types, formats; no control characters in strings).
+ * RT_ERR_INVALID names the key. */
+rt_status rt_approval_decision_check(const json_t *decision, rt_error *err);
+/* The exact bytes signed (NUL-terminated; *len without it). Caller frees. NULL when out of
+ * memory. */
+char *rt_approval_canonical(const json_t *decision, size_t *len);
+/* action_hash; step_id and with are NULL for the run's own gate. hex >= 65. */
+void rt_approval_action_hash(const char *workflow_hash, const json_t *event, const char *step_id,
+                             const json_t *with, char *hex);
+
+/* Why a decision was refused: stable names, used as the metric label and in the audit
+ * record ("agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
+ * "expired", "nonce_reused", "self_approval", "not_awaiting"). */
+typedef enum rt_refusal {
+    RT_REFUSAL_NONE = 0,
+    RT_REFUSAL_AGENT,
+    RT_REFUSAL_INVALID,
+    RT_REFUSAL_UNKNOWN_APPROVER,
+    RT_REFUSAL_BAD_SIGNATURE,
+    RT_REFUSAL_HASH_MISMATCH,
+    RT_REFUSAL_EXPIRED,
+    RT_REFUSAL_NONCE_REUSED,
+    RT_REFUSAL_SELF_APPROVAL,
+    RT_REFUSAL_NOT_AWAITING,
+} rt_refusal;
+const char *rt_refusal_name(rt_refusal r);
+
+/* ---- hooks into the core (one call each) ----------------------------------------------- */
+
+/* Does a run of wf started by event (borrowed) wait for approval? True when the workflow
+ * has an `approval` block whose required_for holds the event's actor.type ("service" when
+ * absent). */
+bool rt_approval_gates(const rt_workflow *wf, const json_t *event);
+
+/* Does wf have a gate (an `approval` block or an approval step)? Then the brokers must
+ * deliver ratchet.approval.decided (intake subscribes to it). */
+bool rt_approval_wants_decisions(const rt_workflow *wf);
+
+/* rt_store_create_runs_tx, after it created runs: those that rt_approval_gates holds
+ * become `awaiting_approval` — their queue items and unstarted step rows go, their
+ * deadlines wait for the approval — and each gets its approval row, a stored
+ * ratchet.approval.requested event and an audit record. Same transaction. */
+rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err);
+
+/* executor finalize_run: approval steps of this batch that just suspended (rows: the
+ * batch's step rows of run_id, state changed in place) get their approval row, requested
+ * event (workflows of set may trigger on it) and audit record. */
+rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, const char *run_id,
+                                     const rt_workflow *wf, json_t *event, json_t *rows, rt_error *err);
+
+/* executor deadline sweep, in its transaction: closes the gates of the runs it ended
+ * (ended: its [{id, ...}]) and ends the runs whose gate expired (`expired`), waking their
+ * invoke parents. */
+rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err);
+
+/* ingest, for every fresh event: the ratchet.approval.decided ones are checked (in the
+ * order of rt_refusal) and applied — approve releases the run (its ready steps are
+ * queued, workers NOTIFYed) or the step, reject ends the run `rejected`. A refusal is
+ * not an error: it is audited, counted, logged, and the event stays stored. Errors are
+ * the database's only. */
+rt_status rt_approval_ingest(rt_store *st, rt_event *const *fresh, size_t n, rt_error *err);
+
+/* ingest cancel_on: may event ev cancel run run_id (entity run_entity, may be NULL) of wf?
+ * Agents may not cancel a system workflow's runs nor another entity's; a refusal is
+ * audited here. */
+rt_status rt_approval_check_cancel_on(rt_store *st, const rt_workflow *wf, const rt_event *ev, const char *run_id,
+                                      const char *run_entity, bool *allowed, rt_error *err);
+
+/* ---- agent boundaries ------------------------------------------------------------------ */
+
+typedef enum rt_agent_action {
+    RT_AGENT_TRIGGER = 0, /* start a run: an event, POST .../runs */
+    RT_AGENT_READ_RUN,    /* read a run's status */
+    RT_AGENT_CANCEL,      /* cancel a run (API, cancel_on) */
+    RT_AGENT_APPROVE,     /* decide an approval */
+    RT_AGENT_SCHEDULE,    /* pause or resume schedules */
+} rt_agent_action;
+
+/* "trigger", "read_run", "cancel", "approve", "schedule". */
+const char *rt_agent_action_name(rt_agent_action a);
+
+/* What an agent acts on; unknown fields NULL/false. */
+typedef struct rt_agent_target {
+    const char *workflow_id;
+    bool system;           /* the workflow is "system": true */
+    const char *entity_id; /* the run's entity_id */
+} rt_agent_target;
+
+/* May an agent acting for agent_entity (NULL when it has none) do action on target? On
+ * false *reason gets a constant sentence ("an agent never approves"). For the API's agent
+ * tokens (DESIGN §6) as much as for events whose actor.type is agent. */
+bool rt_agent_may(const char *agent_entity, rt_agent_action action, const rt_agent_target *target,
+                  const char **reason);
+
+/* Records a refused agent action inside the caller's transaction: actor "agent:<id>",
+ * action "agent.refused", details {action, reason, ...extra (borrowed, may be NULL)}. */
+rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_action action, const char *subject,
+                                 const char *reason, const json_t *extra, rt_error *err);
+
+#endif

@@ -1,0 +1,558 @@
+/* cli_approval.c — `keygen`, `approve`, `reject`, `approvals`, `audit`, `audit verify`.
+ * approve/reject sign the decision here, with the approver's private key, and send it like
+ * any client would: as a ratchet.approval.decided event, straight to the database or over
+ * a broker. The engine decides; the command reports what the audit log says it decided. */
+#include "cli_approval.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "approval.h"
+#include "audit.h"
+#include "event.h"
+#include "ingest.h"
+#include "intake.h"
+#include "log.h"
+#include "store.h"
+#include "store_approval.h"
+#include "store_audit.h"
+#include "util.h"
+#include "workflow.h"
+
+#define EXIT_USAGE 2
+
+typedef struct opt {
+    const char *name;
+    bool takes_value;
+    const char *value; /* out */
+    bool given;        /* out */
+} opt;
+
+typedef struct args {
+    const char *cmd;
+    const char *usage;
+    const char *positional[4];
+    int n_positional;
+} args;
+
+#define V(n) {.name = (n), .takes_value = true}
+#define B(n) {.name = (n)}
+#define END {.name = NULL}
+
+static int usage(const args *a, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "ratchet %s: ", a->cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (usage: %s)\n", a->usage);
+    return EXIT_USAGE;
+}
+
+/* Settings flags (config.c), then the command's own options, then positionals. */
+static int parse(args *a, rt_config *cfg, int argc, char **argv, int pos, opt *opts, int max_pos)
+{
+    for (int i = pos; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] != '-' || !strcmp(s, "-")) {
+            if (a->n_positional >= max_pos)
+                return usage(a, "unexpected argument \"%s\"", s);
+            a->positional[a->n_positional++] = s;
+            continue;
+        }
+        rt_error err;
+        rt_status st = rt_config_apply_flag(cfg, argc, argv, &i, &err);
+        if (st == RT_OK)
+            continue;
+        if (st != RT_ERR_NOT_FOUND)
+            return usage(a, "%s", err.msg);
+        opt *o = NULL;
+        const char *value = NULL;
+        for (size_t k = 0; opts[k].name && !o; k++) {
+            size_t n = strlen(opts[k].name);
+            if (!strncmp(s, opts[k].name, n) && (s[n] == '\0' || s[n] == '=')) {
+                o = &opts[k];
+                value = s[n] == '=' ? s + n + 1 : NULL;
+            }
+        }
+        if (!o)
+            return usage(a, "unknown option \"%s\"", s);
+        if (!o->takes_value) {
+            if (value)
+                return usage(a, "%s takes no value", o->name);
+            o->given = true;
+            continue;
+        }
+        if (!value) {
+            if (i + 1 >= argc)
+                return usage(a, "%s needs a value", o->name);
+            value = argv[++i];
+        }
+        o->value = value;
+        o->given = true;
+    }
+    rt_error err;
+    if (rt_config_apply_logging(cfg, &err) != RT_OK)
+        return usage(a, "%s", err.msg);
+    return 0;
+}
+
+static const char *opt_value(const opt *opts, const char *name)
+{
+    for (size_t k = 0; opts[k].name; k++)
+        if (!strcmp(opts[k].name, name))
+            return opts[k].value;
+    return NULL;
+}
+
+static bool opt_given(const opt *opts, const char *name)
+{
+    for (size_t k = 0; opts[k].name; k++)
+        if (!strcmp(opts[k].name, name))
+            return opts[k].given;
+    return false;
+}
+
+static int need_db(const args *a, rt_config *cfg, rt_store **st)
+{
+    rt_error err;
+    if (rt_config_require_database(cfg, &err) != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        return EXIT_USAGE;
+    }
+    if (rt_store_open(cfg->database_url, st, &err) != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void print_json(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    printf("%s\n", text ? text : "null");
+    free(text);
+}
+
+static const char *str_or(json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && *s ? s : dflt;
+}
+
+/* ---------- keygen ---------- */
+
+static int cmd_keygen(args *a, rt_config *cfg, int argc, char **argv, int pos)
+{
+    opt opts[] = {V("--approver"), V("--out"), END};
+    a->usage = "ratchet keygen --approver ID [--out DIR]";
+    int rc = parse(a, cfg, argc, argv, pos, opts, 0);
+    if (rc)
+        return rc;
+    const char *id = opt_value(opts, "--approver");
+    const char *dir = opt_value(opts, "--out");
+    if (!id)
+        return usage(a, "%s", "--approver is required");
+    char line[256];
+    rt_error err;
+    if (rt_approval_keygen(dir ? dir : ".", id, line, sizeof line, &err) != RT_OK) {
+        fprintf(stderr, "ratchet keygen: %s\n", err.msg);
+        return err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
+    printf("%s\n", line);
+    fflush(stdout);
+    fprintf(stderr,
+            "Wrote %s/%s.key (private, mode 0600: keep it with the approver, never on the engine's hosts) and\n"
+            "%s/%s.pub. Add the line above to the approvers file named by RATCHET_APPROVERS.\n",
+            dir ? dir : ".", id, dir ? dir : ".", id);
+    return 0;
+}
+
+/* ---------- approve / reject ---------- */
+
+typedef struct body_ctx {
+    const rt_event *ev;
+} body_ctx;
+
+static char *event_body(void *arg, size_t i, const char **id)
+{
+    (void)i;
+    body_ctx *b = arg;
+    *id = b->ev->id;
+    return rt_event_to_json(b->ev);
+}
+
+static void quiet(void *arg, const char *file, const rt_error *err)
+{
+    (void)arg;
+    (void)file;
+    (void)err;
+}
+
+/* Prints what the engine made of the decision; the exit code. */
+static int report(const args *a, json_t *outcome, const char *event_id, bool as_json)
+{
+    const char *action = str_or(outcome, "action", "?");
+    json_t *details = json_object_get(outcome, "details");
+    bool refused = !strcmp(action, "approval.refused");
+    if (as_json) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:O?, s:O?, s:O?}", "event_id", event_id, "outcome",
+                              refused ? "refused" : !strcmp(action, "approval.approved") ? "approved" : "rejected",
+                              "audit_seq", json_integer_value(json_object_get(outcome, "seq")), "run_id",
+                              json_object_get(outcome, "subject"), "reason", json_object_get(details, "reason"),
+                              "message", json_object_get(details, "message"));
+        print_json(o);
+        json_decref(o);
+    } else if (refused) {
+        fprintf(stderr, "ratchet %s: refused (%s): %s\n", a->cmd, str_or(details, "reason", "?"),
+                str_or(details, "message", ""));
+    } else {
+        const char *step = json_string_value(json_object_get(details, "step_id"));
+        printf("%s run %s%s%s (audit #%lld)\n", !strcmp(action, "approval.approved") ? "approved" : "rejected",
+               str_or(outcome, "subject", "?"), step ? " step " : "", step ? step : "",
+               (long long)json_integer_value(json_object_get(outcome, "seq")));
+    }
+    return refused ? 1 : 0;
+}
+
+static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, bool approve)
+{
+    opt opts[] = {V("--as"),    V("--key"),   V("--comment"), V("--step"),
+                  V("--via"),   V("--hash"),  V("--nonce"),   V("--ts"),
+                  B("--print"), B("--json"), V("--wait-timeout"), END};
+    a->usage = approve ? "ratchet approve RUN --as ID --key FILE [--comment C] [--step STEP] [--via db|amqp|nats]"
+                       : "ratchet reject RUN --as ID --key FILE [--comment C] [--step STEP] [--via db|amqp|nats]";
+    int rc = parse(a, cfg, argc, argv, pos, opts, 1);
+    if (rc)
+        return rc;
+    if (a->n_positional != 1)
+        return usage(a, "%s", "expected a run id");
+    const char *run_id = a->positional[0];
+    const char *as = opt_value(opts, "--as"), *key = opt_value(opts, "--key");
+    const char *comment = opt_value(opts, "--comment"), *step = opt_value(opts, "--step");
+    const char *via = opt_value(opts, "--via") ? opt_value(opts, "--via") : "db";
+    const char *hash = opt_value(opts, "--hash"), *nonce_opt = opt_value(opts, "--nonce");
+    bool as_json = opt_given(opts, "--json"), print_only = opt_given(opts, "--print");
+    if (!as || !key)
+        return usage(a, "%s", "--as ID and --key FILE are required");
+    if (!rt_uuid_valid(run_id))
+        return usage(a, "\"%.64s\" is not a run id (expected a UUID)", run_id);
+    if (strcmp(via, "db") && strcmp(via, "amqp") && strcmp(via, "nats"))
+        return usage(a, "--via %s: expected db, amqp or nats", via);
+    rt_error err;
+    int64_t ts = rt_now_ms(), wait_ms = 10000;
+    if (opt_value(opts, "--ts")) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(opt_value(opts, "--ts"), &end, 10);
+        if (errno || *end || v <= 0)
+            return usage(a, "--ts %s: expected unix milliseconds", opt_value(opts, "--ts"));
+        ts = v;
+    }
+    if (opt_value(opts, "--wait-timeout") && rt_duration_parse(opt_value(opts, "--wait-timeout"), &wait_ms, &err) != RT_OK)
+        return usage(a, "--wait-timeout: %s", err.msg);
+    rt_approval_configure(cfg->approvers_file, cfg->approval_skew_ms);
+
+    rt_store *st = NULL;
+    char hash_buf[65] = "", step_buf[130] = "";
+    if (!hash) {
+        /* What the approver signs is what the engine shows it will run. */
+        if ((rc = need_db(a, cfg, &st)))
+            return rc;
+        json_t *pending = NULL;
+        rt_status s = rt_store_approval_pending(st, run_id, &pending, &err);
+        if (s != RT_OK) {
+            fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+            rt_store_close(st);
+            return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+        }
+        json_t *pick = NULL;
+        size_t i, matches = 0;
+        json_t *g;
+        json_array_foreach(pending, i, g) {
+            if (step && strcmp(str_or(g, "step_id", ""), step) != 0)
+                continue;
+            pick = g;
+            matches++;
+        }
+        if (matches != 1) {
+            if (matches == 0)
+                fprintf(stderr, "ratchet %s: run %s is not awaiting approval%s%s\n", a->cmd, run_id,
+                        step ? " at step " : "", step ? step : "");
+            else
+                fprintf(stderr, "ratchet %s: run %s has %zu approval steps waiting: pass --step STEP\n", a->cmd,
+                        run_id, matches);
+            json_decref(pending);
+            rt_store_close(st);
+            return 1;
+        }
+        snprintf(hash_buf, sizeof hash_buf, "%s", str_or(pick, "action_hash", ""));
+        snprintf(step_buf, sizeof step_buf, "%s", str_or(pick, "step_id", ""));
+        if (!print_only && !as_json) {
+            char *ev = json_dumps(json_object_get(pick, "event"), JSON_COMPACT);
+            fprintf(stderr, "%s run %s of %s%s%s, started by %s: %.300s%s\n", approve ? "approving" : "rejecting",
+                    run_id, str_or(pick, "workflow", "?"), step_buf[0] ? " at step " : "", step_buf,
+                    str_or(json_object_get(pick, "actor"), "id", str_or(json_object_get(pick, "actor"), "type", "?")),
+                    ev ? ev : "", ev && strlen(ev) > 300 ? "..." : "");
+            free(ev);
+        }
+        json_decref(pending);
+        hash = hash_buf;
+        step = step_buf[0] ? step_buf : NULL;
+    }
+
+    char nonce[40];
+    if (nonce_opt) {
+        snprintf(nonce, sizeof nonce, "%.39s", nonce_opt);
+    } else {
+        unsigned char rnd[16];
+        rt_random_bytes(rnd, sizeof rnd);
+        for (size_t i = 0; i < sizeof rnd; i++)
+            snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
+    }
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "run_id", run_id, "decision", approve ? "approve" : "reject",
+                          "approver", as, "ts", (json_int_t)ts, "nonce", nonce_opt ? nonce_opt : nonce, "action_hash",
+                          hash);
+    if (comment)
+        json_object_set_new(d, "comment", json_string(comment));
+    if (step)
+        json_object_set_new(d, "step_id", json_string(step));
+    size_t len = 0;
+    char *canon = rt_approval_canonical(d, &len);
+    char sig[100];
+    rt_status s = canon ? rt_approval_sign_file(key, canon, len, sig, &err)
+                        : rt_error_set(&err, RT_ERR_NOMEM, "out of memory");
+    free(canon);
+    if (s == RT_OK) {
+        json_object_set_new(d, "sig", json_string(sig));
+        s = rt_approval_decision_check(d, &err);
+    }
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        json_decref(d);
+        rt_store_close(st);
+        return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
+    if (print_only) {
+        char *text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", text ? text : "");
+        free(text);
+        json_decref(d);
+        rt_store_close(st);
+        return 0;
+    }
+    rt_event *ev = NULL;
+    s = rt_event_new(RT_APPROVAL_DECIDED_EVENT, d, RT_ACTOR_USER, as, NULL, NULL, &ev, &err);
+    json_decref(d);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        rt_store_close(st);
+        return 1;
+    }
+    if (!strcmp(via, "db")) {
+        if (!st && (rc = need_db(a, cfg, &st))) {
+            rt_event_free(ev);
+            return rc;
+        }
+        rt_workflow_set *set = NULL; /* workflows may start on the decision event too */
+        if (cfg->workflows && rt_workflow_load_dir(cfg->workflows, &set, quiet, NULL, &err) != RT_OK)
+            set = NULL;
+        rt_ingest_result res = {0};
+        s = rt_ingest_events(set, st, &ev, 1, "cli", &res, &err);
+        rt_ingest_results_clear(&res, 1);
+        rt_workflow_set_free(set);
+    } else {
+        body_ctx b = {.ev = ev};
+        s = rt_intake_publish(cfg, via, ev->name, 1, event_body, &b, &err);
+        if (s == RT_OK && !st && cfg->database_url && *cfg->database_url && rt_store_open(cfg->database_url, &st, &err) != RT_OK)
+            st = NULL; /* sent; without the database there is no outcome to wait for */
+    }
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        rt_event_free(ev);
+        rt_store_close(st);
+        return 1;
+    }
+    if (!st) {
+        printf("%s\n", ev->id);
+        fprintf(stderr, "decision sent via %s as event %s (no database configured to wait for the outcome)\n", via,
+                ev->id);
+        rt_event_free(ev);
+        return 0;
+    }
+    /* The engine's verdict is an audit record naming this event. */
+    json_t *outcome = NULL;
+    int64_t deadline = rt_mono_ms() + wait_ms, pause = 20;
+    for (;;) {
+        s = rt_store_approval_outcome(st, ev->id, &outcome, &err);
+        if (s != RT_ERR_NOT_FOUND || rt_mono_ms() > deadline)
+            break;
+        struct timespec t = {.tv_sec = 0, .tv_nsec = pause * 1000000};
+        nanosleep(&t, NULL);
+        pause = pause * 2 > 250 ? 250 : pause * 2;
+    }
+    rt_store_close(st);
+    if (s == RT_ERR_NOT_FOUND) {
+        fprintf(stderr, "ratchet %s: decision %s sent via %s, but no engine has judged it within %lld ms (is serve running "
+                        "and consuming %s?)\n",
+                a->cmd, ev->id, via, (long long)wait_ms, via);
+        rt_event_free(ev);
+        return 1;
+    }
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        rt_event_free(ev);
+        return 1;
+    }
+    rc = report(a, outcome, ev->id, as_json);
+    json_decref(outcome);
+    rt_event_free(ev);
+    return rc;
+}
+
+/* ---------- approvals ---------- */
+
+static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos)
+{
+    opt opts[] = {B("--json"), END};
+    a->usage = "ratchet approvals [--json]";
+    int rc = parse(a, cfg, argc, argv, pos, opts, 0);
+    rt_store *st = NULL;
+    if (rc || (rc = need_db(a, cfg, &st)))
+        return rc;
+    json_t *pending = NULL;
+    rt_error err;
+    rt_status s = rt_store_approval_pending(st, NULL, &pending, &err);
+    rt_store_close(st);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet approvals: %s\n", err.msg);
+        return 1;
+    }
+    if (opt_given(opts, "--json")) {
+        print_json(pending);
+    } else {
+        printf("%-36s  %-16s  %-24s  %-22s  %-24s  %s\n", "RUN", "STEP", "WORKFLOW", "STARTED BY", "EXPIRES",
+               "ACTION_HASH");
+        size_t i;
+        json_t *g;
+        json_array_foreach(pending, i, g) {
+            json_t *actor = json_object_get(g, "actor");
+            char who[200];
+            snprintf(who, sizeof who, "%s:%s", str_or(actor, "type", "service"), str_or(actor, "id", "-"));
+            printf("%-36s  %-16s  %-24s  %-22s  %-24s  %s\n", str_or(g, "run_id", "?"), str_or(g, "step_id", "-"),
+                   str_or(g, "workflow", "?"), who, str_or(g, "expires_at", "never"), str_or(g, "action_hash", "?"));
+        }
+        if (json_array_size(pending) == 0)
+            printf("(nothing awaits approval)\n");
+    }
+    json_decref(pending);
+    return 0;
+}
+
+/* ---------- audit ---------- */
+
+static int cmd_audit(args *a, rt_config *cfg, int argc, char **argv, int pos)
+{
+    opt opts[] = {V("--since"), V("--limit"), B("--json"), END};
+    a->usage = "ratchet audit [--since TIME|DURATION] [--limit N] [--json] | ratchet audit verify [--json]";
+    int rc = parse(a, cfg, argc, argv, pos, opts, 1);
+    if (rc)
+        return rc;
+    bool verify = a->n_positional == 1 && !strcmp(a->positional[0], "verify");
+    if (a->n_positional == 1 && !verify)
+        return usage(a, "unknown subcommand \"%s\"", a->positional[0]);
+    if (verify && (opt_given(opts, "--since") || opt_given(opts, "--limit")))
+        return usage(a, "%s", "verify walks the whole chain: --since and --limit are for the listing");
+    rt_error err;
+    int64_t since = 0;
+    const char *since_s = opt_value(opts, "--since");
+    if (since_s && rt_time_parse(since_s, &since, &err) != RT_OK) {
+        int64_t ago;
+        if (rt_duration_parse(since_s, &ago, &err) != RT_OK)
+            return usage(a, "--since %s: expected an RFC 3339 time or a duration (\"1h\": the last hour)", since_s);
+        since = rt_now_ms() - ago;
+    }
+    long limit = 100;
+    if (opt_value(opts, "--limit")) {
+        char *end;
+        limit = strtol(opt_value(opts, "--limit"), &end, 10);
+        if (*end || limit < 1 || limit > 100000)
+            return usage(a, "--limit %s: expected an integer from 1 to 100000", opt_value(opts, "--limit"));
+    }
+    rt_store *st = NULL;
+    if ((rc = need_db(a, cfg, &st)))
+        return rc;
+    bool as_json = opt_given(opts, "--json");
+    if (verify) {
+        rt_audit_verdict v;
+        rt_status s = rt_audit_verify(st, &v, &err);
+        rt_store_close(st);
+        if (s != RT_OK) {
+            fprintf(stderr, "ratchet audit verify: %s\n", err.msg);
+            return 1;
+        }
+        if (as_json) {
+            json_t *o = json_pack("{s:b, s:I, s:s}", "ok", v.ok, "records", (json_int_t)v.records, "head", v.head);
+            if (!v.ok) {
+                json_object_set_new(o, "broken_seq", json_integer(v.broken_seq));
+                json_object_set_new(o, "why", json_string(v.why));
+            }
+            print_json(o);
+            json_decref(o);
+        } else if (v.ok) {
+            printf("ok: %lld records, head %s\n", (long long)v.records, v.head);
+        } else {
+            printf("broken at seq %lld: %s\n", (long long)v.broken_seq, v.why);
+            fprintf(stderr, "%lld record(s) before it verified, ending at head %s\n", (long long)v.records, v.head);
+        }
+        return v.ok ? 0 : 1;
+    }
+    rt_audit_row *rows = NULL;
+    size_t n = 0;
+    rt_status s = rt_store_audit_list(st, since, (int)limit, &rows, &n, &err);
+    rt_store_close(st);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet audit: %s\n", err.msg);
+        return 1;
+    }
+    if (as_json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_t *details = json_loads(rows[i].details, JSON_DECODE_ANY, NULL);
+            json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq",
+                                                 (json_int_t)rows[i].seq, "at", rows[i].at, "actor", rows[i].actor,
+                                                 "action", rows[i].action, "subject", rows[i].subject, "details",
+                                                 details ? details : json_string(rows[i].details), "prev_hash",
+                                                 rows[i].prev_hash, "hash", rows[i].hash));
+        }
+        print_json(arr);
+        json_decref(arr);
+    } else {
+        printf("%-6s  %-24s  %-24s  %-20s  %-36s  %s\n", "SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DETAILS");
+        for (size_t i = 0; i < n; i++)
+            printf("%-6lld  %-24s  %-24s  %-20s  %-36s  %.100s%s\n", (long long)rows[i].seq, rows[i].at, rows[i].actor,
+                   rows[i].action, rows[i].subject[0] ? rows[i].subject : "-", rows[i].details,
+                   strlen(rows[i].details) > 100 ? "..." : "");
+        if (n == 0)
+            printf("(no audit records%s)\n", since ? " since then" : "");
+    }
+    rt_audit_rows_free(rows, n);
+    return 0;
+}
+
+int rt_cli_approval(const char *cmd, rt_config *cfg, int argc, char **argv, int pos)
+{
+    args a = {.cmd = cmd, .usage = "ratchet help"};
+    if (!strcmp(cmd, "keygen"))
+        return cmd_keygen(&a, cfg, argc, argv, pos);
+    if (!strcmp(cmd, "approve"))
+        return cmd_decide(&a, cfg, argc, argv, pos, true);
+    if (!strcmp(cmd, "reject"))
+        return cmd_decide(&a, cfg, argc, argv, pos, false);
+    if (!strcmp(cmd, "approvals"))
+        return cmd_approvals(&a, cfg, argc, argv, pos);
+    if (!strcmp(cmd, "audit"))
+        return cmd_audit(&a, cfg, argc, argv, pos);
+    return usage(&a, "unknown command \"%s\"", cmd);
+}
