@@ -247,6 +247,13 @@ static bool batch_append(const rt_workflow *wf, json_t *trigger, json_t *event)
     return full;
 }
 
+/* A throttled run never becomes due before its slot (trigger.admission.not_before). */
+static int64_t not_before(json_t *trigger, int64_t due)
+{
+    json_t *nb = json_object_get(admission_obj(trigger), "not_before");
+    return nb && json_integer_value(nb) > due ? json_integer_value(nb) : due;
+}
+
 static void count_request(json_t *trigger)
 {
     json_t *adm = admission_obj(trigger);
@@ -266,14 +273,11 @@ static void join_plan(plan *p, int j, plan *q, int64_t now)
         if (batch_append(wf, t->trigger, q->event)) {
             free(t->pending);
             t->pending = NULL;
-            t->run_at_ms = t->req->run_at_ms; /* full: due as asked (now) */
-            json_t *nb = json_object_get(admission_obj(t->trigger), "not_before");
-            if (nb && json_integer_value(nb) > t->run_at_ms)
-                t->run_at_ms = json_integer_value(nb);
+            t->run_at_ms = not_before(t->trigger, t->req->run_at_ms); /* full: due as asked (now) */
         }
     } else {
         t->event = q->event;
-        t->run_at_ms = debounce_due(wf, now, t->first_ms);
+        t->run_at_ms = not_before(t->trigger, debounce_due(wf, now, t->first_ms));
     }
 }
 
@@ -295,17 +299,15 @@ static rt_status join_pending_run(rt_store *st, plan *q, int64_t now, bool *join
     char how[96];
     if (q->is_batch) {
         if (batch_append(wf, trigger, q->event)) {
-            due = now;
-            json_t *nb = json_object_get(admission_obj(trigger), "not_before");
-            if (nb && json_integer_value(nb) > due)
-                due = json_integer_value(nb);
+            due = not_before(trigger, now);
             *notify = true;
         }
         snprintf(how, sizeof how, "batched (%zu of %d events)", json_array_size(json_object_get(trigger, "events")),
                  batch_max(wf));
     } else {
         event = q->event;
-        due = debounce_due(wf, now, json_integer_value(json_object_get(admission_obj(trigger), "first")));
+        int64_t first = json_integer_value(json_object_get(admission_obj(trigger), "first"));
+        due = not_before(trigger, debounce_due(wf, now, first));
         snprintf(how, sizeof how, "debounced");
     }
     s = rt_store_pending_update(st, pr.id, event, trigger, due, err);

@@ -6,11 +6,13 @@
  *  - idempotency (expression): one run per (workflow, value) per 24 h; a request whose
  *    value was taken less than 24 h ago creates nothing. A null value is not deduplicated.
  *  - debounce {period, key, timeout}: the first request creates a run due after `period`;
- *    a later one with the same key value, while that run has not started, replaces its
- *    event and moves it to min(now + period, first + timeout) instead of creating one.
- *  - batch_events {max_size, timeout} (event triggers only): the first event creates a run
- *    due after `timeout`; later events are appended to its trigger's `events` until there
- *    are max_size (it is then due now, and the next event opens a new batch).
+ *    a later one with the same key value, while that run is still queued and not yet due
+ *    (no worker has it), replaces its event and moves it (and its deadlines) to
+ *    min(now + period, first + timeout) instead of creating one. Otherwise a new window.
+ *  - batch_events {max_size, timeout} (event triggers only; it takes precedence over
+ *    debounce): the first event creates a run due after `timeout`; later events are
+ *    appended to its trigger's `events` until there are max_size (it is then due now, and
+ *    the next event opens a new batch). Templates see `events`; `event` is the first.
  *  - singleton {key, mode}: at most one unfinished run per key value: `skip` creates
  *    nothing while one is unfinished, `cancel` cancels the unfinished ones and creates.
  *  - throttle {limit, period, key, burst}: GCRA per key value: runs past the rate are

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "approval.h"
+#include "audit.h"
 #include "event.h"
 #include "ingest.h"
 #include "log.h"
@@ -17,6 +19,8 @@
 #include "scheduler.h"
 #include "store.h"
 #include "store_api.h"
+#include "store_approval.h"
+#include "store_audit.h"
 #include "store_schedules.h"
 #include "util.h"
 
@@ -37,6 +41,13 @@ static const char *const run_statuses[] = {"queued", "awaiting_approval", "runni
 static bool is_agent(const rt_api_req *r)
 {
     return r->who.role == RT_ROLE_AGENT;
+}
+
+/* Who acted, for the audit log: "agent:token:ab12..." or "api:token:ab12..." ("api:local"
+ * without tokens). */
+static void audit_actor(const rt_api_req *r, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%s", is_agent(r) ? "agent" : "api", r->who.label);
 }
 
 static bool in_list(const char *s, const char *const *list)
@@ -459,6 +470,9 @@ static void get_events(rt_api_req *r)
 typedef struct create_args {
     rt_run_request req;
     const char *dedupe_key;
+    const char *action;   /* audit action: "run.manual", "run.replay" */
+    char actor[64];
+    json_t *details;      /* audit details (borrowed) */
     bool created;
     rt_api_run_info existing; /* when !created: the run that holds the key */
     json_t *run;
@@ -469,9 +483,18 @@ static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
     create_args *a = arg;
     json_decref(a->run);
     a->run = NULL;
-    rt_status s = rt_store_create_runs(st, &a->req, 1, err);
-    if (s != RT_OK)
+    /* The run and its audit record commit together (or neither does). */
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_store_create_runs_tx(st, &a->req, 1, err);
+    if (s == RT_OK && a->req.id[0]) /* AUDIT: a manual run (not a repeat of its key) */
+        s = rt_audit_append(st, a->actor, a->action, a->req.id, a->details, err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK) {
+        rt_store_rollback(st);
         return s;
+    }
     a->created = a->req.id[0] != '\0';
     if (!a->created) {
         /* The key was taken: by a run committed before our insert gave way. */
@@ -555,7 +578,10 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
     json_t *trigger = json_pack("{s:s}", "type", "manual");
     create_args a = {.req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .run_at_ms = o->run_at,
                              .dedupe_key = o->dedupe[0] ? o->dedupe : NULL},
-                     .dedupe_key = o->dedupe};
+                     .dedupe_key = o->dedupe, .action = "run.manual"};
+    audit_actor(r, a.actor, sizeof a.actor);
+    a.details = json_pack("{s:s, s:s, s:s*, s:s*}", "workflow", wf->id, "via", "api", "entity_id", o->entity,
+                          "idempotency_key", o->dedupe[0] ? o->dedupe + 4 : NULL);
     /* Without a key, a repeat after a lost connection could start a second run. */
     if (with_store(r, op_create_run, &a, o->dedupe[0] != '\0')) {
         bool foreign = !a.created && (a.existing.has_entity != (o->entity != NULL) ||
@@ -570,6 +596,7 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
         }
     }
     json_decref(a.run);
+    json_decref(a.details);
     json_decref(trigger);
     rt_event_free(ev);
 }
@@ -778,6 +805,8 @@ static void get_run(rt_api_req *r)
 typedef struct cancel_args {
     json_t *runs;
     const char *id;
+    char actor[64];
+    json_t *details;
     json_t *out;
 } cancel_args;
 
@@ -789,6 +818,8 @@ static rt_status op_cancel(rt_store *st, void *arg, rt_error *err)
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_store_cancel_runs(st, a->runs, err);
+    if (s == RT_OK) /* AUDIT: in the cancel's transaction */
+        s = rt_audit_append(st, a->actor, "run.cancel", a->id, a->details, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK) {
@@ -832,7 +863,10 @@ static void post_cancel(rt_api_req *r)
     const char *why = json_string_value(reason);
     snprintf(msg, sizeof msg, "cancelled through the API by %s%s%.500s", r->who.label, why ? ": " : "",
              why ? why : "");
-    cancel_args a = {.id = id, .runs = json_pack("[{s:s, s:o}]", "id", id, "error", rt_json_text(msg, strlen(msg)))};
+    cancel_args a = {.id = id, .runs = json_pack("[{s:s, s:o}]", "id", id, "error", rt_json_text(msg, strlen(msg))),
+                     .details = json_pack("{s:s, s:s, s:O?}", "workflow", info.workflow_id, "via", "api", "reason",
+                                          reason)};
+    audit_actor(r, a.actor, sizeof a.actor);
     if (with_store(r, op_cancel, &a, true)) {
         const char *status = json_string_value(json_object_get(a.out, "status"));
         if (status && strcmp(status, "cancelled") != 0)
@@ -842,6 +876,7 @@ static void post_cancel(rt_api_req *r)
     }
     rt_log(RT_LOG_INFO, NULL, "api: run %s cancelled by %s", id, r->who.label);
     json_decref(a.out);
+    json_decref(a.details);
     json_decref(a.runs);
     json_decref(body);
 }
@@ -935,7 +970,7 @@ static rt_status op_pause_act(rt_store *st, void *arg, rt_error *err)
 static void pause_or_resume(rt_api_req *r, bool pause)
 {
     pause_args a = {.workflow = r->params[0], .pause = pause};
-    snprintf(a.actor, sizeof a.actor, "api:%s", r->who.label);
+    audit_actor(r, a.actor, sizeof a.actor);
     if (!rt_workflow_id_valid(a.workflow)) {
         rt_api_reply_error(r, 404, "workflow \"%.128s\" not found", a.workflow);
         return;
@@ -978,14 +1013,269 @@ static void post_resume(rt_api_req *r)
 }
 
 /* ------------------------------------------------------------------------------------
- * Not yet
+ * Replay
  * ------------------------------------------------------------------------------------ */
 
-static void not_implemented(rt_api_req *r)
+typedef struct replay_args {
+    const char *id;
+    const char *from;
+    create_args c;
+    rt_workflow *wf;  /* the pinned definition, rebuilt */
+    json_t *trigger;
+    json_t *prefill;
+    json_t *src;
+} replay_args;
+
+static void replay_args_clear(replay_args *a)
 {
-    rt_api_reply_error(r, 501, "%s %s is not implemented yet (replay, approvals and the audit log come with their "
-                               "own modules)",
-                       r->method, r->safe_path);
+    rt_workflow_free(a->wf);
+    json_decref(a->trigger);
+    json_decref(a->prefill);
+    json_decref(a->src);
+    a->wf = NULL;
+    a->trigger = a->prefill = a->src = NULL;
+}
+
+/* As `ratchet replay`: a new run of the run's pinned definition and event; from_step
+ * carries over the memoized outputs of the steps before it (file order). */
+static rt_status op_replay(rt_store *st, void *arg, rt_error *err)
+{
+    replay_args *a = arg;
+    replay_args_clear(a);
+    json_t *def = NULL, *old = NULL;
+    rt_status s = rt_store_run_source(st, a->id, &a->src, err);
+    const char *hash = json_string_value(json_object_get(a->src, "workflow_hash"));
+    if (s == RT_OK)
+        s = rt_store_get_definition(st, hash, &def, err);
+    if (s == RT_OK)
+        s = rt_workflow_from_json(def, NULL, &a->wf, err);
+    if (s == RT_OK) /* the run pinned this exact definition: keep its hash */
+        snprintf(a->wf->hash, sizeof a->wf->hash, "%s", hash);
+    if (s == RT_OK && a->from) {
+        int from = rt_workflow_step_index(a->wf, a->from);
+        if (from < 0)
+            s = rt_error_set(err, RT_ERR_INVALID, "$.from_step: no step \"%.64s\" in workflow %s", a->from,
+                             a->wf->id);
+        if (s == RT_OK)
+            s = rt_store_get_run(st, a->id, true, &old, err);
+        a->prefill = json_object();
+        size_t i;
+        json_t *step;
+        json_array_foreach(json_object_get(old, "steps"), i, step) {
+            const char *status = json_string_value(json_object_get(step, "status"));
+            if ((int)i < from && status && (!strcmp(status, "completed") || !strcmp(status, "skipped")))
+                json_object_set_new(a->prefill, json_string_value(json_object_get(step, "id")),
+                                    json_pack("{s:s, s:O?}", "status", status, "output", json_object_get(step, "output")));
+        }
+    }
+    json_decref(def);
+    json_decref(old);
+    if (s != RT_OK)
+        return s;
+    a->trigger = json_deep_copy(json_object_get(a->src, "trigger"));
+    json_object_set_new(a->trigger, "replay_of", json_string(a->id));
+    if (a->from)
+        json_object_set_new(a->trigger, "replay_from", json_string(a->from));
+    a->c.req = (rt_run_request){.wf = a->wf, .trigger = a->trigger, .event = json_object_get(a->src, "event"),
+                                .prefill = a->prefill};
+    return op_create_run(st, &a->c, err);
+}
+
+static void post_replay(rt_api_req *r)
+{
+    const char *id = r->params[0];
+    if (!rt_uuid_valid(id)) {
+        rt_api_reply_error(r, 400, "\"%.64s\" is not a run id (expected a UUID)", id);
+        return;
+    }
+    json_t *body = body_object(r);
+    if (!body)
+        return;
+    static const char *const keys[] = {"from_step", NULL};
+    json_t *from = json_object_get(body, "from_step");
+    if (only_keys(r, body, keys, "from_step")) {
+        if (from && !json_is_null(from) && !json_is_string(from)) {
+            rt_api_reply_error(r, 400, "$.from_step: expected a step id, not %s", json_type_name(from));
+        } else {
+            replay_args a = {.id = id, .from = json_string_value(from), .c = {.action = "run.replay"}};
+            audit_actor(r, a.c.actor, sizeof a.c.actor);
+            a.c.details = json_pack("{s:s, s:s, s:s*}", "replay_of", id, "via", "api", "from", a.from);
+            if (with_store(r, op_replay, &a, false)) {
+                snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.c.req.id);
+                rt_api_reply_json(r, 201, a.c.run);
+                a.c.run = NULL;
+                rt_log(RT_LOG_INFO, NULL, "api: run %s replays %s (by %s)", a.c.req.id, id, r->who.label);
+            }
+            json_decref(a.c.run);
+            json_decref(a.c.details);
+            replay_args_clear(&a);
+        }
+    }
+    json_decref(body);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Audit log
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct audit_args {
+    int64_t since_ms;
+    int limit;
+    rt_audit_row *rows;
+    size_t n;
+} audit_args;
+
+static rt_status op_audit(rt_store *st, void *arg, rt_error *err)
+{
+    audit_args *a = arg;
+    rt_audit_rows_free(a->rows, a->n);
+    a->rows = NULL;
+    a->n = 0;
+    return rt_store_audit_list(st, a->since_ms, a->limit, &a->rows, &a->n, err);
+}
+
+static void get_audit(rt_api_req *r)
+{
+    static const char *const q[] = {"since", "limit", NULL};
+    audit_args a = {0};
+    if (!rt_api_query_only(r, q) || !query_int(r, "limit", 100, 1, 1000, &a.limit))
+        return;
+    const char *since = rt_api_query(r, "since");
+    rt_error err;
+    if (since && rt_time_parse(since, &a.since_ms, &err) != RT_OK) {
+        rt_api_reply_error(r, 400, "since: %s", err.msg);
+        return;
+    }
+    if (!with_store(r, op_audit, &a, true))
+        return;
+    /* Oldest first, as `ratchet audit` lists them; hash and prev_hash let a reader check
+     * the chain (ratchet audit verify does it all). */
+    json_t *arr = json_array();
+    for (size_t i = 0; i < a.n; i++) {
+        const rt_audit_row *row = &a.rows[i];
+        json_t *details = row->details ? json_loads(row->details, JSON_DECODE_ANY, NULL) : NULL;
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s?, s:o, s:s, s:s}", "seq", (json_int_t)row->seq,
+                                             "at", row->at, "actor", row->actor, "action", row->action, "subject",
+                                             row->subject, "details", details ? details : json_null(), "hash",
+                                             row->hash, "prev_hash", row->prev_hash));
+    }
+    rt_audit_rows_free(a.rows, a.n);
+    rt_api_reply_json(r, 200, json_pack("{s:o}", "records", arr));
+}
+
+/* ------------------------------------------------------------------------------------
+ * Approvals
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct pending_args {
+    const char *run_id;
+    json_t *out;
+} pending_args;
+
+static rt_status op_pending(rt_store *st, void *arg, rt_error *err)
+{
+    pending_args *a = arg;
+    json_decref(a->out);
+    a->out = NULL;
+    return rt_store_approval_pending(st, a->run_id, &a->out, err);
+}
+
+static void get_approvals(rt_api_req *r)
+{
+    static const char *const q[] = {"run_id", NULL};
+    pending_args a = {.run_id = rt_api_query(r, "run_id")};
+    if (!rt_api_query_only(r, q))
+        return;
+    if (a.run_id && !rt_uuid_valid(a.run_id)) {
+        rt_api_reply_error(r, 400, "run_id=%.64s: not a run id (expected a UUID)", a.run_id);
+        return;
+    }
+    if (with_store(r, op_pending, &a, true))
+        rt_api_reply_json(r, 200, json_pack("{s:o}", "approvals", a.out));
+}
+
+typedef struct decide_args {
+    const rt_workflow_set *set;
+    rt_event *ev;
+    json_t *outcome;
+} decide_args;
+
+/* Stores the decision event (ingest judges it in the same transaction, approval.h) and
+ * reads the verdict it left in the audit log. */
+static rt_status op_decide(rt_store *st, void *arg, rt_error *err)
+{
+    decide_args *a = arg;
+    json_decref(a->outcome);
+    a->outcome = NULL;
+    rt_ingest_result res = {0};
+    rt_status s = rt_ingest_events(a->set, st, &a->ev, 1, "api", &res, err);
+    rt_ingest_results_clear(&res, 1);
+    if (s == RT_OK)
+        s = rt_store_approval_outcome(st, a->ev->id, &a->outcome, err);
+    return s;
+}
+
+/* POST /api/v1/runs/{id}/approval: a signed decision as `ratchet approve --print` makes it
+ * ({decision, approver, ts, nonce, action_hash, sig, comment?, step_id?}; run_id from the
+ * path). The token only carries it: what counts is the approver's signature. */
+static void post_approval(rt_api_req *r)
+{
+    const char *run_id = r->params[0];
+    if (!rt_uuid_valid(run_id)) {
+        rt_api_reply_error(r, 400, "\"%.64s\" is not a run id (expected a UUID)", run_id);
+        return;
+    }
+    json_t *d = body_object(r);
+    if (!d)
+        return;
+    json_t *rid = json_object_get(d, "run_id");
+    rt_error err;
+    if (rid && (!json_is_string(rid) || strcmp(json_string_value(rid), run_id) != 0)) {
+        rt_api_reply_error(r, 400, "$.run_id: the decision names another run than the path");
+        json_decref(d);
+        return;
+    }
+    json_object_set_new(d, "run_id", json_string(run_id));
+    if (rt_approval_decision_check(d, &err) != RT_OK) {
+        rt_api_reply_error(r, 400, "%s", err.msg);
+        json_decref(d);
+        return;
+    }
+    decide_args a = {.set = r->set};
+    if (rt_event_new(RT_APPROVAL_DECIDED_EVENT, d, RT_ACTOR_USER, json_string_value(json_object_get(d, "approver")),
+                     NULL, NULL, &a.ev, &err) != RT_OK) {
+        rt_api_reply_error(r, 400, "%s", err.msg);
+        json_decref(d);
+        return;
+    }
+    json_decref(d);
+    /* Safe to repeat after a lost connection: the event id is fixed, a second store is a
+     * duplicate and the verdict is read back. */
+    if (with_store(r, op_decide, &a, true)) {
+        const char *action = json_string_value(json_object_get(a.outcome, "action"));
+        json_t *details = json_object_get(a.outcome, "details");
+        json_t *seq = json_object_get(a.outcome, "seq");
+        if (action && !strcmp(action, "approval.refused")) {
+            const char *reason = json_string_value(json_object_get(details, "reason"));
+            const char *msg = json_string_value(json_object_get(details, "message"));
+            int status = reason && (!strcmp(reason, "bad_signature") || !strcmp(reason, "unknown_approver") ||
+                                    !strcmp(reason, "self_approval") || !strcmp(reason, "agent"))
+                             ? 403
+                         : reason && !strcmp(reason, "invalid") ? 400
+                                                                : 409;
+            rt_api_reply_error_with(r, status, json_pack("{s:s, s:s, s:O?}", "reason", reason ? reason : "?",
+                                                         "event_id", a.ev->id, "audit_seq", seq),
+                                    "decision refused (%s): %s", reason ? reason : "?", msg ? msg : "");
+        } else {
+            rt_api_reply_json(r, 200, json_pack("{s:s, s:s, s:s, s:O?, s:O?}", "run_id", run_id, "outcome",
+                                                action && !strcmp(action, "approval.approved") ? "approved"
+                                                                                               : "rejected",
+                                                "event_id", a.ev->id, "step_id",
+                                                json_object_get(details, "step_id"), "audit_seq", seq));
+        }
+    }
+    json_decref(a.outcome);
+    rt_event_free(a.ev);
 }
 
 static const rt_api_route routes[] = {
@@ -1000,10 +1290,10 @@ static const rt_api_route routes[] = {
     {"GET", "/api/v1/runs", RT_ROLES_ALL, false, get_runs},
     {"GET", "/api/v1/runs/{}", RT_ROLES_ALL, false, get_run},
     {"POST", "/api/v1/runs/{}/cancel", TRIGGERERS, false, post_cancel},
-    {"POST", "/api/v1/runs/{}/replay", WRITERS, false, not_implemented},
-    {"POST", "/api/v1/runs/{}/approval", WRITERS, false, not_implemented},
-    {"GET", "/api/v1/approvals", READERS, false, not_implemented},
-    {"GET", "/api/v1/audit", READERS, false, not_implemented},
+    {"POST", "/api/v1/runs/{}/replay", WRITERS, false, post_replay},
+    {"POST", "/api/v1/runs/{}/approval", WRITERS, false, post_approval},
+    {"GET", "/api/v1/approvals", READERS, false, get_approvals},
+    {"GET", "/api/v1/audit", READERS, false, get_audit},
     {"GET", "/api/v1/schedules", READERS, false, get_schedules},
     {"POST", "/api/v1/schedules/{}/pause", WRITERS, false, post_pause},
     {"POST", "/api/v1/schedules/{}/resume", WRITERS, false, post_resume},

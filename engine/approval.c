@@ -33,7 +33,7 @@ static bool settings_set;
 static char *settings_file;
 static int64_t settings_skew_ms = RT_APPROVAL_SKEW_DEFAULT_MS;
 
-void rt_approval_configure(const char *approvers_file, int64_t skew_ms)
+rt_status rt_approval_configure(const char *approvers_file, int64_t skew_ms, rt_error *err)
 {
     pthread_mutex_lock(&settings_mu);
     free(settings_file);
@@ -41,6 +41,17 @@ void rt_approval_configure(const char *approvers_file, int64_t skew_ms)
     settings_skew_ms = skew_ms > 0 ? skew_ms : RT_APPROVAL_SKEW_DEFAULT_MS;
     settings_set = true;
     pthread_mutex_unlock(&settings_mu);
+    if (!approvers_file || !*approvers_file)
+        return RT_OK;
+    rt_approvers *a = NULL;
+    rt_status s = rt_approvers_load(approvers_file, &a, err);
+    rt_approvers_free(a);
+    if (s != RT_OK) {
+        rt_error_prefix(err, "RATCHET_APPROVERS");
+        err->code = RT_ERR_INVALID;
+        return RT_ERR_INVALID;
+    }
+    return RT_OK;
 }
 
 /* *file: a copy the caller frees, or NULL when no approvers file is configured. */
@@ -722,7 +733,7 @@ rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err)
             if (s == RT_OK) {
                 count_ended(gone);
                 rt_log_ctx lc = {.workflow = json_string_value(json_object_get(r, "workflow_id")), .run_id = run_id};
-                rt_log(RT_LOG_WARN, &lc, "run expired: %s", msg);
+                rt_log(RT_LOG_WARN, &lc, "run %s", msg);
             }
         }
         json_decref(gone);

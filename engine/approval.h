@@ -40,8 +40,9 @@
  * (RATCHET_APPROVAL_SKEW), set once at start by `serve` and the CLI; until then the
  * environment is read. The file is re-read for every decision, so a key added or removed
  * takes effect without a restart. approvers_file may be NULL (no approvers: every decision
- * is refused as from an unknown approver). */
-void rt_approval_configure(const char *approvers_file, int64_t skew_ms);
+ * is refused as from an unknown approver). A file that is given must read and parse now:
+ * RT_ERR_INVALID with one line naming file and line otherwise (the settings still apply). */
+rt_status rt_approval_configure(const char *approvers_file, int64_t skew_ms, rt_error *err);
 
 /* ---- approvers and keys ---------------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "log.h"
 #include "util.h"
 
@@ -285,11 +286,25 @@ rt_status rt_token_generate(char *token, size_t token_len, char *hash_hex, rt_er
 void rt_auth_refused(struct rt_store *st, const rt_identity *who, const char *method, const char *path, int status,
                      const char *reason)
 {
-    (void)st;
-    /* AUDIT HOOK (see auth.h): the audit module records the refusal here. */
-    if (who)
-        rt_log(RT_LOG_WARN, NULL, "api: refused %s %s for %s (role %s%s%s): %d %s", method, path, who->label,
-               rt_role_name(who->role), who->entity_id[0] ? ", entity " : "", who->entity_id, status, reason);
-    else
+    if (!who) {
+        /* No identity to hold to account: logged, not audited, so that a flood of bad
+         * tokens cannot fill the audit log or queue on its lock. */
         rt_log(RT_LOG_WARN, NULL, "api: refused %s %s: %d %s", method, path, status, reason);
+        return;
+    }
+    rt_log(RT_LOG_WARN, NULL, "api: refused %s %s for %s (role %s%s%s): %d %s", method, path, who->label,
+           rt_role_name(who->role), who->entity_id[0] ? ", entity " : "", who->entity_id, status, reason);
+    if (!st)
+        return;
+    /* AUDIT HOOK: every refusal of a known caller is a record of the chain (DESIGN §6). */
+    bool agent = who->role == RT_ROLE_AGENT;
+    char actor[64];
+    snprintf(actor, sizeof actor, "%s:%s", agent ? "agent" : "api", who->label);
+    json_t *details = json_pack("{s:s, s:s, s:i, s:o, s:s, s:s*}", "method", method, "path", path, "status", status,
+                                "reason", rt_json_text(reason, strlen(reason)), "role", rt_role_name(who->role),
+                                "entity_id", who->entity_id[0] ? who->entity_id : NULL);
+    rt_error err;
+    if (rt_audit_record(st, actor, agent ? "agent.refused" : "api.refused", path, details, &err) != RT_OK)
+        rt_log(RT_LOG_WARN, NULL, "api: the refusal above is not in the audit log: %s", err.msg);
+    json_decref(details);
 }

@@ -58,9 +58,9 @@ rt_status rt_token_generate(char *token, size_t token_len, char *hash_hex, rt_er
 /* Every refused API request ends here: 401 (no or unknown token: who is NULL) and 403 (a
  * role or entity boundary, also an agent's read of another entity's run, answered 404).
  * st is the calling thread's database connection (NULL when there is none), outside any
- * transaction. AUDIT HOOK: today it logs one warning line; the audit log (DESIGN §6:
- * "every refusal is an audited event") writes its record from here. Never given the
- * token itself. */
+ * transaction. Logs one warning line and, for a known caller, appends "agent.refused" or
+ * "api.refused" to the audit log (DESIGN §6: every refusal is an audited event; 401s are
+ * only logged). Never given the token itself. */
 struct rt_store;
 void rt_auth_refused(struct rt_store *st, const rt_identity *who, const char *method, const char *path, int status,
                      const char *reason);

@@ -208,7 +208,10 @@ static int cmd_serve(cli *c)
         fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
         return EXIT_USAGE;
     }
-    rt_approval_configure(c->cfg.approvers_file, c->cfg.approval_skew_ms); /* APPROVAL HOOK (approval.h) */
+    if (rt_approval_configure(c->cfg.approvers_file, c->cfg.approval_skew_ms, &api_err) != RT_OK) { /* APPROVAL HOOK */
+        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
+        return EXIT_USAGE;
+    }
 
     /* Signals are taken by sigwait below; every thread inherits the mask. */
     sigset_t set;

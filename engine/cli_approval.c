@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "approval.h"
@@ -252,7 +253,14 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
     }
     if (opt_value(opts, "--wait-timeout") && rt_duration_parse(opt_value(opts, "--wait-timeout"), &wait_ms, &err) != RT_OK)
         return usage(a, "--wait-timeout: %s", err.msg);
-    rt_approval_configure(cfg->approvers_file, cfg->approval_skew_ms);
+    if (rt_approval_configure(cfg->approvers_file, cfg->approval_skew_ms, &err) != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        return EXIT_USAGE;
+    }
+    struct stat sb;
+    if (stat(key, &sb) == 0 && (sb.st_mode & 077))
+        fprintf(stderr, "ratchet %s: warning: %s is readable by others (mode %03o): chmod 600 it\n", a->cmd, key,
+                (unsigned)(sb.st_mode & 0777));
 
     rt_store *st = NULL;
     char hash_buf[65] = "", step_buf[130] = "";

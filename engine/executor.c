@@ -1244,15 +1244,17 @@ static void *waker_main(void *arg)
             continue;
         }
         while (!e->stopping && rt_store_healthy(st)) {
-            int64_t due = 0;
-            if (rt_store_next_due(st, &due, &err) != RT_OK)
+            int64_t due = 0, future = 0;
+            if (rt_store_next_due(st, &due, &future, &err) != RT_OK)
                 break;
             int64_t now = rt_now_ms();
             if (due > 0 && due <= now + 1)
                 wake_all(e);
+            /* Sleep until the next item comes due (a timer, a retry, a lease end), not
+             * merely until the next poll: items already due do not hold the next one back. */
             int64_t wait = e->cfg->poll_ms;
-            if (due > now && due - now < wait)
-                wait = due - now;
+            if (future > now && future - now < wait)
+                wait = future - now;
             if (wait > 250)
                 wait = 250; /* re-check stopping and the due time at least 4 times a second */
             bool notified = false;

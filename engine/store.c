@@ -242,8 +242,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RELEASE] = "with r as (update ratchet.queue set run_at = now(), locked_by = null, locked_until = null"
                   " where starts_with(locked_by, $1) returning 1) select count(*) from r",
     /* One index probe per (slow, priority) pair of queue_claim instead of a scan. */
-    [S_NEXT_DUE] = "select coalesce(" MS("min(t)") ", 0) from (select (select min(run_at) from ratchet.queue"
-                   " where slow = k.slow and priority = k.priority) t"
+    [S_NEXT_DUE] = "select coalesce(" MS("min(t)") ", 0), coalesce(" MS("min(f)") ", 0) from ("
+                   " select (select min(run_at) from ratchet.queue where slow = k.slow and priority = k.priority) t,"
+                   " (select min(run_at) from ratchet.queue where slow = k.slow and priority = k.priority"
+                   "  and run_at > now()) f"
                    " from (values (false, 0), (false, 1), (false, 2), (false, 3), (true, 0), (true, 1), (true, 2),"
                    " (true, 3)) as k(slow, priority)) m",
     [S_INSERT_EVENTS] =
@@ -1207,13 +1209,14 @@ rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released
     return RT_OK;
 }
 
-rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err)
+rt_status rt_store_next_due(rt_store *st, int64_t *ms, int64_t *next_future_ms, rt_error *err)
 {
     PGresult *r = NULL;
     rt_status s = run(st, S_NEXT_DUE, 0, NULL, &r, err);
     if (s != RT_OK)
         return s;
     *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *next_future_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
     return RT_OK;
 }

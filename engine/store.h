@@ -136,8 +136,9 @@ rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, si
 /* Gives back every item leased by owners starting with prefix (graceful stop). */
 rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released, rt_error *err);
 
-/* Wall-clock ms of the earliest queue item (due or leased), or 0 when the queue is empty. */
-rt_status rt_store_next_due(rt_store *st, int64_t *ms, rt_error *err);
+/* Wall-clock ms of the earliest queue item (due or leased), and of the earliest one still
+ * in the future; 0 when there is none. */
+rt_status rt_store_next_due(rt_store *st, int64_t *ms, int64_t *next_future_ms, rt_error *err);
 
 /* Events (inside the caller's transaction for ingest). events: [{id, name, ts (ms),
  * envelope, transport}]; *inserted gets the ids that were new (a JSON array). */

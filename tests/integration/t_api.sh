@@ -11,6 +11,9 @@ PY=/usr/bin/python3 # Debian's, with python3-prometheus-client
 W=$T/workflows
 mkdir -p "$W"
 export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LOG_LEVEL=debug RATCHET_MAX_EVENT_BYTES=4096
+export RATCHET_APPROVERS=$T/approvers
+"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
+cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 
 cat >"$W/quick.json" <<'EOF'
 {"id": "quick", "triggers": [{"event": "order.created"}],
@@ -27,6 +30,10 @@ cat >"$W/off.json" <<'EOF'
 EOF
 cat >"$W/page.json" <<'EOF'
 {"id": "page", "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF
+cat >"$W/gated.json" <<'EOF'
+{"id": "gated", "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
+ "steps": [{"id": "a", "uses": "transform", "with": {"value": "${{ event.entity_id }}"}}]}
 EOF
 cat >"$W/ticker.json" <<'EOF'
 {"id": "ticker", "triggers": [{"cron": "0 0 1 1 *"}],
@@ -91,7 +98,7 @@ is_error() { # STATUS CODE-NAME MESSAGE
 
 # ---- 1. health, readiness, routing ----
 req GET /healthz -; expect 200 "healthz"; jcheck "d['status']=='ok'" "healthz body"
-req GET /readyz -; expect 200 "readyz"; jcheck "d['status']=='ready' and d['workflows']==6" "readyz body"
+req GET /readyz -; expect 200 "readyz"; jcheck "d['status']=='ready' and d['workflows']==7" "readyz body"
 req GET /api/v1/nope admin; is_error 404 not_found "unknown route"
 req DELETE /api/v1/runs admin; is_error 405 method_not_allowed "DELETE on runs"
 grep -q '^Allow: GET$' <<<"$HDRS" || rt_fail "405 without Allow: $HDRS"
@@ -110,7 +117,7 @@ req GET /metrics -; is_error 401 unauthorized "metrics without token"
 
 # ---- 3. workflows ----
 req GET /api/v1/workflows viewer; expect 200 "workflows"
-jcheck "sorted(w['id'] for w in d['workflows'])==['off','page','quick','slow','sysjob','ticker']" "workflow ids"
+jcheck "sorted(w['id'] for w in d['workflows'])==['gated','off','page','quick','slow','sysjob','ticker']" "workflow ids"
 jcheck "[w for w in d['workflows'] if w['id']=='sysjob'][0]['system'] is True" "system flag"
 jcheck "[w for w in d['workflows'] if w['id']=='quick'][0]['triggers']==[{'type':'event','event':'order.created'}]" "triggers"
 req GET /api/v1/workflows/quick viewer; expect 200 "one workflow"
@@ -248,10 +255,51 @@ req POST /api/v1/schedules/page/pause operator ''; is_error 409 conflict "pause 
 # ---- 10. viewer and operator limits ----
 req POST /api/v1/events viewer '{"name": "a.b"}'; is_error 403 forbidden "viewer event"
 req POST /api/v1/workflows/page/runs viewer '{}'; is_error 403 forbidden "viewer run"
-req POST /api/v1/runs/x/replay viewer ''; is_error 403 forbidden "viewer replay"
-req POST /api/v1/runs/x/replay operator ''; is_error 501 not_implemented "replay"
-req GET /api/v1/approvals viewer; is_error 501 not_implemented "approvals"
-req GET /api/v1/audit viewer; is_error 501 not_implemented "audit"
+
+# ---- 11a. replay ----
+req POST "/api/v1/runs/$ev_run/replay" viewer ''; is_error 403 forbidden "viewer replay"
+req POST "/api/v1/runs/$ev_run/replay" operator ''; expect 201 "replay"
+jcheck "d['workflow']=='quick' and d['trigger']['replay_of']=='$ev_run' and d['id']!='$ev_run'" "replay run"
+replayed=$(jget "d['id']")
+rt_wait_for 20 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$replayed'\")\" = completed ]"
+rt_assert_eq '{"o": 1}' "$(rt_psql "select output from ratchet.steps where run_id = '$replayed' and step_id = 'echo'")" "replay ran on the same event"
+req POST "/api/v1/runs/$ev_run/replay" operator '{"from_step": "echo"}'; expect 201 "replay from a step"
+jcheck "d['trigger']['replay_from']=='echo'" "replay_from"
+req POST "/api/v1/runs/$ev_run/replay" operator '{"from_step": "nope"}'; is_error 400 bad_request "replay from an unknown step"
+req POST "/api/v1/runs/$ev_run/replay" operator '{"from_step": 3}'; is_error 400 bad_request "from_step type"
+req POST /api/v1/runs/00000000-0000-7000-8000-000000000000/replay operator ''; is_error 404 not_found "replay unknown run"
+
+# ---- 11b. approvals: an agent's run waits; a signed decision through the API ----
+req POST /api/v1/workflows/gated/runs agent_a '{"data": {}}'; expect 201 "gated run"
+jcheck "d['status']=='awaiting_approval'" "agent's run waits for approval"
+gated=$(jget "d['id']")
+req GET /api/v1/approvals viewer; expect 200 "approvals"
+jcheck "[a['run_id'] for a in d['approvals']]==['$gated'] and d['approvals'][0]['workflow']=='gated'" "approvals list"
+req GET "/api/v1/approvals?run_id=$gated" viewer; expect 200 "approvals of a run"
+req GET /api/v1/approvals agent_a; is_error 403 forbidden "agent reads approvals"
+decision=$("$RATCHET_BIN" approve "$gated" --as ops-lead --key "$T/ops-lead.key" --print 2>/dev/null)
+[[ -n $decision ]] || rt_fail "ratchet approve --print gave nothing"
+req POST "/api/v1/runs/$gated/approval" agent_a "$decision"; is_error 403 forbidden "agent approves"
+req POST "/api/v1/runs/$gated/approval" operator '{"decision": "approve"}'; is_error 400 bad_request "malformed decision"
+forged=$("$PY" -c "import json,sys; d=json.loads(sys.argv[1]); d['sig']='A'*86+'=='; print(json.dumps(d))" "$decision")
+req POST "/api/v1/runs/$gated/approval" operator "$forged"; is_error 403 forbidden "forged signature"
+jcheck "d['error']['reason']=='bad_signature'" "forged: reason"
+rt_assert_eq awaiting_approval "$(rt_psql "select status from ratchet.runs where id = '$gated'")" "still waiting"
+req POST "/api/v1/runs/$gated/approval" operator "$decision"; expect 200 "signed approval"
+jcheck "d['outcome']=='approved' and d['run_id']=='$gated'" "approval outcome"
+rt_wait_for 20 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$gated'\")\" = completed ]"
+req POST "/api/v1/runs/$gated/approval" operator "$decision"; is_error 409 conflict "the same decision again"
+
+# ---- 11c. the audit log ----
+req GET '/api/v1/audit?limit=1000' viewer; expect 200 "audit"
+jcheck "any(x['action']=='run.manual' and x['actor'].startswith('api:token:') and x['details']['via']=='api' for x in d['records'])" "manual run audited"
+jcheck "any(x['action']=='run.cancel' and x['subject']=='$slow' for x in d['records'])" "cancel audited"
+jcheck "any(x['action']=='schedule.pause' and x['subject']=='ticker' and x['actor'].startswith('api:token:') for x in d['records'])" "pause audited"
+jcheck "any(x['action']=='run.replay' and x['details']['replay_of']=='$ev_run' for x in d['records'])" "replay audited"
+jcheck "any(x['action']=='approval.approved' and x['subject']=='$gated' for x in d['records'])" "approval audited"
+jcheck "any(x['action']=='api.refused' and x['details']['status']==403 for x in d['records'])" "refusal audited"
+jcheck "all(d['records'][i]['seq']<d['records'][i+1]['seq'] for i in range(len(d['records'])-1))" "audit in seq order"
+req GET '/api/v1/audit?since=yesterday' viewer; is_error 400 bad_request "bad since"
 
 # ---- 11. agent boundaries ----
 req POST /api/v1/workflows/slow/runs agent_a '{"data": {"by": "a"}}'; expect 201 "agent run"
@@ -270,7 +318,7 @@ is_error 403 forbidden "agent posing as a user"
 req POST /api/v1/events agent_a '[{"name": "a.b"}, {"name": "a.b", "entity_id": "acct_b"}]'
 is_error 403 forbidden "agent event for another entity"
 req GET /api/v1/runs agent_a; expect 200 "agent lists runs"
-jcheck "len(d['runs'])==3 and all(r['entity_id']=='acct_a' for r in d['runs'])" "agent sees only its entity"
+jcheck "len(d['runs'])==4 and all(r['entity_id']=='acct_a' for r in d['runs'])" "agent sees only its entity"
 req GET '/api/v1/runs?entity_id=acct_b' agent_a; is_error 403 forbidden "agent asks for another entity"
 req GET "/api/v1/runs/$a_run" agent_a; expect 200 "agent reads own run"
 req GET "/api/v1/runs/$agent_ev_run" agent_a; expect 200 "agent reads the run its event started"
@@ -288,9 +336,13 @@ req GET /metrics agent_a; is_error 403 forbidden "agent reads metrics"
 # A key another entity used is not a way to read that entity's run.
 req POST /api/v1/workflows/page/runs agent_b '{"idempotency_key": "shared"}'; expect 201 "agent b keyed run"
 req POST /api/v1/workflows/page/runs agent_a '{"idempotency_key": "shared"}'; is_error 409 conflict "agent a same key"
-# Every refusal is logged (the audit hook's place).
+# Every refusal is logged, and audited when the caller is known.
 refusals=$(grep -c 'api: refused' "$T/a.log" || true)
 ((refusals >= 20)) || rt_fail "refusals not logged ($refusals)"
+agent_refusals=$(rt_psql "select count(*) from ratchet.audit_log where action = 'agent.refused' and actor like 'agent:token:%'")
+((agent_refusals >= 12)) || rt_fail "agent refusals not audited ($agent_refusals)"
+rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.audit_log where action = 'agent.refused' and details->>'path' = '/api/v1/runs/$b_run' and details->>'status' = '404'")" "agent read of another entity's run audited"
+"$RATCHET_BIN" audit verify >/dev/null || rt_fail "audit chain does not verify"
 grep -q 'refused GET /api/v1/runs/'"$b_run"' for token:.* (role agent, entity acct_a): 404' "$T/a.log" ||
   rt_fail "agent read of another entity's run not logged"
 grep -qF "${TOK[agent_a]}" "$T/a.log" && rt_fail "a token appears in the log"
