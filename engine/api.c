@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api_ingest.h"
@@ -32,7 +33,9 @@
 struct rt_api {
     const rt_config *cfg;
     const rt_workflow_set *set;
-    rt_tokens *tokens; /* NULL: no authentication (loopback only) */
+    rt_tokens *tokens; /* NULL: no authentication (loopback only); swapped by a reload */
+    pthread_rwlock_t tokens_lock;
+    bool auth;         /* started with tokens (fixed for the API's life) */
     struct MHD_Daemon *mhd;
     rt_api_batcher *batcher; /* group commit for POST /api/v1/events */
     int fd;
@@ -459,16 +462,14 @@ static const rt_api_route *route_for(req_ctx *c)
 
 static void refused_401(rt_api_req *r, const char *why)
 {
-    rt_store *st = rt_api_store_get(r, &(rt_error){0});
-    rt_auth_refused(st, NULL, r->method, r->safe_path, 401, why);
-    rt_api_store_put(r, st);
+    rt_auth_refused(NULL, NULL, r->method, r->safe_path, 401, why); /* logged only: no identity */
 }
 
 /* Fills c->r.who from the Authorization header; false after answering 401 or 403. */
 static bool authenticate(rt_api *api, req_ctx *c)
 {
     rt_api_req *r = &c->r;
-    if (!api->tokens) {
+    if (!api->auth) {
         r->who.role = RT_ROLE_ADMIN;
         snprintf(r->who.label, sizeof r->who.label, "local");
     } else {
@@ -487,7 +488,10 @@ static bool authenticate(rt_api *api, req_ctx *c)
         size_t len = strlen(tok);
         while (len > 0 && tok[len - 1] == ' ')
             len--;
-        if (!rt_tokens_lookup(api->tokens, tok, len, &r->who)) {
+        pthread_rwlock_rdlock(&api->tokens_lock);
+        bool known = rt_tokens_lookup(api->tokens, tok, len, &r->who);
+        pthread_rwlock_unlock(&api->tokens_lock);
+        if (!known) {
             refused_401(r, "unknown token");
             rt_api_reply_error(r, 401, "unknown token");
             return false;
@@ -584,7 +588,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->r.conn = conn;
         c->r.method = method;
         c->r.path = url;
-        c->r.auth_enabled = api->tokens != NULL;
+        c->r.auth_enabled = api->auth;
         safe_copy(c->log_path, sizeof c->log_path, url);
         c->r.safe_path = c->log_path;
         /* Route, token and declared size are checked before any body is read: a refused
@@ -719,6 +723,13 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
     api->cfg = cfg;
     api->set = set;
     api->tokens = tokens;
+    api->auth = tokens != NULL;
+    pthread_rwlock_init(&api->tokens_lock, NULL);
+    struct stat sb;
+    const char *tpath = getenv(RT_API_TOKENS_ENV);
+    if (tokens && tpath && stat(tpath, &sb) == 0 && (sb.st_mode & 022))
+        rt_log(RT_LOG_WARN, NULL, "%s is writable by others (mode %03o): whoever can write it can add a token; "
+               "chmod go-w it", tpath, (unsigned)(sb.st_mode & 0777));
     api->fd = -1;
     pthread_mutex_init(&api->mu, NULL);
 
@@ -789,8 +800,32 @@ void rt_api_stop(rt_api *api)
     for (int i = 0; i < API_SLOTS; i++)
         rt_store_close(api->slots[i].st);
     rt_tokens_free(api->tokens);
+    pthread_rwlock_destroy(&api->tokens_lock);
     pthread_mutex_destroy(&api->mu);
     free(api);
+}
+
+rt_status rt_api_reload_tokens(rt_api *api, rt_error *err)
+{
+    if (!api || !api->auth)
+        return RT_OK; /* started without tokens: loopback only until a restart */
+    const char *path = getenv(RT_API_TOKENS_ENV);
+    rt_tokens *fresh = NULL;
+    rt_status s = path && *path ? rt_tokens_load(path, &fresh, err)
+                                : rt_error_set(err, RT_ERR_INVALID, "RATCHET_TOKENS is not set any more");
+    if (s == RT_OK && rt_tokens_count(fresh) == 0)
+        s = rt_error_set(err, RT_ERR_INVALID, "RATCHET_TOKENS=%s lists no token", path);
+    if (s != RT_OK) {
+        rt_tokens_free(fresh);
+        return s; /* the tokens in use stay */
+    }
+    pthread_rwlock_wrlock(&api->tokens_lock);
+    rt_tokens *old = api->tokens;
+    api->tokens = fresh;
+    pthread_rwlock_unlock(&api->tokens_lock);
+    rt_tokens_free(old);
+    rt_log(RT_LOG_INFO, NULL, "API tokens reloaded: %zu token(s) from %s", rt_tokens_count(fresh), path);
+    return RT_OK;
 }
 
 const char *rt_api_address(const rt_api *api)

@@ -31,6 +31,10 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
 /* Stops accepting, lets requests in flight finish, closes everything. NULL is a no-op. */
 void rt_api_stop(rt_api *api);
 
+/* Reads the tokens file again (SIGHUP): new tokens work and removed ones stop working at
+ * once. On an error the tokens in use stay. A no-op when the API started without tokens. */
+rt_status rt_api_reload_tokens(rt_api *api, rt_error *err);
+
 /* The bound address as "host:port" (the real port when cfg asked for port 0). */
 const char *rt_api_address(const rt_api *api);
 

@@ -1065,7 +1065,8 @@ static rt_status op_replay(rt_store *st, void *arg, rt_error *err)
             const char *status = json_string_value(json_object_get(step, "status"));
             if ((int)i < from && status && (!strcmp(status, "completed") || !strcmp(status, "skipped")))
                 json_object_set_new(a->prefill, json_string_value(json_object_get(step, "id")),
-                                    json_pack("{s:s, s:O?}", "status", status, "output", json_object_get(step, "output")));
+                                    json_pack("{s:s, s:O?}", "status", status, "output",
+                                              json_object_get(step, "output")));
         }
     }
     json_decref(def);
@@ -1278,6 +1279,11 @@ static void post_approval(rt_api_req *r)
     rt_event_free(a.ev);
 }
 
+/* Who may do what (DESIGN §6, §8). admin and operator: everything; viewer: every GET
+ * but none of the writes; agent: POST events and runs, read and cancel the runs of its
+ * own entity (never a system workflow's), nothing else — the handlers enforce the entity
+ * and system parts. /healthz and /readyz need no token; /metrics needs a non-agent one
+ * (Prometheus sends it with `authorization: credentials_file`). */
 static const rt_api_route routes[] = {
     {"GET", "/healthz", 0, false, get_healthz},
     {"GET", "/readyz", 0, false, get_readyz},

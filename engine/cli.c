@@ -294,7 +294,9 @@ static int cmd_serve(cli *c)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            rt_log(RT_LOG_INFO, NULL, "SIGHUP: nothing to reload yet");
+            rt_error hup_err; /* the API's tokens file; workflows are not reloaded yet */
+            if (rt_api_reload_tokens(api, &hup_err) != RT_OK)
+                rt_log(RT_LOG_ERROR, NULL, "SIGHUP: tokens not reloaded, the old ones stay: %s", hup_err.msg);
             continue;
         }
         break;

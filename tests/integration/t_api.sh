@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The HTTP API against a real serve, with curl: every route's success, 400 on malformed
 # JSON and wrong types, 413 on oversized bodies, 401/403 per role, 404/405, keyset
-# pagination, idempotent enqueue, agent token boundaries (DESIGN §6), /metrics through
-# Prometheus' own parser, /readyz while the database refuses connections, and the rules
-# for serving without tokens.
+# pagination, idempotent enqueue, replay, signed approval decisions, the audit log (API
+# actions and refusals are records), agent token boundaries (DESIGN §6), /metrics
+# through Prometheus' own parser, /readyz and writes while the database refuses
+# connections, and the rules for serving without tokens.
 source "$(dirname "$0")/lib.sh"
 rt_test_init api
 
@@ -386,6 +387,20 @@ rt_wait_for 10 '[ "$(curl -s -o /dev/null -w "%{http_code}" "$U/readyz")" = 200 
 req GET /api/v1/runs viewer; expect 200 "runs after the database came back"
 req POST /api/v1/events operator '{"name": "while.down", "id": "ev-down"}'; expect 200 "event after the database came back"
 jcheck "d[0]['duplicate'] is False" "the refused event was not stored"
+
+# ---- 13a. tokens rotate on SIGHUP: a new one works, a removed one stops working ----
+mint newop operator
+grep -v ' viewer$' "$TOKENS" >"$TOKENS.new" && mv "$TOKENS.new" "$TOKENS"
+kill -HUP "$(rt_serve_pid a)"
+rt_wait_for 10 "grep -q 'API tokens reloaded: 5 token' '$T/a.log'"
+req GET /api/v1/runs newop; expect 200 "new token after SIGHUP"
+req GET /api/v1/runs viewer; is_error 401 unauthorized "removed token after SIGHUP"
+cp "$TOKENS" "$TOKENS.good"
+echo "not a token line" >>"$TOKENS"
+kill -HUP "$(rt_serve_pid a)"
+rt_wait_for 10 "grep -q 'SIGHUP: tokens not reloaded, the old ones stay' '$T/a.log'"
+req GET /api/v1/runs newop; expect 200 "a bad tokens file keeps the tokens in use"
+cp "$TOKENS.good" "$TOKENS"
 rt_serve_stop a
 
 # ---- 14. without tokens: loopback only, and said so ----

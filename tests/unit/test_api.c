@@ -17,6 +17,7 @@
 #include "util.h"
 
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define X50 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 static void assert_contains(const char *hay, const char *needle, const char *name)
 {
@@ -41,11 +42,7 @@ static void test_tokens_refused(void **state)
         {"viewer with entity", H64 " viewer acct\n", "f:1: only agent tokens have an entity_id"},
         {"line number counts comments", "# c\n\n" H64 " boss\n", "f:3: unknown role"},
         {"duplicate", H64 " admin\n" H64 " viewer\n", "f:2: the same token hash is listed twice"},
-        {"entity too long", H64 " agent "
-                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                            "xxxxx\n",
-         "f:1: entity_id must be 1..200"},
+        {"entity too long", H64 " agent " X50 X50 X50 X50 "x\n", "f:1: entity_id must be 1..200"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rt_tokens *t = (rt_tokens *)1;
