@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct rt_api {
     rt_tokens *tokens; /* NULL: no authentication (loopback only); swapped by a reload */
     pthread_rwlock_t tokens_lock;
     bool auth;         /* started with tokens (fixed for the API's life) */
+    atomic_bool stopping; /* refusals while stopping are expected: not logged as warnings */
     struct MHD_Daemon *mhd;
     rt_api_batcher *batcher; /* group commit for POST /api/v1/events */
     int fd;
@@ -63,6 +65,7 @@ typedef struct req_ctx {
     bool answered;
     rt_api_handler finish;  /* a deferred answer, once resumed */
     rt_api_ingest_job job;
+    atomic_bool job_done;   /* set by the batcher before it resumes the connection */
     int64_t t0_us;
     char log_path[160];
 } req_ctx;
@@ -326,7 +329,9 @@ void rt_api_reply_status(rt_api_req *r, const rt_error *err)
     case RT_ERR_TIMEOUT: status = 503; break;
     default: status = 500; break;
     }
-    if (status == 503) /* the database went away, or shutting down: expected, and brief */
+    if (status == 503 && atomic_load(&r->api->stopping))
+        rt_log(RT_LOG_DEBUG, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
+    else if (status == 503) /* the database went away: expected, and brief */
         rt_log(RT_LOG_WARN, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
     else if (status >= 500)
         rt_log(RT_LOG_ERROR, NULL, "api: %s %s: %s", r->method, r->safe_path, err->msg);
@@ -560,9 +565,8 @@ static enum MHD_Result send_answer(rt_api *api, struct MHD_Connection *conn, req
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     c->answered = true;
-    (void)api;
     int64_t us = rt_mono_us() - c->t0_us;
-    if (r->status >= 500)
+    if (r->status >= 500 && !atomic_load(&api->stopping))
         rt_log(RT_LOG_WARN, NULL, "api: %s %s -> %d (%.1f ms)", r->method, c->log_path, r->status, us / 1000.0);
     else
         rt_log(RT_LOG_DEBUG, NULL, "api: %s %s -> %d (%.1f ms)", r->method, c->log_path, r->status, us / 1000.0);
@@ -630,7 +634,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (c->answered)
         return MHD_YES;
     if (c->finish) {
-        /* resumed after a deferred operation */
+        if (!atomic_load(&c->job_done))
+            return MHD_YES; /* not resumed by the batcher: keep waiting */
         rt_api_handler fn = c->finish;
         c->finish = NULL;
         fn(&c->r);
@@ -658,6 +663,7 @@ static void ingest_done(void *arg)
     c->r.async_status = c->job.status;
     if (c->job.status != RT_OK)
         c->r.async_err = c->job.err;
+    atomic_store(&c->job_done, true);
     MHD_resume_connection(c->r.conn);
 }
 
@@ -788,6 +794,7 @@ void rt_api_stop(rt_api *api)
     if (api->mhd) {
         /* No new connections; then every queued ingest finishes and resumes its request
          * (MHD must not stop with suspended connections); then MHD ends its threads. */
+        atomic_store(&api->stopping, true);
         MHD_socket fd = MHD_quiesce_daemon(api->mhd);
         rt_api_batcher_stop(api->batcher);
         MHD_stop_daemon(api->mhd); /* joins its threads: no handler runs after this */
