@@ -16,6 +16,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "replay.h"
 #include "scheduler.h"
 #include "store.h"
 #include "store_api.h"
@@ -885,15 +886,6 @@ static void post_cancel(rt_api_req *r)
  * Schedules
  * ------------------------------------------------------------------------------------ */
 
-static json_t *time_or_null(int64_t ms)
-{
-    if (ms == 0)
-        return json_null();
-    char buf[40];
-    rt_time_format(ms, buf, sizeof buf);
-    return json_string(buf);
-}
-
 typedef struct schedules_args {
     rt_schedule_row *rows;
     size_t n;
@@ -916,20 +908,8 @@ static void get_schedules(rt_api_req *r)
         return;
     /* The same objects as `ratchet schedules --json`. */
     json_t *arr = json_array();
-    for (size_t i = 0; i < a.n; i++) {
-        const rt_schedule_row *row = &a.rows[i];
-        bool active = row->enabled && !row->paused;
-        json_t *o = json_object();
-        json_object_set_new(o, "workflow", json_string(row->workflow_id));
-        json_object_set_new(o, "trigger", json_integer(row->trigger_index));
-        json_object_set_new(o, "cron", json_string(row->cron));
-        json_object_set_new(o, "timezone", json_string(row->timezone));
-        json_object_set_new(o, "catch_up", json_string(rt_catch_up_name(row->catch_up)));
-        json_object_set_new(o, "state", json_string(!row->enabled ? "disabled" : row->paused ? "paused" : "active"));
-        json_object_set_new(o, "last_fire_at", time_or_null(row->last_fire_ms));
-        json_object_set_new(o, "next_fire_at", time_or_null(active ? row->next_fire_ms : 0));
-        json_array_append_new(arr, o);
-    }
+    for (size_t i = 0; i < a.n; i++)
+        json_array_append_new(arr, rt_schedule_row_json(&a.rows[i]));
     rt_schedule_rows_free(a.rows, a.n);
     rt_api_reply_json(r, 200, json_pack("{s:o}", "schedules", arr));
 }
@@ -1020,65 +1000,18 @@ typedef struct replay_args {
     const char *id;
     const char *from;
     create_args c;
-    rt_workflow *wf;  /* the pinned definition, rebuilt */
-    json_t *trigger;
-    json_t *prefill;
-    json_t *src;
+    rt_replay rp;
 } replay_args;
-
-static void replay_args_clear(replay_args *a)
-{
-    rt_workflow_free(a->wf);
-    json_decref(a->trigger);
-    json_decref(a->prefill);
-    json_decref(a->src);
-    a->wf = NULL;
-    a->trigger = a->prefill = a->src = NULL;
-}
 
 /* As `ratchet replay`: a new run of the run's pinned definition and event; from_step
  * carries over the memoized outputs of the steps before it (file order). */
 static rt_status op_replay(rt_store *st, void *arg, rt_error *err)
 {
     replay_args *a = arg;
-    replay_args_clear(a);
-    json_t *def = NULL, *old = NULL;
-    rt_status s = rt_store_run_source(st, a->id, &a->src, err);
-    const char *hash = json_string_value(json_object_get(a->src, "workflow_hash"));
-    if (s == RT_OK)
-        s = rt_store_get_definition(st, hash, &def, err);
-    if (s == RT_OK)
-        s = rt_workflow_from_json(def, NULL, &a->wf, err);
-    if (s == RT_OK) /* the run pinned this exact definition: keep its hash */
-        snprintf(a->wf->hash, sizeof a->wf->hash, "%s", hash);
-    if (s == RT_OK && a->from) {
-        int from = rt_workflow_step_index(a->wf, a->from);
-        if (from < 0)
-            s = rt_error_set(err, RT_ERR_INVALID, "$.from_step: no step \"%.64s\" in workflow %s", a->from,
-                             a->wf->id);
-        if (s == RT_OK)
-            s = rt_store_get_run(st, a->id, true, &old, err);
-        a->prefill = json_object();
-        size_t i;
-        json_t *step;
-        json_array_foreach(json_object_get(old, "steps"), i, step) {
-            const char *status = json_string_value(json_object_get(step, "status"));
-            if ((int)i < from && status && (!strcmp(status, "completed") || !strcmp(status, "skipped")))
-                json_object_set_new(a->prefill, json_string_value(json_object_get(step, "id")),
-                                    json_pack("{s:s, s:O?}", "status", status, "output",
-                                              json_object_get(step, "output")));
-        }
-    }
-    json_decref(def);
-    json_decref(old);
+    rt_status s = rt_replay_prepare(st, a->id, a->from, "$.from_step", &a->rp, err);
     if (s != RT_OK)
         return s;
-    a->trigger = json_deep_copy(json_object_get(a->src, "trigger"));
-    json_object_set_new(a->trigger, "replay_of", json_string(a->id));
-    if (a->from)
-        json_object_set_new(a->trigger, "replay_from", json_string(a->from));
-    a->c.req = (rt_run_request){.wf = a->wf, .trigger = a->trigger, .event = json_object_get(a->src, "event"),
-                                .prefill = a->prefill};
+    a->c.req = a->rp.req;
     return op_create_run(st, &a->c, err);
 }
 
@@ -1109,7 +1042,7 @@ static void post_replay(rt_api_req *r)
             }
             json_decref(a.c.run);
             json_decref(a.c.details);
-            replay_args_clear(&a);
+            rt_replay_clear(&a.rp);
         }
     }
     json_decref(body);

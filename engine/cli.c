@@ -27,6 +27,7 @@
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
+#include "replay.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -910,51 +911,15 @@ static int cmd_replay(cli *c)
     if ((rc = open_store(c, &st)))
         return rc;
     rt_error err;
-    json_t *src = NULL, *old = NULL, *def = NULL, *prefill = NULL, *trigger = NULL;
-    rt_workflow *wf = NULL;
-    rt_status s = rt_store_run_source(st, o.positional[0], &src, &err);
-    if (s == RT_OK)
-        s = rt_store_get_definition(st, json_string_value(json_object_get(src, "workflow_hash")), &def, &err);
-    if (s == RT_OK)
-        s = rt_workflow_from_json(def, NULL, &wf, &err);
-    if (s == RT_OK) /* the run pinned this exact definition: keep its hash */
-        snprintf(wf->hash, sizeof wf->hash, "%s", json_string_value(json_object_get(src, "workflow_hash")));
-    if (s == RT_OK && o.from) {
-        int from = rt_workflow_step_index(wf, o.from);
-        if (from < 0) {
-            s = rt_error_set(&err, RT_ERR_INVALID, "--from %s: no such step in workflow %s", o.from, wf->id);
-        } else {
-            s = rt_store_get_run(st, o.positional[0], true, &old, &err);
-            prefill = json_object();
-            size_t i;
-            json_t *step;
-            json_array_foreach(json_object_get(old, "steps"), i, step) {
-                const char *status = json_string_value(json_object_get(step, "status"));
-                /* Steps before STEP (file order) that completed keep their memoized output. */
-                if ((int)i < from && status && (!strcmp(status, "completed") || !strcmp(status, "skipped")))
-                    json_object_set_new(prefill, json_string_value(json_object_get(step, "id")),
-                                        json_pack("{s:s, s:O?}", "status", status, "output",
-                                                  json_object_get(step, "output")));
-            }
-        }
-    }
+    rt_replay rp = {0};
+    rt_status s = rt_replay_prepare(st, o.positional[0], o.from, "--from", &rp, &err);
     char new_id[37] = "";
     if (s == RT_OK) {
-        trigger = json_deep_copy(json_object_get(src, "trigger"));
-        json_object_set_new(trigger, "replay_of", json_string(o.positional[0]));
-        if (o.from)
-            json_object_set_new(trigger, "replay_from", json_string(o.from));
-        rt_run_request req = {.wf = wf, .trigger = trigger, .event = json_object_get(src, "event"), .prefill = prefill};
-        s = rt_audit_create_run_cli(st, &req, "run.replay", /* AUDIT HOOK (audit.h): one transaction */
+        s = rt_audit_create_run_cli(st, &rp.req, "run.replay", /* AUDIT HOOK (audit.h): one transaction */
                                     json_pack("{s:s, s:s*}", "replay_of", o.positional[0], "from", o.from), &err);
-        memcpy(new_id, req.id, sizeof new_id);
+        memcpy(new_id, rp.req.id, sizeof new_id);
     }
-    json_decref(src);
-    json_decref(old);
-    json_decref(def);
-    json_decref(prefill);
-    json_decref(trigger);
-    rt_workflow_free(wf);
+    rt_replay_clear(&rp);
     rt_store_close(st);
     if (s != RT_OK)
         return fail(c->cmd, &err);

@@ -1587,6 +1587,25 @@ rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql
     return RT_OK;
 }
 
+rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,
+                               rt_error *err, const char *what)
+{
+    if (!st->conn)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "%s: database connection lost", what);
+    PGresult *r = PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType es = PQresultStatus(r);
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+        rt_status s = translate(st->conn, r, err, what);
+        PQclear(r);
+        return s;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return RT_OK;
+}
+
 rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err)
 {
     if (!doc || (json_is_array(doc) && json_array_size(doc) == 0))

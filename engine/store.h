@@ -204,6 +204,9 @@ struct pg_result;
 rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql, int n, const char *const *params,
                                  struct pg_result **res, rt_error *err);
 rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err);
+/* The same for statements too rare to prepare (PQexecParams); errors start with `what`. */
+rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char *const *params,
+                               struct pg_result **res, rt_error *err, const char *what);
 
 /* For modules that keep their own SQL in their own file (store_schedules.c): the
  * connection (NULL while disconnected; never closed by the caller) and the translation of

@@ -91,82 +91,26 @@ static const char *const sql[A_COUNT] = {
     [A_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
 };
 
-/* Which statements a connection has, for the last few connections this thread used. */
-#define CONN_SLOTS 4
-typedef struct conn_slot {
-    PGconn *conn;
-    int backend_pid;
-    bool prepared[A_COUNT];
-} conn_slot;
-static _Thread_local conn_slot slots[CONN_SLOTS];
-static _Thread_local unsigned next_slot;
-
-static conn_slot *slot_for(PGconn *conn)
+/* Statement names carry this module's prefix: they share one namespace per connection
+ * with store.c's and the other store_<x>.c modules'. */
+static void stmt_name(char name[16], adm_stmt id)
 {
-    int pid = PQbackendPID(conn);
-    for (size_t i = 0; i < CONN_SLOTS; i++)
-        if (slots[i].conn == conn && slots[i].backend_pid == pid)
-            return &slots[i];
-    conn_slot *s = &slots[next_slot++ % CONN_SLOTS];
-    memset(s, 0, sizeof *s);
-    s->conn = conn;
-    s->backend_pid = pid;
-    return s;
-}
-
-static bool sqlstate_is(const PGresult *r, const char *code)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    return state && !strcmp(state, code);
+    snprintf(name, 16, "radm%d", (int)id);
 }
 
 /* Runs a statement; *res (may be NULL when the rows are not wanted) must be PQclear'ed. */
 static rt_status run(rt_store *st, adm_stmt id, int n, const char *const *params, PGresult **res, rt_error *err)
 {
-    PGconn *conn = rt_store_pg(st);
-    if (!conn || PQstatus(conn) != CONNECTION_OK)
-        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
-    conn_slot *slot = slot_for(conn);
     char name[16];
-    snprintf(name, sizeof name, "radm%d", (int)id);
-    if (!slot->prepared[id]) {
-        PGresult *p = PQprepare(conn, name, sql[id], 0, NULL);
-        /* 42P05: prepared earlier on this connection by a slot since reused. */
-        if (PQresultStatus(p) != PGRES_COMMAND_OK && !sqlstate_is(p, "42P05")) {
-            rt_status s = rt_store_error(st, p, err, "prepare");
-            PQclear(p);
-            return s;
-        }
-        PQclear(p);
-        slot->prepared[id] = true;
-    }
-    PGresult *r = PQexecPrepared(conn, name, n, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
-        if (sqlstate_is(r, "26000")) /* the statement is gone: prepare it again next time */
-            slot->prepared[id] = false;
-        rt_status s = rt_store_error(st, r, err, "database");
-        PQclear(r);
-        return s;
-    }
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    return RT_OK;
+    stmt_name(name, id);
+    return rt_store_exec_prepared(st, name, sql[id], n, params, res, err);
 }
 
 static rt_status run_json(rt_store *st, adm_stmt id, json_t *doc, rt_error *err)
 {
-    if (!doc || (json_is_array(doc) && json_array_size(doc) == 0))
-        return RT_OK;
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {text};
-    rt_status s = run(st, id, 1, params, NULL, err);
-    free(text);
-    return s;
+    char name[16];
+    stmt_name(name, id);
+    return rt_store_exec_json(st, name, sql[id], doc, err);
 }
 
 rt_status rt_store_admission_lock(rt_store *st, json_t *keys, rt_error *err)

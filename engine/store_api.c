@@ -7,24 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs one statement with text parameters; *res (PQclear by the caller) on RT_OK. */
-static rt_status exec(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,
-                      rt_error *err, const char *what)
-{
-    PGconn *conn = rt_store_pg(st);
-    if (!conn)
-        return rt_error_set(err, RT_ERR_UNAVAILABLE, "%s: database connection lost", what);
-    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
-        rt_status s = rt_store_error(st, r, err, what);
-        PQclear(r);
-        return s;
-    }
-    *res = r;
-    return RT_OK;
-}
-
 static json_t *text_or_null(PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? json_null() : json_string(PQgetvalue(r, row, col));
@@ -59,7 +41,7 @@ rt_status rt_store_api_list_runs(rt_store *st, const rt_api_run_filter *f, json_
     const char *params[] = {f->workflow, f->status, f->entity_id, f->has_cursor ? cursor_us : NULL,
                             f->has_cursor ? f->cursor_id : NULL, limit};
     PGresult *r = NULL;
-    rt_status s = exec(st, sql, 6, params, &r, err, "listing runs");
+    rt_status s = rt_store_exec_params(st, sql, 6, params, &r, err, "listing runs");
     if (s != RT_OK)
         return s;
     int rows = PQntuples(r);
@@ -98,7 +80,7 @@ rt_status rt_store_api_run_info(rt_store *st, const char *run_id, rt_api_run_inf
                               "where r.id = $1::uuid";
     const char *params[] = {run_id};
     PGresult *r = NULL;
-    rt_status s = exec(st, sql, 1, params, &r, err, "reading a run");
+    rt_status s = rt_store_exec_params(st, sql, 1, params, &r, err, "reading a run");
     if (s != RT_OK)
         return s;
     if (PQntuples(r) == 0) {
@@ -122,7 +104,7 @@ rt_status rt_store_api_find_dedupe(rt_store *st, const char *workflow_id, const 
     static const char sql[] = "select id::text from ratchet.runs where workflow_id = $1 and dedupe_key = $2";
     const char *params[] = {workflow_id, dedupe_key};
     PGresult *r = NULL;
-    rt_status s = exec(st, sql, 2, params, &r, err, "reading a run by idempotency key");
+    rt_status s = rt_store_exec_params(st, sql, 2, params, &r, err, "reading a run by idempotency key");
     if (s != RT_OK)
         return s;
     if (PQntuples(r) == 0) {
@@ -141,7 +123,7 @@ rt_status rt_store_api_queue_stats(rt_store *st, int64_t depth[4], double *oldes
     static const char sql[] = "select priority, count(*), extract(epoch from now() - min(run_at))::float8 "
                               "from ratchet.queue where run_at <= now() group by priority";
     PGresult *r = NULL;
-    rt_status s = exec(st, sql, 0, NULL, &r, err, "reading queue depth");
+    rt_status s = rt_store_exec_params(st, sql, 0, NULL, &r, err, "reading queue depth");
     if (s != RT_OK)
         return s;
     for (int p = 0; p < 4; p++)
@@ -162,7 +144,7 @@ rt_status rt_store_api_queue_stats(rt_store *st, int64_t depth[4], double *oldes
 rt_status rt_store_api_ping(rt_store *st, rt_error *err)
 {
     PGresult *r = NULL;
-    rt_status s = exec(st, "select 1", 0, NULL, &r, err, "database check");
+    rt_status s = rt_store_exec_params(st, "select 1", 0, NULL, &r, err, "database check");
     PQclear(r);
     return s;
 }

@@ -15,21 +15,7 @@
 static rt_status exec(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,
                       rt_error *err)
 {
-    PGconn *conn = rt_store_pg(st);
-    if (!conn)
-        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
-    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
-        rt_status s = rt_store_error(st, r, err, "audit");
-        PQclear(r);
-        return s;
-    }
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    return RT_OK;
+    return rt_store_exec_params(st, sql, n, params, res, err, "audit");
 }
 
 rt_status rt_store_audit_lock_head(rt_store *st, const json_t *details, rt_audit_head *out, rt_error *err)
