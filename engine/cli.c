@@ -711,7 +711,7 @@ static int cmd_send(cli *c)
         if (rt_file_read(o.raw_file, 64u << 20, &raw, &raw_len, &err) != RT_OK)
             return usage_error(c->cmd, "--raw-file: %s", err.msg);
         raw_ctx rc2 = {.body = raw};
-        rt_status rs = rt_intake_publish(&c->cfg, via, o.positional[0], 1, make_raw_body, &rc2, &err);
+        rt_status rs = rt_intake_publish(&c->cfg, via, o.positional[0], 1, 0, make_raw_body, &rc2, &err);
         free(raw);
         if (rs != RT_OK)
             return fail(c->cmd, &err);
@@ -735,7 +735,7 @@ static int cmd_send(cli *c)
     if (strcmp(via, "db") != 0) {
         /* Through the broker: the serve processes' consumers store it and start the runs. */
         send_ctx sc = {.ev = ev, .count = o.count};
-        s = rt_intake_publish(&c->cfg, via, ev->name, o.count ? (size_t)o.count : 1, make_send_body, &sc, &err);
+        s = rt_intake_publish(&c->cfg, via, ev->name, o.count ? (size_t)o.count : 1, 0, make_send_body, &sc, &err);
         if (s == RT_OK) {
             printf("%s\n", ev->id);
             fprintf(stderr, "%d event(s) published via %s\n", o.count ? o.count : 1, via);

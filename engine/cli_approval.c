@@ -372,7 +372,7 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
         rt_workflow_set_free(set);
     } else {
         body_ctx b = {.ev = ev};
-        s = rt_intake_publish(cfg, via, ev->name, 1, event_body, &b, &err);
+        s = rt_intake_publish(cfg, via, ev->name, 1, 0, event_body, &b, &err);
         if (s == RT_OK && !st && cfg->database_url && *cfg->database_url && rt_store_open(cfg->database_url, &st, &err) != RT_OK)
             st = NULL; /* sent; without the database there is no outcome to wait for */
     }

@@ -261,7 +261,7 @@ void rt_intake_stop(rt_intake *in)
     free(in);
 }
 
-rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count,
+rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count, size_t batch,
                             rt_body_fn make_body, void *arg, rt_error *err)
 {
     const char *url = strcmp(via, "amqp") == 0 ? cfg->amqp_url : cfg->nats_url;
@@ -272,11 +272,11 @@ rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *n
     rt_bus_options_from_config(&o, cfg, url);
     rt_bus *bus = NULL;
     rt_status s = rt_bus_open(&o, &bus, err);
-    enum { BATCH = 500 };
-    rt_bus_out *out = calloc(BATCH, sizeof *out);
-    char **bodies = calloc(BATCH, sizeof *bodies);
+    size_t per = batch ? batch : 500;
+    rt_bus_out *out = calloc(per, sizeof *out);
+    char **bodies = calloc(per, sizeof *bodies);
     for (size_t done = 0; s == RT_OK && done < count;) {
-        size_t n = count - done < BATCH ? count - done : BATCH;
+        size_t n = count - done < per ? count - done : per;
         for (size_t i = 0; i < n; i++) {
             const char *id = NULL;
             bodies[i] = make_body(arg, done + i, &id);

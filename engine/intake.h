@@ -25,9 +25,10 @@ json_t *rt_intake_patterns(const rt_workflow_set *set);
 
 /* Publishes one message (body as given, len bytes) to the broker named by via ("amqp"
  * or "nats") for `ratchet send`; count > 1 sends that many copies with ids "<id>-<i>"
- * (bodies must then be built by make_body), pipelined in batches with confirms. */
+ * (bodies must then be built by make_body), pipelined in batches of `batch` (0: 500) with
+ * confirms. */
 typedef char *(*rt_body_fn)(void *arg, size_t i, const char **id);
-rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count,
+rt_status rt_intake_publish(const rt_config *cfg, const char *via, const char *name, size_t count, size_t batch,
                             rt_body_fn make_body, void *arg, rt_error *err);
 
 #endif

@@ -352,6 +352,12 @@ struct rt_store {
     bool prepared[S_COUNT];
     char **extra_prepared; /* names prepared through rt_store_exec_prepared on this connection */
     size_t n_extra, cap_extra;
+    /* Definitions this connection stored or saw stored: rows are immutable, so a hash
+     * seen once need not be written again (saves a statement per ingest batch). */
+    char known_hashes[32][65];
+    size_t n_known;
+    char pending_hashes[8][65]; /* stored in the open transaction: known once it commits */
+    size_t n_pending;
     char *listening; /* channel to re-LISTEN after a reconnect */
 };
 
@@ -403,6 +409,7 @@ static rt_status connect_db(rt_store *st, rt_error *err)
         return s;
     }
     memset(st->prepared, 0, sizeof st->prepared);
+    st->n_known = 0;
     for (size_t i = 0; i < st->n_extra; i++)
         free(st->extra_prepared[i]);
     st->n_extra = 0;
@@ -619,8 +626,18 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
     return s;
 }
 
+static void remember_hash(rt_store *st, const char *hash)
+{
+    memcpy(st->known_hashes[st->n_known % 32], hash, 65);
+    if (st->n_known < 32)
+        st->n_known++;
+}
+
 rt_status rt_store_put_workflow(rt_store *st, const rt_workflow *wf, rt_error *err)
 {
+    for (size_t i = 0; i < st->n_known; i++)
+        if (strcmp(st->known_hashes[i], wf->hash) == 0)
+            return RT_OK;
     char *def = rt_json_canonical(wf->definition);
     if (!def)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
@@ -629,6 +646,12 @@ rt_status rt_store_put_workflow(rt_store *st, const rt_workflow *wf, rt_error *e
     rt_status s = run(st, S_PUT_WORKFLOW, 3, params, &r, err);
     PQclear(r);
     free(def);
+    /* Remember it only once surely committed: a rollback would undo the row while the
+     * cache still claimed it. */
+    if (s == RT_OK && PQtransactionStatus(st->conn) == PQTRANS_IDLE)
+        remember_hash(st, wf->hash);
+    else if (s == RT_OK && st->n_pending < 8)
+        memcpy(st->pending_hashes[st->n_pending++], wf->hash, 65);
     return s;
 }
 
@@ -658,11 +681,16 @@ rt_status rt_store_begin(rt_store *st, rt_error *err)
 
 rt_status rt_store_commit(rt_store *st, rt_error *err)
 {
-    return run_simple(st, "commit", err);
+    rt_status s = run_simple(st, "commit", err);
+    for (size_t i = 0; s == RT_OK && i < st->n_pending; i++)
+        remember_hash(st, st->pending_hashes[i]);
+    st->n_pending = 0;
+    return s;
 }
 
 void rt_store_rollback(rt_store *st)
 {
+    st->n_pending = 0;
     if (st->conn && PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
         PGresult *r = PQexec(st->conn, "rollback");
         PQclear(r);
