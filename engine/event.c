@@ -19,56 +19,6 @@
  * Messages: "<JSON path>: <what is wrong>", with values quoted and cut.
  * --------------------------------------------------------------------------------- */
 
-typedef struct qbuf {
-    char s[400];
-} qbuf;
-
-/* s quoted for a message: escaped (a value may hold a newline or a quote) and cut after
- * 64 bytes, at a character boundary, with "..." added. */
-static const char *quote(qbuf *q, const char *s)
-{
-    size_t n = strlen(s), cut = n > 64 ? 64 : n, o = 0;
-    while (cut > 0 && cut < n && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    q->s[o++] = '"';
-    for (size_t i = 0; i < cut; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            q->s[o++] = '\\';
-            q->s[o++] = (char)c;
-        } else if (c == '\n') {
-            q->s[o++] = '\\';
-            q->s[o++] = 'n';
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(q->s + o, sizeof q->s - o, "\\u%04x", c);
-        } else {
-            q->s[o++] = (char)c;
-        }
-    }
-    if (cut < n) {
-        memcpy(q->s + o, "...", 3);
-        o += 3;
-    }
-    q->s[o++] = '"';
-    q->s[o] = '\0';
-    return q->s;
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 static bool key_is_plain(const char *k)
 {
     if (!*k || strlen(k) > 64)
@@ -139,9 +89,9 @@ rt_status rt_actor_type_parse(const char *s, rt_actor_type *out, rt_error *err)
             return RT_OK;
         }
     }
-    qbuf q;
+    rt_qbuf q;
     return rt_error_set(err, RT_ERR_INVALID, "%s is not one of user, agent, service, system",
-                        s ? quote(&q, s) : "(null)");
+                        s ? rt_quote(&q, s) : "(null)");
 }
 
 const char *rt_event_fault_name(rt_event_fault f)
@@ -273,11 +223,11 @@ static rt_status check_id(const char *s, const char *path, rt_error *err)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x21 || c > 0x7e) {
-            qbuf q;
+            rt_qbuf q;
             return fail(err, path,
                         "%s: character at byte %zu is not allowed (ids are 1..%d visible ASCII characters: no "
                         "spaces, control characters or non-ASCII)",
-                        quote(&q, s), i + 1, RT_EVENT_ID_MAX);
+                        rt_quote(&q, s), i + 1, RT_EVENT_ID_MAX);
         }
     }
     if (n > RT_EVENT_ID_MAX)
@@ -294,8 +244,8 @@ static rt_status check_ref(const char *s, const char *path, rt_error *err)
         return fail(err, path, "must not be empty");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p < 0x20 || *p == 0x7f) {
-            qbuf q;
-            return fail(err, path, "%s: control characters are not allowed", quote(&q, s));
+            rt_qbuf q;
+            return fail(err, path, "%s: control characters are not allowed", rt_quote(&q, s));
         }
         if ((*p & 0xC0) != 0x80)
             chars++;
@@ -313,7 +263,7 @@ static rt_status get_opt_string(const json_t *obj, const char *key, const char *
     if (!v || json_is_null(v))
         return RT_OK;
     if (!json_is_string(v))
-        return fail(err, path, "must be a string, not %s", type_name(v));
+        return fail(err, path, "must be a string, not %s", rt_json_type_phrase(v));
     *s = json_string_value(v);
     return RT_OK;
 }
@@ -343,7 +293,7 @@ static rt_status get_ts(const json_t *doc, int64_t now_ms, int64_t *ts, rt_error
         *ts = (int64_t)d;
         return RT_OK;
     }
-    return fail(err, "$.ts", "must be an integer (milliseconds since the epoch), not %s", type_name(v));
+    return fail(err, "$.ts", "must be an integer (milliseconds since the epoch), not %s", rt_json_type_phrase(v));
 }
 
 static rt_status get_actor(const json_t *doc, rt_actor_type *type, const char **id, rt_error *err)
@@ -355,7 +305,7 @@ static rt_status get_actor(const json_t *doc, rt_actor_type *type, const char **
         return RT_OK;
     if (!json_is_object(a))
         return fail(err, "$.actor", "must be an object like {\"type\": \"agent\", \"id\": \"agent-7\"}, not %s",
-                    type_name(a));
+                    rt_json_type_phrase(a));
     rt_status st = check_keys(a, "$.actor", actor_keys, false, err);
     if (st != RT_OK)
         return st;
@@ -365,7 +315,7 @@ static rt_status get_actor(const json_t *doc, rt_actor_type *type, const char **
     if (!t)
         return fail(err, "$.actor", "missing required key \"type\" (one of user, agent, service, system)");
     if (!json_is_string(t))
-        return fail(err, "$.actor.type", "must be a string, not %s", type_name(t));
+        return fail(err, "$.actor.type", "must be a string, not %s", rt_json_type_phrase(t));
     rt_error e;
     if (rt_actor_type_parse(json_string_value(t), type, &e) != RT_OK)
         return fail(err, "$.actor.type", "%s", e.msg);
@@ -418,7 +368,7 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
 {
     *out = NULL;
     if (!json_is_object(doc))
-        return fail(err, "$", "an event must be a JSON object, not %s", doc ? type_name(doc) : "nothing");
+        return fail(err, "$", "an event must be a JSON object, not %s", doc ? rt_json_type_phrase(doc) : "nothing");
     rt_status st = check_keys(doc, "$", top_keys, true, err);
     if (st != RT_OK)
         return st;
@@ -438,7 +388,7 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
     if (!nv)
         return fail(err, "$", "missing required key \"name\"");
     if (!json_is_string(nv))
-        return fail(err, "$.name", "must be a string, not %s", type_name(nv));
+        return fail(err, "$.name", "must be a string, not %s", rt_json_type_phrase(nv));
     const char *name = json_string_value(nv);
     if (!*name)
         return fail(err, "$.name", "must not be empty");
@@ -469,10 +419,10 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
     if ((st = get_opt_string(doc, "v", "$.v", &version, err)) != RT_OK)
         return st;
     if (version && strcmp(version, RT_EVENT_VERSION) != 0) {
-        qbuf q;
+        rt_qbuf q;
         /* a newer envelope may mean something else: refuse it rather than guess */
         return fail(err, "$.v", "unsupported envelope version %s (this engine reads version \"%s\")",
-                    quote(&q, version), RT_EVENT_VERSION);
+                    rt_quote(&q, version), RT_EVENT_VERSION);
     }
 
     /* The normalized envelope, in a fixed key order. data and "x-" values are shared with

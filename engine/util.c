@@ -341,3 +341,52 @@ const char *rt_json_scalar_text(const json_t *v, char *buf, size_t len)
         return json_is_true(v) ? "true" : "false";
     return buf;
 }
+
+/* s quoted for a message: escaped (a value may hold a newline or a quote) and cut after
+ * 64 bytes, at a character boundary, with "..." added. */
+const char *rt_quote(rt_qbuf *q, const char *s)
+{
+    size_t n = strlen(s), cut = n > 64 ? 64 : n, o = 0;
+    while (cut > 0 && cut < n && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    q->s[o++] = '"';
+    for (size_t i = 0; i < cut; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            q->s[o++] = '\\';
+            q->s[o++] = (char)c;
+        } else if (c == '\n') {
+            q->s[o++] = '\\';
+            q->s[o++] = 'n';
+        } else if (c == '\t') {
+            q->s[o++] = '\\';
+            q->s[o++] = 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(q->s + o, sizeof q->s - o, "\\u%04x", c);
+        } else {
+            q->s[o++] = (char)c;
+        }
+    }
+    if (cut < n) {
+        memcpy(q->s + o, "...", 3);
+        o += 3;
+    }
+    q->s[o++] = '"';
+    q->s[o] = '\0';
+    return q->s;
+}
+
+const char *rt_json_type_phrase(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "unknown";
+}

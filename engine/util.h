@@ -61,4 +61,12 @@ void rt_duration_format(int64_t ms, char *buf, size_t len);
  * (>= 32 bytes), else "true" or "false". */
 const char *rt_json_scalar_text(const json_t *v, char *buf, size_t len);
 
+/* s quoted for an error message: escaped, cut after 64 bytes at a character boundary. */
+typedef struct rt_qbuf {
+    char s[400];
+} rt_qbuf;
+const char *rt_quote(rt_qbuf *q, const char *s);
+/* "an object", "a string", ... for messages about a JSON value's type. */
+const char *rt_json_type_phrase(const json_t *v);
+
 #endif

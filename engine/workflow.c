@@ -128,59 +128,6 @@ static rt_status fail(loader *l, const char *fmt, ...)
     return st;
 }
 
-typedef struct qbuf {
-    char s[400];
-} qbuf;
-
-/* s quoted for a message: escaped (a value may hold a newline or a quote) and cut after
- * 64 bytes, at a character boundary, with "..." added. */
-static const char *quote(qbuf *q, const char *s)
-{
-    size_t n = strlen(s), cut = n > 64 ? 64 : n, o = 0;
-    while (cut > 0 && cut < n && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    q->s[o++] = '"';
-    for (size_t i = 0; i < cut; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            q->s[o++] = '\\';
-            q->s[o++] = (char)c;
-        } else if (c == '\n') {
-            q->s[o++] = '\\';
-            q->s[o++] = 'n';
-        } else if (c == '\t') {
-            q->s[o++] = '\\';
-            q->s[o++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(q->s + o, sizeof q->s - o, "\\u%04x", c);
-        } else {
-            q->s[o++] = (char)c;
-        }
-    }
-    if (cut < n) {
-        memcpy(q->s + o, "...", 3);
-        o += 3;
-    }
-    q->s[o++] = '"';
-    q->s[o] = '\0';
-    return q->s;
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "unknown";
-}
-
 /* ---------------------------------------------------------------------------------
  * "did you mean": optimal string alignment distance (a swap of two letters is one edit).
  * --------------------------------------------------------------------------------- */
@@ -292,7 +239,7 @@ static rt_status missing(loader *l, const char *key)
 static rt_status as_string(loader *l, json_t *v, const char **out)
 {
     if (!json_is_string(v))
-        return fail(l, "must be a string, not %s", type_name(v));
+        return fail(l, "must be a string, not %s", rt_json_type_phrase(v));
     const char *s = json_string_value(v);
     if (strlen(s) != json_string_length(v))
         return fail(l, "must not contain a NUL character");
@@ -331,7 +278,7 @@ static rt_status get_bool(loader *l, json_t *obj, const char *key, bool *out)
         return RT_OK;
     if (!json_is_boolean(v)) {
         size_t old = path_push_key(l, key);
-        rt_status st = fail(l, "must be true or false, not %s", type_name(v));
+        rt_status st = fail(l, "must be true or false, not %s", rt_json_type_phrase(v));
         path_pop(l, old);
         return st;
     }
@@ -366,7 +313,7 @@ static rt_status get_int(loader *l, json_t *obj, const char *key, bool required,
         }
         n = (long long)d;
     } else {
-        st = fail(l, "must be an integer, not %s", type_name(v));
+        st = fail(l, "must be an integer, not %s", rt_json_type_phrase(v));
         goto out;
     }
     if (n < min || n > max) {
@@ -411,8 +358,8 @@ static rt_status get_enum(loader *l, json_t *obj, const char *key, const char *c
     char list[256];
     join_names(names, n, list, sizeof list);
     size_t old = path_push_key(l, key);
-    qbuf q;
-    st = fail(l, "%s is not one of %s", quote(&q, s), list);
+    rt_qbuf q;
+    st = fail(l, "%s is not one of %s", rt_quote(&q, s), list);
     path_pop(l, old);
     return st;
 }
@@ -423,7 +370,7 @@ static rt_status get_object(loader *l, json_t *obj, const char *key, json_t **ou
     *out = json_object_get(obj, key); /* borrowed */
     if (*out && !json_is_object(*out)) {
         size_t old = path_push_key(l, key);
-        rt_status st = fail(l, "must be an object, not %s", type_name(*out));
+        rt_status st = fail(l, "must be an object, not %s", rt_json_type_phrase(*out));
         path_pop(l, old);
         *out = NULL;
         return st;
@@ -436,7 +383,7 @@ static rt_status get_array(loader *l, json_t *obj, const char *key, json_t **out
     *out = json_object_get(obj, key); /* borrowed */
     if (*out && !json_is_array(*out)) {
         size_t old = path_push_key(l, key);
-        rt_status st = fail(l, "must be an array, not %s", type_name(*out));
+        rt_status st = fail(l, "must be an array, not %s", rt_json_type_phrase(*out));
         path_pop(l, old);
         *out = NULL;
         return st;
@@ -550,7 +497,7 @@ static bool event_char(char c)
 static rt_status event_check(const char *s, bool wildcards, rt_error *err)
 {
     const char *what = wildcards ? "event pattern" : "event name";
-    qbuf q;
+    rt_qbuf q;
     if (!s || !*s)
         return rt_error_set(err, RT_ERR_INVALID, "empty %s", what);
     size_t n = strlen(s);
@@ -564,20 +511,20 @@ static rt_status event_check(const char *s, bool wildcards, rt_error *err)
         size_t tl = (size_t)(p - t);
         if (tl == 0)
             return rt_error_set(err, RT_ERR_INVALID,
-                                "%s %s: empty token (names are tokens separated by single dots)", what, quote(&q, s));
+                                "%s %s: empty token (names are tokens separated by single dots)", what, rt_quote(&q, s));
         if (tl == 1 && (*t == '*' || *t == '>')) {
             if (!wildcards)
                 return rt_error_set(err, RT_ERR_INVALID,
-                                    "event name %s: wildcards (* and >) are only allowed in patterns", quote(&q, s));
+                                    "event name %s: wildcards (* and >) are only allowed in patterns", rt_quote(&q, s));
             if (*t == '>' && *p)
-                return rt_error_set(err, RT_ERR_INVALID, "event pattern %s: '>' must be the last token", quote(&q, s));
+                return rt_error_set(err, RT_ERR_INVALID, "event pattern %s: '>' must be the last token", rt_quote(&q, s));
         } else {
             for (const char *c = t; c < p; c++) {
                 if (!event_char(*c))
                     return rt_error_set(err, RT_ERR_INVALID,
                                         "%s %s: character '%c' at column %zu is not allowed (tokens use "
                                         "letters, digits, _ - :%s)",
-                                        what, quote(&q, s), isprint((unsigned char)*c) ? *c : '?', (size_t)(c - s) + 1,
+                                        what, rt_quote(&q, s), isprint((unsigned char)*c) ? *c : '?', (size_t)(c - s) + 1,
                                         wildcards ? "; * and > are whole tokens" : "");
             }
         }
@@ -767,7 +714,7 @@ static rt_status parse_event_trigger(loader *l, json_t *t, rt_trigger *tr)
 static rt_status parse_trigger(loader *l, json_t *t, rt_trigger *tr)
 {
     if (!json_is_object(t))
-        return fail(l, "a trigger must be an object, not %s", type_name(t));
+        return fail(l, "a trigger must be an object, not %s", rt_json_type_phrase(t));
     bool has_cron = json_object_get(t, "cron") != NULL, has_event = json_object_get(t, "event") != NULL;
     if (has_cron && has_event)
         return fail(l, "a trigger has exactly one of \"cron\" or \"event\", not both");
@@ -930,10 +877,10 @@ static rt_status string_list(loader *l, json_t *obj, const char *key, bool (*val
     for (size_t i = 0; st == RT_OK && i < json_array_size(arr); i++) {
         size_t o2 = path_push_index(l, i);
         const char *s;
-        qbuf q;
+        rt_qbuf q;
         st = as_string(l, json_array_get(arr, i), &s); /* borrowed */
         if (st == RT_OK && valid && !valid(s))
-            st = fail(l, "%s is not a valid %s", quote(&q, s), what);
+            st = fail(l, "%s is not a valid %s", rt_quote(&q, s), what);
         if (st == RT_OK && names) {
             bool found = false;
             for (size_t k = 0; names[k] && !found; k++)
@@ -941,12 +888,12 @@ static rt_status string_list(loader *l, json_t *obj, const char *key, bool (*val
             if (!found) {
                 char list[128];
                 join_names(names, count_names(names), list, sizeof list);
-                st = fail(l, "%s is not one of %s", quote(&q, s), list);
+                st = fail(l, "%s is not one of %s", rt_quote(&q, s), list);
             }
         }
         for (size_t k = 0; st == RT_OK && k < i; k++) {
             if (strcmp(s, json_string_value(json_array_get(arr, k))) == 0)
-                st = fail(l, "%s is listed twice", quote(&q, s));
+                st = fail(l, "%s is listed twice", rt_quote(&q, s));
         }
         path_pop(l, o2);
     }
@@ -992,9 +939,9 @@ static rt_status block_on_failure(loader *l, json_t *b, rt_workflow *wf)
     if ((st = get_string(l, b, "workflow", true, &s)) != RT_OK)
         return st;
     size_t old = path_push_key(l, "workflow");
-    qbuf q;
+    rt_qbuf q;
     if (!rt_workflow_id_valid(s))
-        st = fail(l, "%s is not a valid workflow id (^[a-z0-9][a-z0-9._-]{0,127}$)", quote(&q, s));
+        st = fail(l, "%s is not a valid workflow id (^[a-z0-9][a-z0-9._-]{0,127}$)", rt_quote(&q, s));
     else if (strcmp(s, wf->id) == 0)
         st = fail(l, "a workflow cannot be its own on_failure handler");
     path_pop(l, old);
@@ -1015,7 +962,7 @@ static rt_status parse_cancel_on(loader *l, json_t *def, rt_workflow *wf)
         const char *s;
         rt_error e;
         if (!json_is_object(c))
-            st = fail(l, "must be an object, not %s", type_name(c));
+            st = fail(l, "must be an object, not %s", rt_json_type_phrase(c));
         if (st == RT_OK)
             st = check_keys(l, c, keys, "cancel_on");
         if (st == RT_OK)
@@ -1081,10 +1028,10 @@ static rt_status unknown_step_type(loader *l, const char *uses)
     char list[512];
     join_names(names, n, list, sizeof list);
     const char *s = suggest(uses, names, n);
-    qbuf q;
+    rt_qbuf q;
     if (s)
-        return fail(l, "unknown step type %s (did you mean \"%s\"? known: %s)", quote(&q, uses), s, list);
-    return fail(l, "unknown step type %s (known: %s)", quote(&q, uses), list);
+        return fail(l, "unknown step type %s (did you mean \"%s\"? known: %s)", rt_quote(&q, uses), s, list);
+    return fail(l, "unknown step type %s (known: %s)", rt_quote(&q, uses), list);
 }
 
 static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, id_index *ix)
@@ -1094,7 +1041,7 @@ static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, 
                                        "for_each_concurrency", NULL};
     rt_step_def *sd = &wf->steps[idx];
     if (!json_is_object(sj))
-        return fail(l, "a step must be an object, not %s", type_name(sj));
+        return fail(l, "a step must be an object, not %s", rt_json_type_phrase(sj));
     rt_status st = check_keys(l, sj, keys, "a step");
     if (st != RT_OK)
         return st;
@@ -1103,9 +1050,9 @@ static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, 
     if ((st = get_string(l, sj, "id", true, &s)) != RT_OK)
         return st;
     size_t old = path_push_key(l, "id");
-    qbuf q;
+    rt_qbuf q;
     if (!rt_workflow_id_valid(s))
-        st = fail(l, "%s is not a valid step id (^[a-z0-9][a-z0-9._-]{0,127}$)", quote(&q, s));
+        st = fail(l, "%s is not a valid step id (^[a-z0-9][a-z0-9._-]{0,127}$)", rt_quote(&q, s));
     bool found = false;
     size_t pos = st == RT_OK ? id_index_find(ix, s, &found) : 0;
     if (found)
@@ -1163,7 +1110,7 @@ static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, 
             st = as_string(l, json_array_get(needs, i), &s); /* borrowed */
             for (size_t k = 0; st == RT_OK && k < i; k++) {
                 if (strcmp(sd->needs[k], s) == 0)
-                    st = fail(l, "%s is listed twice", quote(&q, s));
+                    st = fail(l, "%s is listed twice", rt_quote(&q, s));
             }
             if (st == RT_OK && (st = dup_string(l, s, &sd->needs[i])) == RT_OK)
                 sd->n_needs = i + 1;
@@ -1247,9 +1194,9 @@ static rt_status unknown_need(loader *l, const rt_workflow *wf, const char *id)
     for (size_t i = 0; i < wf->n_steps; i++)
         ids[i] = wf->steps[i].id;
     const char *s = suggest(id, ids, wf->n_steps);
-    qbuf q;
-    rt_status st = s ? fail(l, "unknown step %s (did you mean \"%s\"?)", quote(&q, id), s)
-                     : fail(l, "unknown step %s", quote(&q, id));
+    rt_qbuf q;
+    rt_status st = s ? fail(l, "unknown step %s (did you mean \"%s\"?)", rt_quote(&q, id), s)
+                     : fail(l, "unknown step %s", rt_quote(&q, id));
     free(ids);
     return st;
 }
@@ -1376,8 +1323,8 @@ static rt_status parse_workflow(loader *l, json_t *def, rt_workflow *wf)
         return st;
     if (!rt_workflow_id_valid(s)) {
         size_t old = path_push_key(l, "id");
-        qbuf q;
-        st = fail(l, "%s is not a valid workflow id (^[a-z0-9][a-z0-9._-]{0,127}$)", quote(&q, s));
+        rt_qbuf q;
+        st = fail(l, "%s is not a valid workflow id (^[a-z0-9][a-z0-9._-]{0,127}$)", rt_quote(&q, s));
         path_pop(l, old);
         return st;
     }
@@ -1448,7 +1395,7 @@ rt_status rt_workflow_from_json(json_t *def, const char *file, rt_workflow **out
     *out = NULL;
     loader l = {.file = file, .err = err, .path = "$", .plen = 1};
     if (!json_is_object(def))
-        return fail(&l, "a workflow must be a JSON object, not %s", def ? type_name(def) : "nothing");
+        return fail(&l, "a workflow must be a JSON object, not %s", def ? rt_json_type_phrase(def) : "nothing");
     rt_workflow *wf = calloc(1, sizeof *wf);
     if (!wf)
         return fail_code(&l, RT_ERR_NOMEM, "out of memory");
