@@ -534,6 +534,19 @@ static rt_status run_json_n(rt_store *st, stmt_id id, json_t *doc, int n, const 
     return s;
 }
 
+/* Runs a statement whose one parameter is a JSON document and returns its rows (*res must
+ * be PQclear'ed on RT_OK). */
+static rt_status run_json_rows(rt_store *st, stmt_id id, json_t *doc, PGresult **res, rt_error *err)
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    rt_status s = run(st, id, 1, params, res, err);
+    free(text);
+    return s;
+}
+
 /* "{a,b,c}" array literal for uuid[]/bigint[] parameters (values are ids we produced). */
 static char *array_literal(const char *const *items, size_t n)
 {
@@ -702,13 +715,8 @@ void rt_store_rollback(rt_store *st)
 static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *reqs, size_t n, char **created,
                                  rt_error *err)
 {
-    char *text = json_dumps(runs, JSON_COMPACT);
-    if (!text)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {text};
     PGresult *r = NULL;
-    rt_status s = run(st, S_CREATE_RUNS, 1, params, &r, err);
-    free(text);
+    rt_status s = run_json_rows(st, S_CREATE_RUNS, runs, &r, err);
     if (s != RT_OK)
         return s;
     int rows = PQntuples(r);
@@ -1347,13 +1355,8 @@ rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted
     *inserted = json_array();
     if (json_array_size(events) == 0)
         return RT_OK;
-    char *text = json_dumps(events, JSON_COMPACT);
-    if (!text)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {text};
     PGresult *r = NULL;
-    rt_status s = run(st, S_INSERT_EVENTS, 1, params, &r, err);
-    free(text);
+    rt_status s = run_json_rows(st, S_INSERT_EVENTS, events, &r, err);
     if (s != RT_OK)
         return s;
     for (int i = 0; i < PQntuples(r); i++)
