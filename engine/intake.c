@@ -136,16 +136,76 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
     free(index);
 }
 
-/* Deletes events past their retention, 1,000 at a time, once a minute. */
+/* Publishes the outbox (events the engine made and stored in the transaction that caused
+ * them) to every configured broker, then clears their mark; a crash in between publishes
+ * them again, which consumers de-duplicate by id. Returns false when the store broke. */
+static bool publish_outbox(rt_intake *in, rt_store *st)
+{
+    if (!in->publishers[0] && !in->publishers[1])
+        return true;
+    rt_error err;
+    json_t *rows = NULL;
+    rt_status s = rt_store_begin(st, &err);
+    if (s == RT_OK)
+        s = rt_store_outbox_take(st, 200, &rows, &err);
+    json_t *ids = json_array();
+    size_t n = json_array_size(rows);
+    for (int b = 0; s == RT_OK && n > 0 && b < 2; b++) {
+        if (!in->publishers[b])
+            continue;
+        rt_bus_out *out = calloc(n, sizeof *out);
+        char **bodies = calloc(n, sizeof *bodies);
+        for (size_t i = 0; i < n; i++) {
+            json_t *r = json_array_get(rows, i);
+            bodies[i] = json_dumps(json_object_get(r, "envelope"), JSON_COMPACT);
+            out[i] = (rt_bus_out){.name = json_string_value(json_object_get(r, "name")),
+                                  .id = json_string_value(json_object_get(r, "id")),
+                                  .body = bodies[i],
+                                  .len = bodies[i] ? strlen(bodies[i]) : 0};
+        }
+        s = rt_bus_publish(in->publishers[b], out, n, 10000, &err);
+        for (size_t i = 0; i < n; i++)
+            free(bodies[i]);
+        free(bodies);
+        free(out);
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) json_array_append(ids, json_object_get(r, "id"));
+    if (s == RT_OK)
+        s = rt_store_outbox_done(st, ids, &err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, &err);
+    if (s != RT_OK) {
+        rt_store_rollback(st);
+        rt_log(RT_LOG_WARN, NULL, "outbox: %s (will retry)", err.msg);
+    } else if (n > 0) {
+        rt_log(RT_LOG_DEBUG, NULL, "outbox: published %zu event(s)", n);
+    }
+    json_decref(ids);
+    json_decref(rows);
+    return rt_store_healthy(st);
+}
+
+/* Every second: the outbox. Every minute: deletes events past their retention, 1,000 at a
+ * time. */
 static void *janitor_main(void *arg)
 {
     rt_intake *in = arg;
     rt_store *st = NULL;
+    int64_t next_retention = 0;
     pthread_mutex_lock(&in->mu);
     while (!in->stopping) {
         pthread_mutex_unlock(&in->mu);
         rt_error err;
         if (st || rt_store_open(in->cfg->database_url, &st, &err) == RT_OK) {
+            if (!publish_outbox(in, st)) {
+                rt_store_close(st);
+                st = NULL;
+            }
+        }
+        if (st && rt_mono_ms() >= next_retention) {
+            next_retention = rt_mono_ms() + 60000;
             int deleted = 0, total = 0;
             do {
                 if (rt_store_delete_old_events(st, in->cfg->event_retention_ms, 1000, &deleted, &err) != RT_OK) {
@@ -162,7 +222,7 @@ static void *janitor_main(void *arg)
         pthread_mutex_lock(&in->mu);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 60;
+        ts.tv_sec += 1;
         while (!in->stopping && pthread_cond_timedwait(&in->cond, &in->mu, &ts) != ETIMEDOUT)
             ;
     }

@@ -69,6 +69,8 @@ typedef enum stmt_id {
     S_RUN_SOURCE,
     S_RUNS_MATCHING,
     S_COUNT_EVENTS,
+    S_OUTBOX_TAKE,
+    S_OUTBOX_DONE,
     S_BENCH_LATENCY,
     S_COUNT
 } stmt_id;
@@ -249,8 +251,8 @@ static const char *const stmt_sql[S_COUNT] = {
                    " from (values (false, 0), (false, 1), (false, 2), (false, 3), (true, 0), (true, 1), (true, 2),"
                    " (true, 3)) as k(slow, priority)) m",
     [S_INSERT_EVENTS] =
-        "insert into ratchet.events (id, name, ts, envelope, transport) "
-        "select x.id, x.name, " TS("x.ts") ", x.envelope, x.transport "
+        "insert into ratchet.events (id, name, ts, envelope, transport, outbox) "
+        "select x.id, x.name, " TS("x.ts") ", x.envelope, x.transport, x.transport = 'engine' "
         "from jsonb_to_recordset($1::jsonb) as x(id text, name text, ts bigint, envelope jsonb, transport text) "
         "on conflict (id) do nothing returning id",
     [S_LIST_EVENTS] =
@@ -336,6 +338,10 @@ static const char *const stmt_sql[S_COUNT] = {
                         " from ratchet.runs where ($1::text is null or workflow_id = $1)"
                         " and ($2::text is null or status = $2)"
                         " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
+    [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"
+                      " order by received_at), '[]')::text from (select id, name, envelope, received_at"
+                      " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",
+    [S_OUTBOX_DONE] = "update ratchet.events set outbox = false where id = any($1::text[])",
     [S_COUNT_EVENTS] = "select count(*) from ratchet.events where name = $1",
     /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
     [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
@@ -1647,5 +1653,28 @@ rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, js
     const char *params[] = {text};
     rt_status s = rt_store_exec_prepared(st, name, sql, 1, params, NULL, err);
     free(text);
+    return s;
+}
+
+rt_status rt_store_outbox_take(rt_store *st, int limit, json_t **out, rt_error *err)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {lim};
+    return single_json(st, S_OUTBOX_TAKE, 1, params, out, err);
+}
+
+rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err)
+{
+    if (json_array_size(ids) == 0)
+        return RT_OK;
+    char *arr = NULL;
+    if (names_param(ids, &arr) != RT_OK) /* ids made by the engine: no quotes or commas */
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_OUTBOX_DONE, 1, params, &r, err);
+    PQclear(r);
+    free(arr);
     return s;
 }

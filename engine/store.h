@@ -184,6 +184,11 @@ rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const cha
 rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err);
 rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err);
 
+/* The outbox: events the engine made, to publish to the brokers. take locks up to limit
+ * of them (inside the caller's transaction): [{id, name, envelope}]; done clears them. */
+rt_status rt_store_outbox_take(rt_store *st, int limit, json_t **out, rt_error *err);
+rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err);
+
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);

@@ -25,6 +25,10 @@ EOF2
 cat > "$W/user.json" <<'EOF2'
 {"id": "on-user", "triggers": [{"event": "user.created"}], "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF2
+cat > "$W/failing.json" <<'EOF2'
+{"id": "failing", "retries": {"max_attempts": 1}, "on_failure": {"event": "job.failed"},
+ "steps": [{"id": "x", "uses": "exec", "with": {"command": ["false"]}}]}
+EOF2
 cat > "$W/load.json" <<'EOF2'
 {"id": "on-load", "triggers": [{"event": "load.*"}], "steps": [{"id": "a", "uses": "transform", "with": {"value": "${{ event.id }}"}}]}
 EOF2
@@ -67,6 +71,11 @@ for via in amqp nats; do
   rt_wait_for 20 '[ $(( $(grep -c "poison message dead-lettered\|dead-lettered" "$T/a.log" || true) - before )) -ge 2 ]'
   grep "dead-lettered" "$T/a.log" | grep -q "$via\|jetstream" || rt_fail "$via: dead-letter log lacks the broker/position"
 done
+# Events the engine makes (on_failure here) are published to the brokers from the outbox:
+# the mark clears only after both brokers confirmed them.
+if fid=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
+rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.events where id = 'on_failure:$fid' and transport = 'engine'")" "on_failure event stored"
+rt_wait_for 30 '[ "$(rt_psql "select outbox from ratchet.events where id = '"'on_failure:$fid'"'")" = f ]'
 # RabbitMQ keeps dead letters in ratchet.events.dead.
 dead=$(rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" list_queues -p "$RT_TEST_VHOST" name messages 2>/dev/null | awk '$1 == "ratchet.events.dead" {print $2}')
 [ "${dead:-0}" -ge 2 ] || rt_fail "amqp: expected >= 2 messages in ratchet.events.dead, got '${dead:-none}'"
