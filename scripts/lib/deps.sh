@@ -9,7 +9,7 @@ RT_DEPS_PACKAGES=(
   libmicrohttpd-dev libcmocka-dev
   postgresql nats-server rabbitmq-server
   tzdata clang libclang-rt-14-dev
-  python3 python3-jsonschema python3-prometheus-client
+  python3 python3-jsonschema python3-prometheus-client python3-cryptography python3-yaml
   curl ca-certificates
 )
 

@@ -23,6 +23,9 @@
 # Every serve log is checked for sanitizer reports at exit; logs are printed on failure.
 
 set -euo pipefail
+# Debian's python3 (with the python3-* packages scripts/lib/deps.sh installs), not a
+# python3 some version manager put first on PATH.
+export PATH=/usr/bin:$PATH
 
 RT_INTEGRATION_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${RATCHET_SOURCE_DIR:=$(cd "$RT_INTEGRATION_DIR/../.." && pwd)}"
