@@ -1418,6 +1418,18 @@ static rt_status names_param(json_t *names, char **out)
     return *out ? RT_OK : RT_ERR_NOMEM;
 }
 
+/* A statement whose one parameter is a text[] of names, returning one JSON document. */
+static rt_status names_query(rt_store *st, stmt_id id, json_t *names, json_t **out, rt_error *err)
+{
+    char *arr = NULL;
+    if (names_param(names, &arr) != RT_OK)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    rt_status s = single_json(st, id, 1, params, out, err);
+    free(arr);
+    return s;
+}
+
 rt_status rt_store_lock_event_names(rt_store *st, json_t *names, bool exclusive, rt_error *err)
 {
     if (json_array_size(names) == 0)
@@ -1453,13 +1465,7 @@ rt_status rt_store_insert_waits(rt_store *st, json_t *waits, rt_error *err)
 
 rt_status rt_store_find_waits(rt_store *st, json_t *names, json_t **out, rt_error *err)
 {
-    char *arr = NULL;
-    if (names_param(names, &arr) != RT_OK)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {arr};
-    rt_status s = single_json(st, S_FIND_WAITS, 1, params, out, err);
-    free(arr);
-    return s;
+    return names_query(st, S_FIND_WAITS, names, out, err);
 }
 
 rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_error *err)
@@ -1503,13 +1509,7 @@ rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_err
 
 rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err)
 {
-    char *arr = NULL;
-    if (names_param(workflow_ids, &arr) != RT_OK)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {arr};
-    rt_status s = single_json(st, S_ACTIVE_RUNS, 1, params, out, err);
-    free(arr);
-    return s;
+    return names_query(st, S_ACTIVE_RUNS, workflow_ids, out, err);
 }
 
 rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
