@@ -1,4 +1,4 @@
-/* buscheck.c — checks engine/bus_amqp.c, engine/bus_nats.c and engine/consumer.c
+/* buscheck.c — checks engine/bus/bus_amqp.c, engine/bus/bus_nats.c and engine/bus/consumer.c
  * against a real broker. Run by tests/integration/t_bus_amqp.sh and t_bus_nats.sh,
  * which start nothing themselves: they use the brokers scripts/dev.sh test started.
  *

@@ -9,13 +9,13 @@ engine runs here).
   ${VAR:-default} interpolation docker compose does (with every variable unset), and its
   services agree with each other (URLs, credentials, ports, mounts, health checks).
 - Every RATCHET_* variable that docker-compose.yml or the Dockerfile sets is a setting the
-  binary knows: engine/config.c's settings table, an RT_*_ENV name in engine/*.h, or a
-  RATCHET_SECRET_* secret (engine/expr.c).
+  binary knows: engine/core/config.c's settings table, an RT_*_ENV name in engine/*/*.h, or a
+  RATCHET_SECRET_* secret (engine/lang/expr.c).
 - compose/Dockerfile runs the cmake commands `scripts/dev.sh up` runs (parsed from both
   files and compared token by token), installs packages only through scripts/lib/deps.sh
   (its list, its installer), and its runtime extras are on that list.
 - compose/prometheus-rules.yml has the structure Prometheus loads (groups, rules, alert,
-  expr, for, labels, annotations), names only metric families of engine/metrics.c and run
+  expr, for, labels, annotations), names only metric families of engine/core/metrics.c and run
   statuses the executor writes, and covers the alerts DESIGN §8 and issue 7 ask for.
 - The checker checks itself: broken inputs (a schema violation, a changed cmake flag, an
   unknown setting, a rule on a metric that does not exist) must be caught.
@@ -149,20 +149,22 @@ def schema_errors(validator, doc):
 # --- what the binary knows -------------------------------------------------------------------
 
 def known_settings():
-    """(names, prefixes): engine/config.c's table, RT_*_ENV names in engine/*.h, and the
+    """(names, prefixes): engine/core/config.c's table, RT_*_ENV names in engine/*/*.h, and the
     RATCHET_SECRET_ prefix expr.c reads secrets from."""
-    src = read("engine/config.c")
+    src = read("engine/core/config.c")
     m = re.search(r"static const setting settings\[\]\s*=\s*\{(.*?)\n\};", src, re.S)
     if not m:
-        raise CheckError("engine/config.c: no `static const setting settings[] = {...};` table")
+        raise CheckError("engine/core/config.c: no `static const setting settings[] = {...};` table")
     names = set(re.findall(r'\{\s*"(RATCHET_[A-Z0-9_]+)"\s*,\s*"--', m.group(1)))
     if len(names) < 5:
-        raise CheckError(f"engine/config.c: only {len(names)} settings parsed from the table")
-    for h in sorted(os.listdir(os.path.join(ROOT, "engine"))):
-        if h.endswith(".h"):
-            names |= set(re.findall(r'#define\s+RT_\w+_ENV\s+"(RATCHET_[A-Z0-9_]+)"', read(f"engine/{h}")))
+        raise CheckError(f"engine/core/config.c: only {len(names)} settings parsed from the table")
+    for dirpath, _, files in sorted(os.walk(os.path.join(ROOT, "engine"))):
+        for h in sorted(files):
+            if h.endswith(".h"):
+                rel = os.path.relpath(os.path.join(dirpath, h), ROOT)
+                names |= set(re.findall(r'#define\s+RT_\w+_ENV\s+"(RATCHET_[A-Z0-9_]+)"', read(rel)))
     prefixes = set()
-    if re.search(r'"RATCHET_SECRET_%', read("engine/expr.c")):
+    if re.search(r'"RATCHET_SECRET_%', read("engine/lang/expr.c")):
         prefixes.add("RATCHET_SECRET_")
     return names, prefixes
 
@@ -512,10 +514,10 @@ REQUIRED_EVENTS = {"ratchet.alert.failure_rate_high", "ratchet.alert.queue_backl
 
 
 def metric_families():
-    src = read("engine/metrics.c")
+    src = read("engine/core/metrics.c")
     fams = dict(re.findall(r'\.name\s*=\s*"(ratchet_[a-z0-9_]+)"\s*,\s*\.type\s*=\s*RT_METRIC_(\w+)', src))
     if len(fams) < 5:
-        raise CheckError(f"engine/metrics.c: only {len(fams)} families parsed")
+        raise CheckError(f"engine/core/metrics.c: only {len(fams)} families parsed")
     return fams
 
 
@@ -577,11 +579,11 @@ def check_rules(doc, fams, executor_src):
             for metric in re.findall(r"\b(ratchet_[a-z0-9_]+)", expr):
                 used.add(metric)
                 if metric not in names:
-                    problems.append(f"{w}: {metric} is not a metric of engine/metrics.c")
+                    problems.append(f"{w}: {metric} is not a metric of engine/core/metrics.c")
             for matcher in re.findall(r'\bstatus\s*=~?\s*"([^"]*)"', expr):
                 for status in matcher.split("|"):
                     if f'"{status}"' not in executor_src:
-                        problems.append(f"{w}: status {status!r} is not one engine/executor.c writes")
+                        problems.append(f"{w}: status {status!r} is not one engine/run/executor.c writes")
             for_ = r.get("for")
             if not isinstance(for_, str) or not _PROM_DURATION.match(for_):
                 problems.append(f"{w}: for must be a Prometheus duration, got {for_!r}")
@@ -682,13 +684,13 @@ def main():
 
     # 4. Prometheus rules and config.
     fams = rules = None
-    executor_src = read("engine/executor.c")
+    executor_src = read("engine/run/executor.c")
     try:
         fams = metric_families()
         rules = load_yaml(read("compose/prometheus-rules.yml"))
         probs = check_rules(rules, fams, executor_src)
         n = sum(len(g.get("rules", [])) for g in rules.get("groups", [])) if isinstance(rules, dict) else 0
-        report(not probs, f"compose/prometheus-rules.yml: {n} alerting rules on engine/metrics.c's families",
+        report(not probs, f"compose/prometheus-rules.yml: {n} alerting rules on engine/core/metrics.c's families",
                "\n  ".join(probs))
     except (CheckError, yaml.YAMLError) as e:
         report(False, "compose/prometheus-rules.yml", str(e))

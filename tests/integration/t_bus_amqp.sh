@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# RabbitMQ transport (engine/bus_amqp.c, engine/consumer.c) against the real broker that
+# RabbitMQ transport (engine/bus/bus_amqp.c, engine/bus/consumer.c) against the real broker that
 # scripts/dev.sh test started, in a vhost of its own: topology declared idempotently
 # (durable topic exchange, ingest queue dead-lettering to ratchet.events.dlx and its
 # queue, one binding per pattern with * and > translated), 1,000 messages published with

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# NATS transport (engine/bus_nats.c, engine/consumer.c) against the real nats-server
+# NATS transport (engine/bus/bus_nats.c, engine/bus/consumer.c) against the real nats-server
 # (JetStream) that scripts/dev.sh test started. Stream, subjects and durable consumer are
 # named after this run (the server is shared). JetStream: stream and durable pull
 # consumer created idempotently, 1,000 messages published with async publish acks,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Schema agreement: schemas/workflow.schema.json and the C loader (engine/workflow.c, run
+"""Schema agreement: schemas/workflow.schema.json and the C loader (engine/lang/workflow.c, run
 through the wfcheck helper) must judge every workflow file the same way.
 
 usage: check_agreement.py WFCHECK SOURCE_DIR

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Event envelope agreement: schemas/event.schema.json (through Debian's python3-jsonschema,
-Draft 2020-12) and the C parser (engine/event.c, through the evcheck helper) must judge
+Draft 2020-12) and the C parser (engine/lang/event.c, through the evcheck helper) must judge
 every input the same way.
 
 usage: check_event_schema.py EVCHECK SOURCE_DIR

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""/metrics format: what engine/metrics.c renders must be valid Prometheus text exposition
+"""/metrics format: what engine/core/metrics.c renders must be valid Prometheus text exposition
 format 0.0.4, checked line by line against the format's grammar and parsed by Debian's
 python3-prometheus-client (prometheus_client.parser.text_string_to_metric_families).
 
