@@ -213,7 +213,7 @@ static const char *const stmt_sql[S_COUNT] = {
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
         " run_at bigint, ckey text, climit int) on conflict (run_id, step_id) do nothing",
     /* locked_by is null for quick items, which this transaction holds locked. */
-    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id = any($1::bigint[])"
+    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id in (select jsonb_array_elements_text($1::jsonb)::bigint)"
                         " and (locked_by = $2 or locked_by is null)",
     [S_APPLY_REQUEUE] = "update ratchet.queue q set run_at = greatest(now(), " TS("x.run_at") "),"
                         " locked_by = null, locked_until = null "
@@ -235,7 +235,8 @@ static const char *const stmt_sql[S_COUNT] = {
         " error_detail jsonb, started_at bigint, finished_at bigint) on conflict do nothing",
     /* SKIP LOCKED: an item another transaction holds is dropped when it is claimed. */
     [S_APPLY_DROP] = "delete from ratchet.queue where id in (select id from ratchet.queue"
-                     " where run_id = any($1::uuid[]) and locked_by is null for update skip locked)",
+                     " where run_id in (select jsonb_array_elements_text($1::jsonb)::uuid) and locked_by is null"
+                     " for update skip locked)",
     [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
     [S_RENEW] = "update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
                 " locked_until = now() + $3::bigint * interval '1 millisecond' from ratchet.runs r "
@@ -1076,16 +1077,26 @@ void rt_claims_free(rt_claim *c, size_t n)
     free(c);
 }
 
+/* Runs a statement whose one parameter is the uuid[] of run_ids; *res as for run(). */
+static rt_status run_uuids(rt_store *st, stmt_id id, const char *const *run_ids, size_t n, PGresult **res,
+                           rt_error *err)
+{
+    char *arr = array_literal(run_ids, n);
+    if (!arr)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {arr};
+    rt_status s = run(st, id, 1, params, res, err);
+    free(arr);
+    return s;
+}
+
 rt_status rt_store_mark_running(rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
 {
     if (n == 0)
         return RT_OK;
-    char *arr = array_literal(run_ids, n);
-    const char *params[] = {arr};
     PGresult *r = NULL;
-    rt_status s = run(st, S_MARK_RUNNING, 1, params, &r, err);
+    rt_status s = run_uuids(st, S_MARK_RUNNING, run_ids, n, &r, err);
     PQclear(r);
-    free(arr);
     return s;
 }
 
@@ -1096,11 +1107,8 @@ static rt_status rows_to_object(rt_store *st, stmt_id id, const char *const *run
     *out = json_object();
     if (n == 0)
         return RT_OK;
-    char *arr = array_literal(run_ids, n);
-    const char *params[] = {arr};
     PGresult *r = NULL;
-    rt_status s = run(st, id, 1, params, &r, err);
-    free(arr);
+    rt_status s = run_uuids(st, id, run_ids, n, &r, err);
     if (s != RT_OK) {
         json_decref(*out);
         *out = NULL;
@@ -1122,11 +1130,8 @@ rt_status rt_store_load_steps(rt_store *st, const char *const *run_ids, size_t n
 rt_status rt_store_lock_runs(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err)
 {
     *out = NULL;
-    char *arr = array_literal(run_ids, n);
-    const char *params[] = {arr};
     PGresult *r = NULL;
-    rt_status s = run(st, S_LOCK_RUNS, 1, params, &r, err);
-    free(arr);
+    rt_status s = run_uuids(st, S_LOCK_RUNS, run_ids, n, &r, err);
     if (s != RT_OK)
         return s;
     json_t *runs = json_object();
@@ -1167,44 +1172,16 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
     rt_status s = run_json(st, S_APPLY_STEPS, json_object_get(batch, "steps"), NULL, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_ENQUEUE, json_object_get(batch, "enqueue"), NULL, err);
-    if (s == RT_OK) {
-        json_t *deq = json_object_get(batch, "dequeue");
-        size_t n = json_array_size(deq);
-        if (n > 0) {
-            int64_t *ids = malloc(n * sizeof *ids);
-            for (size_t i = 0; i < n; i++)
-                ids[i] = json_integer_value(json_array_get(deq, i));
-            char *arr = int_array_literal(ids, n);
-            free(ids);
-            const char *params[] = {arr, owner};
-            PGresult *r = NULL;
-            s = run(st, S_APPLY_DEQUEUE, 2, params, &r, err);
-            PQclear(r);
-            free(arr);
-        }
-    }
+    if (s == RT_OK)
+        s = run_json_n(st, S_APPLY_DEQUEUE, json_object_get(batch, "dequeue"), 2, owner, err);
     if (s == RT_OK)
         s = run_json_n(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), 2, owner, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_RUNS, json_object_get(batch, "runs"), NULL, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_ATTEMPTS, json_object_get(batch, "attempts"), NULL, err);
-    if (s == RT_OK) {
-        json_t *drop = json_object_get(batch, "drop_runs");
-        size_t n = json_array_size(drop);
-        if (n > 0) {
-            const char **ids = malloc(n * sizeof *ids);
-            for (size_t i = 0; i < n; i++)
-                ids[i] = json_string_value(json_array_get(drop, i));
-            char *arr = array_literal(ids, n);
-            free(ids);
-            const char *params[] = {arr};
-            PGresult *r = NULL;
-            s = run(st, S_APPLY_DROP, 1, params, &r, err);
-            PQclear(r);
-            free(arr);
-        }
-    }
+    if (s == RT_OK)
+        s = run_json(st, S_APPLY_DROP, json_object_get(batch, "drop_runs"), NULL, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_UNWAIT, json_object_get(batch, "unwait"), NULL, err);
     if (s == RT_OK && json_array_size(json_object_get(batch, "wake")) > 0) {
