@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_dashboard.h"
+#include "api_hooks.h"
 #include "approval.h"
 #include "audit.h"
 #include "event.h"
@@ -1218,6 +1220,7 @@ static void post_approval(rt_api_req *r)
  * and system parts. /healthz and /readyz need no token; /metrics needs a non-agent one
  * (Prometheus sends it with `authorization: credentials_file`). */
 static const rt_api_route routes[] = {
+    {"GET", "/", 0, false, rt_api_get_dashboard},
     {"GET", "/healthz", 0, false, get_healthz},
     {"GET", "/readyz", 0, false, get_readyz},
     {"GET", "/metrics", READERS, false, get_metrics},
@@ -1236,6 +1239,9 @@ static const rt_api_route routes[] = {
     {"GET", "/api/v1/schedules", READERS, false, get_schedules},
     {"POST", "/api/v1/schedules/{}/pause", WRITERS, false, post_pause},
     {"POST", "/api/v1/schedules/{}/resume", WRITERS, false, post_resume},
+    {"GET", "/api/v1/stats", READERS, false, rt_api_get_stats},
+    {"POST", "/hooks/stripe", 0, true, rt_api_post_stripe_hook},
+    {"POST", "/hooks/generic/{}", 0, true, rt_api_post_generic_hook},
 };
 
 const rt_api_route *rt_api_routes(size_t *n)

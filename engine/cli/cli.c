@@ -16,6 +16,7 @@
 #include "bench.h"
 #include "bench_cron.h"
 #include "cli_schedules.h"
+#include "alerts.h"
 #include "approval.h"
 #include "audit.h"
 #include "cli_approval.h"
@@ -284,6 +285,9 @@ static int cmd_serve(cli *c)
         rt_workflow_set_free(set_wf);
         return 1;
     }
+    rt_alerts *alerts = NULL; /* ratchet.alert.* events */
+    if (rt_alerts_start(&c->cfg, set_wf, &alerts, &err) != RT_OK)
+        rt_log(RT_LOG_ERROR, NULL, "alerts: %s (no alert events from this process)", err.msg);
     rt_api *api = NULL; /* the HTTP API: last to start, first to stop */
     int rc_api = 0;
     if (rt_api_start(&c->cfg, set_wf, &api, &err) != RT_OK) {
@@ -305,6 +309,7 @@ static int cmd_serve(cli *c)
     rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "HTTP API",
            (long long)c->cfg.shutdown_grace_ms);
     rt_api_stop(api);
+    rt_alerts_stop(alerts);
     rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
     rt_engine_stop(e, c->cfg.shutdown_grace_ms);
     rt_engine_free(e);

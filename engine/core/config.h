@@ -42,6 +42,17 @@ typedef struct rt_config {
     /* approvals (engine/approval.h) */
     char *approvers_file;
     int64_t approval_skew_ms;
+    /* webhooks (engine/api/api_hooks.c) */
+    int64_t webhook_tolerance_ms;
+    /* alert events (engine/run/alerts.c) */
+    bool alerts_enabled;
+    int64_t alert_interval_ms;
+    int64_t alert_window_ms;
+    int alert_failure_rate_pct;
+    int alert_failure_min_runs;
+    int64_t alert_backlog_ms;
+    int64_t alert_timeout_grace_ms;
+    int64_t alert_repeat_ms;
 } rt_config;
 
 /* Fills cfg with defaults, then the environment. Returns RT_ERR_INVALID with one clear
