@@ -244,8 +244,310 @@ typedef struct exec_out {
     bool skipped;
 } exec_out;
 
-/* Runs step idx once (or once per for_each item). Never touches the database. */
-static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t *state, exec_out *out)
+/* Runs the step once with ctx (for a for_each item: ctx holds item and index), its own
+ * timeout counted from now. */
+static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, json_t *state, json_t *ctx,
+                     const char *key, rt_step_result *res)
+{
+    rt_error err;
+    json_t *with = NULL;
+    if (rt_template_render(d->with, ctx, &with, &err) != RT_OK) {
+        rt_step_fail(res, false, "with: %s", err.msg);
+        rt_metrics_counter_add("ratchet_bad_input_total", "kind", "expression", 1);
+        return;
+    }
+    rt_step_ctx sctx = {
+        .env = &w->e->env,
+        .workflow_id = v->wf->id,
+        .run_id = v->run_id,
+        .step_id = d->id,
+        .step_key = key,
+        .attempt = attempt,
+        .deadline_mono_ms = d->timeout_ms ? rt_mono_ms() + d->timeout_ms : 0,
+        .context = ctx,
+        .state = state,
+        .cancelled = &w->cancelled,
+    };
+    d->type->execute(&sctx, with, res);
+    json_decref(with);
+}
+
+/* ---------- for_each ---------- */
+
+#define FOR_EACH_DEFAULT_CONCURRENCY 4
+#define FOR_EACH_MAX_THREADS 64
+
+/* An item's phase: TODO → RUNNING (a thread has it) → ENDED (its result waits for the
+ * coordinator) → DONE (succeeded; memoized when the step is slow) or FAILED. */
+enum { ITEM_TODO, ITEM_RUNNING, ITEM_ENDED, ITEM_DONE, ITEM_FAILED };
+
+/* One for_each execution: the items, what is known of each, and the threads running them.
+ * A slow step's items run in parallel (up to for_each_concurrency) and each success is
+ * memoized in step_items as soon as it ends, while the lease is ours; a quick step's items
+ * run one after another inside the claim's transaction, which makes them atomic. */
+typedef struct fe_job {
+    worker *w;
+    run_view *v;
+    const rt_step_def *d;
+    int attempt;
+    json_t *base_ctx; /* read-only while threads run */
+    json_t *items;
+    size_t n;
+    unsigned char *phase;    /* ITEM_* per item, under mu */
+    json_t **outputs;        /* owned, per DONE item */
+    rt_step_result *results; /* per item that ran */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t next;    /* the next item to consider */
+    size_t running; /* threads still running */
+    bool stop;      /* hand out no more items */
+} fe_job;
+
+static void fe_run_item(fe_job *j, size_t i, rt_step_result *res)
+{
+    json_t *ctx = json_copy(j->base_ctx); /* shallow: item and index are this item's own */
+    json_object_set(ctx, "item", json_array_get(j->items, i));
+    json_object_set_new(ctx, "index", json_integer((json_int_t)i));
+    char key[240];
+    snprintf(key, sizeof key, "%s:%s#%zu", j->v->run_id, j->d->id, i);
+    run_once(j->w, j->v, j->d, j->attempt, NULL, ctx, key, res);
+    json_decref(ctx);
+    if (res->outcome == RT_STEP_SUSPEND) {
+        rt_step_result_clear(res);
+        rt_step_fail(res, false, "step type %s cannot suspend inside for_each", j->d->type->name);
+    }
+}
+
+/* Hands out the next item to run, or returns false. With j->mu held. */
+static bool fe_next(fe_job *j, size_t *i)
+{
+    while (!j->stop && j->next < j->n) {
+        size_t k = j->next++;
+        if (j->phase[k] == ITEM_TODO) {
+            j->phase[k] = ITEM_RUNNING;
+            *i = k;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Runs item i and leaves its result for the coordinator. With j->mu held (released while
+ * the item runs). */
+static void fe_run_locked(fe_job *j, size_t i)
+{
+    pthread_mutex_unlock(&j->mu);
+    rt_step_result res = {0};
+    fe_run_item(j, i, &res);
+    pthread_mutex_lock(&j->mu);
+    j->results[i] = res;
+    j->phase[i] = ITEM_ENDED;
+    pthread_cond_signal(&j->cv);
+}
+
+static void *fe_thread(void *arg)
+{
+    fe_job *j = arg;
+    pthread_mutex_lock(&j->mu);
+    size_t i;
+    while (fe_next(j, &i))
+        fe_run_locked(j, i);
+    j->running--;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* The coordinator's part for an item that ended: memoize a success (slow steps), and
+ * stop handing out items when the step fails anyway or the lease is lost. With j->mu
+ * held (released around the database). */
+static void fe_take(fe_job *j, size_t i, int64_t queue_id, bool persist)
+{
+    rt_step_result *r = &j->results[i];
+    if (r->outcome != RT_STEP_OK) {
+        j->phase[i] = ITEM_FAILED;
+        if (!r->retriable && !j->d->continue_on_error)
+            j->stop = true; /* the step fails whatever the other items do */
+        return;
+    }
+    j->outputs[i] = r->output ? r->output : json_null();
+    r->output = NULL;
+    j->phase[i] = ITEM_DONE;
+    if (!persist)
+        return;
+    pthread_mutex_unlock(&j->mu);
+    bool held = true;
+    rt_error err;
+    rt_status s = rt_store_item_save(j->w->store, queue_id, j->w->owner, j->v->run_id, j->d->id, (int)i,
+                                     j->outputs[i], &held, &err);
+    if (s != RT_OK) {
+        rt_log_ctx lc = {.workflow = j->v->wf->id, .run_id = j->v->run_id, .step_id = j->d->id};
+        rt_log(RT_LOG_WARN, &lc, "for_each item %zu: not memoized (%s); its result still counts", i, err.msg);
+    }
+    pthread_mutex_lock(&j->mu);
+    if (!held)
+        j->stop = true; /* the lease is lost: the step belongs to another worker now */
+}
+
+/* Folds the items into one result: the array of outputs, or a failure naming the first
+ * failed item (retriable only if every failure was). With continue_on_error a failed step
+ * keeps the outputs it has, null for the failed items. */
+static void fe_fold(fe_job *j, rt_step_result *res)
+{
+    size_t n = j->n, failed = 0, done = 0, first = n;
+    bool retriable = !j->w->cancelled;
+    int64_t retry_after = 0;
+    json_t *failures = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (j->phase[i] == ITEM_DONE)
+            done++;
+        if (j->phase[i] != ITEM_FAILED)
+            continue;
+        rt_step_result *r = &j->results[i];
+        failed++;
+        retriable = retriable && r->retriable;
+        if (r->retry_after_ms > retry_after)
+            retry_after = r->retry_after_ms;
+        if (first == n)
+            first = i;
+        if (json_array_size(failures) < 100)
+            json_array_append_new(failures, json_pack("{s:I, s:s, s:O?}", "index", (json_int_t)i, "error", r->error,
+                                                      "detail", r->error_detail));
+    }
+    if (done == n) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(arr, j->outputs[i]);
+            j->outputs[i] = NULL;
+        }
+        res->outcome = RT_STEP_OK;
+        res->output = arr;
+    } else if (failed == 0) {
+        /* stopped before every item ran, without a failure: cancelled, lease lost, shutdown */
+        rt_step_fail(res, retriable, "for_each: stopped after %zu of %zu item(s)%s", done, n,
+                     j->w->cancelled ? " (run cancelled)" : "");
+    } else {
+        char more[64] = "";
+        if (failed > 1)
+            snprintf(more, sizeof more, " (%zu of %zu items failed)", failed, n);
+        rt_step_fail(res, retriable, "item %zu: %s%s", first, j->results[first].error, more);
+        res->retry_after_ms = retry_after;
+        res->error_detail = json_pack("{s:I, s:I, s:I, s:O}", "items", (json_int_t)n, "completed", (json_int_t)done,
+                                      "failed", (json_int_t)failed, "failures", failures);
+        if (j->d->continue_on_error) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append(arr, j->phase[i] == ITEM_DONE ? j->outputs[i] : json_null());
+            res->output = arr;
+        }
+    }
+    json_decref(failures);
+}
+
+/* Loads the items memoized by earlier attempts (or a worker that died) as DONE. */
+static rt_status fe_load(fe_job *j, rt_error *err)
+{
+    json_t *saved = NULL;
+    rt_status s = rt_store_items_load(j->w->store, j->v->run_id, j->d->id, &saved, err);
+    if (s != RT_OK)
+        return s;
+    size_t memoized = 0;
+    const char *k;
+    json_t *out;
+    json_object_foreach(saved, k, out) {
+        long i = strtol(k, NULL, 10);
+        if (i >= 0 && (size_t)i < j->n && j->phase[i] != ITEM_DONE) {
+            j->outputs[i] = json_incref(out);
+            j->phase[i] = ITEM_DONE;
+            memoized++;
+        }
+    }
+    json_decref(saved);
+    if (memoized) {
+        rt_log_ctx lc = {.workflow = j->v->wf->id, .run_id = j->v->run_id, .step_id = j->d->id};
+        rt_log(RT_LOG_INFO, &lc, "for_each: %zu of %zu item(s) memoized, running the rest", memoized, j->n);
+    }
+    return RT_OK;
+}
+
+/* Runs every item not memoized yet, then folds them into res. */
+static void run_for_each(worker *w, run_view *v, const rt_step_def *d, int attempt, json_t *ctx, json_t *items,
+                         int64_t queue_id, rt_step_result *res)
+{
+    fe_job j = {.w = w, .v = v, .d = d, .attempt = attempt, .base_ctx = ctx, .items = items,
+                .n = json_array_size(items)};
+    size_t n = j.n;
+    j.phase = calloc(n ? n : 1, 1);
+    j.outputs = calloc(n ? n : 1, sizeof *j.outputs);
+    j.results = calloc(n ? n : 1, sizeof *j.results);
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    bool persist = !d->type->quick && queue_id >= 0;
+    rt_error err;
+    if (!j.phase || !j.outputs || !j.results) {
+        rt_step_fail(res, true, "for_each: out of memory");
+    } else if (persist && fe_load(&j, &err) != RT_OK) {
+        rt_step_fail(res, true, "for_each: loading memoized items: %s", err.msg);
+    } else {
+        /* Threads for a slow step's items; a quick step's run here, one after another. */
+        size_t todo = 0;
+        for (size_t i = 0; i < n; i++)
+            todo += j.phase[i] == ITEM_TODO;
+        size_t want = d->for_each_concurrency > 0 ? (size_t)d->for_each_concurrency : FOR_EACH_DEFAULT_CONCURRENCY;
+        if (want > FOR_EACH_MAX_THREADS)
+            want = FOR_EACH_MAX_THREADS;
+        if (!persist || want > todo)
+            want = persist ? todo : 0;
+        pthread_t threads[FOR_EACH_MAX_THREADS];
+        size_t started = 0;
+        pthread_mutex_lock(&j.mu);
+        for (size_t t = 0; t < want; t++) {
+            if (pthread_create(&threads[started], NULL, fe_thread, &j) == 0) {
+                started++;
+                j.running++;
+            }
+        }
+        for (;;) {
+            if (w->cancelled || w->e->force)
+                j.stop = true;
+            size_t ended = n;
+            for (size_t i = 0; i < n && ended == n; i++)
+                if (j.phase[i] == ITEM_ENDED)
+                    ended = i;
+            if (ended < n) {
+                fe_take(&j, ended, queue_id, persist);
+                continue;
+            }
+            size_t i;
+            if (j.running == 0 && started == 0 && fe_next(&j, &i)) {
+                fe_run_locked(&j, i); /* no threads (quick, or none to be had): here */
+                continue;
+            }
+            if (j.running == 0)
+                break;
+            pthread_cond_wait(&j.cv, &j.mu);
+        }
+        pthread_mutex_unlock(&j.mu);
+        for (size_t t = 0; t < started; t++)
+            pthread_join(threads[t], NULL);
+        fe_fold(&j, res);
+    }
+    for (size_t i = 0; i < n && j.outputs && j.results; i++) {
+        json_decref(j.outputs[i]);
+        rt_step_result_clear(&j.results[i]);
+    }
+    pthread_cond_destroy(&j.cv);
+    pthread_mutex_destroy(&j.mu);
+    free(j.phase);
+    free(j.outputs);
+    free(j.results);
+}
+
+/* Runs step idx once, or once per for_each item. Touches the database only to memoize a
+ * slow step's for_each items (queue_id is its leased queue item; < 0 when inline). */
+static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t *state, int64_t queue_id,
+                         exec_out *out)
 {
     const rt_step_def *d = &v->wf->steps[idx];
     memset(out, 0, sizeof *out);
@@ -269,81 +571,22 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
         }
     }
 
-    char key[200];
-    snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
-    rt_step_ctx sctx = {
-        .env = &w->e->env,
-        .workflow_id = v->wf->id,
-        .run_id = v->run_id,
-        .step_id = d->id,
-        .step_key = key,
-        .attempt = attempt,
-        .deadline_mono_ms = d->timeout_ms ? rt_mono_ms() + d->timeout_ms : 0,
-        .context = ctx,
-        .state = state,
-        .cancelled = &w->cancelled,
-    };
-
+    if (!d->for_each) {
+        char key[200];
+        snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
+        run_once(w, v, d, attempt, state, ctx, key, res);
+        json_decref(ctx);
+        return;
+    }
     json_t *items = NULL;
-    if (d->for_each) {
-        if (eval_value(d->for_each, ctx, &items, &err) != RT_OK) {
-            rt_step_fail(res, false, "for_each: %s", err.msg);
-            json_decref(ctx);
-            return;
-        }
-        if (!json_is_array(items)) {
-            rt_step_fail(res, false, "for_each: expression gave a %s, not an array",
-                         json_is_object(items) ? "object" : json_is_string(items) ? "string" : "scalar");
-            json_decref(items);
-            json_decref(ctx);
-            return;
-        }
+    if (eval_value(d->for_each, ctx, &items, &err) != RT_OK) {
+        rt_step_fail(res, false, "for_each: %s", err.msg);
+    } else if (!json_is_array(items)) {
+        rt_step_fail(res, false, "for_each: expression gave a%s, not an array",
+                     json_is_object(items) ? "n object" : json_is_string(items) ? " string" : " scalar");
+    } else {
+        run_for_each(w, v, d, attempt, ctx, items, queue_id, res);
     }
-
-    size_t n_items = items ? json_array_size(items) : 1;
-    json_t *outputs = items ? json_array() : NULL;
-    for (size_t i = 0; i < n_items; i++) {
-        if (items) {
-            json_object_set(ctx, "item", json_array_get(items, i));
-            json_object_set_new(ctx, "index", json_integer((json_int_t)i));
-        }
-        json_t *with = NULL;
-        if (rt_template_render(d->with, ctx, &with, &err) != RT_OK) {
-            rt_step_fail(res, false, "with: %s", err.msg);
-            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "expression", 1);
-            break;
-        }
-        rt_step_result one = {0};
-        d->type->execute(&sctx, with, &one);
-        json_decref(with);
-        if (!items || one.outcome != RT_STEP_OK) {
-            if (items && one.outcome == RT_STEP_SUSPEND) {
-                rt_step_result_clear(&one);
-                rt_step_fail(res, false, "for_each: step type %s cannot suspend inside for_each", d->type->name);
-                break;
-            }
-            if (items)
-                rt_error_set(&err, RT_ERR_INVALID, "item %zu: %s", i, one.error);
-            *res = one;
-            if (items)
-                snprintf(res->error, sizeof res->error, "%s", err.msg);
-            break;
-        }
-        json_array_append_new(outputs, one.output ? one.output : json_null());
-        one.output = NULL;
-        rt_step_result_clear(&one);
-        if (i + 1 == n_items) {
-            res->outcome = RT_STEP_OK;
-            res->output = outputs;
-            outputs = NULL;
-        }
-    }
-    if (items && n_items == 0) {
-        res->outcome = RT_STEP_OK;
-        res->output = outputs;
-        outputs = NULL;
-    }
-    json_decref(outputs);
     json_decref(items);
     json_decref(ctx);
 }
@@ -434,8 +677,9 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
             return false;
         }
         rt_log(RT_LOG_WARN, &lc, "failed after %d attempt(s): %s", attempt, r->error);
-        add_row(v, d->id, "failed", attempt, NULL, r->error, r->error_detail, NULL, started, now);
-        set_step(v, d->id, "failed", NULL);
+        /* output: a for_each step with continue_on_error keeps its items' results */
+        add_row(v, d->id, "failed", attempt, r->output, r->error, r->error_detail, NULL, started, now);
+        set_step(v, d->id, "failed", r->output);
         if (queue_id >= 0)
             json_array_append_new(v->dequeue, json_integer(queue_id));
         return d->continue_on_error;
@@ -470,7 +714,7 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
         size_t i = stack[top];
         int64_t started = rt_now_ms();
         exec_out o;
-        execute_step(w, v, i, attempts[top], states[top], &o);
+        execute_step(w, v, i, attempts[top], states[top], qids[top], &o);
         w->steps_run++;
         if (w->e->force && o.res.outcome == RT_STEP_FAIL) {
             rt_step_result_clear(&o.res);

@@ -69,6 +69,8 @@ typedef enum stmt_id {
     S_RUN_SOURCE,
     S_RUNS_MATCHING,
     S_COUNT_EVENTS,
+    S_ITEMS_LOAD,
+    S_ITEM_SAVE,
     S_OUTBOX_TAKE,
     S_OUTBOX_DONE,
     S_BENCH_LATENCY,
@@ -119,6 +121,8 @@ static const char *const stmt_sql[S_COUNT] = {
         " 'failed_attempts', (select coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,"
         "   'started_at', ratchet.ts(a.started_at), 'finished_at', ratchet.ts(a.finished_at)) order by a.attempt),"
         "   '[]') from ratchet.step_attempts a where a.run_id = r.id and a.step_id = d.value->>'id'))"
+        " || case when d.value ? 'for_each' then jsonb_build_object('items_done', (select count(*)"
+        "   from ratchet.step_items i where i.run_id = r.id and i.step_id = d.value->>'id')) else '{}' end"
         " order by d.ord), '[]')::text "
         "from ratchet.runs r join ratchet.workflow_versions v on v.hash = r.workflow_hash "
         "cross join jsonb_array_elements(v.definition->'steps') with ordinality as d(value, ord) "
@@ -344,6 +348,13 @@ static const char *const stmt_sql[S_COUNT] = {
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",
     [S_OUTBOX_DONE] = "update ratchet.events set outbox = false where id = any($1::text[])",
     [S_COUNT_EVENTS] = "select count(*) from ratchet.events where name = $1",
+    [S_ITEMS_LOAD] = "select coalesce(jsonb_object_agg(idx::text, output), '{}')::text from ratchet.step_items"
+                     " where run_id = $1::uuid and step_id = $2",
+    /* Only while the lease is ours: a worker that lost it must not write for the new owner. */
+    [S_ITEM_SAVE] = "insert into ratchet.step_items (run_id, step_id, idx, output)"
+                    " select $3::uuid, $4, $5::int, $6::jsonb where exists (select 1 from ratchet.queue"
+                    "  where id = $1::bigint and locked_by = $2)"
+                    " on conflict (run_id, step_id, idx) do nothing",
     /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
     [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
                         " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("
@@ -904,7 +915,7 @@ static json_t *in_order(json_t *o, const char *const *keys)
 static const char *const run_keys[] = {"id", "workflow", "status", "trigger", "created_at", "started_at",
                                        "finished_at", "output", "error", "steps", NULL};
 static const char *const step_keys[] = {"id", "status", "attempts", "output", "error", "started_at",
-                                        "finished_at", "failed_attempts", NULL};
+                                        "finished_at", "failed_attempts", "items_done", NULL};
 
 static json_t *run_in_order(json_t *run)
 {
@@ -1653,5 +1664,31 @@ rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err)
     rt_status s = run(st, S_OUTBOX_DONE, 1, params, &r, err);
     PQclear(r);
     free(arr);
+    return s;
+}
+
+rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t **out, rt_error *err)
+{
+    const char *params[] = {run_id, step_id};
+    return single_json(st, S_ITEMS_LOAD, 2, params, out, err);
+}
+
+rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, const char *run_id,
+                             const char *step_id, int idx, json_t *output, bool *held, rt_error *err)
+{
+    char qid[24], ix[16];
+    snprintf(qid, sizeof qid, "%lld", (long long)queue_id);
+    snprintf(ix, sizeof ix, "%d", idx);
+    char *text = json_dumps(output ? output : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {qid, owner, run_id, step_id, ix, text};
+    PGresult *r = NULL;
+    rt_status s = run(st, S_ITEM_SAVE, 6, params, &r, err);
+    free(text);
+    /* 0 rows: the lease is gone, or the item was saved before (a retry that raced). */
+    if (s == RT_OK)
+        *held = atoi(PQcmdTuples(r)) == 1;
+    PQclear(r);
     return s;
 }
