@@ -672,7 +672,8 @@ void rt_api_ingest_deferred(rt_api_req *r, rt_event *const *events, size_t n, rt
 {
     req_ctx *c = (req_ctx *)r; /* r is the first member */
     c->finish = finish;
-    c->job = (rt_api_ingest_job){.events = events, .n = n, .results = results, .done = ingest_done, .arg = c};
+    c->job = (rt_api_ingest_job){.events = events, .n = n, .results = results, .transport = r->transport,
+                                 .done = ingest_done, .arg = c};
     /* Suspended before it is queued, so that a resume can never come first. */
     MHD_suspend_connection(r->conn);
     rt_api_batcher_submit(r->api->batcher, &c->job);

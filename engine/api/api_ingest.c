@@ -30,11 +30,16 @@ static void finish(rt_api_ingest_job *job, rt_status s, const rt_error *err)
     job->done(job->arg); /* the job may be gone after this */
 }
 
+static const char *job_transport(const rt_api_ingest_job *job)
+{
+    return job->transport ? job->transport : "api";
+}
+
 /* One transaction for the jobs' events together; retried on deadlocks and, once, on a
  * connection that broke (the ids are fixed, so a commit that did happen makes the events
  * duplicates, never doubles). */
-static rt_status ingest(rt_api_batcher *b, rt_store **st, rt_event **events, size_t n, rt_ingest_result *results,
-                        rt_error *err)
+static rt_status ingest(rt_api_batcher *b, rt_store **st, rt_event **events, size_t n, const char *transport,
+                        rt_ingest_result *results, rt_error *err)
 {
     rt_status s = RT_OK;
     bool reconnected = false;
@@ -46,7 +51,7 @@ static rt_status ingest(rt_api_batcher *b, rt_store **st, rt_event **events, siz
         if (s != RT_OK)
             break;
         rt_ingest_results_clear(results, n);
-        s = rt_ingest_events(b->set, *st, events, n, "api", results, err);
+        s = rt_ingest_events(b->set, *st, events, n, transport, results, err);
         if (s == RT_OK)
             return s;
         if (!rt_store_healthy(*st) && !reconnected) {
@@ -77,7 +82,7 @@ static void run_jobs(rt_api_batcher *b, rt_store **st, rt_api_ingest_job *jobs)
         for (rt_api_ingest_job *j = jobs; j; j = j->next)
             for (size_t i = 0; i < j->n; i++)
                 events[k++] = j->events[i];
-        s = ingest(b, st, events, total, results, &err);
+        s = ingest(b, st, events, total, job_transport(jobs), results, &err);
     }
     if (s != RT_OK && jobs->next) {
         /* Whatever failed the batch, let each request fail or succeed on its own. */
@@ -89,7 +94,7 @@ static void run_jobs(rt_api_batcher *b, rt_store **st, rt_api_ingest_job *jobs)
         for (rt_api_ingest_job *j = jobs, *next; j; j = next) {
             next = j->next;
             rt_error e = {0};
-            rt_status js = ingest(b, st, (rt_event **)j->events, j->n, j->results, &e);
+            rt_status js = ingest(b, st, (rt_event **)j->events, j->n, job_transport(j), j->results, &e);
             finish(j, js, &e);
         }
         return;
@@ -121,10 +126,12 @@ static void *batcher_main(void *arg)
             pthread_cond_wait(&b->cv, &b->mu);
         if (!b->head)
             break; /* stopping, and nothing left */
-        /* Everything waiting, up to the batch limit (at least one request). */
+        /* Everything waiting, up to the batch limit (at least one request), that came by
+         * the same transport (API or a webhook). */
         rt_api_ingest_job *jobs = b->head, *last = b->head;
         size_t n = last->n;
-        while (last->next && n + last->next->n <= RT_API_INGEST_BATCH_MAX) {
+        while (last->next && n + last->next->n <= RT_API_INGEST_BATCH_MAX &&
+               strcmp(job_transport(last->next), job_transport(jobs)) == 0) {
             last = last->next;
             n += last->n;
         }

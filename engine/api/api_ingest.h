@@ -25,6 +25,7 @@ typedef struct rt_api_ingest_job {
     rt_event *const *events;    /* borrowed */
     size_t n;
     rt_ingest_result *results;  /* n entries, zeroed; filled (owned by the submitter) */
+    const char *transport;      /* stored with the events and in metrics: NULL = "api" */
     rt_status status;           /* set before done runs */
     rt_error err;
     void (*done)(void *arg);    /* runs once, on a batcher thread (or the submitter's, when

@@ -46,6 +46,7 @@ struct rt_api_req {
     const char *body;    /* NUL-terminated; body_len bytes (may hold NULs) */
     size_t body_len;
     bool auth_enabled;   /* false: no tokens file, loopback only, every caller is admin */
+    const char *transport; /* what rt_api_ingest_deferred stores events as: NULL = "api" */
     rt_identity who;
 
     /* a handler's own state across a deferred answer, freed with the request */

@@ -26,6 +26,7 @@ static const double ingest_lag_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 static const char *const bad_input_kinds[] = {"event", "workflow", "expression", "cron", "api", NULL};
 static const char *const priorities[] = {"critical", "high", "normal", "low", NULL};
+static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", NULL};
 static const char *const approval_decisions[] = {"approve", "reject", NULL};
 static const char *const approval_refusals[] = {"agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
                                                 "expired", "nonce_reused", "self_approval", "not_awaiting", NULL};
@@ -57,8 +58,18 @@ static const rt_metric_family_def family_defs[] = {
     {.name = "ratchet_db_up", .type = RT_METRIC_GAUGE, .help = "1 when PostgreSQL answered the last check, else 0."},
     {.name = "ratchet_broker_up", .type = RT_METRIC_GAUGE, .labels = {"transport"},
      .help = "1 when the broker connection is up, else 0, by transport."},
+    {.name = "ratchet_alerts_total", .type = RT_METRIC_COUNTER, .labels = {"alert"}, .preset = alert_kinds,
+     .help = "Alert events this process stored (ratchet.alert.<alert>), by alert."},
+    {.name = "ratchet_steps_past_timeout", .type = RT_METRIC_GAUGE,
+     .help = "Steps still running longer than their timeout plus RATCHET_ALERT_TIMEOUT_GRACE at the last alert "
+             "check (stays 0 with RATCHET_ALERTS=false)."},
     {.name = "ratchet_approval_decisions_total", .type = RT_METRIC_COUNTER, .labels = {"decision"}, .preset = approval_decisions, .help = "Signed approval decisions accepted, by decision (approve, reject)."},
     {.name = "ratchet_approval_refusals_total", .type = RT_METRIC_COUNTER, .labels = {"reason"}, .preset = approval_refusals, .help = "Approval decisions refused, by reason (bad_signature, hash_mismatch, expired, nonce_reused, ...)."},
+    {.name = "ratchet_webhook_received_total", .type = RT_METRIC_COUNTER, .labels = {"hook"},
+     .help = "Webhook deliveries accepted and stored (duplicates included), by hook (stripe, generic/<name>)."},
+    {.name = "ratchet_webhook_refused_total", .type = RT_METRIC_COUNTER, .labels = {"hook", "reason"},
+     .help = "Webhook deliveries refused, nothing stored, by hook and reason (malformed, bad_signature, expired, "
+             "bad_body, not_configured)."},
 };
 
 #define N_FAMILIES (sizeof family_defs / sizeof family_defs[0])
