@@ -11,6 +11,7 @@ RT_DEPS_PACKAGES=(
   tzdata clang libclang-rt-14-dev
   python3 python3-jsonschema python3-prometheus-client python3-cryptography python3-yaml
   curl ca-certificates
+  chromium # tests/integration/t_dashboard.sh drives it with playwright-core (npm, node >= 20)
 )
 
 # Prints the packages of RT_DEPS_PACKAGES (or of the arguments) that are not installed.
