@@ -573,6 +573,51 @@ static enum MHD_Result send_answer(rt_api *api, struct MHD_Connection *conn, req
     return ok;
 }
 
+/* The host part of "host", "host:port", "[v6]" or "[v6]:port" into out. */
+static void host_only(const char *hostport, char *out, size_t len)
+{
+    const char *end;
+    if (hostport[0] == '[') {
+        hostport++;
+        end = strchr(hostport, ']');
+    } else {
+        end = strchr(hostport, ':');
+    }
+    size_t n = end ? (size_t)(end - hostport) : strlen(hostport);
+    snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), hostport);
+}
+
+static bool loopback_name(const char *host)
+{
+    return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
+/* What a browser may not make us do. A page on another site can send a POST to this
+ * address (a form, or fetch without CORS): browsers mark it with an Origin header, which
+ * must then name this very host. Without tokens every caller is admin, so a page that
+ * rebinds its own DNS name to 127.0.0.1 must not be answered either: the Host header has
+ * to be a loopback name. Clients that are not browsers (curl, brokers' webhooks) send
+ * neither header that could fail. NULL when the request may go on. */
+static const char *browser_refusal(rt_api *api, struct MHD_Connection *conn, const char *method)
+{
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    char h[256];
+    if (!api->auth && host) {
+        host_only(host, h, sizeof h);
+        if (!loopback_name(h))
+            return "the Host header is not a loopback name, and this API has no tokens (RATCHET_TOKENS)";
+    }
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+        return NULL;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin)
+        return NULL;
+    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+    if (!rest || !host || strcasecmp(rest, host) != 0)
+        return "cross-origin request refused: Origin does not name this server";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size,
                                   void **con_cls)
@@ -597,6 +642,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->r.safe_path = c->log_path;
         /* Route, token and declared size are checked before any body is read: a refused
          * request's body is never buffered (MHD drops it and closes the connection). */
+        const char *refusal = browser_refusal(api, conn, method);
+        if (refusal) {
+            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "api", 1);
+            rt_log(RT_LOG_WARN, NULL, "api: %s %s refused: %s", method, c->log_path, refusal);
+            rt_api_reply_error(&c->r, 403, "%s", refusal);
+            return send_answer(api, conn, c);
+        }
         c->route = route_for(c);
         if (!c->route || (c->route->roles && !authenticate(api, c)))
             return send_answer(api, conn, c);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 100
@@ -208,6 +209,7 @@ static void *consumer_main(void *arg)
             bo.attempts++;
             if (!connect_and_subscribe(c, &err)) {
                 atomic_fetch_add(&c->connect_failures, 1);
+                rt_metrics_gauge_set("ratchet_broker_up", "transport", broker, 0);
                 bo.delay_ms = backoff_next(bo.delay_ms);
                 backoff_log(&bo, ever_connected ? "cannot reconnect" : "cannot connect", c, &err);
                 sleep_or_stop(c, bo.delay_ms);
@@ -221,6 +223,7 @@ static void *consumer_main(void *arg)
                    bo.attempts > 1 ? " after retrying" : "");
             ever_connected = true;
             atomic_store(&c->connected, true);
+            rt_metrics_gauge_set("ratchet_broker_up", "transport", broker, 1);
             bo.attempts = 0;
             bo.logged_ms = 0;
         }
@@ -230,6 +233,7 @@ static void *consumer_main(void *arg)
             rt_log(RT_LOG_WARN, NULL, "%s consumer: lost the connection: %s", broker, err.msg);
             rt_bus_close(bus);
             atomic_store(&c->connected, false);
+            rt_metrics_gauge_set("ratchet_broker_up", "transport", broker, 0);
             /* Wait before the first reconnect too: a broker that accepts and then drops
              * us must not make this a tight loop. The delay resets after a good fetch. */
             bo.delay_ms = backoff_next(bo.delay_ms);
@@ -245,6 +249,7 @@ static void *consumer_main(void *arg)
         if (!ok) {
             rt_bus_close(bus);
             atomic_store(&c->connected, false);
+            rt_metrics_gauge_set("ratchet_broker_up", "transport", broker, 0);
             bo.delay_ms = backoff_next(bo.delay_ms);
             sleep_or_stop(c, bo.delay_ms);
         }

@@ -69,6 +69,16 @@ grep -q "script-src 'sha256-[A-Za-z0-9+/]*='" "$T/page.html" || rt_fail "the pag
 grep -q '@SCRIPT_HASH@\|@STYLE_HASH@' "$T/page.html" && rt_fail "CSP placeholders left in the page"
 sed 's|http://www.w3.org/2000/svg||g' "$T/page.html" | grep -qE 'https?://' && rt_fail "the page holds an external URL"
 
+# ---- what a browser on another site may not do (no tokens: every caller is admin) ----
+code() { curl -sS -m 10 -o "$T/resp" -w '%{http_code}' "$@"; }
+rt_assert_eq 403 "$(code -X POST -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' -d x \
+  "$U/api/v1/workflows/demo/runs")" "a cross-site POST is refused"
+grep -q 'cross-origin' "$T/resp" || rt_fail "cross-site refusal message: $(cat "$T/resp")"
+rt_assert_eq 403 "$(code -H 'Host: rebound.example' "$U/api/v1/runs")" "a non-loopback Host is refused without tokens"
+rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.runs")" "nothing started by the refused requests"
+rt_assert_eq 404 "$(code -X POST -H "Origin: $U" "$U/api/v1/runs/00000000-0000-0000-0000-000000000000/cancel")" \
+  "a same-origin POST (the dashboard's own) goes through"
+
 # ---- a known workload, then /api/v1/stats ----
 start() { # WORKFLOW DATA -> run id
   curl -fsS -m 10 -X POST -H 'Content-Type: application/json' --data-binary "{\"data\": $2}" \

@@ -1,0 +1,126 @@
+/* store_alerts.c — the alert checks' SQL (store_alerts.h), each statement prepared once
+ * per connection and run with parameters. None of it writes: alert events are stored
+ * through ingest like every other event. */
+#include "store_alerts.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS(x) "floor(extract(epoch from " x ") * 1000)::bigint"
+#define FINAL "('completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out', 'rejected')"
+#define UNFINISHED "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+
+/* A claimed slow item's run_at is its lease's end, so run_at <= now() means runnable:
+ * never claimed, or its lease expired (the worker died). */
+static const char backlog_sql[] =
+    "select d.n, coalesce(" MS("now() - o.run_at") ", 0), o.run_id::text, o.step_id, r.workflow_id, " MS("now()") " "
+    "from (select count(*) n from ratchet.queue where run_at <= now()) d "
+    "left join lateral (select run_at, run_id, step_id from ratchet.queue where run_at <= now()"
+    " order by run_at, id limit 1) o on true "
+    "left join ratchet.runs r on r.id = o.run_id";
+
+static const char finished_sql[] =
+    "select coalesce(jsonb_agg(jsonb_build_object('workflow', w, 'finished', n, 'failed', f)"
+    " order by f desc, n desc, w), '[]')::text from ("
+    " select workflow_id w, count(*) n, count(*) filter (where status in ('failed', 'timed_out')) f"
+    " from ratchet.runs where finished_at >= now() - $1::bigint * interval '1 millisecond'"
+    " and status in " FINAL " group by workflow_id) t";
+
+/* From the queue (small) to the step and run rows by key: the steps table is not scanned. */
+static const char long_steps_sql[] =
+    "select coalesce(jsonb_agg(o order by started), '[]')::text from ("
+    " select jsonb_build_object('run_id', q.run_id, 'step_id', q.step_id, 'workflow', r.workflow_id,"
+    "  'attempt', s.attempts, 'worker', q.locked_by, 'running_ms', " MS("now() - s.started_at") ","
+    "  'step', (select d from jsonb_array_elements(v.definition->'steps') d where d->>'id' = q.step_id limit 1)) o,"
+    "  s.started_at started"
+    " from ratchet.queue q"
+    " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
+    " join ratchet.runs r on r.id = q.run_id"
+    " join ratchet.workflow_versions v on v.hash = r.workflow_hash"
+    " where q.locked_by is not null and q.locked_until > now() and s.status = 'running'"
+    " and s.started_at < now() - $1::bigint * interval '1 millisecond' and r.status in " UNFINISHED
+    " order by s.started_at limit $2::int) t";
+
+static const char recent_sql[] =
+    "select exists (select 1 from ratchet.events where name = $1 and transport = 'engine'"
+    " and received_at > now() - $2::bigint * interval '1 millisecond'"
+    " and ($3::text is null or (envelope->'data'->>'run_id' = $3 and envelope->'data'->>'step_id' = $4"
+    "  and envelope->'data'->>'attempt' = $5)))";
+
+static void copy_text(char *dst, size_t len, PGresult *r, int col)
+{
+    snprintf(dst, len, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
+}
+
+rt_status rt_store_alerts_backlog(rt_store *st, rt_alert_backlog *out, rt_error *err)
+{
+    PGresult *r = NULL;
+    rt_status s = rt_store_exec_prepared(st, "alerts_backlog", backlog_sql, 0, NULL, &r, err);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "queue backlog");
+    memset(out, 0, sizeof *out);
+    out->depth = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    out->oldest_age_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    copy_text(out->run_id, sizeof out->run_id, r, 2);
+    copy_text(out->step_id, sizeof out->step_id, r, 3);
+    copy_text(out->workflow, sizeof out->workflow, r, 4);
+    out->now_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+    PQclear(r);
+    return RT_OK;
+}
+
+/* The one text column of the one row of r as a new JSON array. */
+static rt_status json_result(PGresult *r, json_t **out, rt_error *err, const char *what)
+{
+    json_error_t jerr;
+    *out = json_loads(PQgetvalue(r, 0, 0), 0, &jerr);
+    PQclear(r);
+    if (!json_is_array(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return rt_error_set(err, RT_ERR_INTERNAL, "%s: unexpected result: %s", what, jerr.text);
+    }
+    return RT_OK;
+}
+
+rt_status rt_store_alerts_finished(rt_store *st, int64_t window_ms, json_t **out, rt_error *err)
+{
+    char window[24];
+    snprintf(window, sizeof window, "%lld", (long long)window_ms);
+    const char *params[] = {window};
+    PGresult *r = NULL;
+    *out = NULL;
+    if (rt_store_exec_prepared(st, "alerts_finished", finished_sql, 1, params, &r, err) != RT_OK)
+        return rt_error_prefix(err, "finished runs");
+    return json_result(r, out, err, "finished runs");
+}
+
+rt_status rt_store_alerts_long_steps(rt_store *st, int64_t min_running_ms, int limit, json_t **out, rt_error *err)
+{
+    char min[24], lim[16];
+    snprintf(min, sizeof min, "%lld", (long long)min_running_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {min, lim};
+    PGresult *r = NULL;
+    *out = NULL;
+    if (rt_store_exec_prepared(st, "alerts_long_steps", long_steps_sql, 2, params, &r, err) != RT_OK)
+        return rt_error_prefix(err, "running steps");
+    return json_result(r, out, err, "running steps");
+}
+
+rt_status rt_store_alerts_recent(rt_store *st, const char *name, int64_t within_ms, const char *run_id,
+                                 const char *step_id, int attempt, bool *found, rt_error *err)
+{
+    char within[24], att[16];
+    snprintf(within, sizeof within, "%lld", (long long)within_ms);
+    snprintf(att, sizeof att, "%d", attempt);
+    const char *params[] = {name, within, run_id, run_id ? step_id : NULL, run_id ? att : NULL};
+    PGresult *r = NULL;
+    if (rt_store_exec_prepared(st, "alerts_recent", recent_sql, 5, params, &r, err) != RT_OK)
+        return rt_error_prefix(err, "recent alerts");
+    *found = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return RT_OK;
+}
