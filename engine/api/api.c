@@ -587,22 +587,38 @@ static void host_only(const char *hostport, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), hostport);
 }
 
+/* "localhost" or a literal loopback address: 127.0.0.0/8, ::1, ::ffff:127.x.y.z. A name
+ * that merely starts with "127." is not one (127.evil.example can point anywhere). */
 static bool loopback_name(const char *host)
 {
-    return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+    size_t n = strlen(host);
+    if (n > 0 && host[n - 1] == '.')
+        n--; /* "localhost." is the same name */
+    if (n == 9 && !strncasecmp(host, "localhost", 9))
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
 }
 
 /* What a browser may not make us do. A page on another site can send a POST to this
  * address (a form, or fetch without CORS): browsers mark it with an Origin header, which
  * must then name this very host. Without tokens every caller is admin, so a page that
  * rebinds its own DNS name to 127.0.0.1 must not be answered either: the Host header has
- * to be a loopback name. Clients that are not browsers (curl, brokers' webhooks) send
+ * to be a loopback name or address (webhooks excepted: they are signed). Clients that are not browsers (curl, brokers' webhooks) send
  * neither header that could fail. NULL when the request may go on. */
-static const char *browser_refusal(rt_api *api, struct MHD_Connection *conn, const char *method)
+static const char *browser_refusal(rt_api *api, struct MHD_Connection *conn, const char *method, const char *url)
 {
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     char h[256];
-    if (!api->auth && host) {
+    /* Webhooks prove themselves by signature, and may come through a tunnel that keeps
+     * its public Host. */
+    bool hook = !strncmp(url, "/hooks/", 7);
+    if (!api->auth && host && !hook) {
         host_only(host, h, sizeof h);
         if (!loopback_name(h))
             return "the Host header is not a loopback name, and this API has no tokens (RATCHET_TOKENS)";
@@ -642,7 +658,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->r.safe_path = c->log_path;
         /* Route, token and declared size are checked before any body is read: a refused
          * request's body is never buffered (MHD drops it and closes the connection). */
-        const char *refusal = browser_refusal(api, conn, method);
+        const char *refusal = browser_refusal(api, conn, method, url);
         if (refusal) {
             rt_metrics_counter_add("ratchet_bad_input_total", "kind", "api", 1);
             rt_log(RT_LOG_WARN, NULL, "api: %s %s refused: %s", method, c->log_path, refusal);

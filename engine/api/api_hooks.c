@@ -20,7 +20,6 @@
 #define STRIPE_SECRET_ENV "RATCHET_SECRET_STRIPE_WEBHOOK"
 #define STRIPE_HEADER "Stripe-Signature"
 #define GENERIC_HEADER "X-Ratchet-Signature"
-#define GENERIC_ID_HEADER "X-Ratchet-Event-Id"
 #define SECRET_VAR_PREFIX "RATCHET_SECRET_HOOK_"
 #define T_DIGITS_MAX 12
 #define MAC_LEN 32
@@ -432,21 +431,10 @@ static bool is_envelope(json_t *body)
     return true;
 }
 
-static bool id_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > RT_EVENT_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
 /* POST /hooks/generic/{name}: an envelope (is_envelope) is stored as it is; any other
  * object becomes the data of the event hook.<name>. The id is the envelope's, else
- * X-Ratchet-Event-Id, else rt_hook_derived_id; the actor, when the body names none,
+ * rt_hook_derived_id: only signed bytes choose it (an id from a header could be changed
+ * by whoever replays a captured delivery); the actor, when the body names none,
  * {type: service, id: hook:<name>}. */
 void rt_api_post_generic_hook(rt_api_req *r)
 {
@@ -471,32 +459,15 @@ void rt_api_post_generic_hook(rt_api_req *r)
     json_t *body = body_object(r, hook);
     if (!body)
         return;
-    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, GENERIC_ID_HEADER);
-    if (given && !id_valid(given)) {
-        refuse(r, hook, "bad_body", 400, "%s: ids are 1 to %d visible ASCII characters", GENERIC_ID_HEADER,
-               RT_EVENT_ID_MAX);
-        json_decref(body);
-        return;
-    }
     char id[RT_EVENT_ID_MAX + 1], actor_id[RT_HOOK_NAME_MAX + 8];
-    if (given)
-        snprintf(id, sizeof id, "%s", given);
-    else
-        rt_hook_derived_id(name, t, r->body, r->body_len, id, sizeof id);
+    rt_hook_derived_id(name, t, r->body, r->body_len, id, sizeof id);
     snprintf(actor_id, sizeof actor_id, "hook:%s", name);
     json_t *doc;
     if (is_envelope(body)) {
         doc = body;
         json_t *own = json_object_get(doc, "id");
-        if (own && !json_is_null(own)) {
-            if (given && (!json_is_string(own) || strcmp(json_string_value(own), given) != 0)) {
-                refuse(r, hook, "bad_body", 400, "$.id: differs from the %s header", GENERIC_ID_HEADER);
-                json_decref(doc);
-                return;
-            }
-        } else {
+        if (!own || json_is_null(own))
             json_object_set_new(doc, "id", json_string(id));
-        }
         json_t *actor = json_object_get(doc, "actor");
         if (!actor || json_is_null(actor))
             json_object_set_new(doc, "actor", json_pack("{s:s, s:s}", "type", "service", "id", actor_id));

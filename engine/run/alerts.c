@@ -63,22 +63,29 @@ static rt_status publish(rt_alerts *a, const char *kind, const char *id, json_t 
 {
     char name[64];
     snprintf(name, sizeof name, "ratchet.alert.%s", kind);
+    /* One transaction under a per-name lock: processes checking at the same moment (or
+     * either side of a repeat-bucket boundary, where the ids differ) publish it once. */
     bool recent = false;
-    rt_status s = rt_store_alerts_recent(a->st, name, a->cfg->alert_repeat_ms, match_run, match_step, match_attempt,
-                                         &recent, err);
-    if (s != RT_OK || recent)
-        return s;
     rt_event *ev = NULL;
-    s = rt_event_new(name, data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
-    rt_ingest_result res = {0};
+    rt_status s = rt_store_begin(a->st, err);
     if (s == RT_OK)
-        s = rt_ingest_events(a->set, a->st, &ev, 1, "engine", &res, err);
-    if (s == RT_OK && !res.duplicate) {
-        size_t n_runs = json_array_size(res.run_ids);
-        rt_log(RT_LOG_WARN, lc, "alert %s: %s; event %s, %zu run(s) started", name, message, id, n_runs);
+        s = rt_store_alerts_lock(a->st, name, err);
+    if (s == RT_OK)
+        s = rt_store_alerts_recent(a->st, name, a->cfg->alert_repeat_ms, match_run, match_step, match_attempt,
+                                   &recent, err);
+    if (s == RT_OK && !recent) {
+        s = rt_event_new(name, data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
+        if (s == RT_OK)
+            s = rt_ingest_events_tx(a->set, a->st, &ev, 1, "engine", err);
+    }
+    if (s == RT_OK)
+        s = rt_store_commit(a->st, err);
+    else
+        rt_store_rollback(a->st);
+    if (s == RT_OK && !recent) {
+        rt_log(RT_LOG_WARN, lc, "alert %s: %s; event %s", name, message, id);
         rt_metrics_counter_add("ratchet_alerts_total", "alert", kind, 1);
     }
-    rt_ingest_results_clear(&res, 1);
     rt_event_free(ev);
     if (s != RT_OK)
         rt_error_prefix(err, "storing %s", name);
@@ -186,6 +193,10 @@ static rt_status check_timeouts(rt_alerts *a, int64_t bucket, size_t *overdue_ou
     size_t i, overdue = 0;
     json_t *row;
     json_array_foreach(rows, i, row) {
+        /* A for_each step's timeout is per item, and its items run one batch after
+         * another: the step as a whole may rightly run longer. */
+        if (json_object_get(json_object_get(row, "step"), "for_each"))
+            continue;
         int64_t timeout = step_timeout_ms(json_object_get(row, "step"));
         int64_t running = json_integer_value(json_object_get(row, "running_ms"));
         if (!timeout || running <= timeout + cfg->alert_timeout_grace_ms)

@@ -34,9 +34,11 @@ typedef struct worker {
     char owner[160];
     rt_store *store;
     volatile sig_atomic_t cancelled;
-    pthread_mutex_t held_mu; /* guards held/n_held, read by the lease keeper */
+    pthread_mutex_t held_mu; /* guards held/n_held/held_gen, read by the lease keeper */
     int64_t held[MAX_HELD];
     size_t n_held;
+    uint64_t held_gen;       /* changes with every claim and release: the keeper's snapshot
+                              * of held[] may only cancel the claim it was taken from */
     /* Statistics, written by this worker only and read after it stopped. */
     uint64_t steps_run;
     uint64_t claims;
@@ -275,7 +277,7 @@ static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
 /* ---------- for_each ---------- */
 
 #define FOR_EACH_DEFAULT_CONCURRENCY 4
-#define FOR_EACH_MAX_THREADS 64
+#define FOR_EACH_MAX_THREADS 16
 
 /* An item's phase: TODO → RUNNING (a thread has it) → ENDED (its result waits for the
  * coordinator) → DONE (succeeded; memoized when the step is slow) or FAILED. */
@@ -293,6 +295,7 @@ typedef struct fe_job {
     json_t *base_ctx; /* read-only while threads run */
     json_t *items;
     size_t n;
+    bool persist;            /* a slow step's items: run by threads, memoized */
     unsigned char *phase;    /* ITEM_* per item, under mu */
     json_t **outputs;        /* owned, per DONE item */
     rt_step_result *results; /* per item that ran */
@@ -322,6 +325,8 @@ static void fe_run_item(fe_job *j, size_t i, rt_step_result *res)
 /* Hands out the next item to run, or returns false. With j->mu held. */
 static bool fe_next(fe_job *j, size_t *i)
 {
+    if (j->persist && (j->w->cancelled || j->w->e->force))
+        j->stop = true; /* checked here too: a thread hands itself the next item */
     while (!j->stop && j->next < j->n) {
         size_t k = j->next++;
         if (j->phase[k] == ITEM_TODO) {
@@ -380,7 +385,7 @@ static void fe_take(fe_job *j, size_t i, int64_t queue_id, bool persist)
     bool held = true;
     rt_error err;
     rt_status s = rt_store_item_save(j->w->store, queue_id, j->w->owner, j->v->run_id, j->d->id, (int)i,
-                                     j->outputs[i], &held, &err);
+                                     json_array_get(j->items, i), j->outputs[i], &held, &err);
     if (s != RT_OK) {
         rt_log_ctx lc = {.workflow = j->v->wf->id, .run_id = j->v->run_id, .step_id = j->d->id};
         rt_log(RT_LOG_WARN, &lc, "for_each item %zu: not memoized (%s); its result still counts", i, err.msg);
@@ -396,7 +401,8 @@ static void fe_take(fe_job *j, size_t i, int64_t queue_id, bool persist)
 static void fe_fold(fe_job *j, rt_step_result *res)
 {
     size_t n = j->n, failed = 0, done = 0, first = n;
-    bool retriable = !j->w->cancelled;
+    bool cancelled = j->persist && j->w->cancelled;
+    bool retriable = !cancelled;
     int64_t retry_after = 0;
     json_t *failures = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -426,7 +432,7 @@ static void fe_fold(fe_job *j, rt_step_result *res)
     } else if (failed == 0) {
         /* stopped before every item ran, without a failure: cancelled, lease lost, shutdown */
         rt_step_fail(res, retriable, "for_each: stopped after %zu of %zu item(s)%s", done, n,
-                     j->w->cancelled ? " (run cancelled)" : "");
+                     cancelled ? " (run cancelled)" : "");
     } else {
         char more[64] = "";
         if (failed > 1)
@@ -449,7 +455,7 @@ static void fe_fold(fe_job *j, rt_step_result *res)
 static rt_status fe_load(fe_job *j, rt_error *err)
 {
     json_t *saved = NULL;
-    rt_status s = rt_store_items_load(j->w->store, j->v->run_id, j->d->id, &saved, err);
+    rt_status s = rt_store_items_load(j->w->store, j->v->run_id, j->d->id, j->items, &saved, err);
     if (s != RT_OK)
         return s;
     size_t memoized = 0;
@@ -484,6 +490,7 @@ static void run_for_each(worker *w, run_view *v, const rt_step_def *d, int attem
     pthread_mutex_init(&j.mu, NULL);
     pthread_cond_init(&j.cv, NULL);
     bool persist = !d->type->quick && queue_id >= 0;
+    j.persist = persist;
     rt_error err;
     if (!j.phase || !j.outputs || !j.results) {
         rt_step_fail(res, true, "for_each: out of memory");
@@ -509,8 +516,8 @@ static void run_for_each(worker *w, run_view *v, const rt_step_def *d, int attem
             }
         }
         for (;;) {
-            if (w->cancelled || w->e->force)
-                j.stop = true;
+            if (persist && (w->cancelled || w->e->force))
+                j.stop = true; /* quick items run inside the claim: nothing to stop there */
             size_t ended = n;
             for (size_t i = 0; i < n && ended == n; i++)
                 if (j.phase[i] == ITEM_ENDED)
@@ -1180,6 +1187,7 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
 static void hold(worker *w, const rt_claim *c, size_t n)
 {
     pthread_mutex_lock(&w->held_mu);
+    w->held_gen++;
     w->n_held = 0;
     for (size_t i = 0; i < n && w->n_held < MAX_HELD; i++)
         w->held[w->n_held++] = c[i].queue_id;
@@ -1189,7 +1197,10 @@ static void hold(worker *w, const rt_claim *c, size_t n)
 static void release_held(worker *w)
 {
     pthread_mutex_lock(&w->held_mu);
+    w->held_gen++;
     w->n_held = 0;
+    if (!w->e->force)
+        w->cancelled = 0; /* it was about the claim just released */
     pthread_mutex_unlock(&w->held_mu);
 }
 
@@ -1580,14 +1591,17 @@ static void *keeper_main(void *arg)
             int64_t ids[MAX_HELD];
             pthread_mutex_lock(&w->held_mu);
             size_t n = w->n_held;
+            uint64_t gen = w->held_gen;
             memcpy(ids, w->held, n * sizeof ids[0]);
             pthread_mutex_unlock(&w->held_mu);
             rt_error err;
             bool ended = false;
             if (n > 0 && rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &ended, &err) != RT_OK)
                 rt_log(RT_LOG_WARN, NULL, "lease keeper: %s", err.msg);
-            if (ended) /* the run was cancelled or ended: stop its step (exec kills its group) */
+            pthread_mutex_lock(&w->held_mu);
+            if (ended && w->held_gen == gen) /* its run was cancelled or ended: stop the step (exec kills its group) */
                 w->cancelled = 1;
+            pthread_mutex_unlock(&w->held_mu);
         }
     }
     rt_store_close(st);

@@ -348,13 +348,19 @@ static const char *const stmt_sql[S_COUNT] = {
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",
     [S_OUTBOX_DONE] = "update ratchet.events set outbox = false where id = any($1::text[])",
     [S_COUNT_EVENTS] = "select count(*) from ratchet.events where name = $1",
-    [S_ITEMS_LOAD] = "select coalesce(jsonb_object_agg(idx::text, output), '{}')::text from ratchet.step_items"
-                     " where run_id = $1::uuid and step_id = $2",
-    /* Only while the lease is ours: a worker that lost it must not write for the new owner. */
-    [S_ITEM_SAVE] = "insert into ratchet.step_items (run_id, step_id, idx, output)"
-                    " select $3::uuid, $4, $5::int, $6::jsonb where exists (select 1 from ratchet.queue"
-                    "  where id = $1::bigint and locked_by = $2)"
-                    " on conflict (run_id, step_id, idx) do nothing",
+    /* Only items whose value is still the one memoized at that index. */
+    [S_ITEMS_LOAD] = "select coalesce(jsonb_object_agg(s.idx::text, s.output), '{}')::text from ratchet.step_items s"
+                     " where s.run_id = $1::uuid and s.step_id = $2"
+                     " and s.item_md5 = md5((($3::jsonb) -> s.idx)::text)",
+    /* Only while the lease is ours (the queue row is share-locked, so a claim by another
+     * worker waits for this statement): a worker that lost it must not write. Answers
+     * whether the lease was held. */
+    [S_ITEM_SAVE] = "with l as (select 1 from ratchet.queue where id = $1::bigint and locked_by = $2 for share),"
+                    " i as (insert into ratchet.step_items (run_id, step_id, idx, item_md5, output)"
+                    "  select $3::uuid, $4, $5::int, md5(($7::jsonb)::text), $6::jsonb where exists (select 1 from l)"
+                    "  on conflict (run_id, step_id, idx) do update set item_md5 = excluded.item_md5,"
+                    "  output = excluded.output, finished_at = now() returning 1)"
+                    " select (select count(*) from l), (select count(*) from i)",
     /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
     [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
                         " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("
@@ -1667,28 +1673,38 @@ rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err)
     return s;
 }
 
-rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t **out, rt_error *err)
+rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t *items, json_t **out,
+                              rt_error *err)
 {
-    const char *params[] = {run_id, step_id};
-    return single_json(st, S_ITEMS_LOAD, 2, params, out, err);
+    char *text = json_dumps(items, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {run_id, step_id, text};
+    rt_status s = single_json(st, S_ITEMS_LOAD, 3, params, out, err);
+    free(text);
+    return s;
 }
 
 rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, const char *run_id,
-                             const char *step_id, int idx, json_t *output, bool *held, rt_error *err)
+                             const char *step_id, int idx, json_t *item, json_t *output, bool *held, rt_error *err)
 {
     char qid[24], ix[16];
     snprintf(qid, sizeof qid, "%lld", (long long)queue_id);
     snprintf(ix, sizeof ix, "%d", idx);
-    char *text = json_dumps(output ? output : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {qid, owner, run_id, step_id, ix, text};
-    PGresult *r = NULL;
-    rt_status s = run(st, S_ITEM_SAVE, 6, params, &r, err);
-    free(text);
-    /* 0 rows: the lease is gone, or the item was saved before (a retry that raced). */
-    if (s == RT_OK)
-        *held = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
+    char *out_text = json_dumps(output ? output : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *item_text = json_dumps(item ? item : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    rt_status s;
+    if (!out_text || !item_text) {
+        s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    } else {
+        const char *params[] = {qid, owner, run_id, step_id, ix, out_text, item_text};
+        PGresult *r = NULL;
+        s = run(st, S_ITEM_SAVE, 7, params, &r, err);
+        if (s == RT_OK)
+            *held = PQntuples(r) == 1 && atoi(PQgetvalue(r, 0, 0)) > 0;
+        PQclear(r);
+    }
+    free(out_text);
+    free(item_text);
     return s;
 }

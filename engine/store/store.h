@@ -189,12 +189,14 @@ rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, dou
 rt_status rt_store_outbox_take(rt_store *st, int limit, json_t **out, rt_error *err);
 rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err);
 
-/* for_each items of a slow step (step_items): load gives {"<index>": output} of the
- * items memoized so far; save memoizes one, only while the queue item queue_id is still
- * leased by owner (*held false when it is not: stop, the step belongs to someone else). */
-rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t **out, rt_error *err);
+/* for_each items of a slow step (step_items). load gives {"<index>": output} of the items
+ * memoized so far whose value (in items, the step's current array) is unchanged; save
+ * memoizes one only while the queue item queue_id is still leased by owner (*held false
+ * when it is not: stop, the step belongs to someone else now). */
+rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t *items, json_t **out,
+                              rt_error *err);
 rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, const char *run_id,
-                             const char *step_id, int idx, json_t *output, bool *held, rt_error *err);
+                             const char *step_id, int idx, json_t *item, json_t *output, bool *held, rt_error *err);
 
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);

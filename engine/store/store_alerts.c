@@ -110,6 +110,17 @@ rt_status rt_store_alerts_long_steps(rt_store *st, int64_t min_running_ms, int l
     return json_result(r, out, err, "running steps");
 }
 
+rt_status rt_store_alerts_lock(rt_store *st, const char *name, rt_error *err)
+{
+    const char *params[] = {name};
+    PGresult *r = NULL;
+    static const char sql[] = "select pg_advisory_xact_lock(hashtextextended('ratchet.alert:' || $1, 0))";
+    if (rt_store_exec_prepared(st, "alerts_lock", sql, 1, params, &r, err) != RT_OK)
+        return rt_error_prefix(err, "alert lock");
+    PQclear(r);
+    return RT_OK;
+}
+
 rt_status rt_store_alerts_recent(rt_store *st, const char *name, int64_t within_ms, const char *run_id,
                                  const char *step_id, int attempt, bool *found, rt_error *err)
 {

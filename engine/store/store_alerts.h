@@ -36,6 +36,9 @@ rt_status rt_store_alerts_long_steps(rt_store *st, int64_t min_running_ms, int l
 
 /* Whether an event named name was received in the last within_ms; when run_id is given,
  * only one whose data has that run_id, step_id and attempt counts. */
+/* Serializes the publishers of one alert name across processes, until the caller's
+ * transaction ends, so that "published recently?" and the insert are one decision. */
+rt_status rt_store_alerts_lock(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_alerts_recent(rt_store *st, const char *name, int64_t within_ms, const char *run_id,
                                  const char *step_id, int attempt, bool *found, rt_error *err);
 

@@ -5,6 +5,7 @@ create table ratchet.step_items (
     run_id      uuid not null references ratchet.runs (id) on delete cascade,
     step_id     text not null,
     idx         int not null,
+    item_md5    text not null, -- of the item (jsonb text): an array that changed is not reused
     output      jsonb,
     finished_at timestamptz not null default now(),
     primary key (run_id, step_id, idx)

@@ -75,6 +75,10 @@ rt_assert_eq 403 "$(code -X POST -H 'Origin: http://evil.example' -H 'Content-Ty
   "$U/api/v1/workflows/demo/runs")" "a cross-site POST is refused"
 grep -q 'cross-origin' "$T/resp" || rt_fail "cross-site refusal message: $(cat "$T/resp")"
 rt_assert_eq 403 "$(code -H 'Host: rebound.example' "$U/api/v1/runs")" "a non-loopback Host is refused without tokens"
+rt_assert_eq 403 "$(code -H 'Host: 127.0.0.1.rebound.example:80' "$U/api/v1/runs")" "a name that starts like 127. is not loopback"
+for h in 'localhost:8288' 'LOCALHOST.' '[::1]:8288' '127.3.2.1'; do
+  rt_assert_eq 200 "$(code -H "Host: $h" "$U/api/v1/runs")" "loopback Host $h"
+done
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.runs")" "nothing started by the refused requests"
 rt_assert_eq 404 "$(code -X POST -H "Origin: $U" "$U/api/v1/runs/00000000-0000-0000-0000-000000000000/cancel")" \
   "a same-origin POST (the dashboard's own) goes through"

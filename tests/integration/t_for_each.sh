@@ -41,6 +41,12 @@ cat > "$W/part.json" <<EOF
             "non_retriable_exit_codes": [3]}},
   {"id": "after", "uses": "transform", "with": {"value": "\${{ steps.each.output }}"}}]}
 EOF
+cat > "$W/hold.json" <<'EOF'
+{"id": "hold", "steps": [{"id": "s", "uses": "exec", "with": {"command": ["sleep", "30"]}}]}
+EOF
+cat > "$W/quick.json" <<'EOF'
+{"id": "quick", "steps": [{"id": "each", "uses": "transform", "for_each": "event.data.items", "with": {"value": "${{ item }}"}}]}
+EOF
 "$RATCHET_BIN" validate "$W" >/dev/null || rt_fail "workflows invalid"
 "$RATCHET_BIN" migrate >/dev/null
 
@@ -121,4 +127,17 @@ done
 [ "$rerun" -le 2 ] || rt_fail "$rerun items ran twice; at most the 2 in flight at the kill may"
 echo "memoized before the kill: $n_memo of 12; items run twice: $rerun"
 rt_serve_stop b
+
+# --- a cancel concerns its own run only -------------------------------------------------
+# One worker: it runs hold's exec when that run is cancelled, then the queued quick
+# for_each of another run, which must not see the cancel.
+RATCHET_WORKERS=1 rt_serve_start c
+held=$("$RATCHET_BIN" run hold)
+rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"'$held'"'")" = running ]'
+other=$("$RATCHET_BIN" run quick --data '{"items": [1, 2, 3]}')
+"$RATCHET_BIN" cancel "$held" >/dev/null
+rt_wait_for 30 '[ "$(field "$other" status)" = completed ]'
+rt_assert_eq "[1, 2, 3]" "$(field "$other" output::text)" "the other run's for_each"
+rt_assert_eq cancelled "$(field "$held" status)" "the cancelled run"
+rt_serve_stop c
 echo "PASS for_each"
