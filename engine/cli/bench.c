@@ -1,6 +1,7 @@
 /* bench.c — `ratchet bench`: preloads N runs of a no-op workflow into a scratch database
  * it creates on the configured server, drains them with a real engine, and prints runs/s,
- * memoized steps/s and claim latency. The scratch database is dropped afterwards. */
+ * memoized steps/s and claim latency. The scratch database is dropped afterwards. The
+ * scratch database, preload and drain are shared with `ratchet bench flow` (bench.h). */
 #include "bench.h"
 
 #include <stdio.h>
@@ -51,6 +52,124 @@ static rt_status build_workflow(int steps, rt_workflow **out, rt_error *err)
     return s;
 }
 
+/* ---- the shared machinery (bench.h) ---- */
+
+rt_status rt_bench_db_open(rt_bench_db *db, const rt_config *base, const char *tag, rt_error *err)
+{
+    memset(db, 0, sizeof *db);
+    snprintf(db->name, sizeof db->name, "ratchet_bench_%d_%s", (int)getpid(), tag);
+    rt_status s = rt_store_open(base->database_url, &db->admin, err);
+    if (s != RT_OK)
+        return s;
+    rt_error ignore;
+    rt_store_drop_database(db->admin, db->name, &ignore); /* a leftover of a killed bench */
+    s = rt_store_create_database(db->admin, db->name, err);
+    if (s != RT_OK) {
+        rt_store_close(db->admin);
+        db->admin = NULL;
+        return rt_error_prefix(err, "creating the scratch database %s", db->name);
+    }
+    db->cfg = *base;
+    db->cfg.database_url = rt_url_with_database(base->database_url, db->name);
+    /* sql steps of a bench query the scratch database, never the configured app database. */
+    db->cfg.app_database_url = db->cfg.database_url;
+    if (!db->cfg.database_url)
+        s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    if (s == RT_OK)
+        s = rt_store_open(db->cfg.database_url, &db->st, err);
+    if (s == RT_OK)
+        s = rt_store_migrate(db->st, NULL, err);
+    if (s != RT_OK)
+        rt_bench_db_close(db);
+    return s;
+}
+
+void rt_bench_db_close(rt_bench_db *db)
+{
+    rt_store_close(db->st);
+    db->st = NULL;
+    if (db->admin) {
+        rt_error ignore;
+        rt_store_drop_database(db->admin, db->name, &ignore);
+        rt_store_close(db->admin);
+        db->admin = NULL;
+    }
+    free(db->cfg.database_url);
+    db->cfg.database_url = db->cfg.app_database_url = NULL;
+}
+
+rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int keys, rt_error *err)
+{
+    enum { CHUNK = 1000 };
+    rt_run_request *reqs = calloc(CHUNK, sizeof *reqs);
+    json_t **events = calloc(CHUNK, sizeof *events);
+    json_t *trigger = json_pack("{s:s}", "type", "manual");
+    rt_status s = reqs && events && trigger ? RT_OK : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    for (int done = 0; s == RT_OK && done < runs;) {
+        int n = runs - done < CHUNK ? runs - done : CHUNK;
+        for (int i = 0; i < n; i++) {
+            char k[24];
+            snprintf(k, sizeof k, "k%d", keys > 0 ? (done + i) % keys : 0);
+            events[i] = keys > 0 ? json_pack("{s:s, s:{s:s}}", "name", "ratchet.manual", "data", "k", k)
+                                 : json_pack("{s:s, s:{}}", "name", "ratchet.manual", "data");
+            reqs[i] = (rt_run_request){.wf = wf, .trigger = trigger, .event = events[i]};
+        }
+        s = rt_store_create_runs(st, reqs, (size_t)n, err);
+        for (int i = 0; i < n; i++) {
+            if (s == RT_OK && !reqs[i].id[0])
+                s = rt_error_set(err, RT_ERR_INVALID, "preload: run %d of %s was not created: %s", done + i,
+                                 wf->id, reqs[i].reason);
+            json_decref(events[i]);
+        }
+        done += n;
+    }
+    json_decref(trigger);
+    free(events);
+    free(reqs);
+    return s;
+}
+
+rt_status rt_bench_drain(const rt_config *cfg, rt_store *st, int64_t *start_us, int64_t *end_us,
+                         rt_engine_stats *stats, rt_error *err)
+{
+    rt_engine *e = NULL;
+    rt_status s = rt_engine_new(cfg, &e, err);
+    *start_us = rt_mono_us();
+    if (s == RT_OK)
+        s = rt_engine_start(e, err);
+    int64_t left = 1;
+    while (s == RT_OK && left > 0) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        nanosleep(&ts, NULL);
+        s = rt_store_queue_size(st, &left, err);
+        if (s == RT_OK && left > 0 && rt_mono_us() - *start_us > 600LL * 1000000)
+            s = rt_error_set(err, RT_ERR_TIMEOUT, "drain took over 10 minutes");
+    }
+    *end_us = rt_mono_us();
+    memset(stats, 0, sizeof *stats);
+    if (e) {
+        rt_engine_stop(e, 5000);
+        rt_engine_stats_get(e, stats);
+    }
+    rt_engine_free(e);
+    /* A run that failed was not measured doing its work. */
+    json_t *failed = NULL;
+    if (s == RT_OK)
+        s = rt_store_list_runs(st, &(rt_run_filter){.status = "failed", .limit = 1}, &failed, err);
+    json_t *f0 = json_array_get(failed, 0);
+    if (s == RT_OK && f0) {
+        const char *id = json_string_value(json_object_get(f0, "id"));
+        const char *wf = json_string_value(json_object_get(f0, "workflow"));
+        const char *why = json_string_value(json_object_get(f0, "error"));
+        s = rt_error_set(err, RT_ERR_INVALID, "run %s of %s failed: %s", id ? id : "?", wf ? wf : "?",
+                         why ? why : "no error recorded");
+    }
+    json_decref(failed);
+    return s;
+}
+
+/* ---- `ratchet bench` ---- */
+
 typedef struct bench_result {
     int runs, steps;
     double seconds;
@@ -59,72 +178,24 @@ typedef struct bench_result {
 
 static rt_status bench_one(const rt_config *base, int runs, int steps, bench_result *res, rt_error *err)
 {
-    char name[64];
-    snprintf(name, sizeof name, "ratchet_bench_%d_%d", (int)getpid(), steps);
-    rt_store *admin = NULL;
-    rt_status s = rt_store_open(base->database_url, &admin, err);
+    char tag[16];
+    snprintf(tag, sizeof tag, "%d", steps);
+    rt_bench_db db;
+    rt_status s = rt_bench_db_open(&db, base, tag, err);
     if (s != RT_OK)
         return s;
-    rt_error ignore;
-    rt_store_drop_database(admin, name, &ignore);
-    s = rt_store_create_database(admin, name, err);
-    if (s != RT_OK) {
-        rt_store_close(admin);
-        return rt_error_prefix(err, "creating the scratch database %s", name);
-    }
-    rt_config cfg = *base;
-    cfg.database_url = rt_url_with_database(base->database_url, name);
-    rt_store *st = NULL;
     rt_workflow *wf = NULL;
-    rt_engine *e = NULL;
-    s = rt_store_open(cfg.database_url, &st, err);
+    int64_t t0 = 0, t1 = 0;
+    s = build_workflow(steps, &wf, err);
     if (s == RT_OK)
-        s = rt_store_migrate(st, NULL, err);
+        s = rt_bench_preload(db.st, wf, runs, 0, err); /* not timed */
     if (s == RT_OK)
-        s = build_workflow(steps, &wf, err);
-
-    /* Preload, not timed. */
-    json_t *trigger = json_pack("{s:s}", "type", "manual");
-    json_t *event = json_pack("{s:s, s:{}}", "name", "ratchet.manual", "data");
-    enum { CHUNK = 1000 };
-    rt_run_request *reqs = calloc(CHUNK, sizeof *reqs);
-    for (int done = 0; s == RT_OK && done < runs;) {
-        int n = runs - done < CHUNK ? runs - done : CHUNK;
-        for (int i = 0; i < n; i++)
-            reqs[i] = (rt_run_request){.wf = wf, .trigger = trigger, .event = event};
-        s = rt_store_create_runs(st, reqs, (size_t)n, err);
-        done += n;
-    }
-    free(reqs);
-    json_decref(trigger);
-    json_decref(event);
-    if (s == RT_OK)
-        s = rt_engine_new(&cfg, &e, err);
-    int64_t t0 = rt_mono_us();
-    if (s == RT_OK)
-        s = rt_engine_start(e, err);
-    int64_t left = 1;
-    while (s == RT_OK && left > 0) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
-        nanosleep(&ts, NULL);
-        s = rt_store_queue_size(st, &left, err);
-        if (rt_mono_us() - t0 > 600LL * 1000000)
-            s = rt_error_set(err, RT_ERR_TIMEOUT, "drain took over 10 minutes");
-    }
-    int64_t t1 = rt_mono_us();
-    if (e) {
-        rt_engine_stop(e, 5000);
-        rt_engine_stats_get(e, &res->stats);
-    }
+        s = rt_bench_drain(&db.cfg, db.st, &t0, &t1, &res->stats, err);
     res->runs = runs;
     res->steps = steps;
     res->seconds = (double)(t1 - t0) / 1e6;
-    rt_engine_free(e);
     rt_workflow_free(wf);
-    rt_store_close(st);
-    rt_store_drop_database(admin, name, &ignore);
-    rt_store_close(admin);
-    free(cfg.database_url);
+    rt_bench_db_close(&db);
     return s;
 }
 

@@ -15,6 +15,7 @@
 #include "api.h"
 #include "bench.h"
 #include "bench_cron.h"
+#include "bench_flow.h"
 #include "cli_schedules.h"
 #include "alerts.h"
 #include "approval.h"
@@ -625,8 +626,14 @@ static int cmd_show(cli *c)
         if (d >= 0)
             snprintf(dur, sizeof dur, "%.3fs", d);
         const char *error = json_string_value(json_object_get(step, "error"));
+        json_t *items_done = json_object_get(step, "items_done");
+        char status[48];
+        snprintf(status, sizeof status, "%s", str_or(step, "status", "?"));
+        if (items_done && json_integer_value(items_done) > 0 && strcmp(status, "completed") != 0)
+            snprintf(status, sizeof status, "%s (%lld items done)", str_or(step, "status", "?"),
+                     (long long)json_integer_value(items_done));
         char *o_text = json_dumps(json_object_get(step, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("%-24s  %-10s  %-8lld  %-9s  %.80s\n", str_or(step, "id", "?"), str_or(step, "status", "?"),
+        printf("%-24s  %-10s  %-8lld  %-9s  %.80s\n", str_or(step, "id", "?"), status,
                (long long)json_integer_value(json_object_get(step, "attempts")), dur,
                error ? error : (o_text ? o_text : "null"));
         free(o_text);
@@ -940,6 +947,8 @@ static int cmd_bench(cli *c)
 {
     if (c->pos < c->argc && !strcmp(c->argv[c->pos], "cron"))
         return rt_bench_cron_main(&c->cfg, c->argc, c->argv, c->pos + 1);
+    if (c->pos < c->argc && !strcmp(c->argv[c->pos], "flow"))
+        return rt_bench_flow_main(&c->cfg, c->argc, c->argv, c->pos + 1);
     bool events = c->pos < c->argc && !strcmp(c->argv[c->pos], "events");
     if (events)
         c->pos++;
@@ -994,8 +1003,10 @@ static void print_help(void)
            "  events [--name N] [--limit N] [--json]\n"
            "                              recent stored events with the runs they started\n"
            "  bench [--runs N] [--steps 1|5] [--json]\n"
-           "  bench events [--runs N] [--json]   ingest events/s and publish-to-first-step latency per broker\n"
            "                              drain N preloaded no-op runs in a scratch database\n"
+           "  bench events [--runs N] [--json]   ingest events/s and publish-to-first-step latency per broker\n"
+           "  bench flow [--runs N] [--rounds N] [--throttle PER_S] [--reference STEPS_PER_S] [--json]\n"
+           "                              flow-control cost: concurrency keys, a throttle, retries, vs a baseline\n"
            "  bench cron [--ticks N] [--schedules N] [--json]\n"
            "                              cron fire lateness (3 schedulers) and the cost of many schedules\n"
            "  schedules [--json]          every cron trigger: expression, zone, state, last and next fire\n"
