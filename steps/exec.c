@@ -136,7 +136,7 @@ static rt_status parse_rlimits(json_t *rl, bool rendered, struct opts *o, rt_err
     const char *key;
     json_t *v;
     json_object_foreach(rl, key, v) {
-        long long n;
+        long long n = 0;
         if (rt_step_is_template(v, rendered))
             continue;
         if (strcmp(key, "cpu") == 0) {
@@ -285,7 +285,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     }
 
     if ((v = json_object_get(with, "max_output_bytes")) && !rt_step_is_template(v, rendered)) {
-        long long n;
+        long long n = 0;
         if (positive_int(v, "exec \"max_output_bytes\"", (long long)MAX_MAX_OUTPUT, &n, err))
             return err->code;
         o->max_output = (size_t)n;

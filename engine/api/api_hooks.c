@@ -79,24 +79,13 @@ static bool key_is(const sig_entry *e, const char *k)
     return e->key_len == strlen(k) && memcmp(e->key, k, e->key_len) == 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* 64 hex digits into 32 bytes; false for anything else. */
 static bool hex_decode_mac(const char *s, size_t len, unsigned char out[MAC_LEN])
 {
     if (len != 2 * MAC_LEN)
         return false;
     for (size_t i = 0; i < MAC_LEN; i++) {
-        int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+        int hi = rt_hex_value(s[2 * i]), lo = rt_hex_value(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (unsigned char)(hi << 4 | lo);

@@ -63,23 +63,12 @@ bool rt_entity_id_valid(const char *s)
     return n >= 1 && n <= RT_AUTH_ENTITY_MAX;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool parse_hash(const char *hex, unsigned char out[32])
 {
     if (strlen(hex) != 64)
         return false;
     for (int i = 0; i < 32; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = rt_hex_value(hex[2 * i]), lo = rt_hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (unsigned char)(hi << 4 | lo);

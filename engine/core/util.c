@@ -390,3 +390,14 @@ const char *rt_json_type_phrase(const json_t *v)
     }
     return "unknown";
 }
+
+int rt_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

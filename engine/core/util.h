@@ -27,6 +27,8 @@ rt_status rt_duration_parse(const char *s, int64_t *ms, rt_error *err);
 void rt_uuid7(char *buf);
 bool rt_uuid_valid(const char *s);
 
+/* The value of one hex digit (either case), or -1. */
+int rt_hex_value(char c);
 /* SHA-256 of data as 64 lowercase hex digits; hex >= 65. */
 void rt_sha256_hex(const void *data, size_t len, char *hex);
 

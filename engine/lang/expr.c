@@ -1827,8 +1827,8 @@ static rt_status condition_expr(const char *src, const char **e, size_t *n, rt_e
 
 rt_status rt_expr_condition(const char *src, json_t *ctx, bool *out, rt_error *err)
 {
-    const char *e;
-    size_t n;
+    const char *e = NULL;
+    size_t n = 0;
     value v;
     *out = false;
     rt_status st = condition_expr(src, &e, &n, err);
@@ -1841,8 +1841,8 @@ rt_status rt_expr_condition(const char *src, json_t *ctx, bool *out, rt_error *e
 
 rt_status rt_expr_condition_check(const char *src, rt_error *err)
 {
-    const char *e;
-    size_t n;
+    const char *e = NULL;
+    size_t n = 0;
     value v;
     rt_status st = condition_expr(src, &e, &n, err);
     if (st || (st = eval_slice(e, n, NULL, true, &v, err)))

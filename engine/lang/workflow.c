@@ -876,7 +876,7 @@ static rt_status string_list(loader *l, json_t *obj, const char *key, bool (*val
         st = fail(l, "must not be empty");
     for (size_t i = 0; st == RT_OK && i < json_array_size(arr); i++) {
         size_t o2 = path_push_index(l, i);
-        const char *s;
+        const char *s = NULL;
         rt_qbuf q;
         st = as_string(l, json_array_get(arr, i), &s); /* borrowed */
         if (st == RT_OK && valid && !valid(s))

@@ -189,8 +189,8 @@ static rt_status cache_tz(sched_cache *c, const char *name, const rt_tz **out, r
 static rt_status next_after(sched_cache *c, const char *cron, const char *zone, int64_t now_ms, int64_t *next_ms,
                             rt_error *err)
 {
-    const rt_cron *cr;
-    const rt_tz *tz;
+    const rt_cron *cr = NULL;
+    const rt_tz *tz = NULL;
     *next_ms = 0;
     rt_status s = cache_cron(c, cron, &cr, err);
     if (s == RT_OK)

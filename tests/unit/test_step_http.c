@@ -408,7 +408,7 @@ static void test_cancel(void **state)
 
 static void test_connection_refused(void **state)
 {
-    int closed_port;
+    int closed_port = 0;
     int fd = bind_loopback(&closed_port);
     assert_true(fd >= 0);
     close(fd); /* nothing listens there now */
