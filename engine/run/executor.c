@@ -1377,9 +1377,7 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
     for (size_t i = 0; i < n_views; i++)
         ids[i] = views[i].run_id;
     json_t *loaded = NULL;
-    s = rt_store_load_steps(w->store, ids, n_views, &loaded, err);
-    if (s == RT_OK)
-        s = rt_store_mark_running(w->store, ids, n_views, err);
+    s = rt_store_load_steps(w->store, ids, n_views, &loaded, err); /* the claim marked the runs running */
     free(ids);
     int64_t batch_started = rt_now_ms();
     for (size_t i = 0; s == RT_OK && i < n_views; i++) {

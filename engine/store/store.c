@@ -1013,6 +1013,15 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
         s = run(st, S_CLAIM, 3, params, &r, err);
         free(arr);
     }
+    if (s == RT_OK && r && PQntuples(r) > 0) {
+        /* Their runs are running from now on, in this same commit (not one of their own). */
+        const char **runs = calloc((size_t)PQntuples(r), sizeof *runs);
+        for (int i = 0; runs && i < PQntuples(r); i++)
+            runs[i] = PQgetvalue(r, i, 1);
+        s = runs ? rt_store_mark_running(st, runs, (size_t)PQntuples(r), err)
+                 : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+        free(runs);
+    }
     free(ids);
     PQclear(pick);
     if (s == RT_OK)

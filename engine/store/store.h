@@ -92,7 +92,7 @@ typedef struct rt_claim {
 
 /* Claims up to limit due slow items (exec, http, sql), ordered by priority then run_at,
  * with FOR UPDATE SKIP LOCKED, leases each to owner for lease_ms (their run_at moves to
- * the lease's end) and marks their step rows running. Autocommits. */
+ * the lease's end) and marks their step rows and runs running, in one commit. */
 rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
                          rt_error *err);
 /* Inside the caller's transaction: locks up to limit due quick items (FOR UPDATE SKIP
