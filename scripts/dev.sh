@@ -161,6 +161,7 @@ cmd_up() {
   log "$(printf '  %-11s %-16s %s' nats "127.0.0.1:$RT_NATS_PORT" "$RT_NATS_URL (JetStream; monitor http://127.0.0.1:$mon)")"
   log "$(printf '  %-11s %-16s %s' rabbitmq "127.0.0.1:$RT_AMQP_PORT" "$RT_AMQP_URL")"
   log "$(printf '  %-11s %-16s %s' ratchet "$RATCHET_HTTP_ADDR" "http://$RATCHET_HTTP_ADDR  pid $(serve_pid), log .dev/ratchet.log")"
+  log "dashboard: http://$RATCHET_HTTP_ADDR/"
   log "use it:   source .dev/env && build/ratchet runs"
   log "stop it:  scripts/dev.sh down        (what runs: scripts/dev.sh status)"
   ((demo_rc == 0)) || die "the stack is up, but the demo run failed (see above and .dev/ratchet.log)"
