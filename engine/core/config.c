@@ -11,7 +11,7 @@
 #include "log.h"
 #include "util.h"
 
-typedef enum { T_STRING, T_INT, T_BOOL, T_DURATION } setting_type;
+typedef enum { T_STRING, T_INT, T_BOOL, T_DURATION, T_RETENTION /* a duration, or off = 0 */ } setting_type;
 
 typedef struct setting {
     const char *env;
@@ -53,8 +53,10 @@ static const setting settings[] = {
      "steps a worker claims at once"},
     {"RATCHET_AMQP_QUEUE", "--amqp-queue", T_STRING, OFF(amqp_queue), "ratchet.ingest", 0, 0,
      "RabbitMQ queue the engine consumes events from"},
-    {"RATCHET_EVENT_RETENTION", "--event-retention", T_DURATION, OFF(event_retention_ms), "7d", 0, 0,
-     "stored events older than this are deleted"},
+    {"RATCHET_EVENT_RETENTION", "--event-retention", T_RETENTION, OFF(event_retention_ms), "7d", 0, 0,
+     "stored events older than this are deleted; off keeps them forever"},
+    {"RATCHET_RUN_RETENTION", "--run-retention", T_RETENTION, OFF(run_retention_ms), "30d", 0, 0,
+     "finished runs (and their steps) older than this are deleted; off keeps them forever"},
     {"RATCHET_NATS_JETSTREAM", "--nats-jetstream", T_BOOL, OFF(nats_jetstream), "true", 0, 0,
      "use JetStream when the NATS server has it (false: core NATS, at-most-once delivery)"},
     {"RATCHET_AMQP_PREFETCH", "--amqp-prefetch", T_INT, OFF(amqp_prefetch), "1024", 1, 65535,
@@ -136,6 +138,12 @@ static rt_status apply(rt_config *cfg, const setting *s, const char *origin, con
             return rt_error_set(err, RT_ERR_INVALID, "%s=%s: expected true or false", origin, value);
         return RT_OK;
     }
+    case T_RETENTION:
+        if (!strcmp(value, "off")) {
+            *(int64_t *)(base + s->offset) = 0;
+            return RT_OK;
+        }
+        /* fall through */
     case T_DURATION: {
         rt_error derr;
         if (rt_duration_parse(value, (int64_t *)(base + s->offset), &derr) != RT_OK)

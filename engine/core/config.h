@@ -24,6 +24,7 @@ typedef struct rt_config {
     int64_t poll_ms;
     int claim_batch;
     int64_t event_retention_ms;
+    int64_t run_retention_ms;
     /* brokers (engine/bus.h) */
     bool nats_jetstream;
     int amqp_prefetch;

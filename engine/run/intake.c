@@ -187,8 +187,30 @@ static bool publish_outbox(rt_intake *in, rt_store *st)
     return rt_store_healthy(st);
 }
 
-/* Every second: the outbox. Every minute: deletes events past their retention, 1,000 at a
- * time. */
+typedef rt_status (*delete_fn)(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
+
+/* Deletes rows past their retention, 1,000 per statement (0 = keep forever). Returns
+ * false when the connection broke. */
+static bool expire(rt_intake *in, rt_store *st, const char *what, delete_fn fn, int64_t retention_ms)
+{
+    int deleted = 0, total = 0;
+    rt_error err;
+    do {
+        if (retention_ms <= 0)
+            return true;
+        if (fn(st, retention_ms, 1000, &deleted, &err) != RT_OK) {
+            rt_log(RT_LOG_WARN, NULL, "%s retention: %s", what, err.msg);
+            return rt_store_healthy(st);
+        }
+        total += deleted;
+    } while (deleted == 1000 && !in->stopping);
+    if (total > 0)
+        rt_log(RT_LOG_INFO, NULL, "%s retention: deleted %d %s(s)", what, total, what);
+    return true;
+}
+
+/* Every second: the outbox. Every minute: deletes events and finished runs past their
+ * retention. */
 static void *janitor_main(void *arg)
 {
     rt_intake *in = arg;
@@ -206,18 +228,11 @@ static void *janitor_main(void *arg)
         }
         if (st && rt_mono_ms() >= next_retention) {
             next_retention = rt_mono_ms() + 60000;
-            int deleted = 0, total = 0;
-            do {
-                if (rt_store_delete_old_events(st, in->cfg->event_retention_ms, 1000, &deleted, &err) != RT_OK) {
-                    rt_log(RT_LOG_WARN, NULL, "event retention: %s", err.msg);
-                    rt_store_close(st);
-                    st = NULL;
-                    break;
-                }
-                total += deleted;
-            } while (deleted == 1000 && !in->stopping);
-            if (total > 0)
-                rt_log(RT_LOG_INFO, NULL, "event retention: deleted %d event(s)", total);
+            if (!expire(in, st, "event", rt_store_delete_old_events, in->cfg->event_retention_ms) ||
+                !expire(in, st, "run", rt_store_delete_old_runs, in->cfg->run_retention_ms)) {
+                rt_store_close(st);
+                st = NULL;
+            }
         }
         pthread_mutex_lock(&in->mu);
         struct timespec ts;

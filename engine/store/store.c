@@ -69,6 +69,7 @@ typedef enum stmt_id {
     S_RUN_SOURCE,
     S_RUNS_MATCHING,
     S_COUNT_EVENTS,
+    S_DELETE_OLD_RUNS,
     S_ITEMS_LOAD,
     S_ITEM_SAVE,
     S_OUTBOX_TAKE,
@@ -269,6 +270,12 @@ static const char *const stmt_sql[S_COUNT] = {
         "   'status', r.status) order by r.workflow_id), '[]') from ratchet.runs r where r.event_id = e.id)"
         " ) o, e.received_at rcv, e.id eid from ratchet.events e"
         " where ($1::text is null or e.name = $1) order by e.received_at desc, e.id desc limit $2::int) t",
+    /* Finished runs only; their steps, attempts, items and approvals go with them. */
+    [S_DELETE_OLD_RUNS] =
+        "with d as (delete from ratchet.runs where id in (select id from ratchet.runs"
+        " where finished_at < now() - $1::bigint * interval '1 millisecond' and status in"
+        " ('completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out', 'rejected')"
+        " limit $2::int for update skip locked) returning 1) select count(*) from d",
     [S_DELETE_OLD_EVENTS] =
         "with d as (delete from ratchet.events where id in (select id from ratchet.events"
         " where received_at < now() - $1::bigint * interval '1 millisecond' limit $2::int)"
@@ -1383,19 +1390,29 @@ rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t
     return single_json(st, S_LIST_EVENTS, 2, params, out, err);
 }
 
-rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err)
+static rt_status delete_old(rt_store *st, stmt_id id, int64_t older_than_ms, int batch, int *deleted, rt_error *err)
 {
     char age[24], lim[16];
     snprintf(age, sizeof age, "%lld", (long long)older_than_ms);
     snprintf(lim, sizeof lim, "%d", batch);
     const char *params[] = {age, lim};
     PGresult *r = NULL;
-    rt_status s = run(st, S_DELETE_OLD_EVENTS, 2, params, &r, err);
+    rt_status s = run(st, id, 2, params, &r, err);
     if (s != RT_OK)
         return s;
     *deleted = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return RT_OK;
+}
+
+rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err)
+{
+    return delete_old(st, S_DELETE_OLD_EVENTS, older_than_ms, batch, deleted, err);
+}
+
+rt_status rt_store_delete_old_runs(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err)
+{
+    return delete_old(st, S_DELETE_OLD_RUNS, older_than_ms, batch, deleted, err);
 }
 
 PGconn *rt_store_pg(rt_store *st)

@@ -147,6 +147,8 @@ rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted
 rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err);
 /* Deletes up to batch events received more than older_than_ms ago. */
 rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
+/* The same for finished runs (by finished_at), with everything that belongs to them. */
+rt_status rt_store_delete_old_runs(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
 
 /* wait_for_event and cancel_on, inside the caller's transaction. names: JSON array of
  * event names (or workflow ids for active_runs). */
