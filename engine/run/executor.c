@@ -890,39 +890,11 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
     return RT_OK;
 }
 
-/* on_failure of a run that ended badly: {"event": NAME} stores (and triggers on) an event
- * {run_id, workflow, status, error}; {"workflow": ID} starts that workflow with it. Both
- * in this transaction, at most once per run (their ids derive from the run's). */
+/* on_failure of a run that ended badly (ingest.h). */
 static rt_status run_on_failure(rt_engine *e, rt_store *st, json_t *rule, const char *workflow_id,
                                 const char *run_id, const char *status, const char *error, rt_error *err)
 {
-    if (!rule)
-        return RT_OK;
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s?}", "run_id", run_id, "workflow", workflow_id, "status", status,
-                             "error", error);
-    char id[128];
-    snprintf(id, sizeof id, "on_failure:%s", run_id);
-    rt_status s = RT_OK;
-    const char *name = json_string_value(json_object_get(rule, "event"));
-    const char *target = json_string_value(json_object_get(rule, "workflow"));
-    rt_event *ev = NULL;
-    s = rt_event_new(name ? name : "ratchet.run.failed", data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
-    if (s == RT_OK && name)
-        s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);
-    if (s == RT_OK && target) {
-        const rt_workflow *wf = e->set ? rt_workflow_set_find(e->set, target) : NULL;
-        if (!wf) {
-            rt_log(RT_LOG_WARN, NULL, "on_failure of run %s: workflow %s is not loaded", run_id, target);
-        } else {
-            json_t *trigger = json_pack("{s:s, s:s, s:s}", "type", "event", "event_id", id, "event", ev->name);
-            rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id};
-            s = rt_store_create_runs_tx(st, &req, 1, err);
-            json_decref(trigger);
-        }
-    }
-    rt_event_free(ev);
-    json_decref(data);
-    return s;
+    return rt_ingest_on_failure(e->set, st, rule, workflow_id, run_id, status, error, err);
 }
 
 /* A child run (invoke) that ended hands its result to the waiting parent step. */
@@ -1551,7 +1523,7 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
             s = run_on_failure(e, st, wf->on_failure, wf_id, id, status, error, &err);
     }
     if (s == RT_OK) /* APPROVAL HOOK: close gates of ended runs, expire overdue gates (approval.h) */
-        s = rt_approval_sweep(st, ended, &err);
+        s = rt_approval_sweep(st, e->set, ended, &err);
     if (s == RT_OK && json_array_size(wake) > 0)
         s = rt_store_wake_steps(st, wake, &err);
     if (s == RT_OK)

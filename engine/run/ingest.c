@@ -269,7 +269,7 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
     if (s == RT_OK && n_fresh > 0)
         s = apply_cancel_on(set, st, fresh, n_fresh, err);
     if (s == RT_OK && n_fresh > 0) /* APPROVAL HOOK: ratchet.approval.decided events (approval.h) */
-        s = rt_approval_ingest(st, fresh, n_fresh, err);
+        s = rt_approval_ingest(st, set, fresh, n_fresh, err);
     free(fresh);
     json_decref(names);
     if (s == RT_OK && n_reqs > 0)
@@ -308,5 +308,40 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
     free(req_event);
     json_decref(inserted);
     json_decref(rows);
+    return s;
+}
+
+/* on_failure of a run that ended badly: {"event": NAME} stores (and triggers on) an event
+ * {run_id, workflow, status, error}; {"workflow": ID} starts that workflow with it. Both
+ * in this transaction, at most once per run (their ids derive from the run's). */
+rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const json_t *rule, const char *workflow_id,
+                               const char *run_id, const char *status, const char *error, rt_error *err)
+{
+    if (!rule)
+        return RT_OK;
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s?}", "run_id", run_id, "workflow", workflow_id, "status", status,
+                             "error", error);
+    char id[128];
+    snprintf(id, sizeof id, "on_failure:%s", run_id);
+    rt_status s = RT_OK;
+    const char *name = json_string_value(json_object_get(rule, "event"));
+    const char *target = json_string_value(json_object_get(rule, "workflow"));
+    rt_event *ev = NULL;
+    s = rt_event_new(name ? name : "ratchet.run.failed", data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
+    if (s == RT_OK && name)
+        s = rt_ingest_events_tx(set, st, &ev, 1, "engine", err);
+    if (s == RT_OK && target) {
+        const rt_workflow *wf = set ? rt_workflow_set_find(set, target) : NULL;
+        if (!wf) {
+            rt_log(RT_LOG_WARN, NULL, "on_failure of run %s: workflow %s is not loaded", run_id, target);
+        } else {
+            json_t *trigger = json_pack("{s:s, s:s, s:s}", "type", "event", "event_id", id, "event", ev->name);
+            rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id};
+            s = rt_store_create_runs_tx(st, &req, 1, err);
+            json_decref(trigger);
+        }
+    }
+    rt_event_free(ev);
+    json_decref(data);
     return s;
 }

@@ -30,6 +30,13 @@ void rt_ingest_results_clear(rt_ingest_result *results, size_t n);
 rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                               const char *transport, rt_error *err);
 
+/* on_failure of a run that ended badly (failed, timed_out, expired, rejected): {"event":
+ * NAME} stores (and triggers on) an event {run_id, workflow, status, error}; {"workflow":
+ * ID} starts that workflow with it. In the caller's transaction, at most once per run
+ * (their ids derive from the run's). rule NULL does nothing. */
+rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const json_t *rule, const char *workflow_id,
+                               const char *run_id, const char *status, const char *error, rt_error *err);
+
 /* Does workflow wf start for event ev? Checks enabled, each event trigger's pattern and
  * `if`. An `if` that fails to evaluate counts as no (and is logged). */
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev);

@@ -691,6 +691,14 @@ static rt_status wake_parent(rt_store *st, json_t *ended, rt_error *err)
     return s;
 }
 
+/* The loaded workflow's on_failure for a run that ended rejected or expired here. */
+static rt_status on_failure(const rt_workflow_set *set, rt_store *st, const char *wf_id, const char *run_id,
+                            const char *status, const char *msg, rt_error *err)
+{
+    const rt_workflow *wf = set && wf_id ? rt_workflow_set_find(set, wf_id) : NULL;
+    return wf ? rt_ingest_on_failure(set, st, wf->on_failure, wf_id, run_id, status, msg, err) : RT_OK;
+}
+
 static void count_ended(json_t *ended)
 {
     const char *wf = json_string_value(json_object_get(ended, "workflow"));
@@ -699,7 +707,7 @@ static void count_ended(json_t *ended)
         rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", wf, "status", status, 1);
 }
 
-rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err)
+rt_status rt_approval_sweep(rt_store *st, const rt_workflow_set *set, json_t *ended, rt_error *err)
 {
     json_t *ids = json_array();
     size_t i;
@@ -725,6 +733,8 @@ rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err)
             s = rt_store_approval_close(st, run_id, sid, gone ? "expired" : "closed", NULL, NULL, NULL, err);
         if (s == RT_OK && gone) {
             s = wake_parent(st, gone, err);
+            if (s == RT_OK)
+                s = on_failure(set, st, json_string_value(json_object_get(r, "workflow_id")), run_id, "expired", msg, err);
             json_t *details = json_pack("{s:O, s:s*, s:s*}", "workflow", json_object_get(r, "workflow_id"), "step_id",
                                         step ? sid : NULL, "expires_at", expires);
             if (s == RT_OK)
@@ -818,7 +828,7 @@ static rt_status refuse(rt_store *st, const rt_event *ev, rt_refusal why, const 
 }
 
 /* Applies an accepted decision to a locked gate. */
-static rt_status apply(rt_store *st, const rt_event *ev, json_t *gate, rt_error *err)
+static rt_status apply(rt_store *st, const rt_workflow_set *set, const rt_event *ev, json_t *gate, rt_error *err)
 {
     const json_t *d = ev->data;
     const char *run_id = json_string_value(json_object_get(d, "run_id"));
@@ -856,6 +866,8 @@ static rt_status apply(rt_store *st, const rt_event *ev, json_t *gate, rt_error 
         if (s == RT_OK && ended)
             s = wake_parent(st, ended, err);
         if (s == RT_OK && ended)
+            s = on_failure(set, st, wf_id, run_id, "rejected", msg, err);
+        if (s == RT_OK && ended)
             count_ended(ended);
         json_decref(ended);
     }
@@ -875,7 +887,7 @@ static rt_status apply(rt_store *st, const rt_event *ev, json_t *gate, rt_error 
     return s;
 }
 
-static rt_status decide(rt_store *st, const rt_event *ev, rt_error *err)
+static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event *ev, rt_error *err)
 {
     const json_t *d = ev->data;
     char msg[700] = "";
@@ -998,7 +1010,7 @@ static rt_status decide(rt_store *st, const rt_event *ev, rt_error *err)
     if (why)
         s = refuse(st, ev, why, msg, err);
     else
-        s = apply(st, ev, gate, err);
+        s = apply(st, set, ev, gate, err);
 out:
     json_decref(gate);
     rt_approvers_free(keys);
@@ -1006,12 +1018,12 @@ out:
     return s;
 }
 
-rt_status rt_approval_ingest(rt_store *st, rt_event *const *fresh, size_t n, rt_error *err)
+rt_status rt_approval_ingest(rt_store *st, const rt_workflow_set *set, rt_event *const *fresh, size_t n, rt_error *err)
 {
     rt_status s = RT_OK;
     for (size_t i = 0; i < n && s == RT_OK; i++)
         if (!strcmp(fresh[i]->name, RT_APPROVAL_DECIDED_EVENT))
-            s = decide(st, fresh[i], err);
+            s = decide(st, set, fresh[i], err);
     return s;
 }
 

@@ -125,15 +125,16 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
 
 /* executor deadline sweep, in its transaction: closes the gates of the runs it ended
  * (ended: its [{id, ...}]) and ends the runs whose gate expired (`expired`), waking their
- * invoke parents. */
-rt_status rt_approval_sweep(rt_store *st, json_t *ended, rt_error *err);
+ * invoke parents and running their on_failure (set: the loaded workflows). */
+rt_status rt_approval_sweep(rt_store *st, const rt_workflow_set *set, json_t *ended, rt_error *err);
 
 /* ingest, for every fresh event: the ratchet.approval.decided ones are checked (in the
  * order of rt_refusal) and applied — approve releases the run (its ready steps are
- * queued, workers NOTIFYed) or the step, reject ends the run `rejected`. A refusal is
+ * queued, workers NOTIFYed) or the step, reject ends the run `rejected` (and runs its
+ * on_failure from set, the loaded workflows). A refusal is
  * not an error: it is audited, counted, logged, and the event stays stored. Errors are
  * the database's only. */
-rt_status rt_approval_ingest(rt_store *st, rt_event *const *fresh, size_t n, rt_error *err);
+rt_status rt_approval_ingest(rt_store *st, const rt_workflow_set *set, rt_event *const *fresh, size_t n, rt_error *err);
 
 /* ingest cancel_on: may event ev cancel run run_id (entity run_entity, may be NULL) of wf?
  * Agents may not cancel a system workflow's runs nor another entity's; a refusal is
