@@ -1,6 +1,8 @@
 /* publish.c — sends an event to a broker (RabbitMQ with publisher confirms, JetStream with
  * publish acks) in the same envelope every transport carries (DESIGN §5). The id defaults
- * to the step key, so a re-run after a crash publishes the same id and is de-duplicated. */
+ * to the step key, so a re-run after a crash publishes the same id and is de-duplicated.
+ * With no broker configured (and no `via`), the event is handed to the engine instead,
+ * which stores it with the step's result (rt_step_result.emit). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,8 +107,10 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         return;
     }
     json_t *viav = json_object_get(with, "via");
-    struct rt_bus *bus = pick_bus(ctx->env, json_is_string(viav) ? json_string_value(viav) : NULL, res);
-    if (!bus)
+    const char *via = json_is_string(viav) ? json_string_value(viav) : NULL;
+    bool no_broker = !via && (!ctx->env || (!ctx->env->bus_amqp && !ctx->env->bus_nats));
+    struct rt_bus *bus = no_broker ? NULL : pick_bus(ctx->env, via, res);
+    if (!bus && !no_broker)
         return;
 
     json_t *data = json_object_get(with, "data");
@@ -121,6 +125,16 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     if (json_is_string(entity))
         json_object_set(env, "entity_id", entity);
     json_object_set_new(env, "v", json_string("1"));
+    if (no_broker) {
+        /* Nowhere to send it now: the engine stores it with the step's result, so that
+         * workflows still trigger on it and a broker configured later gets it from the
+         * outbox. */
+        res->outcome = RT_STEP_OK;
+        res->emit = env;
+        res->output = json_pack("{s:s, s:s, s:b, s:s}", "id", id, "topic", topic, "published", false, "stored",
+                                "outbox (no broker is configured)");
+        return;
+    }
     char *body = json_dumps(env, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(env);
     if (!body) {

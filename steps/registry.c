@@ -52,6 +52,7 @@ void rt_step_result_clear(rt_step_result *res)
     json_decref(res->output);
     json_decref(res->error_detail);
     json_decref(res->state);
+    json_decref(res->emit);
     memset(res, 0, sizeof *res);
 }
 

@@ -49,6 +49,9 @@ typedef struct rt_step_result {
     int64_t resume_at_ms; /* RT_STEP_SUSPEND: wall-clock ms to wake at (0 = only when woken) */
     json_t *state;        /* owned, RT_STEP_SUSPEND: kept and handed back on resume */
     int64_t retry_after_ms; /* RT_STEP_FAIL, optional: the outside asked to wait this long */
+    json_t *emit;           /* owned, RT_STEP_OK, optional: an event envelope the engine stores
+                             * (triggers on it, publishes it through its outbox) in the commit
+                             * that records the result (publish with no broker configured) */
 } rt_step_result;
 
 typedef struct rt_step_type {

@@ -142,6 +142,7 @@ typedef struct run_view {
     json_t *steps;   /* owned: {step_id: {status, output}} as known to this worker */
     json_t *rows;    /* owned: step rows to upsert */
     json_t *enqueue, *requeue, *dequeue, *attempts; /* owned arrays */
+    json_t *emits;   /* owned: event envelopes steps handed over (publish without a broker) */
     int64_t *queue_ids; /* claims of this run in this batch */
     size_t n_queue_ids;
     bool touched;    /* executed something: must be committed */
@@ -319,6 +320,10 @@ static void fe_run_item(fe_job *j, size_t i, rt_step_result *res)
     if (res->outcome == RT_STEP_SUSPEND) {
         rt_step_result_clear(res);
         rt_step_fail(res, false, "step type %s cannot suspend inside for_each", j->d->type->name);
+    } else if (res->emit) {
+        /* an item's event would have to be memoized with the item: not supported */
+        rt_step_result_clear(res);
+        rt_step_fail(res, false, "%s inside for_each needs a broker (no broker is configured)", j->d->type->name);
     }
 }
 
@@ -635,6 +640,8 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     }
     switch (r->outcome) {
     case RT_STEP_OK:
+        if (r->emit)
+            json_array_append(v->emits, r->emit);
         add_row(v, d->id, "completed", attempt, r->output, NULL, NULL, NULL, started, now);
         set_step(v, d->id, "completed", r->output);
         if (queue_id >= 0)
@@ -908,11 +915,33 @@ static void wake_parent(run_view *v, json_t *batch, const char *status, json_t *
                                     "output", output, "error", error));
 }
 
+/* The events steps of this batch handed over (rt_step_result.emit), stored like the
+ * engine's own: they trigger workflows and go to the brokers through the outbox. */
+static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *err)
+{
+    size_t i;
+    json_t *env;
+    json_array_foreach(v->emits, i, env) {
+        rt_event *ev = NULL;
+        rt_status s = rt_event_new(json_string_value(json_object_get(env, "name")), json_object_get(env, "data"),
+                                   RT_ACTOR_SYSTEM, "ratchet", json_string_value(json_object_get(env, "entity_id")),
+                                   json_string_value(json_object_get(env, "id")), &ev, err);
+        if (s == RT_OK)
+            s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);
+        rt_event_free(ev);
+        if (s != RT_OK)
+            return s;
+    }
+    return RT_OK;
+}
+
 /* Under the run lock: enqueue what became ready, and end or advance the run. */
 static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
                               int64_t batch_started, rt_error *err)
 {
-    rt_status rs = register_waits(st, v, batch, err);
+    rt_status rs = store_emits(e, st, v, err);
+    if (rs == RT_OK)
+        rs = register_waits(st, v, batch, err);
     if (rs == RT_OK)
         rs = register_invokes(e, st, v, batch, err);
     if (rs == RT_OK) /* APPROVAL HOOK: approval steps that suspended get their gate (approval.h) */
@@ -1050,6 +1079,7 @@ static void view_free(run_view *v)
     json_decref(v->requeue);
     json_decref(v->dequeue);
     json_decref(v->attempts);
+    json_decref(v->emits);
     free(v->queue_ids);
 }
 
@@ -1198,6 +1228,7 @@ static run_view *view_for(run_view *views, size_t *n_views, const rt_claim *c)
     v->requeue = json_array();
     v->dequeue = json_array();
     v->attempts = json_array();
+    v->emits = json_array();
     return v;
 }
 

@@ -106,6 +106,9 @@ cp=$(rt_psql "select seq from ratchet.audit_checkpoints")
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.audit_checkpoints c join ratchet.audit_log l on l.seq = c.seq and l.hash = c.head")" "checkpoint holds a head"
 [ "$cp" -ge 36 ] || rt_fail "checkpoint at seq $cp"
 rt_assert_eq "$cp" "$(rt_psql "select output->>'seq' from ratchet.runs where id = '$c'")" "checkpoint run output"
+rt_assert_eq "ratchet.audit.checkpoint|$cp|true" \
+  "$(rt_psql "select name || '|' || (envelope->'data'->>'seq') || '|' || outbox from ratchet.events where id = '$c:publish'")" \
+  "the checkpoint, published (stored in the outbox: no broker here)"
 [[ $(verify) == "ok: "* ]] || rt_fail "verify with a checkpoint: $(verify)"
 as_super "delete from ratchet.audit_log where seq >= $cp"
 out=$(verify)

@@ -105,6 +105,10 @@ expect=$(rt_psql "select encode(sha256(convert_to(string_agg(id || ':' || accoun
 rt_assert_eq "$expect" "$(rt_psql "select hash from app_ledger_checkpoints where day = '$day'")" "checkpoint hash for $day"
 rt_assert_eq "3 3" "$(rt_psql "select entries || ' ' || last_entry_id from app_ledger_checkpoints where day = '$day'")" "checkpoint entries for $day"
 rt_assert_eq "$expect" "$(rt_psql "select output->>'hash' from ratchet.runs where id = '$first'")" "first ledger run's output hash"
+# No broker in this test: the publish step's event is stored (outbox) for workflows and later brokers.
+rt_assert_eq "ledger.checkpoint|$day|$expect" \
+  "$(rt_psql "select name || '|' || (envelope->'data'->>'day') || '|' || (envelope->'data'->>'hash') from ratchet.events where id = '$first:publish'")" \
+  "the checkpoint, published (stored in the outbox)"
 echo "ok: daily-ledger-checkpoint: $(completed daily-ledger-checkpoint) runs, checkpoint $day = ${expect:0:16}…"
 
 # Insights: rows for the São Paulo dates the runs saw.

@@ -307,9 +307,22 @@ static void test_publish_without_broker(void **state)
     const rt_step_type *t = rt_step_type_find("publish");
     rt_step_env env = {0};
     rt_step_ctx ctx = {.env = &env, .step_key = "run1:pub", .workflow_id = "w", .run_id = "run1", .step_id = "pub"};
-    const char *withs[] = {"{\"topic\":\"a.b\",\"data\":{}}", "{\"topic\":\"a.b\",\"via\":\"amqp\"}",
-                           "{\"topic\":\"a.b\",\"via\":\"nats\"}"};
-    const char *msgs[] = {"no broker is configured", "RATCHET_AMQP_URL", "RATCHET_NATS_URL"};
+    /* No broker and no via: the event is handed to the engine to store (outbox). */
+    json_t *w0 = json_loads("{\"topic\":\"a.b\",\"data\":{\"x\":1},\"entity_id\":\"e1\"}", 0, NULL);
+    rt_step_result r0 = {0};
+    t->execute(&ctx, w0, &r0);
+    json_decref(w0);
+    assert_int_equal(r0.outcome, RT_STEP_OK);
+    assert_non_null(r0.emit);
+    assert_string_equal(json_string_value(json_object_get(r0.emit, "name")), "a.b");
+    assert_string_equal(json_string_value(json_object_get(r0.emit, "id")), "run1:pub");
+    assert_string_equal(json_string_value(json_object_get(r0.emit, "entity_id")), "e1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r0.emit, "data"), "x")), 1);
+    assert_true(json_is_false(json_object_get(r0.output, "published")));
+    rt_step_result_clear(&r0);
+    /* A broker asked for by name that is not configured: a clear, final failure. */
+    const char *withs[] = {"{\"topic\":\"a.b\",\"via\":\"amqp\"}", "{\"topic\":\"a.b\",\"via\":\"nats\"}"};
+    const char *msgs[] = {"RATCHET_AMQP_URL", "RATCHET_NATS_URL"};
     for (size_t i = 0; i < COUNT(withs); i++) {
         json_t *w = json_loads(withs[i], 0, NULL);
         rt_step_result res = {0};
