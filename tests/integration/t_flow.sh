@@ -178,20 +178,7 @@ rt_serve_stop a # a backlog first, so that the workers contend for the keys
 while read -r data; do "$RATCHET_BIN" run limited --data "$data" >/dev/null; done < "$T/keys"
 RATCHET_WORKERS=8 rt_serve_start a
 rt_wait_for 120 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
-max=$(python3 - "$FX/conc" <<'PY'
-import sys, collections
-ev = []
-for line in open(sys.argv[1]):
-    kind, key, t = line.split()
-    ev.append((int(t), 0 if kind == "end" else 1, key))
-ev.sort()
-cur = collections.Counter(); best = collections.Counter()
-for t, k, key in ev:
-    cur[key] += 1 if k else -1
-    best[key] = max(best[key], cur[key])
-print(max(best.values()))
-PY
-)
+max=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$FX/conc" --per-key)
 [ "$max" -le 2 ] || rt_fail "concurrency limit 2 exceeded: $max at once"
 [ "$max" -ge 2 ] || rt_fail "concurrency never reached its limit ($max): the test proves nothing"
 rt_serve_stop a

@@ -61,19 +61,7 @@ rt_serve_wait_ready a
 id=$("$RATCHET_BIN" run fan --data '{"items": [0, 1, 2, 3, 4, 5, 6, 7, 8]}')
 rt_wait_for 60 '[ "$(field "$id" status)" = completed ]'
 rt_assert_eq "[0, 10, 20, 30, 40, 50, 60, 70, 80]" "$(field "$id" output::text)" "for_each output in item order"
-peak=$(python3 - "$T/fan.lines" <<'PY'
-import sys
-ev = []
-for line in open(sys.argv[1]):
-    kind, _, ns = line.split()
-    ev.append((int(ns), 1 if kind == "start" else -1))
-cur = peak = 0
-for _, d in sorted(ev, key=lambda e: (e[0], e[1])):
-    cur += d
-    peak = max(peak, cur)
-print(peak)
-PY
-)
+peak=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$T/fan.lines")
 [ "$peak" -le 3 ] || rt_fail "for_each_concurrency 3 exceeded: $peak items ran at once"
 [ "$peak" -ge 2 ] || rt_fail "for_each items did not run in parallel (peak $peak)"
 for i in 0 1 2 3 4 5 6 7 8; do
