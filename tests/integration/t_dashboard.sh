@@ -65,6 +65,9 @@ U=$(rt_serve_url a)
 # ---- the page ----
 curl -sS -m 10 -D "$T/hdrs" -o "$T/page.html" "$U/" || rt_fail "GET / failed"
 grep -qi '^content-type: text/html; charset=utf-8' "$T/hdrs" || rt_fail "GET / content type: $(cat "$T/hdrs")"
+grep -qi "^content-security-policy: frame-ancestors 'none'" "$T/hdrs" || rt_fail "GET / may be framed: $(cat "$T/hdrs")"
+grep -qi '^x-frame-options: DENY' "$T/hdrs" || rt_fail "GET / has no X-Frame-Options: $(cat "$T/hdrs")"
+grep -qi '^x-content-type-options: nosniff' "$T/hdrs" || rt_fail "GET / has no X-Content-Type-Options"
 grep -q "script-src 'sha256-[A-Za-z0-9+/]*='" "$T/page.html" || rt_fail "the page's CSP has no script hash"
 grep -q '@SCRIPT_HASH@\|@STYLE_HASH@' "$T/page.html" && rt_fail "CSP placeholders left in the page"
 sed 's|http://www.w3.org/2000/svg||g' "$T/page.html" | grep -qE 'https?://' && rt_fail "the page holds an external URL"
