@@ -499,6 +499,31 @@ rt_status rt_store_reconnect(rt_store *st, rt_error *err)
     return s;
 }
 
+/* Checks a statement's result: on success hands it to *res (or clears it when res is
+ * NULL), on failure clears it and translates the server's error. */
+static rt_status take_result(rt_store *st, PGresult *r, PGresult **res, rt_error *err, const char *what)
+{
+    ExecStatusType es = PQresultStatus(r);
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+        rt_status s = translate(st->conn, r, err, what);
+        PQclear(r);
+        return s;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return RT_OK;
+}
+
+static rt_status prepare(rt_store *st, const char *name, const char *sql, rt_error *err)
+{
+    PGresult *p = PQprepare(st->conn, name, sql, 0, NULL);
+    rt_status s = PQresultStatus(p) == PGRES_COMMAND_OK ? RT_OK : translate(st->conn, p, err, "prepare");
+    PQclear(p);
+    return s;
+}
+
 /* Runs a prepared statement; *res must be PQclear'ed by the caller on RT_OK. */
 static rt_status run(rt_store *st, stmt_id id, int n, const char *const *params, PGresult **res, rt_error *err)
 {
@@ -507,37 +532,19 @@ static rt_status run(rt_store *st, stmt_id id, int n, const char *const *params,
     if (!st->conn)
         return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
     if (!st->prepared[id]) {
-        PGresult *p = PQprepare(st->conn, name, stmt_sql[id], 0, NULL);
-        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
-            rt_status s = translate(st->conn, p, err, "prepare");
-            PQclear(p);
+        rt_status s = prepare(st, name, stmt_sql[id], err);
+        if (s != RT_OK)
             return s;
-        }
-        PQclear(p);
         st->prepared[id] = true;
     }
-    PGresult *r = PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
-        rt_status s = translate(st->conn, r, err, "database");
-        PQclear(r);
-        return s;
-    }
-    *res = r;
-    return RT_OK;
+    return take_result(st, PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0), res, err, "database");
 }
 
-static rt_status run_simple(rt_store *st, const char *sql, rt_error *err)
+rt_status rt_store_exec_simple(rt_store *st, const char *sql, rt_error *err)
 {
     if (!st->conn)
         return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
-    PGresult *r = PQexec(st->conn, sql);
-    ExecStatusType es = PQresultStatus(r);
-    rt_status s = RT_OK;
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK)
-        s = translate(st->conn, r, err, "database");
-    PQclear(r);
-    return s;
+    return take_result(st, PQexec(st->conn, sql), NULL, err, "database");
 }
 
 static rt_status run_json_n(rt_store *st, stmt_id id, json_t *doc, int n, const char *extra, rt_error *err);
@@ -619,10 +626,10 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
 {
     int count = 0;
     /* A fixed advisory lock key ("ratchet" in ASCII) serializes concurrent migrators. */
-    rt_status s = run_simple(st, "select pg_advisory_lock(7526411283428713588)", err);
+    rt_status s = rt_store_exec_simple(st, "select pg_advisory_lock(7526411283428713588)", err);
     if (s != RT_OK)
         return s;
-    s = run_simple(st,
+    s = rt_store_exec_simple(st,
                    "create schema if not exists ratchet;"
                    "create table if not exists ratchet.schema_migrations (version int primary key,"
                    " name text not null, applied_at timestamptz not null default now())",
@@ -643,9 +650,9 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
         PQclear(r);
         if (done)
             continue;
-        s = run_simple(st, "begin", err);
+        s = rt_store_exec_simple(st, "begin", err);
         if (s == RT_OK)
-            s = run_simple(st, m->sql, err);
+            s = rt_store_exec_simple(st, m->sql, err);
         if (s == RT_OK) {
             const char *p2[] = {version, m->name};
             r = PQexecParams(st->conn, "insert into ratchet.schema_migrations (version, name) values ($1::int, $2)",
@@ -655,7 +662,7 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
             PQclear(r);
         }
         if (s == RT_OK)
-            s = run_simple(st, "commit", err);
+            s = rt_store_exec_simple(st, "commit", err);
         if (s != RT_OK) {
             rt_store_rollback(st);
             rt_error_prefix(err, "migration %s", m->name);
@@ -664,7 +671,7 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err)
         count++;
     }
     rt_error unlock_err;
-    run_simple(st, "select pg_advisory_unlock(7526411283428713588)", &unlock_err);
+    rt_store_exec_simple(st, "select pg_advisory_unlock(7526411283428713588)", &unlock_err);
     if (applied)
         *applied = count;
     return s;
@@ -720,12 +727,12 @@ rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, 
 
 rt_status rt_store_begin(rt_store *st, rt_error *err)
 {
-    return run_simple(st, "begin", err);
+    return rt_store_exec_simple(st, "begin", err);
 }
 
 rt_status rt_store_commit(rt_store *st, rt_error *err)
 {
-    rt_status s = run_simple(st, "commit", err);
+    rt_status s = rt_store_exec_simple(st, "commit", err);
     for (size_t i = 0; s == RT_OK && i < st->n_pending; i++)
         remember_hash(st, st->pending_hashes[i]);
     st->n_pending = 0;
@@ -873,8 +880,12 @@ static rt_status single_json(rt_store *st, stmt_id id, int n, const char *const 
 {
     PGresult *r = NULL;
     rt_status s = run(st, id, n, params, &r, err);
-    if (s != RT_OK)
-        return s;
+    return s == RT_OK ? rt_store_result_json(r, out, err) : s;
+}
+
+rt_status rt_store_result_json(PGresult *r, json_t **out, rt_error *err)
+{
+    *out = NULL;
     if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
         PQclear(r);
         return rt_error_set(err, RT_ERR_NOT_FOUND, "not found");
@@ -1281,7 +1292,7 @@ rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err)
     char sql[256];
     snprintf(sql, sizeof sql, "listen %s", quoted);
     PQfreemem(quoted);
-    rt_status s = run_simple(st, sql, err);
+    rt_status s = rt_store_exec_simple(st, sql, err);
     if (s == RT_OK) {
         free(st->listening);
         st->listening = strdup(channel);
@@ -1325,7 +1336,7 @@ static rt_status database_ddl(rt_store *st, const char *verb, const char *name, 
     char sql[300];
     snprintf(sql, sizeof sql, "%s %s", verb, quoted);
     PQfreemem(quoted);
-    return run_simple(st, sql, err);
+    return rt_store_exec_simple(st, sql, err);
 }
 
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err)
@@ -1613,13 +1624,9 @@ rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql
     for (size_t i = 0; i < st->n_extra && !known; i++)
         known = strcmp(st->extra_prepared[i], name) == 0;
     if (!known) {
-        PGresult *p = PQprepare(st->conn, name, sql, 0, NULL);
-        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
-            rt_status s = translate(st->conn, p, err, "prepare");
-            PQclear(p);
+        rt_status s = prepare(st, name, sql, err);
+        if (s != RT_OK)
             return s;
-        }
-        PQclear(p);
         if (st->n_extra == st->cap_extra) {
             size_t cap = st->cap_extra ? st->cap_extra * 2 : 32;
             char **grown = realloc(st->extra_prepared, cap * sizeof *grown);
@@ -1630,18 +1637,7 @@ rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql
         }
         st->extra_prepared[st->n_extra++] = strdup(name);
     }
-    PGresult *r = PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
-        rt_status s = translate(st->conn, r, err, "database");
-        PQclear(r);
-        return s;
-    }
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    return RT_OK;
+    return take_result(st, PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0), res, err, "database");
 }
 
 rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,
@@ -1649,18 +1645,7 @@ rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char 
 {
     if (!st->conn)
         return rt_error_set(err, RT_ERR_UNAVAILABLE, "%s: database connection lost", what);
-    PGresult *r = PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
-        rt_status s = translate(st->conn, r, err, what);
-        PQclear(r);
-        return s;
-    }
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    return RT_OK;
+    return take_result(st, PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0), res, err, what);
 }
 
 rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err)

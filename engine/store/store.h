@@ -220,6 +220,11 @@ struct pg_result;
 rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql, int n, const char *const *params,
                                  struct pg_result **res, rt_error *err);
 rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err);
+/* The JSON text in the first cell of r, which it takes (and clears): RT_ERR_NOT_FOUND when
+ * there is no row or the cell is NULL. */
+rt_status rt_store_result_json(struct pg_result *r, json_t **out, rt_error *err);
+/* A statement without parameters or results (PQexec: may hold several). */
+rt_status rt_store_exec_simple(rt_store *st, const char *sql, rt_error *err);
 /* The same for statements too rare to prepare (PQexecParams); errors start with `what`. */
 rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char *const *params,
                                struct pg_result **res, rt_error *err, const char *what);

@@ -177,12 +177,7 @@ rt_status rt_store_singleton_runs(rt_store *st, const char *workflow_id, const c
     PGresult *r = NULL;
     *runs = NULL;
     rt_status s = run(st, A_SINGLETON, 2, params, &r, err);
-    if (s != RT_OK)
-        return s;
-    json_error_t jerr;
-    *runs = json_loads(PQgetvalue(r, 0, 0), 0, &jerr);
-    PQclear(r);
-    return *runs ? RT_OK : rt_error_set(err, RT_ERR_INTERNAL, "bad JSON from the database: %s", jerr.text);
+    return s == RT_OK ? rt_store_result_json(r, runs, err) : s;
 }
 
 void rt_pending_run_clear(rt_pending_run *p)

@@ -74,13 +74,10 @@ rt_status rt_store_alerts_backlog(rt_store *st, rt_alert_backlog *out, rt_error 
 /* The one text column of the one row of r as a new JSON array. */
 static rt_status json_result(PGresult *r, json_t **out, rt_error *err, const char *what)
 {
-    json_error_t jerr;
-    *out = json_loads(PQgetvalue(r, 0, 0), 0, &jerr);
-    PQclear(r);
-    if (!json_is_array(*out)) {
+    if (rt_store_result_json(r, out, err) != RT_OK || !json_is_array(*out)) {
         json_decref(*out);
         *out = NULL;
-        return rt_error_set(err, RT_ERR_INTERNAL, "%s: unexpected result: %s", what, jerr.text);
+        return rt_error_set(err, RT_ERR_INTERNAL, "%s: unexpected result", what);
     }
     return RT_OK;
 }

@@ -26,16 +26,7 @@ static rt_status exec_json(rt_store *st, const char *sql, int n, const char *con
     PGresult *r = NULL;
     *out = NULL;
     rt_status s = exec(st, sql, n, params, &r, err);
-    if (s != RT_OK)
-        return s;
-    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
-        PQclear(r);
-        return rt_error_set(err, RT_ERR_NOT_FOUND, "not found");
-    }
-    json_error_t jerr;
-    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &jerr);
-    PQclear(r);
-    return *out ? RT_OK : rt_error_set(err, RT_ERR_INTERNAL, "bad JSON from the database: %s", jerr.text);
+    return s == RT_OK ? rt_store_result_json(r, out, err) : s;
 }
 
 static char *dump(const json_t *v)

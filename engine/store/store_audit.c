@@ -141,10 +141,5 @@ rt_status rt_store_audit_checkpoints(rt_store *st, json_t **out, rt_error *err)
                        "select coalesce(jsonb_agg(jsonb_build_object('seq', seq, 'head', head, 'at', ratchet.ts(at))"
                        " order by seq, id), '[]')::text from ratchet.audit_checkpoints",
                        0, NULL, &r, err);
-    if (s != RT_OK)
-        return s;
-    json_error_t jerr;
-    *out = json_loads(PQgetvalue(r, 0, 0), 0, &jerr);
-    PQclear(r);
-    return *out ? RT_OK : rt_error_set(err, RT_ERR_INTERNAL, "bad JSON from the database: %s", jerr.text);
+    return s == RT_OK ? rt_store_result_json(r, out, err) : s;
 }

@@ -119,20 +119,6 @@ static rt_status run_json(rt_store *st, sched_stmt id, json_t *doc, rt_error *er
     return rt_store_exec_json(st, name, sql[id], doc, err);
 }
 
-static rt_status run_simple(rt_store *st, const char *text, rt_error *err)
-{
-    PGconn *conn = rt_store_pg(st);
-    if (!conn)
-        return rt_error_set(err, RT_ERR_UNAVAILABLE, "database connection lost");
-    PGresult *r = PQexec(conn, text);
-    ExecStatusType es = PQresultStatus(r);
-    rt_status s = RT_OK;
-    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK)
-        s = rt_store_error(st, r, err, "database");
-    PQclear(r);
-    return s;
-}
-
 static rt_catch_up catch_up_parse(const char *s)
 {
     if (!strcmp(s, "all"))
@@ -218,7 +204,7 @@ rt_status rt_store_schedules_write(rt_store *st, json_t *upserts, json_t *delete
 
 rt_status rt_store_schedules_set_loaded(rt_store *st, const char *const *workflow_ids, size_t n, rt_error *err)
 {
-    rt_status s = run_simple(st, "create temp table if not exists rt_sched_loaded (workflow_id text primary key)",
+    rt_status s = rt_store_exec_simple(st, "create temp table if not exists rt_sched_loaded (workflow_id text primary key)",
                              err);
     if (s == RT_OK)
         s = run(st, Q_LOADED_CLEAR, 0, NULL, NULL, err);

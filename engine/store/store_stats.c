@@ -63,16 +63,10 @@ rt_status rt_store_stats(rt_store *st, int minutes, json_t **out, rt_error *err)
     rt_status s = rt_store_exec_prepared(st, STATS_STMT, stats_sql, 1, params, &r, err);
     if (s != RT_OK)
         return s;
-    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
-        PQclear(r);
-        return rt_error_set(err, RT_ERR_INTERNAL, "reading stats: no row");
-    }
-    json_error_t jerr;
-    json_t *doc = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &jerr);
-    PQclear(r);
-    if (!json_is_object(doc)) {
+    json_t *doc = NULL;
+    if (rt_store_result_json(r, &doc, err) != RT_OK || !json_is_object(doc)) {
         json_decref(doc);
-        return rt_error_set(err, RT_ERR_INTERNAL, "reading stats: bad JSON from the database: %s", jerr.text);
+        return rt_error_set(err, RT_ERR_INTERNAL, "reading stats: unexpected result from the database");
     }
     /* Priorities by name, as /metrics labels them. */
     size_t i;
