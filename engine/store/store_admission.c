@@ -1,7 +1,6 @@
 /* store_admission.c — every SQL statement of run admission, each prepared once per
- * connection and run with parameters, as in store.c. Which statements a connection
- * already has is remembered per thread (a connection is used by one thread at a time),
- * keyed by the connection and its server process, so a reconnect starts afresh. */
+ * connection (rt_store_exec_prepared remembers which, and forgets on a reconnect) and run
+ * with parameters, as in store.c. */
 #include "store_admission.h"
 
 #include <libpq-fe.h>
