@@ -120,8 +120,24 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     json_object_set_new(env, "ts", json_integer((json_int_t)rt_now_ms()));
     /* `data` is borrowed from `with`: the envelope takes its own reference. */
     json_object_set_new(env, "data", data ? json_incref(data) : json_object());
-    json_object_set_new(env, "actor", json_pack("{s:s,s:s}", "type", "system", "id", "ratchet"));
+    /* The run's actor and entity travel with what it publishes, so relaying through another
+     * workflow never sheds an approval gate (DESIGN §6). A run an agent started publishes
+     * only for the agent's entity. */
+    const json_t *run_event = json_object_get(ctx->context, "event");
+    json_t *actor = json_object_get(run_event, "actor");
+    json_t *run_entity = json_object_get(run_event, "entity_id");
     json_t *entity = json_object_get(with, "entity_id");
+    const char *atype = json_string_value(json_object_get(actor, "type"));
+    bool agent = atype && !strcmp(atype, "agent");
+    if (agent && json_is_string(entity) && !json_equal(entity, run_entity)) {
+        json_decref(env);
+        rt_step_fail(res, false, "publish: a run an agent started publishes only for its entity (%s), not %s",
+                     json_is_string(run_entity) ? json_string_value(run_entity) : "none", json_string_value(entity));
+        return;
+    }
+    json_object_set_new(env, "actor", json_is_object(actor) ? json_deep_copy(actor) : json_pack("{s:s}", "type", "service"));
+    if (!json_is_string(entity))
+        entity = run_entity;
     if (json_is_string(entity))
         json_object_set(env, "entity_id", entity);
     json_object_set_new(env, "v", json_string("1"));

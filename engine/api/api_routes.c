@@ -4,6 +4,7 @@
  * entity_id, they read only their entity's runs, never cancel a system workflow's runs
  * and never touch schedules. */
 #include "api_routes.h"
+#include "create.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,9 +490,9 @@ static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
     /* The run and its audit record commit together (or neither does). */
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
-        s = rt_store_create_runs_tx(st, &a->req, 1, err);
+        s = rt_run_create_tx(st, &a->req, 1, err);
     if (s == RT_OK && a->req.id[0]) /* AUDIT: a manual run (not a repeat of its key) */
-        s = rt_audit_append(st, a->actor, a->action, a->req.id, a->details, err);
+        s = rt_store_audit_append(st, a->actor, a->action, a->req.id, a->details, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK) {
@@ -822,7 +823,7 @@ static rt_status op_cancel(rt_store *st, void *arg, rt_error *err)
     if (s == RT_OK)
         s = rt_store_cancel_runs(st, a->runs, err);
     if (s == RT_OK) /* AUDIT: in the cancel's transaction */
-        s = rt_audit_append(st, a->actor, "run.cancel", a->id, a->details, err);
+        s = rt_store_audit_append(st, a->actor, "run.cancel", a->id, a->details, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK) {

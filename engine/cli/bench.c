@@ -3,6 +3,7 @@
  * memoized steps/s and claim latency. The scratch database is dropped afterwards. The
  * scratch database, preload and drain are shared with `ratchet bench flow` (bench.h). */
 #include "bench.h"
+#include "create.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +115,7 @@ rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int ke
                                  : json_pack("{s:s, s:{}}", "name", "ratchet.manual", "data");
             reqs[i] = (rt_run_request){.wf = wf, .trigger = trigger, .event = events[i]};
         }
-        s = rt_store_create_runs(st, reqs, (size_t)n, err);
+        s = rt_run_create(st, reqs, (size_t)n, err);
         for (int i = 0; i < n; i++) {
             if (s == RT_OK && !reqs[i].id[0])
                 s = rt_error_set(err, RT_ERR_INVALID, "preload: run %d of %s was not created: %s", done + i,

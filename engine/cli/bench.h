@@ -38,7 +38,7 @@ rt_status rt_bench_db_open(rt_bench_db *db, const rt_config *base, const char *t
 /* Closes both connections and drops the scratch database. */
 void rt_bench_db_close(rt_bench_db *db);
 
-/* Creates `runs` manual runs of wf through rt_store_create_runs, so through run admission
+/* Creates `runs` manual runs of wf through rt_run_create, so through the gate and run admission
  * like any real run, 1,000 per transaction. Their event data is {} or, with keys > 0,
  * {"k": "k<i % keys>"}. A request admission does not turn into a new run is an error. */
 rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int keys, rt_error *err);

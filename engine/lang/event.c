@@ -101,6 +101,8 @@ const char *rt_event_fault_name(rt_event_fault f)
     case RT_EVENT_FAULT_TOO_LARGE: return "too_large";
     case RT_EVENT_FAULT_NOT_JSON: return "not_json";
     case RT_EVENT_FAULT_INVALID: return "invalid";
+    case RT_EVENT_FAULT_RESERVED_ID: return "reserved_id";
+    case RT_EVENT_FAULT_NAME_MISMATCH: return "name_mismatch";
     }
     return "unknown";
 }
@@ -364,9 +366,13 @@ static bool has_nul(const json_t *v, int depth)
     return false;
 }
 
-static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_event **out, rt_error *err)
+/* producer: the event comes from outside (a transport, the API, a webhook), so its id may
+ * not be in the engine's namespace; *reserved says when that was the fault. */
+static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, bool producer, bool *reserved, rt_event **out,
+                       rt_error *err)
 {
     *out = NULL;
+    *reserved = false;
     if (!json_is_object(doc))
         return fail(err, "$", "an event must be a JSON object, not %s", doc ? rt_json_type_phrase(doc) : "nothing");
     rt_status st = check_keys(doc, "$", top_keys, true, err);
@@ -402,6 +408,11 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
         return st;
     if (id && (st = check_id(id, "$.id", err)) != RT_OK)
         return st;
+    if (id && producer && rt_event_id_reserved(id)) {
+        *reserved = true;
+        return fail(err, "$.id", "ids starting with \"%s\" are reserved for events the engine makes",
+                    RT_EVENT_ENGINE_ID_PREFIX);
+    }
     if (!id) {
         rt_uuid7(fresh_id);
         id = fresh_id;
@@ -476,8 +487,8 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, rt_eve
     return RT_OK;
 }
 
-rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
-                            rt_error *err, rt_event_fault *fault)
+static rt_status parse(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, bool producer, rt_event **out,
+                       rt_error *err, rt_event_fault *fault)
 {
     rt_event_fault dummy;
     if (!fault)
@@ -503,16 +514,35 @@ rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int
         return rt_error_set(err, RT_ERR_INVALID, "line %d, column %d: JSON syntax error: %s", je.line, je.column,
                             text);
     }
-    rt_status st = build(doc, now_ms, false, out, err); /* jansson already refused NULs */
+    bool reserved = false;
+    rt_status st = build(doc, now_ms, false, producer, &reserved, out, err); /* jansson already refused NULs */
     json_decref(doc); /* the event holds its own references to what it shares */
     if (st != RT_OK)
-        *fault = RT_EVENT_FAULT_INVALID;
+        *fault = reserved ? RT_EVENT_FAULT_RESERVED_ID : RT_EVENT_FAULT_INVALID;
     return st;
+}
+
+rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
+                            rt_error *err, rt_event_fault *fault)
+{
+    return parse(bytes, len, max_bytes, now_ms, true, out, err, fault);
+}
+
+rt_status rt_event_parse_relay(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
+                               rt_error *err, rt_event_fault *fault)
+{
+    return parse(bytes, len, max_bytes, now_ms, false, out, err, fault);
+}
+
+bool rt_event_id_reserved(const char *id)
+{
+    return id && !strncmp(id, RT_EVENT_ENGINE_ID_PREFIX, strlen(RT_EVENT_ENGINE_ID_PREFIX));
 }
 
 rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err)
 {
-    return build(doc, now_ms, true, out, err);
+    bool reserved;
+    return build(doc, now_ms, true, true, &reserved, out, err);
 }
 
 rt_status rt_event_parse(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
@@ -562,8 +592,9 @@ rt_status rt_event_new(const char *name, json_t *data, rt_actor_type actor_type,
     if (st == RT_OK && entity_id)
         st = new_string(doc, "entity_id", "$.entity_id", entity_id, err);
     json_decref(actor);
+    bool reserved;
     if (st == RT_OK)
-        st = rt_event_from_json(doc, rt_now_ms(), out, err);
+        st = build(doc, rt_now_ms(), true, false, &reserved, out, err);
     json_decref(doc);
     return st;
 }

@@ -4,6 +4,7 @@
 #define RT_EVENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,10 @@
 #define RT_EVENT_REF_MAX 200          /* `entity_id`, `actor.id`: 1..200 characters */
 #define RT_EVENT_TS_MAX 253402300799999LL /* 9999-12-31T23:59:59.999Z */
 #define RT_EVENT_VERSION "1"          /* the only envelope version this engine speaks */
+/* Ids of events the engine makes ("ratchet:on_failure:<run>", ...) start with this; no
+ * ingress accepts it from a producer (rt_event_parse, rt_event_from_json refuse it), so
+ * nobody can pre-empt an engine event by posting its id first (DESIGN §6). */
+#define RT_EVENT_ENGINE_ID_PREFIX "ratchet:"
 
 typedef enum rt_actor_type {
     RT_ACTOR_USER = 0,
@@ -49,9 +54,12 @@ typedef enum rt_event_fault {
     RT_EVENT_FAULT_TOO_LARGE, /* over max_bytes; not parsed at all */
     RT_EVENT_FAULT_NOT_JSON,  /* syntax error, bad UTF-8, NUL in a string, duplicate key */
     RT_EVENT_FAULT_INVALID,   /* JSON, but not a valid envelope */
+    RT_EVENT_FAULT_RESERVED_ID, /* a producer's id in the engine's namespace */
+    RT_EVENT_FAULT_NAME_MISMATCH, /* a broker body naming another event than its subject (intake) */
 } rt_event_fault;
 
-/* "none", "too_large", "not_json", "invalid" (stable: they are metric label values). */
+/* "none", "too_large", "not_json", "invalid", "reserved_id", "name_mismatch" (stable: they
+ * are metric label values). */
 const char *rt_event_fault_name(rt_event_fault f);
 
 /* Parses and validates one event from a transport. max_bytes 0 means RT_EVENT_MAX_BYTES;
@@ -67,13 +75,21 @@ rt_status rt_event_parse(const void *bytes, size_t len, size_t max_bytes, int64_
 rt_status rt_event_parse_ex(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
                             rt_error *err, rt_event_fault *fault);
 
+/* The same for a broker message, which may be the engine's own event coming back through
+ * its outbox: an id in the engine's namespace is parsed, not refused. The caller accepts
+ * such an event only as a duplicate of one already stored (intake.c). */
+rt_status rt_event_parse_relay(const void *bytes, size_t len, size_t max_bytes, int64_t now_ms, rt_event **out,
+                               rt_error *err, rt_event_fault *fault);
+/* Is id in the engine's namespace (RT_EVENT_ENGINE_ID_PREFIX)? */
+bool rt_event_id_reserved(const char *id);
+
 /* The same rules for an envelope that is already parsed (doc is borrowed and not changed;
  * the event shares `data` and "x-" values with it, so doc must not be modified later).
  * Strings holding a NUL (json_stringn, JSON_ALLOW_NUL) are refused anywhere in doc. */
 rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err);
 
 /* An event the engine makes itself (CLI send, on_failure, publish step), checked by the
- * same rules. data is borrowed (NULL means {}; the event keeps its own reference, so the
+ * same rules, except that its id may be in the engine's namespace. data is borrowed (NULL means {}; the event keeps its own reference, so the
  * caller must not modify data afterwards); actor_id, entity_id and id may be NULL (a
  * UUIDv7 is assigned); ts is the current time. */
 rt_status rt_event_new(const char *name, json_t *data, rt_actor_type actor_type, const char *actor_id,

@@ -1693,3 +1693,19 @@ bool rt_workflow_concurrency_key(const rt_workflow *wf, json_t *event, char *buf
     json_decref(v);
     return true;
 }
+
+bool rt_workflow_gates(const rt_workflow *wf, const json_t *event)
+{
+    if (!wf || !wf->approval)
+        return false;
+    const char *type = json_string_value(json_object_get(json_object_get(event, "actor"), "type"));
+    if (!type)
+        type = "service";
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(wf->approval, "required_for"), i, t) {
+        if (json_is_string(t) && !strcmp(json_string_value(t), type))
+            return true;
+    }
+    return false;
+}

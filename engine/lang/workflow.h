@@ -166,4 +166,9 @@ const char *rt_priority_name(rt_priority p);
 const char *rt_backoff_name(rt_backoff b);
 const char *rt_catch_up_name(rt_catch_up c);
 
+/* Does a run of wf started by event (borrowed) wait for approval? True when the workflow
+ * has an `approval` block whose required_for holds the event's actor.type ("service" when
+ * absent). */
+bool rt_workflow_gates(const rt_workflow *wf, const json_t *event);
+
 #endif

@@ -16,6 +16,7 @@
 
 #include "expr.h"
 #include "log.h"
+#include "refusal.h"
 #include "store_admission.h"
 #include "util.h"
 
@@ -47,6 +48,8 @@ typedef struct plan {
     bool idem_taken;     /* this transaction took the idempotency key */
     json_t *cancel;      /* owned: singleton cancel: ids of unfinished runs to cancel */
     int supersede;       /* singleton cancel: earlier plan of this call whose run this one cancels */
+    bool approved;       /* a held run being admitted after its approval: never joins or collects */
+    bool agent;          /* the request's actor is an agent: its keys live in its entity's partition */
 } plan;
 
 static bool controlled_wf(const rt_workflow *wf)
@@ -138,6 +141,19 @@ static void skip(plan *q, const char *fmt, ...)
     q->req->id[0] = '\0';
 }
 
+/* "agent:<entity>|<value>": an agent's key, apart from everyone else's. */
+static void partition(char **value, const char *entity)
+{
+    if (!*value)
+        return;
+    size_t len = strlen(*value) + (entity ? strlen(entity) : 1) + 8;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "agent:%s|%s", entity ? entity : "-", *value);
+    free(*value);
+    *value = p;
+}
+
 /* Fills the keys of one request. */
 static void plan_keys(plan *q)
 {
@@ -148,8 +164,6 @@ static void plan_keys(plan *q)
     q->event = r->event;
     q->run_at_ms = r->run_at_ms;
     q->join = q->supersede = -1;
-    if (r->admitted)
-        return;
     bool replay = json_object_get(orig, "replay_of") != NULL;
     if (replay) {
         /* A replay is an operator's explicit act: no control applies, and it never
@@ -162,6 +176,12 @@ static void plan_keys(plan *q)
         return;
     q->controlled = true;
     bool child = r->parent_run_id != NULL;
+    /* An agent's keys live in a partition of their own (its entity), so that its requests
+     * can never skip, join or cancel a run another entity or a service started (DESIGN §6).
+     * Throttle and concurrency stay shared: they only delay. */
+    json_t *actor = json_object_get(r->event, "actor");
+    const char *atype = json_string_value(json_object_get(actor, "type"));
+    q->agent = atype && !strcmp(atype, "agent");
     json_t *ctx = json_pack("{s:O}", "event", r->event ? r->event : json_null());
     json_t *sched = json_object_get(orig, "schedule");
     if (sched)
@@ -177,7 +197,9 @@ static void plan_keys(plan *q)
         }
     }
     const char *type = json_string_value(json_object_get(orig, "type"));
-    if (wf->batch_events && !child && type && !strcmp(type, "event")) {
+    if (q->approved) {
+        /* The approval covered exactly this run's event: it neither joins nor collects. */
+    } else if (wf->batch_events && !child && type && !strcmp(type, "event")) {
         q->pending = strdup("batch");
         q->is_batch = true;
     } else if (wf->debounce && !child) {
@@ -196,6 +218,12 @@ static void plan_keys(plan *q)
     if (wf->throttle)
         q->throttle = key_value(wf, "throttle", json_string_value(json_object_get(wf->throttle, "key")), ctx, &is_null);
     json_decref(ctx);
+    if (q->agent) {
+        const char *entity = json_string_value(json_object_get(r->event, "entity_id"));
+        partition(&q->idem, entity);
+        partition(&q->pending, entity);
+        partition(&q->single, entity);
+    }
 }
 
 static void lock_key(json_t *keys, const char *wf, const char *kind, const char *value)
@@ -349,6 +377,30 @@ static void open_pending(plan *q, int64_t now)
         q->run_at_ms = due;
 }
 
+/* An agent's singleton `cancel` on a system workflow: it would cancel a system job's
+ * run. Nothing is created or cancelled, and the refusal is audited. */
+static rt_status refuse_cancel(rt_store *st, plan *q, rt_error *err)
+{
+    const rt_workflow *wf = q->req->wf;
+    const json_t *ev = q->req->event;
+    const json_t *actor = json_object_get(ev, "actor");
+    char who[300];
+    snprintf(who, sizeof who, "agent:%s", json_string_value(json_object_get(actor, "id")) ?
+                                              json_string_value(json_object_get(actor, "id")) : "-");
+    json_decref(q->cancel);
+    q->cancel = NULL;
+    q->supersede = -1;
+    skip(q, "singleton: an agent never cancels the runs of system workflow %s", wf->id);
+    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "action", "cancel", "via", "singleton", "reason",
+                                q->req->reason, "event_id", json_string_value(json_object_get(ev, "id")), "entity_id",
+                                json_string_value(json_object_get(ev, "entity_id")));
+    rt_status s = rt_refusal_record(st, who, "agent.refused", wf->id, details, err);
+    json_decref(details);
+    rt_log_ctx lc = {.workflow = wf->id};
+    rt_log(RT_LOG_WARN, &lc, "%s refused: %s", who, q->req->reason);
+    return s;
+}
+
 /* ---- the decision for one request ---- */
 
 static rt_status decide(rt_store *st, plan *p, size_t i, int64_t now, bool *notify, rt_error *err)
@@ -421,6 +473,8 @@ static rt_status decide(rt_store *st, plan *p, size_t i, int64_t now, bool *noti
             else
                 json_decref(runs);
         }
+        if (q->single_cancel && q->agent && wf->system && (q->cancel || q->supersede >= 0))
+            return refuse_cancel(st, q, err);
     }
 
     if (q->throttle) {
@@ -515,35 +569,13 @@ static void plans_free(plan *p, size_t n)
     free(p);
 }
 
-rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, bool *handled, rt_error *err)
+/* Locks every key the plans touch (sorted, all at once), reads the clock, decides each
+ * controlled plan. */
+static rt_status lock_and_decide(rt_store *st, plan *p, size_t n, int64_t *now, bool *notify, rt_error *err)
 {
-    *handled = false;
-    bool needed = false;
-    for (size_t i = 0; i < n; i++) {
-        reqs[i].reason[0] = '\0';
-        if (!reqs[i].admitted &&
-            (controlled_wf(reqs[i].wf) || json_object_get(reqs[i].trigger, "replay_of") != NULL))
-            needed = true;
-    }
-    if (!needed)
-        return RT_OK;
-    *handled = true;
-
-    plan *p = calloc(n, sizeof *p);
-    rt_run_request *made = calloc(n, sizeof *made);
-    size_t *from = calloc(n, sizeof *from);
     json_t *keys = json_array();
-    if (!p || !made || !from || !keys) {
-        free(made);
-        free(from);
-        free(p);
-        json_decref(keys);
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    }
     for (size_t i = 0; i < n; i++) {
-        p[i].req = &reqs[i];
-        plan_keys(&p[i]);
-        const char *wf = reqs[i].wf->id;
+        const char *wf = p[i].req->wf->id;
         if (p[i].idem)
             lock_key(keys, wf, "idempotency", p[i].idem);
         if (p[i].pending)
@@ -553,16 +585,44 @@ rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, bool 
         if (p[i].throttle)
             lock_key(keys, wf, "throttle", p[i].throttle);
     }
-
-    int64_t now = 0;
-    bool notify = false;
     rt_status s = rt_store_admission_lock(st, keys, err);
+    json_decref(keys);
     if (s == RT_OK)
-        s = rt_store_admission_now(st, &now, err);
+        s = rt_store_admission_now(st, now, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
         if (p[i].controlled)
-            s = decide(st, p, i, now, &notify, err);
+            s = decide(st, p, i, *now, notify, err);
     }
+    return s;
+}
+
+rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    bool needed = false;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].reason[0] = '\0';
+        if (controlled_wf(reqs[i].wf) || json_object_get(reqs[i].trigger, "replay_of") != NULL)
+            needed = true;
+    }
+    if (!needed)
+        return rt_store_create_runs_tx(st, reqs, n, err);
+
+    plan *p = calloc(n, sizeof *p);
+    rt_run_request *made = calloc(n, sizeof *made);
+    size_t *from = calloc(n, sizeof *from);
+    if (!p || !made || !from) {
+        free(made);
+        free(from);
+        free(p);
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[i].req = &reqs[i];
+        plan_keys(&p[i]);
+    }
+    int64_t now = 0;
+    bool notify = false;
+    rt_status s = lock_and_decide(st, p, n, &now, &notify, err);
 
     size_t m = 0;
     for (size_t i = 0; s == RT_OK && i < n; i++) {
@@ -572,7 +632,6 @@ rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, bool 
         made[m].trigger = p[i].trigger;
         made[m].event = p[i].event;
         made[m].run_at_ms = p[i].run_at_ms;
-        made[m].admitted = true;
         from[m++] = i;
     }
     if (s == RT_OK && m > 0)
@@ -597,9 +656,41 @@ rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, bool 
         for (size_t i = 0; i < n; i++)
             reqs[i].id[0] = '\0';
     }
-    json_decref(keys);
     free(made);
     free(from);
     plans_free(p, n);
+    return s;
+}
+
+rt_status rt_admission_admit_approved(rt_store *st, rt_run_request *req, bool *admitted, json_t **trigger,
+                                      rt_error *err)
+{
+    char run_id[37];
+    memcpy(run_id, req->id, sizeof run_id);
+    req->reason[0] = '\0';
+    *admitted = true;
+    *trigger = NULL;
+    plan q = {.req = req, .approved = true};
+    plan_keys(&q);
+    int64_t now = 0;
+    bool notify = false;
+    rt_status s = q.controlled ? lock_and_decide(st, &q, 1, &now, &notify, err) : RT_OK;
+    if (s == RT_OK && q.what == V_SKIP) {
+        *admitted = false;
+    } else if (s == RT_OK) {
+        memcpy(req->id, run_id, sizeof req->id);
+        req->run_at_ms = q.run_at_ms;
+        s = finish(st, &q, 1, err);
+        *trigger = json_incref(q.trigger);
+    }
+    memcpy(req->id, run_id, sizeof req->id);
+    if (s == RT_OK && q.controlled)
+        log_decision(&q, *admitted ? "admitted after approval" : "not admitted after approval");
+    free(q.idem);
+    free(q.single);
+    free(q.pending);
+    free(q.throttle);
+    json_decref(q.trigger);
+    json_decref(q.cancel);
     return s;
 }

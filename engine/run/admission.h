@@ -22,7 +22,8 @@
  * run is created — singleton and throttle). Key expressions see `event` (and `schedule` for
  * cron runs); a value that is null or fails to evaluate is the bucket "null" (logged).
  * Child runs (invoke) and replays (trigger.replay_of) are created as asked: a skip or a
- * shared run would leave a parent waiting or change what a replay means. */
+ * shared run would leave a parent waiting or change what a replay means.
+ * Runs whose actor needs approval come here only once approved (run/create.h). */
 #ifndef RT_ADMISSION_H
 #define RT_ADMISSION_H
 
@@ -32,14 +33,27 @@
 #include "status.h"
 #include "store.h"
 
-/* Called first by rt_store_create_runs_tx, inside its transaction. When no request needs
- * admission (no such blocks, or .admitted already set) it does nothing and sets *handled =
- * false: the caller creates them. Otherwise it decides every request, creates the admitted
- * ones itself (through rt_store_create_runs_tx with .admitted set; requests without
- * controls pass unchanged) and sets *handled = true. Either way, on RT_OK each request's
- * id is its new run, or the existing run it joined (debounce, batch_events: reason says
- * so), or "" with reason saying why nothing was created. A throttled run's reason says
- * when it starts. */
-rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, bool *handled, rt_error *err);
+/* Decides every request (run/create.c calls it for requests that need no approval, or
+ * whose approval is done), creates the admitted ones (rt_store_create_runs_tx) and on
+ * RT_OK sets each request's id to its new run, or the existing run it joined (debounce,
+ * batch_events: reason says so), or "" with reason saying why nothing was created. A
+ * throttled run's reason says when it starts. Requests without controls pass unchanged.
+ *
+ * Agents: an agent's idempotency, singleton and debounce/batch keys live in a partition
+ * of their own ("agent:<entity_id>|<value>"), so an agent's request never skips, joins or
+ * cancels a run a service, a person or another entity started; throttle and concurrency
+ * are shared (they only delay). An agent's singleton `cancel` on a system workflow that
+ * would cancel a run is refused (nothing created, an audited agent.refused). */
+rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
+
+/* A run that waited for approval and is approved now: flow control applies to it as to a
+ * new request, except that it neither joins nor collects (debounce, batch_events: the
+ * approval covered exactly its own event). req: wf, trigger and event as stored, id the
+ * run, parent_run_id when a child. On RT_OK, *admitted false: reason says why it may not
+ * run (idempotency or singleton skip; the caller ends it); true: *trigger (new reference)
+ * is the trigger stamped with the keys it holds, req->run_at_ms when it may start (0 or
+ * a throttle slot), and singleton cancels are done. */
+rt_status rt_admission_admit_approved(rt_store *st, rt_run_request *req, bool *admitted, json_t **trigger,
+                                      rt_error *err);
 
 #endif

@@ -3,6 +3,7 @@
  * and commit the results of the whole batch in one transaction that also makes the
  * successors runnable. A completed step is never run again: its row is final. */
 #include "executor.h"
+#include "create.h"
 
 #include <errno.h>
 #include <math.h>
@@ -18,6 +19,7 @@
 #include "expr.h"
 #include "ingest.h"
 #include "log.h"
+#include "refusal.h"
 #include "metrics.h"
 #include "step.h"
 #include "store.h"
@@ -812,7 +814,11 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
         json_t *matched = NULL;
         size_t k;
         json_t *env;
+        const char *run_entity = json_string_value(json_object_get(v->event, "entity_id"));
         json_array_foreach(seen, k, env) {
+            /* An agent's event never wakes another entity's run or a system job (DESIGN §6). */
+            if (!rt_event_may_touch(env, v->wf->system, run_entity, NULL))
+                continue;
             if (!cond) {
                 matched = env;
                 break;
@@ -887,7 +893,7 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
                                     sid, "parent_workflow", v->wf->id);
         rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
                               .parent_run_id = v->run_id, .parent_step_id = sid};
-        rt_status s = rt_store_create_runs_tx(st, &req, 1, err);
+        rt_status s = rt_run_create_tx(st, &req, 1, err);
         json_decref(event);
         json_decref(trigger);
         if (s != RT_OK)
@@ -923,8 +929,16 @@ static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *
     json_t *env;
     json_array_foreach(v->emits, i, env) {
         rt_event *ev = NULL;
-        rt_status s = rt_event_new(json_string_value(json_object_get(env, "name")), json_object_get(env, "data"),
-                                   RT_ACTOR_SYSTEM, "ratchet", json_string_value(json_object_get(env, "entity_id")),
+        /* The step put the run's actor on it (publish.c). */
+        json_t *actor = json_object_get(env, "actor");
+        const char *tname = json_string_value(json_object_get(actor, "type"));
+        rt_actor_type type = RT_ACTOR_SERVICE;
+        rt_error terr;
+        if (!tname || rt_actor_type_parse(tname, &type, &terr) != RT_OK)
+            type = RT_ACTOR_SERVICE;
+        rt_status s = rt_event_new(json_string_value(json_object_get(env, "name")), json_object_get(env, "data"), type,
+                                   json_string_value(json_object_get(actor, "id")),
+                                   json_string_value(json_object_get(env, "entity_id")),
                                    json_string_value(json_object_get(env, "id")), &ev, err);
         if (s == RT_OK)
             s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);

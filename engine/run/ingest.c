@@ -1,14 +1,22 @@
 /* ingest.c — events in, runs out, in one transaction per batch. */
 #include "ingest.h"
+#include "create.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "approval.h"
 #include "expr.h"
 #include "log.h"
 #include "metrics.h"
+#include "refusal.h"
 #include "util.h"
+
+static rt_ingest_hook_fn event_hook;
+
+void rt_ingest_hook_set(rt_ingest_hook_fn fn)
+{
+    event_hook = fn;
+}
 
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev)
 {
@@ -55,7 +63,31 @@ static bool async_condition(const char *cond, json_t *run_event, const rt_event 
 }
 
 /* Wakes wait_for_event steps that the fresh events satisfy (first matching event wins). */
-static rt_status wake_waiters(rt_store *st, rt_event *const *fresh, size_t n, json_t *names, rt_error *err)
+/* An agent's event wakes only its own entity's runs of non-system workflows; anything
+ * else is a refusal (audited, rate-limited) and no match. */
+static rt_status may_wake(const rt_workflow_set *set, rt_store *st, const json_t *wait, const rt_event *ev, bool *may,
+                          rt_error *err)
+{
+    const char *wf_id = json_string_value(json_object_get(wait, "workflow"));
+    const rt_workflow *wf = set && wf_id ? rt_workflow_set_find(set, wf_id) : NULL;
+    const char *run_entity = json_string_value(json_object_get(json_object_get(wait, "event"), "entity_id"));
+    const char *why = NULL;
+    /* A workflow this process does not know counts as a system one: refuse when unsure. */
+    *may = rt_event_may_touch(ev->envelope, !wf || wf->system, run_entity, &why);
+    if (*may)
+        return RT_OK;
+    char actor[300];
+    snprintf(actor, sizeof actor, "agent:%s", ev->actor_id ? ev->actor_id : "-");
+    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s}", "action", "wake", "via", "wait_for_event", "reason",
+                                why, "workflow", wf_id, "event_id", ev->id, "event", ev->name);
+    rt_status s = rt_refusal_record(st, actor, "agent.refused", json_string_value(json_object_get(wait, "run_id")),
+                                    details, err);
+    json_decref(details);
+    return s;
+}
+
+static rt_status wake_waiters(const rt_workflow_set *set, rt_store *st, rt_event *const *fresh, size_t n,
+                              json_t *names, rt_error *err)
 {
     json_t *waits = NULL;
     rt_status s = rt_store_lock_event_names(st, names, false, err);
@@ -67,7 +99,7 @@ static rt_status wake_waiters(rt_store *st, rt_event *const *fresh, size_t n, js
     }
     json_t *matched = json_array();
     json_t *taken = json_object(); /* "run_id:step_id" -> true */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
         size_t k;
         json_t *w;
         json_array_foreach(waits, k, w) {
@@ -81,6 +113,11 @@ static rt_status wake_waiters(rt_store *st, rt_event *const *fresh, size_t n, js
             if (!async_condition(json_string_value(json_object_get(w, "if")), json_object_get(w, "event"), fresh[i],
                                  "wait_for_event"))
                 continue;
+            bool may = true;
+            if ((s = may_wake(set, st, w, fresh[i], &may, err)) != RT_OK)
+                break;
+            if (!may)
+                continue;
             json_object_set_new(taken, key, json_true());
             json_array_append_new(matched, json_pack("{s:O, s:O, s:O}", "run_id", json_object_get(w, "run_id"),
                                                      "step_id", json_object_get(w, "step_id"), "envelope",
@@ -88,12 +125,34 @@ static rt_status wake_waiters(rt_store *st, rt_event *const *fresh, size_t n, js
         }
     }
     int woken = 0;
-    s = rt_store_match_waits(st, matched, &woken, err);
+    if (s == RT_OK)
+        s = rt_store_match_waits(st, matched, &woken, err);
     if (s == RT_OK && woken > 0)
         rt_log(RT_LOG_DEBUG, NULL, "events woke %d waiting step(s)", woken);
     json_decref(taken);
     json_decref(matched);
     json_decref(waits);
+    return s;
+}
+
+/* No agent cancels a system job or another entity's run (DESIGN §6): a refusal. */
+static rt_status may_cancel(rt_store *st, const rt_workflow *wf, const rt_event *ev, const json_t *run, bool *may,
+                            rt_error *err)
+{
+    const char *why = NULL;
+    const char *run_entity = json_string_value(json_object_get(json_object_get(run, "event"), "entity_id"));
+    *may = rt_event_may_touch(ev->envelope, wf->system, run_entity, &why);
+    if (*may)
+        return RT_OK;
+    char actor[300];
+    snprintf(actor, sizeof actor, "agent:%s", ev->actor_id ? ev->actor_id : "-");
+    json_t *details = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "action", "cancel", "via", "cancel_on", "reason",
+                                why, "workflow", wf->id, "event_id", ev->id, "event", ev->name);
+    rt_status s = rt_refusal_record(st, actor, "agent.refused", json_string_value(json_object_get(run, "id")),
+                                    details, err);
+    json_decref(details);
+    rt_log_ctx lc = {.workflow = wf->id, .run_id = json_string_value(json_object_get(run, "id"))};
+    rt_log(RT_LOG_WARN, &lc, "%s refused: cancel_on by event %s: %s", actor, ev->id, why);
     return s;
 }
 
@@ -140,9 +199,8 @@ static rt_status apply_cancel_on(const rt_workflow_set *set, rt_store *st, rt_ev
                 if (!async_condition(json_string_value(json_object_get(rule, "if")), json_object_get(run, "event"),
                                      fresh[i], "cancel_on"))
                     continue;
-                bool may = true; /* AGENT HOOK: no agent cancels a system job or another entity's run (approval.h) */
-                if ((s = rt_approval_check_cancel_on(st, wf, fresh[i], json_string_value(json_object_get(run, "id")),
-                                                     json_string_value(json_object_get(json_object_get(run, "event"), "entity_id")), &may, err)) != RT_OK || !may)
+                bool may = true;
+                if ((s = may_cancel(st, wf, fresh[i], run, &may, err)) != RT_OK || !may)
                     break;
                 char msg[512];
                 snprintf(msg, sizeof msg, "cancelled by event %s (%s) matching cancel_on", fresh[i]->name,
@@ -265,15 +323,15 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
             json_array_append_new(names, json_string(events[i]->name));
     }
     if (s == RT_OK && n_fresh > 0)
-        s = wake_waiters(st, fresh, n_fresh, names, err);
+        s = wake_waiters(set, st, fresh, n_fresh, names, err);
     if (s == RT_OK && n_fresh > 0)
         s = apply_cancel_on(set, st, fresh, n_fresh, err);
-    if (s == RT_OK && n_fresh > 0) /* APPROVAL HOOK: ratchet.approval.decided events (approval.h) */
-        s = rt_approval_ingest(st, set, fresh, n_fresh, err);
+    if (s == RT_OK && n_fresh > 0 && event_hook) /* the approval gate: ratchet.approval.decided */
+        s = event_hook(st, set, fresh, n_fresh, err);
     free(fresh);
     json_decref(names);
     if (s == RT_OK && n_reqs > 0)
-        s = rt_store_create_runs_tx(st, reqs, n_reqs, err);
+        s = rt_run_create_tx(st, reqs, n_reqs, err);
     for (size_t r = 0; s == RT_OK && results && r < n_reqs; r++) {
         if (reqs[r].id[0]) /* the run row names its event (runs.event_id) */
             json_array_append_new(results[req_event[r]].run_ids, json_string(reqs[r].id));
@@ -322,12 +380,26 @@ rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const j
     json_t *data = json_pack("{s:s, s:s, s:s, s:s?}", "run_id", run_id, "workflow", workflow_id, "status", status,
                              "error", error);
     char id[128];
-    snprintf(id, sizeof id, "on_failure:%s", run_id);
-    rt_status s = RT_OK;
+    snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "on_failure:%s", run_id);
     const char *name = json_string_value(json_object_get(rule, "event"));
     const char *target = json_string_value(json_object_get(rule, "workflow"));
+    /* The failed run's actor and entity carry over (DESIGN §6): a failure of an agent's run
+     * starts nothing an agent could not start. */
+    json_t *run_event = NULL;
+    rt_status s = rt_store_run_event(st, run_id, &run_event, err);
+    if (s == RT_ERR_NOT_FOUND)
+        s = RT_OK;
+    json_t *actor = json_object_get(run_event, "actor");
+    const char *tname = json_string_value(json_object_get(actor, "type"));
+    rt_actor_type type = RT_ACTOR_SYSTEM;
+    rt_error terr;
+    if (tname && rt_actor_type_parse(tname, &type, &terr) != RT_OK)
+        type = RT_ACTOR_SERVICE;
+    const char *actor_id = tname ? json_string_value(json_object_get(actor, "id")) : "ratchet";
     rt_event *ev = NULL;
-    s = rt_event_new(name ? name : "ratchet.run.failed", data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
+    if (s == RT_OK)
+        s = rt_event_new(name ? name : "ratchet.run.failed", data, type, actor_id,
+                         json_string_value(json_object_get(run_event, "entity_id")), id, &ev, err);
     if (s == RT_OK && name)
         s = rt_ingest_events_tx(set, st, &ev, 1, "engine", err);
     if (s == RT_OK && target) {
@@ -337,11 +409,12 @@ rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const j
         } else {
             json_t *trigger = json_pack("{s:s, s:s, s:s}", "type", "event", "event_id", id, "event", ev->name);
             rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id};
-            s = rt_store_create_runs_tx(st, &req, 1, err);
+            s = rt_run_create_tx(st, &req, 1, err);
             json_decref(trigger);
         }
     }
     rt_event_free(ev);
+    json_decref(run_event);
     json_decref(data);
     return s;
 }

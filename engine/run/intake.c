@@ -87,6 +87,70 @@ json_t *rt_intake_patterns(const rt_workflow_set *set)
     return list;
 }
 
+/* Does the body's `name` match the routing key / subject it came on? A message with no
+ * subject name (a transport that has none) agrees. */
+static bool name_agrees(const rt_bus_msg *m, const rt_event *ev, rt_error *err)
+{
+    if (!m->name || !strcmp(m->name, ev->name))
+        return true;
+    rt_qbuf a, b;
+    rt_error_set(err, RT_ERR_INVALID, "$.name: the body names event %s, but it arrived on %s (subject name %s)",
+                 rt_quote(&a, ev->name), m->subject ? m->subject : "?", rt_quote(&b, m->name));
+    return false;
+}
+
+/* Events whose id is in the engine's namespace are the engine's own coming back through
+ * its outbox: acknowledged as the duplicates they are when stored, dead-lettered
+ * (reserved_id) when not, since no producer may use such an id (DESIGN §6). Returns how
+ * many events are left for ingest; the dropped ones are freed. On a database error the
+ * verdicts stay RT_INGEST_RETRY. */
+static size_t drop_relayed(sink *k, rt_bus_msg *const *msgs, rt_event **events, size_t *index, size_t m,
+                           rt_ingest_verdict *verdicts)
+{
+    json_t *ids = json_array();
+    for (size_t j = 0; j < m; j++)
+        if (rt_event_id_reserved(events[j]->id))
+            json_array_append_new(ids, json_string(events[j]->id));
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return m;
+    }
+    json_t *stored = NULL;
+    rt_error err;
+    rt_status s = rt_store_events_existing(k->store, ids, &stored, &err);
+    size_t kept = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (!rt_event_id_reserved(events[j]->id)) {
+            events[kept] = events[j];
+            index[kept++] = index[j];
+            continue;
+        }
+        bool known = false;
+        size_t x;
+        json_t *id;
+        json_array_foreach(stored, x, id) known = known || !strcmp(json_string_value(id), events[j]->id);
+        rt_ingest_verdict *v = &verdicts[index[j]];
+        if (s != RT_OK) {
+            /* stays RT_INGEST_RETRY */
+        } else if (known) {
+            v->outcome = RT_INGEST_STORED;
+        } else {
+            v->outcome = RT_INGEST_POISON;
+            snprintf(v->reason, sizeof v->reason, "reserved_id: id \"%.64s\" is in the engine's namespace",
+                     events[j]->id);
+            rt_log(RT_LOG_WARN, NULL, "message dead-lettered (%s): %s", msgs[index[j]]->position, v->reason);
+            rt_metrics_counter_add("ratchet_events_dead_lettered_total", "transport", k->transport, "reason",
+                                   "reserved_id", 1);
+        }
+        rt_event_free(events[j]);
+    }
+    if (s != RT_OK)
+        rt_log(RT_LOG_WARN, NULL, "%s ingest: %s (messages will be redelivered)", k->transport, err.msg);
+    json_decref(stored);
+    json_decref(ids);
+    return kept;
+}
+
 static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest_verdict *verdicts)
 {
     sink *k = arg;
@@ -105,8 +169,16 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
     int64_t now = rt_now_ms();
     for (size_t i = 0; i < n; i++) {
         rt_event_fault fault = RT_EVENT_FAULT_NONE;
-        if (rt_event_parse_ex(msgs[i]->body, msgs[i]->len, (size_t)k->in->cfg->max_event_bytes, now, &events[m],
-                              &err, &fault) != RT_OK) {
+        rt_status ps = rt_event_parse_relay(msgs[i]->body, msgs[i]->len, (size_t)k->in->cfg->max_event_bytes, now,
+                                            &events[m], &err, &fault);
+        if (ps == RT_OK && !name_agrees(msgs[i], events[m], &err)) {
+            /* Broker permissions are per subject: a body may not name another event. */
+            rt_event_free(events[m]);
+            events[m] = NULL;
+            fault = RT_EVENT_FAULT_NAME_MISMATCH;
+            ps = RT_ERR_INVALID;
+        }
+        if (ps != RT_OK) {
             verdicts[i].outcome = RT_INGEST_POISON;
             snprintf(verdicts[i].reason, sizeof verdicts[i].reason, "%s: %s", rt_event_fault_name(fault), err.msg);
             rt_log(RT_LOG_WARN, NULL, "poison message dead-lettered (%s): %s", msgs[i]->position, err.msg);
@@ -117,6 +189,7 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
         }
         index[m++] = i;
     }
+    m = drop_relayed(k, msgs, events, index, m, verdicts);
     if (m > 0) {
         int64_t t0 = rt_mono_us();
         rt_status is = rt_ingest_events(k->in->set, k->store, events, m, k->transport, NULL, &err);

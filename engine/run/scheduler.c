@@ -2,6 +2,7 @@
  * runs, move next_fire_at on, all in one transaction; sleep until the next due time or a
  * NOTIFY), catch-up planning, and pause/resume. The SQL lives in store_schedules.c. */
 #include "scheduler.h"
+#include "create.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +17,7 @@
 
 #include <libpq-fe.h>
 
-#include "audit.h"
+#include "store_audit.h"
 #include "log.h"
 #include "store_schedules.h"
 #include "util.h"
@@ -500,7 +501,7 @@ rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *
     if (s == RT_OK)
         s = rt_store_schedules_pause(st, workflow_id, actor, changed, err);
     if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
-        s = rt_audit_append(st, actor, "schedule.pause", workflow_id, NULL, err);
+        s = rt_store_audit_append(st, actor, "schedule.pause", workflow_id, NULL, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
@@ -539,7 +540,7 @@ rt_status rt_schedules_resume(rt_store *st, const char *workflow_id, const char 
     if (s == RT_OK)
         s = rt_store_schedules_advance(st, updates, err);
     if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
-        s = rt_audit_append(st, actor, "schedule.resume", workflow_id, NULL, err);
+        s = rt_store_audit_append(st, actor, "schedule.resume", workflow_id, NULL, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
@@ -815,7 +816,7 @@ static rt_status fire_due(rt_scheduler *s, int limit, size_t *n_claimed, bool *f
             reqs[k] = (rt_run_request){.wf = runs[k].wf, .trigger = runs[k].trigger, .event = runs[k].event,
                                        .dedupe_key = runs[k].dedupe};
         if (status == RT_OK)
-            status = rt_store_create_runs_tx(st, reqs, n_runs, err);
+            status = rt_run_create_tx(st, reqs, n_runs, err);
     }
     if (status == RT_OK)
         status = rt_store_schedules_advance(st, updates, err);

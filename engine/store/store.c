@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admission.h"
-#include "approval.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrations.h"
@@ -297,7 +295,8 @@ static const char *const stmt_sql[S_COUNT] = {
                        " join jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)"
                        " on w.run_id = x.run_id and w.step_id = x.step_id for update of w skip locked)",
     [S_FIND_WAITS] = "select coalesce(jsonb_agg(jsonb_build_object('run_id', w.run_id, 'step_id', w.step_id,"
-                     " 'name', w.name, 'if', w.if_expr, 'event', r.event) order by w.created_at, w.run_id), '[]')::text"
+                     " 'name', w.name, 'if', w.if_expr, 'event', r.event, 'workflow', r.workflow_id)"
+                     " order by w.created_at, w.run_id), '[]')::text"
                      " from ratchet.waits w join ratchet.runs r on r.id = w.run_id where w.name = any($1::text[])",
     [S_MATCH_WAITS_DELETE] = "with d as (delete from ratchet.waits w"
                              " using jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)"
@@ -776,12 +775,6 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *req
 
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
-    /* Idempotency, debounce, batching, singleton, throttle: when a request needs them,
-     * admission decides and creates the admitted runs itself (calling back in here). */
-    bool handled = false;
-    rt_status as = rt_admission_apply(st, reqs, n, &handled, err);
-    if (as != RT_OK || handled)
-        return as;
     json_t *runs = json_array(), *steps = json_array(), *queue = json_array();
     rt_status s = RT_OK;
     for (size_t i = 0; i < n; i++) {
@@ -849,8 +842,6 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     }
     if (s == RT_OK)
         s = run_json(st, S_CREATE_QUEUE, queue, created, err);
-    if (s == RT_OK) /* APPROVAL HOOK: gated runs become awaiting_approval (approval.h) */
-        s = rt_approval_hold_new_runs(st, reqs, n, err);
     free(created);
     if (s == RT_OK) {
         PGresult *r = NULL;
@@ -1718,4 +1709,32 @@ rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, 
     free(out_text);
     free(item_text);
     return s;
+}
+
+rt_status rt_store_events_existing(rt_store *st, json_t *ids, json_t **out, rt_error *err)
+{
+    *out = NULL;
+    char *text = json_dumps(ids, JSON_COMPACT);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    PGresult *r = NULL;
+    rt_status s = rt_store_exec_params(st,
+                                       "select coalesce(jsonb_agg(id), '[]')::text from ratchet.events"
+                                       " where id in (select jsonb_array_elements_text($1::jsonb))",
+                                       1, params, &r, err, "events");
+    free(text);
+    return s == RT_OK ? rt_store_result_json(r, out, err) : s;
+}
+
+rt_status rt_store_run_event(rt_store *st, const char *run_id, json_t **out, rt_error *err)
+{
+    *out = NULL;
+    if (!rt_uuid_valid(run_id))
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "not a run id");
+    const char *params[] = {run_id};
+    PGresult *r = NULL;
+    rt_status s = rt_store_exec_params(st, "select event::text from ratchet.runs where id = $1::uuid", 1, params, &r,
+                                       err, "run event");
+    return s == RT_OK ? rt_store_result_json(r, out, err) : s;
 }

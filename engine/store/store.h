@@ -43,19 +43,23 @@ typedef struct rt_run_request {
     const char *parent_step_id;
     json_t *prefill;            /* borrowed, optional: {step_id: {status, output}} carried over
                                  * (replay --from); the steps they make ready are enqueued */
-    bool admitted;     /* in: run admission (admission.h) is done or not wanted; leave false */
     char id[37];       /* out: the new run's id, or "" when dedupe_key existed already or
                         * admission created nothing; or the existing run a request joined */
     char reason[256];  /* out: "" when a new run was simply created; else what admission did:
                         * why nothing was created, which run was joined, until when throttled */
 } rt_run_request;
 
-/* Creates runs (their definitions, run rows, root steps and queue items) in one
- * transaction, then wakes idle workers with one NOTIFY. A request whose dedupe_key is
- * already taken creates nothing and gets id "". */
+/* Stores runs exactly as asked (their definitions, run rows, root steps and queue items)
+ * in one transaction, then wakes idle workers with one NOTIFY. A request whose dedupe_key
+ * is already taken creates nothing and gets id "". No policy here: every path creates
+ * runs through rt_run_create_tx (run/create.h), which applies the approval gate and flow
+ * control and then calls this. */
 rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
 /* The same inside the caller's transaction (rt_store_begin ... rt_store_commit). */
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
+
+/* The event a run was started with (its envelope). *out new reference. */
+rt_status rt_store_run_event(rt_store *st, const char *run_id, json_t **out, rt_error *err);
 
 /* `ratchet show --json` object (with_steps) or the `runs --json` element. *out new ref. */
 rt_status rt_store_get_run(rt_store *st, const char *id, bool with_steps, json_t **out, rt_error *err);
@@ -143,6 +147,8 @@ rt_status rt_store_next_due(rt_store *st, int64_t *ms, int64_t *next_future_ms, 
 /* Events (inside the caller's transaction for ingest). events: [{id, name, ts (ms),
  * envelope, transport}]; *inserted gets the ids that were new (a JSON array). */
 rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted, rt_error *err);
+/* Which of ids (JSON array of strings) are stored events: *out a new JSON array. */
+rt_status rt_store_events_existing(rt_store *st, json_t *ids, json_t **out, rt_error *err);
 /* Newest first, each with the runs it started. name may be NULL. */
 rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err);
 /* Deletes up to batch events received more than older_than_ms ago. */

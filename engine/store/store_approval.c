@@ -89,7 +89,7 @@ rt_status rt_store_approval_lock(rt_store *st, const char *run_id, const char *s
                      " 'status', a.status, 'expires_at', ratchet.ts(a.expires_at), 'run_status', r.status,"
                      " 'step_status', s.status, 'workflow_hash', r.workflow_hash, 'priority', r.priority,"
                      " 'ckey', r.ckey, 'climit', r.climit, 'parent_run_id', r.parent_run_id,"
-                     " 'parent_step_id', r.parent_step_id)::text "
+                     " 'parent_step_id', r.parent_step_id, 'event', r.event, 'trigger', r.trigger)::text "
                      "from ratchet.approvals a join ratchet.runs r on r.id = a.run_id"
                      " left join ratchet.steps s on s.run_id = a.run_id and s.step_id = a.step_id "
                      "where a.run_id = $1::uuid and a.step_id = $2 for update of a, r",
@@ -135,20 +135,24 @@ rt_status rt_store_approval_close(rt_store *st, const char *run_id, const char *
 }
 
 rt_status rt_store_approval_release(rt_store *st, const char *run_id, int64_t timeout_ms, int64_t start_timeout_ms,
-                                    json_t *steps, bool *released, rt_error *err)
+                                    json_t *steps, const json_t *trigger, int64_t run_at_ms, bool *released,
+                                    rt_error *err)
 {
-    char to[24], sto[24];
+    char to[24], sto[24], at[24];
     snprintf(to, sizeof to, "%lld", (long long)timeout_ms);
     snprintf(sto, sizeof sto, "%lld", (long long)start_timeout_ms);
-    const char *p1[] = {run_id, to, sto};
+    snprintf(at, sizeof at, "%lld", (long long)run_at_ms);
+    char *trig = trigger ? dump(trigger) : NULL;
+    const char *p1[] = {run_id, to, sto, trig};
     PGresult *r = NULL;
     *released = false;
     rt_status s = exec(st,
-                       "update ratchet.runs set status = 'queued',"
+                       "update ratchet.runs set status = 'queued', trigger = coalesce($4::jsonb, trigger),"
                        " deadline = case when $2::bigint > 0 then now() + $2::bigint * interval '1 millisecond' end,"
                        " start_deadline = case when $3::bigint > 0 then now() + $3::bigint * interval '1 millisecond' end"
                        " where id = $1::uuid and status = 'awaiting_approval' returning 1",
-                       3, p1, &r, err);
+                       4, p1, &r, err);
+    free(trig);
     if (s != RT_OK)
         return s;
     *released = PQntuples(r) == 1;
@@ -158,7 +162,7 @@ rt_status rt_store_approval_release(rt_store *st, const char *run_id, int64_t ti
     char *text = dump(steps);
     if (!text)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *p2[] = {run_id, text};
+    const char *p2[] = {run_id, text, at};
     s = exec(st,
              "insert into ratchet.steps (run_id, step_id, status) "
              "select $1::uuid, x.step_id, 'pending' from jsonb_to_recordset($2::jsonb) as x(step_id text, slow boolean) "
@@ -167,10 +171,10 @@ rt_status rt_store_approval_release(rt_store *st, const char *run_id, int64_t ti
     if (s == RT_OK)
         s = exec(st,
                  "insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
-                 "select r.id, x.step_id, r.priority, x.slow, now(), r.ckey, r.climit "
+                 "select r.id, x.step_id, r.priority, x.slow, greatest(now(), " TS("$3::bigint") "), r.ckey, r.climit "
                  "from ratchet.runs r cross join jsonb_to_recordset($2::jsonb) as x(step_id text, slow boolean) "
                  "where r.id = $1::uuid on conflict (run_id, step_id) do nothing",
-                 2, p2, NULL, err);
+                 3, p2, NULL, err);
     free(text);
     if (s == RT_OK)
         s = exec(st, "select pg_notify('" RT_WAKE_CHANNEL "', '')", 0, NULL, NULL, err);

@@ -39,10 +39,13 @@ rt_status rt_store_approval_close(rt_store *st, const char *run_id, const char *
                                   rt_error *err);
 
 /* An approved run starts: awaiting_approval -> queued, deadline and start deadline from
- * now (0 = none), steps ([{step_id, slow}], borrowed) enqueued due now, workers notified.
+ * now (0 = none), steps ([{step_id, slow}], borrowed) enqueued, workers notified.
+ * trigger (borrowed, NULL = keep) replaces the run's, stamped with the admission keys it
+ * holds; its steps are due at run_at_ms (0 = now: a throttle slot may be later).
  * *released false when the run was not awaiting approval any more. */
 rt_status rt_store_approval_release(rt_store *st, const char *run_id, int64_t timeout_ms, int64_t start_timeout_ms,
-                                    json_t *steps, bool *released, rt_error *err);
+                                    json_t *steps, const json_t *trigger, int64_t run_at_ms, bool *released,
+                                    rt_error *err);
 
 /* Ends an unfinished run with status (rejected, expired) and error; with step_id, that
  * waiting step fails with error and output (borrowed, may be NULL). Its idle queue items

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "log.h"
+#include "util.h"
 
 /* A key of its own ("ratchet" + 4; store.c's migration lock is ...588, schedules' ...590). */
 #define APPEND_LOCK_KEY "7526411283428713592"
@@ -142,4 +143,49 @@ rt_status rt_store_audit_checkpoints(rt_store *st, json_t **out, rt_error *err)
                        " order by seq, id), '[]')::text from ratchet.audit_checkpoints",
                        0, NULL, &r, err);
     return s == RT_OK ? rt_store_result_json(r, out, err) : s;
+}
+
+/* ---- appending (the chain; audit.c walks it) ---- */
+
+void rt_audit_hash(const char *prev_hash, int64_t seq, const char *at, const char *actor, const char *action,
+                   const char *subject, const char *details_json, char *hex)
+{
+    json_t *details = json_loads(details_json, JSON_DECODE_ANY, NULL);
+    /* A details text that jansson cannot read (a number beyond a double) is hashed as is:
+     * still deterministic, since it is the text the database prints. */
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "action", action, "actor", actor, "at", at, "seq",
+                            (json_int_t)seq, "subject", subject ? subject : "", "details",
+                            details ? details : json_string(details_json));
+    char *canon = rec ? rt_json_canonical(rec) : NULL;
+    size_t plen = strlen(prev_hash), clen = canon ? strlen(canon) : 0;
+    char *buf = malloc(plen + clen + 1);
+    if (!buf || !canon) {
+        /* Out of memory: a hash no record can have, so verify reports it instead of lying. */
+        snprintf(hex, 65, "%s", "out-of-memory");
+    } else {
+        memcpy(buf, prev_hash, plen);
+        memcpy(buf + plen, canon, clen);
+        rt_sha256_hex(buf, plen + clen, hex);
+    }
+    free(buf);
+    free(canon);
+    json_decref(rec);
+}
+
+rt_status rt_store_audit_append(rt_store *st, const char *actor, const char *action, const char *subject,
+                          const json_t *details, rt_error *err)
+{
+    rt_audit_head head;
+    rt_status s = rt_store_audit_lock_head(st, details, &head, err);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "audit %s", action);
+    char hash[65];
+    int64_t seq = head.seq + 1;
+    rt_audit_hash(head.hash, seq, head.at, actor, action, subject, head.details, hash);
+    s = rt_store_audit_insert(st, seq, head.at, actor, action, subject, head.details, head.hash, hash, err);
+    free(head.details);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "audit %s", action);
+    rt_log(RT_LOG_DEBUG, NULL, "audit #%lld %s %s %s", (long long)seq, actor, action, subject ? subject : "");
+    return RT_OK;
 }

@@ -49,4 +49,20 @@ rt_status rt_store_audit_list(rt_store *st, int64_t since_ms, int limit, rt_audi
 /* Every checkpoint, by seq: [{seq, head, at}]. *out new reference. */
 rt_status rt_store_audit_checkpoints(rt_store *st, json_t **out, rt_error *err);
 
+#define RT_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* Appends one record inside the caller's transaction (rt_store_begin ... commit; READ
+ * COMMITTED). Concurrent writers serialize on a transaction-scoped advisory lock, held
+ * from here to the end of the caller's transaction: append last, then commit.
+ * actor: "user:alice", "agent:agent-7", "cli:root", "approver:ops-lead", "system:ratchet";
+ * action: "run.manual", "run.cancel", "approval.approved", ...; subject: what it acted on
+ * (a run id, a workflow id), may be NULL; details: borrowed, may be NULL ({}). */
+rt_status rt_store_audit_append(rt_store *st, const char *actor, const char *action, const char *subject,
+                                const json_t *details, rt_error *err);
+
+/* The hash of a record (hex >= 65 bytes). details_json is the details' JSON text (any
+ * spacing: it is parsed and canonicalized; text that does not parse is hashed as is). */
+void rt_audit_hash(const char *prev_hash, int64_t seq, const char *at, const char *actor, const char *action,
+                   const char *subject, const char *details_json, char *hex);
+
 #endif

@@ -16,10 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "audit.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "refusal.h"
 #include "store_approval.h"
 #include "util.h"
 
@@ -504,22 +506,6 @@ const char *rt_refusal_name(rt_refusal r)
 
 /* ---------- gates ---------- */
 
-bool rt_approval_gates(const rt_workflow *wf, const json_t *event)
-{
-    if (!wf || !wf->approval)
-        return false;
-    const char *type = json_string_value(json_object_get(json_object_get(event, "actor"), "type"));
-    if (!type)
-        type = "service";
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(wf->approval, "required_for"), i, t) {
-        if (json_is_string(t) && !strcmp(json_string_value(t), type))
-            return true;
-    }
-    return false;
-}
-
 bool rt_approval_wants_decisions(const rt_workflow *wf)
 {
     if (!wf) /* even disabled: its runs may still wait for a decision */
@@ -563,7 +549,7 @@ rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, si
 {
     json_t *ids = json_array();
     for (size_t i = 0; i < n; i++)
-        if (reqs[i].id[0] && rt_approval_gates(reqs[i].wf, reqs[i].event))
+        if (reqs[i].id[0] && rt_workflow_gates(reqs[i].wf, reqs[i].event))
             json_array_append_new(ids, json_string(reqs[i].id));
     if (json_array_size(ids) == 0) {
         json_decref(ids);
@@ -601,7 +587,7 @@ rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, si
                                  initiator_of(event), "event", event, "action_hash", hash, "approvers", approvers,
                                  "expires_at", time_or_null(expires));
         char ev_id[128], actor[300];
-        snprintf(ev_id, sizeof ev_id, "approval.requested:%s", run_id);
+        snprintf(ev_id, sizeof ev_id, RT_EVENT_ENGINE_ID_PREFIX "approval.requested:%s", run_id);
         const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
             s = store_requested(st, NULL, data, entity, ev_id, err);
@@ -609,7 +595,7 @@ rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, si
                                     approvers, "expires_at", time_or_null(expires), "event_id",
                                     json_object_get(event, "id"));
         if (s == RT_OK)
-            s = rt_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
+            s = rt_store_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
                                 "approval.requested", run_id, details, err);
         json_decref(details);
         json_decref(data);
@@ -655,7 +641,7 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
                                  "workflow", wf->id, "actor", initiator_of(event), "event", event, "action_hash", hash,
                                  "approvers", approvers, "message", json_object_get(gate, "message"), "details",
                                  json_object_get(gate, "details"), "expires_at", time_or_null(expires));
-        snprintf(ev_id, sizeof ev_id, "approval.requested:%s:%s", run_id, sid);
+        snprintf(ev_id, sizeof ev_id, RT_EVENT_ENGINE_ID_PREFIX "approval.requested:%s:%s", run_id, sid);
         const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
             s = store_requested(st, set, data, entity, ev_id, err);
@@ -663,7 +649,7 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
         json_t *audit = json_pack("{s:s, s:s, s:s, s:O, s:o}", "workflow", wf->id, "step_id", sid, "action_hash", hash,
                                   "approvers", approvers, "expires_at", time_or_null(expires));
         if (s == RT_OK)
-            s = rt_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
+            s = rt_store_audit_append(st, actor_label(json_object_get(event, "actor"), actor, sizeof actor),
                                 "approval.requested", run_id, audit, err);
         json_decref(audit);
         if (s != RT_OK)
@@ -738,7 +724,7 @@ rt_status rt_approval_sweep(rt_store *st, const rt_workflow_set *set, json_t *en
             json_t *details = json_pack("{s:O, s:s*, s:s*}", "workflow", json_object_get(r, "workflow_id"), "step_id",
                                         step ? sid : NULL, "expires_at", expires);
             if (s == RT_OK)
-                s = rt_audit_append(st, "system:ratchet", "approval.expired", run_id, details, err);
+                s = rt_store_audit_append(st, "system:ratchet", "approval.expired", run_id, details, err);
             json_decref(details);
             if (s == RT_OK) {
                 count_ended(gone);
@@ -816,8 +802,8 @@ static rt_status refuse(rt_store *st, const rt_event *ev, rt_refusal why, const 
                                 "message", msg, "approver", approver, "step_id",
                                 json_is_object(d) ? json_string_value(json_object_get(d, "step_id")) : NULL,
                                 "decision", d);
-    rt_status s = rt_audit_append(st, actor_label(json_object_get(ev->envelope, "actor"), actor, sizeof actor),
-                                  "approval.refused", run_id && rt_uuid_valid(run_id) ? run_id : "", details, err);
+    rt_status s = rt_refusal_record(st, actor_label(json_object_get(ev->envelope, "actor"), actor, sizeof actor),
+                                    "approval.refused", run_id && rt_uuid_valid(run_id) ? run_id : "", details, err);
     json_decref(details);
     if (s != RT_OK)
         return s;
@@ -825,6 +811,26 @@ static rt_status refuse(rt_store *st, const rt_event *ev, rt_refusal why, const 
     rt_log_ctx lc = {.run_id = run_id && rt_uuid_valid(run_id) ? run_id : NULL};
     rt_log(RT_LOG_WARN, &lc, "approval decision %s refused (%s): %s", ev->id, rt_refusal_name(why), msg);
     return RT_OK;
+}
+
+/* An approved run that flow control does not admit (idempotency or singleton skip) ends
+ * `cancelled`, saying why; a waiting parent hears of it. */
+static rt_status end_unadmitted(rt_store *st, const rt_workflow_set *set, const char *run_id, const char *approver,
+                                const char *why, rt_error *err)
+{
+    (void)set;
+    char msg[RT_ERROR_MAX];
+    snprintf(msg, sizeof msg, "approved by %s, but not admitted: %s", approver, why);
+    json_t *ended = NULL;
+    rt_status s = rt_store_approval_end_run(st, run_id, "cancelled", msg, NULL, NULL, &ended, err);
+    if (s == RT_OK && ended)
+        s = wake_parent(st, ended, err);
+    if (s == RT_OK && ended)
+        count_ended(ended);
+    json_decref(ended);
+    rt_log_ctx lc = {.run_id = run_id};
+    rt_log(RT_LOG_INFO, &lc, "%s", msg);
+    return s;
 }
 
 /* Applies an accepted decision to a locked gate. */
@@ -849,8 +855,20 @@ static rt_status apply(rt_store *st, const rt_workflow_set *set, const rt_event 
         bool released = false;
         s = ready_steps(st, run_id, json_string_value(json_object_get(gate, "workflow_hash")), &steps, &wid, &to, &sto,
                         &wf, err);
+        /* Approved: now, and only now, flow control applies (DESIGN §6: the gate first). */
+        rt_run_request req = {.wf = wf, .trigger = json_object_get(gate, "trigger"),
+                              .event = json_object_get(gate, "event"),
+                              .parent_run_id = json_string_value(json_object_get(gate, "parent_run_id"))};
+        snprintf(req.id, sizeof req.id, "%s", run_id);
+        bool admitted = true;
+        json_t *stamped = NULL;
         if (s == RT_OK)
-            s = rt_store_approval_release(st, run_id, to, sto, steps, &released, err);
+            s = rt_admission_admit_approved(st, &req, &admitted, &stamped, err);
+        if (s == RT_OK && admitted)
+            s = rt_store_approval_release(st, run_id, to, sto, steps, stamped, req.run_at_ms, &released, err);
+        else if (s == RT_OK)
+            s = end_unadmitted(st, set, run_id, approver, req.reason, err);
+        json_decref(stamped);
         json_decref(steps);
         rt_workflow_free(wf);
     } else if (s == RT_OK && approve) {
@@ -876,7 +894,7 @@ static rt_status apply(rt_store *st, const rt_workflow_set *set, const rt_event 
     json_t *details = json_pack("{s:s, s:s, s:s*, s:s*, s:O}", "event_id", ev->id, "workflow", wf_id, "step_id",
                                 step ? sid : NULL, "comment", comment, "decision", d);
     if (s == RT_OK)
-        s = rt_audit_append(st, actor, approve ? "approval.approved" : "approval.rejected", run_id, details, err);
+        s = rt_store_audit_append(st, actor, approve ? "approval.approved" : "approval.rejected", run_id, details, err);
     json_decref(details);
     json_decref(output);
     if (s == RT_OK) {
@@ -1080,7 +1098,7 @@ rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_ac
     json_t *details = json_is_object(extra) ? json_deep_copy(extra) : json_object();
     json_object_set_new(details, "action", json_string(rt_agent_action_name(action)));
     json_object_set_new(details, "reason", json_string(reason ? reason : ""));
-    rt_status s = rt_audit_append(st, actor, "agent.refused", subject, details, err);
+    rt_status s = rt_refusal_record(st, actor, "agent.refused", subject, details, err);
     json_decref(details);
     if (s == RT_OK)
         rt_log(RT_LOG_WARN, NULL, "agent %s refused: %s %s: %s", agent_id ? agent_id : "-", rt_agent_action_name(action),
@@ -1088,20 +1106,3 @@ rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_ac
     return s;
 }
 
-rt_status rt_approval_check_cancel_on(rt_store *st, const rt_workflow *wf, const rt_event *ev, const char *run_id,
-                                      const char *run_entity, bool *allowed, rt_error *err)
-{
-    *allowed = true;
-    if (ev->actor_type != RT_ACTOR_AGENT)
-        return RT_OK;
-    rt_agent_target t = {.workflow_id = wf->id, .system = wf->system, .entity_id = run_entity};
-    const char *reason = NULL;
-    if (rt_agent_may(ev->entity_id, RT_AGENT_CANCEL, &t, &reason))
-        return RT_OK;
-    *allowed = false;
-    json_t *extra = json_pack("{s:s, s:s, s:s, s:s}", "via", "cancel_on", "workflow", wf->id, "event_id", ev->id,
-                              "event", ev->name);
-    rt_status s = rt_agent_refusal_audit(st, ev->actor_id, RT_AGENT_CANCEL, run_id, reason, extra, err);
-    json_decref(extra);
-    return s;
-}

@@ -102,16 +102,11 @@ const char *rt_refusal_name(rt_refusal r);
 
 /* ---- hooks into the core (one call each) ----------------------------------------------- */
 
-/* Does a run of wf started by event (borrowed) wait for approval? True when the workflow
- * has an `approval` block whose required_for holds the event's actor.type ("service" when
- * absent). */
-bool rt_approval_gates(const rt_workflow *wf, const json_t *event);
-
 /* Does wf have a gate (an `approval` block or an approval step)? Then the brokers must
  * deliver ratchet.approval.decided (intake subscribes to it). */
 bool rt_approval_wants_decisions(const rt_workflow *wf);
 
-/* rt_store_create_runs_tx, after it created runs: those that rt_approval_gates holds
+/* The run-creation gate (run/create.h), after it created runs: those that rt_workflow_gates holds
  * become `awaiting_approval` — their queue items and unstarted step rows go, their
  * deadlines wait for the approval — and each gets its approval row, a stored
  * ratchet.approval.requested event and an audit record. Same transaction. */
@@ -135,12 +130,6 @@ rt_status rt_approval_sweep(rt_store *st, const rt_workflow_set *set, json_t *en
  * not an error: it is audited, counted, logged, and the event stays stored. Errors are
  * the database's only. */
 rt_status rt_approval_ingest(rt_store *st, const rt_workflow_set *set, rt_event *const *fresh, size_t n, rt_error *err);
-
-/* ingest cancel_on: may event ev cancel run run_id (entity run_entity, may be NULL) of wf?
- * Agents may not cancel a system workflow's runs nor another entity's; a refusal is
- * audited here. */
-rt_status rt_approval_check_cancel_on(rt_store *st, const rt_workflow *wf, const rt_event *ev, const char *run_id,
-                                      const char *run_entity, bool *allowed, rt_error *err);
 
 /* ---- agent boundaries ------------------------------------------------------------------ */
 

@@ -1,5 +1,6 @@
 /* audit.c — appending to the hash chain and walking it. The SQL is in store_audit.c. */
 #include "audit.h"
+#include "create.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,55 +11,12 @@
 #include "store_audit.h"
 #include "util.h"
 
-void rt_audit_hash(const char *prev_hash, int64_t seq, const char *at, const char *actor, const char *action,
-                   const char *subject, const char *details_json, char *hex)
-{
-    json_t *details = json_loads(details_json, JSON_DECODE_ANY, NULL);
-    /* A details text that jansson cannot read (a number beyond a double) is hashed as is:
-     * still deterministic, since it is the text the database prints. */
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "action", action, "actor", actor, "at", at, "seq",
-                            (json_int_t)seq, "subject", subject ? subject : "", "details",
-                            details ? details : json_string(details_json));
-    char *canon = rec ? rt_json_canonical(rec) : NULL;
-    size_t plen = strlen(prev_hash), clen = canon ? strlen(canon) : 0;
-    char *buf = malloc(plen + clen + 1);
-    if (!buf || !canon) {
-        /* Out of memory: a hash no record can have, so verify reports it instead of lying. */
-        snprintf(hex, 65, "%s", "out-of-memory");
-    } else {
-        memcpy(buf, prev_hash, plen);
-        memcpy(buf + plen, canon, clen);
-        rt_sha256_hex(buf, plen + clen, hex);
-    }
-    free(buf);
-    free(canon);
-    json_decref(rec);
-}
-
-rt_status rt_audit_append(rt_store *st, const char *actor, const char *action, const char *subject,
-                          const json_t *details, rt_error *err)
-{
-    rt_audit_head head;
-    rt_status s = rt_store_audit_lock_head(st, details, &head, err);
-    if (s != RT_OK)
-        return rt_error_prefix(err, "audit %s", action);
-    char hash[65];
-    int64_t seq = head.seq + 1;
-    rt_audit_hash(head.hash, seq, head.at, actor, action, subject, head.details, hash);
-    s = rt_store_audit_insert(st, seq, head.at, actor, action, subject, head.details, head.hash, hash, err);
-    free(head.details);
-    if (s != RT_OK)
-        return rt_error_prefix(err, "audit %s", action);
-    rt_log(RT_LOG_DEBUG, NULL, "audit #%lld %s %s %s", (long long)seq, actor, action, subject ? subject : "");
-    return RT_OK;
-}
-
 rt_status rt_audit_record(rt_store *st, const char *actor, const char *action, const char *subject,
                           const json_t *details, rt_error *err)
 {
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
-        s = rt_audit_append(st, actor, action, subject, details, err);
+        s = rt_store_audit_append(st, actor, action, subject, details, err);
     if (s == RT_OK)
         s = rt_store_commit(st, err);
     if (s != RT_OK)
@@ -76,7 +34,7 @@ const char *rt_audit_cli_actor(char *buf, size_t len)
 rt_status rt_audit_append_cli(rt_store *st, const char *action, const char *subject, json_t *details, rt_error *err)
 {
     char actor[160];
-    rt_status s = rt_audit_append(st, rt_audit_cli_actor(actor, sizeof actor), action, subject, details, err);
+    rt_status s = rt_store_audit_append(st, rt_audit_cli_actor(actor, sizeof actor), action, subject, details, err);
     json_decref(details);
     return s;
 }
@@ -95,7 +53,7 @@ rt_status rt_audit_create_run_cli(rt_store *st, rt_run_request *req, const char 
 {
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
-        s = rt_store_create_runs_tx(st, req, 1, err);
+        s = rt_run_create_tx(st, req, 1, err);
     if (s == RT_OK && req->id[0])
         s = rt_audit_append_cli(st, action, req->id, json_incref(details), err);
     if (s == RT_OK)

@@ -18,17 +18,8 @@
 
 #include "status.h"
 #include "store.h"
+#include "store_audit.h"
 
-#define RT_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
-
-/* Appends one record inside the caller's transaction (rt_store_begin ... commit; READ
- * COMMITTED). Concurrent writers serialize on a transaction-scoped advisory lock, held
- * from here to the end of the caller's transaction: append last, then commit.
- * actor: "user:alice", "agent:agent-7", "cli:root", "approver:ops-lead", "system:ratchet";
- * action: "run.manual", "run.cancel", "approval.approved", ...; subject: what it acted on
- * (a run id, a workflow id), may be NULL; details: borrowed, may be NULL ({}). */
-rt_status rt_audit_append(rt_store *st, const char *actor, const char *action, const char *subject,
-                          const json_t *details, rt_error *err);
 
 /* The same in a transaction of its own (for actions whose own transaction is not ours). */
 rt_status rt_audit_record(rt_store *st, const char *actor, const char *action, const char *subject,
@@ -43,16 +34,11 @@ const char *rt_audit_cli_actor(char *buf, size_t len);
 rt_status rt_audit_append_cli(rt_store *st, const char *action, const char *subject, json_t *details, rt_error *err);
 void rt_audit_cli(rt_store *st, const char *action, const char *subject, json_t *details);
 
-/* Creates one run (rt_store_create_runs_tx) and its audit record (actor "cli:$USER",
+/* Creates one run (rt_run_create_tx) and its audit record (actor "cli:$USER",
  * subject the new run) in one transaction, so neither exists without the other. details is
  * stolen (may be NULL); nothing is audited when admission created no run. */
 rt_status rt_audit_create_run_cli(rt_store *st, rt_run_request *req, const char *action, json_t *details,
                                   rt_error *err);
-
-/* The hash of a record (hex >= 65 bytes). details_json is the details' JSON text (any
- * spacing: it is parsed and canonicalized; text that does not parse is hashed as is). */
-void rt_audit_hash(const char *prev_hash, int64_t seq, const char *at, const char *actor, const char *action,
-                   const char *subject, const char *details_json, char *hex);
 
 /* `ratchet audit verify`: walks the whole chain in seq order and checks every link and
  * every checkpoint. */

@@ -220,11 +220,11 @@ static void test_gates(void **state)
     json_t *agent = load("{\"actor\": {\"type\": \"agent\", \"id\": \"a7\"}}");
     json_t *user = load("{\"actor\": {\"type\": \"user\", \"id\": \"u\"}}");
     json_t *none = load("{}");
-    assert_false(rt_approval_gates(&wf, agent));
+    assert_false(rt_workflow_gates(&wf, agent));
     wf.approval = load("{\"required_for\": [\"agent\", \"service\"], \"approvers\": [\"ops-lead\"]}");
-    assert_true(rt_approval_gates(&wf, agent));
-    assert_false(rt_approval_gates(&wf, user));
-    assert_true(rt_approval_gates(&wf, none)); /* no actor means service */
+    assert_true(rt_workflow_gates(&wf, agent));
+    assert_false(rt_workflow_gates(&wf, user));
+    assert_true(rt_workflow_gates(&wf, none)); /* no actor means service */
     json_decref(wf.approval);
     json_decref(agent);
     json_decref(user);

@@ -1,0 +1,77 @@
+/* create.c — the gate, then flow control, then the store (see create.h). */
+#include "create.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "admission.h"
+#include "workflow.h"
+
+static rt_run_hold_fn gate_hold;
+
+void rt_run_gate_set(rt_run_hold_fn hold)
+{
+    gate_hold = hold;
+}
+
+/* Gated requests: created as asked (no flow control), then held. */
+static rt_status create_gated(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    if (!gate_hold)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE,
+                            "workflow %s needs approval for this actor, but this process has no approval gate wired in",
+                            reqs[0].wf->id);
+    for (size_t i = 0; i < n; i++)
+        reqs[i].reason[0] = '\0';
+    rt_status s = rt_store_create_runs_tx(st, reqs, n, err);
+    return s == RT_OK ? gate_hold(st, reqs, n, err) : s;
+}
+
+rt_status rt_run_create_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    size_t n_gated = 0;
+    for (size_t i = 0; i < n; i++)
+        n_gated += rt_workflow_gates(reqs[i].wf, reqs[i].event);
+    if (n_gated == 0)
+        return rt_admission_apply(st, reqs, n, err);
+    if (n_gated == n)
+        return create_gated(st, reqs, n, err);
+    /* Both kinds in one batch: each goes its way, the answers go back in place. */
+    rt_run_request *gated = calloc(n_gated, sizeof *gated), *free_ = calloc(n - n_gated, sizeof *free_);
+    if (!gated || !free_) {
+        free(gated);
+        free(free_);
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    size_t g = 0, f = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rt_workflow_gates(reqs[i].wf, reqs[i].event))
+            gated[g++] = reqs[i];
+        else
+            free_[f++] = reqs[i];
+    }
+    rt_status s = create_gated(st, gated, g, err);
+    if (s == RT_OK)
+        s = rt_admission_apply(st, free_, f, err);
+    g = f = 0;
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        const rt_run_request *from = rt_workflow_gates(reqs[i].wf, reqs[i].event) ? &gated[g++] : &free_[f++];
+        memcpy(reqs[i].id, from->id, sizeof reqs[i].id);
+        memcpy(reqs[i].reason, from->reason, sizeof reqs[i].reason);
+    }
+    free(gated);
+    free(free_);
+    return s;
+}
+
+rt_status rt_run_create(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_run_create_tx(st, reqs, n, err);
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK)
+        rt_store_rollback(st);
+    return s;
+}
