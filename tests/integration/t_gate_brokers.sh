@@ -5,6 +5,8 @@
 #        it is dead-lettered (reason name_mismatch), stored nowhere, starts nothing; a
 #        body whose name is its routing key still works
 #   6c   an id in the engine's namespace "ratchet:" is dead-lettered (reason reserved_id)
+#   3b   (t_gate_relay.sh case 3, through a broker) an event a run publishes over RabbitMQ
+#        or NATS carries the run's actor and entity, so the gated workflow it triggers waits
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/gate_lib.sh"
 rt_test_init gate_brokers
@@ -24,6 +26,19 @@ cat >"$W/refund.json" <<'EOF'
 {"id": "on-refund", "triggers": [{"event": "payments.refund"}],
  "steps": [{"id": "a", "uses": "transform", "with": {"value": "${{ event.data.amount }}"}}]}
 EOF
+for via in amqp nats; do
+  cat >"$W/relay-$via.json" <<EOF
+{"id": "relay-$via", "triggers": [{"event": "p.$via"}],
+ "steps": [{"id": "pub", "uses": "publish", "with": {"topic": "g.$via", "via": "$via", "data": {"x": 1}}}]}
+EOF
+  cat >"$W/gated-$via.json" <<EOF
+{"id": "gated-$via", "triggers": [{"event": "g.$via"}], "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
+ "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF
+done
+export RATCHET_APPROVERS=$T/approvers
+"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
+cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
 rt_serve_wait_ready a 60
@@ -67,6 +82,23 @@ case_6c_amqp() { case_reserved_id amqp; }
 case_6c_nats() { case_reserved_id nats; }
 gate_case 6c.amqp "RabbitMQ: an id in the reserved \"ratchet:\" namespace is dead-lettered (reserved_id)" case_6c_amqp
 gate_case 6c.nats "NATS: an id in the reserved \"ratchet:\" namespace is dead-lettered (reserved_id)" case_6c_nats
+
+case_publish_via() { # VIA
+  local via=$1 ev P G
+  ev=$("$RATCHET_BIN" send "p.$via" --actor-type agent --actor-id agent-1 --entity e1 2>/dev/null) || rt_fail "send p.$via"
+  P=$(q "select id from ratchet.runs where event_id = '$ev'")
+  [[ -n $P ]] || rt_fail "the agent's p.$via started no relay run"
+  rt_wait_for 90 '[ "$(gate_status '"$P"')" = completed ]'
+  rt_wait_for 90 '[ -n "$(q "select id from ratchet.runs where workflow_id = '"'gated-$via'"'")" ]'
+  G=$(q "select id from ratchet.runs where workflow_id = 'gated-$via'")
+  rt_assert_eq "awaiting_approval|agent|e1" \
+    "$(q "select status || '|' || coalesce(event->'actor'->>'type', '') || '|' || coalesce(entity_id, '') from ratchet.runs where id = '$G'")" \
+    "$via: the gated run triggered by what the agent's relay run published must await approval with actor agent, entity e1 (status|actor|entity)"
+}
+case_3b_amqp() { case_publish_via amqp; }
+case_3b_nats() { case_publish_via nats; }
+gate_case 3b.amqp "publish over RabbitMQ keeps the agent actor and entity" case_3b_amqp
+gate_case 3b.nats "publish over NATS keeps the agent actor and entity" case_3b_nats
 
 gate_done
 rt_serve_stop a
