@@ -69,6 +69,11 @@ send() {
   "$RATCHET_BIN" send "$1" --actor-type "$2" --actor-id "$2-1" ${3:+--entity "$3"} --data "$4" 2>"$T/send.err" ||
     rt_fail "ratchet send $1 as $2: $(cat "$T/send.err")"
 }
+# Waits until RUN left queued/running, then asserts it completed (WHAT names it).
+completes() { # RUN WHAT
+  rt_wait_for 90 '[ -n "$(q "select 1 from ratchet.runs where id = '"'$1'"' and status not in ('"'queued'"', '"'running'"')")" ]'
+  rt_assert_eq completed "$(gate_status "$1")" "$2 must run and complete (error: $(q "select coalesce(error, '') from ratchet.runs where id = '$1'"))"
+}
 runs_of() { q "select coalesce(string_agg(id::text || ':' || status, ',' order by created_at), '') from ratchet.runs where workflow_id = '$1'"; }
 
 # ---- 1a. debounce: the agent's event (same key, inside the 5 s window) must not join ----
@@ -81,7 +86,7 @@ case_debounce() {
   # The agent's event arrived inside the window: R had not started yet.
   rt_assert_eq queued "$(q "select status from ratchet.runs where id = '$R' and started_at is null")" \
     "the service's run is still pending when the agent's event was stored (else this case proves nothing)"
-  rt_wait_for 90 '[ "$(gate_status '"$R"')" = completed ]'
+  completes "$R" "the service's run $R"
   rt_assert_eq '1|service|service' "$(q "select (output->>'n') || '|' || (output->>'actor') || '|' || (event->'actor'->>'type') from ratchet.runs where id = '$R'")" \
     "the service's run must run with its own event (n=1, actor service), not the agent's joined one (output n|actor|run event actor)"
   own=$(q "select id || ':' || status from ratchet.runs where workflow_id = 'gate-debounce' and id <> '$R' and (event_id = '$aev' or event->>'id' = '$aev')")
@@ -100,7 +105,7 @@ case_batch() {
   [[ -n $B ]] || rt_fail "no batch run for the service's event $sev (runs: $(runs_of gate-batch))"
   rt_assert_eq queued "$(q "select status from ratchet.runs where id = '$B' and started_at is null")" \
     "the service's batch is still collecting when the agent's event was stored"
-  rt_wait_for 90 '[ "$(gate_status '"$B"')" = completed ]'
+  completes "$B" "the service's batch run $B"
   rt_assert_eq "$sev" "$(q "select string_agg(e->>'id', ',') from ratchet.runs r, jsonb_array_elements(r.trigger->'events') e where r.id = '$B'")" \
     "the service's batch must hold only its own event, not the agent's $aev (trigger.events ids)"
   rt_assert_eq '1|1' "$(q "select (output->>'count') || '|' || (output->>'n') from ratchet.runs where id = '$B'")" "the batch run saw one event (count|n)"
@@ -119,7 +124,7 @@ case_debounce_one_call() {
   rt_assert_eq 200 "$code" "POST of the two events: $(cat "$T/r0")"
   R=$(q "select id from ratchet.runs where workflow_id = 'gate-debounce' and event_id = 'one-call-svc'")
   [[ -n $R ]] || rt_fail "no run for the service's event (runs: $(runs_of gate-debounce))"
-  rt_wait_for 90 '[ "$(gate_status '"$R"')" = completed ]'
+  completes "$R" "the service's run $R"
   rt_assert_eq '1|service|service' "$(q "select (output->>'n') || '|' || (output->>'actor') || '|' || (event->'actor'->>'type') from ratchet.runs where id = '$R'")" \
     "the service's run must run with its own event (n=1, actor service), not the agent's joined one (output n|actor|run event actor)"
   own=$(q "select id || ':' || status from ratchet.runs where workflow_id = 'gate-debounce' and id <> '$R' and (event_id = 'one-call-agent' or event->>'id' = 'one-call-agent')")
@@ -170,7 +175,7 @@ case_idempotency() {
   sev=$(send day.close service "" '{"day": "d1", "n": 2}')
   S=$(q "select id from ratchet.runs where workflow_id = 'gate-idem' and event_id = '$sev'")
   [[ -n $S ]] || rt_fail "the service's event for day d1 started no run: it was skipped behind the agent's run $A, which awaits approval and must hold no idempotency key"
-  rt_wait_for 60 '[ "$(gate_status '"$S"')" = completed ]'
+  completes "$S" "the service's run $S"
 }
 gate_case 2b.1 "idempotency: an awaiting agent run does not skip a service's run" case_idempotency
 
@@ -182,7 +187,7 @@ case_singleton_skip() {
   sev=$(send day.skip service "" '{"day": "d1", "n": 2}')
   S=$(q "select id from ratchet.runs where workflow_id = 'gate-skip' and event_id = '$sev'")
   [[ -n $S ]] || rt_fail "the service's event for day d1 started no run: singleton skip behind the agent's run $A, which awaits approval and must hold no singleton key"
-  rt_wait_for 60 '[ "$(gate_status '"$S"')" = completed ]'
+  completes "$S" "the service's run $S"
 }
 gate_case 2b.2 "singleton skip: an awaiting agent run does not skip a service's run" case_singleton_skip
 
@@ -198,7 +203,7 @@ case_api_key() {
   S=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("id", ""))' "$T/r2" 2>/dev/null || true)
   [[ $code == 201 && -n $S && $S != "$A" ]] ||
     rt_fail "operator's run with idempotency_key k-day-1 must be a new run (201), not the agent's awaiting run $A: got HTTP $code $(cat "$T/r2")"
-  rt_wait_for 60 '[ "$(gate_status '"$S"')" = completed ]'
+  completes "$S" "the service's run $S"
 }
 gate_case 2b.3 "API idempotency_key: an awaiting agent run does not hold the key for an operator" case_api_key
 

@@ -43,7 +43,7 @@ cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 rt_serve_start a
 rt_serve_wait_ready a 60
 rt_wait_for 90 'grep -q "amqp consumer: connected" "$T/a.log" && grep -q "nats consumer: connected" "$T/a.log"'
-U=$(rt_serve_url a)
+U=$(rt_serve_url a) # shellcheck disable=SC2034 # read inside rt_wait_for conditions
 
 q() { rt_psql "$1"; }
 publish_raw() { # VIA ROUTING-KEY JSON
