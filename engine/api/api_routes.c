@@ -515,7 +515,8 @@ static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
 typedef struct run_order {
     json_t *data;         /* borrowed from the body, NULL = {} */
     int64_t run_at;       /* 0 = now */
-    char dedupe[IDEMPOTENCY_KEY_MAX + 8];
+    const char *key;      /* idempotency_key as given, or NULL */
+    char dedupe[IDEMPOTENCY_KEY_MAX + RT_EVENT_REF_MAX + 24]; /* the run's dedupe key, or "" */
     const char *entity;   /* NULL = none */
 } run_order;
 
@@ -548,7 +549,7 @@ static bool parse_run_order(rt_api_req *r, json_t *body, run_order *o)
                                IDEMPOTENCY_KEY_MAX, k ? "that" : json_type_name(v));
             return false;
         }
-        snprintf(o->dedupe, sizeof o->dedupe, "api:%s", k);
+        o->key = k;
     }
     v = json_object_get(body, "entity_id");
     if (v && !json_is_null(v)) {
@@ -566,6 +567,12 @@ static bool parse_run_order(rt_api_req *r, json_t *body, run_order *o)
         }
         o->entity = r->who.entity_id;
     }
+    /* An agent's keys are its entity's own: it can never take a key a person or a service
+     * will use, nor another entity's (DESIGN §6). */
+    if (o->key && is_agent(r))
+        snprintf(o->dedupe, sizeof o->dedupe, "api:agent:%s|%s", r->who.entity_id, o->key);
+    else if (o->key)
+        snprintf(o->dedupe, sizeof o->dedupe, "api:%s", o->key);
     return true;
 }
 
@@ -585,7 +592,7 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
                      .dedupe_key = o->dedupe, .action = "run.manual"};
     audit_actor(r, a.actor, sizeof a.actor);
     a.details = json_pack("{s:s, s:s, s:s*, s:s*}", "workflow", wf->id, "via", "api", "entity_id", o->entity,
-                          "idempotency_key", o->dedupe[0] ? o->dedupe + 4 : NULL);
+                          "idempotency_key", o->key);
     /* Without a key, a repeat after a lost connection could start a second run. */
     if (with_store(r, op_create_run, &a, o->dedupe[0] != '\0')) {
         bool foreign = !a.created && (a.existing.has_entity != (o->entity != NULL) ||

@@ -222,7 +222,6 @@ static void plan_keys(plan *q)
         const char *entity = json_string_value(json_object_get(r->event, "entity_id"));
         partition(&q->idem, entity);
         partition(&q->pending, entity);
-        partition(&q->single, entity);
     }
 }
 
@@ -377,8 +376,29 @@ static void open_pending(plan *q, int64_t now)
         q->run_at_ms = due;
 }
 
-/* An agent's singleton `cancel` on a system workflow: it would cancel a system job's
- * run. Nothing is created or cancelled, and the refusal is audited. */
+/* May the agent behind q cancel the run started by event (an envelope, or a run row of
+ * rt_store_singleton_runs with its actor and entity)? */
+static bool may_touch_event(const plan *q, const json_t *event)
+{
+    const char *agent_entity = json_string_value(json_object_get(q->req->event, "entity_id"));
+    return rt_agent_may_touch(agent_entity, q->req->wf->system, json_string_value(json_object_get(event, "entity_id")),
+                              NULL);
+}
+
+/* Singleton skip for a request that is not an agent's: runs agents started do not count,
+ * so that an agent can never keep a service's or a person's run from starting. */
+static void drop_agent_runs(json_t *runs)
+{
+    for (size_t k = json_array_size(runs); k-- > 0;) {
+        const char *type =
+            json_string_value(json_object_get(json_object_get(json_array_get(runs, k), "actor"), "type"));
+        if (type && !strcmp(type, "agent"))
+            json_array_remove(runs, k);
+    }
+}
+
+/* An agent's singleton `cancel` that would cancel a run it may not touch (a system
+ * workflow's, another entity's). Nothing is created or cancelled; the refusal is audited. */
 static rt_status refuse_cancel(rt_store *st, plan *q, rt_error *err)
 {
     const rt_workflow *wf = q->req->wf;
@@ -387,13 +407,21 @@ static rt_status refuse_cancel(rt_store *st, plan *q, rt_error *err)
     char who[300];
     snprintf(who, sizeof who, "agent:%s", json_string_value(json_object_get(actor, "id")) ?
                                               json_string_value(json_object_get(actor, "id")) : "-");
+    json_t *runs = json_array(); /* what it would have cancelled, for the record */
+    size_t k;
+    json_t *run;
+    json_array_foreach(q->cancel, k, run) {
+        if (k < 10)
+            json_array_append(runs, json_object_get(run, "id"));
+    }
     json_decref(q->cancel);
     q->cancel = NULL;
     q->supersede = -1;
-    skip(q, "singleton: an agent never cancels the runs of system workflow %s", wf->id);
-    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "action", "cancel", "via", "singleton", "reason",
+    skip(q, "singleton: an agent may not cancel the unfinished runs of %s for this key (%s)", wf->id,
+         wf->system ? "a system workflow" : "another entity's");
+    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o}", "action", "cancel", "via", "singleton", "reason",
                                 q->req->reason, "event_id", json_string_value(json_object_get(ev, "id")), "entity_id",
-                                json_string_value(json_object_get(ev, "entity_id")));
+                                json_string_value(json_object_get(ev, "entity_id")), "runs", runs);
     rt_status s = rt_refusal_record(st, who, "agent.refused", wf->id, details, err);
     json_decref(details);
     rt_log_ctx lc = {.workflow = wf->id};
@@ -449,10 +477,14 @@ static rt_status decide(rt_store *st, plan *p, size_t i, int64_t now, bool *noti
         for (size_t j = i; j-- > 0;) {
             if (p[j].what != V_CREATE || !p[j].single || p[j].req->wf != wf || strcmp(p[j].single, q->single))
                 continue;
+            if (p[j].agent && !q->agent && !q->single_cancel)
+                continue; /* an agent's run never makes anyone else's request skip */
             if (!q->single_cancel) {
                 skip(q, "singleton: an earlier request of the same batch starts the run for key \"%s\"", q->single);
                 return RT_OK;
             }
+            if (q->agent && !may_touch_event(q, p[j].req->event))
+                return refuse_cancel(st, q, err);
             q->supersede = (int)j;
             break;
         }
@@ -461,6 +493,8 @@ static rt_status decide(rt_store *st, plan *p, size_t i, int64_t now, bool *noti
             s = rt_store_singleton_runs(st, wf->id, q->single, &runs, err);
             if (s != RT_OK)
                 return s;
+            if (!q->agent && !q->single_cancel)
+                drop_agent_runs(runs);
             if (json_array_size(runs) > 0 && !q->single_cancel) {
                 json_t *r0 = json_array_get(runs, 0);
                 skip(q, "singleton: run %s is still %s (key \"%s\")", json_string_value(json_object_get(r0, "id")),
@@ -472,9 +506,13 @@ static rt_status decide(rt_store *st, plan *p, size_t i, int64_t now, bool *noti
                 q->cancel = runs;
             else
                 json_decref(runs);
+            size_t k;
+            json_t *run;
+            json_array_foreach(q->cancel, k, run) {
+                if (q->agent && !may_touch_event(q, run))
+                    return refuse_cancel(st, q, err);
+            }
         }
-        if (q->single_cancel && q->agent && wf->system && (q->cancel || q->supersede >= 0))
-            return refuse_cancel(st, q, err);
     }
 
     if (q->throttle) {

@@ -39,11 +39,15 @@
  * batch_events: reason says so), or "" with reason saying why nothing was created. A
  * throttled run's reason says when it starts. Requests without controls pass unchanged.
  *
- * Agents: an agent's idempotency, singleton and debounce/batch keys live in a partition
- * of their own ("agent:<entity_id>|<value>"), so an agent's request never skips, joins or
- * cancels a run a service, a person or another entity started; throttle and concurrency
- * are shared (they only delay). An agent's singleton `cancel` on a system workflow that
- * would cancel a run is refused (nothing created, an audited agent.refused). */
+ * Agents (DESIGN §6: an agent never skips, joins or cancels a run of a system workflow or
+ * of another entity):
+ *  - an agent's idempotency and debounce/batch keys live in a partition of their own
+ *    ("agent:<entity_id>|<value>"): it neither takes a key others use nor joins their runs;
+ *  - singleton keys are shared, but runs agents started never make another's request
+ *    skip; an agent's `cancel` that would cancel a run it may not touch (a system
+ *    workflow's, another entity's) is refused: nothing created or cancelled, an audited
+ *    agent.refused;
+ *  - throttle and concurrency are shared: they only delay. */
 rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
 
 /* A run that waited for approval and is approved now: flow control applies to it as to a

@@ -51,8 +51,9 @@ static const char *const sql[A_COUNT] = {
     [A_IDEM_EXPIRE] = "delete from ratchet.idempotency_keys where ctid in (select ctid from ratchet.idempotency_keys"
                       " where workflow_id = $1 and created_at < clock_timestamp() - interval '24 hours'"
                       " limit 50 for update skip locked)",
-    [A_SINGLETON] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'status', status) order by id), '[]')::text"
-                    " from (select id, status from ratchet.runs where workflow_id = $1"
+    [A_SINGLETON] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'status', status, 'actor', event->'actor',"
+                    " 'entity_id', event->'entity_id') order by id), '[]')::text"
+                    " from (select id, status, event from ratchet.runs where workflow_id = $1"
                     " and trigger #>> '{admission,singleton}' = $2 and status in " UNFINISHED
                     " order by id for update) t",
     [A_PENDING_RUN] = "select id::text, trigger::text, coalesce(" MS("scheduled_at") ", 0), " MS("clock_timestamp()")
