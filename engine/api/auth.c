@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
 #include "log.h"
+#include "refusal.h"
 #include "util.h"
 
 #define TOKENS_FILE_MAX (16u << 20)
@@ -293,7 +293,7 @@ void rt_auth_refused(struct rt_store *st, const rt_identity *who, const char *me
                                 "reason", rt_json_text(reason, strlen(reason)), "role", rt_role_name(who->role),
                                 "entity_id", who->entity_id[0] ? who->entity_id : NULL);
     rt_error err;
-    if (rt_audit_record(st, actor, agent ? "agent.refused" : "api.refused", path, details, &err) != RT_OK)
+    if (rt_refusal_record_own(st, actor, agent ? "agent.refused" : "api.refused", path, details, &err) != RT_OK)
         rt_log(RT_LOG_WARN, NULL, "api: the refusal above is not in the audit log: %s", err.msg);
     json_decref(details);
 }

@@ -21,6 +21,7 @@
 #include "util.h"
 
 #define KEY_MAX 200 /* a longer key value is kept as "sha256:<hex>" */
+#define RT_BATCH_MAX_BYTES (1 << 20) /* a batch closes when its events reach this (or max_size) */
 
 typedef enum verdict {
     V_CREATE = 0, /* a new run (possibly delayed) */
@@ -259,7 +260,10 @@ static int batch_max(const rt_workflow *wf)
 }
 
 /* Appends the event to trigger.events; true when the batch is now full (and no longer
- * collects: its pending mark is removed). */
+ * collects: its pending mark is removed). Full also means RT_BATCH_MAX_BYTES of events:
+ * every join rewrites the run's trigger, so the bytes bound what one join costs and keep
+ * the trigger far from jsonb's limit (a batch that could never be stored would make its
+ * broker messages retry forever). */
 static bool batch_append(const rt_workflow *wf, json_t *trigger, json_t *event)
 {
     json_t *events = json_object_get(trigger, "events");
@@ -268,7 +272,12 @@ static bool batch_append(const rt_workflow *wf, json_t *trigger, json_t *event)
         json_object_set_new(trigger, "events", events);
     }
     json_array_append(events, event ? event : json_null());
-    bool full = (int)json_array_size(events) >= batch_max(wf);
+    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
+    json_t *adm = admission_obj(trigger);
+    json_int_t bytes = json_integer_value(json_object_get(adm, "bytes")) + (json_int_t)(text ? strlen(text) : 4);
+    free(text);
+    json_object_set_new(adm, "bytes", json_integer(bytes));
+    bool full = (int)json_array_size(events) >= batch_max(wf) || bytes >= RT_BATCH_MAX_BYTES;
     if (full)
         json_object_del(admission_obj(trigger), "pending");
     return full;
