@@ -401,6 +401,7 @@ cmd_test() {
   step deps rt_deps_install
   [[ $LAST_RC == 0 ]] || { print_summary 0 1 || true; die "cannot install the packages"; }
 
+  step layers python3 "$ROOT/scripts/check-layers.py" # no include points up (STYLE §1)
   step build configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRATCHET_WERROR=ON
   local build_ok=$LAST_RC asan_ok=1 fuzz_ok=1
   if ((!quick)); then

@@ -97,4 +97,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     res->state = json_pack("{s:o}", "approval", gate);
 }
 
-const rt_step_type rt_step_approval = {.name = "approval", .quick = true, .validate = validate, .execute = execute};
+const rt_step_type rt_step_approval = {.name = "approval", .wait = RT_STEP_WAIT_APPROVAL, .quick = true, .validate = validate, .execute = execute};

@@ -53,4 +53,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
                            data ? data : json_object());
 }
 
-const rt_step_type rt_step_invoke = {.name = "invoke", .quick = true, .validate = validate, .execute = execute};
+const rt_step_type rt_step_invoke = {.name = "invoke", .wait = RT_STEP_WAIT_RUN, .quick = true, .validate = validate, .execute = execute};

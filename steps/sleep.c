@@ -61,4 +61,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     res->state = json_pack("{s:I}", "wake_at_ms", (json_int_t)at);
 }
 
-const rt_step_type rt_step_sleep = {.name = "sleep", .quick = true, .validate = validate, .execute = execute};
+const rt_step_type rt_step_sleep = {.name = "sleep", .wait = RT_STEP_WAIT_TIMER, .quick = true, .validate = validate, .execute = execute};

@@ -111,4 +111,4 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 }
 
 const rt_step_type rt_step_wait_for_event = {
-    .name = "wait_for_event", .quick = true, .validate = validate, .execute = execute};
+    .name = "wait_for_event", .wait = RT_STEP_WAIT_EVENT, .quick = true, .validate = validate, .execute = execute};

@@ -19,6 +19,9 @@
  * ingress accepts it from a producer (rt_event_parse, rt_event_from_json refuse it), so
  * nobody can pre-empt an engine event by posting its id first (DESIGN §6). */
 #define RT_EVENT_ENGINE_ID_PREFIX "ratchet:"
+/* The approval gate's events (DESIGN §6): decisions come in, requests go out. */
+#define RT_APPROVAL_DECIDED_EVENT "ratchet.approval.decided"
+#define RT_APPROVAL_REQUESTED_EVENT "ratchet.approval.requested"
 
 typedef enum rt_actor_type {
     RT_ACTOR_USER = 0,

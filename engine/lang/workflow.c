@@ -1709,3 +1709,15 @@ bool rt_workflow_gates(const rt_workflow *wf, const json_t *event)
     }
     return false;
 }
+
+bool rt_workflow_wants_decisions(const rt_workflow *wf)
+{
+    if (!wf) /* even disabled: its runs may still wait for a decision */
+        return false;
+    if (wf->approval)
+        return true;
+    for (size_t i = 0; i < wf->n_steps; i++)
+        if (wf->steps[i].type->wait == RT_STEP_WAIT_APPROVAL)
+            return true;
+    return false;
+}

@@ -171,4 +171,8 @@ const char *rt_catch_up_name(rt_catch_up c);
  * absent). */
 bool rt_workflow_gates(const rt_workflow *wf, const json_t *event);
 
+/* Does wf have a gate (an `approval` block or an approval step)? Then the brokers must
+ * deliver ratchet.approval.decided (intake subscribes to it). */
+bool rt_workflow_wants_decisions(const rt_workflow *wf);
+
 #endif

@@ -130,7 +130,12 @@ static rt_status check_failure_rate(rt_alerts *a, int64_t bucket, int64_t *finis
                              round_to(rate, 0.0001), "threshold", cfg->alert_failure_rate_pct / 100.0, "min_runs",
                              (json_int_t)cfg->alert_failure_min_runs, "workflows", top);
     char id[96], msg[256], window[32];
-    snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "alert:failure_rate_high:%lld", (long long)bucket);
+    s = rt_store_engine_event_id(a->st, id, sizeof id, err, "alert:failure_rate_high:%lld", (long long)bucket);
+    if (s != RT_OK) {
+        json_decref(data);
+        json_decref(rows);
+        return s;
+    }
     rt_duration_format(cfg->alert_window_ms, window, sizeof window);
     snprintf(msg, sizeof msg,
              "%lld of %lld runs (%.1f%%) that finished in the last %s failed or timed out (threshold %d%%)",
@@ -152,7 +157,11 @@ static rt_status check_backlog(rt_alerts *a, const rt_alert_backlog *b, int64_t 
                              "threshold_s", seconds_json(cfg->alert_backlog_ms), "oldest", "run_id", b->run_id,
                              "step_id", b->step_id, "workflow", b->workflow);
     char id[96], msg[256], threshold[32];
-    snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "alert:queue_backlog:%lld", (long long)bucket);
+    rt_status is = rt_store_engine_event_id(a->st, id, sizeof id, err, "alert:queue_backlog:%lld", (long long)bucket);
+    if (is != RT_OK) {
+        json_decref(data);
+        return is;
+    }
     rt_duration_format(cfg->alert_backlog_ms, threshold, sizeof threshold);
     snprintf(msg, sizeof msg, "the oldest runnable step has waited %.1f s to be claimed (threshold %s), %lld waiting",
              (double)b->oldest_age_ms / 1000.0, threshold, (long long)b->depth);
@@ -212,11 +221,16 @@ static rt_status check_timeouts(rt_alerts *a, int64_t bucket, size_t *overdue_ou
                                  "grace_s", seconds_json(cfg->alert_timeout_grace_ms), "worker",
                                  json_object_get(row, "worker"));
         char id[RT_EVENT_ID_MAX + 64], hex[65], msg[256], tbuf[32];
-        snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "alert:execution_timeout:%s:%s:%d:%lld", run_id, step_id, attempt, (long long)bucket);
-        if (strlen(id) > RT_EVENT_ID_MAX) { /* step ids reach 128 characters: keep the id valid */
+        s = rt_store_engine_event_id(a->st, id, sizeof id, err, "alert:execution_timeout:%s:%s:%d:%lld", run_id,
+                                     step_id, attempt, (long long)bucket);
+        if (s == RT_OK && strlen(id) > RT_EVENT_ID_MAX) { /* step ids reach 128 characters: keep the id valid */
             rt_sha256_hex(step_id, strlen(step_id), hex);
-            snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "alert:execution_timeout:%s:%.32s:%d:%lld", run_id, hex, attempt,
-                     (long long)bucket);
+            s = rt_store_engine_event_id(a->st, id, sizeof id, err, "alert:execution_timeout:%s:%.32s:%d:%lld", run_id,
+                                         hex, attempt, (long long)bucket);
+        }
+        if (s != RT_OK) {
+            json_decref(data);
+            break;
         }
         rt_duration_format(timeout, tbuf, sizeof tbuf);
         snprintf(msg, sizeof msg, "attempt %d has run %.1f s, past its timeout %s; the worker holding it is stuck",

@@ -5,26 +5,32 @@
 #include <string.h>
 
 #include "admission.h"
+#include "gate.h"
 #include "workflow.h"
 
-static rt_run_hold_fn gate_hold;
+static const rt_run_gate *gate;
 
-void rt_run_gate_set(rt_run_hold_fn hold)
+void rt_run_gate_set(const rt_run_gate *g)
 {
-    gate_hold = hold;
+    gate = g;
+}
+
+const rt_run_gate *rt_run_gate_get(void)
+{
+    return gate;
 }
 
 /* Gated requests: created as asked (no flow control), then held. */
 static rt_status create_gated(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
-    if (!gate_hold)
+    if (!gate || !gate->hold)
         return rt_error_set(err, RT_ERR_UNAVAILABLE,
                             "workflow %s needs approval for this actor, but this process has no approval gate wired in",
                             reqs[0].wf->id);
     for (size_t i = 0; i < n; i++)
         reqs[i].reason[0] = '\0';
     rt_status s = rt_store_create_runs_tx(st, reqs, n, err);
-    return s == RT_OK ? gate_hold(st, reqs, n, err) : s;
+    return s == RT_OK ? gate->hold(st, reqs, n, err) : s;
 }
 
 rt_status rt_run_create_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)

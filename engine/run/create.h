@@ -6,9 +6,8 @@
  *      flow-control key, joins no pending run and cancels nothing; flow control applies
  *      when it is approved (rt_admission_admit_approved).
  *   2. flow control for the others (admission.h), which creates what it admits.
- * The approval gate lives above this layer (trust/); the process wires it in at start with
- * rt_run_gate_set. A gated request in a process without a gate fails: it never runs
- * unapproved. */
+ * The approval gate lives above this layer (trust/); the process wires it in at start
+ * (gate.h). A gated request in a process without a gate fails: it never runs unapproved. */
 #ifndef RT_CREATE_H
 #define RT_CREATE_H
 
@@ -16,13 +15,6 @@
 
 #include "status.h"
 #include "store.h"
-
-/* Makes just-created runs (reqs[i].id set) wait for a person's decision, in the creating
- * transaction. */
-typedef rt_status (*rt_run_hold_fn)(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err);
-
-/* Wires the approval gate in; once, at start, before any thread creates runs. */
-void rt_run_gate_set(rt_run_hold_fn hold);
 
 /* Creates runs for reqs[0..n) inside the caller's transaction (rt_store_begin ... commit).
  * On RT_OK each request's id is its new run, the pending run it joined, or "" (reason says

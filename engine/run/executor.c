@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "approval.h"
+#include "gate.h"
 #include "event.h"
 #include "expr.h"
 #include "ingest.h"
@@ -650,7 +650,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
             json_array_append_new(v->dequeue, json_integer(queue_id));
         return true;
     case RT_STEP_SUSPEND: {
-        const char *status = !strcmp(d->type->name, "sleep") ? "sleeping" : "waiting";
+        const char *status = d->type->wait == RT_STEP_WAIT_TIMER ? "sleeping" : "waiting";
         int64_t at = r->resume_at_ms > 0 ? r->resume_at_ms : now + NEVER_MS;
         json_t *state = r->state ? json_incref(r->state) : json_object();
         add_row(v, d->id, status, attempt, NULL, NULL, NULL, state, started, 0);
@@ -789,7 +789,7 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
         const char *sid = json_string_value(json_object_get(row, "step_id"));
         const char *status = json_string_value(json_object_get(row, "status"));
         int idx = rt_workflow_step_index(v->wf, sid);
-        if (idx < 0 || strcmp(v->wf->steps[idx].type->name, "wait_for_event") != 0)
+        if (idx < 0 || v->wf->steps[idx].type->wait != RT_STEP_WAIT_EVENT)
             continue;
         if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0) {
             json_array_append_new(json_object_get(batch, "unwait"),
@@ -867,7 +867,7 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
         int idx = rt_workflow_step_index(v->wf, sid);
         json_t *state = json_object_get(row, "state");
         json_t *inv = json_object_get(state, "invoke");
-        if (idx < 0 || strcmp(v->wf->steps[idx].type->name, "invoke") != 0 || !inv ||
+        if (idx < 0 || v->wf->steps[idx].type->wait != RT_STEP_WAIT_RUN || !inv ||
             json_object_get(inv, "child") || strcmp(json_string_value(json_object_get(row, "status")), "waiting"))
             continue;
         const char *wf_id = json_string_value(json_object_get(inv, "workflow"));
@@ -958,8 +958,10 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
         rs = register_waits(st, v, batch, err);
     if (rs == RT_OK)
         rs = register_invokes(e, st, v, batch, err);
-    if (rs == RT_OK) /* APPROVAL HOOK: approval steps that suspended get their gate (approval.h) */
-        rs = rt_approval_register_steps(st, e->set, v->run_id, v->wf, v->event, v->rows, err);
+    const rt_run_gate *gate = rt_run_gate_get(); /* approval steps that suspended get their gate */
+    if (rs == RT_OK)
+        rs = gate && gate->register_steps ? gate->register_steps(st, e->set, v->run_id, v->wf, v->event, v->rows, err)
+                                          : RT_OK;
     if (rs != RT_OK)
         return rs;
     const rt_workflow *wf = v->wf;
@@ -1567,8 +1569,9 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
         if (s == RT_OK && wf)
             s = run_on_failure(e, st, wf->on_failure, wf_id, id, status, error, &err);
     }
-    if (s == RT_OK) /* APPROVAL HOOK: close gates of ended runs, expire overdue gates (approval.h) */
-        s = rt_approval_sweep(st, e->set, ended, &err);
+    const rt_run_gate *gate = rt_run_gate_get(); /* close gates of ended runs, expire overdue ones */
+    if (s == RT_OK)
+        s = gate && gate->sweep ? gate->sweep(st, e->set, ended, &err) : RT_OK;
     if (s == RT_OK && json_array_size(wake) > 0)
         s = rt_store_wake_steps(st, wake, &err);
     if (s == RT_OK)

@@ -1,6 +1,7 @@
 /* ingest.c — events in, runs out, in one transaction per batch. */
 #include "ingest.h"
 #include "create.h"
+#include "gate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,6 @@
 #include "metrics.h"
 #include "refusal.h"
 #include "util.h"
-
-static rt_ingest_hook_fn event_hook;
-
-void rt_ingest_hook_set(rt_ingest_hook_fn fn)
-{
-    event_hook = fn;
-}
 
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev)
 {
@@ -326,8 +320,9 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
         s = wake_waiters(set, st, fresh, n_fresh, names, err);
     if (s == RT_OK && n_fresh > 0)
         s = apply_cancel_on(set, st, fresh, n_fresh, err);
-    if (s == RT_OK && n_fresh > 0 && event_hook) /* the approval gate: ratchet.approval.decided */
-        s = event_hook(st, set, fresh, n_fresh, err);
+    const rt_run_gate *gate = rt_run_gate_get();
+    if (s == RT_OK && n_fresh > 0 && gate && gate->decisions) /* ratchet.approval.decided */
+        s = gate->decisions(st, set, fresh, n_fresh, err);
     free(fresh);
     json_decref(names);
     if (s == RT_OK && n_reqs > 0)
@@ -380,13 +375,14 @@ rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const j
     json_t *data = json_pack("{s:s, s:s, s:s, s:s?}", "run_id", run_id, "workflow", workflow_id, "status", status,
                              "error", error);
     char id[128];
-    snprintf(id, sizeof id, RT_EVENT_ENGINE_ID_PREFIX "on_failure:%s", run_id);
     const char *name = json_string_value(json_object_get(rule, "event"));
     const char *target = json_string_value(json_object_get(rule, "workflow"));
+    rt_status s = rt_store_engine_event_id(st, id, sizeof id, err, "on_failure:%s", run_id);
     /* The failed run's actor and entity carry over (DESIGN §6): a failure of an agent's run
      * starts nothing an agent could not start. */
     json_t *run_event = NULL;
-    rt_status s = rt_store_run_event(st, run_id, &run_event, err);
+    if (s == RT_OK)
+        s = rt_store_run_event(st, run_id, &run_event, err);
     if (s == RT_ERR_NOT_FOUND)
         s = RT_OK;
     json_t *actor = json_object_get(run_event, "actor");

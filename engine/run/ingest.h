@@ -41,10 +41,4 @@ rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const j
  * `if`. An `if` that fails to evaluate counts as no (and is logged). */
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev);
 
-/* Sees every fresh event of a batch, inside its transaction, after waits and cancel_on:
- * the approval gate (trust/) reads its decisions here. Wired in once at start. */
-typedef rt_status (*rt_ingest_hook_fn)(rt_store *st, const rt_workflow_set *set, rt_event *const *fresh, size_t n,
-                                       rt_error *err);
-void rt_ingest_hook_set(rt_ingest_hook_fn fn);
-
 #endif

@@ -4,12 +4,14 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrations.h"
@@ -389,6 +391,7 @@ struct rt_store {
     char pending_hashes[8][65]; /* stored in the open transaction: known once it commits */
     size_t n_pending;
     char *listening; /* channel to re-LISTEN after a reconnect */
+    char instance[17]; /* ratchet.instance.id, read once ("" until then) */
 };
 
 static rt_status translate(PGconn *conn, const PGresult *res, rt_error *err, const char *what)
@@ -1737,4 +1740,37 @@ rt_status rt_store_run_event(rt_store *st, const char *run_id, json_t **out, rt_
     rt_status s = rt_store_exec_params(st, "select event::text from ratchet.runs where id = $1::uuid", 1, params, &r,
                                        err, "run event");
     return s == RT_OK ? rt_store_result_json(r, out, err) : s;
+}
+
+rt_status rt_store_instance_id(rt_store *st, char out[17], rt_error *err)
+{
+    if (!st->instance[0]) {
+        PGresult *r = NULL;
+        rt_status s = rt_store_exec_params(st, "select id from ratchet.instance", 0, NULL, &r, err, "instance id");
+        if (s != RT_OK)
+            return s;
+        if (PQntuples(r) != 1 || strlen(PQgetvalue(r, 0, 0)) != 16) {
+            PQclear(r);
+            return rt_error_set(err, RT_ERR_INTERNAL, "ratchet.instance holds no id: run `ratchet migrate`");
+        }
+        memcpy(st->instance, PQgetvalue(r, 0, 0), 17);
+        PQclear(r);
+    }
+    memcpy(out, st->instance, 17);
+    return RT_OK;
+}
+
+rt_status rt_store_engine_event_id(rt_store *st, char *buf, size_t len, rt_error *err, const char *fmt, ...)
+{
+    char inst[17];
+    rt_status s = rt_store_instance_id(st, inst, err);
+    if (s != RT_OK)
+        return s;
+    int n = snprintf(buf, len, RT_EVENT_ENGINE_ID_PREFIX "%s:", inst);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < len)
+        vsnprintf(buf + n, len - (size_t)n, fmt, ap);
+    va_end(ap);
+    return RT_OK;
 }

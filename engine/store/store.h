@@ -243,4 +243,10 @@ struct pg_result;
 struct pg_conn *rt_store_pg(rt_store *st);
 rt_status rt_store_error(rt_store *st, const struct pg_result *res, rt_error *err, const char *what);
 
+/* This deployment's id (16 hex digits, ratchet.instance), read once per connection. */
+rt_status rt_store_instance_id(rt_store *st, char out[17], rt_error *err);
+/* An id for an event the engine makes: "ratchet:<instance>:" followed by fmt (printf). */
+rt_status rt_store_engine_event_id(rt_store *st, char *buf, size_t len, rt_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "admission.h"
 #include "audit.h"
+#include "gate.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -506,17 +507,6 @@ const char *rt_refusal_name(rt_refusal r)
 
 /* ---------- gates ---------- */
 
-bool rt_approval_wants_decisions(const rt_workflow *wf)
-{
-    if (!wf) /* even disabled: its runs may still wait for a decision */
-        return false;
-    if (wf->approval)
-        return true;
-    for (size_t i = 0; i < wf->n_steps; i++)
-        if (!strcmp(wf->steps[i].type->name, "approval"))
-            return true;
-    return false;
-}
 
 static json_t *initiator_of(const json_t *event)
 {
@@ -587,7 +577,8 @@ rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, si
                                  initiator_of(event), "event", event, "action_hash", hash, "approvers", approvers,
                                  "expires_at", time_or_null(expires));
         char ev_id[128], actor[300];
-        snprintf(ev_id, sizeof ev_id, RT_EVENT_ENGINE_ID_PREFIX "approval.requested:%s", run_id);
+        if (s == RT_OK)
+            s = rt_store_engine_event_id(st, ev_id, sizeof ev_id, err, "approval.requested:%s", run_id);
         const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
             s = store_requested(st, NULL, data, entity, ev_id, err);
@@ -622,7 +613,7 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
         const char *status = json_string_value(json_object_get(row, "status"));
         int idx = sid ? rt_workflow_step_index(wf, sid) : -1;
         json_t *gate = json_object_get(json_object_get(row, "state"), "approval");
-        if (idx < 0 || strcmp(wf->steps[idx].type->name, "approval") != 0 || !status || strcmp(status, "waiting") ||
+        if (idx < 0 || wf->steps[idx].type->wait != RT_STEP_WAIT_APPROVAL || !status || strcmp(status, "waiting") ||
             !json_is_object(gate) || json_is_true(json_object_get(gate, "registered")))
             continue;
         char hash[65], ev_id[300], actor[300];
@@ -641,7 +632,8 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
                                  "workflow", wf->id, "actor", initiator_of(event), "event", event, "action_hash", hash,
                                  "approvers", approvers, "message", json_object_get(gate, "message"), "details",
                                  json_object_get(gate, "details"), "expires_at", time_or_null(expires));
-        snprintf(ev_id, sizeof ev_id, RT_EVENT_ENGINE_ID_PREFIX "approval.requested:%s:%s", run_id, sid);
+        if (s == RT_OK)
+            s = rt_store_engine_event_id(st, ev_id, sizeof ev_id, err, "approval.requested:%s:%s", run_id, sid);
         const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
             s = store_requested(st, set, data, entity, ev_id, err);
@@ -1106,3 +1098,9 @@ rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_ac
     return s;
 }
 
+const rt_run_gate rt_approval_gate = {
+    .hold = rt_approval_hold_new_runs,
+    .decisions = rt_approval_ingest,
+    .register_steps = rt_approval_register_steps,
+    .sweep = rt_approval_sweep,
+};

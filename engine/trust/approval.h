@@ -29,8 +29,6 @@
 #include "store.h"
 #include "workflow.h"
 
-#define RT_APPROVAL_DECIDED_EVENT "ratchet.approval.decided"
-#define RT_APPROVAL_REQUESTED_EVENT "ratchet.approval.requested"
 #define RT_APPROVAL_SIG_PREFIX "ratchet.approval.v1\n"
 #define RT_APPROVAL_SKEW_DEFAULT_MS (5 * 60 * 1000)
 
@@ -102,9 +100,9 @@ const char *rt_refusal_name(rt_refusal r);
 
 /* ---- hooks into the core (one call each) ----------------------------------------------- */
 
-/* Does wf have a gate (an `approval` block or an approval step)? Then the brokers must
- * deliver ratchet.approval.decided (intake subscribes to it). */
-bool rt_approval_wants_decisions(const rt_workflow *wf);
+/* The gate as run/ calls it (gate.h): hold, decisions, register_steps, sweep below. */
+extern const struct rt_run_gate rt_approval_gate;
+
 
 /* The run-creation gate (run/create.h), after it created runs: those that rt_workflow_gates holds
  * become `awaiting_approval` — their queue items and unstarted step rows go, their

@@ -89,7 +89,7 @@ for _ in 1 2 3 4; do
 done
 rt_wait_for 30 '[ "$(alerts failure_rate_high)" = 1 ]'
 aid=$(alert_id failure_rate_high)
-[[ $aid == ratchet:alert:failure_rate_high:* ]] || rt_fail "alert id: $aid"
+[[ $aid == ratchet:*:alert:failure_rate_high:* ]] || rt_fail "alert id: $aid"
 check_json "$(alert_data failure_rate_high)" \
   'd["finished"]==8 and d["failed"]==4 and d["rate"]==0.5 and d["threshold"]==0.5 and d["window_s"]==60 and d["min_runs"]==3' \
   "failure_rate_high data"
@@ -124,7 +124,7 @@ rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"
 g2=$("$RATCHET_BIN" run gate --data "{\"gate\": \"$T/gate2\"}")
 rt_wait_for 30 '[ "$(alerts queue_backlog)" = 1 ]'
 bid=$(alert_id queue_backlog)
-[[ $bid == ratchet:alert:queue_backlog:* ]] || rt_fail "backlog alert id: $bid"
+[[ $bid == ratchet:*:alert:queue_backlog:* ]] || rt_fail "backlog alert id: $bid"
 check_json "$(alert_data queue_backlog)" \
   'd["depth"]==1 and d["oldest_age_s"]>2 and d["threshold_s"]==2 and d["oldest"]=={"run_id":"'"$g2"'","step_id":"wait","workflow":"gate"}' \
   "queue_backlog data"
@@ -151,7 +151,7 @@ RATCHET_ALERT_TIMEOUT_GRACE=1s RATCHET_ALERT_FAILURE_MIN_RUNS=1000000 rt_serve_s
 rt_serve_wait_ready c2
 rt_wait_for 30 '[ "$(alerts execution_timeout)" = 1 ]'
 xid=$(alert_id execution_timeout)
-[[ $xid == "ratchet:alert:execution_timeout:$sid:hang:1:"* ]] || rt_fail "execution_timeout id: $xid"
+[[ $xid == "ratchet:"*":alert:execution_timeout:$sid:hang:1:"* ]] || rt_fail "execution_timeout id: $xid"
 check_json "$(alert_data execution_timeout)" \
   'd["run_id"]=="'"$sid"'" and d["step_id"]=="hang" and d["workflow"]=="stuck" and d["attempt"]==1 and d["timeout_s"]==1 and d["grace_s"]==1 and d["running_s"]>2 and d["worker"]' \
   "execution_timeout data"

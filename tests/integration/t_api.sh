@@ -335,8 +335,13 @@ req GET /api/v1/workflows agent_a; is_error 403 forbidden "agent lists workflows
 req GET /api/v1/events agent_a; is_error 403 forbidden "agent lists events"
 req GET /metrics agent_a; is_error 403 forbidden "agent reads metrics"
 # A key another entity used is not a way to read that entity's run.
+# An agent's keys are its entity's own (DESIGN §6): the same key is another run, and
+# nothing of b's is revealed.
 req POST /api/v1/workflows/page/runs agent_b '{"idempotency_key": "shared"}'; expect 201 "agent b keyed run"
-req POST /api/v1/workflows/page/runs agent_a '{"idempotency_key": "shared"}'; is_error 409 conflict "agent a same key"
+b_keyed=$(jget "d['id']")
+req POST /api/v1/workflows/page/runs agent_a '{"idempotency_key": "shared"}'; expect 201 "agent a same key: its own run"
+[[ $(jget "d['id']") != "$b_keyed" ]] || rt_fail "agent a got agent b's run for the same key"
+req POST /api/v1/workflows/page/runs agent_a '{"idempotency_key": "shared"}'; expect 200 "agent a same key again"
 # Every refusal is logged, and audited when the caller is known.
 refusals=$(grep -c 'api: refused' "$T/a.log" || true)
 ((refusals >= 20)) || rt_fail "refusals not logged ($refusals)"

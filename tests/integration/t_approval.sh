@@ -101,7 +101,7 @@ r3=$(agent_task short.task acct_3)
 rt_assert_eq awaiting_approval "$(status "$r3")" "short gate waits"
 rt_wait_for 10 '[ "$(status '"$r3"')" = expired ]'
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.audit_log where action = 'approval.expired' and subject = '$r3'")" "expiry audited"
-rt_assert_eq "gate.failed|expired" "$(rt_psql "select name || '|' || (envelope->'data'->>'status') from ratchet.events where id = 'ratchet:on_failure:$r3'")" "on_failure of an expired run"
+rt_assert_eq "gate.failed|expired" "$(rt_psql "select name || '|' || (envelope->'data'->>'status') from ratchet.events where id like 'ratchet:%:on_failure:$r3'")" "on_failure of an expired run"
 out=$(decide approve "$r3" --as ops-lead --key "$K/ops-lead.key" --hash "$(rt_psql "select action_hash from ratchet.approvals where run_id = '$r3'")")
 rt_assert_eq not_awaiting "$(printf '%s' "$out" | json_get '["reason"]')" "approving an expired run"
 
@@ -176,7 +176,7 @@ P2=$("$RATCHET_BIN" run pay --data '{"amount": 9000}')
 rt_wait_for 5 '[ "$(status '"$P2"')" = waiting ]'
 decide reject "$P2" --as cfo --key "$K/cfo.key" --comment "too much" >/dev/null
 rt_assert_eq rejected "$(status "$P2")" "step rejection ends the run"
-rt_assert_eq "pay.failed|rejected" "$(rt_psql "select name || '|' || (envelope->'data'->>'status') from ratchet.events where id = 'ratchet:on_failure:$P2'")" "on_failure of a rejected run"
+rt_assert_eq "pay.failed|rejected" "$(rt_psql "select name || '|' || (envelope->'data'->>'status') from ratchet.events where id like 'ratchet:%:on_failure:$P2'")" "on_failure of a rejected run"
 rt_assert_eq "failed|rejected by cfo: too much" "$(rt_psql "select status || '|' || error from ratchet.steps where run_id = '$P2' and step_id = 'gate'")" "gate step failed"
 P3=$("$RATCHET_BIN" run pay --data '{"amount": 1, "timeout": "1s"}')
 rt_wait_for 10 '[ "$(status '"$P3"')" = expired ]'

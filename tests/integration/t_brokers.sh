@@ -74,8 +74,8 @@ done
 # Events the engine makes (on_failure here) are published to the brokers from the outbox:
 # the mark clears only after both brokers confirmed them.
 if fid=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
-rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.events where id = 'ratchet:on_failure:$fid' and transport = 'engine'")" "on_failure event stored"
-rt_wait_for 30 '[ "$(rt_psql "select outbox from ratchet.events where id = '"'ratchet:on_failure:$fid'"'")" = f ]'
+rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.events where id like 'ratchet:%:on_failure:$fid' and transport = 'engine'")" "on_failure event stored"
+rt_wait_for 30 '[ "$(rt_psql "select outbox from ratchet.events where id like '"'ratchet:%:on_failure:$fid'"'")" = f ]'
 # RabbitMQ keeps dead letters in ratchet.events.dead.
 dead=$(rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" list_queues -p "$RT_TEST_VHOST" name messages 2>/dev/null | awk '$1 == "ratchet.events.dead" {print $2}')
 [ "${dead:-0}" -ge 2 ] || rt_fail "amqp: expected >= 2 messages in ratchet.events.dead, got '${dead:-none}'"

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "approval.h"
 #include "consumer.h"
 #include "event.h"
 #include "expr.h"
@@ -66,7 +65,7 @@ json_t *rt_intake_patterns(const rt_workflow_set *set)
                 add_pattern(list, p);
         }
         for (size_t s = 0; s < wf->n_steps; s++) {
-            if (strcmp(wf->steps[s].type->name, "wait_for_event") != 0)
+            if (wf->steps[s].type->wait != RT_STEP_WAIT_EVENT)
                 continue;
             json_t *ev = json_object_get(wf->steps[s].with, "event");
             json_t *one = json_is_string(ev) ? json_pack("[O]", ev) : json_incref(ev);
@@ -79,7 +78,7 @@ json_t *rt_intake_patterns(const rt_workflow_set *set)
             }
             json_decref(one);
         }
-        if (rt_approval_wants_decisions(wf)) /* APPROVAL HOOK: decisions arrive on any transport (approval.h) */
+        if (rt_workflow_wants_decisions(wf)) /* decisions arrive on any transport */
             add_pattern(list, RT_APPROVAL_DECIDED_EVENT);
     }
     if (json_array_size(list) == 0)
@@ -99,28 +98,51 @@ static bool name_agrees(const rt_bus_msg *m, const rt_event *ev, rt_error *err)
     return false;
 }
 
-/* Events whose id is in the engine's namespace are the engine's own coming back through
- * its outbox: acknowledged as the duplicates they are when stored, dead-lettered
- * (reserved_id) when not, since no producer may use such an id (DESIGN §6). Returns how
- * many events are left for ingest; the dropped ones are freed. On a database error the
- * verdicts stay RT_INGEST_RETRY. */
+/* Where an id in the engine's namespace ("ratchet:<instance>:...") comes from. */
+typedef enum relay_kind {
+    RELAY_NONE = 0, /* a producer's id */
+    RELAY_OWN,      /* this deployment's: only the echo of an event it stored */
+    RELAY_FOREIGN,  /* another deployment's engine sharing the broker: an ordinary event */
+    RELAY_BAD,      /* "ratchet:" without an instance: nobody's */
+} relay_kind;
+
+static relay_kind relay_of(const char *id, const char *instance)
+{
+    if (!rt_event_id_reserved(id))
+        return RELAY_NONE;
+    const char *p = id + strlen(RT_EVENT_ENGINE_ID_PREFIX);
+    if (strspn(p, "0123456789abcdef") != 16 || p[16] != ':')
+        return RELAY_BAD;
+    return strncmp(p, instance, 16) == 0 ? RELAY_OWN : RELAY_FOREIGN;
+}
+
+/* Events in this deployment's namespace are its own coming back through its outbox:
+ * acknowledged as the duplicates they are when stored, dead-lettered (reserved_id) when
+ * not, since no producer may use such an id (DESIGN §6); so are "ratchet:" ids that name
+ * no instance. Returns how many events are left for ingest; the dropped ones are freed.
+ * On a database error the verdicts stay RT_INGEST_RETRY. */
 static size_t drop_relayed(sink *k, rt_bus_msg *const *msgs, rt_event **events, size_t *index, size_t m,
                            rt_ingest_verdict *verdicts)
 {
-    json_t *ids = json_array();
-    for (size_t j = 0; j < m; j++)
-        if (rt_event_id_reserved(events[j]->id))
-            json_array_append_new(ids, json_string(events[j]->id));
-    if (json_array_size(ids) == 0) {
-        json_decref(ids);
+    bool any = false;
+    for (size_t j = 0; j < m && !any; j++)
+        any = rt_event_id_reserved(events[j]->id);
+    if (!any)
         return m;
-    }
-    json_t *stored = NULL;
+    char instance[17] = "";
     rt_error err;
-    rt_status s = rt_store_events_existing(k->store, ids, &stored, &err);
+    rt_status s = rt_store_instance_id(k->store, instance, &err);
+    json_t *ids = json_array();
+    for (size_t j = 0; s == RT_OK && j < m; j++)
+        if (relay_of(events[j]->id, instance) == RELAY_OWN)
+            json_array_append_new(ids, json_string(events[j]->id));
+    json_t *stored = NULL;
+    if (s == RT_OK && json_array_size(ids) > 0)
+        s = rt_store_events_existing(k->store, ids, &stored, &err);
     size_t kept = 0;
     for (size_t j = 0; j < m; j++) {
-        if (!rt_event_id_reserved(events[j]->id)) {
+        relay_kind kind = relay_of(events[j]->id, instance);
+        if (kind == RELAY_NONE || kind == RELAY_FOREIGN) {
             events[kept] = events[j];
             index[kept++] = index[j];
             continue;

@@ -54,8 +54,19 @@ typedef struct rt_step_result {
                              * that records the result (publish with no broker configured) */
 } rt_step_result;
 
+/* How a step type suspends (RT_STEP_SUSPEND) and what wakes it: the executor, intake and
+ * the approval gate read this instead of naming step types. */
+typedef enum rt_step_wait {
+    RT_STEP_WAIT_NONE = 0, /* never suspends */
+    RT_STEP_WAIT_TIMER,    /* a timer (sleep): its run shows `sleeping` */
+    RT_STEP_WAIT_EVENT,    /* an event named by with.event (wait_for_event): registered waits */
+    RT_STEP_WAIT_RUN,      /* a child run ending (invoke) */
+    RT_STEP_WAIT_APPROVAL, /* a signed decision (approval) */
+} rt_step_wait;
+
 typedef struct rt_step_type {
     const char *name;
+    rt_step_wait wait;
     /* In-process, fast and side-effect free on the outside world (transform, log): the
      * executor may chain several of them in one claim and commit. */
     bool inline_ok;
