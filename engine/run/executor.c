@@ -1704,8 +1704,6 @@ static void *keeper_main(void *arg)
         next = rt_mono_ms() + period;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "lease keeper"))
             break;
-        if (!e->stopping)
-            sweep_deadlines(e, st);
         for (int i = 0; i < e->n_workers; i++) {
             worker *w = &e->workers[i];
             int64_t ids[MAX_HELD];
@@ -1730,6 +1728,9 @@ static void *keeper_main(void *arg)
                 lease_renewed(w, sent, renewed == n);
             pthread_mutex_unlock(&w->held_mu);
         }
+        /* After the renewals: a slow sweep must not make them late. */
+        if (!e->stopping)
+            sweep_deadlines(e, st);
     }
     rt_store_close(st);
     return NULL;
