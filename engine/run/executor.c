@@ -42,6 +42,8 @@ typedef struct worker {
                               * of held[] may only cancel the claim it was taken from */
     int64_t lease_deadline;  /* rt_mono_ms() after which the held lease may be another's */
     bool lease_lost;         /* past the deadline, or handed on: sticky until the next claim */
+    bool finishing;          /* the claim's steps ran and are being committed: a renewal that
+                              * finds the item gone saw that commit, not a lost lease */
     /* Statistics, written by this worker only and read after it stopped. */
     uint64_t steps_run;
     uint64_t claims;
@@ -1270,6 +1272,7 @@ static void hold(worker *w, const rt_claim *c, size_t n, int64_t claimed_mono_ms
     w->held_gen++;
     w->lease_deadline = lease_deadline(w->e, claimed_mono_ms);
     w->lease_lost = false;
+    w->finishing = false;
     w->n_held = 0;
     for (size_t i = 0; i < n && w->n_held < MAX_HELD; i++)
         w->held[w->n_held++] = c[i].queue_id;
@@ -1492,6 +1495,9 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
         s = attach_definitions(w, views, n_views, claims, n, err);
     if (s == RT_OK) {
         run_claims(w, views, &n_views, claims, n);
+        pthread_mutex_lock(&w->held_mu);
+        w->finishing = true;
+        pthread_mutex_unlock(&w->held_mu);
         if (!w->e->force)
             s = commit_views(w, views, n_views, batch_started, err);
     }
@@ -1673,8 +1679,8 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
  * meanwhile. With w->held_mu held. */
 static void lease_renewed(worker *w, int64_t sent_mono_ms, bool all_still_ours)
 {
-    if (w->lease_lost)
-        return;
+    if (w->lease_lost || w->finishing)
+        return; /* nothing starts any more under this claim */
     int64_t now = rt_mono_ms();
     if (all_still_ours && now < w->lease_deadline) {
         w->lease_deadline = lease_deadline(w->e, sent_mono_ms);
