@@ -437,11 +437,12 @@ static bool build_env(const struct opts *o, const rt_step_ctx *ctx, struct envli
         if (!env_set(e, name, val))
             return false;
     }
-    char attempt[32];
+    char attempt[32], fence[32];
     snprintf(attempt, sizeof attempt, "%d", ctx->attempt);
+    snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);
     return env_set(e, "RATCHET_RUN_ID", ctx->run_id ? ctx->run_id : "") &&
            env_set(e, "RATCHET_STEP_KEY", ctx->step_key ? ctx->step_key : "") &&
-           env_set(e, "RATCHET_ATTEMPT", attempt);
+           env_set(e, "RATCHET_ATTEMPT", attempt) && env_set(e, "RATCHET_FENCE", fence);
 }
 
 /* Finds argv0 on the child's PATH before forking (execvp would search the engine's PATH,

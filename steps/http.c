@@ -1,6 +1,7 @@
 /* http.c — one HTTP(S) request per execution, through libcurl: 2xx succeeds; 408, 429,
  * 5xx, timeouts and connection errors are worth retrying; other statuses fail for good.
- * Sends Idempotency-Key: <run_id:step_id> and, when asked, an HMAC-SHA256 body signature.
+ * Sends Idempotency-Key: <run_id:step_id>, X-Ratchet-Fence: <fence> (the claim's fencing token)
+ * and, when asked, an HMAC-SHA256 body signature.
  *
  * Header values and the URL may carry credentials, so neither ever goes into an error
  * message; curl's own error text names at most the host. */
@@ -443,6 +444,11 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
     }
     if (ctx->step_key && !user_header_set(o->headers, "Idempotency-Key") &&
         !add_header(list, "Idempotency-Key", ctx->step_key))
+        return false;
+    char fence[32];
+    snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);
+    if (ctx->fence > 0 && !user_header_set(o->headers, "X-Ratchet-Fence") &&
+        !add_header(list, "X-Ratchet-Fence", fence))
         return false;
     if (o->hmac_secret) {
         unsigned char mac[EVP_MAX_MD_SIZE];

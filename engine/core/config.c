@@ -102,6 +102,11 @@ static const setting settings[] = {
      0, "a step still running this long past its timeout raises execution_timeout"},
     {"RATCHET_ALERT_REPEAT", "--alert-repeat", T_DURATION, OFF(alert_repeat_ms), "15m", 0, 0,
      "an alert that stays raised is published again after this"},
+    /* Test-only: freezes the process between a claim and the step's start, so that an
+     * integration test (tests/integration/t_fence.sh) can let the lease run out
+     * deterministically. Inert unless set. */
+    {"RATCHET_DEBUG_PAUSE_AFTER_CLAIM", "--debug-pause-after-claim", T_STRING, OFF(debug_pause_after_claim), NULL,
+     0, 0, "TEST ONLY: stop this process (SIGSTOP) once, right after it claims a step with this id"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

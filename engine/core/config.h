@@ -54,6 +54,8 @@ typedef struct rt_config {
     int64_t alert_backlog_ms;
     int64_t alert_timeout_grace_ms;
     int64_t alert_repeat_ms;
+    /* test only (engine/run/executor.c): step id to SIGSTOP after claiming, or NULL */
+    char *debug_pause_after_claim;
 } rt_config;
 
 /* Fills cfg with defaults, then the environment. Returns RT_ERR_INVALID with one clear

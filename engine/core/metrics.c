@@ -28,6 +28,7 @@ static const char *const bad_input_kinds[] = {"event", "workflow", "expression",
 static const char *const priorities[] = {"critical", "high", "normal", "low", NULL};
 static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", NULL};
 static const char *const approval_decisions[] = {"approve", "reject", NULL};
+static const char *const lease_lost_at[] = {"start", "renew", NULL};
 static const char *const approval_refusals[] = {"agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
                                                 "expired", "nonce_reused", "self_approval", "not_awaiting", NULL};
 
@@ -49,6 +50,9 @@ static const rt_metric_family_def family_defs[] = {
      BUCKETS(ingest_lag_buckets), .help = "Time from an event's ts to its commit in PostgreSQL, by transport."},
     {.name = "ratchet_events_dead_lettered_total", .type = RT_METRIC_COUNTER, .labels = {"transport", "reason"},
      .help = "Messages refused and dead-lettered (too_large, not_json, invalid, ...), by transport and reason."},
+    {.name = "ratchet_step_lease_lost_total", .type = RT_METRIC_COUNTER, .labels = {"at"}, .preset = lease_lost_at,
+     .help = "Leases a worker found lost, by where: start (a step or for_each item given up untouched because its "
+             "lease ran out before it started) or renew (the keeper could not extend a lease in time)."},
     {.name = "ratchet_bad_input_total", .type = RT_METRIC_COUNTER, .labels = {"kind"}, .preset = bad_input_kinds,
      .help = "Inputs refused as invalid, by kind (event, workflow, expression, cron, api)."},
     {.name = "ratchet_queue_depth", .type = RT_METRIC_GAUGE, .labels = {"priority"}, .preset = priorities,

@@ -34,6 +34,9 @@ typedef struct rt_step_ctx {
     const char *step_id;
     const char *step_key;    /* "run_id:step_id" — an idempotency key for the outside world */
     int attempt;             /* 1 for the first attempt */
+    int64_t fence;           /* fencing token: grows with every claim of the step, so the
+                              * outside world can refuse a writer whose lease ran out (0: the
+                              * step runs unleased, inside the engine's transaction) */
     int64_t deadline_mono_ms; /* rt_mono_ms() value after which the step must give up; 0 = none */
     json_t *context;         /* borrowed: the expression context (event, steps, run, ...) */
     json_t *state;           /* borrowed: what the last RT_STEP_SUSPEND left, or NULL */

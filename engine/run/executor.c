@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +37,15 @@ typedef struct worker {
     char owner[160];
     rt_store *store;
     volatile sig_atomic_t cancelled;
-    pthread_mutex_t held_mu; /* guards held/n_held/held_gen, read by the lease keeper */
+    pthread_mutex_t held_mu; /* guards held/n_held/held_gen/lease_*, shared with the lease keeper */
     int64_t held[MAX_HELD];
     size_t n_held;
     uint64_t held_gen;       /* changes with every claim and release: the keeper's snapshot
                               * of held[] may only cancel the claim it was taken from */
+    int64_t lease_deadline;  /* rt_mono_ms() after which the held lease may be another's */
+    bool lease_lost;         /* past the deadline, or handed on: sticky until the next claim */
+    bool finishing;          /* the claim's steps ran and are being committed: a renewal that
+                              * finds the item gone saw that commit, not a lost lease */
     /* Statistics, written by this worker only and read after it stopped. */
     uint64_t steps_run;
     uint64_t claims;
@@ -59,6 +64,7 @@ struct rt_engine {
     bool started;
 
     volatile sig_atomic_t stopping; /* stop claiming */
+    volatile sig_atomic_t debug_paused; /* RATCHET_DEBUG_PAUSE_AFTER_CLAIM did its one pause */
     volatile sig_atomic_t force;    /* grace period over: cancel what runs */
 
     pthread_mutex_t mu; /* guards wake_seq, live_workers and the two conditions */
@@ -190,14 +196,15 @@ static void set_step(run_view *v, const char *id, const char *status, json_t *ou
     json_object_set_new(v->steps, id, json_pack("{s:s, s:O?}", "status", status, "output", output));
 }
 
-static json_t *build_context(run_view *v, const rt_step_def *d, int attempt)
+static json_t *build_context(run_view *v, const rt_step_def *d, int attempt, int64_t fence)
 {
     char started[40], key[200];
     rt_time_format(v->run_started_ms ? v->run_started_ms : rt_now_ms(), started, sizeof started);
     snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
     json_t *actor = json_object_get(v->event, "actor");
-    json_t *run = json_pack("{s:s, s:s, s:i, s:s, s:O?, s:s}", "id", v->run_id, "workflow", v->wf->id, "attempt",
-                            attempt, "started_at", started, "actor", actor, "step_key", key);
+    json_t *run = json_pack("{s:s, s:s, s:i, s:s, s:O?, s:s, s:I}", "id", v->run_id, "workflow", v->wf->id,
+                            "attempt", attempt, "started_at", started, "actor", actor, "step_key", key, "fence",
+                            (json_int_t)fence);
     if (!json_object_get(run, "actor") || json_is_null(json_object_get(run, "actor")))
         json_object_set_new(run, "actor", json_pack("{s:s}", "type", "service"));
     /* steps and event are shared with the view: json_pack "O" increfs them. */
@@ -247,19 +254,53 @@ static rt_status eval_value(const char *src, json_t *ctx, json_t **out, rt_error
 typedef struct exec_out {
     rt_step_result res;
     bool skipped;
+    bool given_up; /* the lease ran out before the step (or an item) started: nothing ran */
 } exec_out;
 
+/* ---------- the lease, as this process sees it ---------- */
+
+/* A lease is treated as gone this long before its end: room for the gap between the
+ * check and the side effect's start, and for this clock running slower than the
+ * database's. */
+static int64_t lease_deadline(const rt_engine *e, int64_t sent_mono_ms)
+{
+    return sent_mono_ms + e->cfg->lease_ms - e->cfg->lease_ms / 5;
+}
+
+/* Whether the worker may still start a side effect of the step it holds. The deadline is
+ * measured on the monotonic clock from before the claim (or renewal) that set it, so a
+ * process paused past its lease (SIGSTOP, a stalled VM, swap) knows it on waking, before
+ * it repeats a step another worker took over. A "no" is sticky for the claim. */
+static bool lease_live(worker *w)
+{
+    pthread_mutex_lock(&w->held_mu);
+    if (!w->lease_lost && rt_mono_ms() >= w->lease_deadline)
+        w->lease_lost = true;
+    bool live = !w->lease_lost;
+    pthread_mutex_unlock(&w->held_mu);
+    return live;
+}
+
 /* Runs the step once with ctx (for a for_each item: ctx holds item and index), its own
- * timeout counted from now. */
-static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, json_t *state, json_t *ctx,
-                     const char *key, rt_step_result *res)
+ * timeout counted from now. Returns false, having started nothing, when a slow step's
+ * lease ran out before it could start (res is then a retriable failure nobody should
+ * record: the step belongs to whoever holds the lease now). */
+static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, int64_t fence, json_t *state,
+                     json_t *ctx, const char *key, rt_step_result *res)
 {
     rt_error err;
     json_t *with = NULL;
     if (rt_template_render(d->with, ctx, &with, &err) != RT_OK) {
         rt_step_fail(res, false, "with: %s", err.msg);
         rt_metrics_counter_add("ratchet_bad_input_total", "kind", "expression", 1);
-        return;
+        return true;
+    }
+    /* The last moment before the side effect: quick steps run inside the claim's
+     * transaction and hold no lease. */
+    if (!d->type->quick && !lease_live(w)) {
+        json_decref(with);
+        rt_step_fail(res, true, "the lease ran out before the step started");
+        return false;
     }
     rt_step_ctx sctx = {
         .env = &w->e->env,
@@ -268,6 +309,7 @@ static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         .step_id = d->id,
         .step_key = key,
         .attempt = attempt,
+        .fence = fence,
         .deadline_mono_ms = d->timeout_ms ? rt_mono_ms() + d->timeout_ms : 0,
         .context = ctx,
         .state = state,
@@ -275,6 +317,7 @@ static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
     };
     d->type->execute(&sctx, with, res);
     json_decref(with);
+    return true;
 }
 
 /* ---------- for_each ---------- */
@@ -295,6 +338,7 @@ typedef struct fe_job {
     run_view *v;
     const rt_step_def *d;
     int attempt;
+    int64_t fence;
     json_t *base_ctx; /* read-only while threads run */
     json_t *items;
     size_t n;
@@ -308,17 +352,21 @@ typedef struct fe_job {
     size_t next;    /* the next item to consider */
     size_t running; /* threads still running */
     bool stop;      /* hand out no more items */
+    bool given_up;  /* the lease ran out before an item started: the step is given up */
 } fe_job;
 
-static void fe_run_item(fe_job *j, size_t i, rt_step_result *res)
+/* Returns false when the item did not start (run_once). */
+static bool fe_run_item(fe_job *j, size_t i, rt_step_result *res)
 {
     json_t *ctx = json_copy(j->base_ctx); /* shallow: item and index are this item's own */
     json_object_set(ctx, "item", json_array_get(j->items, i));
     json_object_set_new(ctx, "index", json_integer((json_int_t)i));
     char key[240];
     snprintf(key, sizeof key, "%s:%s#%zu", j->v->run_id, j->d->id, i);
-    run_once(j->w, j->v, j->d, j->attempt, NULL, ctx, key, res);
+    bool started = run_once(j->w, j->v, j->d, j->attempt, j->fence, NULL, ctx, key, res);
     json_decref(ctx);
+    if (!started)
+        return false;
     if (res->outcome == RT_STEP_SUSPEND) {
         rt_step_result_clear(res);
         rt_step_fail(res, false, "step type %s cannot suspend inside for_each", j->d->type->name);
@@ -327,6 +375,7 @@ static void fe_run_item(fe_job *j, size_t i, rt_step_result *res)
         rt_step_result_clear(res);
         rt_step_fail(res, false, "%s inside for_each needs a broker (no broker is configured)", j->d->type->name);
     }
+    return true;
 }
 
 /* Hands out the next item to run, or returns false. With j->mu held. */
@@ -336,6 +385,10 @@ static bool fe_next(fe_job *j, size_t *i)
         j->stop = true; /* checked here too: a thread hands itself the next item */
     while (!j->stop && j->next < j->n) {
         size_t k = j->next++;
+        if (j->phase[k] == ITEM_TODO && j->persist && !lease_live(j->w)) {
+            j->stop = j->given_up = true; /* no item starts on a lease that ran out */
+            break;
+        }
         if (j->phase[k] == ITEM_TODO) {
             j->phase[k] = ITEM_RUNNING;
             *i = k;
@@ -351,8 +404,10 @@ static void fe_run_locked(fe_job *j, size_t i)
 {
     pthread_mutex_unlock(&j->mu);
     rt_step_result res = {0};
-    fe_run_item(j, i, &res);
+    bool started = fe_run_item(j, i, &res);
     pthread_mutex_lock(&j->mu);
+    if (!started)
+        j->stop = j->given_up = true;
     j->results[i] = res;
     j->phase[i] = ITEM_ENDED;
     pthread_cond_signal(&j->cv);
@@ -484,11 +539,13 @@ static rt_status fe_load(fe_job *j, rt_error *err)
     return RT_OK;
 }
 
-/* Runs every item not memoized yet, then folds them into res. */
-static void run_for_each(worker *w, run_view *v, const rt_step_def *d, int attempt, json_t *ctx, json_t *items,
-                         int64_t queue_id, rt_step_result *res)
+/* Runs every item not memoized yet, then folds them into res. Returns false when the
+ * lease ran out before an item started (the step is given up; items that ended stay
+ * memoized for the next owner). */
+static bool run_for_each(worker *w, run_view *v, const rt_step_def *d, int attempt, int64_t fence, json_t *ctx,
+                         json_t *items, int64_t queue_id, rt_step_result *res)
 {
-    fe_job j = {.w = w, .v = v, .d = d, .attempt = attempt, .base_ctx = ctx, .items = items,
+    fe_job j = {.w = w, .v = v, .d = d, .attempt = attempt, .fence = fence, .base_ctx = ctx, .items = items,
                 .n = json_array_size(items)};
     size_t n = j.n;
     j.phase = calloc(n ? n : 1, 1);
@@ -556,17 +613,18 @@ static void run_for_each(worker *w, run_view *v, const rt_step_def *d, int attem
     free(j.phase);
     free(j.outputs);
     free(j.results);
+    return !j.given_up;
 }
 
 /* Runs step idx once, or once per for_each item. Touches the database only to memoize a
  * slow step's for_each items (queue_id is its leased queue item; < 0 when inline). */
-static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t *state, int64_t queue_id,
-                         exec_out *out)
+static void execute_step(worker *w, run_view *v, size_t idx, int attempt, int64_t fence, json_t *state,
+                         int64_t queue_id, exec_out *out)
 {
     const rt_step_def *d = &v->wf->steps[idx];
     memset(out, 0, sizeof *out);
     rt_step_result *res = &out->res;
-    json_t *ctx = build_context(v, d, attempt);
+    json_t *ctx = build_context(v, d, attempt, fence);
     rt_error err;
 
     if (d->if_expr) {
@@ -588,7 +646,7 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
     if (!d->for_each) {
         char key[200];
         snprintf(key, sizeof key, "%s:%s", v->run_id, d->id);
-        run_once(w, v, d, attempt, state, ctx, key, res);
+        out->given_up = !run_once(w, v, d, attempt, fence, state, ctx, key, res);
         json_decref(ctx);
         return;
     }
@@ -599,7 +657,7 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
         rt_step_fail(res, false, "for_each: expression gave a%s, not an array",
                      json_is_object(items) ? "n object" : json_is_string(items) ? " string" : " scalar");
     } else {
-        run_for_each(w, v, d, attempt, ctx, items, queue_id, res);
+        out->given_up = !run_for_each(w, v, d, attempt, fence, ctx, items, queue_id, res);
     }
     json_decref(items);
     json_decref(ctx);
@@ -704,6 +762,19 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     return false;
 }
 
+/* A slow step whose lease ran out before it started is left untouched: nothing is
+ * recorded, and the queue item comes due for whoever claims it next (with a higher fence),
+ * or is already another worker's. */
+static void give_up(run_view *v, const rt_step_def *d, int64_t fence)
+{
+    rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id, .step_id = d->id};
+    rt_log(RT_LOG_WARN, &lc,
+           "lease ran out before the step started (fence %lld): not running it; it is left to whoever holds "
+           "its lease now",
+           (long long)fence);
+    rt_metrics_counter_add("ratchet_step_lease_lost_total", "at", "start", 1);
+}
+
 /* Runs the claimed step, then every quick step it makes ready, in this same claim. */
 static void run_claim(worker *w, run_view *v, const rt_claim *c)
 {
@@ -718,11 +789,13 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
     size_t stack[RT_WORKFLOW_MAX_STEPS];
     int64_t qids[RT_WORKFLOW_MAX_STEPS];
     int attempts[RT_WORKFLOW_MAX_STEPS];
+    int64_t fences[RT_WORKFLOW_MAX_STEPS];
     json_t *states[RT_WORKFLOW_MAX_STEPS];
     size_t top = 0;
     stack[top] = (size_t)idx;
     qids[top] = c->queue_id;
     attempts[top] = c->attempt;
+    fences[top] = c->fence;
     states[top] = c->state;
     top++;
     while (top > 0 && !w->e->force) {
@@ -730,7 +803,12 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
         size_t i = stack[top];
         int64_t started = rt_now_ms();
         exec_out o;
-        execute_step(w, v, i, attempts[top], states[top], qids[top], &o);
+        execute_step(w, v, i, attempts[top], fences[top], states[top], qids[top], &o);
+        if (o.given_up) {
+            give_up(v, &v->wf->steps[i], fences[top]);
+            rt_step_result_clear(&o.res);
+            return;
+        }
         w->steps_run++;
         if (w->e->force && o.res.outcome == RT_STEP_FAIL) {
             rt_step_result_clear(&o.res);
@@ -754,6 +832,7 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
                 stack[top] = t;
                 qids[top] = -1;
                 attempts[top] = 1;
+                fences[top] = 0; /* quick: unleased, inside this claim */
                 states[top] = NULL;
                 top++;
             }
@@ -823,7 +902,7 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
                 matched = env;
                 break;
             }
-            json_t *ctx = build_context(v, &v->wf->steps[idx], 1);
+            json_t *ctx = build_context(v, &v->wf->steps[idx], 1, 0);
             json_object_set(ctx, "async", env);
             bool yes = false;
             rt_error cerr;
@@ -1046,7 +1125,7 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
         if (wf->output) {
             json_t *saved = v->steps;
             v->steps = merged;
-            json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1);
+            json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1, 0);
             v->steps = saved;
             rt_error oerr;
             if (rt_template_render(wf->output, ctx, &output, &oerr) != RT_OK)
@@ -1202,10 +1281,14 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
     return s;
 }
 
-static void hold(worker *w, const rt_claim *c, size_t n)
+/* claimed_mono_ms: rt_mono_ms() read before the claim was sent; its lease ends later. */
+static void hold(worker *w, const rt_claim *c, size_t n, int64_t claimed_mono_ms)
 {
     pthread_mutex_lock(&w->held_mu);
     w->held_gen++;
+    w->lease_deadline = lease_deadline(w->e, claimed_mono_ms);
+    w->lease_lost = false;
+    w->finishing = false;
     w->n_held = 0;
     for (size_t i = 0; i < n && w->n_held < MAX_HELD; i++)
         w->held[w->n_held++] = c[i].queue_id;
@@ -1373,9 +1456,27 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
     return s;
 }
 
+/* Test only (RATCHET_DEBUG_PAUSE_AFTER_CLAIM, tests/integration/t_fence.sh): the whole
+ * process stops itself once, right after claiming that step and before starting it, and
+ * runs on when the test sends SIGCONT. Inert unless set. */
+static void debug_pause_after_claim(worker *w, const rt_claim *c, size_t n)
+{
+    const char *step = w->e->cfg->debug_pause_after_claim;
+    for (size_t i = 0; step && i < n && !w->e->debug_paused; i++) {
+        if (strcmp(c[i].step_id, step) != 0)
+            continue;
+        w->e->debug_paused = 1;
+        rt_log_ctx lc = {.workflow = c[i].workflow_id, .run_id = c[i].run_id, .step_id = c[i].step_id};
+        rt_log(RT_LOG_WARN, &lc, "debug: pausing the process (SIGSTOP) after claiming the step, fence %lld",
+               (long long)c[i].fence);
+        raise(SIGSTOP);
+        rt_log(RT_LOG_WARN, &lc, "debug: resumed after the pause");
+    }
+}
+
 /* A slow step (exec, http, sql) is leased, run outside any transaction while the lease
  * keeper extends the lease, and completed in a transaction that checks the lease is still
- * ours. */
+ * ours. It starts only while the lease is live (lease_live). */
 static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
 {
     rt_claim *claims = NULL;
@@ -1383,11 +1484,13 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
     *n_out = 0;
     if (!w->e->force)
         w->cancelled = 0;
+    int64_t claimed_at = rt_mono_ms();
     rt_status s = rt_store_claim(w->store, w->owner, 1, w->e->cfg->lease_ms, &claims, &n, err);
     if (s != RT_OK || n == 0)
         return s;
     *n_out = n;
-    hold(w, claims, n);
+    hold(w, claims, n, claimed_at);
+    debug_pause_after_claim(w, claims, n);
     run_view *views = calloc(n, sizeof *views);
     size_t n_views = 0;
     for (size_t i = 0; i < n; i++)
@@ -1408,6 +1511,9 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
         s = attach_definitions(w, views, n_views, claims, n, err);
     if (s == RT_OK) {
         run_claims(w, views, &n_views, claims, n);
+        pthread_mutex_lock(&w->held_mu);
+        w->finishing = true;
+        pthread_mutex_unlock(&w->held_mu);
         if (!w->e->force)
             s = commit_views(w, views, n_views, batch_started, err);
     }
@@ -1584,6 +1690,25 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
     json_decref(ended);
 }
 
+/* A renewal extends the worker's deadline only if its answer came back before that
+ * deadline and every held item was still the worker's: a late answer (this process was
+ * paused, the database stalled) never revives a lease the database may have handed on
+ * meanwhile. With w->held_mu held. */
+static void lease_renewed(worker *w, int64_t sent_mono_ms, bool all_still_ours)
+{
+    if (w->lease_lost || w->finishing)
+        return; /* nothing starts any more under this claim */
+    int64_t now = rt_mono_ms();
+    if (all_still_ours && now < w->lease_deadline) {
+        w->lease_deadline = lease_deadline(w->e, sent_mono_ms);
+        return;
+    }
+    w->lease_lost = true;
+    rt_log(RT_LOG_WARN, NULL, "worker %d: lease lost (%s); the step starts nothing more", w->index,
+           all_still_ours ? "the renewal answered after the lease's deadline" : "another worker holds it now");
+    rt_metrics_counter_add("ratchet_step_lease_lost_total", "at", "renew", 1);
+}
+
 /* Extends the leases of everything the workers hold, every lease/3. */
 static void *keeper_main(void *arg)
 {
@@ -1602,8 +1727,6 @@ static void *keeper_main(void *arg)
         next = rt_mono_ms() + period;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "lease keeper"))
             break;
-        if (!e->stopping)
-            sweep_deadlines(e, st);
         for (int i = 0; i < e->n_workers; i++) {
             worker *w = &e->workers[i];
             int64_t ids[MAX_HELD];
@@ -1612,15 +1735,25 @@ static void *keeper_main(void *arg)
             uint64_t gen = w->held_gen;
             memcpy(ids, w->held, n * sizeof ids[0]);
             pthread_mutex_unlock(&w->held_mu);
+            if (n == 0)
+                continue;
             rt_error err;
             bool ended = false;
-            if (n > 0 && rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &ended, &err) != RT_OK)
+            size_t renewed = 0;
+            int64_t sent = rt_mono_ms(); /* before the statement: the new lease ends later */
+            rt_status rs = rt_store_renew(st, w->owner, ids, n, e->cfg->lease_ms, &ended, &renewed, &err);
+            if (rs != RT_OK)
                 rt_log(RT_LOG_WARN, NULL, "lease keeper: %s", err.msg);
             pthread_mutex_lock(&w->held_mu);
             if (ended && w->held_gen == gen) /* its run was cancelled or ended: stop the step (exec kills its group) */
                 w->cancelled = 1;
+            if (rs == RT_OK && w->held_gen == gen)
+                lease_renewed(w, sent, renewed == n);
             pthread_mutex_unlock(&w->held_mu);
         }
+        /* After the renewals: a slow sweep must not make them late. */
+        if (!e->stopping)
+            sweep_deadlines(e, st);
     }
     rt_store_close(st);
     return NULL;

@@ -160,13 +160,14 @@ static const char *const stmt_sql[S_COUNT] = {
         "), s as ("
         " update ratchet.steps s set status = 'running',"
         "  attempts = s.attempts + case when s.state is null then 1 else 0 end,"
-        "  started_at = case when s.state is null then now() else s.started_at end"
+        "  started_at = case when s.state is null then now() else s.started_at end,"
+        "  fence = s.fence + 1"
         " from q where s.run_id = q.run_id and s.step_id = q.step_id"
-        " returning s.run_id, s.step_id, s.attempts, s.state"
+        " returning s.run_id, s.step_id, s.attempts, s.state, s.fence"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status, s.attempts, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence "
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     /* Quick items: only locked, inside the caller's transaction, which also completes
@@ -181,7 +182,7 @@ static const char *const stmt_sql[S_COUNT] = {
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
         " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence "
         "from c join ratchet.queue q on q.id = c.id"
         " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " join ratchet.runs r on r.id = q.run_id "
@@ -1090,6 +1091,7 @@ static rt_status parse_claims(PGresult *r, rt_claim **out, size_t *n, rt_error *
         c[i].climit = atoi(PQgetvalue(r, i, 15));
         c[i].parent_run_id = PQgetisnull(r, i, 16) ? NULL : strdup(PQgetvalue(r, i, 16));
         c[i].parent_step_id = PQgetisnull(r, i, 17) ? NULL : strdup(PQgetvalue(r, i, 17));
+        c[i].fence = strtoll(PQgetvalue(r, i, 18), NULL, 10);
     }
     PQclear(r);
     *out = c;
@@ -1235,9 +1237,10 @@ rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_erro
 }
 
 rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
-                         bool *run_ended, rt_error *err)
+                         bool *run_ended, size_t *renewed, rt_error *err)
 {
     *run_ended = false;
+    *renewed = 0;
     if (n == 0)
         return RT_OK;
     char *arr = int_array_literal(ids, n);
@@ -1248,6 +1251,8 @@ rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, si
     rt_status s = run(st, S_RENEW, 3, params, &r, err);
     for (int i = 0; s == RT_OK && i < PQntuples(r); i++)
         *run_ended = *run_ended || PQgetvalue(r, i, 0)[0] == 't';
+    if (s == RT_OK)
+        *renewed = (size_t)PQntuples(r);
     PQclear(r);
     free(arr);
     return s;

@@ -92,11 +92,15 @@ typedef struct rt_claim {
     int climit;
     char *parent_run_id; /* invoke: the waiting parent, or NULL */
     char *parent_step_id;
+    int64_t fence;       /* the step row's fencing token: grows with every slow claim of the
+                          * step (0 for quick steps, which are never leased) */
 } rt_claim;
 
 /* Claims up to limit due slow items (exec, http, sql), ordered by priority then run_at,
  * with FOR UPDATE SKIP LOCKED, leases each to owner for lease_ms (their run_at moves to
- * the lease's end) and marks their step rows and runs running, in one commit. */
+ * the lease's end) and marks their step rows and runs running, in one commit. Each claim
+ * adds one to its step row's fence. The lease runs from the transaction's start: a caller
+ * that reads its clock before this call knows a deadline the database never passes first. */
 rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
                          rt_error *err);
 /* Inside the caller's transaction: locks up to limit due quick items (FOR UPDATE SKIP
@@ -134,9 +138,10 @@ rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *id
 rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err);
 
 /* Extends the leases of items still held by owner; *run_ended says whether one of their
- * runs ended meanwhile (cancelled, failed, ...), so the step should be stopped. */
+ * runs ended meanwhile (cancelled, failed, ...), so the step should be stopped; *renewed
+ * counts the items that were still owner's (fewer than n: a lease was handed on). */
 rt_status rt_store_renew(rt_store *st, const char *owner, const int64_t *ids, size_t n, int64_t lease_ms,
-                         bool *run_ended, rt_error *err);
+                         bool *run_ended, size_t *renewed, rt_error *err);
 /* Gives back every item leased by owners starting with prefix (graceful stop). */
 rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released, rt_error *err);
 

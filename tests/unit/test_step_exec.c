@@ -30,7 +30,7 @@ static rt_step_ctx make_ctx(void)
 {
     cancel_flag = 0;
     return (rt_step_ctx){.workflow_id = "wf", .run_id = "run-1", .step_id = "step-1",
-                         .step_key = "run-1:step-1", .attempt = 2, .context = context,
+                         .step_key = "run-1:step-1", .attempt = 2, .fence = 5, .context = context,
                          .cancelled = &cancel_flag};
 }
 
@@ -347,7 +347,8 @@ static void test_env_allow_list(void **state)
     assert_non_null(out);
     static const char *const expected[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "RT_TEST_ALLOWED=yes",
                                            "FOO=bar", "N=7", "RATCHET_RUN_ID=run-1",
-                                           "RATCHET_STEP_KEY=run-1:step-1", "RATCHET_ATTEMPT=2", NULL};
+                                           "RATCHET_STEP_KEY=run-1:step-1", "RATCHET_ATTEMPT=2",
+                                           "RATCHET_FENCE=5", NULL};
     size_t lines = 1;
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
@@ -355,7 +356,7 @@ static void test_env_allow_list(void **state)
         if (!strstr(out, expected[i]))
             fail_msg("child env lacks %s:\n%s", expected[i], out);
     }
-    assert_int_equal(lines, 7); /* nothing else at all */
+    assert_int_equal(lines, 8); /* nothing else at all */
     assert_null(strstr(out, "RT_TEST_HIDDEN"));
     assert_null(strstr(out, "topsecret"));
     rt_step_result_clear(&res);

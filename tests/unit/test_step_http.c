@@ -473,6 +473,26 @@ static void test_idempotency_key(void **state)
     expect_header("idempotency-key", "mine"); /* and only once */
 }
 
+/* The claim's fencing token travels next to the idempotency key; an unleased step (fence
+ * 0) sends none. */
+static void test_fence_header(void **state)
+{
+    rt_step_result res;
+    rt_step_ctx ctx = make_ctx();
+    ctx.fence = 42;
+    run(&ctx, json_pack("{s:s,s:s}", "method", "POST", "url", url("/json")), &res);
+    expect_ok(&res);
+    rt_step_result_clear(&res);
+    expect_header("x-ratchet-fence", "42");
+    expect_header("idempotency-key", "run-1:call");
+
+    run_default(json_pack("{s:s,s:s}", "method", "POST", "url", url("/json")), &res);
+    expect_ok(&res);
+    rt_step_result_clear(&res);
+    char *none = recorded_header("x-ratchet-fence");
+    assert_null(none);
+}
+
 static void test_redirects(void **state)
 {
     rt_step_result res;
@@ -587,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_hmac_signature),
         cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_fence_header),
         cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_max_response_bytes),
         cmocka_unit_test(test_concurrent),
