@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "workflow.h"
 
 #define DEFAULT_PREFETCH 256
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -168,42 +169,9 @@ void rt_bus_free_common(rt_bus *b)
 
 /* --- patterns ------------------------------------------------------------------------- */
 
-static bool token_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == ':';
-}
-
 rt_status rt_bus_pattern_check(const char *pattern, rt_error *err)
 {
-    if (!pattern || !*pattern)
-        return rt_error_set(err, RT_ERR_INVALID, "empty event pattern");
-    if (strlen(pattern) > 200)
-        return rt_error_set(err, RT_ERR_INVALID, "event pattern longer than 200 bytes");
-    const char *p = pattern;
-    for (;;) {
-        const char *t = p;
-        while (*p && *p != '.')
-            p++;
-        size_t tl = (size_t)(p - t);
-        if (tl == 0)
-            return rt_error_set(err, RT_ERR_INVALID, "event pattern '%s': empty token", pattern);
-        if (tl == 1 && (*t == '*' || *t == '>')) {
-            if (*t == '>' && *p)
-                return rt_error_set(err, RT_ERR_INVALID, "event pattern '%s': '>' must be the last token", pattern);
-        } else {
-            for (const char *c = t; c < p; c++) {
-                if (!token_char(*c))
-                    return rt_error_set(err, RT_ERR_INVALID,
-                                        "event pattern '%s': character at column %zu is not allowed (tokens use "
-                                        "letters, digits, _ - :; * and > are whole tokens)",
-                                        pattern, (size_t)(c - pattern) + 1);
-            }
-        }
-        if (!*p)
-            return RT_OK;
-        p++;
-    }
+    return rt_event_pattern_check(pattern, err); /* one checker for workflows, brokers and steps */
 }
 
 rt_status rt_bus_pattern_to_amqp(const char *pattern, char *buf, size_t len, rt_error *err)

@@ -18,7 +18,7 @@
 
 #define PATH_CAP 512     /* a JSON path longer than this is cut (messages stay readable) */
 #define ID_MAX_LEN 128   /* ^[a-z0-9][a-z0-9._-]{0,127}$ */
-#define EVENT_MAX_LEN 255 /* an AMQP routing key is at most 255 bytes */
+#define EVENT_MAX_LEN 200 /* a subject ("events." + name) must fit an AMQP routing key (255 bytes) */
 #define INT_FIELD_MAX 1000000
 
 /* ---------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def check_normalized(doc, env, validator):
 def matrix():
     """(label, bytes) inputs: one key varied at a time around a valid base."""
     values = {
-        "name": ["a", "a.b", "a..b", ".a", "a.", "a.*", ">", "a b", "a.b\n", "A:b-c_d", "é", "a" * 255,
+        "name": ["a", "a.b", "a..b", ".a", "a.", "a.*", ">", "a b", "a.b\n", "A:b-c_d", "é", "a" * 200, "a" * 201, "a" * 255,
                  "a" * 256, "", 1, None, [], "a/b", "a\tb"],
         "id": ["x", "", " ", "a b", "~" * 200, "~" * 201, "é", "a\n", "\x7f", 1, None, True, {}],
         "ts": [0, -1, 1.0, 1.5, 253402300799999, 253402300800000, "1", None, 1e20, -0.0, False, 2**62],

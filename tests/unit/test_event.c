@@ -520,7 +520,7 @@ static void test_long_fields(void **state)
     strcat(name, "n");
     snprintf(text, sizeof text, "{\"name\":\"%s\"}", name);
     assert_int_equal(rt_event_parse(text, strlen(text), 0, NOW, &ev, &err), RT_ERR_INVALID);
-    assert_string_equal(err.msg, "$.name: event name is 256 bytes, over the 255-byte limit");
+    assert_string_equal(err.msg, "$.name: event name is 256 bytes, over the 200-byte limit");
     /* a long odd key is cut in the path */
     char key[200];
     memset(key, 'k', 100);

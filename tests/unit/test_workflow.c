@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "cron.h"
 #include "expr.h"
 #include "util.h"
@@ -797,7 +798,14 @@ static void test_event_matching(void **state)
     memset(long_name, 'a', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
     assert_int_equal(rt_event_name_check(long_name, &err), RT_ERR_INVALID);
-    assert_contains(err.msg, "over the 255-byte limit", "long event");
+    assert_contains(err.msg, "over the 200-byte limit", "long event");
+    /* validate and the brokers agree: a 219-byte trigger is refused at load, not at serve */
+    long_name[219] = '\0';
+    assert_int_equal(rt_event_pattern_check(long_name, &err), RT_ERR_INVALID);
+    assert_int_equal(rt_bus_pattern_check(long_name, &err), RT_ERR_INVALID);
+    long_name[200] = '\0';
+    assert_int_equal(rt_event_pattern_check(long_name, &err), RT_OK);
+    assert_int_equal(rt_bus_pattern_check(long_name, &err), RT_OK);
     assert_true(rt_workflow_id_valid("a"));
     assert_false(rt_workflow_id_valid(NULL));
     assert_false(rt_workflow_id_valid("a/b"));
