@@ -35,10 +35,20 @@ dev.sh:   status             what runs where (pid, port, alive?)
 dev.sh:   test [--quick] [-R REGEX]
 dev.sh:                      the CI run: build build/ (-Werror), build-asan/ (ASan+UBSan) and build-fuzz/
 dev.sh:                      (clang, libFuzzer); start private servers on free ports in a temp dir;
-dev.sh:                      run every ctest test under ASan, the unit tests on the plain build, each
-dev.sh:                      fuzz target for $RATCHET_FUZZ_SECONDS (default 30) s. Skipped tests fail.
+dev.sh:                      run every ctest test under ASan, the unit tests on the plain build, and
+dev.sh:                      each fuzz target: first every past crash in tests/fuzz/crashes/TARGET/
+dev.sh:                      once, then -seed=1 -runs=$RATCHET_FUZZ_RUNS (default 20000) over
+dev.sh:                      tests/fuzz/corpus/TARGET/ and the crashes: the same verdict on any
+dev.sh:                      machine, fast or slow. Skipped tests fail.
 dev.sh:                      --quick: only build/ and all its tests (no ASan, no fuzz).
-dev.sh:                      -R REGEX: only the ctest tests matching REGEX.
+dev.sh:                      -R REGEX: only the ctest tests matching REGEX (the fuzzers still run).
+dev.sh:   fuzz [--minutes N] [TARGET...]
+dev.sh:                      exploration: build build-fuzz/, run each target (default all: fuzz_cron,
+dev.sh:                      fuzz_event, ...) for N minutes (default 10) under nice with a random
+dev.sh:                      seed, one at a time; then copy new crash inputs to
+dev.sh:                      tests/fuzz/crashes/TARGET/, merge the fewest new inputs that reach new
+dev.sh:                      code into tests/fuzz/corpus/TARGET/ (libFuzzer merge) and print what to
+dev.sh:                      commit. See tests/fuzz/README.md.
 dev.sh:   help               this text
 dev.sh:
 dev.sh: After `up`: source .dev/env, then build/ratchet runs | show RUN | run WF --data JSON
@@ -305,47 +315,216 @@ build_fuzz() {
 
 ctest_asan() { sanitizer_env; run_ctest ctest-asan "$ROOT/build-asan" "$@"; }
 
-fuzz_all() {
-  local secs=${RATCHET_FUZZ_SECONDS:-30} bin name any=0
-  for bin in "$ROOT"/build-fuzz/tests/fuzz/fuzz_*; do
-    [[ -f $bin && -x $bin ]] || continue
-    any=1
-    name=$(basename "$bin")
-    step "fuzz:$name" fuzz_one "$bin" "$secs"
-    if [[ $LAST_RC == 0 ]]; then echo "1 0" >>"$TEST_TMP/counts"; else echo "0 1" >>"$TEST_TMP/counts"; fi
-  done
-  ((any)) || log "no fuzz targets in build-fuzz/tests/fuzz/"
+# --- fuzzing ----------------------------------------------------------------------------
+# CI (`test`) fuzzes deterministically: a fixed seed and a fixed number of executions over
+# the checked-in corpus plus every past crash, so the verdict is the same on any machine,
+# however fast. Exploration with random seeds is `fuzz`, which a developer runs and whose
+# finds (new corpus entries, new crashes) are committed. See tests/fuzz/README.md.
+
+FUZZ_SEED=1
+FUZZ_RUNS_DEFAULT=20000 # each target under ~15 s under ASan on one slow core
+FUZZ_LIMITS=(-timeout=25 -rss_limit_mb=2048)
+
+# libFuzzer's compare tables are indexed by code address, so with address-space
+# randomization the same seed mutates differently from run to run: CI runs without it.
+fuzz_fixed_layout() { # -> the command prefix, one word a line (none when not possible)
+  if setarch "$(uname -m)" -R true 2>/dev/null; then
+    printf '%s\n' setarch "$(uname -m)" -R
+  else
+    log "warning: setarch -R does not work here; fuzz runs may differ from run to run" >&2
+  fi
 }
 
-fuzz_one() { # BINARY SECONDS
-  local bin=$1 secs=$2 name work rc=0
+fuzz_targets() { # -> the built fuzz binaries, one a line
+  local bin
+  for bin in "$ROOT"/build-fuzz/tests/fuzz/fuzz_*; do
+    [[ -f $bin && -x $bin ]] && echo "$bin"
+  done
+  return 0
+}
+
+fuzz_dict() { # NAME -> -dict=... when tests/fuzz/NAME.dict exists
+  [[ -f $ROOT/tests/fuzz/$1.dict ]] && echo "-dict=$ROOT/tests/fuzz/$1.dict"
+  return 0
+}
+
+fuzz_all() {
+  local runs=${RATCHET_FUZZ_RUNS:-$FUZZ_RUNS_DEFAULT} bin name
+  [[ $runs =~ ^[1-9][0-9]*$ ]] || die "RATCHET_FUZZ_RUNS must be a positive number (got '$runs')"
+  local -a bins=()
+  mapfile -t bins < <(fuzz_targets)
+  for bin in "${bins[@]}"; do
+    name=$(basename "$bin")
+    step "fuzz:$name" fuzz_one "$bin" "$runs"
+    if [[ $LAST_RC == 0 ]]; then echo "1 0" >>"$TEST_TMP/counts"; else echo "0 1" >>"$TEST_TMP/counts"; fi
+  done
+  ((${#bins[@]})) || log "no fuzz targets in build-fuzz/tests/fuzz/"
+}
+
+# fuzz_report NAME LOG ARTIFACTS_DIR RC: the failure report (CI keeps no files, so small
+# crash inputs go into the log as base64 too).
+fuzz_report() {
+  local name=$1 logf=$2 arts=$3 rc=$4 keep=$ROOT/build-fuzz/fuzz-artifacts/$1 a
+  mkdir -p "$keep"
+  cp -a "$arts/." "$keep/" 2>/dev/null || true
+  cp "$logf" "$keep/fuzz.log"
+  log "error: $name failed (exit $rc); crash inputs and log kept in ${keep#"$ROOT"/}; the report:"
+  grep -vE '^#[0-9]+[[:space:]]' "$logf" | tail -n 60 | prefix # without the progress lines
+  for a in "$arts"/*; do
+    [[ -f $a && $(stat -c %s "$a") -le 4096 ]] && log "$(basename "$a") (base64): $(base64 -w0 "$a")"
+  done
+  log "add the input to tests/fuzz/crashes/$name/ and a unit test case, then fix the cause"
+}
+
+# fuzz_one BINARY RUNS: replays every past crash (each file once), then fuzzes with
+# -seed=1 for RUNS executions from the checked-in corpus plus the crashes.
+fuzz_one() {
+  local bin=$1 runs=$2 name work rc=0
   name=$(basename "$bin")
   work=$TEST_TMP/fuzz/$name
   mkdir -p "$work/corpus" "$work/artifacts"
-  if [[ -d $ROOT/tests/fuzz/corpus/$name ]]; then
-    cp -a "$ROOT/tests/fuzz/corpus/$name/." "$work/corpus/"
-  fi
+  [[ -d $ROOT/tests/fuzz/corpus/$name ]] && cp -a "$ROOT/tests/fuzz/corpus/$name/." "$work/corpus/"
   sanitizer_env
-  local -a extra=()
-  [[ -f $ROOT/tests/fuzz/$name.dict ]] && extra+=("-dict=$ROOT/tests/fuzz/$name.dict")
-  log "$name: ${secs} s on a copy of tests/fuzz/corpus/$name ($(find "$work/corpus" -type f | wc -l) inputs)"
+  local -a extra=() crashes=() fixed=()
+  mapfile -t extra < <(fuzz_dict "$name")
+  mapfile -t fixed < <(fuzz_fixed_layout)
+  local cdir=$ROOT/tests/fuzz/crashes/$name
+  [[ -d $cdir ]] && mapfile -t crashes < <(find "$cdir" -type f ! -name '.*' | sort)
+  if ((${#crashes[@]})); then
+    log "$name: replaying ${#crashes[@]} past crash inputs from tests/fuzz/crashes/$name"
+    { "${fixed[@]}" "$bin" "${FUZZ_LIMITS[@]}" -artifact_prefix="$work/artifacts/" "${crashes[@]}" \
+      >"$work/replay.log" 2>&1; } 2>/dev/null || rc=$?
+    if ((rc != 0)); then
+      fuzz_report "$name" "$work/replay.log" "$work/artifacts" "$rc"
+      return 1
+    fi
+  fi
+  local -a dirs=("$work/corpus")
+  ((${#crashes[@]})) && dirs+=("$cdir") # read-only: libFuzzer writes only to the first dir
+  log "$name: -seed=$FUZZ_SEED -runs=$runs on a copy of tests/fuzz/corpus/$name ($(find "$work/corpus" -type f | wc -l) inputs) + ${#crashes[@]} crashes"
+  # -reload=0: nothing else writes the corpus, and a timed re-read must not change the run;
+  # no address randomization (fuzz_fixed_layout): the same input sequence on every run.
   # (the group's 2>/dev/null only silences bash's own "Aborted" notice)
-  { "$bin" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$work/artifacts/" "${extra[@]}" "$work/corpus" >"$work/log" 2>&1; } 2>/dev/null || rc=$?
+  { "${fixed[@]}" "$bin" -seed="$FUZZ_SEED" -runs="$runs" -reload=0 "${FUZZ_LIMITS[@]}" -print_final_stats=1 \
+    -artifact_prefix="$work/artifacts/" "${extra[@]}" "${dirs[@]}" >"$work/log" 2>&1; } 2>/dev/null || rc=$?
   if ((rc != 0)) || [[ -n $(ls -A "$work/artifacts") ]]; then
-    local keep=$ROOT/build-fuzz/fuzz-artifacts/$name
-    mkdir -p "$keep"
-    cp -a "$work/artifacts/." "$keep/" 2>/dev/null || true
-    cp "$work/log" "$keep/fuzz.log"
-    log "error: $name failed (exit $rc); crash inputs and log kept in ${keep#"$ROOT"/}; the report:"
-    grep -vE '^#[0-9]+[[:space:]]' "$work/log" | tail -n 60 | prefix # without the progress lines
-    local a
-    for a in "$work"/artifacts/*; do # CI keeps no files: put small inputs in the log
-      [[ -f $a && $(stat -c %s "$a") -le 4096 ]] && log "$(basename "$a") (base64): $(base64 -w0 "$a")"
-    done
+    fuzz_report "$name" "$work/log" "$work/artifacts" "$rc"
     return 1
   fi
-  grep -E '^Done [0-9]+ runs|stat::number_of_executed_units' "$work/log" | head -n2 | prefix || true
+  # The same on every machine and every run: executions and the coverage reached (the
+  # speed and memory that libFuzzer prints on the same line are left out).
+  local done_line
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/log" | tail -n1 | sed -E 's/[[:space:]]+(exec\/s|rss):.*//' || true)
+  log "$name: ${done_line:-no DONE line}; $(grep -E '^stat::number_of_executed_units' "$work/log" | head -n1 || true)"
+}
+
+# --- fuzz (exploration) -------------------------------------------------------------------
+
+cmd_fuzz() {
+  local minutes=10
+  local -a names=()
+  while (($#)); do
+    case $1 in
+      --minutes) (($# >= 2)) || die "fuzz: --minutes needs a number"; minutes=$2; shift ;;
+      --minutes=*) minutes=${1#--minutes=} ;;
+      -*) die "fuzz: unknown option $1 (see scripts/dev.sh help)" ;;
+      *) names+=("$1") ;;
+    esac
+    shift
+  done
+  [[ $minutes =~ ^[1-9][0-9]*$ ]] || die "fuzz: --minutes must be a positive whole number (got '$minutes')"
+  need_root
+  rt_deps_install
+  log "building build-fuzz/ (clang, libFuzzer, ASan+UBSan)"
+  build_fuzz
+  local -a bins=()
+  local name
+  if ((${#names[@]})); then
+    for name in "${names[@]}"; do
+      [[ -x $ROOT/build-fuzz/tests/fuzz/$name ]] ||
+        die "no fuzz target $name in build-fuzz/tests/fuzz/ (the targets are tests/fuzz/fuzz_*.c)"
+      bins+=("$ROOT/build-fuzz/tests/fuzz/$name")
+    done
+  else
+    mapfile -t bins < <(fuzz_targets)
+  fi
+  ((${#bins[@]})) || die "no fuzz targets in build-fuzz/tests/fuzz/"
+  TEST_TMP=$(mktemp -d /tmp/ratchet-fuzz.XXXXXX)
+  trap 'rm -rf "$TEST_TMP"' EXIT
+  local bin summary=() rc=0
+  for bin in "${bins[@]}"; do
+    explore_one "$bin" "$minutes" || rc=1
+    summary+=("$EXPLORE_SUMMARY")
+  done
+  log ""
+  log "$(printf '%-16s %8s %12s %12s %8s' target seconds executions new-corpus crashes)"
+  local line; for line in "${summary[@]}"; do log "$line"; done
+  if git -C "$ROOT" status --porcelain -- tests/fuzz | grep -q .; then
+    log ""
+    log "new files to commit (git add tests/fuzz):"
+    git -C "$ROOT" status --porcelain -- tests/fuzz | prefix
+    log "a crash also needs its cause fixed and a unit test case before the commit"
+  else
+    log "nothing new: the corpus and the crash list are unchanged"
+  fi
+  return "$rc"
+}
+
+EXPLORE_SUMMARY=
+# explore_one BINARY MINUTES: a random seed for MINUTES (or until the first crash), then
+# new crashes go to tests/fuzz/crashes/NAME/ and the new inputs are merged (libFuzzer
+# merge: only those that reach new code) into tests/fuzz/corpus/NAME/.
+explore_one() {
+  local bin=$1 minutes=$2 name work rc=0 seed
+  name=$(basename "$bin")
+  work=$TEST_TMP/$name
+  local corpus=$ROOT/tests/fuzz/corpus/$name cdir=$ROOT/tests/fuzz/crashes/$name
+  mkdir -p "$work/corpus" "$work/artifacts" "$corpus"
+  cp -a "$corpus/." "$work/corpus/"
+  local -a dirs=("$work/corpus") # new inputs land in the first dir only
+  [[ -d $cdir ]] && dirs+=("$cdir")
+  seed=$(( (RANDOM << 15 | RANDOM) + 2 )) # never 1, CI's seed
+  sanitizer_env
+  local -a extra=()
+  mapfile -t extra < <(fuzz_dict "$name")
+  log "$name: $minutes min, -seed=$seed (nice), from $(find "${dirs[@]}" -type f | wc -l) inputs (corpus + crashes)"
+  local t0=$SECONDS
+  { nice -n 10 "$bin" -seed="$seed" -max_total_time=$((minutes * 60)) "${FUZZ_LIMITS[@]}" -print_final_stats=1 \
+    -artifact_prefix="$work/artifacts/" "${extra[@]}" "${dirs[@]}" >"$work/log" 2>&1; } 2>/dev/null || rc=$?
+  local secs=$((SECONDS - t0)) execs
+  execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$work/log" | head -n1)
+  [[ -n $execs ]] || execs=$(grep -oE '^#[0-9]+' "$work/log" | tail -n1 | tr -d '#')
+  cp "$work/log" "$ROOT/build-fuzz/$name.explore.log"
+
+  local a ncrash=0
+  for a in "$work"/artifacts/*; do
+    [[ -f $a ]] || continue
+    mkdir -p "$cdir"
+    if [[ ! -e $cdir/$(basename "$a") ]]; then
+      cp "$a" "$cdir/"
+      ncrash=$((ncrash + 1))
+      log "$name: NEW CRASH tests/fuzz/crashes/$name/$(basename "$a") (base64 $(base64 -w0 "$a" | head -c 200))"
+    fi
+  done
+  if ((rc != 0)); then
+    log "$name: the fuzzer stopped with exit $rc after $secs s; the report (full log: build-fuzz/$name.explore.log):"
+    grep -vE '^#[0-9]+[[:space:]]' "$work/log" | tail -n 40 | prefix
+  fi
+
+  # Keep the corpus small: only inputs that reach new code (edges, not hit counts:
+  # -use_counters=0), and the fewest of them (set cover; plain -merge=1 where the
+  # libFuzzer is too old to have it).
+  local before after added merge=-merge=1
+  "$bin" -help=1 2>&1 | grep -q '^ *set_cover_merge' && merge=-set_cover_merge=1
+  before=$(find "$corpus" -type f | wc -l)
+  { nice -n 10 "$bin" "$merge" -use_counters=0 "${FUZZ_LIMITS[@]}" -artifact_prefix="$work/merge-" "$corpus" \
+    "$work/corpus" >"$work/merge.log" 2>&1; } 2>/dev/null ||
+    log "$name: warning: the merge exited non-zero (see $work/merge.log)"
+  after=$(find "$corpus" -type f | wc -l)
+  added=$((after - before))
+  log "$name: merged $added new inputs into tests/fuzz/corpus/$name ($before -> $after)"
+  EXPLORE_SUMMARY=$(printf '%-16s %8s %12s %12s %8s' "$name" "$secs" "${execs:-?}" "$added" "$ncrash")
+  ((rc == 0 && ncrash == 0))
 }
 
 # Prints the table and, as the very last line, "N passed, N failed" (tests, fuzz targets
@@ -469,6 +648,7 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
     test) cmd_test "$@" ;;
+    fuzz) cmd_fuzz "$@" ;;
     help | -h | --help) usage ;;
     *) usage >&2; die "unknown command '$cmd'" ;;
   esac

@@ -873,11 +873,25 @@ static rt_status parse_element(const parser *p, const char *s, const char *end, 
                 return st;
             if (p->kind == F_DOW && hi == 0 && name && lo > 0)
                 hi = 7; /* FRI-SUN */
+            if (lo > hi && lo > f->top && hi == f->min) /* day-of-week "7-0" */
+                return parse_error(p, el, "range %.*s is reversed (%d is Sunday at the end of the week; for "
+                                          "Sunday write \"%d\")", (int)(s - el > 12 ? 12 : s - el), el, lo, f->min);
+            if (lo > hi && lo > f->top) /* day-of-week "7-5": 7 is the Sunday after Saturday */
+                return parse_error(p, el, "range %.*s is reversed (%d is Sunday at the end of the week; for a "
+                                          "week that starts on Sunday write \"%d-%d\")",
+                                   (int)(s - el > 12 ? 12 : s - el), el, lo, f->min, hi);
             if (lo > hi)
                 return parse_error(p, el, "range %.*s is reversed (start must not exceed end; split it, e.g. \"%d-%d,%d-%d\")",
                                    (int)(s - el > 12 ? 12 : s - el), el, lo, f->top, f->min, hi);
-        } else if (s < end && *s == '/')
-            hi = f->top; /* "N/STEP" = "N-top/STEP" */
+        } else if (s < end && *s == '/') {
+            /* "N/STEP" = "N-top/STEP". Only day-of-week has values above top: "7/2" would
+             * run from the Sunday after Saturday up to Saturday, which is no day at all. */
+            if (lo > f->top)
+                return parse_error(p, el, "%d/STEP has no day after %d (it is Sunday at the end of the week); "
+                                          "start at %d or SUN (\"%d/2\" is Sunday, Tuesday, Thursday, Saturday)",
+                                   lo, lo, f->min, f->min);
+            hi = f->top;
+        }
     }
     if (s < end && *s == '/') {
         const char *sp = ++s;

@@ -7,9 +7,13 @@
  *   day-of-week 0-7 or SUN-SAT (0 and 7 are both Sunday). Names are the three-letter
  *   English abbreviations, case-insensitive. A 5-field expression fires at second 0.
  *   Each field is a comma list of `*`, `N`, `N-M`, each optionally followed by `/STEP`;
- *   `N/STEP` means `N-max/STEP`. `?` is a synonym of `*`, allowed only in the two day
+ *   `N/STEP` means `N-max/STEP`, where day-of-week's max is 6 (SAT) as for `*`, so
+ *   "5/2" there is Friday only. `?` is a synonym of `*`, allowed only in the two day
  *   fields (as in Quartz). A range must not be reversed ("22-2" is an error: write
  *   "22-23,0-2"), except that a day-of-week range may end at the name SUN ("FRI-SUN").
+ *   Day-of-week 7 is the Sunday after Saturday: "5-7", "7" and "7-7" are fine, but
+ *   nothing can start at 7 and go on ("7/2" and "7-5" are errors: write "0/2" or SUN/2,
+ *   and "0-5"), since the canonical form, which writes Sunday as 0, must mean the same.
  *   A step must lie between 1 and the width of the field's range minus one.
  *   Macros: @yearly = @annually = "0 0 1 1 *", @monthly = "0 0 1 * *",
  *   @weekly = "0 0 * * 0", @daily = @midnight = "0 0 * * *", @hourly = "0 * * * *".
