@@ -5,6 +5,7 @@
  * and never touch schedules. */
 #include "api_routes.h"
 #include "create.h"
+#include "run_status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +38,6 @@
 #define READERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR | RT_ROLE_VIEWER)
 #define WRITERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR)
 #define TRIGGERERS (RT_ROLE_ADMIN | RT_ROLE_OPERATOR | RT_ROLE_AGENT)
-
-static const char *const run_statuses[] = {"queued", "awaiting_approval", "running", "sleeping", "waiting",
-                                           "completed", "partial", "failed", "cancelled", "expired",
-                                           "timed_out", "rejected", NULL};
 
 static bool is_agent(const rt_api_req *r)
 {
@@ -711,11 +708,9 @@ static void get_runs(rt_api_req *r)
     if (!rt_api_query_only(r, q) ||
         !query_int(r, "limit", RUNS_LIMIT_DEFAULT, 1, RT_API_RUNS_LIMIT_MAX, &a.f.limit))
         return;
-    if (a.f.status && !in_list(a.f.status, run_statuses)) {
-        rt_api_reply_error(r, 400,
-                           "status=%.40s: expected one of queued, awaiting_approval, running, sleeping, waiting, "
-                           "completed, partial, failed, cancelled, expired, timed_out, rejected",
-                           a.f.status);
+    rt_run_status ignored;
+    if (a.f.status && !rt_run_status_parse(a.f.status, &ignored)) {
+        rt_api_reply_error(r, 400, "status=%.40s: expected one of %s", a.f.status, rt_run_status_list());
         return;
     }
     if (a.f.workflow && !rt_workflow_id_valid(a.f.workflow)) {

@@ -14,6 +14,7 @@
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
+#include "run_status.h"
 #include "migrations.h"
 #include "util.h"
 
@@ -316,10 +317,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ACTIVE_RUNS] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'workflow', workflow_id,"
                       " 'event', event) order by id), '[]')::text from (select id, workflow_id, event"
                       " from ratchet.runs where workflow_id = any($1::text[]) and status in"
-                      " ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting') order by id for update) t",
+                      " " RT_RUN_UNFINISHED_SQL " order by id for update) t",
     [S_CANCEL_RUNS] = "update ratchet.runs r set status = 'cancelled', error = x.error, finished_at = now() "
                       "from jsonb_to_recordset($1::jsonb) as x(id uuid, error text) where r.id = x.id"
-                      " and r.status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
+                      " and r.status in " RT_RUN_UNFINISHED_SQL,
     [S_CANCEL_QUEUE] = "delete from ratchet.queue where id in (select q.id from ratchet.queue q"
                        " join jsonb_to_recordset($1::jsonb) as x(id uuid) on q.run_id = x.id"
                        " where q.locked_by is null for update of q skip locked)",
@@ -333,7 +334,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SWEEP_DEADLINES] =
         "with d as (select id from ratchet.runs"
         " where least(deadline, start_deadline) < now()"
-        " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+        " and status in " RT_RUN_UNFINISHED_SQL
         " and (deadline < now() or (status = 'queued' and start_deadline < now()))"
         " order by id limit 100 for update skip locked"
         "), u as (update ratchet.runs r set"
@@ -351,7 +352,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RUNS_MATCHING] = "select coalesce(jsonb_agg(jsonb_build_object('id', id) order by id), '[]')::text"
                         " from ratchet.runs where ($1::text is null or workflow_id = $1)"
                         " and ($2::text is null or status = $2)"
-                        " and status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')",
+                        " and status in " RT_RUN_UNFINISHED_SQL,
     [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"
                       " order by received_at), '[]')::text from (select id, name, envelope, received_at"
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_status.h"
+
 typedef enum adm_stmt {
     A_LOCK,
     A_NOW,
@@ -27,7 +29,7 @@ typedef enum adm_stmt {
 
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
 #define TS(x) "to_timestamp((" x ")::double precision / 1000)"
-#define UNFINISHED "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+#define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 static const char *const sql[A_COUNT] = {
     /* Sorted, so that every admission takes its locks in the same order. */

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_status.h"
+
 #define MS(x) "floor(extract(epoch from " x ") * 1000)::bigint"
 #define FINAL "('completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out', 'rejected')"
-#define UNFINISHED "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+#define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 /* A claimed slow item's run_at is its lease's end, so run_at <= now() means runnable:
  * never claimed, or its lease expired (the worker died). */

@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_status.h"
 #include "util.h"
 
 #define TS(x) "to_timestamp((" x ")::double precision / 1000)"
-#define UNFINISHED "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
+#define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 static rt_status exec(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,
                       rt_error *err)

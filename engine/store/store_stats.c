@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 
+#include "run_status.h"
 #include "workflow.h"
 
 /* Its name shares one namespace per connection with store.c's and the other modules'. */
@@ -25,7 +26,7 @@ static const char stats_sql[] =
     "   min(run_at) filter (where run_at <= now()) as oldest"
     "  from ratchet.queue group by priority),"
     " a as (select status, count(*) as n from ratchet.runs"
-    "  where status in ('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting') group by status),"
+    "  where status in " RT_RUN_UNFINISHED_SQL " group by status),"
     " f as (select date_trunc('minute', finished_at) as m, status, count(*) as n from ratchet.runs"
     "  where finished_at >= (select since from w) group by 1, 2),"
     " t as (select g.m,"
@@ -42,7 +43,7 @@ static const char stats_sql[] =
     "   from generate_series(0, 3) as p(p) left join q on q.priority = p.p),"
     " 'oldest_runnable_age_s', coalesce((select extract(epoch from now() - min(oldest))::float8 from q), 0),"
     " 'active', (select json_object_agg(s.s, coalesce(a.n, 0) order by s.o)"
-    "   from unnest(array['queued', 'awaiting_approval', 'running', 'sleeping', 'waiting'])"
+    "   from unnest(" RT_RUN_UNFINISHED_ARRAY ")"
     "   with ordinality as s(s, o) left join a on a.status = s.s),"
     " 'finished', (select json_object_agg(s.s, coalesce((select sum(f.n) from f where f.status = s.s), 0)"
     "   order by s.o) from unnest(array['completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out',"
