@@ -859,18 +859,6 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     return s;
 }
 
-rt_status rt_store_create_runs(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
-{
-    rt_status s = rt_store_begin(st, err);
-    if (s == RT_OK)
-        s = rt_store_create_runs_tx(st, reqs, n, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
-    return s;
-}
-
 static rt_status single_json(rt_store *st, stmt_id id, int n, const char *const *params, json_t **out,
                              rt_error *err)
 {
