@@ -50,11 +50,10 @@ typedef struct rt_run_request {
 } rt_run_request;
 
 /* Stores runs exactly as asked (their definitions, run rows, root steps and queue items)
- * in one transaction, then wakes idle workers with one NOTIFY. A request whose dedupe_key
- * is already taken creates nothing and gets id "". No policy here: every path creates
- * runs through rt_run_create_tx (run/create.h), which applies the approval gate and flow
- * control and then calls this. */
-/* Inside the caller's transaction (rt_store_begin ... rt_store_commit). */
+ * inside the caller's transaction (rt_store_begin ... rt_store_commit), then wakes idle
+ * workers with one NOTIFY. A request whose dedupe_key is already taken creates nothing
+ * and gets id "". No policy here: every path creates runs through rt_run_create_tx
+ * (run/create.h), which applies the approval gate and flow control and then calls this. */
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err);
 
 /* The event a run was started with (its envelope). *out new reference. */
