@@ -75,8 +75,17 @@ typedef enum stmt_id {
     S_OUTBOX_TAKE,
     S_OUTBOX_DONE,
     S_BENCH_LATENCY,
+    S_BENCH_LATENCY_DONE,
     S_COUNT
 } stmt_id;
+
+#define BENCH_LATENCY_SQL(col)                                                                        \
+    "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"                   \
+    " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("                            \
+    " select extract(epoch from s." col ") * 1000"                                                      \
+    "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"                                 \
+    " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"           \
+    " where r.created_at >= " TS("$1::bigint") ") t"
 
 /* Times cross the boundary as unix milliseconds. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
@@ -368,13 +377,10 @@ static const char *const stmt_sql[S_COUNT] = {
                     "  on conflict (run_id, step_id, idx) do update set item_md5 = excluded.item_md5,"
                     "  output = excluded.output, finished_at = now() returning 1)"
                     " select (select count(*) from l), (select count(*) from i)",
-    /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
-    [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
-                        " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("
-                        " select extract(epoch from s.started_at) * 1000"
-                        "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"
-                        " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"
-                        " where r.created_at >= " TS("$1::bigint") ") t",
+    /* bench events: ms from the publisher's clock (data.sent_us) to the first step
+     * starting (S_BENCH_LATENCY) or finishing, i.e. committed (S_BENCH_LATENCY_DONE). */
+    [S_BENCH_LATENCY] = BENCH_LATENCY_SQL("started_at"),
+    [S_BENCH_LATENCY_DONE] = BENCH_LATENCY_SQL("finished_at"),
 };
 
 struct rt_store {
@@ -1599,13 +1605,14 @@ rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_e
     return RT_OK;
 }
 
-rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err)
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
+                                 rt_error *err)
 {
     char since[24];
     snprintf(since, sizeof since, "%lld", (long long)since_ms);
     const char *params[] = {since};
     PGresult *r = NULL;
-    rt_status s = run(st, S_BENCH_LATENCY, 1, params, &r, err);
+    rt_status s = run(st, finished ? S_BENCH_LATENCY_DONE : S_BENCH_LATENCY, 1, params, &r, err);
     if (s != RT_OK)
         return s;
     *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

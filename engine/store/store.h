@@ -181,10 +181,12 @@ rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_err
 rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
                                    rt_error *err);
 
-/* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the first
- * completed step of runs created since since_ms. */
+/* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the start
+ * (finished false) or the commit (true) of the first completed step of runs created since
+ * since_ms. */
 rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err);
-rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err);
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
+                                 rt_error *err);
 
 /* The outbox: events the engine made, to publish to the brokers. take locks up to limit
  * of them (inside the caller's transaction): [{id, name, envelope}]; done clears them. */
