@@ -32,6 +32,7 @@ typedef enum stmt_id {
     S_DEFER,
     S_CLAIM,
     S_CLAIM_QUICK,
+    S_SLOW_DUE,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,
@@ -214,7 +215,9 @@ static const char *const stmt_sql[S_COUNT] = {
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     /* Quick items: only locked, inside the caller's transaction, which also completes
-     * them; nothing is written for the claim itself. */
+     * them; nothing is written for the claim itself. Their runs are locked too, in id
+     * order (rows are locked after the sort) so completions never deadlock; a run locked
+     * by another transaction is waited for and its status read as that one left it. */
     [S_CLAIM_QUICK] =
         "with c as ("
         " select id from ratchet.queue where not slow and run_at <= now()"
@@ -229,7 +232,10 @@ static const char *const stmt_sql[S_COUNT] = {
         "from c join ratchet.queue q on q.id = c.id"
         " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " join ratchet.runs r on r.id = q.run_id "
-        "order by q.priority, q.id",
+        "order by r.id, q.priority, q.id for update of r",
+    /* Ordered like S_CLAIM_PICK so the plan is the same index probe whatever the stats. */
+    [S_SLOW_DUE] = "select count(*) from (select 1 from ratchet.queue q where q.slow and q.run_at <= now()"
+                   " order by q.slow, q.priority, q.run_at, q.id limit 1) t",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -1085,6 +1091,17 @@ rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *
     *n = 0;
     rt_status s = run(st, S_CLAIM_QUICK, 1, params, &r, err);
     return s == RT_OK ? parse_claims(r, out, n, err) : s;
+}
+
+rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err)
+{
+    PGresult *r = NULL;
+    *due = false;
+    rt_status s = run(st, S_SLOW_DUE, 0, NULL, &r, err);
+    if (s == RT_OK)
+        *due = PQgetvalue(r, 0, 0)[0] != '0';
+    PQclear(r);
+    return s;
 }
 
 /* Takes ownership of r. */

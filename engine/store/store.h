@@ -96,8 +96,11 @@ typedef struct rt_claim {
 rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
                          rt_error *err);
 /* Inside the caller's transaction: locks up to limit due quick items (FOR UPDATE SKIP
- * LOCKED) without writing anything; the same transaction completes them. */
+ * LOCKED) and their runs (in id order, waiting for them) without writing anything; the
+ * same transaction completes them. A claim's run_status is the locked run's. */
 rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err);
+/* Whether a slow item is due (one index probe): spares a claim transaction when none is. */
+rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err);
 /* Both fill *out with an array the caller frees with rt_claims_free. */
 void rt_claims_free(rt_claim *c, size_t n);
 
