@@ -27,6 +27,9 @@
 #
 # Environment: RATCHET_BIN (default build/ratchet), RATCHET_DATABASE_URL, NODE (default
 # node), RUN_TIMEOUT (seconds one drain may take before it is killed; default 900).
+# RATCHET_BASELINE_BIN: a second ratchet binary (e.g. a build of main) drained in the same
+# rounds right after RATCHET_BIN and reported as "ratchet baseline", with the ratio of the
+# two: a before/after comparison under the same noise.
 # Progress goes to stderr; the table and the JSON line to stdout.
 set -euo pipefail
 
@@ -36,6 +39,7 @@ PEERS=$BENCH_DIR/peers
 RATCHET_BIN=${RATCHET_BIN:-$ROOT/build/ratchet}
 NODE=${NODE:-node}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
+BASELINE_BIN=${RATCHET_BASELINE_BIN:-}
 
 JOBS=20000
 WORKERS=8
@@ -94,6 +98,9 @@ RUN_RATCHET=1 RUN_GRAPHILE=1 RUN_PGBOSS=1
 command -v "$NODE" >/dev/null || die "node not found (the peers need Node.js 20: apt-get install nodejs npm)"
 command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
 
+if ((RUN_RATCHET)) && [[ -n $BASELINE_BIN ]]; then
+  [[ -x $BASELINE_BIN ]] || die "RATCHET_BASELINE_BIN is not an executable: $BASELINE_BIN"
+fi
 if ((RUN_RATCHET)); then
   [[ -x $RATCHET_BIN ]] || die "ratchet binary not found at $RATCHET_BIN; build it first
          (cmake -S . -B build && cmake --build build) or set RATCHET_BIN"
@@ -223,13 +230,14 @@ json_line() { # FILE KEY
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-run_ratchet() { # ROUND
-  local out=$TMP/ratchet.$1.out err=$TMP/ratchet.$1.err line
+run_ratchet() { # ROUND [SIDE BIN]
+  local side=${2:-ratchet} bin=${3:-$RATCHET_BIN}
+  local out=$TMP/$side.$1.out err=$TMP/$side.$1.err line
   q "checkpoint" >/dev/null 2>&1 || true
-  say "round $1: ratchet bench --runs $JOBS --steps 1 --workers $WORKERS"
+  say "round $1: $side: $bin bench --runs $JOBS --steps 1 --workers $WORKERS"
   local rc=0
   RATCHET_DATABASE_URL=$RATCHET_URL RATCHET_WORKERS=$WORKERS \
-    timed "$RATCHET_BIN" bench --runs "$JOBS" --steps 1 --workers "$WORKERS" --json >"$out" 2>"$err" || rc=$?
+    timed "$bin" bench --runs "$JOBS" --steps 1 --workers "$WORKERS" --json >"$out" 2>"$err" || rc=$?
   if ((rc)); then
     show_tail "$err" "$out"
     ((rc == 124)) && die "'ratchet bench' did not finish within RUN_TIMEOUT=$RUN_TIMEOUT s (round $1)"
@@ -238,7 +246,7 @@ run_ratchet() { # ROUND
   line=$(json_line "$out" runs_per_s)
   [[ -n $line ]] || { show_tail "$out" "$err"; die "'ratchet bench --json' printed no JSON result line"; }
   say "  $line"
-  printf '{"side":"ratchet","round":%d,"r":%s}\n' "$1" "$line" >>"$RESULTS"
+  printf '{"side":"%s","round":%d,"r":%s}\n' "$side" "$1" "$line" >>"$RESULTS"
 }
 
 run_graphile() { # MODE ROUND
@@ -287,6 +295,7 @@ run_pgboss() { # ROUND
 
 for ((round = 1; round <= REPEATS; round++)); do
   ((RUN_RATCHET)) && run_ratchet "$round"
+  ((RUN_RATCHET)) && [[ -n $BASELINE_BIN ]] && run_ratchet "$round" ratchet-baseline "$BASELINE_BIN"
   if ((RUN_GRAPHILE)); then
     for mode in "${GRAPHILE_MODES[@]}"; do run_graphile "$mode" "$round"; done
   fi
@@ -313,15 +322,19 @@ const r3 = (x) => (x == null ? null : Math.round(x * 1000) / 1000);
 const of = (side) => rows.filter((x) => x.side === side).map((x) => x.r);
 const col = (xs, k) => xs.map((x) => Number(x[k]));
 
-const r = of("ratchet");
-const ratchet = r.length ? {
-  version: env.RATCHET_VERSION || null,
-  runs_per_s_median: r1(median(col(r, "runs_per_s"))),
-  seconds_median: r3(median(col(r, "seconds"))),
-  claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
-  claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
-  runs_per_s: col(r, "runs_per_s"),
-} : null;
+const ratchetSide = (side) => {
+  const r = of(side);
+  return r.length ? {
+    version: env.RATCHET_VERSION || null,
+    runs_per_s_median: r1(median(col(r, "runs_per_s"))),
+    seconds_median: r3(median(col(r, "seconds"))),
+    claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
+    claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
+    runs_per_s: col(r, "runs_per_s"),
+  } : null;
+};
+const ratchet = ratchetSide("ratchet");
+const baseline = ratchetSide("ratchet-baseline");
 const graphile = (mode) => {
   const g = of(`graphile-${mode}`);
   if (!g.length) return null;
@@ -362,15 +375,27 @@ const out = ["",
   `PostgreSQL ${env.PG_VERSION}, synchronous_commit=${env.SYNC_COMMIT}`,
   line(["jobs (runs) per second", ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), "median", "s (median)"])];
 if (ratchet) out.push(row(`ratchet ${ratchet.version || ""}`, ratchet.runs_per_s, ratchet.runs_per_s_median, ratchet.seconds_median));
+if (baseline) out.push(row("ratchet baseline", baseline.runs_per_s, baseline.runs_per_s_median, baseline.seconds_median));
 if (gd) out.push(row(`graphile-worker ${gd.version} default`, gd.jobs_per_s, gd.jobs_per_s_median, gd.seconds_median));
 if (gb) out.push(row(`graphile-worker ${gb.version} batched`, gb.jobs_per_s, gb.jobs_per_s_median, gb.seconds_median));
 if (pb) out.push(row(`pg-boss ${pb.version} batch ${pb.batch_size}`, pb.jobs_per_s, pb.jobs_per_s_median, pb.seconds_median));
 out.push("");
 if (ratchet) out.push(`ratchet claim latency (median over rounds): p50 ${fmt(ratchet.claim_p50_ms_median, 2)} ms, ` +
                       `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms`);
+if (baseline) out.push(`ratchet baseline claim latency: p50 ${fmt(baseline.claim_p50_ms_median, 2)} ms, ` +
+                       `p99 ${fmt(baseline.claim_p99_ms_median, 2)} ms`);
+const perRound = (side) => { // median over rounds of ratchet / SIDE in the same round
+  const a = of("ratchet"), b = of(side);
+  const xs = a.map((x, i) => (b[i] ? x.runs_per_s / (b[i].runs_per_s || b[i].jobs_per_s) : null)).filter((x) => x);
+  return xs.length ? r2(median(xs)) : null;
+};
+if (baseline) out.push(`ratio ratchet / ratchet baseline: ${fmt(ratio({ jobs_per_s_median: baseline.runs_per_s_median }), 2)}x ` +
+                       `(median of per-round ratios ${fmt(perRound("ratchet-baseline"), 2)}x)`);
 if (gd && ratio(gd) != null) out.push(`ratio ratchet / graphile-worker default: ${ratio(gd).toFixed(2)}x`);
-if (gb && ratio(gb) != null) out.push(`ratio ratchet / graphile-worker batched: ${ratio(gb).toFixed(2)}x`);
-if (pb && ratio(pb) != null) out.push(`ratio ratchet / pg-boss batched: ${ratio(pb).toFixed(2)}x`);
+if (gb && ratio(gb) != null) out.push(`ratio ratchet / graphile-worker batched: ${ratio(gb).toFixed(2)}x ` +
+                                      `(median of per-round ratios ${fmt(perRound("graphile-batched"), 2)}x)`);
+if (pb && ratio(pb) != null) out.push(`ratio ratchet / pg-boss batched: ${ratio(pb).toFixed(2)}x ` +
+                                      `(median of per-round ratios ${fmt(perRound("pgboss"), 2)}x)`);
 if (ratio(gd) != null || ratio(gb) != null || ratio(pb) != null) out.push("(ratio = median runs/s of ratchet over median jobs/s of the peer; >1 means ratchet drained faster)");
 out.push("");
 console.log(out.join("\n"));
@@ -382,11 +407,16 @@ console.log(JSON.stringify({
   postgres: env.PG_VERSION,
   synchronous_commit: env.SYNC_COMMIT,
   ratchet,
+  ratchet_baseline: baseline,
   graphile_worker: gd,
   graphile_worker_batched: gb,
   pg_boss: pb,
   ratio_ratchet_over_graphile: ratio(gd),
   ratio_ratchet_over_graphile_batched: ratio(gb),
   ratio_ratchet_over_pg_boss: ratio(pb),
+  ratio_ratchet_over_baseline: baseline ? ratio({ jobs_per_s_median: baseline.runs_per_s_median }) : null,
+  ratio_ratchet_over_baseline_per_round: baseline ? perRound("ratchet-baseline") : null,
+  ratio_ratchet_over_graphile_batched_per_round: gb ? perRound("graphile-batched") : null,
+  ratio_ratchet_over_pg_boss_per_round: pb ? perRound("pgboss") : null,
 }));
 JS

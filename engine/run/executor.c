@@ -1333,7 +1333,7 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
     rt_status s = rt_store_begin(w->store, err);
     if (s == RT_OK) {
         int64_t t0 = rt_mono_us();
-        s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, err);
+        s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, slow_due, err);
         if (s == RT_OK && n > 0) {
             if (w->claim_us)
                 w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
@@ -1344,8 +1344,6 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
             w->quick_limit = next_quick_limit(w, w->quick_limit, n);
         }
     }
-    if (s == RT_OK)
-        s = rt_store_slow_due(w->store, slow_due, err);
     if (s != RT_OK || n == 0) {
         if (s == RT_OK)
             s = rt_store_commit(w->store, err);

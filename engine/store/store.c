@@ -93,6 +93,12 @@ typedef enum stmt_id {
 #define JSON_IDS(param, type) "array(select jsonb_array_elements_text(" param "::jsonb)::" type ")"
 #define JSON_KEYS(param, key, type) "array(select (e->>'" key "')::" type " from jsonb_array_elements(" param "::jsonb) e)"
 
+/* 1 when a slow item is due, else 0: ordered like S_CLAIM_PICK so the plan is the same
+ * index probe whatever the statistics say. */
+#define SLOW_DUE_SQL                                                                                          \
+    "(select count(*) from (select 1 from ratchet.queue q0 where q0.slow and q0.run_at <= now()"             \
+    " order by q0.slow, q0.priority, q0.run_at, q0.id limit 1) t0)"
+
 /* Times cross the boundary as unix milliseconds. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
 #define TS(x) "to_timestamp((" x ")::double precision / 1000)"
@@ -228,14 +234,13 @@ static const char *const stmt_sql[S_COUNT] = {
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
         " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, "
+        SLOW_DUE_SQL " "
         "from c join ratchet.queue q on q.id = c.id"
         " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " join ratchet.runs r on r.id = q.run_id "
         "order by r.id, q.priority, q.id for update of r",
-    /* Ordered like S_CLAIM_PICK so the plan is the same index probe whatever the stats. */
-    [S_SLOW_DUE] = "select count(*) from (select 1 from ratchet.queue q where q.slow and q.run_at <= now()"
-                   " order by q.slow, q.priority, q.run_at, q.id limit 1) t",
+    [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -1081,7 +1086,7 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
     return r ? parse_claims(r, out, n, err) : RT_OK;
 }
 
-rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err)
+rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, bool *slow_due, rt_error *err)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
@@ -1090,7 +1095,14 @@ rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *
     *out = NULL;
     *n = 0;
     rt_status s = run(st, S_CLAIM_QUICK, 1, params, &r, err);
-    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+    if (s != RT_OK)
+        return s;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return rt_store_slow_due(st, slow_due, err);
+    }
+    *slow_due = PQgetvalue(r, 0, 18)[0] != '0';
+    return parse_claims(r, out, n, err);
 }
 
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err)
