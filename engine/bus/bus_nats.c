@@ -580,9 +580,10 @@ static rt_status fetch_core(nats_bus *b, rt_bus_msg **msgs, size_t max, int time
 
 /* One pull: first "what is there now, up to max" (no_wait: the server answers at once, so
  * a backlog comes in large batches); when nothing is, wait up to timeout_ms for ONE
- * message, which returns as soon as it arrives. (natsSubscription_Fetch's waiting request
- * asks for the whole batch and so holds a lone message until the batch fills or the
- * timeout passes.) NATS_NOT_FOUND / NATS_TIMEOUT with no message: nothing came. */
+ * message, so the request is complete as soon as it arrives (natsSubscription_Fetch's
+ * waiting request asks for the whole batch, which leaves its completion to the client's
+ * and server's handling of a partly filled pull). NATS_NOT_FOUND / NATS_TIMEOUT with no
+ * message: nothing came. */
 static natsStatus fetch_adaptive(nats_bus *b, natsMsgList *list, int max, int timeout_ms, jsErrCode *jerr)
 {
     /* cnats wants a positive expiry; the no_wait one only bounds the wait for the answer. */
