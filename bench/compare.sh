@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# bench/compare.sh — ratchet side by side with graphile-worker on the same PostgreSQL.
+# bench/compare.sh — ratchet side by side with graphile-worker and pg-boss on the same
+# PostgreSQL.
 #
 #   bench/compare.sh [--jobs N] [--workers W] [--repeats R]
-#                    [--graphile default|batched|both] [--only ratchet|graphile]
+#                    [--graphile default|batched|both|none] [--pgboss-batch B|0]
+#                    [--only ratchet|graphile|pgboss]
 #
 # Each side drains N preloaded no-op jobs (ratchet: runs of a one-step no-op workflow,
 # `ratchet bench --steps 1`; graphile-worker: jobs of a no-op task, peers/graphile_bench.js)
 # with W concurrent workers, from a fresh database. graphile-worker runs in two set-ups:
 # "default" (its defaults: one fetch and one completion transaction per job) and
 # "batched" (its documented performance set-up: localQueue size 500, completeJobBatchDelay
-# and failJobBatchDelay 0); --graphile picks one or both (default both). The sides
-# alternate (ratchet, graphile, graphile batched, ratchet, ...) R times each (default 3)
+# and failJobBatchDelay 0); --graphile picks one or both (default both). pg-boss drains
+# with its batch API: W loops of fetch(queue, {batchSize B}) + complete(queue, ids), B 500
+# by default (peers/pgboss_bench.js; --pgboss-batch 0 leaves it out). The sides alternate
+# (ratchet, graphile, graphile batched, pg-boss, ratchet, ...) R times each (default 3)
 # so that a burst of noise from the machine hits all of them, and the medians and the
 # ratios of ratchet's median to each are reported: a readable table, then one JSON line
 # (the last line of stdout).
@@ -23,6 +27,9 @@
 #
 # Environment: RATCHET_BIN (default build/ratchet), RATCHET_DATABASE_URL, NODE (default
 # node), RUN_TIMEOUT (seconds one drain may take before it is killed; default 900).
+# RATCHET_BASELINE_BIN: a second ratchet binary (e.g. a build of main) drained in the same
+# rounds right after RATCHET_BIN and reported as "ratchet baseline", with the ratio of the
+# two: a before/after comparison under the same noise.
 # Progress goes to stderr; the table and the JSON line to stdout.
 set -euo pipefail
 
@@ -32,12 +39,14 @@ PEERS=$BENCH_DIR/peers
 RATCHET_BIN=${RATCHET_BIN:-$ROOT/build/ratchet}
 NODE=${NODE:-node}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
+BASELINE_BIN=${RATCHET_BASELINE_BIN:-}
 
 JOBS=20000
 WORKERS=8
 REPEATS=3
 ONLY=
 GRAPHILE_ARG=both
+PGBOSS_BATCH=500
 
 usage() {
   sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -55,6 +64,8 @@ while (($#)); do
     --repeats=*) REPEATS=${1#*=}; shift ;;
     --graphile) GRAPHILE_ARG=${2:-}; shift 2 || die "--graphile needs a value" ;;
     --graphile=*) GRAPHILE_ARG=${1#*=}; shift ;;
+    --pgboss-batch) PGBOSS_BATCH=${2:-}; shift 2 || die "--pgboss-batch needs a value" ;;
+    --pgboss-batch=*) PGBOSS_BATCH=${1#*=}; shift ;;
     --only) ONLY=${2:-}; shift 2 || die "--only needs a value" ;;
     --only=*) ONLY=${1#*=}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -65,34 +76,47 @@ done
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer (got '$WORKERS')"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "--repeats must be a positive integer (got '$REPEATS')"
 [[ $RUN_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "RUN_TIMEOUT must be a positive integer (got '$RUN_TIMEOUT')"
-case $ONLY in ''|ratchet|graphile) ;; *) die "--only must be ratchet or graphile (got '$ONLY')" ;; esac
+[[ $PGBOSS_BATCH =~ ^[0-9]+$ ]] || die "--pgboss-batch must be a non-negative integer (got '$PGBOSS_BATCH')"
+case $ONLY in ''|ratchet|graphile|pgboss) ;; *) die "--only must be ratchet, graphile or pgboss (got '$ONLY')" ;; esac
 case $GRAPHILE_ARG in
   default) GRAPHILE_MODES=(default) ;;
   batched) GRAPHILE_MODES=(batched) ;;
   both) GRAPHILE_MODES=(default batched) ;;
-  *) die "--graphile must be default, batched or both (got '$GRAPHILE_ARG')" ;;
+  none) GRAPHILE_MODES=() ;;
+  *) die "--graphile must be default, batched, both or none (got '$GRAPHILE_ARG')" ;;
 esac
-RUN_RATCHET=1 RUN_GRAPHILE=1
-[[ $ONLY == graphile ]] && RUN_RATCHET=0
-[[ $ONLY == ratchet ]] && RUN_GRAPHILE=0
+RUN_RATCHET=1 RUN_GRAPHILE=1 RUN_PGBOSS=1
+((${#GRAPHILE_MODES[@]})) || RUN_GRAPHILE=0
+((PGBOSS_BATCH > 0)) || RUN_PGBOSS=0
+[[ -n $ONLY && $ONLY != ratchet ]] && RUN_RATCHET=0
+[[ -n $ONLY && $ONLY != graphile ]] && RUN_GRAPHILE=0
+[[ -n $ONLY && $ONLY != pgboss ]] && RUN_PGBOSS=0
+((RUN_RATCHET + RUN_GRAPHILE + RUN_PGBOSS)) || die "nothing to run (--only, --graphile none, --pgboss-batch 0)"
 
 # --- preflight: everything that can be missing is reported before any server starts ---
 
-command -v "$NODE" >/dev/null || die "node not found (graphile-worker needs Node.js 20: apt-get install nodejs npm)"
+command -v "$NODE" >/dev/null || die "node not found (the peers need Node.js 20: apt-get install nodejs npm)"
 command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
 
+if ((RUN_RATCHET)) && [[ -n $BASELINE_BIN ]]; then
+  [[ -x $BASELINE_BIN ]] || die "RATCHET_BASELINE_BIN is not an executable: $BASELINE_BIN"
+fi
 if ((RUN_RATCHET)); then
   [[ -x $RATCHET_BIN ]] || die "ratchet binary not found at $RATCHET_BIN; build it first
          (cmake -S . -B build && cmake --build build) or set RATCHET_BIN"
   # `ratchet help` lists the commands; `bench` must be one of them.
-  if ! "$RATCHET_BIN" help 2>/dev/null | grep -Eq '^[[:space:]]+bench([[:space:]]|$)'; then
+  # (captured first: grep -q stops reading early, and under pipefail the writer's SIGPIPE
+  # would fail the check)
+  HELP_TEXT=$("$RATCHET_BIN" help 2>/dev/null || true)
+  if ! grep -Eq '^[[:space:]]+bench([[:space:]]|$)' <<<"$HELP_TEXT"; then
     die "'$RATCHET_BIN' has no 'bench' command ('ratchet bench' is missing from
          '$RATCHET_BIN help'): rebuild ratchet from a tree that has it, point RATCHET_BIN
          at such a binary, or run only the peer with --only graphile"
   fi
 fi
 
-if ((RUN_GRAPHILE)) && [[ ! -f $PEERS/node_modules/graphile-worker/package.json ]]; then
+if ((RUN_GRAPHILE + RUN_PGBOSS)) && { [[ ! -f $PEERS/node_modules/graphile-worker/package.json ]] ||
+  [[ ! -f $PEERS/node_modules/pg-boss/package.json ]]; }; then
   command -v npm >/dev/null || die "npm not found (apt-get install npm)"
   say "installing the peers' node modules (npm ci in bench/peers)"
   (cd "$PEERS" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
@@ -158,8 +182,10 @@ SYNC_COMMIT=$(q "show synchronous_commit")
 
 RATCHET_DB=ratchet_cmp_$$
 GRAPHILE_DB=graphile_cmp_$$
+PGBOSS_DB=pgboss_cmp_$$
 RATCHET_URL=$(db_url "$RATCHET_DB")
 GRAPHILE_URL=$(db_url "$GRAPHILE_DB")
+PGBOSS_URL=$(db_url "$PGBOSS_DB")
 fresh_db() { # NAME: (re)creates an empty database
   DBS+=("$1")
   if ! q "drop database if exists \"$1\" with (force)" >/dev/null ||
@@ -176,6 +202,10 @@ fi
 GRAPHILE_VERSION=
 if ((RUN_GRAPHILE)); then
   GRAPHILE_VERSION=$(cd "$PEERS" && "$NODE" -p 'require("graphile-worker/package.json").version')
+fi
+PGBOSS_VERSION=
+if ((RUN_PGBOSS)); then
+  PGBOSS_VERSION=$(cd "$PEERS" && "$NODE" -p 'require("pg-boss/package.json").version')
 fi
 
 say "PostgreSQL $PG_VERSION, synchronous_commit=$SYNC_COMMIT; $JOBS jobs, $WORKERS workers, $REPEATS rounds"
@@ -200,13 +230,14 @@ json_line() { # FILE KEY
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-run_ratchet() { # ROUND
-  local out=$TMP/ratchet.$1.out err=$TMP/ratchet.$1.err line
+run_ratchet() { # ROUND [SIDE BIN]
+  local side=${2:-ratchet} bin=${3:-$RATCHET_BIN}
+  local out=$TMP/$side.$1.out err=$TMP/$side.$1.err line
   q "checkpoint" >/dev/null 2>&1 || true
-  say "round $1: ratchet bench --runs $JOBS --steps 1 --workers $WORKERS"
+  say "round $1: $side: $bin bench --runs $JOBS --steps 1 --workers $WORKERS"
   local rc=0
   RATCHET_DATABASE_URL=$RATCHET_URL RATCHET_WORKERS=$WORKERS \
-    timed "$RATCHET_BIN" bench --runs "$JOBS" --steps 1 --workers "$WORKERS" --json >"$out" 2>"$err" || rc=$?
+    timed "$bin" bench --runs "$JOBS" --steps 1 --workers "$WORKERS" --json >"$out" 2>"$err" || rc=$?
   if ((rc)); then
     show_tail "$err" "$out"
     ((rc == 124)) && die "'ratchet bench' did not finish within RUN_TIMEOUT=$RUN_TIMEOUT s (round $1)"
@@ -215,7 +246,7 @@ run_ratchet() { # ROUND
   line=$(json_line "$out" runs_per_s)
   [[ -n $line ]] || { show_tail "$out" "$err"; die "'ratchet bench --json' printed no JSON result line"; }
   say "  $line"
-  printf '{"side":"ratchet","round":%d,"r":%s}\n' "$1" "$line" >>"$RESULTS"
+  printf '{"side":"%s","round":%d,"r":%s}\n' "$side" "$1" "$line" >>"$RESULTS"
 }
 
 run_graphile() { # MODE ROUND
@@ -242,17 +273,39 @@ run_graphile() { # MODE ROUND
   q "drop database if exists \"$GRAPHILE_DB\" with (force)" >/dev/null || true
 }
 
+run_pgboss() { # ROUND
+  local round=$1 out=$TMP/pgboss.$1.out err=$TMP/pgboss.$1.err line
+  fresh_db "$PGBOSS_DB"
+  q "checkpoint" >/dev/null 2>&1 || true
+  say "round $round: pg-boss $PGBOSS_VERSION (batch $PGBOSS_BATCH), $JOBS jobs, concurrency $WORKERS"
+  local rc=0
+  timed env DATABASE_URL="$PGBOSS_URL" JOBS="$JOBS" CONCURRENCY="$WORKERS" PGBOSS_BATCH_SIZE="$PGBOSS_BATCH" \
+    TIMEOUT_S="$RUN_TIMEOUT" "$NODE" "$PEERS/pgboss_bench.js" >"$out" 2>"$err" || rc=$?
+  if ((rc)); then
+    show_tail "$err" "$out"
+    ((rc == 124)) && die "pgboss_bench.js did not finish within RUN_TIMEOUT=$RUN_TIMEOUT s (round $round)"
+    die "pgboss_bench.js failed with exit code $rc (round $round); the end of its output is above"
+  fi
+  line=$(json_line "$out" jobs_per_s)
+  [[ -n $line ]] || { show_tail "$out" "$err"; die "pgboss_bench.js printed no JSON result line"; }
+  say "  $line"
+  printf '{"side":"pgboss","round":%d,"r":%s}\n' "$round" "$line" >>"$RESULTS"
+  q "drop database if exists \"$PGBOSS_DB\" with (force)" >/dev/null || true
+}
+
 for ((round = 1; round <= REPEATS; round++)); do
   ((RUN_RATCHET)) && run_ratchet "$round"
+  ((RUN_RATCHET)) && [[ -n $BASELINE_BIN ]] && run_ratchet "$round" ratchet-baseline "$BASELINE_BIN"
   if ((RUN_GRAPHILE)); then
     for mode in "${GRAPHILE_MODES[@]}"; do run_graphile "$mode" "$round"; done
   fi
+  ((RUN_PGBOSS)) && run_pgboss "$round"
 done
 
 # --- report ---------------------------------------------------------------------------
 
 JOBS=$JOBS WORKERS=$WORKERS REPEATS=$REPEATS PG_VERSION=$PG_VERSION SYNC_COMMIT=$SYNC_COMMIT \
-  RATCHET_VERSION=$RATCHET_VERSION GRAPHILE_VERSION=$GRAPHILE_VERSION \
+  RATCHET_VERSION=$RATCHET_VERSION GRAPHILE_VERSION=$GRAPHILE_VERSION PGBOSS_VERSION=$PGBOSS_VERSION \
   "$NODE" - "$RESULTS" <<'JS'
 const fs = require("fs");
 const rows = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean).map(JSON.parse);
@@ -269,15 +322,19 @@ const r3 = (x) => (x == null ? null : Math.round(x * 1000) / 1000);
 const of = (side) => rows.filter((x) => x.side === side).map((x) => x.r);
 const col = (xs, k) => xs.map((x) => Number(x[k]));
 
-const r = of("ratchet");
-const ratchet = r.length ? {
-  version: env.RATCHET_VERSION || null,
-  runs_per_s_median: r1(median(col(r, "runs_per_s"))),
-  seconds_median: r3(median(col(r, "seconds"))),
-  claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
-  claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
-  runs_per_s: col(r, "runs_per_s"),
-} : null;
+const ratchetSide = (side) => {
+  const r = of(side);
+  return r.length ? {
+    version: env.RATCHET_VERSION || null,
+    runs_per_s_median: r1(median(col(r, "runs_per_s"))),
+    seconds_median: r3(median(col(r, "seconds"))),
+    claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
+    claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
+    runs_per_s: col(r, "runs_per_s"),
+  } : null;
+};
+const ratchet = ratchetSide("ratchet");
+const baseline = ratchetSide("ratchet-baseline");
 const graphile = (mode) => {
   const g = of(`graphile-${mode}`);
   if (!g.length) return null;
@@ -296,6 +353,15 @@ const graphile = (mode) => {
   return out;
 };
 const gd = graphile("default"), gb = graphile("batched");
+const pbRows = of("pgboss");
+const pb = pbRows.length ? {
+  version: env.PGBOSS_VERSION || null,
+  mode: "fetch+complete batches",
+  batch_size: pbRows[0].batch_size,
+  jobs_per_s_median: r1(median(col(pbRows, "jobs_per_s"))),
+  seconds_median: r3(median(col(pbRows, "seconds"))),
+  jobs_per_s: col(pbRows, "jobs_per_s"),
+} : null;
 const ratio = (g) => (ratchet && g && g.jobs_per_s_median > 0
   ? r2(ratchet.runs_per_s_median / g.jobs_per_s_median) : null);
 
@@ -305,31 +371,52 @@ const line = (cells) => cells.map((c, i) => (i ? String(c).padStart(widths[i]) :
 const row = (label, xs, med, secs) =>
   line([label, ...Array.from({ length: n }, (_, i) => fmt(xs[i])), fmt(med), fmt(secs, 2)]);
 const out = ["",
-  `ratchet vs graphile-worker: ${env.JOBS} no-op jobs, ${env.WORKERS} workers, ` +
+  `ratchet vs peers: ${env.JOBS} no-op jobs, ${env.WORKERS} workers, ` +
   `PostgreSQL ${env.PG_VERSION}, synchronous_commit=${env.SYNC_COMMIT}`,
   line(["jobs (runs) per second", ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), "median", "s (median)"])];
 if (ratchet) out.push(row(`ratchet ${ratchet.version || ""}`, ratchet.runs_per_s, ratchet.runs_per_s_median, ratchet.seconds_median));
+if (baseline) out.push(row("ratchet baseline", baseline.runs_per_s, baseline.runs_per_s_median, baseline.seconds_median));
 if (gd) out.push(row(`graphile-worker ${gd.version} default`, gd.jobs_per_s, gd.jobs_per_s_median, gd.seconds_median));
 if (gb) out.push(row(`graphile-worker ${gb.version} batched`, gb.jobs_per_s, gb.jobs_per_s_median, gb.seconds_median));
+if (pb) out.push(row(`pg-boss ${pb.version} batch ${pb.batch_size}`, pb.jobs_per_s, pb.jobs_per_s_median, pb.seconds_median));
 out.push("");
 if (ratchet) out.push(`ratchet claim latency (median over rounds): p50 ${fmt(ratchet.claim_p50_ms_median, 2)} ms, ` +
                       `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms`);
+if (baseline) out.push(`ratchet baseline claim latency: p50 ${fmt(baseline.claim_p50_ms_median, 2)} ms, ` +
+                       `p99 ${fmt(baseline.claim_p99_ms_median, 2)} ms`);
+const perRound = (side) => { // median over rounds of ratchet / SIDE in the same round
+  const a = of("ratchet"), b = of(side);
+  const xs = a.map((x, i) => (b[i] ? x.runs_per_s / (b[i].runs_per_s || b[i].jobs_per_s) : null)).filter((x) => x);
+  return xs.length ? r2(median(xs)) : null;
+};
+if (baseline) out.push(`ratio ratchet / ratchet baseline: ${fmt(ratio({ jobs_per_s_median: baseline.runs_per_s_median }), 2)}x ` +
+                       `(median of per-round ratios ${fmt(perRound("ratchet-baseline"), 2)}x)`);
 if (gd && ratio(gd) != null) out.push(`ratio ratchet / graphile-worker default: ${ratio(gd).toFixed(2)}x`);
-if (gb && ratio(gb) != null) out.push(`ratio ratchet / graphile-worker batched: ${ratio(gb).toFixed(2)}x`);
-if (ratio(gd) != null || ratio(gb) != null) out.push("(ratio = median runs/s of ratchet over median jobs/s of graphile-worker; >1 means ratchet drained faster)");
+if (gb && ratio(gb) != null) out.push(`ratio ratchet / graphile-worker batched: ${ratio(gb).toFixed(2)}x ` +
+                                      `(median of per-round ratios ${fmt(perRound("graphile-batched"), 2)}x)`);
+if (pb && ratio(pb) != null) out.push(`ratio ratchet / pg-boss batched: ${ratio(pb).toFixed(2)}x ` +
+                                      `(median of per-round ratios ${fmt(perRound("pgboss"), 2)}x)`);
+if (ratio(gd) != null || ratio(gb) != null || ratio(pb) != null) out.push("(ratio = median runs/s of ratchet over median jobs/s of the peer; >1 means ratchet drained faster)");
 out.push("");
 console.log(out.join("\n"));
 console.log(JSON.stringify({
-  benchmark: "ratchet-vs-graphile-worker",
+  benchmark: "ratchet-vs-peers",
   jobs: Number(env.JOBS),
   workers: Number(env.WORKERS),
   repeats: n,
   postgres: env.PG_VERSION,
   synchronous_commit: env.SYNC_COMMIT,
   ratchet,
+  ratchet_baseline: baseline,
   graphile_worker: gd,
   graphile_worker_batched: gb,
+  pg_boss: pb,
   ratio_ratchet_over_graphile: ratio(gd),
   ratio_ratchet_over_graphile_batched: ratio(gb),
+  ratio_ratchet_over_pg_boss: ratio(pb),
+  ratio_ratchet_over_baseline: baseline ? ratio({ jobs_per_s_median: baseline.runs_per_s_median }) : null,
+  ratio_ratchet_over_baseline_per_round: baseline ? perRound("ratchet-baseline") : null,
+  ratio_ratchet_over_graphile_batched_per_round: gb ? perRound("graphile-batched") : null,
+  ratio_ratchet_over_pg_boss_per_round: pb ? perRound("pgboss") : null,
 }));
 JS

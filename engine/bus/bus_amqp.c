@@ -73,7 +73,6 @@ static amqp_bus *A(rt_bus *b) { return (amqp_bus *)b; }
 
 static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
 
-#define LINGER_MS 5 /* how long a fetch keeps collecting after its first message */
 
 static struct timeval tv_ms(int ms)
 {
@@ -425,18 +424,12 @@ static rt_status a_fetch(rt_bus *bb, rt_bus_msg **msgs, size_t max, int timeout_
     if (!b->consuming)
         return rt_error_set(err, RT_ERR_INVALID, "amqp %s: fetch before subscribe", url);
     rt_status st = RT_OK;
-    int64_t linger_until = 0;
     while (*n < max) {
-        /* Wait for the first message; then keep collecting for at most LINGER_MS, so a
-         * steady trickle still forms batches (one commit each) instead of one transaction
-         * per message, without holding a lone message back noticeably. */
-        struct timeval tv;
-        if (*n == 0) {
-            tv = tv_ms(timeout_ms > 0 ? timeout_ms : 0);
-        } else {
-            int64_t left = linger_until - rt_mono_ms();
-            tv = tv_ms(left > 0 ? (int)left : 0);
-        }
+        /* Wait for the first message only; then take what has already arrived, without
+         * waiting: a lone message goes straight to ingest, and under a backlog the prefetch
+         * window keeps the socket full, so batches are large on their own (and while one
+         * batch commits, the next one piles up: the commit rate never caps the ingest). */
+        struct timeval tv = tv_ms(*n == 0 && timeout_ms > 0 ? timeout_ms : 0);
         amqp_envelope_t env;
         amqp_maybe_release_buffers(b->conn);
         amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, &tv, 0);
@@ -448,8 +441,6 @@ static rt_status a_fetch(rt_bus *bb, rt_bus_msg **msgs, size_t max, int timeout_
                 goto fail;
             }
             msgs[(*n)++] = &m->m;
-            if (*n == 1)
-                linger_until = rt_mono_ms() + LINGER_MS;
             if ((st = track(b, m->tag, err)) != RT_OK)
                 goto fail;
             continue;

@@ -578,6 +578,34 @@ static rt_status fetch_core(nats_bus *b, rt_bus_msg **msgs, size_t max, int time
     return st;
 }
 
+/* One pull: first "what is there now, up to max" (no_wait: the server answers at once, so
+ * a backlog comes in large batches); when nothing is, wait up to timeout_ms for ONE
+ * message, so the request is complete as soon as it arrives (natsSubscription_Fetch's
+ * waiting request asks for the whole batch, which leaves its completion to the client's
+ * and server's handling of a partly filled pull). NATS_NOT_FOUND / NATS_TIMEOUT with no
+ * message: nothing came. */
+static natsStatus fetch_adaptive(nats_bus *b, natsMsgList *list, int max, int timeout_ms, jsErrCode *jerr)
+{
+    /* cnats wants a positive expiry; the no_wait one only bounds the wait for the answer. */
+    int64_t wait_ms = timeout_ms > 0 ? timeout_ms : 1;
+    *jerr = 0; /* FetchRequest reports the server's refusals through its status */
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = max;
+    req.NoWait = true;
+    req.Expires = wait_ms * 1000000LL;
+    natsStatus s = natsSubscription_FetchRequest(list, b->pull, &req);
+    if (list->Count > 0 || (s != NATS_NOT_FOUND && s != NATS_TIMEOUT) || timeout_ms <= 0)
+        return list->Count > 0 ? NATS_OK : s;
+    natsMsgList_Destroy(list);
+    memset(list, 0, sizeof *list);
+    jsFetchRequest_Init(&req);
+    req.Batch = 1;
+    req.Expires = wait_ms * 1000000LL;
+    s = natsSubscription_FetchRequest(list, b->pull, &req);
+    return list->Count > 0 ? NATS_OK : s;
+}
+
 static rt_status n_fetch(rt_bus *bb, rt_bus_msg **msgs, size_t max, int timeout_ms, size_t *n, rt_error *err)
 {
     nats_bus *b = N(bb);
@@ -595,9 +623,8 @@ static rt_status n_fetch(rt_bus *bb, rt_bus_msg **msgs, size_t max, int timeout_
         max = (size_t)bb->opts.max_ack_pending;
     natsMsgList list = {0};
     jsErrCode jerr = 0;
-    /* cnats wants a positive timeout. */
-    natsStatus s = natsSubscription_Fetch(&list, b->pull, (int)max, timeout_ms > 0 ? timeout_ms : 1, &jerr);
-    if (s == NATS_TIMEOUT && list.Count == 0)
+    natsStatus s = fetch_adaptive(b, &list, (int)max, timeout_ms, &jerr);
+    if ((s == NATS_TIMEOUT || s == NATS_NOT_FOUND) && list.Count == 0)
         return RT_OK;
     if (s != NATS_OK && list.Count == 0) {
         b->broken = true;

@@ -50,7 +50,7 @@ static const setting settings[] = {
     {"RATCHET_POLL_INTERVAL", "--poll-interval", T_DURATION, OFF(poll_ms), "1s", 0, 0,
      "fallback poll when no NOTIFY arrives"},
     {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
-     "steps a worker claims at once"},
+     "quick steps a worker claims at once (up to 4x as many while a full batch keeps coming)"},
     {"RATCHET_AMQP_QUEUE", "--amqp-queue", T_STRING, OFF(amqp_queue), "ratchet.ingest", 0, 0,
      "RabbitMQ queue the engine consumes events from"},
     {"RATCHET_EVENT_RETENTION", "--event-retention", T_RETENTION, OFF(event_retention_ms), "7d", 0, 0,

@@ -50,9 +50,12 @@ typedef struct worker {
     uint64_t steps_run;
     uint64_t claims;
     uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies */
+    int quick_limit;    /* the next quick claim's size (next_quick_limit) */
 } worker;
 
 #define CLAIM_SAMPLES 65536
+#define QUICK_GROWTH 4  /* a quick claim grows up to this many times RATCHET_CLAIM_BATCH */
+#define QUICK_MAX 1000  /* ... and never past this */
 
 struct rt_engine {
     const rt_config *cfg;
@@ -1379,19 +1382,65 @@ static void run_claims(worker *w, run_view *views, size_t *n_views, rt_claim *cl
 /* Quick steps (transform, log, sleep) are claimed, run and completed in ONE transaction:
  * the claimed rows stay locked (FOR UPDATE SKIP LOCKED) instead of being leased, so a
  * crash simply rolls the claim back, and a batch of runs costs one commit. */
-static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
+static void wake_chain(rt_engine *e, bool full);
+
+/* {run_id: {"status", "steps"}} of the runs a quick claim locked: the status the claim
+ * read under the lock, and their step rows read after it (so they are final for this
+ * batch: a statement that waited for a lock still reads with its older snapshot). */
+static rt_status locked_runs(worker *w, run_view *views, size_t n_views, json_t **locked, rt_error *err)
+{
+    const char **ids = malloc(n_views * sizeof *ids);
+    if (!ids)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_views; i++)
+        ids[i] = views[i].run_id;
+    json_t *steps = NULL;
+    rt_status s = rt_store_load_steps(w->store, ids, n_views, &steps, err);
+    free(ids);
+    if (s != RT_OK)
+        return s;
+    *locked = json_object();
+    for (size_t i = 0; i < n_views; i++) {
+        json_t *st = json_object_get(steps, views[i].run_id);
+        json_object_set_new(*locked, views[i].run_id,
+                            json_pack("{s:s, s:O}", "status", views[i].run_status, "steps", st ? st : json_object()));
+    }
+    json_decref(steps);
+    return RT_OK;
+}
+
+/* The next quick claim's size: doubled after a full batch (a backlog: fewer, larger
+ * transactions), back to RATCHET_CLAIM_BATCH after a partial one. */
+static int next_quick_limit(const worker *w, int limit, size_t got)
+{
+    int base = w->e->cfg->claim_batch, cap = base * QUICK_GROWTH > QUICK_MAX ? QUICK_MAX : base * QUICK_GROWTH;
+    if (cap < base)
+        cap = base;
+    if ((int)got < limit)
+        return base;
+    return limit * 2 > cap ? cap : limit * 2;
+}
+
+static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_error *err)
 {
     rt_claim *claims = NULL;
     size_t n = 0;
     *n_out = 0;
+    *slow_due = true;
+    if (w->quick_limit <= 0)
+        w->quick_limit = w->e->cfg->claim_batch;
     rt_status s = rt_store_begin(w->store, err);
     if (s == RT_OK) {
         int64_t t0 = rt_mono_us();
-        s = rt_store_claim_quick(w->store, w->e->cfg->claim_batch, &claims, &n, err);
+        s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, slow_due, err);
         if (s == RT_OK && n > 0) {
             if (w->claim_us)
                 w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
             w->claims++;
+        }
+        if (s == RT_OK) {
+            wake_chain(w->e, n > 0 && (int)n == w->quick_limit);
+            w->quick_limit = next_quick_limit(w, w->quick_limit, n);
         }
     }
     if (s != RT_OK || n == 0) {
@@ -1399,6 +1448,7 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
             s = rt_store_commit(w->store, err);
         else
             rt_store_rollback(w->store);
+        rt_claims_free(claims, n);
         return s;
     }
     *n_out = n;
@@ -1406,13 +1456,9 @@ static rt_status process_quick(worker *w, size_t *n_out, rt_error *err)
     size_t n_views = 0;
     for (size_t i = 0; i < n; i++)
         view_for(views, &n_views, &claims[i]);
-    const char **ids = malloc(n_views * sizeof *ids);
-    for (size_t i = 0; i < n_views; i++)
-        ids[i] = views[i].run_id;
-    /* Lock the runs first, then read their steps: what we read is final for this batch. */
+    /* The claim locked the runs; now read their steps: what we read is final for this batch. */
     json_t *locked = NULL;
-    s = rt_store_lock_runs(w->store, ids, n_views, &locked, err);
-    free(ids);
+    s = locked_runs(w, views, n_views, &locked, err);
     int64_t batch_started = rt_now_ms();
     for (size_t i = 0; s == RT_OK && i < n_views; i++) {
         json_t *lk = json_object_get(locked, views[i].run_id);
@@ -1488,6 +1534,7 @@ static rt_status process_slow(worker *w, size_t *n_out, rt_error *err)
     rt_status s = rt_store_claim(w->store, w->owner, 1, w->e->cfg->lease_ms, &claims, &n, err);
     if (s != RT_OK || n == 0)
         return s;
+    wake_chain(w->e, true); /* a slow claim takes one item: the next may be due too */
     *n_out = n;
     hold(w, claims, n, claimed_at);
     debug_pause_after_claim(w, claims, n);
@@ -1541,6 +1588,24 @@ static void wait_for_work(rt_engine *e, uint64_t seen)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Wakes one idle worker: a notification is one batch of new work, and a worker that
+ * finds more than one claim's worth wakes the next (wake_chain), so an idle engine answers
+ * an event with one claim, not one per worker (eight empty claims per event at 1,000/s). */
+static void wake_one(rt_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->wake_seq++;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* After a claim that took all it asked for: there is probably more; bring in a helper. */
+static void wake_chain(rt_engine *e, bool full)
+{
+    if (full)
+        wake_one(e);
+}
+
 static void wake_all(rt_engine *e)
 {
     pthread_mutex_lock(&e->mu);
@@ -1583,8 +1648,9 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&e->mu);
             rt_error err;
             size_t n_quick = 0, n_slow = 0;
-            rt_status s = process_quick(w, &n_quick, &err);
-            if (s == RT_OK)
+            bool slow_due = true;
+            rt_status s = process_quick(w, &n_quick, &slow_due, &err);
+            if (s == RT_OK && slow_due)
                 s = process_slow(w, &n_slow, &err);
             if (s != RT_OK) {
                 if (e->force || e->stopping)
@@ -1627,7 +1693,7 @@ static void *waker_main(void *arg)
                 break;
             int64_t now = rt_now_ms();
             if (due > 0 && due <= now + 1)
-                wake_all(e);
+                wake_one(e);
             /* Sleep until the next item comes due (a timer, a retry, a lease end), not
              * merely until the next poll: items already due do not hold the next one back. */
             int64_t wait = e->cfg->poll_ms;
@@ -1639,7 +1705,7 @@ static void *waker_main(void *arg)
             if (rt_store_wait_notify(st, (int)(wait < 1 ? 1 : wait), &notified, &err) != RT_OK)
                 break;
             if (notified)
-                wake_all(e);
+                wake_one(e);
         }
     }
     rt_store_close(st);

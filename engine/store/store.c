@@ -33,6 +33,7 @@ typedef enum stmt_id {
     S_DEFER,
     S_CLAIM,
     S_CLAIM_QUICK,
+    S_SLOW_DUE,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,
@@ -40,9 +41,8 @@ typedef enum stmt_id {
     S_LOCK_OWNED,
     S_APPLY_STEPS,
     S_APPLY_ENQUEUE,
-    S_APPLY_DEQUEUE,
+    S_APPLY_HOT,
     S_APPLY_REQUEUE,
-    S_APPLY_RUNS,
     S_APPLY_ATTEMPTS,
     S_APPLY_DROP,
     S_NOTIFY,
@@ -76,12 +76,63 @@ typedef enum stmt_id {
     S_OUTBOX_TAKE,
     S_OUTBOX_DONE,
     S_BENCH_LATENCY,
+    S_BENCH_LATENCY_DONE,
     S_COUNT
 } stmt_id;
+
+#define BENCH_LATENCY_SQL(col)                                                                        \
+    "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"                   \
+    " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("                            \
+    " select extract(epoch from s." col ") * 1000"                                                      \
+    "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"                                 \
+    " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"           \
+    " where r.created_at >= " TS("$1::bigint") ") t"
+
+/* A batch's ids as an array, so a statement probes the table's index for them: joined
+ * to jsonb_to_recordset (estimated at 100 rows whatever the batch) the planner prefers a
+ * sequential scan of the whole table, which grows with every run ever kept. */
+#define JSON_IDS(param, type) "array(select jsonb_array_elements_text(" param "::jsonb)::" type ")"
+#define JSON_KEYS(param, key, type) "array(select (e->>'" key "')::" type " from jsonb_array_elements(" param "::jsonb) e)"
+
+/* 1 when a slow item is due, else 0: ordered like S_CLAIM_PICK so the plan is the same
+ * index probe whatever the statistics say. */
+#define SLOW_DUE_SQL                                                                                          \
+    "(select count(*) from (select 1 from ratchet.queue q0 where q0.slow and q0.run_at <= now()"             \
+    " order by q0.slow, q0.priority, q0.run_at, q0.id limit 1) t0)"
 
 /* Times cross the boundary as unix milliseconds. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
 #define TS(x) "to_timestamp((" x ")::double precision / 1000)"
+
+/* Completion writes (rt_store_apply). Steps: memoized rows, upserted. */
+#define APPLY_STEPS_SQL(p)                                                                                    \
+    "insert into ratchet.steps as s (run_id, step_id, status, attempts, output, error, error_detail, state,"  \
+    " started_at, finished_at) "                                                                            \
+    "select x.run_id, x.step_id, x.status, coalesce(x.attempts, 0), x.output, x.error, x.error_detail,"      \
+    " x.state, case when x.started_at > 0 then " TS("x.started_at") " end,"                                 \
+    " case when x.finished_at > 0 then " TS("x.finished_at") " end "                                        \
+    "from jsonb_to_recordset(" p "::jsonb) as x(run_id uuid, step_id text, status text, attempts int,"       \
+    " output jsonb, error text, error_detail jsonb, state jsonb, started_at bigint, finished_at bigint) "    \
+    "on conflict (run_id, step_id) do update set status = excluded.status,"                                 \
+    " attempts = greatest(s.attempts, excluded.attempts), output = excluded.output, error = excluded.error," \
+    " error_detail = excluded.error_detail, state = excluded.state,"                                        \
+    " started_at = case when s.state is not null then s.started_at"                                         \
+    "  else coalesce(excluded.started_at, s.started_at) end,"                                               \
+    " finished_at = excluded.finished_at"
+/* Finished queue items; locked_by is null for quick items, which this transaction holds
+ * locked. */
+#define APPLY_DEQUEUE_SQL(ids, owner)                                                                         \
+    "delete from ratchet.queue where id = any(" JSON_IDS(ids, "bigint") ")"                                  \
+    " and (locked_by = " owner " or locked_by is null)"
+/* Runs that advanced or ended. */
+#define APPLY_RUNS_SQL(p)                                                                                     \
+    "update ratchet.runs r set status = x.status,"                                                          \
+    " output = case when x.finished_at > 0 then x.output else r.output end,"                                \
+    " error = coalesce(x.error, r.error),"                                                                  \
+    " started_at = coalesce(r.started_at, case when x.started_at > 0 then " TS("x.started_at") " end),"     \
+    " finished_at = case when x.finished_at > 0 then " TS("x.finished_at") " else r.finished_at end "      \
+    "from jsonb_to_recordset(" p "::jsonb) as x(id uuid, status text, output jsonb, error text,"            \
+    " started_at bigint, finished_at bigint) where r.id = x.id and r.id = any(" JSON_KEYS(p, "id", "uuid") ")"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_PUT_WORKFLOW] = "insert into ratchet.workflow_versions (hash, workflow_id, definition) "
@@ -172,7 +223,9 @@ static const char *const stmt_sql[S_COUNT] = {
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     /* Quick items: only locked, inside the caller's transaction, which also completes
-     * them; nothing is written for the claim itself. */
+     * them; nothing is written for the claim itself. Their runs are locked too, in id
+     * order (rows are locked after the sort) so completions never deadlock; a run locked
+     * by another transaction is waited for and its status read as that one left it. */
     [S_CLAIM_QUICK] =
         "with c as ("
         " select id from ratchet.queue where not slow and run_at <= now()"
@@ -183,11 +236,13 @@ static const char *const stmt_sql[S_COUNT] = {
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
         " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence "
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence, "
+        SLOW_DUE_SQL " "
         "from c join ratchet.queue q on q.id = c.id"
         " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " join ratchet.runs r on r.id = q.run_id "
-        "order by q.priority, q.id",
+        "order by r.id, q.priority, q.id for update of r",
+    [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -200,40 +255,22 @@ static const char *const stmt_sql[S_COUNT] = {
                      "from ratchet.steps where run_id = any($1::uuid[]) group by run_id",
     [S_LOCK_OWNED] = "select coalesce(jsonb_agg(id), '[]')::text from (select id from ratchet.queue"
                      " where id = any($1::bigint[]) and locked_by = $2 order by id for update) t",
-    [S_APPLY_STEPS] =
-        "insert into ratchet.steps as s (run_id, step_id, status, attempts, output, error, error_detail, state,"
-        " started_at, finished_at) "
-        "select x.run_id, x.step_id, x.status, coalesce(x.attempts, 0), x.output, x.error, x.error_detail,"
-        " x.state, case when x.started_at > 0 then " TS("x.started_at") " end,"
-        " case when x.finished_at > 0 then " TS("x.finished_at") " end "
-        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, status text, attempts int,"
-        " output jsonb, error text, error_detail jsonb, state jsonb, started_at bigint, finished_at bigint) "
-        "on conflict (run_id, step_id) do update set status = excluded.status,"
-        " attempts = greatest(s.attempts, excluded.attempts), output = excluded.output, error = excluded.error,"
-        " error_detail = excluded.error_detail, state = excluded.state,"
-        " started_at = case when s.state is not null then s.started_at else coalesce(excluded.started_at, s.started_at) end,"
-        " finished_at = excluded.finished_at",
+    [S_APPLY_STEPS] = APPLY_STEPS_SQL("$1"),
     [S_APPLY_ENQUEUE] =
         "insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
         "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end,"
         " x.ckey, x.climit "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
         " run_at bigint, ckey text, climit int) on conflict (run_id, step_id) do nothing",
-    /* locked_by is null for quick items, which this transaction holds locked. */
-    [S_APPLY_DEQUEUE] = "delete from ratchet.queue where id in (select jsonb_array_elements_text($1::jsonb)::bigint)"
-                        " and (locked_by = $2 or locked_by is null)",
+    /* The three writes every completion makes, in one round trip (writable CTEs: each
+     * runs once, to completion, on its own table). */
+    [S_APPLY_HOT] = "with s as (" APPLY_STEPS_SQL("$1") "), d as (" APPLY_DEQUEUE_SQL("$2", "$3") "),"
+                    " r as (" APPLY_RUNS_SQL("$4") ") select 1",
     [S_APPLY_REQUEUE] = "update ratchet.queue q set run_at = greatest(now(), " TS("x.run_at") "),"
                         " locked_by = null, locked_until = null "
                         "from jsonb_to_recordset($1::jsonb) as x(id bigint, run_at bigint) "
-                        "where q.id = x.id and (q.locked_by = $2 or q.locked_by is null)",
-    [S_APPLY_RUNS] =
-        "update ratchet.runs r set status = x.status,"
-        " output = case when x.finished_at > 0 then x.output else r.output end,"
-        " error = coalesce(x.error, r.error),"
-        " started_at = coalesce(r.started_at, case when x.started_at > 0 then " TS("x.started_at") " end),"
-        " finished_at = case when x.finished_at > 0 then " TS("x.finished_at") " else r.finished_at end "
-        "from jsonb_to_recordset($1::jsonb) as x(id uuid, status text, output jsonb, error text,"
-        " started_at bigint, finished_at bigint) where r.id = x.id",
+                        "where q.id = x.id and q.id = any(" JSON_KEYS("$1", "id", "bigint") ")"
+                        " and (q.locked_by = $2 or q.locked_by is null)",
     [S_APPLY_ATTEMPTS] =
         "insert into ratchet.step_attempts (run_id, step_id, attempt, error, error_detail, started_at, finished_at) "
         "select x.run_id, x.step_id, x.attempt, x.error, x.error_detail,"
@@ -242,7 +279,7 @@ static const char *const stmt_sql[S_COUNT] = {
         " error_detail jsonb, started_at bigint, finished_at bigint) on conflict do nothing",
     /* SKIP LOCKED: an item another transaction holds is dropped when it is claimed. */
     [S_APPLY_DROP] = "delete from ratchet.queue where id in (select id from ratchet.queue"
-                     " where run_id in (select jsonb_array_elements_text($1::jsonb)::uuid) and locked_by is null"
+                     " where run_id = any(" JSON_IDS("$1", "uuid") ") and locked_by is null"
                      " for update skip locked)",
     [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
     [S_RENEW] = "update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
@@ -371,13 +408,10 @@ static const char *const stmt_sql[S_COUNT] = {
                     "  on conflict (run_id, step_id, idx) do update set item_md5 = excluded.item_md5,"
                     "  output = excluded.output, finished_at = now() returning 1)"
                     " select (select count(*) from l), (select count(*) from i)",
-    /* bench events: ms from the publisher's clock (data.sent_us) to the first step starting. */
-    [S_BENCH_LATENCY] = "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"
-                        " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("
-                        " select extract(epoch from s.started_at) * 1000"
-                        "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"
-                        " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"
-                        " where r.created_at >= " TS("$1::bigint") ") t",
+    /* bench events: ms from the publisher's clock (data.sent_us) to the first step
+     * starting (S_BENCH_LATENCY) or finishing, i.e. committed (S_BENCH_LATENCY_DONE). */
+    [S_BENCH_LATENCY] = BENCH_LATENCY_SQL("started_at"),
+    [S_BENCH_LATENCY_DONE] = BENCH_LATENCY_SQL("finished_at"),
 };
 
 struct rt_store {
@@ -1036,7 +1070,7 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
     return r ? parse_claims(r, out, n, err) : RT_OK;
 }
 
-rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err)
+rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, bool *slow_due, rt_error *err)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
@@ -1045,7 +1079,25 @@ rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *
     *out = NULL;
     *n = 0;
     rt_status s = run(st, S_CLAIM_QUICK, 1, params, &r, err);
-    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+    if (s != RT_OK)
+        return s;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return rt_store_slow_due(st, slow_due, err);
+    }
+    *slow_due = PQgetvalue(r, 0, 19)[0] != '0'; /* after the columns rt_claim reads (0..18) */
+    return parse_claims(r, out, n, err);
+}
+
+rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err)
+{
+    PGresult *r = NULL;
+    *due = false;
+    rt_status s = run(st, S_SLOW_DUE, 0, NULL, &r, err);
+    if (s == RT_OK)
+        *due = PQgetvalue(r, 0, 0)[0] != '0';
+    PQclear(r);
+    return s;
 }
 
 /* Takes ownership of r. */
@@ -1196,17 +1248,38 @@ rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *id
     return s;
 }
 
+/* steps, dequeue and runs of a batch in one statement; nothing to do when all are empty. */
+static rt_status apply_hot(rt_store *st, const char *owner, json_t *batch, rt_error *err)
+{
+    const char *keys[3] = {"steps", "dequeue", "runs"};
+    char *text[3] = {NULL, NULL, NULL};
+    size_t total = 0;
+    rt_status s = RT_OK;
+    for (int i = 0; i < 3; i++) {
+        json_t *a = json_object_get(batch, keys[i]);
+        total += json_array_size(a);
+        text[i] = a ? json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("[]");
+        if (!text[i])
+            s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    }
+    if (s == RT_OK && total > 0) {
+        const char *params[] = {text[0], text[1], owner, text[2]};
+        PGresult *r = NULL;
+        s = run(st, S_APPLY_HOT, 4, params, &r, err);
+        PQclear(r);
+    }
+    for (int i = 0; i < 3; i++)
+        free(text[i]);
+    return s;
+}
+
 rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err)
 {
-    rt_status s = run_json(st, S_APPLY_STEPS, json_object_get(batch, "steps"), NULL, err);
+    rt_status s = apply_hot(st, owner, batch, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_ENQUEUE, json_object_get(batch, "enqueue"), NULL, err);
     if (s == RT_OK)
-        s = run_json_n(st, S_APPLY_DEQUEUE, json_object_get(batch, "dequeue"), 2, owner, err);
-    if (s == RT_OK)
         s = run_json_n(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), 2, owner, err);
-    if (s == RT_OK)
-        s = run_json(st, S_APPLY_RUNS, json_object_get(batch, "runs"), NULL, err);
     if (s == RT_OK)
         s = run_json(st, S_APPLY_ATTEMPTS, json_object_get(batch, "attempts"), NULL, err);
     if (s == RT_OK)
@@ -1587,13 +1660,14 @@ rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_e
     return RT_OK;
 }
 
-rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err)
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
+                                 rt_error *err)
 {
     char since[24];
     snprintf(since, sizeof since, "%lld", (long long)since_ms);
     const char *params[] = {since};
     PGresult *r = NULL;
-    rt_status s = run(st, S_BENCH_LATENCY, 1, params, &r, err);
+    rt_status s = run(st, finished ? S_BENCH_LATENCY_DONE : S_BENCH_LATENCY, 1, params, &r, err);
     if (s != RT_OK)
         return s;
     *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

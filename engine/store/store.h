@@ -102,8 +102,12 @@ typedef struct rt_claim {
 rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
                          rt_error *err);
 /* Inside the caller's transaction: locks up to limit due quick items (FOR UPDATE SKIP
- * LOCKED) without writing anything; the same transaction completes them. */
-rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, rt_error *err);
+ * LOCKED) and their runs (in id order, waiting for them) without writing anything; the
+ * same transaction completes them. A claim's run_status is the locked run's. *slow_due:
+ * whether a slow item is due too (answered by the same round trip). */
+rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, bool *slow_due, rt_error *err);
+/* Whether a slow item is due (one index probe): spares a claim transaction when none is. */
+rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err);
 /* Both fill *out with an array the caller frees with rt_claims_free. */
 void rt_claims_free(rt_claim *c, size_t n);
 
@@ -190,10 +194,12 @@ rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_err
 rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
                                    rt_error *err);
 
-/* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the first
- * completed step of runs created since since_ms. */
+/* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the start
+ * (finished false) or the commit (true) of the first completed step of runs created since
+ * since_ms. */
 rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err);
-rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, int64_t *n, double *p50, double *p99, rt_error *err);
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
+                                 rt_error *err);
 
 /* The outbox: events the engine made, to publish to the brokers. take locks up to limit
  * of them (inside the caller's transaction): [{id, name, envelope}]; done clears them. */

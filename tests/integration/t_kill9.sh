@@ -71,9 +71,11 @@ check_lines() {
   done
 }
 
-# (a) kill -9 while the sleep step waits.
-rt_serve_start a
+# (a) kill -9 while the sleep step waits. The runs exist before the engine starts, so
+# their naps overlap however slowly `ratchet run` goes on a loaded machine (started one by
+# one, 0.6 s apart, four 2 s naps need not all be asleep at one moment).
 start_runs 4
+rt_serve_start a
 rt_wait_for 20 '[ "$(count_status nap sleeping)" = 4 ]'
 kill_now a
 rt_serve_start a2
