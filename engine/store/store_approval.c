@@ -86,7 +86,8 @@ rt_status rt_store_approval_lock(rt_store *st, const char *run_id, const char *s
     return exec_json(st,
                      "select jsonb_build_object('run_id', a.run_id, 'step_id', a.step_id, 'workflow_id', a.workflow_id,"
                      " 'action_hash', a.action_hash, 'approvers', a.approvers, 'initiator', a.initiator,"
-                     " 'status', a.status, 'expires_at', ratchet.ts(a.expires_at), 'run_status', r.status,"
+                     " 'status', a.status, 'expires_at', ratchet.ts(a.expires_at),"
+                     " 'expired', coalesce(a.expires_at <= clock_timestamp(), false), 'run_status', r.status,"
                      " 'step_status', s.status, 'workflow_hash', r.workflow_hash, 'priority', r.priority,"
                      " 'ckey', r.ckey, 'climit', r.climit, 'parent_run_id', r.parent_run_id,"
                      " 'parent_step_id', r.parent_step_id)::text "

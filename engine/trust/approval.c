@@ -974,6 +974,14 @@ static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event
                      age >= 0 ? "ago" : "in the future", k);
         }
     }
+    /* The gate's own deadline, judged by the database's clock like the sweeper's: a
+     * decision that arrives after it is refused even when the sweeper has not run yet. */
+    if (!why && json_is_true(json_object_get(gate, "expired")) &&
+        !strcmp(json_string_value(json_object_get(gate, "status")), "pending")) {
+        why = RT_REFUSAL_EXPIRED;
+        snprintf(msg, sizeof msg, "the approval of run %s expired at %s: no decision is taken after it", run_id,
+                 json_string_value(json_object_get(gate, "expires_at")));
+    }
     if (!why) {
         bool fresh = false;
         s = rt_store_approval_use_nonce(st, approver, json_string_value(json_object_get(d, "nonce")), run_id,
