@@ -29,7 +29,8 @@ static const char *const priorities[] = {"critical", "high", "normal", "low", NU
 static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", NULL};
 static const char *const approval_decisions[] = {"approve", "reject", NULL};
 static const char *const approval_refusals[] = {"agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
-                                                "expired", "nonce_reused", "self_approval", "not_awaiting", NULL};
+                                                "expired", "nonce_reused", "self_approval", "not_awaiting",
+                                                "unknown_requester", NULL};
 
 #define BUCKETS(b) .buckets = (b), .n_buckets = sizeof(b) / sizeof((b)[0])
 
