@@ -36,6 +36,8 @@ static const setting settings[] = {
      "directory of workflow JSON files"},
     {"RATCHET_HTTP_ADDR", "--http-addr", T_STRING, OFF(http_addr), "127.0.0.1:8288", 0, 0,
      "HTTP API listen address"},
+    {"RATCHET_HTTP_STEP_ALLOW_ENGINE_API", "--http-step-allow-engine-api", T_BOOL, OFF(http_step_allow_engine_api),
+     "false", 0, 0, "let `http` steps whose URL is a template (or a redirect) reach the engine's own API"},
     {"RATCHET_WORKERS", "--workers", T_INT, OFF(workers), NULL, 1, 1024,
      "worker threads (default: cores x 4)"},
     {"RATCHET_SCHEDULER_ENABLED", "--scheduler-enabled", T_BOOL, OFF(scheduler_enabled), "true", 0, 0,

@@ -15,6 +15,7 @@ typedef struct rt_config {
     char *nats_url;
     char *workflows;
     char *http_addr;
+    bool http_step_allow_engine_api;
     int workers;
     bool scheduler_enabled;
     char *log_format;

@@ -270,6 +270,7 @@ static void run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         .context = ctx,
         .state = state,
         .cancelled = &w->cancelled,
+        .raw_with = d->with,
     };
     d->type->execute(&sctx, with, res);
     json_decref(with);
@@ -1618,6 +1619,8 @@ rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err)
     e->env.database_url = cfg->database_url;
     e->env.app_database_url = cfg->app_database_url;
     e->env.workflows_dir = cfg->workflows;
+    e->env.http_addr = cfg->http_addr;
+    e->env.http_allow_engine_api = cfg->http_step_allow_engine_api;
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
