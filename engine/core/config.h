@@ -16,6 +16,11 @@ typedef struct rt_config {
     char *workflows;
     char *http_addr;
     bool http_step_allow_engine_api;
+    /* HTTP server limits (engine/api/api.c) */
+    int http_max_connections;
+    int http_max_connections_per_ip;
+    int64_t http_idle_timeout_ms;
+    int64_t http_request_timeout_ms;
     int workers;
     bool scheduler_enabled;
     char *log_format;
