@@ -178,10 +178,19 @@ static void test_check_without_tokens(void **state)
 {
     (void)state;
     unsetenv(RT_API_TOKENS_ENV);
-    rt_config cfg = {0};
+    rt_config cfg = {.http_max_connections = 1024, .http_idle_timeout_ms = 30000, .http_request_timeout_ms = 15000};
     rt_error err = {0};
     cfg.http_addr = "127.0.0.1:8288";
     assert_int_equal(rt_api_check(&cfg, &err), RT_OK);
+    /* limits that would cut every request or leave a thread without a connection */
+    cfg.http_request_timeout_ms = 500;
+    assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
+    assert_contains(err.msg, "RATCHET_HTTP_REQUEST_TIMEOUT must be at least 1s", "request timeout");
+    cfg.http_request_timeout_ms = 15000;
+    cfg.http_max_connections = 2;
+    assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
+    assert_contains(err.msg, "RATCHET_HTTP_MAX_CONNECTIONS must be at least", "max connections");
+    cfg.http_max_connections = 1024;
     cfg.http_addr = "0.0.0.0:8288";
     assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
     assert_contains(err.msg, "not a loopback address and RATCHET_TOKENS is not set", "public without tokens");
