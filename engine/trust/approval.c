@@ -1001,6 +1001,21 @@ static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event
                      age >= 0 ? "ago" : "in the future", k);
         }
     }
+    /* The stored hash is compared, but also recomputed from what the run will really run:
+     * a run whose event (or a step's input) was changed after the request must not ride
+     * on a signature over the old one. */
+    if (!why) {
+        char now_hash[65];
+        rt_approval_action_hash(json_string_value(json_object_get(gate, "workflow_hash")), json_object_get(gate, "event"),
+                                step_id, step_id ? json_object_get(gate, "with") : NULL, now_hash);
+        if (strcmp(now_hash, json_string_value(json_object_get(gate, "action_hash"))) != 0) {
+            why = RT_REFUSAL_HASH_MISMATCH;
+            snprintf(msg, sizeof msg,
+                     "run %s no longer runs what its approval was requested for: its stored event or step input "
+                     "hashes to %.16s..., not %.16s...",
+                     run_id, now_hash, json_string_value(json_object_get(gate, "action_hash")));
+        }
+    }
     /* The gate's own deadline, judged by the database's clock like the sweeper's: a
      * decision that arrives after it is refused even when the sweeper has not run yet. */
     if (!why && json_is_true(json_object_get(gate, "expired")) &&

@@ -3,7 +3,8 @@
 # definition hash, the whole trigger event pretty-printed (not its first 300 bytes), and
 # for a step gate the rendered `with` — and recomputes the action_hash from the pinned
 # definition hash and the stored event instead of trusting the stored hash: when the two
-# disagree (someone changed the run's event in the database), it refuses to sign.
+# disagree (someone changed the run's event in the database), it refuses to sign; the
+# engine, recomputing as well, refuses a decision signed over the stored hash.
 source "$(dirname "$0")/lib.sh"
 rt_test_init approval_cli
 
@@ -53,6 +54,13 @@ rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.events where name = 'rat
 rt_assert_eq awaiting_approval "$(status "$X")" "the run still waits"
 "$RATCHET_BIN" approve "$X" --as ops-lead --key "$K/ops-lead.key" --print >"$T/out" 2>"$T/err" && rt_fail "--print signed a mismatched action"
 [ -s "$T/out" ] && rt_fail "--print printed a decision"
+
+# ... and the engine recomputes too: a decision signed over the gate's stored hash does not
+# carry the changed event.
+stored=$(rt_psql "select action_hash from ratchet.approvals where run_id = '$X'")
+out=$("$RATCHET_BIN" approve "$X" --as ops-lead --key "$K/ops-lead.key" --hash "$stored" --json 2>/dev/null || true)
+rt_assert_eq hash_mismatch "$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("reason"))')" "the engine refuses the changed run"
+rt_assert_eq awaiting_approval "$(status "$X")" "the changed run still waits"
 
 # 3. A step gate: the rendered `with` is shown (and hashed) too.
 P=$("$RATCHET_BIN" run pay --data '{"amount": 120, "iban": "DE89370400440532013000"}' 2>/dev/null)
