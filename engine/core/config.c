@@ -51,6 +51,8 @@ static const setting settings[] = {
      "worker threads (default: cores x 4)"},
     {"RATCHET_SCHEDULER_ENABLED", "--scheduler-enabled", T_BOOL, OFF(scheduler_enabled), "true", 0, 0,
      "fire cron ticks from this process"},
+    {"RATCHET_FOR_EACH_MAX_ITEMS", "--for-each-max-items", T_INT, OFF(for_each_max_items), "10000", 1, 10000000,
+     "a for_each expression giving more items than this fails its step"},
     {"RATCHET_LOG_FORMAT", "--log-format", T_STRING, OFF(log_format), "text", 0, 0, "text or json"},
     {"RATCHET_LOG_LEVEL", "--log-level", T_STRING, OFF(log_level), "info", 0, 0,
      "debug, info, warn or error"},

@@ -597,6 +597,10 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, json_t
     } else if (!json_is_array(items)) {
         rt_step_fail(res, false, "for_each: expression gave a%s, not an array",
                      json_is_object(items) ? "n object" : json_is_string(items) ? " string" : " scalar");
+    } else if (json_array_size(items) > (size_t)w->e->cfg->for_each_max_items) {
+        /* An event must not fan one step out without bound (threads, rows, memory). */
+        rt_step_fail(res, false, "for_each: the expression gave %zu items, more than RATCHET_FOR_EACH_MAX_ITEMS (%d)",
+                     json_array_size(items), w->e->cfg->for_each_max_items);
     } else {
         run_for_each(w, v, d, attempt, ctx, items, queue_id, res);
     }
