@@ -3,9 +3,21 @@
  * Sends Idempotency-Key: <run_id:step_id>, X-Ratchet-Fence: <fence> (the claim's fencing token)
  * and, when asked, an HMAC-SHA256 body signature.
  *
+ * Where a request may go (README "http step: where requests may go"): every address curl
+ * is about to connect to is checked in the open-socket callback — after resolution, so a
+ * name that resolves differently a second time (DNS rebinding) gains nothing. Link-local
+ * and cloud metadata addresses are never reached; the engine's own API only by a URL
+ * written literally in the workflow (or with RATCHET_HTTP_STEP_ALLOW_ENGINE_API).
+ * Redirects are followed here, not by curl, so that a hop to another origin goes without
+ * the workflow's headers and signature.
+ *
  * Header values and the URL may carry credentials, so neither ever goes into an error
  * message; curl's own error text names at most the host. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
@@ -13,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "step.h"
 #include "util.h"
@@ -229,6 +243,204 @@ static void curl_init(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* ---- where a request may go ----------------------------------------------------------- */
+
+/* An address as 16 bytes (IPv4 as ::ffff:a.b.c.d) and its port. */
+typedef struct peer {
+    unsigned char ip[16];
+    unsigned port;
+} peer;
+
+static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static bool peer_from_sockaddr(const struct sockaddr *sa, peer *p)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        memcpy(p->ip, v4_mapped, 12);
+        memcpy(p->ip + 12, &s4->sin_addr, 4);
+        p->port = ntohs(s4->sin_port);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        memcpy(p->ip, &s6->sin6_addr, 16);
+        p->port = ntohs(s6->sin6_port);
+        return true;
+    }
+    return false;
+}
+
+static bool is_v4(const peer *p)
+{
+    return !memcmp(p->ip, v4_mapped, 12);
+}
+
+/* Does p's address lie in prefix/bits (prefix: 16 bytes, IPv4 ones written mapped)? */
+static bool in_prefix(const peer *p, const unsigned char *prefix, int bits)
+{
+    int full = bits / 8, rest = bits % 8;
+    if (memcmp(p->ip, prefix, (size_t)full) != 0)
+        return false;
+    return !rest || ((p->ip[full] ^ prefix[full]) & (0xff << (8 - rest))) == 0;
+}
+
+/* Never reached, whatever the workflow says: link-local (where clouds serve instance
+ * metadata and credentials: 169.254.169.254, fd00:ec2::254, Alibaba's 100.100.100.200) and
+ * the unspecified addresses, which Linux connects to the machine itself. Names the range,
+ * or NULL. */
+static const char *forbidden_range(const peer *p)
+{
+    static const struct {
+        unsigned char prefix[16];
+        int bits;
+        const char *name;
+    } ranges[] = {
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 169, 254}, 96 + 16, "link-local / cloud metadata (169.254.0.0/16)"},
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 100, 100, 100, 200}, 128, "cloud metadata (100.100.100.200)"},
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, 96 + 8, "unspecified (0.0.0.0/8)"},
+        {{0xfe, 0x80}, 10, "link-local (fe80::/10)"},
+        {{0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}, 128, "cloud metadata (fd00:ec2::254)"},
+        {{0}, 128, "unspecified (::)"},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (in_prefix(p, ranges[i].prefix, ranges[i].bits))
+            return ranges[i].name;
+    return NULL;
+}
+
+static bool is_loopback(const peer *p)
+{
+    static const unsigned char lo4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127};
+    static const unsigned char lo6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return in_prefix(p, lo4, 96 + 8) || in_prefix(p, lo6, 128);
+}
+
+/* One of this machine's own interface addresses? */
+static bool is_local_interface(const peer *p)
+{
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0)
+        return true; /* unknown: assume the worst */
+    bool found = false;
+    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+        peer q;
+        if (i->ifa_addr && peer_from_sockaddr(i->ifa_addr, &q))
+            found = !memcmp(q.ip, p->ip, 16);
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Is p the engine's own HTTP API (api_addr "host:port", "[v6]:port")? Same port, and an
+ * address the API listens on: its own, or when it listens on a wildcard or loopback
+ * address, any loopback or local interface address. */
+static bool is_engine_api(const peer *p, const char *api_addr)
+{
+    if (!api_addr)
+        return false;
+    const char *colon = strrchr(api_addr, ':');
+    if (!colon || (unsigned)atoi(colon + 1) != p->port)
+        return false;
+    if (is_loopback(p))
+        return true;
+    char host[256];
+    size_t hl = (size_t)(colon - api_addr);
+    if (hl >= sizeof host)
+        return true;
+    memcpy(host, api_addr, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (*h == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h[hl - 1] = '\0';
+        h++;
+    }
+    if (!*h || !strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !strcmp(h, "*"))
+        return is_local_interface(p);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(h, NULL, &hints, &res) != 0)
+        return is_local_interface(p);
+    bool same = false;
+    for (struct addrinfo *a = res; a && !same; a = a->ai_next) {
+        peer q;
+        if (peer_from_sockaddr(a->ai_addr, &q))
+            same = !memcmp(q.ip, p->ip, 16) || (is_loopback(&q) && is_local_interface(p));
+    }
+    freeaddrinfo(res);
+    return same;
+}
+
+typedef struct guard {
+    const char *api_addr;   /* NULL: nothing to protect */
+    bool allow_engine_api;  /* this hop may reach the engine's own API */
+    char refused[160];      /* why the last connection was refused ("" = none) */
+} guard;
+
+static void peer_text(const peer *p, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (is_v4(p))
+        inet_ntop(AF_INET, p->ip + 12, ip, sizeof ip);
+    else
+        inet_ntop(AF_INET6, p->ip, ip, sizeof ip);
+    snprintf(buf, len, is_v4(p) ? "%s:%u" : "[%s]:%u", ip, p->port);
+}
+
+/* curl's open-socket callback: the one place every connection passes, with the address
+ * already resolved. */
+static curl_socket_t open_checked_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    guard *g = ud;
+    peer p;
+    if (purpose != CURLSOCKTYPE_IPCXN || !peer_from_sockaddr(&a->addr, &p)) {
+        snprintf(g->refused, sizeof g->refused, "an address of family %d", a->family);
+        return CURL_SOCKET_BAD;
+    }
+    char where[64];
+    const char *range = forbidden_range(&p);
+    if (range) {
+        peer_text(&p, where, sizeof where);
+        snprintf(g->refused, sizeof g->refused, "%s, a %s address", where, range);
+        return CURL_SOCKET_BAD;
+    }
+    if (!g->allow_engine_api && is_engine_api(&p, g->api_addr)) {
+        peer_text(&p, where, sizeof where);
+        snprintf(g->refused, sizeof g->refused, "%s, the engine's own API", where);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* Was `url` written literally in the workflow (no ${{ }} anywhere on its way)? */
+static bool url_is_literal(const json_t *raw_with)
+{
+    const json_t *u = json_object_get(raw_with, "url");
+    return json_is_string(u) && !rt_step_is_template(u, false);
+}
+
+/* scheme, host and port (the default one when absent) of url; false when it does not parse. */
+static bool origin_of(const char *url, char *buf, size_t len)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    if (ok) {
+        for (char *c = host; *c; c++)
+            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+        for (char *c = scheme; *c; c++)
+            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+        snprintf(buf, len, "%s://%s:%s", scheme, host, port);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ok;
+}
+
 struct transfer {
     char *body;
     size_t len, cap, max;
@@ -418,12 +630,15 @@ static bool add_header(struct curl_slist **list, const char *name, const char *v
     return true;
 }
 
+/* foreign: the request goes to another origin than the workflow's URL (a redirect took
+ * it there): the workflow's own headers and the signature stay home. */
 static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const char *body,
-                          size_t body_len, bool body_is_json, struct curl_slist **list)
+                          size_t body_len, bool body_is_json, bool foreign, struct curl_slist **list)
 {
     const char *name;
     json_t *v;
-    json_object_foreach(o->headers, name, v) {
+    json_t *headers = foreign ? NULL : o->headers;
+    json_object_foreach(headers, name, v) {
         if (o->hmac_secret && strcasecmp(name, o->hmac_header) == 0)
             continue; /* the signature we compute takes the header's place */
         char num[64];
@@ -431,7 +646,7 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
         if (!add_header(list, name, val))
             return false;
     }
-    bool has_ct = user_header_set(o->headers, "Content-Type");
+    bool has_ct = user_header_set(headers, "Content-Type");
     if (body && !has_ct &&
         !add_header(list, "Content-Type", body_is_json ? "application/json" : "text/plain; charset=utf-8"))
         return false;
@@ -442,15 +657,15 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
             return false;
         *list = l;
     }
-    if (ctx->step_key && !user_header_set(o->headers, "Idempotency-Key") &&
+    if (ctx->step_key && !user_header_set(headers, "Idempotency-Key") &&
         !add_header(list, "Idempotency-Key", ctx->step_key))
         return false;
     char fence[32];
     snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);
-    if (ctx->fence > 0 && !user_header_set(o->headers, "X-Ratchet-Fence") &&
+    if (ctx->fence > 0 && !user_header_set(headers, "X-Ratchet-Fence") &&
         !add_header(list, "X-Ratchet-Fence", fence))
         return false;
-    if (o->hmac_secret) {
+    if (o->hmac_secret && !foreign) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mac_len = 0;
         if (!HMAC(EVP_sha256(), o->hmac_secret, (int)o->hmac_secret_len,
@@ -527,6 +742,40 @@ static void classify_response(long status, struct transfer *t, json_t *output, r
         res->retry_after_ms = retry_after_ms(json_string_value(json_object_get(t->headers, "retry-after")));
 }
 
+static bool is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* The method of the next hop, as browsers and curl do it: 303 turns anything but HEAD into
+ * GET, 301 and 302 turn POST into GET, 307 and 308 keep method and body. */
+static const char *redirected_method(long status, const char *method)
+{
+    if (status == 303 && strcmp(method, "HEAD") != 0)
+        return "GET";
+    if ((status == 301 || status == 302) && !strcmp(method, "POST"))
+        return "GET";
+    return method;
+}
+
+static void set_method(CURL *h, const char *method, const char *body, size_t body_len)
+{
+    bool sends_body = body || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* back to a plain GET, then what this hop needs */
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else if (!strcmp(method, "POST"))
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+    else if (strcmp(method, "GET") != 0 || body)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (sends_body && strcmp(method, "HEAD") != 0) {
+        /* POST/PUT/PATCH without a body still say Content-Length: 0. */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+}
+
 static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
     struct opts o;
@@ -570,24 +819,25 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     }
 
     struct transfer t = {.max = o.max_response, .headers = json_object(), .cancelled = ctx->cancelled};
+    guard g = {.api_addr = ctx->env ? ctx->env->http_addr : NULL,
+               .allow_engine_api = (ctx->env && ctx->env->http_allow_engine_api) || url_is_literal(ctx->raw_with)};
     struct curl_slist *hdrs = NULL;
     CURL *h = curl_easy_init();
     char errbuf[CURL_ERROR_SIZE] = "";
     json_t *output = NULL;
-    if (!h || !t.headers || (o.body && !body) ||
-        !build_headers(&o, ctx, body, body_len, body_is_json, &hdrs)) {
+    char *url = strdup(o.url), home[600] = "";
+    const char *method = o.method;
+    bool foreign = false;
+    if (!h || !t.headers || !url || (o.body && !body) || !origin_of(o.url, home, sizeof home)) {
         rt_step_fail(res, true, "http: out of memory preparing the request");
         goto done;
     }
 
-    curl_easy_setopt(h, CURLOPT_URL, o.url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM: we run on worker threads */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, o.follow_redirects ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* follow_redirects is done below */
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &g);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "ratchet/" RATCHET_VERSION);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o.max_response);
@@ -600,25 +850,64 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 
-    bool sends_body = body || strcmp(o.method, "POST") == 0 || strcmp(o.method, "PUT") == 0 ||
-                      strcmp(o.method, "PATCH") == 0;
-    if (strcmp(o.method, "HEAD") == 0)
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    else if (strcmp(o.method, "POST") == 0)
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-    else if (strcmp(o.method, "GET") != 0 || body)
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o.method);
-    if (sends_body && strcmp(o.method, "HEAD") != 0) {
-        /* POST/PUT/PATCH without a body still say Content-Length: 0. */
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+    int64_t until = rt_mono_ms() + timeout;
+    long status = 0;
+    CURLcode rc = CURLE_OK;
+    for (int hop = 0;; hop++) {
+        curl_slist_free_all(hdrs);
+        hdrs = NULL;
+        if (!build_headers(&o, ctx, body, body_len, body_is_json, foreign, &hdrs)) {
+            rt_step_fail(res, true, "http: out of memory preparing the request");
+            goto done;
+        }
+        int64_t left = until - rt_mono_ms();
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+        set_method(h, method, body, body_len);
+        t.len = 0;
+        g.refused[0] = '\0';
+        rc = curl_easy_perform(h);
+        if (rc != CURLE_OK)
+            break;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        const char *next = NULL;
+        if (!o.follow_redirects || !is_redirect(status) ||
+            curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || !next)
+            break;
+        if (hop == MAX_REDIRECTS) {
+            rt_step_fail(res, false, "http: more than %d redirects", MAX_REDIRECTS);
+            goto done;
+        }
+        char there[600];
+        rt_error uerr;
+        if (check_url(next, &uerr) != RT_OK || !origin_of(next, there, sizeof there)) {
+            rt_step_fail(res, false, "http: HTTP %ld redirects to a URL that cannot be followed (%s)", status,
+                         check_url(next, &uerr) != RT_OK ? uerr.msg : "does not parse");
+            goto done;
+        }
+        /* Once another origin has been reached, nothing of the workflow's goes along any
+         * more, and no hop is "written in the workflow". */
+        foreign = foreign || strcmp(there, home) != 0;
+        g.allow_engine_api = ctx->env && ctx->env->http_allow_engine_api;
+        method = redirected_method(status, method);
+        if (strcmp(method, o.method) != 0)
+            body = NULL, body_len = 0;
+        char *copy = strdup(next);
+        if (!copy) {
+            rt_step_fail(res, true, "http: out of memory following a redirect");
+            goto done;
+        }
+        free(url);
+        url = copy;
     }
-
-    CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
         char dur[32];
         if (t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
             rt_step_fail(res, true, "http: cancelled");
+        } else if (g.refused[0] && rc == CURLE_COULDNT_CONNECT) {
+            rt_step_fail(res, false, "http: refused to connect to %s (README \"http step: where requests may go\")",
+                         g.refused);
         } else if (rc == CURLE_OPERATION_TIMEDOUT) {
             rt_duration_format(timeout, dur, sizeof dur);
             rt_step_fail(res, true, "http: timed out after %s%s",
@@ -634,8 +923,6 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         goto done;
     }
 
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     output = json_pack("{s:i,s:O,s:o*}", "status", (int)status, "headers", t.headers, "body",
                        parse_body(&t));
     if (!output) {
@@ -645,6 +932,7 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     classify_response(status, &t, output, res);
 
 done:
+    free(url);
     json_decref(output);
     json_decref(t.headers);
     free(t.body);

@@ -27,8 +27,8 @@
 #include "store.h"
 #include "util.h"
 
-#define CONNECTION_TIMEOUT_S 30
 #define LISTEN_BACKLOG 1024
+#define JANITOR_TICK_MS 250
 #define API_SLOTS (RT_API_THREADS + 2)
 
 struct rt_api {
@@ -43,6 +43,16 @@ struct rt_api {
     int fd;
     char addr[96];
 
+    /* Open connections and since when each waits for a complete request, so that the
+     * janitor can cut one that dribbles its headers (slowloris): MHD's own timeout is
+     * for idleness only, which a byte every few seconds never reaches. */
+    pthread_mutex_t conn_mu;
+    struct conn_watch *conns;
+    pthread_t janitor;
+    bool janitor_started;
+    pthread_cond_t janitor_cv;
+    bool janitor_stop; /* under conn_mu */
+
     /* One database connection per MHD thread, opened on its first use. */
     pthread_mutex_t mu;
     struct {
@@ -51,6 +61,15 @@ struct rt_api {
         rt_store *st;
     } slots[API_SLOTS];
 };
+
+/* One connection (MHD's socket context), in rt_api.conns under conn_mu. */
+typedef struct conn_watch {
+    MHD_socket fd;
+    int64_t since_ms;  /* accepted, or its last request completed */
+    bool receiving;    /* a request is still being received (headers or body) */
+    bool cut;          /* the janitor shut it down */
+    struct conn_watch *prev, *next;
+} conn_watch;
 
 /* One request: what MHD keeps for us between the calls of on_request. */
 typedef struct req_ctx {
@@ -164,6 +183,13 @@ static rt_status check_settings(const rt_config *cfg, struct sockaddr_storage *s
     rt_status s = rt_api_parse_addr(cfg->http_addr, ss, len, &loopback, err);
     if (s != RT_OK)
         return s;
+    if (cfg->http_request_timeout_ms < 1000 || cfg->http_idle_timeout_ms < 1000)
+        return rt_error_set(err, RT_ERR_INVALID, "%s must be at least 1s",
+                            cfg->http_request_timeout_ms < 1000 ? "RATCHET_HTTP_REQUEST_TIMEOUT"
+                                                                 : "RATCHET_HTTP_IDLE_TIMEOUT");
+    if (cfg->http_max_connections < RT_API_THREADS)
+        return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_MAX_CONNECTIONS must be at least %d (one per thread)",
+                            RT_API_THREADS);
     const char *path = getenv(RT_API_TOKENS_ENV); /* not in config.c's table yet */
     *tokens = NULL;
     if (path && *path) {
@@ -520,8 +546,21 @@ static void safe_copy(char *dst, size_t len, const char *src)
     dst[i] = '\0';
 }
 
+/* The request on conn is in (or answered before its body): the deadline no longer runs. */
+static void request_received(rt_api *api, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&api->conn_mu);
+    w->receiving = false;
+    pthread_mutex_unlock(&api->conn_mu);
+}
+
 static enum MHD_Result send_answer(rt_api *api, struct MHD_Connection *conn, req_ctx *c)
 {
+    request_received(api, conn);
     rt_api_req *r = &c->r;
     char *body = NULL;
     size_t len = 0;
@@ -723,6 +762,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     c->r.body = c->body ? c->body : "";
     c->r.body_len = c->len;
     c->dispatched = true;
+    request_received(api, conn);
     c->route->fn(&c->r);
     if (c->finish)
         return MHD_YES; /* deferred: rt_api_ingest_deferred suspended the connection */
@@ -755,9 +795,17 @@ void rt_api_ingest_deferred(rt_api_req *r, rt_event *const *events, size_t n, rt
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
     (void)toe;
+    rt_api *api = cls;
+    /* A kept-alive connection has the same time for its next request. */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_watch *w = ci ? ci->socket_context : NULL;
+    if (w) {
+        pthread_mutex_lock(&api->conn_mu);
+        w->since_ms = rt_mono_ms();
+        w->receiving = true;
+        pthread_mutex_unlock(&api->conn_mu);
+    }
     req_ctx *c = *con_cls;
     if (!c)
         return;
@@ -769,6 +817,80 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(c->body);
     free(c);
     *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    rt_api *api = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = ci ? calloc(1, sizeof *w) : NULL;
+        if (!w)
+            return; /* not watched: MHD's idle timeout still applies */
+        w->fd = ci->connect_fd;
+        w->since_ms = rt_mono_ms();
+        w->receiving = true;
+        pthread_mutex_lock(&api->conn_mu);
+        w->next = api->conns;
+        if (api->conns)
+            api->conns->prev = w;
+        api->conns = w;
+        pthread_mutex_unlock(&api->conn_mu);
+        *socket_context = w;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        /* MHD closes the socket after this returns: once unlinked, the janitor can no
+         * longer touch the descriptor (which the kernel may then reuse). */
+        conn_watch *w = *socket_context;
+        pthread_mutex_lock(&api->conn_mu);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            api->conns = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&api->conn_mu);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* Cuts (shutdown: MHD then sees the end of the stream and closes it) every connection
+ * that has not delivered a complete request within RATCHET_HTTP_REQUEST_TIMEOUT of being
+ * accepted or of its previous answer. */
+static void *janitor_main(void *arg)
+{
+    rt_api *api = arg;
+    int64_t limit = api->cfg->http_request_timeout_ms;
+    pthread_mutex_lock(&api->conn_mu);
+    while (!api->janitor_stop) {
+        int64_t now = rt_mono_ms();
+        int cut = 0;
+        for (conn_watch *w = api->conns; w; w = w->next) {
+            if (w->receiving && !w->cut && now - w->since_ms > limit) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->cut = true;
+                cut++;
+            }
+        }
+        if (cut) {
+            rt_metrics_counter_add("ratchet_bad_input_total", "kind", "api", cut);
+            char d[32];
+            rt_duration_format(limit, d, sizeof d);
+            rt_log(RT_LOG_WARN, NULL,
+                   "http: closed %d connection(s) that sent no complete request within %s "
+                   "(RATCHET_HTTP_REQUEST_TIMEOUT)",
+                   cut, d);
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += JANITOR_TICK_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&api->janitor_cv, &api->conn_mu, &until);
+    }
+    pthread_mutex_unlock(&api->conn_mu);
+    return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -812,6 +934,8 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
                "chmod go-w it", tpath, (unsigned)(sb.st_mode & 0777));
     api->fd = -1;
     pthread_mutex_init(&api->mu, NULL);
+    pthread_mutex_init(&api->conn_mu, NULL);
+    pthread_cond_init(&api->janitor_cv, NULL);
 
     api->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
@@ -841,8 +965,11 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, /* first, or MHD warns */
                                 MHD_OPTION_LISTEN_SOCKET, (MHD_socket)api->fd,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)RT_API_THREADS,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->http_idle_timeout_ms + 999) / 1000),
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections_per_ip,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_END);
     if (!api->mhd) {
         s = rt_error_set(err, RT_ERR_INTERNAL, "cannot start the HTTP server on %s", api->addr);
@@ -850,6 +977,12 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
         return s;
     }
     api->fd = -1; /* MHD owns and closes it now */
+    if (pthread_create(&api->janitor, NULL, janitor_main, api) != 0) {
+        s = rt_error_set(err, RT_ERR_INTERNAL, "cannot start the HTTP connection janitor thread");
+        rt_api_stop(api);
+        return s;
+    }
+    api->janitor_started = true;
     if (tokens)
         rt_log(RT_LOG_INFO, NULL, "API on http://%s (%zu token(s) from %s)", api->addr, rt_tokens_count(tokens),
                getenv(RT_API_TOKENS_ENV));
@@ -865,6 +998,13 @@ void rt_api_stop(rt_api *api)
 {
     if (!api)
         return;
+    if (api->janitor_started) {
+        pthread_mutex_lock(&api->conn_mu);
+        api->janitor_stop = true;
+        pthread_cond_signal(&api->janitor_cv);
+        pthread_mutex_unlock(&api->conn_mu);
+        pthread_join(api->janitor, NULL);
+    }
     if (api->mhd) {
         /* No new connections; then every queued ingest finishes and resumes its request
          * (MHD must not stop with suspended connections); then MHD ends its threads. */
@@ -883,6 +1023,8 @@ void rt_api_stop(rt_api *api)
     rt_tokens_free(api->tokens);
     pthread_rwlock_destroy(&api->tokens_lock);
     pthread_mutex_destroy(&api->mu);
+    pthread_mutex_destroy(&api->conn_mu);
+    pthread_cond_destroy(&api->janitor_cv);
     free(api);
 }
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "event.h"
 #include "log.h"
@@ -21,6 +22,7 @@
 #define STRIPE_HEADER "Stripe-Signature"
 #define GENERIC_HEADER "X-Ratchet-Signature"
 #define SECRET_VAR_PREFIX "RATCHET_SECRET_HOOK_"
+#define RESERVED_PREFIX "ratchet." /* the engine's events: approvals, alerts, manual runs, ... */
 #define T_DIGITS_MAX 12
 #define MAC_LEN 32
 
@@ -194,14 +196,12 @@ rt_hook_verdict rt_hook_verify(const char *header, const void *body, size_t len,
 bool rt_hook_name_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > RT_HOOK_NAME_MAX || name[n - 1] == '.')
+    if (n == 0 || n > RT_HOOK_NAME_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-        if (c == '.' && name[i - 1] == '.')
+        if (!alnum && (i == 0 || c != '_'))
             return false;
     }
     return true;
@@ -211,7 +211,7 @@ void rt_hook_secret_var(const char *name, char *out, size_t len)
 {
     size_t o = (size_t)snprintf(out, len, "%s", SECRET_VAR_PREFIX);
     for (const char *c = name; *c && o + 1 < len; c++)
-        out[o++] = *c == '-' || *c == '.' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+        out[o++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
     if (o < len)
         out[o] = '\0';
 }
@@ -429,11 +429,17 @@ void rt_api_post_generic_hook(rt_api_req *r)
 {
     const char *name = r->params[0];
     const char *secret = NULL;
-    if (rt_hook_name_valid(name)) {
-        char var[96];
-        rt_hook_secret_var(name, var, sizeof var);
-        secret = getenv(var);
+    if (!rt_hook_name_valid(name)) {
+        rt_qbuf q;
+        refuse(r, "generic", "not_configured", 404,
+               "%s is not a hook name: names are 1 to %d of [a-z0-9_], starting with a letter or digit, so that "
+               "each has its own RATCHET_SECRET_HOOK_<NAME>",
+               rt_quote(&q, name), RT_HOOK_NAME_MAX);
+        return;
     }
+    char var[96];
+    rt_hook_secret_var(name, var, sizeof var);
+    secret = getenv(var);
     if (!secret || !*secret) {
         rt_qbuf q;
         /* label "generic": the name is the caller's, and unknown names must not grow /metrics */
@@ -453,13 +459,34 @@ void rt_api_post_generic_hook(rt_api_req *r)
     snprintf(actor_id, sizeof actor_id, "hook:%s", name);
     json_t *doc;
     if (is_envelope(body)) {
+        const char *ev_name = json_string_value(json_object_get(body, "name"));
+        if (!strncasecmp(ev_name, RESERVED_PREFIX, strlen(RESERVED_PREFIX))) {
+            rt_qbuf q;
+            refuse(r, hook, "reserved_name", 400,
+                   "$.name: \"ratchet.\" names are the engine's own (%s): a webhook cannot send them",
+                   rt_quote(&q, ev_name));
+            json_decref(body);
+            return;
+        }
         doc = body;
         json_t *own = json_object_get(doc, "id");
         if (!own || json_is_null(own))
             json_object_set_new(doc, "id", json_string(id));
+        /* The hook speaks for itself (README "Who requested a run"): its actor.id is
+         * hook:<name>, so that no sender can name a person as the requester of a run. */
         json_t *actor = json_object_get(doc, "actor");
-        if (!actor || json_is_null(actor))
+        json_t *aid = json_object_get(actor, "id");
+        if (!actor || json_is_null(actor)) {
             json_object_set_new(doc, "actor", json_pack("{s:s, s:s}", "type", "service", "id", actor_id));
+        } else if (json_is_object(actor) && (!aid || json_is_null(aid))) {
+            json_object_set_new(actor, "id", json_string(actor_id));
+        } else if (json_is_string(aid) && strcmp(json_string_value(aid), actor_id) != 0) {
+            rt_qbuf q;
+            refuse(r, hook, "bad_body", 400, "$.actor.id: a webhook's events speak for \"%s\", not %s", actor_id,
+                   rt_quote(&q, json_string_value(aid)));
+            json_decref(doc);
+            return;
+        }
     } else {
         char ev_name[RT_HOOK_NAME_MAX + 8];
         snprintf(ev_name, sizeof ev_name, "hook.%s", name);

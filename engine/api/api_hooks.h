@@ -17,7 +17,7 @@
 
 #include "api_routes.h"
 
-#define RT_HOOK_NAME_MAX 64 /* generic hook names: [a-z0-9][a-z0-9._-]{0,63} */
+#define RT_HOOK_NAME_MAX 64 /* generic hook names: [a-z0-9][a-z0-9_]{0,63} */
 #define RT_HOOK_T_MAX 16    /* t=: 1 to 12 digits, plus room */
 
 /* What the signature header says about a delivery. The names (rt_hook_verdict_name) are
@@ -39,13 +39,13 @@ const char *rt_hook_verdict_name(rt_hook_verdict v);
 rt_hook_verdict rt_hook_verify(const char *header, const void *body, size_t len, const char *secret, int64_t now_ms,
                                int64_t tolerance_ms, char *t_text, char *why, size_t why_len);
 
-/* A generic hook's name: [a-z0-9][a-z0-9._-]{0,63}, not ending in '.' and without "..",
- * so that "hook.<name>" is a valid event name. */
+/* A generic hook's name: [a-z0-9][a-z0-9_]{0,63}, so that "hook.<name>" is a valid event
+ * name and no two names share a secret variable (rt_hook_secret_var is injective: '-' and
+ * '.' would both have become '_'). */
 bool rt_hook_name_valid(const char *name);
 
 /* The environment variable holding a generic hook's secret: "RATCHET_SECRET_HOOK_" and the
- * name upper-cased with '-' and '.' as '_' (so "a-b", "a.b" and "a_b" share one). name
- * must be valid; out >= 96 bytes. */
+ * name upper-cased (one name, one variable). name must be valid; out >= 96 bytes. */
 void rt_hook_secret_var(const char *name, char *out, size_t len);
 
 /* The event id of a generic delivery without one: "hook:<name>:" and the hex SHA-256 of

@@ -306,27 +306,38 @@ static void get_workflow(rt_api_req *r)
  * Events
  * ------------------------------------------------------------------------------------ */
 
-/* An agent's event speaks for the agent and its entity: actor type agent (its id defaults
- * to the token's label), entity_id the token's. Anything else is refused (403). Values of
- * the wrong type are left for the envelope parser to report. */
-static bool scope_agent_event(rt_api_req *r, json_t *e, const char *where)
+/* An event sent with a token speaks for the token (README "Who requested a run"): its
+ * actor.id is the token's (its holder's approver id when declared, else its label), so
+ * that no caller can name someone else as the requester of a gated run; another id is
+ * refused (403). An agent's event is moreover of actor type agent and of the token's
+ * entity. Serving without tokens nothing is known about the caller and the event is
+ * taken as given. Values of the wrong type are left for the envelope parser to report. */
+static bool scope_event(rt_api_req *r, json_t *e, const char *where)
 {
-    if (!json_is_object(e))
+    if (!json_is_object(e) || !r->who.authenticated)
         return true;
+    const char *me = rt_identity_actor_id(&r->who);
     json_t *actor = json_object_get(e, "actor");
     if (!actor || json_is_null(actor)) {
-        json_object_set_new(e, "actor", json_pack("{s:s, s:s}", "type", "agent", "id", r->who.label));
+        json_object_set_new(e, "actor", json_pack("{s:s, s:s}", "type", is_agent(r) ? "agent" : "service", "id", me));
     } else if (json_is_object(actor)) {
         json_t *t = json_object_get(actor, "type");
-        if (json_is_string(t) && strcmp(json_string_value(t), "agent") != 0) {
+        if (is_agent(r) && json_is_string(t) && strcmp(json_string_value(t), "agent") != 0) {
             rt_api_refuse(r, 403, "%s.actor.type: an agent token sends events as actor type \"agent\", not \"%.20s\"",
                           where, json_string_value(t));
             return false;
         }
         json_t *id = json_object_get(actor, "id");
-        if (!id || json_is_null(id))
-            json_object_set_new(actor, "id", json_string(r->who.label));
+        if (!id || json_is_null(id)) {
+            json_object_set_new(actor, "id", json_string(me));
+        } else if (json_is_string(id) && strcmp(json_string_value(id), me) != 0) {
+            rt_api_refuse(r, 403, "%s.actor.id: this token sends events as actor.id \"%s\", not \"%.60s\"", where,
+                          me, json_string_value(id));
+            return false;
+        }
     }
+    if (!is_agent(r))
+        return true;
     json_t *ent = json_object_get(e, "entity_id");
     if (!ent || json_is_null(ent)) {
         json_object_set_new(e, "entity_id", json_string(r->who.entity_id));
@@ -420,7 +431,7 @@ static void post_events(rt_api_req *r)
             snprintf(where, sizeof where, "$");
         else
             snprintf(where, sizeof where, "$[%zu]", i);
-        if (is_agent(r) && !scope_agent_event(r, e, where))
+        if (!scope_event(r, e, where))
             return;
         rt_error err;
         if (rt_event_from_json(e, now, &es->events[i], &err) != RT_OK) {
@@ -578,7 +589,8 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
     /* The run's trigger event, as `ratchet run` makes it, speaking for the caller. */
     rt_event *ev = NULL;
     rt_error err;
-    if (rt_event_new("ratchet.manual", o->data, is_agent(r) ? RT_ACTOR_AGENT : RT_ACTOR_USER, r->who.label,
+    if (rt_event_new("ratchet.manual", o->data, is_agent(r) ? RT_ACTOR_AGENT : RT_ACTOR_USER,
+                     rt_identity_actor_id(&r->who),
                      o->entity, NULL, &ev, &err) != RT_OK) {
         rt_api_reply_error(r, 400, "%s", err.msg);
         return;
@@ -1198,7 +1210,8 @@ static void post_approval(rt_api_req *r)
             const char *reason = json_string_value(json_object_get(details, "reason"));
             const char *msg = json_string_value(json_object_get(details, "message"));
             int status = reason && (!strcmp(reason, "bad_signature") || !strcmp(reason, "unknown_approver") ||
-                                    !strcmp(reason, "self_approval") || !strcmp(reason, "agent"))
+                                    !strcmp(reason, "self_approval") || !strcmp(reason, "agent") ||
+                                    !strcmp(reason, "unknown_requester"))
                              ? 403
                          : reason && !strcmp(reason, "invalid") ? 400
                                                                 : 409;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "approval.h"
 #include "log.h"
 #include "refusal.h"
 #include "util.h"
@@ -18,6 +19,7 @@ typedef struct token_entry {
     unsigned char hash[32];
     rt_role role;
     char entity_id[RT_AUTH_ENTITY_MAX + 1];
+    char holder[RT_AUTH_HOLDER_MAX + 1];
 } token_entry;
 
 struct rt_tokens {
@@ -52,6 +54,11 @@ rt_status rt_role_parse(const char *s, rt_role *out, rt_error *err)
         }
     }
     return rt_error_set(err, RT_ERR_INVALID, "unknown role \"%.40s\" (expected admin, operator, agent or viewer)", s);
+}
+
+const char *rt_identity_actor_id(const rt_identity *who)
+{
+    return who->holder[0] ? who->holder : who->label;
 }
 
 bool rt_entity_id_valid(const char *s)
@@ -119,17 +126,30 @@ rt_status rt_tokens_parse(const char *text, size_t len, const char *file, rt_tok
             s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: NUL byte in the line", file, lineno);
             break;
         }
-        char *fields[3];
-        int nf = split_fields(line, fields, 3);
+        char *fields[4];
+        int nf = split_fields(line, fields, 4);
         if (nf == 0 || fields[0][0] == '#')
             continue;
-        if (nf < 2 || nf > 3) {
-            s = rt_error_set(err, RT_ERR_INVALID,
-                             "%s:%d: expected \"sha256hex role [entity_id]\" (%d fields found)", file, lineno, nf);
-            break;
-        }
         token_entry e;
         memset(&e, 0, sizeof e);
+        /* An optional last field holder=ID: the approver id of the person holding it. */
+        if (nf >= 3 && nf <= 4 && !strncmp(fields[nf - 1], "holder=", 7)) {
+            const char *h = fields[nf - 1] + 7;
+            if (!rt_approver_id_valid(h)) {
+                s = rt_error_set(err, RT_ERR_INVALID,
+                                 "%s:%d: holder= must be an approver id (^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$)", file,
+                                 lineno);
+                break;
+            }
+            snprintf(e.holder, sizeof e.holder, "%s", h);
+            nf--;
+        }
+        if (nf < 2 || nf > 3) {
+            s = rt_error_set(err, RT_ERR_INVALID,
+                             "%s:%d: expected \"sha256hex role [entity_id] [holder=ID]\" (%d fields found)", file,
+                             lineno, nf);
+            break;
+        }
         if (!parse_hash(fields[0], e.hash)) {
             s = rt_error_set(err, RT_ERR_INVALID,
                              "%s:%d: the first field must be the 64 hex digits of the token's SHA-256 "
@@ -245,6 +265,8 @@ bool rt_tokens_lookup(const rt_tokens *t, const char *token, size_t len, rt_iden
         who->label[6 + 2 * i + 1] = hex[e->hash[i] & 15];
     }
     who->label[18] = '\0';
+    snprintf(who->holder, sizeof who->holder, "%s", e->holder);
+    who->authenticated = true;
     return true;
 }
 

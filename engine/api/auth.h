@@ -1,5 +1,5 @@
 /* auth.h — API bearer tokens (DESIGN §6, §8): the tokens file (RATCHET_TOKENS, lines of
- * `sha256hex role [entity_id]`, so only hashes of tokens are ever stored), constant-time
+ * `sha256hex role [entity_id] [holder=ID]`, so only hashes of tokens are ever stored), constant-time
  * lookup of a presented token, the four roles, and making new tokens. */
 #ifndef RT_AUTH_H
 #define RT_AUTH_H
@@ -11,6 +11,7 @@
 
 #define RT_AUTH_ENTITY_MAX 200 /* as RT_EVENT_REF_MAX: an entity id fits an event's entity_id */
 #define RT_AUTH_TOKEN_PREFIX "rtk_"
+#define RT_AUTH_HOLDER_MAX 128 /* an approver id */
 
 /* Roles are bits so that a route can list the roles it admits. */
 typedef enum rt_role {
@@ -33,14 +34,23 @@ typedef struct rt_identity {
     rt_role role;
     char entity_id[RT_AUTH_ENTITY_MAX + 1]; /* "" when the token has none */
     char label[24];
+    /* The approver id of the person holding the token ("" when the tokens file declares
+     * none): approvers and token holders share one namespace, so that the engine can tell
+     * that the person who started a run is the one approving it (approval.c). */
+    char holder[RT_AUTH_HOLDER_MAX + 1];
+    bool authenticated; /* a token was presented and known (false: serving without tokens) */
 } rt_identity;
+
+/* Who a token speaks for in the events and runs it starts (their actor.id): its holder
+ * when declared, else its label. */
+const char *rt_identity_actor_id(const rt_identity *who);
 
 typedef struct rt_tokens rt_tokens;
 
 /* Reads a tokens file. Blank lines and lines starting with '#' are skipped. Every other
- * line is `hash role [entity_id]` (whitespace separated): hash 64 hex digits (SHA-256 of
- * the token), role one of the four, entity_id required for agents and refused for the
- * other roles. The message of a bad line names file and line number, never a hash. */
+ * line is `hash role [entity_id] [holder=ID]` (whitespace separated): hash 64 hex digits
+ * (SHA-256 of the token), role one of the four, entity_id required for agents and refused
+ * for the other roles, holder the approver id of the token's holder (optional). The message of a bad line names file and line number, never a hash. */
 rt_status rt_tokens_load(const char *path, rt_tokens **out, rt_error *err);
 /* The same from text (file names the source in messages). */
 rt_status rt_tokens_parse(const char *text, size_t len, const char *file, rt_tokens **out, rt_error *err);

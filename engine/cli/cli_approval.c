@@ -217,6 +217,65 @@ static int report(const args *a, json_t *outcome, const char *event_id, bool as_
     return refused ? 1 : 0;
 }
 
+/* Recomputes the gate's action_hash into hash (>= 65 bytes) from its workflow_hash, the
+ * run's event and (step gates) the rendered `with`; checks the pinned definition exists and
+ * is the gate's workflow. false after saying why on stderr. */
+static bool verify_action(const args *a, rt_store *st, json_t *gate, const char *step, char *hash)
+{
+    const char *wf_hash = str_or(gate, "workflow_hash", "");
+    const char *stored = str_or(gate, "action_hash", "");
+    json_t *def = NULL;
+    rt_error err;
+    rt_status s = rt_store_get_definition(st, wf_hash, &def, &err);
+    const char *def_id = json_string_value(json_object_get(def, "id"));
+    if (s != RT_OK || !def_id || strcmp(def_id, str_or(gate, "workflow", "")) != 0) {
+        fprintf(stderr,
+                "ratchet %s: refusing to sign: the run's pinned definition %s %s (gate of workflow %s)\n", a->cmd,
+                wf_hash, s != RT_OK ? "cannot be read" : "is another workflow's", str_or(gate, "workflow", "?"));
+        json_decref(def);
+        return false;
+    }
+    json_decref(def);
+    json_t *with = step ? json_object_get(json_object_get(gate, "details"), "with") : NULL;
+    rt_approval_action_hash(wf_hash, json_object_get(gate, "event"), step, with, hash);
+    if (strcmp(hash, stored) != 0) {
+        fprintf(stderr,
+                "ratchet %s: refusing to sign: the stored action_hash %s is not the hash of what run %s will run "
+                "(recomputed from its pinned definition %s and its event: %s); the run or its gate was changed "
+                "in the database\n",
+                a->cmd, stored, str_or(gate, "run_id", "?"), wf_hash, hash);
+        return false;
+    }
+    return true;
+}
+
+/* Everything the approver signs for, on stderr: workflow and pinned definition, who asked,
+ * the whole event and (step gates) the rendered `with`, as indented JSON with non-ASCII
+ * escaped, so that nothing is cut off and no look-alike character passes unseen. */
+static void show_action(const args *a, json_t *gate, bool approve, const char *hash)
+{
+    (void)a;
+    const char *step = str_or(gate, "step_id", NULL);
+    json_t *actor = json_object_get(gate, "actor");
+    fprintf(stderr, "%s run %s of workflow %s%s%s\n", approve ? "approving" : "rejecting", str_or(gate, "run_id", "?"),
+            str_or(gate, "workflow", "?"), step ? " at step " : "", step ? step : "");
+    fprintf(stderr, "  pinned definition: sha256 %s\n", str_or(gate, "workflow_hash", "?"));
+    fprintf(stderr, "  requested by:      %s:%s%s%s\n", str_or(actor, "type", "service"), str_or(actor, "id", "-"),
+            str_or(gate, "entity_id", NULL) ? ", entity " : "", str_or(gate, "entity_id", ""));
+    fprintf(stderr, "  expires:           %s\n", str_or(gate, "expires_at", "never"));
+    fprintf(stderr, "  action_hash:       %s (recomputed from the definition hash and the event below: it matches)\n",
+            hash);
+    size_t flags = JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_ENCODE_ANY;
+    char *ev = json_dumps(json_object_get(gate, "event"), flags);
+    fprintf(stderr, "the event the run was started with:\n%s\n", ev ? ev : "(none)");
+    free(ev);
+    if (step) {
+        char *with = json_dumps(json_object_get(json_object_get(gate, "details"), "with"), flags);
+        fprintf(stderr, "step %s, its rendered `with`:\n%s\n", step, with ? with : "(none)");
+        free(with);
+    }
+}
+
 static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, bool approve)
 {
     opt opts[] = {V("--as"),    V("--key"),   V("--comment"), V("--step"),
@@ -295,16 +354,16 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
             rt_store_close(st);
             return 1;
         }
-        snprintf(hash_buf, sizeof hash_buf, "%s", str_or(pick, "action_hash", ""));
         snprintf(step_buf, sizeof step_buf, "%s", str_or(pick, "step_id", ""));
-        if (!print_only && !as_json) {
-            char *ev = json_dumps(json_object_get(pick, "event"), JSON_COMPACT);
-            fprintf(stderr, "%s run %s of %s%s%s, started by %s: %.300s%s\n", approve ? "approving" : "rejecting",
-                    run_id, str_or(pick, "workflow", "?"), step_buf[0] ? " at step " : "", step_buf,
-                    str_or(json_object_get(pick, "actor"), "id", str_or(json_object_get(pick, "actor"), "type", "?")),
-                    ev ? ev : "", ev && strlen(ev) > 300 ? "..." : "");
-            free(ev);
+        /* Sign only what was recomputed here from the pinned definition's hash and the
+         * event the run stored, never the stored hash on its word: if someone changed the
+         * run's event (or the gate) in the database, the two disagree and nothing is signed. */
+        if (!verify_action(a, st, pick, step_buf[0] ? step_buf : NULL, hash_buf)) {
+            json_decref(pending);
+            rt_store_close(st);
+            return 1;
         }
+        show_action(a, pick, approve, hash_buf);
         json_decref(pending);
         hash = hash_buf;
         step = step_buf[0] ? step_buf : NULL;

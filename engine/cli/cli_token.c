@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "approval.h"
 #include "auth.h"
 
 #define EXIT_USAGE 2
@@ -14,13 +15,13 @@ static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ratchet token: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (usage: ratchet token create --role admin|operator|agent|viewer [--entity ENTITY])\n");
+    fprintf(stderr, " (usage: ratchet token create --role admin|operator|agent|viewer [--entity ENTITY] [--holder APPROVER_ID])\n");
     return EXIT_USAGE;
 }
 
 int rt_cli_token(int argc, char **argv, int pos)
 {
-    const char *verb = NULL, *role_s = NULL, *entity = NULL;
+    const char *verb = NULL, *role_s = NULL, *entity = NULL, *holder = NULL;
     for (int i = pos; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
@@ -29,6 +30,8 @@ int rt_cli_token(int argc, char **argv, int pos)
             dst = &role_s, value = a[6] == '=' ? a + 7 : NULL;
         else if (!strncmp(a, "--entity", 8) && (a[8] == '\0' || a[8] == '='))
             dst = &entity, value = a[8] == '=' ? a + 9 : NULL;
+        else if (!strncmp(a, "--holder", 8) && (a[8] == '\0' || a[8] == '='))
+            dst = &holder, value = a[8] == '=' ? a + 9 : NULL;
         else if (a[0] == '-')
             return usage("unknown option \"%s\"", a);
         else if (verb)
@@ -60,12 +63,15 @@ int rt_cli_token(int argc, char **argv, int pos)
         return usage("%s", "--entity is for agent tokens only");
     if (entity && !rt_entity_id_valid(entity))
         return usage("--entity \"%.60s\": expected 1..200 printable ASCII characters without spaces", entity);
+    if (holder && !rt_approver_id_valid(holder))
+        return usage("--holder \"%.60s\": expected an approver id (^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$)", holder);
     char token[64], hash[65];
     if (rt_token_generate(token, sizeof token, hash, &err) != RT_OK) {
         fprintf(stderr, "ratchet token: %s\n", err.msg);
         return 1;
     }
-    printf("%s\n%s %s%s%s\n", token, hash, role_s, entity ? " " : "", entity ? entity : "");
+    printf("%s\n%s %s%s%s%s%s\n", token, hash, role_s, entity ? " " : "", entity ? entity : "",
+           holder ? " holder=" : "", holder ? holder : "");
     fflush(stdout);
     OPENSSL_cleanse(token, sizeof token);
     fprintf(stderr,

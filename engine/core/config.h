@@ -15,8 +15,15 @@ typedef struct rt_config {
     char *nats_url;
     char *workflows;
     char *http_addr;
+    bool http_step_allow_engine_api;
+    /* HTTP server limits (engine/api/api.c) */
+    int http_max_connections;
+    int http_max_connections_per_ip;
+    int64_t http_idle_timeout_ms;
+    int64_t http_request_timeout_ms;
     int workers;
     bool scheduler_enabled;
+    int for_each_max_items;
     char *log_format;
     char *log_level;
     int64_t lease_ms;

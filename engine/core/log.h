@@ -4,6 +4,7 @@
 #define RT_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum rt_log_level {
     RT_LOG_DEBUG = 0,
@@ -24,6 +25,13 @@ extern rt_log_level rt_log_min_level;
 void rt_log_configure(rt_log_level min, bool json);
 /* "debug", "info", "warn", "error" -> level; returns false when unknown. */
 bool rt_log_level_parse(const char *s, rt_log_level *out);
+
+/* Copies in to out (cap bytes, always NUL-terminated, never cutting a character or an
+ * escape) as valid UTF-8: each invalid sequence becomes U+FFFD. With text, control
+ * characters are escaped as well — \n \r \t, \xHH for the other C0 ones and DEL,
+ * \uHHHH for C1 ones and U+2028/2029 — so a text log line stays one line. Returns the
+ * length written. Every log line goes through it. */
+size_t rt_log_sanitize(const char *in, char *out, size_t cap, bool text);
 
 void rt_log_write(rt_log_level level, const rt_log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -30,7 +30,8 @@ static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", 
 static const char *const approval_decisions[] = {"approve", "reject", NULL};
 static const char *const lease_lost_at[] = {"start", "renew", NULL};
 static const char *const approval_refusals[] = {"agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
-                                                "expired", "nonce_reused", "self_approval", "not_awaiting", NULL};
+                                                "expired", "nonce_reused", "self_approval", "not_awaiting",
+                                                "unknown_requester", NULL};
 
 #define BUCKETS(b) .buckets = (b), .n_buckets = sizeof(b) / sizeof((b)[0])
 

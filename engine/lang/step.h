@@ -25,6 +25,10 @@ typedef struct rt_step_env {
      * that broker is not configured. The engine owns them. */
     struct rt_bus *bus_amqp;
     struct rt_bus *bus_nats;
+    /* The engine's own HTTP API (RATCHET_HTTP_ADDR, "host:port", or NULL) and whether a
+     * templated `http` URL may reach it (RATCHET_HTTP_STEP_ALLOW_ENGINE_API): steps/http.c. */
+    const char *http_addr;
+    bool http_allow_engine_api;
 } rt_step_env;
 
 typedef struct rt_step_ctx {
@@ -41,6 +45,8 @@ typedef struct rt_step_ctx {
     json_t *context;         /* borrowed: the expression context (event, steps, run, ...) */
     json_t *state;           /* borrowed: what the last RT_STEP_SUSPEND left, or NULL */
     volatile sig_atomic_t *cancelled; /* set to 1 when the run is cancelled or the engine stops */
+    const json_t *raw_with;  /* borrowed, may be NULL: `with` as the definition has it, before
+                              * rendering (which values a template chose: steps/http.c) */
 } rt_step_ctx;
 
 typedef struct rt_step_result {

@@ -317,6 +317,7 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         .context = ctx,
         .state = state,
         .cancelled = &w->cancelled,
+        .raw_with = d->with,
     };
     d->type->execute(&sctx, with, res);
     json_decref(with);
@@ -659,6 +660,10 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, int64_
     } else if (!json_is_array(items)) {
         rt_step_fail(res, false, "for_each: expression gave a%s, not an array",
                      json_is_object(items) ? "n object" : json_is_string(items) ? " string" : " scalar");
+    } else if (json_array_size(items) > (size_t)w->e->cfg->for_each_max_items) {
+        /* An event must not fan one step out without bound (threads, rows, memory). */
+        rt_step_fail(res, false, "for_each: the expression gave %zu items, more than RATCHET_FOR_EACH_MAX_ITEMS (%d)",
+                     json_array_size(items), w->e->cfg->for_each_max_items);
     } else {
         out->given_up = !run_for_each(w, v, d, attempt, fence, ctx, items, queue_id, res);
     }
@@ -1834,6 +1839,8 @@ rt_status rt_engine_new(const rt_config *cfg, rt_engine **out, rt_error *err)
     e->env.database_url = cfg->database_url;
     e->env.app_database_url = cfg->app_database_url;
     e->env.workflows_dir = cfg->workflows;
+    e->env.http_addr = cfg->http_addr;
+    e->env.http_allow_engine_api = cfg->http_step_allow_engine_api;
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';

@@ -22,8 +22,10 @@ rt_status rt_store_approval_hold(rt_store *st, json_t *run_ids, json_t **out, rt
 rt_status rt_store_approval_insert(rt_store *st, json_t *gates, rt_error *err);
 
 /* Locks one gate (FOR UPDATE) and returns it with what a decision needs: {run_id, step_id,
- * workflow_id, action_hash, approvers, initiator, status, expires_at, run_status,
- * step_status, workflow_hash, priority, ckey, climit, parent_run_id, parent_step_id}.
+ * workflow_id, action_hash, approvers, initiator, status, expires_at, expired (expires_at
+ * has passed by the database's clock), run_status, step_status, workflow_hash, priority,
+ * ckey, climit, parent_run_id, parent_step_id, event (the run's), with (a step gate's
+ * rendered input)}.
  * RT_ERR_NOT_FOUND when there is none. */
 rt_status rt_store_approval_lock(rt_store *st, const char *run_id, const char *step_id, json_t **out, rt_error *err);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,7 +91,7 @@ static rt_status ssl_error(rt_error *err, const char *what)
     return rt_error_set(err, RT_ERR_INTERNAL, "%s%s%s", what, buf[0] ? ": " : "", buf);
 }
 
-static bool approver_id_valid(const char *s)
+bool rt_approver_id_valid(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 128 || !isalnum((unsigned char)s[0]))
@@ -180,7 +181,7 @@ rt_status rt_approvers_parse(const char *text, size_t len, const char *file, rt_
         char *key = strtok_r(NULL, " \t\r", &save);
         char *extra = key ? strtok_r(NULL, " \t\r", &save) : NULL;
         unsigned char pub[32];
-        const char *bad = !approver_id_valid(id) ? "the approver id must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
+        const char *bad = !rt_approver_id_valid(id) ? "the approver id must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
                           : !key                 ? "expected `id public-key`"
                           : extra                ? "unexpected text after the public key"
                           : !b64_decode(key, pub, sizeof pub)
@@ -318,7 +319,7 @@ bool rt_approval_verify(const unsigned char pub[32], const void *msg, size_t len
 
 rt_status rt_approval_keygen(const char *dir, const char *id, char *line, size_t len, rt_error *err)
 {
-    if (!approver_id_valid(id))
+    if (!rt_approver_id_valid(id))
         return rt_error_set(err, RT_ERR_INVALID,
                             "approver id \"%.64s\" must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$", id);
     char key_path[4096], pub_path[4096];
@@ -429,7 +430,7 @@ rt_status rt_approval_decision_check(const json_t *d, rt_error *err)
         return rt_error_set(err, RT_ERR_INVALID, "$.data.run_id must be a run id (a UUID)");
     if (strcmp(decision, "approve") != 0 && strcmp(decision, "reject") != 0)
         return rt_error_set(err, RT_ERR_INVALID, "$.data.decision must be \"approve\" or \"reject\"");
-    if (!approver_id_valid(json_string_value(json_object_get(d, "approver"))))
+    if (!rt_approver_id_valid(json_string_value(json_object_get(d, "approver"))))
         return rt_error_set(err, RT_ERR_INVALID, "$.data.approver must match ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$");
     if (!json_is_integer(ts) || json_integer_value(ts) <= 0)
         return rt_error_set(err, RT_ERR_INVALID, "$.data.ts must be a positive integer (unix milliseconds)");
@@ -501,6 +502,7 @@ const char *rt_refusal_name(rt_refusal r)
     case RT_REFUSAL_NONCE_REUSED: return "nonce_reused";
     case RT_REFUSAL_SELF_APPROVAL: return "self_approval";
     case RT_REFUSAL_NOT_AWAITING: return "not_awaiting";
+    case RT_REFUSAL_UNKNOWN_REQUESTER: return "unknown_requester";
     }
     return "?";
 }
@@ -784,6 +786,31 @@ static rt_status ready_steps(rt_store *st, const char *run_id, const char *wf_ha
     return s;
 }
 
+/* No self-approval (DESIGN §6). The requester is the run's event actor.id as its ingress
+ * established it: the API stamps it from the token (its holder's approver id when the
+ * tokens file declares one, else the token's label), webhooks "hook:<name>", the CLI and
+ * the brokers pass the producer's own (README "Who requested a run"). Approver ids and
+ * holder ids share one namespace, compared without case so that "OPS-LEAD" is ops-lead.
+ * A run whose requester is unknown (no actor.id) cannot be told apart from the
+ * approver's own: it is refused. */
+static rt_refusal check_requester(const json_t *initiator, const char *approver, char *msg, size_t len)
+{
+    const char *init = json_string_value(json_object_get(initiator, "id"));
+    if (!init || !*init) {
+        const char *type = json_string_value(json_object_get(initiator, "type"));
+        snprintf(msg, len,
+                 "the requester of this run is unknown (actor type %s without an id), so self-approval cannot be "
+                 "ruled out: send the triggering event with actor.id, or through an API token",
+                 type ? type : "service");
+        return RT_REFUSAL_UNKNOWN_REQUESTER;
+    }
+    if (!strcasecmp(init, approver)) {
+        snprintf(msg, len, "%s started this run: no self-approval", approver);
+        return RT_REFUSAL_SELF_APPROVAL;
+    }
+    return RT_REFUSAL_NONE;
+}
+
 static rt_status refuse(rt_store *st, const rt_event *ev, rt_refusal why, const char *msg, rt_error *err)
 {
     const json_t *d = ev->data;
@@ -984,6 +1011,29 @@ static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event
                      age >= 0 ? "ago" : "in the future", k);
         }
     }
+    /* The stored hash is compared, but also recomputed from what the run will really run:
+     * a run whose event (or a step's input) was changed after the request must not ride
+     * on a signature over the old one. */
+    if (!why) {
+        char now_hash[65];
+        rt_approval_action_hash(json_string_value(json_object_get(gate, "workflow_hash")), json_object_get(gate, "event"),
+                                step_id, step_id ? json_object_get(gate, "with") : NULL, now_hash);
+        if (strcmp(now_hash, json_string_value(json_object_get(gate, "action_hash"))) != 0) {
+            why = RT_REFUSAL_HASH_MISMATCH;
+            snprintf(msg, sizeof msg,
+                     "run %s no longer runs what its approval was requested for: its stored event or step input "
+                     "hashes to %.16s..., not %.16s...",
+                     run_id, now_hash, json_string_value(json_object_get(gate, "action_hash")));
+        }
+    }
+    /* The gate's own deadline, judged by the database's clock like the sweeper's: a
+     * decision that arrives after it is refused even when the sweeper has not run yet. */
+    if (!why && json_is_true(json_object_get(gate, "expired")) &&
+        !strcmp(json_string_value(json_object_get(gate, "status")), "pending")) {
+        why = RT_REFUSAL_EXPIRED;
+        snprintf(msg, sizeof msg, "the approval of run %s expired at %s: no decision is taken after it", run_id,
+                 json_string_value(json_object_get(gate, "expires_at")));
+    }
     if (!why) {
         bool fresh = false;
         s = rt_store_approval_use_nonce(st, approver, json_string_value(json_object_get(d, "nonce")), run_id,
@@ -996,13 +1046,8 @@ static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event
                      approver);
         }
     }
-    if (!why) {
-        const char *init = json_string_value(json_object_get(json_object_get(gate, "initiator"), "id"));
-        if (init && !strcmp(init, approver)) {
-            why = RT_REFUSAL_SELF_APPROVAL;
-            snprintf(msg, sizeof msg, "%s started this run: no self-approval", approver);
-        }
-    }
+    if (!why)
+        why = check_requester(json_object_get(gate, "initiator"), approver, msg, sizeof msg);
     if (!why) {
         const char *gs = json_string_value(json_object_get(gate, "status"));
         const char *rs = json_string_value(json_object_get(gate, "run_status"));

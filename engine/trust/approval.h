@@ -50,6 +50,9 @@ typedef struct rt_approvers rt_approvers;
  * blank lines and lines starting with '#' are skipped. Messages name file and line. */
 rt_status rt_approvers_parse(const char *text, size_t len, const char *file, rt_approvers **out, rt_error *err);
 rt_status rt_approvers_load(const char *path, rt_approvers **out, rt_error *err);
+/* An approver id: ^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$. Token holders (auth.h) use the
+ * same namespace. */
+bool rt_approver_id_valid(const char *s);
 /* The raw public key of id, or false. */
 bool rt_approvers_find(const rt_approvers *a, const char *id, unsigned char pub[32]);
 size_t rt_approvers_count(const rt_approvers *a);
@@ -83,7 +86,7 @@ void rt_approval_action_hash(const char *workflow_hash, const json_t *event, con
 
 /* Why a decision was refused: stable names, used as the metric label and in the audit
  * record ("agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
- * "expired", "nonce_reused", "self_approval", "not_awaiting"). */
+ * "expired", "nonce_reused", "self_approval", "not_awaiting", "unknown_requester"). */
 typedef enum rt_refusal {
     RT_REFUSAL_NONE = 0,
     RT_REFUSAL_AGENT,
@@ -95,6 +98,7 @@ typedef enum rt_refusal {
     RT_REFUSAL_NONCE_REUSED,
     RT_REFUSAL_SELF_APPROVAL,
     RT_REFUSAL_NOT_AWAITING,
+    RT_REFUSAL_UNKNOWN_REQUESTER, /* the run's requester has no id: self-approval cannot be ruled out */
 } rt_refusal;
 const char *rt_refusal_name(rt_refusal r);
 

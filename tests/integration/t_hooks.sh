@@ -16,14 +16,14 @@ export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LOG_LEVEL=debug RATCHET_WE
 STRIPE_SECRET="whsec_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 HOOK_SECRET="hooksecret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export RATCHET_SECRET_STRIPE_WEBHOOK=$STRIPE_SECRET
-export RATCHET_SECRET_HOOK_CI_BUILD_V2=$HOOK_SECRET # hook "ci-build.v2"
+export RATCHET_SECRET_HOOK_CI_BUILD_V2=$HOOK_SECRET # hook "ci_build_v2"
 
 cat >"$W/payments.json" <<'EOF'
 {"id": "payments", "triggers": [{"event": "stripe.>"}],
  "steps": [{"id": "amount", "uses": "transform", "with": {"value": "${{ event.data.data.object.amount }}"}}]}
 EOF
 cat >"$W/builds.json" <<'EOF'
-{"id": "builds", "triggers": [{"event": "hook.ci-build.v2"}],
+{"id": "builds", "triggers": [{"event": "hook.ci_build_v2"}],
  "steps": [{"id": "ref", "uses": "transform", "with": {"value": "${{ event.data.ref }}"}}]}
 EOF
 
@@ -184,70 +184,91 @@ rt_assert_eq 0 "$(events "id in ('evt_x', 'evt_notype', 'evt_sp')")" "nothing st
 # ---- 8. generic hooks: unknown and invalid names are 404 ----
 post /hooks/generic/nope "$T/pi.json" -H "X-Ratchet-Signature: t=$t,v1=00"
 refused 404 'no webhook named "nope" is configured' "unconfigured generic hook"
-post /hooks/generic/CI-BUILD.V2 "$T/pi.json"
-refused 404 'is configured' "upper-case name"
-post /hooks/generic/ci-build.v2. "$T/pi.json"
-refused 404 'is configured' "name ending in a dot"
-rt_assert_eq 3 "$(refusals generic not_configured)" "not_configured counter"
+post /hooks/generic/CI_BUILD_V2 "$T/pi.json"
+refused 404 'is not a hook name' "upper-case name"
+# "-" and "." are not hook-name characters: "ci-build.v2" and "ci_build_v2" would both
+# read RATCHET_SECRET_HOOK_CI_BUILD_V2, so one secret would sign for two hooks.
+for n in ci-build_v2 ci_build.v2 ci-build.v2; do
+  t=$(now)
+  post /hooks/generic/$n "$T/pi.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/pi.json")"
+  refused 404 'is not a hook name: names are 1 to 64 of [a-z0-9_]' "name $n"
+done
+rt_assert_eq 5 "$(refusals generic not_configured)" "not_configured counter"
 
 # ---- 9. generic: a payload becomes hook.<name>; its id comes from t and the body ----
 printf '{"ref": "main", "name": "release build", "sha": "abc123"}' >"$T/build.json"
 t=$(now)
 GSIG="t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/build.json")"
-want_id="hook:ci-build.v2:$("$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode() + b"." + open(sys.argv[2],"rb").read()).hexdigest())' "$t" "$T/build.json")"
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
+want_id="hook:ci_build_v2:$("$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode() + b"." + open(sys.argv[2],"rb").read()).hexdigest())' "$t" "$T/build.json")"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
 expect 200 "valid generic delivery"
-jcheck "d['id']=='$want_id' and d['name']=='hook.ci-build.v2' and d['duplicate'] is False and len(d['runs'])==1" "generic event"
-rt_assert_eq "main|service|hook:ci-build.v2" \
+jcheck "d['id']=='$want_id' and d['name']=='hook.ci_build_v2' and d['duplicate'] is False and len(d['runs'])==1" "generic event"
+rt_assert_eq "main|service|hook:ci_build_v2" \
   "$(rt_psql "select envelope->'data'->>'ref', envelope->'actor'->>'type', envelope->'actor'->>'id' from ratchet.events where id = '$want_id'")" \
   "generic envelope"
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
 expect 200 "replayed generic delivery"
 jcheck "d['id']=='$want_id' and d['duplicate'] is True and d['runs']==[]" "generic replay is a duplicate"
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.runs where workflow_id = 'builds'")" "one build run"
 # the same body signed at another second is another delivery
 sleep 1
 t2=$(now)
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t2,v1=$(sign "$HOOK_SECRET" "$t2" "$T/build.json")"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t2,v1=$(sign "$HOOK_SECRET" "$t2" "$T/build.json")"
 expect 200 "same body, new signature"
 jcheck "d['id']!='$want_id' and d['duplicate'] is False" "new delivery, new event"
 # an id in a header is not signed, so it cannot choose the event: a replayed delivery with a
 # new X-Ratchet-Event-Id is still the same event (a sender's retries name their id in an
 # envelope body, below)
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t2,v1=$(sign "$HOOK_SECRET" "$t2" "$T/build.json")" \
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t2,v1=$(sign "$HOOK_SECRET" "$t2" "$T/build.json")" \
   -H "X-Ratchet-Event-Id: build-42"
 jcheck "d['id']!='build-42' and d['duplicate'] is True" "a header id does not turn a replay into a new event"
-rt_assert_eq 4 "$(metric ratchet_webhook_received_total "{'hook': 'generic/ci-build.v2'}")" "generic received counter"
+rt_assert_eq 4 "$(metric ratchet_webhook_received_total "{'hook': 'generic/ci_build_v2'}")" "generic received counter"
 
 # ---- 10. generic: a full envelope is stored as it is ----
 printf '{"name": "order.created", "id": "ord-1", "data": {"n": 1}, "entity_id": "acct_9", "x-source": "shop"}' >"$T/env.json"
 t=$(now)
-post /hooks/generic/ci-build.v2 "$T/env.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env.json")"
+post /hooks/generic/ci_build_v2 "$T/env.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env.json")"
 expect 200 "envelope delivery"
 jcheck "d['id']=='ord-1' and d['name']=='order.created' and d['duplicate'] is False" "envelope event"
-rt_assert_eq "1|acct_9|hook:ci-build.v2|shop" \
+rt_assert_eq "1|acct_9|hook:ci_build_v2|shop" \
   "$(rt_psql "select envelope->'data'->>'n', envelope->>'entity_id', envelope->'actor'->>'id', envelope->>'x-source' from ratchet.events where id = 'ord-1'")" \
   "stored envelope"
 # the sender's retry of the same envelope, signed anew, is a duplicate
 sleep 1
 t=$(now)
-post /hooks/generic/ci-build.v2 "$T/env.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env.json")"
+post /hooks/generic/ci_build_v2 "$T/env.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env.json")"
 jcheck "d['id']=='ord-1' and d['duplicate'] is True" "an envelope's retry is a duplicate"
 printf '{"name": "order created"}' >"$T/env3.json"
-post /hooks/generic/ci-build.v2 "$T/env3.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env3.json")"
+post /hooks/generic/ci_build_v2 "$T/env3.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env3.json")"
 refused 400 '$.name' "bad envelope name"
+# the hook is the requester of what it starts: it may say its actor's type, not name someone
+printf '{"name": "order.created", "id": "ord-actor", "actor": {"type": "user", "id": "ops-lead"}}' >"$T/env4.json"
+post /hooks/generic/ci_build_v2 "$T/env4.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env4.json")"
+refused 400 '$.actor.id: a webhook'"'"'s events speak for "hook:ci_build_v2"' "envelope naming another actor"
+printf '{"name": "order.created", "id": "ord-actor", "actor": {"type": "user"}}' >"$T/env4.json"
+post /hooks/generic/ci_build_v2 "$T/env4.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/env4.json")"
+expect 200 "envelope with an actor type"
+rt_assert_eq "user|hook:ci_build_v2" "$(rt_psql "select (envelope->'actor'->>'type') || '|' || (envelope->'actor'->>'id') from ratchet.events where id = 'ord-actor'")" "actor id stamped"
+# ratchet.* is the engine's own namespace (approval decisions, alerts, ...): never from a hook
+for n in ratchet.approval.decided ratchet.run.failed RATCHET.manual; do
+  printf '{"name": "%s", "id": "hook-reserved-%s", "data": {}}' "$n" "$n" >"$T/res.json"
+  post /hooks/generic/ci_build_v2 "$T/res.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/res.json")"
+  refused 400 '$.name: "ratchet." names are the engine'"'"'s own' "reserved name $n"
+done
+rt_assert_eq 3 "$(refusals generic/ci_build_v2 reserved_name)" "reserved_name counter"
+rt_assert_eq 0 "$(events "id like 'hook-reserved-%'")" "nothing stored for reserved names"
 
 # ---- 11. generic: refusals ----
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$STRIPE_SECRET" "$t" "$T/build.json")"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$STRIPE_SECRET" "$t" "$T/build.json")"
 refused 400 "X-Ratchet-Signature: no v1 signature matches" "generic bad signature"
 t=$(($(now) - 120))
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/build.json")"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: t=$t,v1=$(sign "$HOOK_SECRET" "$t" "$T/build.json")"
 refused 400 "timestamp outside the tolerance" "generic expired"
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "Stripe-Signature: $GSIG"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "Stripe-Signature: $GSIG"
 refused 400 "X-Ratchet-Signature: the header is missing" "generic missing header"
-rt_assert_eq 1 "$(refusals generic/ci-build.v2 bad_signature)" "generic bad_signature counter"
-rt_assert_eq 1 "$(refusals generic/ci-build.v2 expired)" "generic expired counter"
-rt_assert_eq 2 "$(events "name = 'hook.ci-build.v2'")" "generic events stored (two derived ids)"
+rt_assert_eq 1 "$(refusals generic/ci_build_v2 bad_signature)" "generic bad_signature counter"
+rt_assert_eq 1 "$(refusals generic/ci_build_v2 expired)" "generic expired counter"
+rt_assert_eq 2 "$(events "name = 'hook.ci_build_v2'")" "generic events stored (two derived ids)"
 rt_serve_stop a
 
 # ---- 12. with tokens on, webhooks need no bearer token; an empty secret means not configured ----
@@ -262,8 +283,8 @@ t=$(now)
 post /hooks/stripe "$T/auth.json" -H "Stripe-Signature: t=$t,v1=$(sign "$STRIPE_SECRET" "$t" "$T/auth.json")"
 expect 200 "Stripe delivery without a bearer token"
 jcheck "d['id']=='evt_with_tokens' and d['duplicate'] is False" "stored with tokens on"
-post /hooks/generic/ci-build.v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
-refused 404 'no webhook named "ci-build.v2" is configured' "empty secret"
+post /hooks/generic/ci_build_v2 "$T/build.json" -H "X-Ratchet-Signature: $GSIG"
+refused 404 'no webhook named "ci_build_v2" is configured' "empty secret"
 post /hooks/stripe "$T/auth.json" -H "Stripe-Signature: t=$t,v1=00" -H "Authorization: Bearer nonsense"
 refused 400 "no v1 signature matches" "a bearer header changes nothing"
 rt_serve_stop b

@@ -35,7 +35,10 @@ static void test_tokens_refused(void **state)
     } cases[] = {
         {"short hash", "abc admin\n", "f:1: the first field must be the 64 hex digits"},
         {"non-hex hash", "zz" H64 " admin\n", "f:1: the first field"},
-        {"one field", H64 "\n", "f:1: expected \"sha256hex role [entity_id]\" (1 fields found)"},
+        {"one field", H64 "\n", "f:1: expected \"sha256hex role [entity_id] [holder=ID]\" (1 fields found)"},
+        {"bad holder", H64 " operator holder=-x\n", "f:1: holder= must be an approver id"},
+        {"holder and five fields", H64 " agent a b holder=x\n", "f:1: expected"},
+        {"holder not last", H64 " operator holder=x y\n", "f:1: expected"},
         {"four fields", H64 " agent a b\n", "f:1: expected"},
         {"bad role", H64 " root\n", "f:1: unknown role \"root\" (expected admin, operator, agent or viewer)"},
         {"agent without entity", H64 " agent\n", "f:1: an agent token needs an entity_id"},
@@ -100,6 +103,24 @@ static void test_tokens_lookup(void **state)
     rt_tokens_free(t);
     rt_tokens_free(NULL);
 
+    /* holder=: the approver id of the token's holder, after the entity if any */
+    snprintf(text, sizeof text, "%s operator holder=ops-lead\n%s agent acct_1 holder=cfo\n", hash[0], hash[1]);
+    assert_int_equal(rt_tokens_parse(text, strlen(text), "f", &t, &err), RT_OK);
+    assert_true(rt_tokens_lookup(t, tok[0], strlen(tok[0]), &who));
+    assert_string_equal(who.holder, "ops-lead");
+    assert_true(who.authenticated);
+    assert_string_equal(rt_identity_actor_id(&who), "ops-lead");
+    assert_true(rt_tokens_lookup(t, tok[1], strlen(tok[1]), &who));
+    assert_string_equal(who.entity_id, "acct_1");
+    assert_string_equal(who.holder, "cfo");
+    rt_tokens_free(t);
+    snprintf(text, sizeof text, "%s viewer\n", hash[0]);
+    assert_int_equal(rt_tokens_parse(text, strlen(text), "f", &t, &err), RT_OK);
+    assert_true(rt_tokens_lookup(t, tok[0], strlen(tok[0]), &who));
+    assert_string_equal(who.holder, "");
+    assert_string_equal(rt_identity_actor_id(&who), label);
+    rt_tokens_free(t);
+
     /* an empty file parses (serve refuses it separately) */
     assert_int_equal(rt_tokens_parse("# none\n", 7, "f", &t, &err), RT_OK);
     assert_int_equal(rt_tokens_count(t), 0);
@@ -157,10 +178,19 @@ static void test_check_without_tokens(void **state)
 {
     (void)state;
     unsetenv(RT_API_TOKENS_ENV);
-    rt_config cfg = {0};
+    rt_config cfg = {.http_max_connections = 1024, .http_idle_timeout_ms = 30000, .http_request_timeout_ms = 15000};
     rt_error err = {0};
     cfg.http_addr = "127.0.0.1:8288";
     assert_int_equal(rt_api_check(&cfg, &err), RT_OK);
+    /* limits that would cut every request or leave a thread without a connection */
+    cfg.http_request_timeout_ms = 500;
+    assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
+    assert_contains(err.msg, "RATCHET_HTTP_REQUEST_TIMEOUT must be at least 1s", "request timeout");
+    cfg.http_request_timeout_ms = 15000;
+    cfg.http_max_connections = 2;
+    assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
+    assert_contains(err.msg, "RATCHET_HTTP_MAX_CONNECTIONS must be at least", "max connections");
+    cfg.http_max_connections = 1024;
     cfg.http_addr = "0.0.0.0:8288";
     assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
     assert_contains(err.msg, "not a loopback address and RATCHET_TOKENS is not set", "public without tokens");

@@ -105,9 +105,10 @@ static void test_verify_body_and_secret(void **state)
 static void test_names(void **state)
 {
     (void)state;
-    static const char *const good[] = {"a", "0", "github", "my-hook", "my_hook.v2", "a-b.c_d",
+    static const char *const good[] = {"a", "0", "github", "my_hook", "my_hook_v2", "a_b_c_d", "a_",
                                        "0123456789012345678901234567890123456789012345678901234567890123", NULL};
     static const char *const bad[] = {"", "A", "Github", "-a", ".a", "_a", "a.", "a..b", "a/b", "a b", "a%2e",
+                                      "my-hook", "my_hook.v2", "a-b", "a.b",
                                       "\xc3\xa9", "01234567890123456789012345678901234567890123456789012345678901234",
                                       NULL};
     for (size_t i = 0; good[i]; i++) {
@@ -121,7 +122,7 @@ static void test_names(void **state)
     assert_false(rt_hook_name_valid(NULL));
 
     char var[96];
-    rt_hook_secret_var("my-hook.v2_x", var, sizeof var);
+    rt_hook_secret_var("my_hook_v2_x", var, sizeof var);
     assert_string_equal(var, "RATCHET_SECRET_HOOK_MY_HOOK_V2_X");
     rt_hook_secret_var("github", var, sizeof var);
     assert_string_equal(var, "RATCHET_SECRET_HOOK_GITHUB");
