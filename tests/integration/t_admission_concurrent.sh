@@ -73,7 +73,7 @@ rt_assert_eq $((6 * N)) "$(q "select count(*) from ratchet.events")" "every even
 
 # idempotency: 10 values, one run each.
 rt_assert_eq "10|10" "$(q "select count(*) || '|' || count(distinct trigger #>> '{admission,idempotency}') from ratchet.runs where workflow_id = 'c-idem'")" "one run per idempotency value"
-rt_wait_for 20 '[ "$(q "select count(*) from ratchet.runs where status <> '"'completed'"' and status <> '"'cancelled'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(q "select count(*) from ratchet.runs where status <> '"'completed'"' and status <> '"'cancelled'"'")" = 0 ]'
 # singleton: never two unfinished runs of one key at the same time.
 rt_assert_eq 1 "$(cat "$T/watch")" "most unfinished runs of one singleton key at once"
 skip_runs=$(q "select count(*) from ratchet.runs where workflow_id = 'c-skip'")

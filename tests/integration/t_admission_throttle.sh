@@ -26,7 +26,7 @@ done
 "$RATCHET_BIN" send api.call --data '{"tenant": "t2", "i": 0}' >/dev/null 2>&1 & pids+=($!)
 for p in "${pids[@]}"; do wait "$p" || rt_fail "a send failed"; done
 rt_assert_eq $((N + 1)) "$(q "select count(*) from ratchet.runs where workflow_id = 'call-api'")" "every request made a run"
-rt_wait_for 15 '[ "$(q "select count(*) from ratchet.runs where workflow_id = '"'call-api'"' and status <> '"'completed'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(q "select count(*) from ratchet.runs where workflow_id = '"'call-api'"' and status <> '"'completed'"'")" = 0 ]'
 
 # t2's budget is its own: it was not queued behind t1.
 lag=$(q "select round(extract(epoch from started_at - created_at) * 1000) from ratchet.runs where event->'data'->>'tenant' = 't2'")

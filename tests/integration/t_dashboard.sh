@@ -96,7 +96,7 @@ FLAKY=$(start flaky '{}')
 curl -fsS -m 10 -X POST -H 'Content-Type: application/json' "$U/api/v1/events" --data-binary \
   '{"name": "refund.requested", "data": {"amount": 120, "currency": "EUR"}, "actor": {"type": "agent", "id": "support-bot"}, "entity_id": "acct_42"}' \
   >/dev/null
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.runs where finished_at is not null")" = 4 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where finished_at is not null")" = 4 ]'
 GATED=$(rt_psql "select id from ratchet.runs where workflow_id = 'gated'")
 rt_assert_eq awaiting_approval "$(rt_psql "select status from ratchet.runs where id = '$GATED'")" "gated run"
 

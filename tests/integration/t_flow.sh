@@ -93,7 +93,7 @@ EOF2
 for _ in $(seq 10); do "$RATCHET_BIN" run prio-low >/dev/null; done
 for _ in $(seq 3); do "$RATCHET_BIN" run prio-critical >/dev/null; done
 RATCHET_WORKERS=1 rt_serve_start prio
-rt_wait_for 30 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
+rt_wait_for 60 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
 rt_serve_stop prio
 rt_assert_eq "critical critical critical" "$(head -3 "$FX/prio" | tr '\n' ' ' | sed 's/ $//')" "critical runs claimed before the low backlog"
 
@@ -119,45 +119,45 @@ grep -q "timed out" <<<"$(field "$id" error)" || rt_fail "step timeout error: $(
 
 # Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
 id=$("$RATCHET_BIN" run wftimeout)
-rt_wait_for 15 '[ "$(status '"$id"')" = timed_out ]'
+rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
 # start_timeout counts from when the run is due; no engine runs meanwhile, so it stays
 # queued past it (this pause is the scenario, not a wait for a condition).
 rt_serve_stop a
 id=$("$RATCHET_BIN" run starttimeout)
 sleep 1.5
 rt_serve_start a
-rt_wait_for 15 '[ "$(status '"$id"')" = expired ]'
+rt_wait_for 60 '[ "$(status '"$id"')" = expired ]'
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
 
 # Replay: the whole run again, then --from b (a is not executed again).
 : > "$FX/replay"
 id=$("$RATCHET_BIN" run steps3 --wait)
 r1=$("$RATCHET_BIN" replay "$id")
-rt_wait_for 15 '[ "$(status '"$r1"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r1"')" = completed ]'
 rt_assert_eq "a b a b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay runs every step again"
 r2=$("$RATCHET_BIN" replay "$id" --from b)
-rt_wait_for 15 '[ "$(status '"$r2"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r2"')" = completed ]'
 rt_assert_eq "a b a b b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay --from b reuses a's memoized output"
 rt_assert_eq 3 "$(field "$r2" output::text)" "the reused output feeds later steps"
 
 # Cancel kills the exec step's whole process group.
 id=$("$RATCHET_BIN" run longexec)
-rt_wait_for 15 '[ -s "$FX/grandchild" ]'
+rt_wait_for 60 '[ -s "$FX/grandchild" ]'
 gc=$(cat "$FX/grandchild")
 "$RATCHET_BIN" cancel "$id" >/dev/null 2>&1
 rt_assert_eq cancelled "$(status "$id")" "cancel marks the run"
-rt_wait_for 15 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
+rt_wait_for 60 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
 
 # on_failure: an event that triggers a listener; a workflow started with the failure.
 if id=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
-rt_wait_for 15 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
 rt_assert_eq "$id" "$(rt_psql "select output->>'run_id' from ratchet.runs where workflow_id = 'onfail-listener'")" "on_failure event carries the run id"
 if id=$("$RATCHET_BIN" run failing2 --wait); then rt_fail "failing2 must fail"; fi
-rt_wait_for 15 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
+rt_wait_for 60 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
 
 # continue_on_error: the run goes on and ends partial.
 id=$("$RATCHET_BIN" run partial --wait) && rt_fail "a partial run is not completed" || true
-rt_wait_for 10 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
+rt_wait_for 60 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
 rt_assert_eq '"failed"' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'partial'")" "later steps see the failed status"
 
 # invoke: the child's output; the child's failure fails the step.

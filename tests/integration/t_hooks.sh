@@ -98,7 +98,7 @@ rt_assert_eq "${created}000" \
   "$(rt_psql "select envelope->>'ts' from ratchet.events where id = 'evt_1PiSucceeded'")" "ts from Stripe's created"
 rt_assert_eq "payments|evt_1PiSucceeded" "$(rt_psql "select workflow_id, event_id from ratchet.runs where id = '$run'")" "the run"
 rt_assert_eq webhook "$(rt_psql "select transport from ratchet.events where id = 'evt_1PiSucceeded'")" "stored as transport webhook"
-rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$run'"'")" = completed ]'
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$run'"'")" = completed ]'
 rt_assert_eq t "$(rt_psql "select output::text like '%2000%' from ratchet.runs where id = '$run'")" \
   "the run read the Stripe object"
 

@@ -74,7 +74,7 @@ check_lines() {
 # (a) kill -9 while the sleep step waits.
 rt_serve_start a
 start_runs 4
-rt_wait_for 20 '[ "$(count_status nap sleeping)" = 4 ]'
+rt_wait_for 60 '[ "$(count_status nap sleeping)" = 4 ]'
 kill_now a
 rt_serve_start a2
 rt_wait_for 60 all_completed
@@ -85,7 +85,7 @@ echo "ok: (a) kill during sleep"
 # (b) kill -9 while an exec step runs.
 start_runs 4
 rt_serve_start b
-rt_wait_for 20 '[ "$(rt_psql "select count(*) from ratchet.steps where step_id = '"'s3'"' and status = '"'running'"'")" -ge 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.steps where step_id = '"'s3'"' and status = '"'running'"'")" -ge 1 ]'
 kill_now b
 [ "${#INFLIGHT[@]}" -ge 1 ] || rt_fail "nothing was in flight at the kill"
 rt_serve_start b2
@@ -97,7 +97,7 @@ echo "ok: (b) kill during exec"
 # (c) kill -9 right after a step completes (poll for the first completed s4, then kill).
 start_runs 4
 rt_serve_start c
-rt_wait_for 30 '[ "$(count_status s4 completed)" -ge 1 ]'
+rt_wait_for 60 '[ "$(count_status s4 completed)" -ge 1 ]'
 kill_now c
 rt_serve_start c2
 rt_wait_for 60 all_completed
@@ -109,7 +109,7 @@ echo "ok: (c) kill right after a completion"
 start_runs 8
 rt_serve_start d1
 rt_serve_start d2
-rt_wait_for 20 '[ "$(rt_psql "select count(*) from ratchet.steps where status = '"'running'"' and step_id like '"'s%'"'")" -ge 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.steps where status = '"'running'"' and step_id like '"'s%'"'")" -ge 1 ]'
 kill_now d1
 rt_wait_for 90 all_completed
 check_lines
