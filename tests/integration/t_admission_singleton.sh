@@ -8,7 +8,7 @@ rt_test_init admission_singleton
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=3s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=15s
 cat > "$W/skip.json" <<'EOF2'
 {"id": "sync-skip", "triggers": [{"event": "sync.requested"}], "singleton": {"key": "event.data.account", "mode": "skip"},
  "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
@@ -65,13 +65,13 @@ rt_assert_eq 1 "$(count sync-cancel "status = 'sleeping' and event->'data'->>'ac
 rt_assert_eq 2 "$(count sync-cancel "status not in ('cancelled', 'completed', 'failed')")" "cancel: one unfinished run per key"
 
 # ---- cancel stops a running exec step (the lease keeper sees the run ended)
-"$RATCHET_BIN" send sync.slow --data '{"secs": "61.25"}' >/dev/null 2>&1
+"$RATCHET_BIN" send sync.slow --data '{"secs": "300.25"}' >/dev/null 2>&1
 slow=$(q "select id from ratchet.runs where workflow_id = 'sync-slow'")
-rt_wait_for 60 'pgrep -f "^sleep 61.25$" >/dev/null'
+rt_wait_for 60 'pgrep -f "^sleep 300.25$" >/dev/null'
 rt_wait_for 60 '[ "$(q "select status from ratchet.steps where run_id = '"'$slow'"'")" = running ]'
 "$RATCHET_BIN" send sync.slow --data '{"secs": "0.1"}' >/dev/null 2>&1
 rt_assert_eq cancelled "$(status_of "$slow")" "the running run is cancelled at once"
-rt_wait_for 60 '! pgrep -f "^sleep 61.25$" >/dev/null'
+rt_wait_for 60 '! pgrep -f "^sleep 300.25$" >/dev/null'
 rt_wait_for 60 '[ "$(count sync-slow "status = '"'completed'"'")" = 1 ]'
 rt_wait_for 60 '[ "$(q "select count(*) from ratchet.queue where run_id = '"'$slow'"'")" = 0 ]'
 rt_assert_eq cancelled "$(status_of "$slow")" "the stopped run stays cancelled"

@@ -64,7 +64,7 @@ rt_assert_eq 1 "$(grep -c ' agent acct_a$' "$TOKENS")" "agent line carries its e
 
 "$RATCHET_BIN" migrate >/dev/null
 RATCHET_TOKENS=$TOKENS rt_serve_start a
-rt_serve_wait_ready a 30
+rt_serve_wait_ready a
 U=$(rt_serve_url a)
 
 # req METHOD PATH TOKEN-NAME|- [BODY|@FILE] [curl args...]: sets CODE, BODY, HDRS.
@@ -405,7 +405,7 @@ rt_serve_stop a
 
 # ---- 14. without tokens: loopback only, and said so ----
 rt_serve_start open
-rt_serve_wait_ready open 30
+rt_serve_wait_ready open
 grep -q 'API without authentication on 127.0.0.1 only' "$T/open.log" || rt_fail "no warning about the open API"
 U=$(rt_serve_url open)
 req GET /api/v1/runs -; expect 200 "no token needed without RATCHET_TOKENS"

@@ -18,7 +18,7 @@ export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_APPROVERS=$T/approvers
 cp "$RATCHET_SOURCE_DIR/workflows/agent-task.json" "$W/"
 cat > "$W/short.json" <<'EOF2'
 {"id": "short-gate", "triggers": [{"event": "short.task"}], "on_failure": {"event": "gate.failed"},
- "approval": {"required_for": ["agent"], "approvers": ["ops-lead"], "timeout": "2s"},
+ "approval": {"required_for": ["agent"], "approvers": ["ops-lead"], "timeout": "10s"},
  "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF2
 cat > "$W/self.json" <<'EOF2'
@@ -96,7 +96,8 @@ rt_assert_eq rejected "$(printf '%s' "$out" | json_get '["outcome"]')" "reject o
 rt_assert_eq rejected "$(status "$r2")" "rejected run"
 rt_assert_eq "rejected by ops-lead: not today" "$(rt_psql "select error from ratchet.runs where id = '$r2'")" "rejection error"
 
-# 3. Timeout: no decision within approval.timeout (2s) -> expired.
+# 3. Timeout: no decision within approval.timeout (10 s: the run must still wait when
+#    checked right after it was started, on a slow machine too) -> expired.
 r3=$(agent_task short.task acct_3)
 rt_assert_eq awaiting_approval "$(status "$r3")" "short gate waits"
 rt_wait_for 60 '[ "$(status '"$r3"')" = expired ]'

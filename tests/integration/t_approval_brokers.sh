@@ -39,7 +39,7 @@ for via in amqp nats; do
   rt_wait_for 60 '[ "$(rt_psql "select details->>'"'reason'"' from ratchet.audit_log where details->>'"'event_id'"' = '"'$fe'"'")" = bad_signature ]'
   rt_assert_eq awaiting_approval "$(status "$R")" "$via: forged decision refused"
   # The real one, signed and sent by the CLI over the broker.
-  out=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --via $via --json --wait-timeout 30s 2>/dev/null) ||
+  out=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --via $via --json --wait-timeout 120s 2>/dev/null) ||
     rt_fail "$via: approve: $out"
   rt_assert_eq approved "$(printf '%s' "$out" | json_get '["outcome"]')" "$via: approved"
   rt_wait_for 60 '[ "$(status '"$R"')" = completed ]'

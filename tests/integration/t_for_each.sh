@@ -9,7 +9,7 @@ rt_test_init for_each
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=2s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=10s
 
 item_cmd() { # OUTFILE SLEEP [EXTRA SHELL] -> the exec "with" of an item
   printf '{"command": ["sh", "-c", "echo start ${{ index }} $(date +%%s%%N) >> %s; %s sleep %s; echo done ${{ index }} $(date +%%s%%N) >> %s; echo ${{ item * 10 }}"]' \

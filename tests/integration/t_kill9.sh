@@ -13,7 +13,7 @@ W=$T/workflows
 OUT=$T/lines
 mkdir -p "$W"
 : > "$OUT"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=2s RATCHET_LOG_LEVEL=debug
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=10s RATCHET_LOG_LEVEL=debug
 
 append() { # STEP SLEEP -> an exec step appending "STEP RUN" after SLEEP seconds
   printf '{"id": "%s", "uses": "exec", "with": {"command": ["sh", "-c", "sleep %s; echo \\"%s $RATCHET_RUN_ID\\" >> %s"]}}' \
@@ -22,8 +22,8 @@ append() { # STEP SLEEP -> an exec step appending "STEP RUN" after SLEEP seconds
 cat > "$W/five.json" <<EOF
 {"id": "five", "retries": {"max_attempts": 10, "backoff": "fixed", "delay": "100ms"}, "steps": [
   $(append s1 0.2),
-  {"id": "nap", "uses": "sleep", "with": {"duration": "2s"}},
-  $(append s3 0.5),
+  {"id": "nap", "uses": "sleep", "with": {"duration": "10s"}},
+  $(append s3 2),
   $(append s4 0.1),
   $(append s5 0.1)
 ]}

@@ -11,7 +11,7 @@ export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
 version() {
   cat > "$W/pin.json" <<EOF2
 {"id": "pin", "steps": [
-  {"id": "nap", "uses": "sleep", "with": {"duration": "1500ms"}},
+  {"id": "nap", "uses": "sleep", "with": {"duration": "10s"}},
   {"id": "v", "uses": "transform", "with": {"value": "$1"}}
 ]}
 EOF2
