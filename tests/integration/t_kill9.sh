@@ -20,7 +20,7 @@ append() { # STEP SLEEP -> an exec step appending "STEP RUN" after SLEEP seconds
     "$1" "$2" "$1" "$OUT"
 }
 cat > "$W/five.json" <<EOF
-{"id": "five", "retries": {"max_attempts": 10, "backoff": "fixed", "delay": "100ms"}, "steps": [
+{"id": "five", "triggers": [{"event": "kill9.go"}], "retries": {"max_attempts": 10, "backoff": "fixed", "delay": "100ms"}, "steps": [
   $(append s1 0.2),
   {"id": "nap", "uses": "sleep", "with": {"duration": "10s"}},
   $(append s3 2),
@@ -71,9 +71,11 @@ check_lines() {
   done
 }
 
-# (a) kill -9 while the sleep step waits.
+# (a) kill -9 while the sleep step waits. The 4 runs come from one POST (one commit), so
+# that all 4 sleep at once however long a loaded machine takes to start a process.
 rt_serve_start a
-start_runs 4
+rt_serve_wait_ready a
+rt_send_events a 0 '[{"name": "kill9.go"}, {"name": "kill9.go"}, {"name": "kill9.go"}, {"name": "kill9.go"}]' >/dev/null
 rt_wait_for 60 '[ "$(count_status nap sleeping)" = 4 ]'
 kill_now a
 rt_serve_start a2
