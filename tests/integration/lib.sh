@@ -16,8 +16,8 @@
 #   rt_test_init my_test          # $T, fresh database in RATCHET_DATABASE_URL, cleanup
 #   export RATCHET_WORKFLOWS=$T/wf; mkdir -p "$RATCHET_WORKFLOWS"; ...
 #   rt_serve_start a              # "$RATCHET_BIN" serve, log $T/a.log, free HTTP port
-#   rt_serve_wait_ready a 30      # /readyz answers
-#   rt_wait_for 10 '[ "$(rt_psql "select count(*) from runs")" = 1 ]'
+#   rt_serve_wait_ready a         # /readyz answers (within 60 s)
+#   rt_wait_for 60 '[ "$(rt_psql "select count(*) from runs")" = 1 ]'
 #   rt_serve_stop a               # SIGTERM, must exit 0
 #
 # Every serve log is checked for sanitizer reports at exit; logs are printed on failure.
@@ -118,13 +118,15 @@ rt_serve_start() { # NAME [ARGS...]
 rt_serve_pid() { echo "${RT_SERVE_PIDS[${1:?}]:-}"; }
 rt_serve_url() { echo "http://${RT_SERVE_ADDRS[${1:?}]:-}"; }
 
-rt_serve_wait_ready() { # NAME [TIMEOUT_S=30]: /readyz answers 200
+# Limits here and in rt_wait_for are for a loaded 2-core CI machine running ASan builds:
+# waiting longer costs nothing when the condition comes early.
+rt_serve_wait_ready() { # NAME [TIMEOUT_S=60]: /readyz answers 200
   local name=${1:?} pid=${RT_SERVE_PIDS[${1:?}]:-}
   local url; url="$(rt_serve_url "$name")/readyz"
-  local deadline=$(($(rt__now_ms) + ${2:-30} * 1000))
+  local deadline=$(($(rt__now_ms) + ${2:-60} * 1000))
   until curl -fsS -m 2 -o /dev/null "$url" 2>/dev/null; do
     rt_pid_alive "$pid" || rt_fail "serve '$name' exited before it was ready (log $T/$name.log)"
-    (($(rt__now_ms) < deadline)) || rt_fail "serve '$name' not ready at $url after ${2:-30} s"
+    (($(rt__now_ms) < deadline)) || rt_fail "serve '$name' not ready at $url after ${2:-60} s"
     sleep 0.05
   done
 }
@@ -166,6 +168,15 @@ rt_wait_for() { # TIMEOUT_S CONDITION...
   done
   out=$(eval "$cond" 2>&1) || true
   rt_fail "timed out after ${timeout} s waiting for: $cond${out:+ (last output: $out)}"
+}
+
+# Posts events through serve NAME's HTTP API from one process, event i at i * GAP_S
+# seconds after the first (tests/integration/send_events.py), so that a timed sequence
+# does not stretch with process start-up on a slow machine. Each answers after admission.
+# Prints the widest gap there was between two answers, in ms.
+rt_send_events() { # NAME GAP_S EVENT_JSON...
+  local name=${1:?rt_send_events NAME GAP_S EVENT_JSON...}; shift
+  python3 "$RT_INTEGRATION_DIR/send_events.py" "$(rt_serve_url "$name")" "$@"
 }
 
 rt_assert_eq() { # EXPECTED ACTUAL MSG

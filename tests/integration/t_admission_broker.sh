@@ -50,7 +50,7 @@ rt_assert_eq 1 "$(count b-debounce)" "debounce: one run"
 rt_assert_eq "copy-8" "$(q "select event->>'id' from ratchet.runs where workflow_id = 'b-debounce'")" "debounce: the last copy"
 rt_assert_eq "3|3" "$(count b-batch)|$(q "select min(jsonb_array_length(trigger->'events')) from ratchet.runs where workflow_id = 'b-batch'")" "batch: 3 runs of 3"
 rt_assert_eq 9 "$(q "select count(distinct e->>'id') from ratchet.runs r, jsonb_array_elements(r.trigger->'events') e where r.workflow_id = 'b-batch'")" "batch: every copy once"
-rt_wait_for 10 '[ "$(count b-batch "status = '"'completed'"' and output::text = '"'3'"'")" = 3 ]'
+rt_wait_for 60 '[ "$(count b-batch "status = '"'completed'"' and output::text = '"'3'"'")" = 3 ]'
 rt_serve_stop a
 rt_check_log "$T/a.log"
 echo "ok: admission within one ingest batch"

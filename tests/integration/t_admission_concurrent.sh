@@ -2,8 +2,10 @@
 # Admission with concurrent writers: two `ratchet send` loops at the same time (each send
 # is its own process and transaction) against two serve processes executing the runs.
 # Nothing is created twice: one run per idempotency value; per singleton key (skip and
-# cancel; the runs are short, so keys are free again and again) never two unfinished runs
-# at once; every batched event is in exactly one full batch.
+# cancel) never two unfinished runs at once; every batched event is in exactly one full
+# batch. The singleton runs sleep 10 s: long against the gap between two sends of one key
+# however slow the machine is, so requests are skipped and runs cancelled (on a fast
+# machine a key may be taken only once).
 source "$(dirname "$0")/lib.sh"
 rt_test_init admission_concurrent
 
@@ -16,11 +18,11 @@ cat > "$W/idem.json" <<'EOF2'
 EOF2
 cat > "$W/skip.json" <<'EOF2'
 {"id": "c-skip", "triggers": [{"event": "c.sync"}], "singleton": {"key": "event.data.k", "mode": "skip"},
- "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "150ms"}}]}
+ "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "10s"}}]}
 EOF2
 cat > "$W/cancel.json" <<'EOF2'
 {"id": "c-cancel", "triggers": [{"event": "c.sync"}], "singleton": {"key": "event.data.k", "mode": "cancel"},
- "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "150ms"}}]}
+ "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "10s"}}]}
 EOF2
 cat > "$W/batch.json" <<'EOF2'
 {"id": "c-batch", "triggers": [{"event": "c.line"}], "batch_events": {"max_size": 3, "timeout": "1h"},
@@ -33,7 +35,9 @@ rt_serve_wait_ready a
 rt_serve_wait_ready b
 
 q() { rt_psql "$1"; }
-N=30
+# 15 rounds per loop: each send is an ASan process start, seconds each on a loaded CI
+# machine (30 rounds took 560 s of ctest's 600 s limit there). 2N must divide by 3.
+N=15
 loop() { # NAME ORDER: N rounds of one event per workflow
   local name=$1 i day k
   for i in $(seq 1 $N); do
@@ -73,15 +77,15 @@ rt_assert_eq $((6 * N)) "$(q "select count(*) from ratchet.events")" "every even
 
 # idempotency: 10 values, one run each.
 rt_assert_eq "10|10" "$(q "select count(*) || '|' || count(distinct trigger #>> '{admission,idempotency}') from ratchet.runs where workflow_id = 'c-idem'")" "one run per idempotency value"
-rt_wait_for 20 '[ "$(q "select count(*) from ratchet.runs where status <> '"'completed'"' and status <> '"'cancelled'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(q "select count(*) from ratchet.runs where status <> '"'completed'"' and status <> '"'cancelled'"'")" = 0 ]'
 # singleton: never two unfinished runs of one key at the same time.
 rt_assert_eq 1 "$(cat "$T/watch")" "most unfinished runs of one singleton key at once"
 skip_runs=$(q "select count(*) from ratchet.runs where workflow_id = 'c-skip'")
-((skip_runs >= 4 && skip_runs < 2 * N)) || rt_fail "skip: expected some (not all) requests to start a run, got $skip_runs"
+((skip_runs >= 2 && skip_runs < 2 * N)) || rt_fail "skip: expected a run per key and some (not all) requests to start a run, got $skip_runs"
 rt_assert_eq $((2 * N)) "$(q "select count(*) from ratchet.runs where workflow_id = 'c-cancel'")" "cancel: a run per request"
 rt_assert_eq 0 "$(q "select count(*) from ratchet.runs where workflow_id = 'c-cancel' and status = 'cancelled' and error not like 'cancelled by singleton: newer run %'")" "cancel: every cancelled run names its successor"
-# batch: 60 events, 20 full batches of 3, each event in exactly one.
-rt_assert_eq "20|3|3" "$(q "select count(*) || '|' || min(jsonb_array_length(trigger->'events')) || '|' || max(jsonb_array_length(trigger->'events')) from ratchet.runs where workflow_id = 'c-batch'")" "batch: 20 runs of 3 events"
+# batch: 2N events, 2N/3 full batches of 3, each event in exactly one.
+rt_assert_eq "$((2 * N / 3))|3|3" "$(q "select count(*) || '|' || min(jsonb_array_length(trigger->'events')) || '|' || max(jsonb_array_length(trigger->'events')) from ratchet.runs where workflow_id = 'c-batch'")" "batch: $((2 * N / 3)) runs of 3 events"
 rt_assert_eq "$((2 * N))|$((2 * N))" "$(q "select count(*) || '|' || count(distinct e->>'id') from ratchet.runs r, jsonb_array_elements(r.trigger->'events') e where r.workflow_id = 'c-batch'")" "batch: every event in exactly one run"
 rt_assert_eq 0 "$(q "select count(*) from ratchet.runs where workflow_id = 'c-batch' and output::text <> '3'")" "batch runs saw 3 events"
 

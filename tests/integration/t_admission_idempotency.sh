@@ -50,7 +50,7 @@ rt_assert_eq 3 "$(runs)" "and that new run holds the value for the next 24 h"
 "$RATCHET_BIN" send day.closed --data '{}' >/dev/null 2>&1
 rt_assert_eq 5 "$(runs)" "null values are not deduplicated"
 
-rt_wait_for 20 '[ "$(runs "status <> '"'completed'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(runs "status <> '"'completed'"'")" = 0 ]'
 rt_assert_eq '"2026-11-02"' "$(rt_psql "select output::text from ratchet.runs r where r.trigger #>> '{admission,idempotency}' = '2026-11-02'")" "the run saw its event"
 rt_serve_stop a
 rt_check_log "$T/a.log"

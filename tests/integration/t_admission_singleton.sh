@@ -8,7 +8,7 @@ rt_test_init admission_singleton
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=3s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=15s
 cat > "$W/skip.json" <<'EOF2'
 {"id": "sync-skip", "triggers": [{"event": "sync.requested"}], "singleton": {"key": "event.data.account", "mode": "skip"},
  "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
@@ -32,7 +32,7 @@ count() { q "select count(*) from ratchet.runs where workflow_id = '$1' ${2:+and
 # ---- skip
 "$RATCHET_BIN" send sync.requested --data '{"account": "a1"}' >/dev/null 2>&1
 first=$(q "select id from ratchet.runs where workflow_id = 'sync-skip'")
-rt_wait_for 10 '[ "$(status_of "$first")" = sleeping ]'
+rt_wait_for 60 '[ "$(status_of "$first")" = sleeping ]'
 "$RATCHET_BIN" send sync.requested --data '{"account": "a1"}' >/dev/null 2>&1
 "$RATCHET_BIN" send sync.requested --data '{"account": "a1"}' >/dev/null 2>&1
 rt_assert_eq 1 "$(count sync-skip)" "skip: no second run for a1 while the first sleeps"
@@ -52,7 +52,7 @@ rt_assert_eq 3 "$(count sync-skip)" "skip: a new run once the old one ended"
 # ---- cancel
 "$RATCHET_BIN" send sync.restart --data '{"account": "b1"}' >/dev/null 2>&1
 old=$(q "select id from ratchet.runs where workflow_id = 'sync-cancel'")
-rt_wait_for 10 '[ "$(status_of "$old")" = sleeping ]'
+rt_wait_for 60 '[ "$(status_of "$old")" = sleeping ]'
 "$RATCHET_BIN" send sync.restart --data '{"account": "b2"}' >/dev/null 2>&1
 "$RATCHET_BIN" send sync.restart --data '{"account": "b1"}' >/dev/null 2>&1
 new=$(q "select id from ratchet.runs where workflow_id = 'sync-cancel' and event->'data'->>'account' = 'b1' and id <> '$old'")
@@ -60,20 +60,20 @@ new=$(q "select id from ratchet.runs where workflow_id = 'sync-cancel' and event
 rt_assert_eq "cancelled|cancelled by singleton: newer run $new|true" \
   "$(q "select status || '|' || error || '|' || (finished_at is not null)::text from ratchet.runs where id = '$old'")" "cancel: the old run"
 rt_assert_eq 0 "$(q "select count(*) from ratchet.queue where run_id = '$old'")" "cancel: the old run's queue items are gone"
-rt_wait_for 10 '[ "$(status_of "$new")" = sleeping ]'
+rt_wait_for 60 '[ "$(status_of "$new")" = sleeping ]'
 rt_assert_eq 1 "$(count sync-cancel "status = 'sleeping' and event->'data'->>'account' = 'b2'")" "cancel: b2 untouched"
 rt_assert_eq 2 "$(count sync-cancel "status not in ('cancelled', 'completed', 'failed')")" "cancel: one unfinished run per key"
 
 # ---- cancel stops a running exec step (the lease keeper sees the run ended)
-"$RATCHET_BIN" send sync.slow --data '{"secs": "61.25"}' >/dev/null 2>&1
+"$RATCHET_BIN" send sync.slow --data '{"secs": "300.25"}' >/dev/null 2>&1
 slow=$(q "select id from ratchet.runs where workflow_id = 'sync-slow'")
-rt_wait_for 10 'pgrep -f "^sleep 61.25$" >/dev/null'
-rt_wait_for 10 '[ "$(q "select status from ratchet.steps where run_id = '"'$slow'"'")" = running ]'
+rt_wait_for 60 'pgrep -f "^sleep 300.25$" >/dev/null'
+rt_wait_for 60 '[ "$(q "select status from ratchet.steps where run_id = '"'$slow'"'")" = running ]'
 "$RATCHET_BIN" send sync.slow --data '{"secs": "0.1"}' >/dev/null 2>&1
 rt_assert_eq cancelled "$(status_of "$slow")" "the running run is cancelled at once"
-rt_wait_for 15 '! pgrep -f "^sleep 61.25$" >/dev/null'
-rt_wait_for 15 '[ "$(count sync-slow "status = '"'completed'"'")" = 1 ]'
-rt_wait_for 10 '[ "$(q "select count(*) from ratchet.queue where run_id = '"'$slow'"'")" = 0 ]'
+rt_wait_for 60 '! pgrep -f "^sleep 300.25$" >/dev/null'
+rt_wait_for 60 '[ "$(count sync-slow "status = '"'completed'"'")" = 1 ]'
+rt_wait_for 60 '[ "$(q "select count(*) from ratchet.queue where run_id = '"'$slow'"'")" = 0 ]'
 rt_assert_eq cancelled "$(status_of "$slow")" "the stopped run stays cancelled"
 
 rt_serve_stop a

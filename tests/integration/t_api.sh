@@ -64,7 +64,7 @@ rt_assert_eq 1 "$(grep -c ' agent acct_a$' "$TOKENS")" "agent line carries its e
 
 "$RATCHET_BIN" migrate >/dev/null
 RATCHET_TOKENS=$TOKENS rt_serve_start a
-rt_serve_wait_ready a 30
+rt_serve_wait_ready a
 U=$(rt_serve_url a)
 
 # req METHOD PATH TOKEN-NAME|- [BODY|@FILE] [curl args...]: sets CODE, BODY, HDRS.
@@ -216,7 +216,7 @@ req GET '/api/v1/runs?workflow=page&limit=1' viewer; expect 200 "workflow filter
 jcheck "d['runs'][0]['workflow']=='page' and set(d['runs'][0])>={'id','workflow','status','trigger','created_at','started_at','finished_at','output','error'}" "run list element"
 
 # ---- 7. one run: the same object as `ratchet show --json` ----
-rt_wait_for 20 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$ev_run'\")\" = completed ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$ev_run'\")\" = completed ]"
 req GET "/api/v1/runs/$ev_run" viewer; expect 200 "one run"
 "$PY" - "$BODY" "$("$RATCHET_BIN" show "$ev_run" --json)" <<'EOF' || rt_fail "GET /runs/{id} differs from show --json"
 import json, sys
@@ -239,7 +239,7 @@ req POST "/api/v1/runs/$slow/cancel" operator ''; is_error 409 conflict "cancel 
 req POST /api/v1/runs/00000000-0000-7000-8000-000000000000/cancel operator ''; is_error 404 not_found "cancel unknown"
 
 # ---- 9. schedules ----
-rt_wait_for 20 "[ \"\$(rt_psql \"select count(*) from ratchet.schedules where workflow_id = 'ticker'\")\" = 1 ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select count(*) from ratchet.schedules where workflow_id = 'ticker'\")\" = 1 ]"
 req GET /api/v1/schedules viewer; expect 200 "schedules"
 jcheck "d['schedules'][0]['workflow']=='ticker' and d['schedules'][0]['state']=='active' and d['schedules'][0]['cron']=='0 0 1 1 *'" "schedule list"
 req POST /api/v1/schedules/ticker/pause viewer ''; is_error 403 forbidden "viewer pause"
@@ -262,7 +262,7 @@ req POST "/api/v1/runs/$ev_run/replay" viewer ''; is_error 403 forbidden "viewer
 req POST "/api/v1/runs/$ev_run/replay" operator ''; expect 201 "replay"
 jcheck "d['workflow']=='quick' and d['trigger']['replay_of']=='$ev_run' and d['id']!='$ev_run'" "replay run"
 replayed=$(jget "d['id']")
-rt_wait_for 20 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$replayed'\")\" = completed ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$replayed'\")\" = completed ]"
 rt_assert_eq '{"o": 1}' "$(rt_psql "select output from ratchet.steps where run_id = '$replayed' and step_id = 'echo'")" "replay ran on the same event"
 req POST "/api/v1/runs/$ev_run/replay" operator '{"from_step": "echo"}'; expect 201 "replay from a step"
 jcheck "d['trigger']['replay_from']=='echo'" "replay_from"
@@ -288,7 +288,7 @@ jcheck "d['error']['reason']=='bad_signature'" "forged: reason"
 rt_assert_eq awaiting_approval "$(rt_psql "select status from ratchet.runs where id = '$gated'")" "still waiting"
 req POST "/api/v1/runs/$gated/approval" operator "$decision"; expect 200 "signed approval"
 jcheck "d['outcome']=='approved' and d['run_id']=='$gated'" "approval outcome"
-rt_wait_for 20 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$gated'\")\" = completed ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select status from ratchet.runs where id = '$gated'\")\" = completed ]"
 req POST "/api/v1/runs/$gated/approval" operator "$decision"; is_error 409 conflict "the same decision again"
 
 # ---- 11c. the audit log ----
@@ -384,7 +384,7 @@ db=${RATCHET_DATABASE_URL##*/}
 db=${db%%\?*}
 psql -XAtq "$RATCHET_TEST_DATABASE_URL" -c "alter database $db allow_connections false" \
   -c "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = '$db'" >/dev/null
-rt_wait_for 10 '[ "$(curl -s -o /dev/null -w "%{http_code}" "$U/readyz")" = 503 ]'
+rt_wait_for 60 '[ "$(curl -s -o /dev/null -w "%{http_code}" "$U/readyz")" = 503 ]'
 req GET /readyz -; is_error 503 unavailable "readyz without database"
 jcheck "'database' in d['error']['message']" "readyz reason"
 req GET /healthz -; expect 200 "healthz without database"
@@ -392,7 +392,7 @@ req GET /api/v1/runs viewer; is_error 503 unavailable "runs without database"
 req POST /api/v1/events operator '{"name": "while.down", "id": "ev-down"}'; is_error 503 unavailable "event without database"
 req POST /api/v1/workflows/page/runs operator '{}'; is_error 503 unavailable "run without database"
 psql -XAtq "$RATCHET_TEST_DATABASE_URL" -c "alter database $db allow_connections true" >/dev/null
-rt_wait_for 10 '[ "$(curl -s -o /dev/null -w "%{http_code}" "$U/readyz")" = 200 ]'
+rt_wait_for 60 '[ "$(curl -s -o /dev/null -w "%{http_code}" "$U/readyz")" = 200 ]'
 req GET /api/v1/runs viewer; expect 200 "runs after the database came back"
 req POST /api/v1/events operator '{"name": "while.down", "id": "ev-down"}'; expect 200 "event after the database came back"
 jcheck "d[0]['duplicate'] is False" "the refused event was not stored"
@@ -401,20 +401,20 @@ jcheck "d[0]['duplicate'] is False" "the refused event was not stored"
 mint newop operator
 grep -v ' viewer$' "$TOKENS" >"$TOKENS.new" && mv "$TOKENS.new" "$TOKENS"
 kill -HUP "$(rt_serve_pid a)"
-rt_wait_for 10 "grep -q 'API tokens reloaded: 5 token' '$T/a.log'"
+rt_wait_for 60 "grep -q 'API tokens reloaded: 5 token' '$T/a.log'"
 req GET /api/v1/runs newop; expect 200 "new token after SIGHUP"
 req GET /api/v1/runs viewer; is_error 401 unauthorized "removed token after SIGHUP"
 cp "$TOKENS" "$TOKENS.good"
 echo "not a token line" >>"$TOKENS"
 kill -HUP "$(rt_serve_pid a)"
-rt_wait_for 10 "grep -q 'SIGHUP: tokens not reloaded, the old ones stay' '$T/a.log'"
+rt_wait_for 60 "grep -q 'SIGHUP: tokens not reloaded, the old ones stay' '$T/a.log'"
 req GET /api/v1/runs newop; expect 200 "a bad tokens file keeps the tokens in use"
 cp "$TOKENS.good" "$TOKENS"
 rt_serve_stop a
 
 # ---- 14. without tokens: loopback only, and said so ----
 rt_serve_start open
-rt_serve_wait_ready open 30
+rt_serve_wait_ready open
 grep -q 'API without authentication on 127.0.0.1 only' "$T/open.log" || rt_fail "no warning about the open API"
 U=$(rt_serve_url open)
 req GET /api/v1/runs -; expect 200 "no token needed without RATCHET_TOKENS"

@@ -224,7 +224,7 @@ tok=$(sed -n 1p <<<"$out")
 sed -n 2p <<<"$out" >"$T/tokens"
 "$RATCHET_BIN" migrate >/dev/null
 RATCHET_TOKENS=$T/tokens rt_serve_start a
-rt_serve_wait_ready a 30
+rt_serve_wait_ready a
 url=$(rt_serve_url a)
 hostport=${url#http://}
 
@@ -250,9 +250,11 @@ fi
 # that was answered 200 is stored.
 "$T/load" "${hostport%:*}" "${hostport##*:}" "$CLIENTS" 30 "$tok" "st" "$T/acked" >"$T/load2.out" 2>/dev/null &
 load_pid=$!
-sleep 2
+# In the middle of the load: once its first events are stored (however long a loaded
+# machine takes to get there).
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.events where id like '"'st-%'"'")" -gt 0 ]'
 t0=$(rt__now_ms)
-rt_serve_stop a 30
+rt_serve_stop a
 echo "serve stopped $(($(rt__now_ms) - t0)) ms after SIGTERM under load"
 wait "$load_pid" || true # its requests after the stop fail, as they should
 echo "load during the stop: $(cat "$T/load2.out")"

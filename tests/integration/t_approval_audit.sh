@@ -122,7 +122,7 @@ rt_serve_kill9 a
 "$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" >/dev/null 2>&1 || rt_fail "approve while serve is down"
 rt_assert_eq queued "$(status "$R")" "released in the database"
 rt_serve_start a
-rt_wait_for 15 '[ "$(status '"$R"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$R"')" = completed ]'
 rt_assert_eq 1 "$(rt_psql "select count(*) from app_agent_tasks where run_id = '$R'")" "ran once"
 rt_assert_eq "1|1|1|1" "$(rt_psql "select string_agg(attempts::text, '|' order by step_id) from ratchet.steps where run_id = '$R'")" "each step once"
 "$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --hash "$(rt_psql "select action_hash from ratchet.approvals where run_id = '$R'")" >/dev/null 2>&1 &&
@@ -135,7 +135,7 @@ rt_serve_start a
 rt_serve_wait_ready a
 rt_assert_eq awaiting_approval "$(status "$R2")" "still waits after the crash"
 "$RATCHET_BIN" approve "$R2" --as ops-lead --key "$K/ops-lead.key" >/dev/null 2>&1 || rt_fail "approve after restart"
-rt_wait_for 5 '[ "$(status '"$R2"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$R2"')" = completed ]'
 rt_assert_eq 1 "$(rt_psql "select count(*) from app_agent_tasks where run_id = '$R2'")" "ran once"
 rt_serve_stop a
 echo "ok: approval_audit"

@@ -28,7 +28,7 @@ metric() { curl -fsS "$(rt_serve_url a)/metrics" | awk -v k="$1" '$1 == k {print
 for via in amqp nats; do
   ev=$("$RATCHET_BIN" send agent.task.requested --via $via --actor-type agent --actor-id agent-7 --entity "acct_$via" \
     --data '{"task": "over '"$via"'"}' 2>/dev/null)
-  rt_wait_for 20 '[ -n "$(rt_psql "select id from ratchet.runs where trigger->>'"'event_id'"' = '"'$ev'"'")" ]'
+  rt_wait_for 60 '[ -n "$(rt_psql "select id from ratchet.runs where trigger->>'"'event_id'"' = '"'$ev'"'")" ]'
   R=$(rt_psql "select id from ratchet.runs where trigger->>'event_id' = '$ev'")
   rt_assert_eq awaiting_approval "$(status "$R")" "$via: waits"
   rt_assert_eq "$via" "$(rt_psql "select transport from ratchet.events where id = '$ev'")" "$via: came over the broker"
@@ -36,13 +36,13 @@ for via in amqp nats; do
   d=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --print 2>/dev/null)
   forged=$(printf '%s' "$d" | python3 -c 'import json,sys,base64; d=json.load(sys.stdin); s=bytearray(base64.b64decode(d["sig"])); s[0]^=1; d["sig"]=base64.b64encode(bytes(s)).decode(); print(json.dumps(d))')
   fe=$("$RATCHET_BIN" send ratchet.approval.decided --via $via --data "$forged" 2>/dev/null)
-  rt_wait_for 20 '[ "$(rt_psql "select details->>'"'reason'"' from ratchet.audit_log where details->>'"'event_id'"' = '"'$fe'"'")" = bad_signature ]'
+  rt_wait_for 60 '[ "$(rt_psql "select details->>'"'reason'"' from ratchet.audit_log where details->>'"'event_id'"' = '"'$fe'"'")" = bad_signature ]'
   rt_assert_eq awaiting_approval "$(status "$R")" "$via: forged decision refused"
   # The real one, signed and sent by the CLI over the broker.
-  out=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --via $via --json --wait-timeout 30s 2>/dev/null) ||
+  out=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --via $via --json --wait-timeout 120s 2>/dev/null) ||
     rt_fail "$via: approve: $out"
   rt_assert_eq approved "$(printf '%s' "$out" | json_get '["outcome"]')" "$via: approved"
-  rt_wait_for 10 '[ "$(status '"$R"')" = completed ]'
+  rt_wait_for 60 '[ "$(status '"$R"')" = completed ]'
   rt_assert_eq 1 "$(rt_psql "select count(*) from app_agent_tasks where run_id = '$R'")" "$via: ran once"
 done
 rt_assert_eq 2 "$(metric 'ratchet_approval_refusals_total{reason="bad_signature"}')" "refusals counted by serve"
@@ -54,7 +54,7 @@ R=$(rt_psql "select id from ratchet.runs where trigger->>'event_id' = '$ev'")
 d=$("$RATCHET_BIN" approve "$R" --as ops-lead --key "$K/ops-lead.key" --print 2>/dev/null)
 body=$(printf '%s' "$d" | python3 -c 'import json,sys; print(json.dumps({"name": "ratchet.approval.decided", "id": "http-decision-1", "actor": {"type": "user", "id": "ops-lead"}, "data": json.load(sys.stdin)}))')
 curl -fsS -X POST -H 'Content-Type: application/json' --data "$body" "$(rt_serve_url a)/api/v1/events" >/dev/null || rt_fail "POST /api/v1/events"
-rt_wait_for 10 '[ "$(status '"$R"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$R"')" = completed ]'
 rt_assert_eq approval.approved "$(rt_psql "select action from ratchet.audit_log where details->>'event_id' = 'http-decision-1'")" "decided through the API"
 "$RATCHET_BIN" audit verify | grep -q '^ok: ' || rt_fail "audit verify"
 rt_serve_stop a

@@ -68,14 +68,14 @@ for via in amqp nats; do
   "$RATCHET_BIN" send invoice.big --via $via --raw-file "$T/big.json" 2>/dev/null || true # a broker may refuse 10 MiB itself
   "$RATCHET_BIN" send invoice.paid --via $via --id "$via-after-poison" --data '{"amount": 1}' >/dev/null
   rt_wait_for 90 '[ "$(started '"$via-after-poison"')" = "on-invoice,on-paid" ]'
-  rt_wait_for 20 '[ $(( $(grep -c "poison message dead-lettered\|dead-lettered" "$T/a.log" || true) - before )) -ge 2 ]'
+  rt_wait_for 60 '[ $(( $(grep -c "poison message dead-lettered\|dead-lettered" "$T/a.log" || true) - before )) -ge 2 ]'
   grep "dead-lettered" "$T/a.log" | grep -q "$via\|jetstream" || rt_fail "$via: dead-letter log lacks the broker/position"
 done
 # Events the engine makes (on_failure here) are published to the brokers from the outbox:
 # the mark clears only after both brokers confirmed them.
 if fid=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.events where id like 'ratchet:%:on_failure:$fid' and transport = 'engine'")" "on_failure event stored"
-rt_wait_for 30 '[ "$(rt_psql "select outbox from ratchet.events where id like '"'ratchet:%:on_failure:$fid'"'")" = f ]'
+rt_wait_for 60 '[ "$(rt_psql "select outbox from ratchet.events where id like '"'ratchet:%:on_failure:$fid'"'")" = f ]'
 # RabbitMQ keeps dead letters in ratchet.events.dead.
 dead=$(rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" list_queues -p "$RT_TEST_VHOST" name messages 2>/dev/null | awk '$1 == "ratchet.events.dead" {print $2}')
 [ "${dead:-0}" -ge 2 ] || rt_fail "amqp: expected >= 2 messages in ratchet.events.dead, got '${dead:-none}'"

@@ -77,7 +77,7 @@ asyncio.run(main())
 PY
 /usr/bin/python3 "$T/tlsproxy.py" "$TLS_PORT" "$AMQP_PORT" "$T/pki/server.pem" "$T/pki/server.key" 2>"$T/tlsproxy.log" &
 PROXY_PID=$!
-rt_wait_for 10 rt_tcp_open "$TLS_PORT"
+rt_wait_for 60 rt_tcp_open "$TLS_PORT"
 TLS_URL="amqps://guest:guest@localhost:$TLS_PORT/$RT_TEST_VHOST"
 tls() { # EXPECT_FAIL VERIFY CA URL
   BUSCHECK_EXPECT_FAIL=$1 BUSCHECK_TLS_VERIFY=$2 BUSCHECK_TLS_CA=$3 BUSCHECK_URL=$4 "$BUSCHECK" tls >>"$T/tls.log" 2>&1 ||

@@ -68,7 +68,7 @@ mkdir -p "$T/tlsjs"
 nats-server -a 127.0.0.1 -p "$TLS_PORT" -js -sd "$T/tlsjs" --tls --tlscert "$T/pki/server.pem" \
   --tlskey "$T/pki/server.key" --user ratchet --pass s3cret -l "$T/tls-nats.log" </dev/null >/dev/null 2>&1 &
 TLS_PID=$!
-rt_wait_for 10 rt_tcp_open "$TLS_PORT"
+rt_wait_for 60 rt_tcp_open "$TLS_PORT"
 tls() { # EXPECT_FAIL VERIFY CA URL
   BUSCHECK_EXPECT_FAIL=$1 BUSCHECK_TLS_VERIFY=$2 BUSCHECK_TLS_CA=$3 BUSCHECK_URL=$4 "$BUSCHECK" tls >>"$T/tls.log" 2>&1 ||
     { cat "$T/tls.log"; rt_fail "buscheck tls (expect_fail=$1 verify=$2 ca=$3) failed"; }

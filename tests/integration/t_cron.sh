@@ -11,7 +11,7 @@ rt_test_init cron
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=2s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=10s
 
 cat > "$W/every.json" <<'EOF'
 {"id": "every", "triggers": [{"cron": "* * * * * *", "catch_up": "all"}],
@@ -39,7 +39,7 @@ rt_serve_start c
 rt_wait_for 60 '[ "$(span every)" -ge 10 ]'
 rt_serve_kill9 b
 echo "ok: killed b (kill -9) at $(( $(date +%s) - t0 )) s"
-rt_wait_for 60 '[ "$(span every)" -ge 22 ]'
+rt_wait_for 120 '[ "$(span every)" -ge 22 ]'
 rt_serve_stop a
 rt_serve_stop c
 echo "ran $(( $(date +%s) - t0 )) s"
@@ -74,7 +74,8 @@ read -r n distinct lo hi weight < <(rt_psql "select count(*), count(distinct $TI
   sum(coalesce((trigger->'schedule'->>'missed')::int, 1)) from ratchet.runs where workflow_id = 'tick'" -F ' ')
 rt_assert_eq "$n" "$distinct" "tick: runs vs distinct ticks (a doubled tick)"
 rt_assert_eq "$((hi - lo + 1))" "$weight" "tick: seconds from $lo to $hi vs ticks the runs stand for"
-[ "$n" -ge 20 ] || rt_fail "tick: only $n runs"
+# Seconds covered, not runs: on a slow machine more late ticks fold into one run.
+[ "$((hi - lo + 1))" -ge 20 ] || rt_fail "tick: runs cover only $((hi - lo + 1)) s ($n runs)"
 
 late=$(rt_psql "select count(*) from ratchet.runs where trigger->'schedule' ? 'missed'")
 lateness=$(rt_psql "select round(percentile_cont(0.5) within group (order by ms))::text || ' ms p50, '

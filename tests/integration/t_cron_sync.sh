@@ -51,7 +51,7 @@ done
 sleep 3
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.runs")" "runs with every scheduler off"
 # ... but they run steps.
-run=$("$RATCHET_BIN" run manual --data '{"x": 7}' --wait --wait-timeout 30s) || rt_fail "manual run did not complete"
+run=$("$RATCHET_BIN" run manual --data '{"x": 7}' --wait --wait-timeout 120s) || rt_fail "manual run did not complete"
 rt_assert_eq 7 "$(rt_psql "select output from ratchet.steps where run_id = '$run' and step_id = 't'")" "manual run's step output"
 
 "$RATCHET_BIN" schedules --json > "$T/list.json"

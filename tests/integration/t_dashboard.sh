@@ -59,11 +59,11 @@ sed -n 2p <<<"$out" >"$TOKENS"
 
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
-rt_serve_wait_ready a 30
+rt_serve_wait_ready a
 U=$(rt_serve_url a)
 
 # ---- the page ----
-curl -sS -m 10 -D "$T/hdrs" -o "$T/page.html" "$U/" || rt_fail "GET / failed"
+curl -sS -m 60 -D "$T/hdrs" -o "$T/page.html" "$U/" || rt_fail "GET / failed"
 grep -qi '^content-type: text/html; charset=utf-8' "$T/hdrs" || rt_fail "GET / content type: $(cat "$T/hdrs")"
 grep -qi "^content-security-policy: frame-ancestors 'none'" "$T/hdrs" || rt_fail "GET / may be framed: $(cat "$T/hdrs")"
 grep -qi '^x-frame-options: DENY' "$T/hdrs" || rt_fail "GET / has no X-Frame-Options: $(cat "$T/hdrs")"
@@ -73,7 +73,7 @@ grep -q '@SCRIPT_HASH@\|@STYLE_HASH@' "$T/page.html" && rt_fail "CSP placeholder
 sed 's|http://www.w3.org/2000/svg||g' "$T/page.html" | grep -qE 'https?://' && rt_fail "the page holds an external URL"
 
 # ---- what a browser on another site may not do (no tokens: every caller is admin) ----
-code() { curl -sS -m 10 -o "$T/resp" -w '%{http_code}' "$@"; }
+code() { curl -sS -m 60 -o "$T/resp" -w '%{http_code}' "$@"; }
 rt_assert_eq 403 "$(code -X POST -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' -d x \
   "$U/api/v1/workflows/demo/runs")" "a cross-site POST is refused"
 grep -q 'cross-origin' "$T/resp" || rt_fail "cross-site refusal message: $(cat "$T/resp")"
@@ -88,19 +88,19 @@ rt_assert_eq 404 "$(code -X POST -H "Origin: $U" "$U/api/v1/runs/00000000-0000-0
 
 # ---- a known workload, then /api/v1/stats ----
 start() { # WORKFLOW DATA -> run id
-  curl -fsS -m 10 -X POST -H 'Content-Type: application/json' --data-binary "{\"data\": $2}" \
+  curl -fsS -m 60 -X POST -H 'Content-Type: application/json' --data-binary "{\"data\": $2}" \
     "$U/api/v1/workflows/$1/runs" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])'
 }
 for i in 1 2 3; do start demo "{\"n\": $i}" >/dev/null; done
 FLAKY=$(start flaky '{}')
-curl -fsS -m 10 -X POST -H 'Content-Type: application/json' "$U/api/v1/events" --data-binary \
+curl -fsS -m 60 -X POST -H 'Content-Type: application/json' "$U/api/v1/events" --data-binary \
   '{"name": "refund.requested", "data": {"amount": 120, "currency": "EUR"}, "actor": {"type": "agent", "id": "support-bot"}, "entity_id": "acct_42"}' \
   >/dev/null
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.runs where finished_at is not null")" = 4 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where finished_at is not null")" = 4 ]'
 GATED=$(rt_psql "select id from ratchet.runs where workflow_id = 'gated'")
 rt_assert_eq awaiting_approval "$(rt_psql "select status from ratchet.runs where id = '$GATED'")" "gated run"
 
-curl -fsS -m 10 "$U/api/v1/stats" >"$T/stats.json" || rt_fail "GET /api/v1/stats failed"
+curl -fsS -m 60 "$U/api/v1/stats" >"$T/stats.json" || rt_fail "GET /api/v1/stats failed"
 "$PY" - "$T/stats.json" <<'EOF' || rt_fail "/api/v1/stats: $(cat "$T/stats.json")"
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -120,28 +120,28 @@ assert sum(p["completed"] for p in s["throughput"]) == 3 and sum(p["failed"] for
 assert all(set(p) == {"t", "completed", "failed", "cancelled", "other"} for p in s["throughput"])
 EOF
 "$PY" -c 'import json, sys; d = json.load(sys.stdin); assert d["minutes"] == 5 and len(d["throughput"]) == 5, d' \
-  < <(curl -fsS -m 10 "$U/api/v1/stats?minutes=5") || rt_fail "stats?minutes=5"
+  < <(curl -fsS -m 60 "$U/api/v1/stats?minutes=5") || rt_fail "stats?minutes=5"
 for q in minutes=0 minutes=1441 minutes=x window=5; do
-  code=$(curl -sS -m 10 -o "$T/resp" -w '%{http_code}' "$U/api/v1/stats?$q")
+  code=$(curl -sS -m 60 -o "$T/resp" -w '%{http_code}' "$U/api/v1/stats?$q")
   rt_assert_eq 400 "$code" "GET /api/v1/stats?$q ($(cat "$T/resp"))"
 done
 # A queued item due now counts as runnable, with its age.
-LATER=$(curl -fsS -m 10 -X POST -H 'Content-Type: application/json' --data-binary '{"run_at": "2099-01-01T00:00:00Z"}' \
+LATER=$(curl -fsS -m 60 -X POST -H 'Content-Type: application/json' --data-binary '{"run_at": "2099-01-01T00:00:00Z"}' \
   "$U/api/v1/workflows/demo/runs" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 "$PY" -c '
 import json, sys
 d = json.load(sys.stdin)
 n = {q["priority"]: q for q in d["queue"]}["normal"]
 assert n["scheduled"] == 1 and n["runnable"] == 0 and d["active"]["queued"] == 1, d' \
-  < <(curl -fsS -m 10 "$U/api/v1/stats") || rt_fail "a run scheduled for later is not counted as scheduled"
-curl -fsS -m 10 -X POST -H 'Content-Type: application/json' -d '{}' "$U/api/v1/runs/$LATER/cancel" >/dev/null
+  < <(curl -fsS -m 60 "$U/api/v1/stats") || rt_fail "a run scheduled for later is not counted as scheduled"
+curl -fsS -m 60 -X POST -H 'Content-Type: application/json' -d '{}' "$U/api/v1/runs/$LATER/cancel" >/dev/null
 
 # ---- the same database behind a serve that wants tokens ----
 RATCHET_TOKENS=$TOKENS rt_serve_start b
-rt_serve_wait_ready b 30
-code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$(rt_serve_url b)/api/v1/stats")
+rt_serve_wait_ready b
+code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' "$(rt_serve_url b)/api/v1/stats")
 rt_assert_eq 401 "$code" "stats without a token"
-code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$(rt_serve_url b)/")
+code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' "$(rt_serve_url b)/")
 rt_assert_eq 200 "$code" "the page without a token"
 
 # ---- the browser ----
@@ -149,7 +149,7 @@ RUN=$(start demo '{"n": 1}')
 SHOTS=$T/shots${RATCHET_TEST_TMPDIR:+:$RATCHET_TEST_TMPDIR}
 rc=0
 RT_URL=$U RT_URL_AUTH=$(rt_serve_url b) RT_TOKEN_VIEWER=$VIEWER RT_RUN_ID=$RUN RT_FLAKY_ID=$FLAKY RT_GATED_ID=$GATED \
-  RT_SHOTS=$SHOTS timeout 240 node "$BROWSER_DIR/dashboard.test.mjs" >"$T/browser.log" 2>&1 || rc=$?
+  RT_SHOTS=$SHOTS timeout 420 node "$BROWSER_DIR/dashboard.test.mjs" >"$T/browser.log" 2>&1 || rc=$?
 cat "$T/browser.log"
 rt_assert_eq 0 "$rc" "exit status of tests/browser/dashboard.test.mjs (124: timed out)"
 [[ -s $T/shots/dashboard.png ]] || rt_fail "no screenshot"

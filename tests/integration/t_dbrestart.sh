@@ -24,10 +24,10 @@ cat > "$W/w.json" <<'EOF2'
 EOF2
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
-rt_wait_for 30 'grep -q "nats consumer: connected" "$T/a.log"'
+rt_wait_for 60 'grep -q "nats consumer: connected" "$T/a.log"'
 
 "$RATCHET_BIN" send db.test --via nats --id first --count 300 >/dev/null 2>&1
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.events")" -ge 100 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.events")" -ge 100 ]'
 rt_pg_stop "$T/pg" >/dev/null 2>&1
 "$RATCHET_BIN" send db.test --via nats --id during --count 300 >/dev/null 2>&1 # PostgreSQL is down
 sleep 2 # the scenario: the database stays away for a while

@@ -51,7 +51,7 @@ python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["duplicate"] is
 rt_assert_eq 3 "$(rt_psql "select count(*) from ratchet.runs where trigger->>'event_id' = 'e1'")" "still 3 runs for e1"
 
 # Every triggered run completes and sees its event.
-rt_wait_for 20 '[ "$(rt_psql "select count(*) from ratchet.runs where status <> '"'completed'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where status <> '"'completed'"'")" = 0 ]'
 rt_assert_eq '5' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'on-paid'")" "run sees event.data"
 
 # `ratchet events` lists events newest first with their runs.

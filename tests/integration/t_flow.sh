@@ -10,7 +10,7 @@ rt_test_init flow
 W=$T/workflows
 FX=$T/effects
 mkdir -p "$W" "$FX"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=2s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=10s
 status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }
 
@@ -77,7 +77,7 @@ cat > "$W/fanout.json" <<'EOF2'
   {"id": "each", "uses": "transform", "for_each": "event.data.items", "with": {"value": "${{ item * 10 + index }}"}}]}
 EOF2
 cat > "$W/limited.json" <<EOF2
-{"id": "limited", "concurrency": {"limit": 2, "key": "event.data.key"}, "steps": [
+{"id": "limited", "triggers": [{"event": "flow.limited"}], "concurrency": {"limit": 2, "key": "event.data.key"}, "steps": [
   {"id": "work", "uses": "exec", "with": {"command": ["sh", "-c", "echo start \$K \$(date +%s%N) >> $FX/conc; sleep 0.2; echo end \$K \$(date +%s%N) >> $FX/conc"], "env": {"K": "\${{ event.data.key }}"}}}]}
 EOF2
 cat > "$W/prio-low.json" <<EOF2
@@ -93,7 +93,7 @@ EOF2
 for _ in $(seq 10); do "$RATCHET_BIN" run prio-low >/dev/null; done
 for _ in $(seq 3); do "$RATCHET_BIN" run prio-critical >/dev/null; done
 RATCHET_WORKERS=1 rt_serve_start prio
-rt_wait_for 30 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
+rt_wait_for 60 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
 rt_serve_stop prio
 rt_assert_eq "critical critical critical" "$(head -3 "$FX/prio" | tr '\n' ' ' | sed 's/ $//')" "critical runs claimed before the low backlog"
 
@@ -106,7 +106,10 @@ rt_assert_eq 3 "$(wc -l < "$FX/flaky-$id")" "3 executions"
 rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.step_attempts where run_id = '$id'")" "2 failed attempts kept"
 gaps=$(rt_psql "select string_agg(round(extract(epoch from (b.started_at - a.finished_at)) * 1000)::text, ',' order by a.attempt) from ratchet.step_attempts a join ratchet.step_attempts b on b.run_id = a.run_id and b.attempt = a.attempt + 1 where a.run_id = '$id'")
 g1=$(rt_psql "select round(extract(epoch from (s.started_at - a.finished_at)) * 1000) from ratchet.step_attempts a join ratchet.steps s on s.run_id = a.run_id where a.run_id = '$id' and a.attempt = 2")
-python3 -c "import sys; a=[float(x) for x in sys.argv[1].split(',')]; b=float(sys.argv[2]); assert 180 <= a[0] < 2000 and 380 <= b < 3000, (a, b)" "$gaps" "$g1" || rt_fail "retry spacing: $gaps then $g1 ms"
+# Lower bounds only (10 % for timestamp rounding): how much later a retry starts is the
+# machine's speed; the second gap at least 380 ms after a first of at least 180 ms is the
+# doubling.
+python3 -c "import sys; a=[float(x) for x in sys.argv[1].split(',')]; b=float(sys.argv[2]); assert 180 <= a[0] and 380 <= b, (a, b)" "$gaps" "$g1" || rt_fail "retry spacing: $gaps then $g1 ms"
 "$RATCHET_BIN" show "$id" | grep -q "attempt" || rt_fail "show lists failed attempts"
 
 # Non-retriable: exit code 7 ends at once despite 5 attempts allowed.
@@ -114,50 +117,50 @@ if id=$("$RATCHET_BIN" run fatal --wait); then rt_fail "fatal must fail"; fi
 rt_assert_eq 1 "$(wc -l < "$FX/fatal-$id")" "non-retriable: one execution"
 
 # Step timeout kills the command.
-if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 20s); then rt_fail "slowstep must fail"; fi
+if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 120s); then rt_fail "slowstep must fail"; fi
 grep -q "timed out" <<<"$(field "$id" error)" || rt_fail "step timeout error: $(field "$id" error)"
 
 # Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
 id=$("$RATCHET_BIN" run wftimeout)
-rt_wait_for 15 '[ "$(status '"$id"')" = timed_out ]'
+rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
 # start_timeout counts from when the run is due; no engine runs meanwhile, so it stays
 # queued past it (this pause is the scenario, not a wait for a condition).
 rt_serve_stop a
 id=$("$RATCHET_BIN" run starttimeout)
 sleep 1.5
 rt_serve_start a
-rt_wait_for 15 '[ "$(status '"$id"')" = expired ]'
+rt_wait_for 60 '[ "$(status '"$id"')" = expired ]'
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
 
 # Replay: the whole run again, then --from b (a is not executed again).
 : > "$FX/replay"
 id=$("$RATCHET_BIN" run steps3 --wait)
 r1=$("$RATCHET_BIN" replay "$id")
-rt_wait_for 15 '[ "$(status '"$r1"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r1"')" = completed ]'
 rt_assert_eq "a b a b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay runs every step again"
 r2=$("$RATCHET_BIN" replay "$id" --from b)
-rt_wait_for 15 '[ "$(status '"$r2"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r2"')" = completed ]'
 rt_assert_eq "a b a b b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay --from b reuses a's memoized output"
 rt_assert_eq 3 "$(field "$r2" output::text)" "the reused output feeds later steps"
 
 # Cancel kills the exec step's whole process group.
 id=$("$RATCHET_BIN" run longexec)
-rt_wait_for 15 '[ -s "$FX/grandchild" ]'
+rt_wait_for 60 '[ -s "$FX/grandchild" ]'
 gc=$(cat "$FX/grandchild")
 "$RATCHET_BIN" cancel "$id" >/dev/null 2>&1
 rt_assert_eq cancelled "$(status "$id")" "cancel marks the run"
-rt_wait_for 15 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
+rt_wait_for 60 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
 
 # on_failure: an event that triggers a listener; a workflow started with the failure.
 if id=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
-rt_wait_for 15 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
 rt_assert_eq "$id" "$(rt_psql "select output->>'run_id' from ratchet.runs where workflow_id = 'onfail-listener'")" "on_failure event carries the run id"
 if id=$("$RATCHET_BIN" run failing2 --wait); then rt_fail "failing2 must fail"; fi
-rt_wait_for 15 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
+rt_wait_for 60 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
 
 # continue_on_error: the run goes on and ends partial.
 id=$("$RATCHET_BIN" run partial --wait) && rt_fail "a partial run is not completed" || true
-rt_wait_for 10 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
+rt_wait_for 60 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
 rt_assert_eq '"failed"' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'partial'")" "later steps see the failed status"
 
 # invoke: the child's output; the child's failure fails the step.
@@ -173,11 +176,14 @@ rt_assert_eq "[10, 21, 32]" "$(field "$id" output::text)" "for_each output"
 
 # Concurrency: 200 runs over 5 keys, limit 2 per key: never more than 2 at once per key.
 : > "$FX/conc"
-for i in $(seq 200); do echo "{\"key\": \"k$((i % 5))\"}"; done > "$T/keys"
-rt_serve_stop a # a backlog first, so that the workers contend for the keys
-while read -r data; do "$RATCHET_BIN" run limited --data "$data" >/dev/null; done < "$T/keys"
+# A backlog first, so that the workers contend for the keys: the 200 runs are created by
+# one POST of 200 events (one commit, from one process: 200 `ratchet run` processes took
+# minutes under ASan on a loaded machine).
+rt_serve_stop a
 RATCHET_WORKERS=8 rt_serve_start a
-rt_wait_for 120 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
+rt_serve_wait_ready a
+rt_send_events a 0 "$(python3 -c 'import json; print(json.dumps([{"name": "flow.limited", "data": {"key": "k%d" % (i % 5)}} for i in range(1, 201)]))')" >/dev/null
+rt_wait_for 300 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
 max=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$FX/conc" --per-key)
 [ "$max" -le 2 ] || rt_fail "concurrency limit 2 exceeded: $max at once"
 [ "$max" -ge 2 ] || rt_fail "concurrency never reached its limit ($max): the test proves nothing"

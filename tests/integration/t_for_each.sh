@@ -9,7 +9,7 @@ rt_test_init for_each
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=2s
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_LEASE=10s
 
 item_cmd() { # OUTFILE SLEEP [EXTRA SHELL] -> the exec "with" of an item
   printf '{"command": ["sh", "-c", "echo start ${{ index }} $(date +%%s%%N) >> %s; %s sleep %s; echo done ${{ index }} $(date +%%s%%N) >> %s; echo ${{ item * 10 }}"]' \
@@ -82,7 +82,7 @@ done
 
 # --- continue_on_error: partial, null for the failed item --------------------------------
 id=$("$RATCHET_BIN" run part --data '{"items": ["a", "b", "c"]}')
-rt_wait_for 30 '[ "$(field "$id" status)" = partial ]'
+rt_wait_for 60 '[ "$(field "$id" status)" = partial ]'
 rt_assert_eq '["a", null, "c"]' "$(rt_psql "select output::text from ratchet.steps where run_id = '$id' and step_id = 'each'")" "partial items"
 rt_assert_eq failed "$(rt_psql "select status from ratchet.steps where run_id = '$id' and step_id = 'each'")" "the step is failed"
 rt_psql "select error from ratchet.steps where run_id = '$id' and step_id = 'each'" | grep -q "^item 1: " ||
@@ -121,10 +121,10 @@ rt_serve_stop b
 # for_each of another run, which must not see the cancel.
 RATCHET_WORKERS=1 rt_serve_start c
 held=$("$RATCHET_BIN" run hold)
-rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"'$held'"'")" = running ]'
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"'$held'"'")" = running ]'
 other=$("$RATCHET_BIN" run quick --data '{"items": [1, 2, 3]}')
 "$RATCHET_BIN" cancel "$held" >/dev/null
-rt_wait_for 30 '[ "$(field "$other" status)" = completed ]'
+rt_wait_for 60 '[ "$(field "$other" status)" = completed ]'
 rt_assert_eq "[1, 2, 3]" "$(field "$other" output::text)" "the other run's for_each"
 rt_assert_eq cancelled "$(field "$held" status)" "the cancelled run"
 rt_serve_stop c

@@ -55,7 +55,7 @@ refused() { # STATUS MESSAGE-PART WHAT: an error answer whose message holds MESS
 }
 # metric NAME LABELS-PYTHON-DICT: the sample's value on /metrics (0 when absent)
 metric() {
-  curl -fsS -m 10 "$U/metrics" >"$T/metrics" || rt_fail "GET /metrics failed"
+  curl -fsS -m 60 "$U/metrics" >"$T/metrics" || rt_fail "GET /metrics failed"
   "$PY" - "$T/metrics" "$1" "$2" <<'EOF'
 import ast, sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,7 +79,7 @@ stripe_event() {
 
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
-rt_serve_wait_ready a 30
+rt_serve_wait_ready a
 U=$(rt_serve_url a)
 
 # ---- 1. Stripe: a valid delivery stores stripe.<type> with Stripe's id and starts a run ----
@@ -98,7 +98,7 @@ rt_assert_eq "${created}000" \
   "$(rt_psql "select envelope->>'ts' from ratchet.events where id = 'evt_1PiSucceeded'")" "ts from Stripe's created"
 rt_assert_eq "payments|evt_1PiSucceeded" "$(rt_psql "select workflow_id, event_id from ratchet.runs where id = '$run'")" "the run"
 rt_assert_eq webhook "$(rt_psql "select transport from ratchet.events where id = 'evt_1PiSucceeded'")" "stored as transport webhook"
-rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$run'"'")" = completed ]'
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$run'"'")" = completed ]'
 rt_assert_eq t "$(rt_psql "select output::text like '%2000%' from ratchet.runs where id = '$run'")" \
   "the run read the Stripe object"
 
@@ -274,7 +274,7 @@ rt_serve_stop a
 # ---- 12. with tokens on, webhooks need no bearer token; an empty secret means not configured ----
 "$RATCHET_BIN" token create --role admin 2>/dev/null | sed -n 2p >"$T/tokens"
 RATCHET_TOKENS=$T/tokens RATCHET_SECRET_HOOK_CI_BUILD_V2='' rt_serve_start b
-rt_serve_wait_ready b 30
+rt_serve_wait_ready b
 U=$(rt_serve_url b)
 post /api/v1/events "$T/env.json"
 expect 401 "tokens are on"
@@ -290,7 +290,7 @@ refused 400 "no v1 signature matches" "a bearer header changes nothing"
 rt_serve_stop b
 
 RATCHET_SECRET_STRIPE_WEBHOOK='' rt_serve_start c
-rt_serve_wait_ready c 30
+rt_serve_wait_ready c
 U=$(rt_serve_url c)
 post /hooks/stripe "$T/auth.json" -H "Stripe-Signature: t=$t,v1=$(sign "$STRIPE_SECRET" "$t" "$T/auth.json")"
 refused 404 'no webhook named "stripe" is configured' "Stripe without a secret"

@@ -13,17 +13,17 @@ W=$T/workflows
 OUT=$T/lines
 mkdir -p "$W"
 : > "$OUT"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=2s RATCHET_LOG_LEVEL=debug
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=10s RATCHET_LOG_LEVEL=debug
 
 append() { # STEP SLEEP -> an exec step appending "STEP RUN" after SLEEP seconds
   printf '{"id": "%s", "uses": "exec", "with": {"command": ["sh", "-c", "sleep %s; echo \\"%s $RATCHET_RUN_ID\\" >> %s"]}}' \
     "$1" "$2" "$1" "$OUT"
 }
 cat > "$W/five.json" <<EOF
-{"id": "five", "retries": {"max_attempts": 10, "backoff": "fixed", "delay": "100ms"}, "steps": [
+{"id": "five", "triggers": [{"event": "kill9.go"}], "retries": {"max_attempts": 10, "backoff": "fixed", "delay": "100ms"}, "steps": [
   $(append s1 0.2),
-  {"id": "nap", "uses": "sleep", "with": {"duration": "2s"}},
-  $(append s3 0.5),
+  {"id": "nap", "uses": "sleep", "with": {"duration": "10s"}},
+  $(append s3 2),
   $(append s4 0.1),
   $(append s5 0.1)
 ]}
@@ -71,12 +71,12 @@ check_lines() {
   done
 }
 
-# (a) kill -9 while the sleep step waits. The runs exist before the engine starts, so
-# their naps overlap however slowly `ratchet run` goes on a loaded machine (started one by
-# one, 0.6 s apart, four 2 s naps need not all be asleep at one moment).
-start_runs 4
+# (a) kill -9 while the sleep step waits. The 4 runs come from one POST (one commit), so
+# that all 4 sleep at once however long a loaded machine takes to start a process.
 rt_serve_start a
-rt_wait_for 20 '[ "$(count_status nap sleeping)" = 4 ]'
+rt_serve_wait_ready a
+rt_send_events a 0 '[{"name": "kill9.go"}, {"name": "kill9.go"}, {"name": "kill9.go"}, {"name": "kill9.go"}]' >/dev/null
+rt_wait_for 60 '[ "$(count_status nap sleeping)" = 4 ]'
 kill_now a
 rt_serve_start a2
 rt_wait_for 60 all_completed
@@ -87,7 +87,7 @@ echo "ok: (a) kill during sleep"
 # (b) kill -9 while an exec step runs.
 start_runs 4
 rt_serve_start b
-rt_wait_for 20 '[ "$(rt_psql "select count(*) from ratchet.steps where step_id = '"'s3'"' and status = '"'running'"'")" -ge 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.steps where step_id = '"'s3'"' and status = '"'running'"'")" -ge 1 ]'
 kill_now b
 [ "${#INFLIGHT[@]}" -ge 1 ] || rt_fail "nothing was in flight at the kill"
 rt_serve_start b2
@@ -99,7 +99,7 @@ echo "ok: (b) kill during exec"
 # (c) kill -9 right after a step completes (poll for the first completed s4, then kill).
 start_runs 4
 rt_serve_start c
-rt_wait_for 30 '[ "$(count_status s4 completed)" -ge 1 ]'
+rt_wait_for 60 '[ "$(count_status s4 completed)" -ge 1 ]'
 kill_now c
 rt_serve_start c2
 rt_wait_for 60 all_completed
@@ -111,7 +111,7 @@ echo "ok: (c) kill right after a completion"
 start_runs 8
 rt_serve_start d1
 rt_serve_start d2
-rt_wait_for 20 '[ "$(rt_psql "select count(*) from ratchet.steps where status = '"'running'"' and step_id like '"'s%'"'")" -ge 1 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.steps where status = '"'running'"' and step_id like '"'s%'"'")" -ge 1 ]'
 kill_now d1
 rt_wait_for 90 all_completed
 check_lines

@@ -20,20 +20,20 @@ RATCHET_RUN_RETENTION=off rt_serve_start a
 for _ in 1 2 3; do "$RATCHET_BIN" run quick --wait >/dev/null; done
 "$RATCHET_BIN" send ret.ping --data '{}' >/dev/null
 held=$("$RATCHET_BIN" run hold)
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.runs where status = '"'completed'"'")" = 4 ]'
-rt_wait_for 30 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$held'"'")" = sleeping ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where status = '"'completed'"'")" = 4 ]'
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$held'"'")" = sleeping ]'
 rt_serve_stop a
 grep -q "run retention" "$T/a.log" && rt_fail "RATCHET_RUN_RETENTION=off deleted runs"
 rt_assert_eq 4 "$(rt_psql "select count(*) from ratchet.runs where status = 'completed'")" "off keeps finished runs"
 
 old() { rt_psql "select count(*) from ratchet.runs where finished_at < now() - interval '1 second'"; }
-rt_wait_for 10 '[ "$(old)" = 4 ]'
+rt_wait_for 60 '[ "$(old)" = 4 ]'
 RATCHET_RUN_RETENTION=1s RATCHET_EVENT_RETENTION=1s rt_serve_start b
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.runs where status = '"'completed'"'")" = 0 ]'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where status = '"'completed'"'")" = 0 ]'
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps s where not exists (select 1 from ratchet.runs r where r.id = s.run_id)")" "no orphan steps"
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.steps")" "only the sleeping run's step is left"
 rt_assert_eq sleeping "$(rt_psql "select status from ratchet.runs where id = '$held'")" "an unfinished run stays"
-rt_wait_for 30 '[ "$(rt_psql "select count(*) from ratchet.events where name = '"'ret.ping'"'")" = 0 ]'
-rt_wait_for 10 'grep -q "run retention: deleted 4 run(s)" "$T/b.log"'
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.events where name = '"'ret.ping'"'")" = 0 ]'
+rt_wait_for 60 'grep -q "run retention: deleted 4 run(s)" "$T/b.log"'
 rt_serve_stop b
 echo "PASS retention"

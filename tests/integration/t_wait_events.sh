@@ -33,28 +33,28 @@ step_status() { rt_psql "select status from ratchet.steps where run_id = '$1' an
 
 # 1. Event after the wait; another order's event does not match the `if`.
 r1=$("$RATCHET_BIN" run waiter --data '{"order": "o1"}')
-rt_wait_for 10 '[ "$(step_status '"$r1"' wait)" = waiting ]'
+rt_wait_for 60 '[ "$(step_status '"$r1"' wait)" = waiting ]'
 [ "$(status "$r1")" = waiting ] || rt_fail "run should be waiting, is $(status "$r1")"
 "$RATCHET_BIN" send order.shipped --data '{"order": "other"}' >/dev/null
 sleep 0.5 # a wrong event must not complete it: nothing to await, give it a moment
 rt_assert_eq waiting "$(step_status "$r1" wait)" "an event for another order does not match"
 "$RATCHET_BIN" send order.shipped --data '{"order": "o1"}' >/dev/null
-rt_wait_for 10 '[ "$(status '"$r1"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r1"')" = completed ]'
 rt_assert_eq "o1/order.shipped" "$(output "$r1")" "the matched event is the step's output"
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.waits where run_id = '$r1'")" "wait rows removed"
 
 # 2. Any of several names.
 r2=$("$RATCHET_BIN" run waiter --data '{"order": "o2"}')
-rt_wait_for 10 '[ "$(step_status '"$r2"' wait)" = waiting ]'
+rt_wait_for 60 '[ "$(step_status '"$r2"' wait)" = waiting ]'
 "$RATCHET_BIN" send order.lost --data '{"order": "o2"}' >/dev/null
-rt_wait_for 10 '[ "$(status '"$r2"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r2"')" = completed ]'
 rt_assert_eq "o2/order.lost" "$(output "$r2")" "any-of"
 
 # 3. Event before the wait was registered (while the run sleeps): found by lookback.
 r3=$("$RATCHET_BIN" run waiter --data '{"order": "o3", "nap": "2s"}')
-rt_wait_for 10 '[ "$(step_status '"$r3"' nap)" = sleeping ]'
+rt_wait_for 60 '[ "$(step_status '"$r3"' nap)" = sleeping ]'
 "$RATCHET_BIN" send order.shipped --data '{"order": "o3"}' >/dev/null
-rt_wait_for 15 '[ "$(status '"$r3"')" = completed ]'
+rt_wait_for 60 '[ "$(status '"$r3"')" = completed ]'
 rt_assert_eq "o3/order.shipped" "$(output "$r3")" "an event before the wait counts (default lookback: run start)"
 
 # 4. lookback reaching before the run started.
@@ -69,7 +69,7 @@ rt_assert_eq "null" "$(rt_psql "select coalesce(output::text, 'null') from ratch
 # 6. cancel_on cancels a sleeping run (only the matching one).
 c1=$("$RATCHET_BIN" run cancellable --data '{"order": "c1"}')
 c2=$("$RATCHET_BIN" run cancellable --data '{"order": "c2"}')
-rt_wait_for 10 '[ "$(status '"$c1"')" = sleeping ] && [ "$(status '"$c2"')" = sleeping ]'
+rt_wait_for 60 '[ "$(status '"$c1"')" = sleeping ] && [ "$(status '"$c2"')" = sleeping ]'
 "$RATCHET_BIN" send order.cancelled --data '{"order": "c1"}' >/dev/null
 rt_assert_eq cancelled "$(status "$c1")" "cancel_on cancels the matching run at ingest"
 rt_assert_eq sleeping "$(status "$c2")" "the other run keeps sleeping"
