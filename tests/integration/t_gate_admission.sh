@@ -117,9 +117,10 @@ gate_case 1b "batch_events: an agent's event is not collected into a service's b
 # ---- 1c. the same, both events in one request (one ingest call: the join happens in the plan) ----
 case_debounce_one_call() {
   local code R own
+  # No actor.id: the API stamps the token's own (a token speaks only for itself).
   code=$(curl -sS -m 30 -o "$T/r0" -w '%{http_code}' -H "Authorization: Bearer $TOK_OPERATOR" -H 'Content-Type: application/json' \
-    --data '[{"name": "acct.changed", "id": "one-call-svc", "actor": {"type": "service", "id": "svc-1"}, "data": {"acct": "a9", "n": 1}},
-             {"name": "acct.changed", "id": "one-call-agent", "actor": {"type": "agent", "id": "agent-1"}, "entity_id": "e1", "data": {"acct": "a9", "n": 2}}]' \
+    --data '[{"name": "acct.changed", "id": "one-call-svc", "actor": {"type": "service"}, "data": {"acct": "a9", "n": 1}},
+             {"name": "acct.changed", "id": "one-call-agent", "actor": {"type": "agent"}, "entity_id": "e1", "data": {"acct": "a9", "n": 2}}]' \
     "$U/api/v1/events")
   rt_assert_eq 200 "$code" "POST of the two events: $(cat "$T/r0")"
   R=$(q "select id from ratchet.runs where workflow_id = 'gate-debounce' and event_id = 'one-call-svc'")
