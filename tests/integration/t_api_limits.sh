@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The HTTP server's limits against slow and greedy clients (README "HTTP API and
+# The HTTP server's limits against slow and greedy clients (docs/api.md "HTTP API and
 # metrics"): a client that sends its headers a byte at a time (slowloris) is cut off
 # after RATCHET_HTTP_REQUEST_TIMEOUT although it is never idle, while normal requests are
 # answered meanwhile; connections past RATCHET_HTTP_MAX_CONNECTIONS_PER_IP are closed at

@@ -199,7 +199,7 @@ rt_assert_eq cancelled "$(status "$E1")" "its own entity's run it may"
 
 # 7. Another implementation (Python's cryptography): it recomputes the action_hash from what
 #    `approvals --json` shows, verifies the CLI's signature and signs a decision the engine
-#    accepts (README: "Approvals and audit").
+#    accepts (docs/approvals-and-security.md "Worked example").
 python3 -c 'import cryptography' 2>/dev/null || rt_fail "python3-cryptography is missing (scripts/lib/deps.sh installs it): the interop check cannot run"
 if true; then
   X=$(agent_task agent.task.requested acct_py)

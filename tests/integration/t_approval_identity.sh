@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Who requested a run, for the no-self-approval rule (DESIGN §6, README "Who requested a
-# run"): the API stamps every event and manual run with its token's identity (the holder's
+# Who requested a run, for the no-self-approval rule (DESIGN §6,
+# docs/approvals-and-security.md "Who requested a run"): the API stamps every event and
+# manual run with its token's identity (the holder's
 # approver id when the tokens file declares `holder=ID`, else the token's label) and
 # refuses another actor.id (403), also for agents; approvers and holders share one
 # namespace, compared without case; a gated run whose requester has no id cannot be

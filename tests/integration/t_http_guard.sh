@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where an `http` step's request may go (README "http step: where requests may go"),
+# Where an `http` step's request may go (docs/steps.md "http step: where requests may go"),
 # against real local HTTP servers (python http.server) and a real serve:
 # - a redirect to another origin (another port here) goes without the workflow's headers
 #   and signature; a redirect within the origin keeps them;

@@ -1,8 +1,8 @@
 /* test_approval.c — the parts of approvals and the audit log that need no server: the
- * README's worked example (a fixed key and decision give a fixed signature, the one
- * Python's `cryptography` computes), signatures refused after any change, the decision
- * shape rules, approvers files, action hashes, audit record hashes, the agent rules and
- * the approval step's suspension. */
+ * worked example of docs/approvals-and-security.md (a fixed key and decision give a
+ * fixed signature, the one Python's `cryptography` computes), signatures refused after
+ * any change, the decision shape rules, approvers files, action hashes, audit record
+ * hashes, the agent rules and the approval step's suspension. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
