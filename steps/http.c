@@ -3,7 +3,7 @@
  * Sends Idempotency-Key: <run_id:step_id>, X-Ratchet-Fence: <fence> (the claim's fencing token)
  * and, when asked, an HMAC-SHA256 body signature.
  *
- * Where a request may go (README "http step: where requests may go"): every address curl
+ * Where a request may go (docs/steps.md "http step: where requests may go"): every address curl
  * is about to connect to is checked in the open-socket callback — after resolution, so a
  * name that resolves differently a second time (DNS rebinding) gains nothing. Link-local
  * and cloud metadata addresses are never reached; the engine's own API only by a URL
@@ -906,7 +906,7 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         if (t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
             rt_step_fail(res, true, "http: cancelled");
         } else if (g.refused[0] && rc == CURLE_COULDNT_CONNECT) {
-            rt_step_fail(res, false, "http: refused to connect to %s (README \"http step: where requests may go\")",
+            rt_step_fail(res, false, "http: refused to connect to %s (docs/steps.md \"http step: where requests may go\")",
                          g.refused);
         } else if (rc == CURLE_OPERATION_TIMEDOUT) {
             rt_duration_format(timeout, dur, sizeof dur);

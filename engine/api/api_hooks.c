@@ -472,7 +472,7 @@ void rt_api_post_generic_hook(rt_api_req *r)
         json_t *own = json_object_get(doc, "id");
         if (!own || json_is_null(own))
             json_object_set_new(doc, "id", json_string(id));
-        /* The hook speaks for itself (README "Who requested a run"): its actor.id is
+        /* The hook speaks for itself (docs/approvals-and-security.md "Who requested a run"): its actor.id is
          * hook:<name>, so that no sender can name a person as the requester of a run. */
         json_t *actor = json_object_get(doc, "actor");
         json_t *aid = json_object_get(actor, "id");

@@ -306,7 +306,7 @@ static void get_workflow(rt_api_req *r)
  * Events
  * ------------------------------------------------------------------------------------ */
 
-/* An event sent with a token speaks for the token (README "Who requested a run"): its
+/* An event sent with a token speaks for the token (docs/approvals-and-security.md "Who requested a run"): its
  * actor.id is the token's (its holder's approver id when declared, else its label), so
  * that no caller can name someone else as the requester of a gated run; another id is
  * refused (403). An agent's event is moreover of actor type agent and of the token's

@@ -78,7 +78,7 @@ static const rt_metric_family_def family_defs[] = {
      .help = "Webhook deliveries accepted and stored (duplicates included), by hook (stripe, generic/<name>)."},
     {.name = "ratchet_webhook_refused_total", .type = RT_METRIC_COUNTER, .labels = {"hook", "reason"},
      .help = "Webhook deliveries refused, nothing stored, by hook and reason (malformed, bad_signature, expired, "
-             "bad_body, not_configured)."},
+             "bad_body, not_configured, reserved_name)."},
 };
 
 #define N_FAMILIES (sizeof family_defs / sizeof family_defs[0])

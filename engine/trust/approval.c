@@ -789,7 +789,7 @@ static rt_status ready_steps(rt_store *st, const char *run_id, const char *wf_ha
 /* No self-approval (DESIGN §6). The requester is the run's event actor.id as its ingress
  * established it: the API stamps it from the token (its holder's approver id when the
  * tokens file declares one, else the token's label), webhooks "hook:<name>", the CLI and
- * the brokers pass the producer's own (README "Who requested a run"). Approver ids and
+ * the brokers pass the producer's own (docs/approvals-and-security.md "Who requested a run"). Approver ids and
  * holder ids share one namespace, compared without case so that "OPS-LEAD" is ops-lead.
  * A run whose requester is unknown (no actor.id) cannot be told apart from the
  * approver's own: it is refused. */

@@ -9,7 +9,7 @@
  * and the signed bytes are RT_APPROVAL_SIG_PREFIX followed by the canonical JSON (compact,
  * keys sorted, UTF-8 unescaped) of that object without "sig" — exactly the keys present.
  * `sig` is the standard base64 of the 64-byte signature; approvers' public keys are the
- * standard base64 of the 32 raw bytes. README "Approvals and audit" has a worked example.
+ * standard base64 of the 32 raw bytes. docs/approvals-and-security.md has a worked example.
  *
  * action_hash (what will run, so an approval never moves to another payload) is
  *   run gate:  sha256_hex(workflow_hash "\n" canonical(trigger event))
@@ -66,7 +66,7 @@ rt_status rt_approval_keygen(const char *dir, const char *id, char *line, size_t
 /* Signs msg with the private key in a PEM file; sig_b64 >= 89 bytes. */
 rt_status rt_approval_sign_file(const char *key_path, const void *msg, size_t len, char *sig_b64, rt_error *err);
 /* The same with a raw 32-byte private key (seed); pub_b64 (may be NULL, >= 45 bytes) gets
- * its public key. For tests and the README example. */
+ * its public key. For tests and the worked example in docs/approvals-and-security.md. */
 rt_status rt_approval_sign_raw(const unsigned char seed[32], const void *msg, size_t len, char *sig_b64,
                                char *pub_b64, rt_error *err);
 /* Verifies an Ed25519 signature (base64) over msg. */
