@@ -190,7 +190,7 @@ static rt_status check_settings(const rt_config *cfg, struct sockaddr_storage *s
     if (cfg->http_max_connections < RT_API_THREADS)
         return rt_error_set(err, RT_ERR_INVALID, "RATCHET_HTTP_MAX_CONNECTIONS must be at least %d (one per thread)",
                             RT_API_THREADS);
-    const char *path = getenv(RT_API_TOKENS_ENV); /* not in config.c's table yet */
+    const char *path = cfg->tokens_file;
     *tokens = NULL;
     if (path && *path) {
         s = rt_tokens_load(path, tokens, err);
@@ -928,7 +928,7 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
     api->auth = tokens != NULL;
     pthread_rwlock_init(&api->tokens_lock, NULL);
     struct stat sb;
-    const char *tpath = getenv(RT_API_TOKENS_ENV);
+    const char *tpath = cfg->tokens_file;
     if (tokens && tpath && stat(tpath, &sb) == 0 && (sb.st_mode & 022))
         rt_log(RT_LOG_WARN, NULL, "%s is writable by others (mode %03o): whoever can write it can add a token; "
                "chmod go-w it", tpath, (unsigned)(sb.st_mode & 0777));
@@ -985,7 +985,7 @@ rt_status rt_api_start(const rt_config *cfg, const rt_workflow_set *set, rt_api 
     api->janitor_started = true;
     if (tokens)
         rt_log(RT_LOG_INFO, NULL, "API on http://%s (%zu token(s) from %s)", api->addr, rt_tokens_count(tokens),
-               getenv(RT_API_TOKENS_ENV));
+               cfg->tokens_file);
     else
         rt_log(RT_LOG_WARN, NULL,
                "API without authentication on %s only: http://%s (set RATCHET_TOKENS to require tokens)",
@@ -1032,7 +1032,7 @@ rt_status rt_api_reload_tokens(rt_api *api, rt_error *err)
 {
     if (!api || !api->auth)
         return RT_OK; /* started without tokens: loopback only until a restart */
-    const char *path = getenv(RT_API_TOKENS_ENV);
+    const char *path = api->cfg->tokens_file;
     rt_tokens *fresh = NULL;
     rt_status s = path && *path ? rt_tokens_load(path, &fresh, err)
                                 : rt_error_set(err, RT_ERR_INVALID, "RATCHET_TOKENS is not set any more");

@@ -449,10 +449,9 @@ static int cmd_run(cli *c)
 
     char event_id[37];
     rt_uuid7(event_id);
-    const char *user = getenv("USER");
     json_t *event = json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:s}, s:s}", "name", "ratchet.manual", "id", event_id,
                               "ts", (json_int_t)rt_now_ms(), "data", data, "actor", "type", "user", "id",
-                              user && *user ? user : "cli", "v", "1");
+                              rt_os_user("cli"), "v", "1");
     json_t *trigger = json_pack("{s:s}", "type", "manual");
     rt_run_request req = {.wf = wf, .trigger = trigger, .event = event, .run_at_ms = run_at};
 
@@ -736,9 +735,8 @@ static int cmd_send(cli *c)
     json_t *data = NULL;
     if ((rc = parse_data(c, o.data, &data)))
         return rc;
-    const char *user = getenv("USER");
     rt_event *ev = NULL;
-    rt_status s = rt_event_new(o.positional[0], data, actor, o.actor_id ? o.actor_id : (o.actor_type ? NULL : (user && *user ? user : "cli")),
+    rt_status s = rt_event_new(o.positional[0], data, actor, o.actor_id ? o.actor_id : (o.actor_type ? NULL : rt_os_user("cli")),
                                o.entity, o.id, &ev, &err);
     json_decref(data);
     if (s != RT_OK)
@@ -866,9 +864,8 @@ static int cmd_cancel(cli *c)
     } else {
         s = rt_store_unfinished_runs(st, o.workflow, o.status, &runs, &err);
     }
-    const char *user = getenv("USER");
     char why[200];
-    snprintf(why, sizeof why, "cancelled by %s (ratchet cancel)", user && *user ? user : "cli");
+    snprintf(why, sizeof why, "cancelled by %s (ratchet cancel)", rt_os_user("cli"));
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r) json_object_set_new(r, "error", json_string(why));

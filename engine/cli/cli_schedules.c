@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "cron.h"
 #include "log.h"
 #include "scheduler.h"
@@ -191,9 +192,8 @@ int rt_cli_schedules(rt_config *cfg, int argc, char **argv, int pos)
         rt_store_close(st);
         return 1;
     }
-    const char *user = getenv("USER");
     char actor[160];
-    snprintf(actor, sizeof actor, "cli:%s", user && *user ? user : "unknown");
+    rt_audit_cli_actor(actor, sizeof actor);
     bool changed = false;
     rt_status s = is_pause ? rt_schedules_pause(st, wf_id, actor, &changed, &err)
                            : rt_schedules_resume(st, wf_id, actor, &changed, &err);

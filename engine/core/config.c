@@ -96,6 +96,8 @@ static const setting settings[] = {
     {"RATCHET_TLS_VERIFY", "--tls-verify", T_BOOL, OFF(tls_verify), "true", 0, 0,
      "verify brokers' certificates and host names"},
     {"RATCHET_APPROVERS", "--approvers", T_STRING, OFF(approvers_file), NULL, 0, 0, "approvers file: `id public-key` lines (ratchet keygen)"},
+    {"RATCHET_TOKENS", "--tokens", T_STRING, OFF(tokens_file), NULL, 0, 0,
+     "API tokens file (ratchet token create); unset: no authentication, API on loopback only"},
     {"RATCHET_APPROVAL_SKEW", "--approval-skew", T_DURATION, OFF(approval_skew_ms), "5m", 0, 0, "signed decisions older (or newer) than this are refused"},
     {"RATCHET_WEBHOOK_TOLERANCE", "--webhook-tolerance", T_DURATION, OFF(webhook_tolerance_ms), "5m", 0, 0,
      "webhook signatures whose timestamp is further from now than this are refused"},

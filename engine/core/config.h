@@ -49,6 +49,7 @@ typedef struct rt_config {
     bool tls_verify;
     /* approvals (engine/approval.h) */
     char *approvers_file;
+    char *tokens_file; /* RATCHET_TOKENS: the API's tokens file, or NULL (loopback only, no auth) */
     int64_t approval_skew_ms;
     /* webhooks (engine/api/api_hooks.c) */
     int64_t webhook_tolerance_ms;

@@ -401,3 +401,9 @@ int rt_hex_value(char c)
         return c - 'A' + 10;
     return -1;
 }
+
+const char *rt_os_user(const char *fallback)
+{
+    const char *user = getenv("USER"); /* who runs the CLI: actor ids and audit records */
+    return user && *user ? user : fallback;
+}

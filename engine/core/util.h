@@ -71,4 +71,7 @@ const char *rt_quote(rt_qbuf *q, const char *s);
 /* "an object", "a string", ... for messages about a JSON value's type. */
 const char *rt_json_type_phrase(const json_t *v);
 
+/* The login name running this process ($USER), or fallback when there is none. */
+const char *rt_os_user(const char *fallback);
+
 #endif

@@ -26,8 +26,7 @@ rt_status rt_audit_record(rt_store *st, const char *actor, const char *action, c
 
 const char *rt_audit_cli_actor(char *buf, size_t len)
 {
-    const char *user = getenv("USER");
-    snprintf(buf, len, "cli:%s", user && *user ? user : "unknown");
+    snprintf(buf, len, "cli:%s", rt_os_user("unknown"));
     return buf;
 }
 
