@@ -15,7 +15,6 @@
 #define RT_API_THREADS 8                 /* MHD threads, each with its own database connection */
 #define RT_API_BODY_MAX (1u << 20)       /* request bodies other than events */
 #define RT_API_EVENTS_PER_REQUEST 1000   /* POST /api/v1/events takes at most this many */
-#define RT_API_TOKENS_ENV "RATCHET_TOKENS"
 
 typedef struct rt_api rt_api;
 

@@ -177,7 +177,6 @@ static void test_addresses(void **state)
 static void test_check_without_tokens(void **state)
 {
     (void)state;
-    unsetenv(RT_API_TOKENS_ENV);
     rt_config cfg = {.http_max_connections = 1024, .http_idle_timeout_ms = 30000, .http_request_timeout_ms = 15000};
     rt_error err = {0};
     cfg.http_addr = "127.0.0.1:8288";
@@ -194,10 +193,9 @@ static void test_check_without_tokens(void **state)
     cfg.http_addr = "0.0.0.0:8288";
     assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
     assert_contains(err.msg, "not a loopback address and RATCHET_TOKENS is not set", "public without tokens");
-    setenv(RT_API_TOKENS_ENV, "/nonexistent/tokens", 1);
+    cfg.tokens_file = "/nonexistent/tokens"; /* RATCHET_TOKENS, through the settings table */
     assert_int_equal(rt_api_check(&cfg, &err), RT_ERR_INVALID);
     assert_contains(err.msg, "RATCHET_TOKENS=/nonexistent/tokens", "missing tokens file");
-    unsetenv(RT_API_TOKENS_ENV);
 }
 
 static void test_cursors(void **state)
