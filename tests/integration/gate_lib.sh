@@ -35,6 +35,22 @@ gate_done() {
   ((${#GATE_FAILED[@]} == 0)) || rt_fail "failed case(s): ${GATE_FAILED[*]} (their messages are above)"
 }
 
+# gate_mint ROLE [ENTITY]: prints a new API token and appends its line to $TOKENS.
+gate_mint() {
+  local out
+  out=$("$RATCHET_BIN" token create --role "$1" ${2:+--entity "$2"} 2>/dev/null)
+  sed -n 2p <<<"$out" >>"$TOKENS"
+  sed -n 1p <<<"$out"
+}
+
+# gate_serve_with_tokens: migrates, starts serve "a" with RATCHET_TOKENS=$TOKENS, sets $U.
+gate_serve_with_tokens() {
+  "$RATCHET_BIN" migrate >/dev/null
+  RATCHET_TOKENS=$TOKENS rt_serve_start a
+  rt_serve_wait_ready a 60
+  U=$(rt_serve_url a)
+}
+
 gate_status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 
 # A metric's value summed over every label set that contains LABELS (e.g. 'reason="x"');

@@ -50,18 +50,9 @@ EOF
 
 TOKENS=$T/tokens
 : >"$TOKENS"
-mint() { # ROLE [ENTITY] -> prints the token, appends its line to $TOKENS
-  local out
-  out=$("$RATCHET_BIN" token create --role "$1" ${2:+--entity "$2"} 2>/dev/null)
-  sed -n 2p <<<"$out" >>"$TOKENS"
-  sed -n 1p <<<"$out"
-}
-TOK_AGENT=$(mint agent e1)
-TOK_OPERATOR=$(mint operator)
-"$RATCHET_BIN" migrate >/dev/null
-RATCHET_TOKENS=$TOKENS rt_serve_start a
-rt_serve_wait_ready a 60
-U=$(rt_serve_url a)
+TOK_AGENT=$(gate_mint agent e1)
+TOK_OPERATOR=$(gate_mint operator)
+gate_serve_with_tokens
 
 q() { rt_psql "$1"; }
 # send NAME ACTOR-TYPE ENTITY DATA -> the event id (stored, runs created, when it returns)

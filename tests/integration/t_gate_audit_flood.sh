@@ -21,18 +21,9 @@ cat >"$W/gated.json" <<'EOF'
 EOF
 TOKENS=$T/tokens
 : >"$TOKENS"
-mint() { # ROLE [ENTITY] -> prints the token, appends its line to $TOKENS
-  local out
-  out=$("$RATCHET_BIN" token create --role "$1" ${2:+--entity "$2"} 2>/dev/null)
-  sed -n 2p <<<"$out" >>"$TOKENS"
-  sed -n 1p <<<"$out"
-}
-TOK_AGENT=$(mint agent e1)
-TOK_VIEWER=$(mint viewer)
-"$RATCHET_BIN" migrate >/dev/null
-RATCHET_TOKENS=$TOKENS rt_serve_start a
-rt_serve_wait_ready a 60
-U=$(rt_serve_url a)
+TOK_AGENT=$(gate_mint agent e1)
+TOK_VIEWER=$(gate_mint viewer)
+gate_serve_with_tokens
 q() { rt_psql "$1"; }
 
 case_flood() {
