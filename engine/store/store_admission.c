@@ -89,7 +89,9 @@ static const char *const sql[A_COUNT] = {
         " set tat = greatest(excluded.seen, t.tat) + $3::double precision * interval '1 millisecond',"
         " seen = excluded.seen"
         " returning ceil(extract(epoch from greatest(seen, tat - ($3::double precision + $4::double precision)"
-        " * interval '1 millisecond')) * 1000)::bigint, " MS("seen"),
+        " * interval '1 millisecond')) * 1000)::bigint,"
+        /* rounded the same way as the slot: a first request is due at once, not 1 ms later */
+        " ceil(extract(epoch from seen) * 1000)::bigint",
     [A_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
 };
 
