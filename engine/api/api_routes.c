@@ -20,6 +20,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "refusal.h"
 #include "replay.h"
 #include "scheduler.h"
 #include "store.h"
@@ -778,7 +779,9 @@ static bool visible_run(rt_api_req *r, const char *id, rt_api_run_info *info)
     run_info_args a = {.id = id};
     if (!with_store(r, op_run_info, &a, true))
         return false;
-    if (is_agent(r) && (!a.info.has_entity || strcmp(a.info.entity_id, r->who.entity_id) != 0)) {
+    rt_agent_target target = {.workflow_id = a.info.workflow_id, .system = a.info.system,
+                              .entity_id = a.info.has_entity ? a.info.entity_id : NULL};
+    if (is_agent(r) && !rt_agent_may(r->who.entity_id, RT_AGENT_READ_RUN, &target, NULL)) {
         /* Answered like a run that does not exist: an agent learns nothing of others. */
         char why[128];
         snprintf(why, sizeof why, "run %s belongs to another entity", id);
@@ -853,9 +856,12 @@ static void post_cancel(rt_api_req *r)
     rt_api_run_info info;
     if (!visible_run(r, id, &info))
         return;
-    if (is_agent(r) && info.system) {
-        rt_api_refuse(r, 403, "workflow \"%s\" is a system workflow: an agent token may not cancel its runs",
-                      info.workflow_id);
+    const char *no = NULL;
+    if (is_agent(r) && !rt_agent_may(r->who.entity_id, RT_AGENT_CANCEL,
+                                     &(rt_agent_target){.workflow_id = info.workflow_id, .system = info.system,
+                                                        .entity_id = info.has_entity ? info.entity_id : NULL},
+                                     &no)) {
+        rt_api_refuse(r, 403, "run %s of workflow \"%s\": %s", id, info.workflow_id, no);
         return;
     }
     json_t *body = body_object(r);

@@ -389,9 +389,10 @@ static void open_pending(plan *q, int64_t now)
  * rt_store_singleton_runs with its actor and entity)? */
 static bool may_touch_event(const plan *q, const json_t *event)
 {
-    const char *agent_entity = json_string_value(json_object_get(q->req->event, "entity_id"));
-    return rt_agent_may_touch(agent_entity, q->req->wf->system, json_string_value(json_object_get(event, "entity_id")),
-                              NULL);
+    return rt_event_may(q->req->event, RT_AGENT_CANCEL,
+                        &(rt_agent_target){.workflow_id = q->req->wf->id, .system = q->req->wf->system,
+                                           .entity_id = json_string_value(json_object_get(event, "entity_id"))},
+                        NULL);
 }
 
 /* Singleton skip for a request that is not an agent's: runs agents started do not count,
@@ -412,10 +413,6 @@ static rt_status refuse_cancel(rt_store *st, plan *q, rt_error *err)
 {
     const rt_workflow *wf = q->req->wf;
     const json_t *ev = q->req->event;
-    const json_t *actor = json_object_get(ev, "actor");
-    char who[300];
-    snprintf(who, sizeof who, "agent:%s", json_string_value(json_object_get(actor, "id")) ?
-                                              json_string_value(json_object_get(actor, "id")) : "-");
     json_t *runs = json_array(); /* what it would have cancelled, for the record */
     size_t k;
     json_t *run;
@@ -428,13 +425,12 @@ static rt_status refuse_cancel(rt_store *st, plan *q, rt_error *err)
     q->supersede = -1;
     skip(q, "singleton: an agent may not cancel the unfinished runs of %s for this key (%s)", wf->id,
          wf->system ? "a system workflow" : "another entity's");
-    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o}", "action", "cancel", "via", "singleton", "reason",
-                                q->req->reason, "event_id", json_string_value(json_object_get(ev, "id")), "entity_id",
-                                json_string_value(json_object_get(ev, "entity_id")), "runs", runs);
-    rt_status s = rt_refusal_record(st, who, "agent.refused", wf->id, details, err);
-    json_decref(details);
-    rt_log_ctx lc = {.workflow = wf->id};
-    rt_log(RT_LOG_WARN, &lc, "%s refused: %s", who, q->req->reason);
+    json_t *extra = json_pack("{s:s, s:s?, s:s?, s:o}", "via", "singleton", "event_id",
+                              json_string_value(json_object_get(ev, "id")), "entity_id",
+                              json_string_value(json_object_get(ev, "entity_id")), "runs", runs);
+    rt_status s = rt_agent_refusal_audit(st, json_string_value(json_object_get(json_object_get(ev, "actor"), "id")),
+                                         RT_AGENT_CANCEL, wf->id, q->req->reason, extra, err);
+    json_decref(extra);
     return s;
 }
 

@@ -67,16 +67,16 @@ static rt_status may_wake(const rt_workflow_set *set, rt_store *st, const json_t
     const char *run_entity = json_string_value(json_object_get(json_object_get(wait, "event"), "entity_id"));
     const char *why = NULL;
     /* A workflow this process does not know counts as a system one: refuse when unsure. */
-    *may = rt_event_may_touch(ev->envelope, !wf || wf->system, run_entity, &why);
+    *may = rt_event_may(ev->envelope, RT_AGENT_WAKE,
+                        &(rt_agent_target){.workflow_id = wf_id, .system = !wf || wf->system, .entity_id = run_entity},
+                        &why);
     if (*may)
         return RT_OK;
-    char actor[300];
-    snprintf(actor, sizeof actor, "agent:%s", ev->actor_id ? ev->actor_id : "-");
-    json_t *details = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s}", "action", "wake", "via", "wait_for_event", "reason",
-                                why, "workflow", wf_id, "event_id", ev->id, "event", ev->name);
-    rt_status s = rt_refusal_record(st, actor, "agent.refused", json_string_value(json_object_get(wait, "run_id")),
-                                    details, err);
-    json_decref(details);
+    json_t *extra = json_pack("{s:s, s:s?, s:s, s:s}", "via", "wait_for_event", "workflow", wf_id, "event_id", ev->id,
+                              "event", ev->name);
+    rt_status s = rt_agent_refusal_audit(st, ev->actor_id, RT_AGENT_WAKE,
+                                         json_string_value(json_object_get(wait, "run_id")), why, extra, err);
+    json_decref(extra);
     return s;
 }
 
@@ -135,18 +135,15 @@ static rt_status may_cancel(rt_store *st, const rt_workflow *wf, const rt_event 
 {
     const char *why = NULL;
     const char *run_entity = json_string_value(json_object_get(json_object_get(run, "event"), "entity_id"));
-    *may = rt_event_may_touch(ev->envelope, wf->system, run_entity, &why);
+    *may = rt_event_may(ev->envelope, RT_AGENT_CANCEL,
+                        &(rt_agent_target){.workflow_id = wf->id, .system = wf->system, .entity_id = run_entity}, &why);
     if (*may)
         return RT_OK;
-    char actor[300];
-    snprintf(actor, sizeof actor, "agent:%s", ev->actor_id ? ev->actor_id : "-");
-    json_t *details = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "action", "cancel", "via", "cancel_on", "reason",
-                                why, "workflow", wf->id, "event_id", ev->id, "event", ev->name);
-    rt_status s = rt_refusal_record(st, actor, "agent.refused", json_string_value(json_object_get(run, "id")),
-                                    details, err);
-    json_decref(details);
-    rt_log_ctx lc = {.workflow = wf->id, .run_id = json_string_value(json_object_get(run, "id"))};
-    rt_log(RT_LOG_WARN, &lc, "%s refused: cancel_on by event %s: %s", actor, ev->id, why);
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:s}", "via", "cancel_on", "workflow", wf->id, "event_id", ev->id,
+                              "event", ev->name);
+    rt_status s = rt_agent_refusal_audit(st, ev->actor_id, RT_AGENT_CANCEL, json_string_value(json_object_get(run, "id")),
+                                         why, extra, err);
+    json_decref(extra);
     return s;
 }
 

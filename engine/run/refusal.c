@@ -165,24 +165,85 @@ rt_status rt_refusal_record_own(rt_store *st, const char *actor, const char *act
     return s;
 }
 
-bool rt_agent_may_touch(const char *agent_entity, bool system, const char *run_entity, const char **why)
+/* ---- the agent boundary ---- */
+
+typedef struct agent_rule {
+    const char *name;
+    bool on_runs;           /* reads or changes a run: own entity only */
+    const char *system_no;  /* refused on a system workflow's run (NULL: allowed) */
+    const char *entity_no;  /* refused on another entity's run */
+    const char *always_no;  /* refused whatever the target */
+} agent_rule;
+
+static const agent_rule agent_rules[] = {
+    [RT_AGENT_TRIGGER] = {"trigger", false, NULL, NULL, NULL},
+    [RT_AGENT_READ_RUN] = {"read_run", true, NULL, "an agent reads only the runs of its own entity", NULL},
+    [RT_AGENT_CANCEL] = {"cancel", true, "an agent never cancels the runs of a system workflow",
+                         "an agent cancels only the runs of its own entity", NULL},
+    [RT_AGENT_WAKE] = {"wake", true, "an agent never wakes the runs of a system workflow",
+                       "an agent wakes only the runs of its own entity", NULL},
+    [RT_AGENT_APPROVE] = {"approve", false, NULL, NULL, "an agent never approves"},
+    [RT_AGENT_SCHEDULE] = {"schedule", false, NULL, NULL, "an agent never pauses or resumes schedules"},
+};
+
+const char *rt_agent_action_name(rt_agent_action a)
 {
-    const char *no = NULL;
-    if (system)
-        no = "an agent never touches the runs of a system workflow";
-    else if (!agent_entity || !run_entity || strcmp(agent_entity, run_entity) != 0)
-        no = "an agent touches only the runs of its own entity";
+    return (unsigned)a < sizeof agent_rules / sizeof agent_rules[0] ? agent_rules[a].name : "?";
+}
+
+bool rt_agent_may(const char *agent_entity, rt_agent_action action, const rt_agent_target *target,
+                  const char **why)
+{
+    static const rt_agent_target none = {0};
+    const rt_agent_target *t = target ? target : &none;
+    const char *no = "an agent may not do this"; /* an action this table does not know */
+    if ((unsigned)action < sizeof agent_rules / sizeof agent_rules[0]) {
+        const agent_rule *r = &agent_rules[action];
+        no = r->always_no;
+        if (!no && r->system_no && t->system)
+            no = r->system_no;
+        if (!no && r->on_runs && (!agent_entity || !t->entity_id || strcmp(agent_entity, t->entity_id) != 0))
+            no = r->entity_no;
+    }
     if (why)
         *why = no;
     return no == NULL;
 }
 
-bool rt_event_may_touch(const json_t *envelope, bool system, const char *run_entity, const char **why)
+bool rt_event_may(const json_t *envelope, rt_agent_action action, const rt_agent_target *target, const char **why)
 {
     const char *type = json_string_value(json_object_get(json_object_get(envelope, "actor"), "type"));
     if (why)
         *why = NULL;
     if (!type || strcmp(type, "agent") != 0)
         return true;
-    return rt_agent_may_touch(json_string_value(json_object_get(envelope, "entity_id")), system, run_entity, why);
+    return rt_agent_may(json_string_value(json_object_get(envelope, "entity_id")), action, target, why);
+}
+
+bool rt_agent_may_touch(const char *agent_entity, bool system, const char *run_entity, const char **why)
+{
+    return rt_agent_may(agent_entity, RT_AGENT_CANCEL, &(rt_agent_target){.system = system, .entity_id = run_entity},
+                        why);
+}
+
+bool rt_event_may_touch(const json_t *envelope, bool system, const char *run_entity, const char **why)
+{
+    return rt_event_may(envelope, RT_AGENT_CANCEL, &(rt_agent_target){.system = system, .entity_id = run_entity},
+                        why);
+}
+
+rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_action action, const char *subject,
+                                 const char *reason, const json_t *extra, rt_error *err)
+{
+    char actor[300];
+    snprintf(actor, sizeof actor, "agent:%s", agent_id ? agent_id : "-");
+    json_t *details = json_is_object(extra) ? json_deep_copy(extra) : json_object();
+    json_object_set_new(details, "action", json_string(rt_agent_action_name(action)));
+    json_object_set_new(details, "reason", json_string(reason ? reason : ""));
+    rt_status s = rt_refusal_record(st, actor, "agent.refused", subject, details, err);
+    json_decref(details);
+    if (s == RT_OK)
+        rt_log(RT_LOG_WARN, NULL, "%s refused: %s %s: %s", actor, rt_agent_action_name(action), subject ? subject : "",
+               reason ? reason : "");
+    return s;
 }

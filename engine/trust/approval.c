@@ -1082,67 +1082,6 @@ rt_status rt_approval_ingest(rt_store *st, const rt_workflow_set *set, rt_event 
     return s;
 }
 
-/* ---------- agents ---------- */
-
-const char *rt_agent_action_name(rt_agent_action a)
-{
-    switch (a) {
-    case RT_AGENT_TRIGGER: return "trigger";
-    case RT_AGENT_READ_RUN: return "read_run";
-    case RT_AGENT_CANCEL: return "cancel";
-    case RT_AGENT_APPROVE: return "approve";
-    case RT_AGENT_SCHEDULE: return "schedule";
-    }
-    return "?";
-}
-
-static bool same_entity(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && !strcmp(a, b));
-}
-
-bool rt_agent_may(const char *agent_entity, rt_agent_action action, const rt_agent_target *target,
-                  const char **reason)
-{
-    static const rt_agent_target none = {0};
-    const rt_agent_target *t = target ? target : &none;
-    const char *why = NULL;
-    switch (action) {
-    case RT_AGENT_TRIGGER: break;
-    case RT_AGENT_READ_RUN:
-        if (!same_entity(agent_entity, t->entity_id))
-            why = "an agent reads only the runs of its own entity";
-        break;
-    case RT_AGENT_CANCEL:
-        if (t->system)
-            why = "an agent never cancels the runs of a system workflow";
-        else if (!same_entity(agent_entity, t->entity_id))
-            why = "an agent cancels only the runs of its own entity";
-        break;
-    case RT_AGENT_APPROVE: why = "an agent never approves"; break;
-    case RT_AGENT_SCHEDULE: why = "an agent never pauses or resumes schedules"; break;
-    }
-    if (reason)
-        *reason = why;
-    return why == NULL;
-}
-
-rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_action action, const char *subject,
-                                 const char *reason, const json_t *extra, rt_error *err)
-{
-    char actor[300];
-    snprintf(actor, sizeof actor, "agent:%s", agent_id ? agent_id : "-");
-    json_t *details = json_is_object(extra) ? json_deep_copy(extra) : json_object();
-    json_object_set_new(details, "action", json_string(rt_agent_action_name(action)));
-    json_object_set_new(details, "reason", json_string(reason ? reason : ""));
-    rt_status s = rt_refusal_record(st, actor, "agent.refused", subject, details, err);
-    json_decref(details);
-    if (s == RT_OK)
-        rt_log(RT_LOG_WARN, NULL, "agent %s refused: %s %s: %s", agent_id ? agent_id : "-", rt_agent_action_name(action),
-               subject ? subject : "", reason ? reason : "");
-    return s;
-}
-
 const rt_run_gate rt_approval_gate = {
     .hold = rt_approval_hold_new_runs,
     .decisions = rt_approval_ingest,

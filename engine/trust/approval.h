@@ -1,6 +1,6 @@
-/* approval.h — approval gates and agent boundaries (DESIGN §6): which runs wait for a
- * person, the signed decisions that release or end them (Ed25519 through OpenSSL EVP;
- * the engine holds approvers' public keys only), and what an agent may never do.
+/* approval.h — approval gates (DESIGN §6): which runs wait for a person and the signed
+ * decisions that release or end them (Ed25519 through OpenSSL EVP; the engine holds
+ * approvers' public keys only). What an agent may never do is engine/run/refusal.h.
  *
  * A decision is the `data` of an event named ratchet.approval.decided:
  *   {"run_id", "decision": "approve"|"reject", "approver", "comment"?, "ts" (unix ms),
@@ -132,36 +132,5 @@ rt_status rt_approval_sweep(rt_store *st, const rt_workflow_set *set, json_t *en
  * not an error: it is audited, counted, logged, and the event stays stored. Errors are
  * the database's only. */
 rt_status rt_approval_ingest(rt_store *st, const rt_workflow_set *set, rt_event *const *fresh, size_t n, rt_error *err);
-
-/* ---- agent boundaries ------------------------------------------------------------------ */
-
-typedef enum rt_agent_action {
-    RT_AGENT_TRIGGER = 0, /* start a run: an event, POST .../runs */
-    RT_AGENT_READ_RUN,    /* read a run's status */
-    RT_AGENT_CANCEL,      /* cancel a run (API, cancel_on) */
-    RT_AGENT_APPROVE,     /* decide an approval */
-    RT_AGENT_SCHEDULE,    /* pause or resume schedules */
-} rt_agent_action;
-
-/* "trigger", "read_run", "cancel", "approve", "schedule". */
-const char *rt_agent_action_name(rt_agent_action a);
-
-/* What an agent acts on; unknown fields NULL/false. */
-typedef struct rt_agent_target {
-    const char *workflow_id;
-    bool system;           /* the workflow is "system": true */
-    const char *entity_id; /* the run's entity_id */
-} rt_agent_target;
-
-/* May an agent acting for agent_entity (NULL when it has none) do action on target? On
- * false *reason gets a constant sentence ("an agent never approves"). For the API's agent
- * tokens (DESIGN §6) as much as for events whose actor.type is agent. */
-bool rt_agent_may(const char *agent_entity, rt_agent_action action, const rt_agent_target *target,
-                  const char **reason);
-
-/* Records a refused agent action inside the caller's transaction: actor "agent:<id>",
- * action "agent.refused", details {action, reason, ...extra (borrowed, may be NULL)}. */
-rt_status rt_agent_refusal_audit(rt_store *st, const char *agent_id, rt_agent_action action, const char *subject,
-                                 const char *reason, const json_t *extra, rt_error *err);
 
 #endif

@@ -231,28 +231,6 @@ static void test_gates(void **state)
     json_decref(none);
 }
 
-static void test_agent_rules(void **state)
-{
-    (void)state;
-    const char *why = NULL;
-    rt_agent_target sys = {.workflow_id = "ledger", .system = true, .entity_id = "acct_1"};
-    rt_agent_target mine = {.workflow_id = "task", .entity_id = "acct_1"};
-    rt_agent_target other = {.workflow_id = "task", .entity_id = "acct_2"};
-    assert_true(rt_agent_may("acct_1", RT_AGENT_TRIGGER, &sys, &why));
-    assert_null(why);
-    assert_false(rt_agent_may("acct_1", RT_AGENT_CANCEL, &sys, &why));
-    assert_non_null(strstr(why, "system workflow"));
-    assert_true(rt_agent_may("acct_1", RT_AGENT_CANCEL, &mine, &why));
-    assert_false(rt_agent_may("acct_1", RT_AGENT_CANCEL, &other, &why));
-    assert_true(rt_agent_may("acct_1", RT_AGENT_READ_RUN, &mine, &why));
-    assert_false(rt_agent_may("acct_1", RT_AGENT_READ_RUN, &other, &why));
-    assert_false(rt_agent_may(NULL, RT_AGENT_READ_RUN, &other, &why));
-    assert_false(rt_agent_may("acct_1", RT_AGENT_APPROVE, &mine, &why));
-    assert_string_equal(why, "an agent never approves");
-    assert_false(rt_agent_may("acct_1", RT_AGENT_SCHEDULE, NULL, &why));
-    assert_non_null(strstr(why, "schedules"));
-}
-
 static void test_audit_hash(void **state)
 {
     (void)state;
@@ -356,8 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worked_example), cmocka_unit_test(test_approvers_file_errors),
         cmocka_unit_test(test_decision_shape), cmocka_unit_test(test_action_hash),
-        cmocka_unit_test(test_gates),          cmocka_unit_test(test_agent_rules),
-        cmocka_unit_test(test_audit_hash),     cmocka_unit_test(test_keygen_and_sign),
+        cmocka_unit_test(test_gates),          cmocka_unit_test(test_audit_hash),     cmocka_unit_test(test_keygen_and_sign),
         cmocka_unit_test(test_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,6 +68,37 @@ static void rate_limited_per_actor(void **state)
     assert_int_equal(suppressed, 100 - RT_REFUSAL_BURST);
 }
 
+static void agent_rules(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    rt_agent_target sys = {.workflow_id = "ledger", .system = true, .entity_id = "acct_1"};
+    rt_agent_target mine = {.workflow_id = "task", .entity_id = "acct_1"};
+    rt_agent_target other = {.workflow_id = "task", .entity_id = "acct_2"};
+    assert_true(rt_agent_may("acct_1", RT_AGENT_TRIGGER, &sys, &why));
+    assert_null(why);
+    assert_false(rt_agent_may("acct_1", RT_AGENT_CANCEL, &sys, &why));
+    assert_non_null(strstr(why, "system workflow"));
+    assert_true(rt_agent_may("acct_1", RT_AGENT_CANCEL, &mine, &why));
+    assert_false(rt_agent_may("acct_1", RT_AGENT_CANCEL, &other, &why));
+    assert_true(rt_agent_may("acct_1", RT_AGENT_READ_RUN, &mine, &why));
+    assert_false(rt_agent_may("acct_1", RT_AGENT_READ_RUN, &other, &why));
+    assert_false(rt_agent_may(NULL, RT_AGENT_READ_RUN, &other, &why));
+    assert_false(rt_agent_may("acct_1", RT_AGENT_APPROVE, &mine, &why));
+    assert_string_equal(why, "an agent never approves");
+    assert_false(rt_agent_may("acct_1", RT_AGENT_SCHEDULE, NULL, &why));
+    assert_non_null(strstr(why, "schedules"));
+    assert_false(rt_agent_may("acct_1", RT_AGENT_WAKE, &sys, &why));
+    assert_non_null(strstr(why, "wakes"));
+    assert_false(rt_agent_may("acct_1", RT_AGENT_WAKE, &other, &why));
+    assert_true(rt_agent_may("acct_1", RT_AGENT_WAKE, &mine, &why));
+    /* an agent without an entity owns no run, even one without an entity */
+    rt_agent_target anon = {.workflow_id = "task"};
+    assert_false(rt_agent_may(NULL, RT_AGENT_CANCEL, &anon, &why));
+    assert_false(rt_agent_may("acct_1", (rt_agent_action)99, &mine, &why));
+    assert_string_equal(rt_agent_action_name((rt_agent_action)99), "?");
+}
+
 static void agent_boundary(void **state)
 {
     (void)state;
@@ -93,6 +124,7 @@ int main(void)
         cmocka_unit_test(small_details_kept),
         cmocka_unit_test(large_details_bounded),
         cmocka_unit_test(rate_limited_per_actor),
+        cmocka_unit_test(agent_rules),
         cmocka_unit_test(agent_boundary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
