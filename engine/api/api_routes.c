@@ -22,6 +22,8 @@
 #include "metrics.h"
 #include "refusal.h"
 #include "replay.h"
+#include "refusal.h"
+#include "runctl.h"
 #include "scheduler.h"
 #include "store.h"
 #include "store_api.h"
@@ -29,6 +31,9 @@
 #include "store_audit.h"
 #include "store_schedules.h"
 #include "util.h"
+
+/* schemas/openapi.yaml as JSON (cmake/embed_openapi.cmake). */
+extern const char rt_openapi_json[];
 
 #define RUNS_LIMIT_DEFAULT 50
 #define EVENTS_LIMIT_DEFAULT 50
@@ -836,18 +841,10 @@ static rt_status op_cancel(rt_store *st, void *arg, rt_error *err)
     cancel_args *a = arg;
     json_decref(a->out);
     a->out = NULL;
-    rt_status s = rt_store_begin(st, err);
-    if (s == RT_OK)
-        s = rt_store_cancel_runs(st, a->runs, err);
-    if (s == RT_OK) /* AUDIT: in the cancel's transaction */
-        s = rt_store_audit_append(st, a->actor, "run.cancel", a->id, a->details, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK) {
-        rt_store_rollback(st);
-        return s;
-    }
-    return rt_store_get_run(st, a->id, false, &a->out, err);
+    bool cancelled = false; /* the same path as the CLI's and the bulk cancel (runctl.h) */
+    const char *why = json_string_value(json_object_get(json_array_get(a->runs, 0), "error"));
+    rt_status s = rt_run_cancel(st, a->id, why, a->actor, a->details, &cancelled, err);
+    return s == RT_OK ? rt_store_get_run(st, a->id, false, &a->out, err) : s;
 }
 
 static void post_cancel(rt_api_req *r)
@@ -903,6 +900,224 @@ static void post_cancel(rt_api_req *r)
     json_decref(a.details);
     json_decref(a.runs);
     json_decref(body);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Pause / resume one run; cancel / replay by filter (runctl.h)
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct run_pause_args {
+    const char *id;
+    bool pause;
+    char actor[64];
+    json_t *details;
+    rt_status outcome; /* of the pause itself: a conflict is an answer, not a retry */
+    rt_error oerr;
+    json_t *out;
+} run_pause_args;
+
+static rt_status op_run_pause(rt_store *st, void *arg, rt_error *err)
+{
+    run_pause_args *a = arg;
+    char status[24] = "";
+    json_decref(a->out);
+    a->out = NULL;
+    a->outcome = rt_run_pause(st, a->id, a->pause, a->actor, a->details, status, &a->oerr);
+    if (a->outcome == RT_ERR_UNAVAILABLE || a->outcome == RT_ERR_NOMEM) {
+        *err = a->oerr;
+        return a->outcome;
+    }
+    return a->outcome == RT_OK ? rt_store_get_run(st, a->id, false, &a->out, err) : RT_OK;
+}
+
+static void pause_run(rt_api_req *r, bool pause)
+{
+    const char *id = r->params[0];
+    rt_api_run_info info;
+    if (!visible_run(r, id, &info))
+        return;
+    const char *why = NULL;
+    if (is_agent(r) && !rt_agent_may_touch(r->who.entity_id, info.system, info.entity_id, &why)) {
+        rt_api_refuse(r, 403, "run %s: %s", id, why);
+        return;
+    }
+    json_t *body = body_object(r);
+    if (!body)
+        return;
+    static const char *const keys[] = {"reason", NULL};
+    json_t *reason = json_object_get(body, "reason");
+    if (!only_keys(r, body, keys, "reason")) {
+        json_decref(body);
+        return;
+    }
+    if (reason && !json_is_null(reason) && !json_is_string(reason)) {
+        rt_api_reply_error(r, 400, "$.reason: expected a string, not %s", json_type_name(reason));
+        json_decref(body);
+        return;
+    }
+    run_pause_args a = {.id = id, .pause = pause,
+                        .details = json_pack("{s:s, s:s, s:O?}", "workflow", info.workflow_id, "via", "api", "reason",
+                                             reason)};
+    audit_actor(r, a.actor, sizeof a.actor);
+    if (with_store(r, op_run_pause, &a, true)) {
+        if (a.outcome != RT_OK) {
+            rt_api_reply_status(r, &a.oerr);
+        } else {
+            rt_api_reply_json(r, 200, a.out);
+            a.out = NULL;
+            rt_log(RT_LOG_INFO, NULL, "api: run %s %s by %s", id, pause ? "paused" : "resumed", r->who.label);
+        }
+    }
+    json_decref(a.out);
+    json_decref(a.details);
+    json_decref(body);
+}
+
+static void post_run_pause(rt_api_req *r)
+{
+    pause_run(r, true);
+}
+
+static void post_run_resume(rt_api_req *r)
+{
+    pause_run(r, false);
+}
+
+/* A filter time: RFC 3339, or a duration meaning that long ago ("1h"). */
+static bool filter_time(rt_api_req *r, json_t *filter, const char *key, int64_t *ms)
+{
+    json_t *v = json_object_get(filter, key);
+    if (!v || json_is_null(v))
+        return true;
+    rt_error err;
+    int64_t d;
+    const char *s = json_string_value(v);
+    if (s && rt_duration_parse(s, &d, &err) == RT_OK) {
+        *ms = rt_now_ms() - d;
+        return true;
+    }
+    if (s && rt_time_parse(s, ms, &err) == RT_OK)
+        return true;
+    rt_api_reply_error(r, 400, "$.filter.%s: expected an RFC 3339 time or a duration like \"1h\" (that long ago)",
+                       key);
+    return false;
+}
+
+/* $.filter of a bulk body into b->filter: 400 and false if bad or empty (without all). */
+static bool parse_bulk_filter(rt_api_req *r, json_t *filter, bool all, rt_bulk *b)
+{
+    static const char *const keys[] = {"workflow", "status", "entity_id", "error_contains", "since", "until", NULL};
+    if (!json_is_object(filter)) {
+        rt_api_reply_error(r, 400, "$.filter: expected an object, not %s", json_type_name(filter));
+        return false;
+    }
+    if (!only_keys(r, filter, keys, "workflow, status, entity_id, error_contains, since, until"))
+        return false;
+    const char *k;
+    json_t *v;
+    size_t named = 0;
+    json_object_foreach(filter, k, v) {
+        if (json_is_null(v))
+            continue;
+        named++;
+        if (strcmp(k, "since") && strcmp(k, "until") && (!json_is_string(v) || !json_string_length(v))) {
+            rt_api_reply_error(r, 400, "$.filter.%s: expected a non-empty string, not %s", k, json_type_name(v));
+            return false;
+        }
+    }
+    if (named == 0 && !all) {
+        rt_api_reply_error(r, 400, "$.filter: name at least one of workflow, status, entity_id, error_contains, "
+                                   "since, until (or set \"all\": true to act on every run)");
+        return false;
+    }
+    rt_run_select *f = &b->filter;
+    f->workflow = json_string_value(json_object_get(filter, "workflow"));
+    f->status = json_string_value(json_object_get(filter, "status"));
+    f->entity_id = json_string_value(json_object_get(filter, "entity_id"));
+    f->error_contains = json_string_value(json_object_get(filter, "error_contains"));
+    rt_run_status ignored;
+    if (f->status && !rt_run_status_parse(f->status, &ignored)) {
+        rt_api_reply_error(r, 400, "$.filter.status: expected one of %s", rt_run_status_list());
+        return false;
+    }
+    return filter_time(r, filter, "since", &f->since_ms) && filter_time(r, filter, "until", &f->until_ms);
+}
+
+static rt_status op_bulk(rt_store *st, void *arg, rt_error *err)
+{
+    rt_bulk *b = arg;
+    rt_bulk_clear(b);
+    return rt_runs_bulk(st, b, err);
+}
+
+/* POST /api/v1/runs/cancel and /replay: {filter, dry_run?, all?, reason? | from_step?}. */
+static void post_runs_bulk(rt_api_req *r, rt_bulk_action action)
+{
+    json_t *body = body_object(r);
+    if (!body)
+        return;
+    static const char *const cancel_keys[] = {"filter", "dry_run", "all", "reason", NULL};
+    static const char *const replay_keys[] = {"filter", "dry_run", "all", "from_step", NULL};
+    bool cancel = action == RT_BULK_CANCEL;
+    char actor[64];
+    audit_actor(r, actor, sizeof actor);
+    rt_bulk b = {.action = action, .actor = actor, .via = "api", .agent = is_agent(r)};
+    json_t *dry = json_object_get(body, "dry_run"), *all = json_object_get(body, "all");
+    json_t *extra = json_object_get(body, cancel ? "reason" : "from_step");
+    if (!only_keys(r, body, cancel ? cancel_keys : replay_keys,
+                   cancel ? "filter, dry_run, all, reason" : "filter, dry_run, all, from_step")) {
+    } else if (dry && !json_is_boolean(dry)) {
+        rt_api_reply_error(r, 400, "$.dry_run: expected a boolean, not %s", json_type_name(dry));
+    } else if (all && !json_is_boolean(all)) {
+        rt_api_reply_error(r, 400, "$.all: expected a boolean, not %s", json_type_name(all));
+    } else if (extra && !json_is_null(extra) && !json_is_string(extra)) {
+        rt_api_reply_error(r, 400, "$.%s: expected a string, not %s", cancel ? "reason" : "from_step",
+                           json_type_name(extra));
+    } else if (!json_object_get(body, "filter")) {
+        rt_api_reply_error(r, 400, "$.filter: required (an object naming which runs)");
+    } else if (parse_bulk_filter(r, json_object_get(body, "filter"), json_is_true(all), &b)) {
+        b.dry_run = json_is_true(dry);
+        if (cancel)
+            b.reason = json_string_value(extra);
+        else
+            b.from_step = json_string_value(extra);
+        if (b.agent && b.filter.entity_id && strcmp(b.filter.entity_id, r->who.entity_id) != 0) {
+            rt_api_refuse(r, 403, "$.filter.entity_id: this agent token acts only on runs of entity \"%s\"",
+                          r->who.entity_id);
+        } else {
+            if (b.agent) /* an agent's filter is intersected with its entity */
+                b.filter.entity_id = r->who.entity_id;
+            if (with_store(r, op_bulk, &b, false))
+                rt_api_reply_json(r, 200, rt_bulk_json(&b));
+        }
+    }
+    rt_bulk_clear(&b);
+    json_decref(body);
+}
+
+static void post_runs_cancel(rt_api_req *r)
+{
+    post_runs_bulk(r, RT_BULK_CANCEL);
+}
+
+static void post_runs_replay(rt_api_req *r)
+{
+    post_runs_bulk(r, RT_BULK_REPLAY);
+}
+
+/* GET /api/v1/openapi.json: schemas/openapi.yaml as JSON, embedded at build time. */
+static void get_openapi(rt_api_req *r)
+{
+    static const char *const q[] = {NULL};
+    if (!rt_api_query_only(r, q))
+        return;
+    json_error_t jerr;
+    json_t *doc = json_loads(rt_openapi_json, 0, &jerr);
+    if (!doc) {
+        rt_api_reply_error(r, 500, "the embedded OpenAPI document does not parse: %s", jerr.text);
+        return;
+    }
+    rt_api_reply_json(r, 200, doc);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1255,6 +1470,11 @@ static const rt_api_route routes[] = {
     {"GET", "/api/v1/runs/{}", RT_ROLES_ALL, false, get_run},
     {"POST", "/api/v1/runs/{}/cancel", TRIGGERERS, false, post_cancel},
     {"POST", "/api/v1/runs/{}/replay", WRITERS, false, post_replay},
+    {"POST", "/api/v1/runs/{}/pause", TRIGGERERS, false, post_run_pause},
+    {"POST", "/api/v1/runs/{}/resume", TRIGGERERS, false, post_run_resume},
+    {"POST", "/api/v1/runs/cancel", TRIGGERERS, false, post_runs_cancel},
+    {"POST", "/api/v1/runs/replay", WRITERS, false, post_runs_replay},
+    {"GET", "/api/v1/openapi.json", READERS, false, get_openapi},
     {"POST", "/api/v1/runs/{}/approval", WRITERS, false, post_approval},
     {"GET", "/api/v1/approvals", READERS, false, get_approvals},
     {"GET", "/api/v1/audit", READERS, false, get_audit},

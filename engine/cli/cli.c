@@ -29,7 +29,7 @@
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
-#include "replay.h"
+#include "cli_runctl.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -835,107 +835,11 @@ static int cmd_events(cli *c)
     return 0;
 }
 
-/* ---------- cancel / replay ---------- */
+/* ---------- pause / resume / cancel / replay (cli_runctl.c) ---------- */
 
-static int cmd_cancel(cli *c)
+static int cmd_runctl(cli *c)
 {
-    opts o;
-    int rc = parse_opts(c, &o, " --workflow --status --json ", 8);
-    if (rc || (rc = setup(c, true)))
-        return rc;
-    if (o.n_positional == 0 && !o.workflow && !o.status)
-        return usage_error(c->cmd, "expected run ids, or --workflow W and/or --status S");
-    if (o.n_positional > 0 && (o.workflow || o.status))
-        return usage_error(c->cmd, "give run ids or --workflow/--status, not both");
-    rt_store *st;
-    if ((rc = open_store(c, &st)))
-        return rc;
-    rt_error err;
-    json_t *runs = NULL;
-    rt_status s = RT_OK;
-    if (o.n_positional > 0) {
-        runs = json_array();
-        for (int i = 0; i < o.n_positional && s == RT_OK; i++) {
-            json_t *src = NULL;
-            s = rt_store_run_source(st, o.positional[i], &src, &err);
-            json_decref(src);
-            json_array_append_new(runs, json_pack("{s:s}", "id", o.positional[i]));
-        }
-    } else {
-        s = rt_store_unfinished_runs(st, o.workflow, o.status, &runs, &err);
-    }
-    char why[200];
-    snprintf(why, sizeof why, "cancelled by %s (ratchet cancel)", rt_os_user("cli"));
-    size_t i;
-    json_t *r;
-    json_array_foreach(runs, i, r) json_object_set_new(r, "error", json_string(why));
-    if (s == RT_OK)
-        s = rt_store_begin(st, &err);
-    if (s == RT_OK)
-        s = rt_store_cancel_runs(st, runs, &err);
-    if (s == RT_OK) /* AUDIT HOOK (audit.h), in the cancel's transaction */
-        s = rt_audit_append_cli(st, "run.cancel", o.n_positional == 1 ? o.positional[0] : NULL, json_pack("{s:O, s:s*, s:s*}", "runs", runs, "workflow", o.workflow, "status", o.status), &err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, &err);
-    if (s != RT_OK) {
-        rt_store_rollback(st);
-        rt_store_close(st);
-        json_decref(runs);
-        return fail(c->cmd, &err);
-    }
-    /* Report what actually ended (a run that had already finished is left as it was). */
-    size_t cancelled = 0;
-    json_array_foreach(runs, i, r) {
-        json_t *run = NULL;
-        if (rt_store_get_run(st, json_string_value(json_object_get(r, "id")), false, &run, &err) == RT_OK) {
-            const char *status = json_string_value(json_object_get(run, "status"));
-            bool now_cancelled = status && !strcmp(status, "cancelled");
-            cancelled += now_cancelled;
-            if (!o.json)
-                printf("%s %s\n", json_string_value(json_object_get(r, "id")), status ? status : "?");
-        }
-        json_decref(run);
-    }
-    if (o.json) {
-        json_t *out = json_pack("{s:I, s:O}", "cancelled", (json_int_t)cancelled, "runs", runs);
-        print_json(out);
-        json_decref(out);
-    } else {
-        fprintf(stderr, "%zu run(s) cancelled\n", cancelled);
-    }
-    rt_store_close(st);
-    json_decref(runs);
-    return 0;
-}
-
-static int cmd_replay(cli *c)
-{
-    opts o;
-    int rc = parse_opts(c, &o, " --from --wait --json ", 1);
-    if (rc || (rc = setup(c, true)))
-        return rc;
-    if (o.n_positional != 1)
-        return usage_error(c->cmd, "expected a run id: ratchet replay RUN [--from STEP]");
-    rt_store *st;
-    if ((rc = open_store(c, &st)))
-        return rc;
-    rt_error err;
-    rt_replay rp = {0};
-    rt_status s = rt_replay_prepare(st, o.positional[0], o.from, "--from", &rp, &err);
-    char new_id[37] = "";
-    if (s == RT_OK) {
-        s = rt_audit_create_run_cli(st, &rp.req, "run.replay", /* AUDIT HOOK (audit.h): one transaction */
-                                    json_pack("{s:s, s:s*}", "replay_of", o.positional[0], "from", o.from), &err);
-        memcpy(new_id, rp.req.id, sizeof new_id);
-    }
-    rt_replay_clear(&rp);
-    rt_store_close(st);
-    if (s != RT_OK)
-        return fail(c->cmd, &err);
-    printf("%s\n", new_id);
-    fprintf(stderr, "run %s replays %s%s%s\n", new_id, o.positional[0], o.from ? " from step " : "",
-            o.from ? o.from : "");
-    return 0;
+    return rt_cli_runctl(c->cmd, &c->cfg, c->argc, c->argv, c->pos);
 }
 
 /* ---------- bench ---------- */
@@ -990,10 +894,13 @@ static void print_help(void)
            "  runs [--workflow W] [--status S] [--limit N] [--json]\n"
            "                              list runs, newest first\n"
            "  show RUN [--json]           one run with its steps\n"
-           "  cancel RUN... | cancel --workflow W [--status S]\n"
-           "                              stop runs: nothing more is scheduled, a running exec is killed\n"
+           "  cancel RUN... [--reason R]  stop runs: nothing more is scheduled, a running exec is killed\n"
            "  replay RUN [--from STEP]    a new run of the same pinned definition and event; --from\n"
            "                              reuses the memoized outputs of the steps before STEP\n"
+           "  cancel|replay FILTER [--dry-run] [--json] [--from STEP]   every run the filter matches,\n"
+           "                              FILTER: --workflow W --status S --since D|T --until D|T --entity E\n"
+           "                              --error TEXT (at least one, or --all); --dry-run only counts\n"
+           "  pause RUN... | resume RUN...  a paused run starts no new step (a running one finishes)\n"
            "  send NAME [--data JSON] [--id ID] [--actor-type T --actor-id A] [--entity E] [--via db|amqp|nats]\n"
            "       [--count N] [--raw-file FILE]  N copies (ids ID-0..), or raw bytes (tests)\n"
            "                              store an event and start the workflows it triggers\n"
@@ -1045,7 +952,7 @@ int rt_cli_main(int argc, char **argv)
         {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"validate", cmd_validate},
         {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
         {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
-        {"cancel", cmd_cancel}, {"replay", cmd_replay},
+        {"cancel", cmd_runctl}, {"replay", cmd_runctl}, {"pause", cmd_runctl}, {"resume", cmd_runctl},
         {"schedules", cmd_schedules}, {"token", cmd_token},
         {"keygen", cmd_approval}, {"approve", cmd_approval}, {"reject", cmd_approval}, {"approvals", cmd_approval}, {"audit", cmd_approval},
     };

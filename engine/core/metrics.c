@@ -70,6 +70,8 @@ static const rt_metric_family_def family_defs[] = {
              "check (stays 0 with RATCHET_ALERTS=false)."},
     {.name = "ratchet_approval_decisions_total", .type = RT_METRIC_COUNTER, .labels = {"decision"}, .preset = approval_decisions, .help = "Signed approval decisions accepted, by decision (approve, reject)."},
     {.name = "ratchet_approval_refusals_total", .type = RT_METRIC_COUNTER, .labels = {"reason"}, .preset = approval_refusals, .help = "Approval decisions refused, by reason (bad_signature, hash_mismatch, expired, nonce_reused, ...)."},
+    {.name = "ratchet_run_control_total", .type = RT_METRIC_COUNTER, .labels = {"action"},
+     .help = "Runs paused, resumed, cancelled or replayed by a person or a token (single or bulk), by action."},
     {.name = "ratchet_refusals_total", .type = RT_METRIC_COUNTER, .labels = {"action"},
      .help = "Refused actions (agent.refused, approval.refused, api.refused), written to the audit log or not."},
     {.name = "ratchet_audit_refusals_suppressed_total", .type = RT_METRIC_COUNTER, .labels = {"action"},

@@ -6,7 +6,8 @@
 static const char *const names[RT_RUN_STATUS_COUNT] = {
     [RT_RUN_QUEUED] = "queued",     [RT_RUN_AWAITING_APPROVAL] = "awaiting_approval",
     [RT_RUN_RUNNING] = "running",   [RT_RUN_SLEEPING] = "sleeping",
-    [RT_RUN_WAITING] = "waiting",   [RT_RUN_COMPLETED] = "completed",
+    [RT_RUN_WAITING] = "waiting",   [RT_RUN_PAUSED] = "paused",
+    [RT_RUN_COMPLETED] = "completed",
     [RT_RUN_PARTIAL] = "partial",   [RT_RUN_FAILED] = "failed",
     [RT_RUN_CANCELLED] = "cancelled", [RT_RUN_EXPIRED] = "expired",
     [RT_RUN_TIMED_OUT] = "timed_out", [RT_RUN_REJECTED] = "rejected",
@@ -30,11 +31,11 @@ bool rt_run_status_parse(const char *name, rt_run_status *out)
 
 bool rt_run_status_final(rt_run_status s)
 {
-    return s > RT_RUN_WAITING && s < RT_RUN_STATUS_COUNT;
+    return s > RT_RUN_PAUSED && s < RT_RUN_STATUS_COUNT;
 }
 
 const char *rt_run_status_list(void)
 {
-    return "queued, awaiting_approval, running, sleeping, waiting, completed, partial, failed, cancelled, expired, "
+    return "queued, awaiting_approval, running, sleeping, waiting, paused, completed, partial, failed, cancelled, expired, "
            "timed_out, rejected";
 }

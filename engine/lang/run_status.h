@@ -11,7 +11,8 @@ typedef enum rt_run_status {
     RT_RUN_AWAITING_APPROVAL,
     RT_RUN_RUNNING,
     RT_RUN_SLEEPING,
-    RT_RUN_WAITING, /* the last unfinished status: every later one is final */
+    RT_RUN_WAITING,
+    RT_RUN_PAUSED, /* the last unfinished status: every later one is final */
     RT_RUN_COMPLETED,
     RT_RUN_PARTIAL,
     RT_RUN_FAILED,
@@ -24,8 +25,8 @@ typedef enum rt_run_status {
 
 /* The statuses of a run that has not ended, as an SQL list for `status in ...` and as an
  * array literal for `unnest(array[...])`. Kept next to the enum: same order. */
-#define RT_RUN_UNFINISHED_SQL "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting')"
-#define RT_RUN_UNFINISHED_ARRAY "array['queued', 'awaiting_approval', 'running', 'sleeping', 'waiting']"
+#define RT_RUN_UNFINISHED_SQL "('queued', 'awaiting_approval', 'running', 'sleeping', 'waiting', 'paused')"
+#define RT_RUN_UNFINISHED_ARRAY "array['queued', 'awaiting_approval', 'running', 'sleeping', 'waiting', 'paused']"
 
 /* "queued", "awaiting_approval", ...; NULL out of range. */
 const char *rt_run_status_name(rt_run_status s);

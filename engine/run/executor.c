@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "step.h"
 #include "store.h"
+#include "store_runctl.h"
 #include "util.h"
 #include "workflow.h"
 
@@ -1036,6 +1037,18 @@ static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *
     return RT_OK;
 }
 
+/* Queue items (enqueue or requeue entries) of a paused run: shifted as the pause shifted
+ * the run's other items (store_runctl.h), so the resume brings them back. */
+static void hold_for_pause(json_t *items, int64_t now)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item) {
+        int64_t at = json_integer_value(json_object_get(item, "run_at"));
+        json_object_set_new(item, "run_at", json_integer((at > 0 ? at : now) + RT_RUN_PAUSE_SHIFT_MS));
+    }
+}
+
 /* Under the run lock: enqueue what became ready, and end or advance the run. */
 static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
                               int64_t batch_started, rt_error *err)
@@ -1153,6 +1166,11 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
         json_decref(output);
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
+    } else if (db_status && !strcmp(db_status, "paused")) {
+        /* Paused while a step ran: its result is kept, what it made ready waits for the
+         * resume (which derives the status from the steps) far in the future. */
+        hold_for_pause(v->enqueue, now);
+        hold_for_pause(v->requeue, now);
     } else {
         const char *status = sleeping ? "sleeping" : waiting ? "waiting" : "running";
         if (!db_status || strcmp(db_status, status) != 0)
@@ -1380,6 +1398,11 @@ static void run_claims(worker *w, run_view *views, size_t *n_views, rt_claim *cl
             v->touched = true;
             continue;
         }
+        /* A quick claim whose run was paused while the claim waited for its lock: start
+         * nothing, the item stays for the resume. (A slow claim read its run unpaused and
+         * runs: to a pause it is a step that was already running.) */
+        if (!c->slow && !strcmp(v->run_status, "paused"))
+            continue;
         run_claim(w, v, c);
     }
 }

@@ -190,12 +190,13 @@ static const char *const stmt_sql[S_COUNT] = {
                     " where ($1::text is null or r.workflow_id = $1) and ($2::text is null or r.status = $2)"
                     " order by r.created_at desc, r.id desc limit $3::int) t",
     /* Slow items (exec, http, sql), in one transaction: pick (skipping keys whose running
-     * count is at their concurrency limit), re-check the key under its advisory lock, then
-     * lease to owner (the lease is their run_at) and mark the step rows running. */
+     * count is at their concurrency limit, and items of paused runs), re-check the key
+     * under its advisory lock, then lease to owner (the lease is their run_at) and mark the
+     * step rows running. */
     [S_CLAIM_PICK] =
         "select q.id, q.ckey, coalesce(q.climit, 0) from ratchet.queue q where q.slow and q.run_at <= now()"
-        " and not exists (select 1 from ratchet.runs r where r.id = q.run_id and r.status = 'queued'"
-        "  and r.start_deadline < now())"
+        " and not exists (select 1 from ratchet.runs r where r.id = q.run_id and (r.status = 'paused'"
+        "  or (r.status = 'queued' and r.start_deadline < now())))"
         " and (q.ckey is null or (select count(*) from ratchet.queue q2 where q2.ckey = q.ckey"
         " and q2.locked_by is not null and q2.run_at > now()) < q.climit)"
         " order by q.slow, q.priority, q.run_at, q.id limit $1::int for update of q skip locked",
@@ -225,12 +226,13 @@ static const char *const stmt_sql[S_COUNT] = {
     /* Quick items: only locked, inside the caller's transaction, which also completes
      * them; nothing is written for the claim itself. Their runs are locked too, in id
      * order (rows are locked after the sort) so completions never deadlock; a run locked
-     * by another transaction is waited for and its status read as that one left it. */
+     * by another transaction is waited for and its status read as that one left it (a run
+     * paused meanwhile reads 'paused': the executor then leaves its item alone). */
     [S_CLAIM_QUICK] =
         "with c as ("
         " select id from ratchet.queue where not slow and run_at <= now()"
-        " and not exists (select 1 from ratchet.runs r where r.id = run_id and r.status = 'queued'"
-        "  and r.start_deadline < now())"
+        " and not exists (select 1 from ratchet.runs r where r.id = run_id and (r.status = 'paused'"
+        "  or (r.status = 'queued' and r.start_deadline < now())))"
         " order by slow, priority, run_at, id limit $1::int for update skip locked"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"

@@ -236,3 +236,27 @@ rt__exit() {
   if ((rc == 0)); then echo "PASS [$RT_TEST_NAME]"; fi
   exit "$rc"
 }
+
+# ---- The API contract (schemas/openapi.yaml) ----
+# An API test records every answer it receives (rt_contract_record, called by its request
+# helper) and checks them all at its end (rt_contract_check): each must match a documented
+# route, method and status, and its body the status's schema (tests/contract/check_contract.py).
+# The log is the test's own ($T/contract.log, or RATCHET_TEST_CONTRACT_LOG), so tests that
+# run side by side under ctest never mix their recordings.
+rt_contract_record() { # METHOD URL_PATH CODE BODY_FILE [HDRS_FILE]
+  local log=${RATCHET_TEST_CONTRACT_LOG:-$T/contract.log} dir n ctype=
+  dir=${log%.log}.d
+  mkdir -p "$dir"
+  n=1
+  [[ -f $log ]] && n=$(($(wc -l <"$log") + 1))
+  cp "$4" "$dir/$n.body" 2>/dev/null || : >"$dir/$n.body"
+  [[ -n ${5:-} && -f $5 ]] && ctype=$(tr -d '\r' <"$5" | awk -F': *' 'tolower($1) == "content-type" { v = $2 } END { print v }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "${2%%\?*}" "$3" "$ctype" "$n" >>"$log"
+}
+
+rt_contract_check() { # checks this test's recordings against schemas/openapi.yaml
+  local log=${RATCHET_TEST_CONTRACT_LOG:-$T/contract.log}
+  [[ -s $log ]] || rt_fail "contract: no API answers were recorded in $log"
+  /usr/bin/python3 "$RATCHET_SOURCE_DIR/tests/contract/check_contract.py" "$RATCHET_SOURCE_DIR/schemas/openapi.yaml" "$log" ||
+    rt_fail "contract: answers that schemas/openapi.yaml does not describe (above)"
+}

@@ -82,6 +82,7 @@ req() {
   fi
   BODY=$(cat "$T/resp")
   HDRS=$(tr -d '\r' <"$T/hdrs")
+  rt_contract_record "$m" "$p" "$CODE" "$T/resp" "$T/hdrs"
 }
 expect() { # STATUS MESSAGE
   [[ $CODE == "$1" ]] || rt_fail "$2: expected HTTP $1, got $CODE: $BODY"
@@ -439,3 +440,4 @@ rc=$?
 set -e
 rt_assert_eq 2 "$rc" "exit status on a missing tokens file"
 rt_check_log "$T/a.log"
+rt_contract_check
