@@ -603,7 +603,7 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
     }
     json_t *trigger = json_pack("{s:s}", "type", "manual");
     create_args a = {.req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .run_at_ms = o->run_at,
-                             .dedupe_key = o->dedupe[0] ? o->dedupe : NULL},
+                             .dedupe_key = o->dedupe[0] ? o->dedupe : NULL, .set = r->set},
                      .dedupe_key = o->dedupe, .action = "run.manual"};
     audit_actor(r, a.actor, sizeof a.actor);
     a.details = json_pack("{s:s, s:s, s:s*, s:s*}", "workflow", wf->id, "via", "api", "entity_id", o->entity,

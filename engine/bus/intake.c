@@ -142,7 +142,9 @@ static size_t drop_relayed(sink *k, rt_bus_msg *const *msgs, rt_event **events, 
     size_t kept = 0;
     for (size_t j = 0; j < m; j++) {
         relay_kind kind = relay_of(events[j]->id, instance);
-        if (kind == RELAY_NONE || kind == RELAY_FOREIGN) {
+        /* Another deployment's ratchet.approval.requested is nothing this one acts on (and
+         * its instance part is a producer's word): dropped like an unknown id of ours. */
+        if (kind == RELAY_NONE || (kind == RELAY_FOREIGN && !rt_event_name_reserved(events[j]->name))) {
             events[kept] = events[j];
             index[kept++] = index[j];
             continue;
@@ -198,6 +200,14 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
             rt_event_free(events[m]);
             events[m] = NULL;
             fault = RT_EVENT_FAULT_NAME_MISMATCH;
+            ps = RT_ERR_INVALID;
+        } else if (ps == RT_OK && rt_event_name_reserved(events[m]->name) && !rt_event_id_reserved(events[m]->id)) {
+            /* Only the engine makes these (its own come back with its ids, below). */
+            rt_error_set(&err, RT_ERR_INVALID, "$.name: \"%s\" is reserved for events the engine makes",
+                         events[m]->name);
+            rt_event_free(events[m]);
+            events[m] = NULL;
+            fault = RT_EVENT_FAULT_RESERVED_NAME;
             ps = RT_ERR_INVALID;
         }
         if (ps != RT_OK) {

@@ -735,6 +735,10 @@ static int cmd_send(cli *c)
     json_t *data = NULL;
     if ((rc = parse_data(c, o.data, &data)))
         return rc;
+    if (rt_event_name_reserved(o.positional[0])) {
+        json_decref(data);
+        return usage_error(c->cmd, "\"%s\" is reserved for events the engine makes", o.positional[0]);
+    }
     rt_event *ev = NULL;
     rt_status s = rt_event_new(o.positional[0], data, actor, o.actor_id ? o.actor_id : (o.actor_type ? NULL : rt_os_user("cli")),
                                o.entity, o.id, &ev, &err);

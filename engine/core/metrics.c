@@ -26,7 +26,8 @@ static const double ingest_lag_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 static const char *const bad_input_kinds[] = {"event", "workflow", "expression", "cron", "api", NULL};
 static const char *const priorities[] = {"critical", "high", "normal", "low", NULL};
-static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", NULL};
+static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", "sla_exceeded",
+                                          NULL};
 static const char *const approval_decisions[] = {"approve", "reject", NULL};
 static const char *const lease_lost_at[] = {"start", "renew", NULL};
 static const char *const approval_refusals[] = {"agent", "invalid", "unknown_approver", "bad_signature", "hash_mismatch",
@@ -68,6 +69,12 @@ static const rt_metric_family_def family_defs[] = {
     {.name = "ratchet_steps_past_timeout", .type = RT_METRIC_GAUGE,
      .help = "Steps still running longer than their timeout plus RATCHET_ALERT_TIMEOUT_GRACE at the last alert "
              "check (stays 0 with RATCHET_ALERTS=false)."},
+    {.name = "ratchet_runs_past_sla", .type = RT_METRIC_GAUGE,
+     .help = "Unfinished runs past their workflow's sla at the last alert check (stays 0 with RATCHET_ALERTS=false)."},
+    {.name = "ratchet_records_processed_total", .type = RT_METRIC_COUNTER, .labels = {"workflow"},
+     .help = "Sum of the records_processed numbers that completed steps put in their output, by workflow."},
+    {.name = "ratchet_progress_lines_invalid_total", .type = RT_METRIC_COUNTER,
+     .help = "Lines an exec step wrote to RATCHET_PROGRESS_FD that were not a valid progress object (or too long)."},
     {.name = "ratchet_approval_decisions_total", .type = RT_METRIC_COUNTER, .labels = {"decision"}, .preset = approval_decisions, .help = "Signed approval decisions accepted, by decision (approve, reject)."},
     {.name = "ratchet_approval_refusals_total", .type = RT_METRIC_COUNTER, .labels = {"reason"}, .preset = approval_refusals, .help = "Approval decisions refused, by reason (bad_signature, hash_mismatch, expired, nonce_reused, ...)."},
     {.name = "ratchet_run_control_total", .type = RT_METRIC_COUNTER, .labels = {"action"},

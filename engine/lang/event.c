@@ -103,6 +103,7 @@ const char *rt_event_fault_name(rt_event_fault f)
     case RT_EVENT_FAULT_INVALID: return "invalid";
     case RT_EVENT_FAULT_RESERVED_ID: return "reserved_id";
     case RT_EVENT_FAULT_NAME_MISMATCH: return "name_mismatch";
+    case RT_EVENT_FAULT_RESERVED_NAME: return "reserved_name";
     }
     return "unknown";
 }
@@ -367,12 +368,13 @@ static bool has_nul(const json_t *v, int depth)
 }
 
 /* producer: the event comes from outside (a transport, the API, a webhook), so its id may
- * not be in the engine's namespace; *reserved says when that was the fault. */
-static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, bool producer, bool *reserved, rt_event **out,
-                       rt_error *err)
+ * not be in the engine's namespace nor its name one only the engine makes; *reserved says
+ * when that was the fault (RT_EVENT_FAULT_RESERVED_ID or _NAME, else _NONE). */
+static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, bool producer, rt_event_fault *reserved,
+                       rt_event **out, rt_error *err)
 {
     *out = NULL;
-    *reserved = false;
+    *reserved = RT_EVENT_FAULT_NONE;
     if (!json_is_object(doc))
         return fail(err, "$", "an event must be a JSON object, not %s", doc ? rt_json_type_phrase(doc) : "nothing");
     rt_status st = check_keys(doc, "$", top_keys, true, err);
@@ -401,6 +403,10 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, bool p
     rt_error e;
     if (rt_event_name_check(name, &e) != RT_OK)
         return fail(err, "$.name", "%s", e.msg);
+    if (producer && rt_event_name_reserved(name)) {
+        *reserved = RT_EVENT_FAULT_RESERVED_NAME;
+        return fail(err, "$.name", "\"%s\" is reserved for events the engine makes", name);
+    }
 
     const char *id, *entity_id, *version, *actor_id;
     char fresh_id[37];
@@ -409,7 +415,7 @@ static rt_status build(const json_t *doc, int64_t now_ms, bool check_nul, bool p
     if (id && (st = check_id(id, "$.id", err)) != RT_OK)
         return st;
     if (id && producer && rt_event_id_reserved(id)) {
-        *reserved = true;
+        *reserved = RT_EVENT_FAULT_RESERVED_ID;
         return fail(err, "$.id", "ids starting with \"%s\" are reserved for events the engine makes",
                     RT_EVENT_ENGINE_ID_PREFIX);
     }
@@ -514,11 +520,11 @@ static rt_status parse(const void *bytes, size_t len, size_t max_bytes, int64_t 
         return rt_error_set(err, RT_ERR_INVALID, "line %d, column %d: JSON syntax error: %s", je.line, je.column,
                             text);
     }
-    bool reserved = false;
+    rt_event_fault reserved = RT_EVENT_FAULT_NONE;
     rt_status st = build(doc, now_ms, false, producer, &reserved, out, err); /* jansson already refused NULs */
     json_decref(doc); /* the event holds its own references to what it shares */
     if (st != RT_OK)
-        *fault = reserved ? RT_EVENT_FAULT_RESERVED_ID : RT_EVENT_FAULT_INVALID;
+        *fault = reserved != RT_EVENT_FAULT_NONE ? reserved : RT_EVENT_FAULT_INVALID;
     return st;
 }
 
@@ -539,9 +545,14 @@ bool rt_event_id_reserved(const char *id)
     return id && !strncmp(id, RT_EVENT_ENGINE_ID_PREFIX, strlen(RT_EVENT_ENGINE_ID_PREFIX));
 }
 
+bool rt_event_name_reserved(const char *name)
+{
+    return name && !strcmp(name, RT_APPROVAL_REQUESTED_EVENT);
+}
+
 rt_status rt_event_from_json(const json_t *doc, int64_t now_ms, rt_event **out, rt_error *err)
 {
-    bool reserved;
+    rt_event_fault reserved;
     return build(doc, now_ms, true, true, &reserved, out, err);
 }
 
@@ -592,7 +603,7 @@ rt_status rt_event_new(const char *name, json_t *data, rt_actor_type actor_type,
     if (st == RT_OK && entity_id)
         st = new_string(doc, "entity_id", "$.entity_id", entity_id, err);
     json_decref(actor);
-    bool reserved;
+    rt_event_fault reserved;
     if (st == RT_OK)
         st = build(doc, rt_now_ms(), true, false, &reserved, out, err);
     json_decref(doc);

@@ -59,9 +59,11 @@ typedef enum rt_event_fault {
     RT_EVENT_FAULT_INVALID,   /* JSON, but not a valid envelope */
     RT_EVENT_FAULT_RESERVED_ID, /* a producer's id in the engine's namespace */
     RT_EVENT_FAULT_NAME_MISMATCH, /* a broker body naming another event than its subject (intake) */
+    RT_EVENT_FAULT_RESERVED_NAME, /* a producer's event under a name only the engine makes */
 } rt_event_fault;
 
-/* "none", "too_large", "not_json", "invalid", "reserved_id", "name_mismatch" (stable: they
+/* "none", "too_large", "not_json", "invalid", "reserved_id", "name_mismatch",
+ * "reserved_name" (stable: they
  * are metric label values). */
 const char *rt_event_fault_name(rt_event_fault f);
 
@@ -85,6 +87,9 @@ rt_status rt_event_parse_relay(const void *bytes, size_t len, size_t max_bytes, 
                                rt_error *err, rt_event_fault *fault);
 /* Is id in the engine's namespace (RT_EVENT_ENGINE_ID_PREFIX)? */
 bool rt_event_id_reserved(const char *id);
+/* Whether only the engine may make events of this name (ratchet.approval.requested: it
+ * starts approver-paging workflows, so a producer must not forge one). */
+bool rt_event_name_reserved(const char *name);
 
 /* The same rules for an envelope that is already parsed (doc is borrowed and not changed;
  * the event shares `data` and "x-" values with it, so doc must not be modified later).

@@ -1313,7 +1313,7 @@ static rt_status parse_workflow(loader *l, json_t *def, rt_workflow *wf)
         "$schema",  "id",         "name",         "description", "enabled",     "system",
         "triggers", "priority",   "concurrency",  "throttle",    "debounce",    "singleton",
         "idempotency", "batch_events", "timeout", "start_timeout", "retries",   "approval",
-        "cancel_on", "on_failure", "output",      "steps",       NULL};
+        "cancel_on", "on_failure", "output",      "steps",       "sla",         NULL};
     rt_status st = check_keys(l, def, keys, NULL);
     if (st != RT_OK)
         return st;
@@ -1361,6 +1361,8 @@ static rt_status parse_workflow(loader *l, json_t *def, rt_workflow *wf)
     if ((st = get_duration(l, def, "timeout", false, &wf->timeout_ms)) != RT_OK)
         return st;
     if ((st = get_duration(l, def, "start_timeout", false, &wf->start_timeout_ms)) != RT_OK)
+        return st;
+    if ((st = get_duration(l, def, "sla", false, &wf->sla_ms)) != RT_OK)
         return st;
     json_t *retries;
     if ((st = get_object(l, def, "retries", &retries)) != RT_OK)

@@ -81,6 +81,7 @@ typedef struct rt_workflow {
     rt_priority priority;
     int64_t timeout_ms;        /* 0 = none */
     int64_t start_timeout_ms;  /* 0 = none */
+    int64_t sla_ms;            /* 0 = none: past it an unfinished run raises an alert (run/alerts.c) */
     rt_retry_policy retries;   /* workflow default (max_attempts 3 when absent) */
     json_t *output;            /* optional template for the run's output; owned */
     rt_trigger *triggers;

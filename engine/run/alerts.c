@@ -26,6 +26,7 @@
 #define FAILURE_LOG_EVERY_MS 60000 /* a failing check is logged at most this often */
 #define LONG_STEPS_LIMIT 100       /* execution_timeout candidates looked at per check */
 #define TOP_WORKFLOWS 5            /* failure_rate_high names this many workflows */
+#define SLA_CLAIM_LIMIT 100        /* sla_exceeded alerts raised per check (the rest next time) */
 
 struct rt_alerts {
     const rt_config *cfg;
@@ -248,6 +249,71 @@ static rt_status check_timeouts(rt_alerts *a, int64_t bucket, size_t *overdue_ou
     return s;
 }
 
+/* (4) Runs unfinished past their workflow's `sla` (the run goes on: `timeout` is what ends
+ * one). Each raises sla_exceeded once: the claim marks the run in the transaction that
+ * stores its alert (store_alerts.c), so restarts and other processes never repeat it. */
+static rt_status check_sla(rt_alerts *a, int64_t *past_out, rt_error *err)
+{
+    json_t *wfs = json_array();
+    for (size_t i = 0; a->set && i < a->set->n; i++)
+        if (a->set->items[i]->sla_ms > 0)
+            json_array_append_new(wfs, json_string(a->set->items[i]->id));
+    *past_out = 0;
+    if (json_array_size(wfs) == 0) {
+        json_decref(wfs);
+        rt_metrics_gauge_set("ratchet_runs_past_sla", 0);
+        return RT_OK;
+    }
+    json_t *rows = NULL;
+    rt_status s = rt_store_begin(a->st, err);
+    if (s == RT_OK)
+        s = rt_store_alerts_sla_claim(a->st, wfs, SLA_CLAIM_LIMIT, past_out, &rows, err);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        char id[128];
+        const char *run_id = json_string_value(json_object_get(row, "run_id"));
+        if (s == RT_OK)
+            s = rt_store_engine_event_id(a->st, id, sizeof id, err, "alert:sla_exceeded:%s", run_id);
+        if (s != RT_OK)
+            break;
+        json_t *data = json_pack("{s:O, s:O, s:O, s:O, s:O, s:o, s:O, s:O, s:f}", "run_id",
+                                 json_object_get(row, "run_id"), "workflow", json_object_get(row, "workflow"),
+                                 "status", json_object_get(row, "status"), "entity_id",
+                                 json_object_get(row, "entity_id"), "sla", json_object_get(row, "sla"), "sla_s",
+                                 seconds_json(json_integer_value(json_object_get(row, "sla_ms"))), "since",
+                                 json_object_get(row, "since"), "due_at", json_object_get(row, "due_at"), "late_s",
+                                 round_to((double)json_integer_value(json_object_get(row, "late_ms")) / 1000.0, 0.001));
+        rt_event *ev = NULL;
+        s = rt_event_new("ratchet.alert.sla_exceeded", data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
+        if (s == RT_OK)
+            s = rt_ingest_events_tx(a->set, a->st, &ev, 1, "engine", err);
+        rt_event_free(ev);
+        json_decref(data);
+    }
+    if (s == RT_OK)
+        s = rt_store_commit(a->st, err);
+    else
+        rt_store_rollback(a->st);
+    json_array_foreach(rows, i, row) {
+        if (s != RT_OK)
+            break;
+        rt_log_ctx lc = {.workflow = json_string_value(json_object_get(row, "workflow")),
+                         .run_id = json_string_value(json_object_get(row, "run_id"))};
+        rt_log(RT_LOG_WARN, &lc, "alert ratchet.alert.sla_exceeded: still %s past its sla %s (due %s)",
+               json_string_value(json_object_get(row, "status")), json_string_value(json_object_get(row, "sla")),
+               json_string_value(json_object_get(row, "due_at")));
+        rt_metrics_counter_add("ratchet_alerts_total", "alert", "sla_exceeded", 1);
+    }
+    if (s == RT_OK)
+        rt_metrics_gauge_set("ratchet_runs_past_sla", (double)*past_out);
+    else
+        rt_error_prefix(err, "storing ratchet.alert.sla_exceeded");
+    json_decref(rows);
+    json_decref(wfs);
+    return s;
+}
+
 static rt_status check_all(rt_alerts *a, rt_error *err)
 {
     if (!a->st || !rt_store_healthy(a->st)) {
@@ -270,11 +336,15 @@ static rt_status check_all(rt_alerts *a, rt_error *err)
         s = check_failure_rate(a, bucket, &finished, &failed, err);
     if (s == RT_OK)
         s = check_timeouts(a, bucket, &overdue, err);
+    int64_t past_sla = 0;
+    if (s == RT_OK)
+        s = check_sla(a, &past_sla, err);
     if (s == RT_OK)
         rt_log(RT_LOG_DEBUG, NULL,
                "alerts: checked: %lld of %lld runs finished in the window failed or timed out; %lld runnable queue "
-               "item(s), the oldest due for %lld ms; %zu step(s) past their timeout",
-               (long long)failed, (long long)finished, (long long)b.depth, (long long)b.oldest_age_ms, overdue);
+               "item(s), the oldest due for %lld ms; %zu step(s) past their timeout; %lld run(s) past their sla",
+               (long long)failed, (long long)finished, (long long)b.depth, (long long)b.oldest_age_ms, overdue,
+               (long long)past_sla);
     return s;
 }
 

@@ -980,7 +980,7 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
         json_t *trigger = json_pack("{s:s, s:s, s:s, s:s}", "type", "invoke", "parent_run", v->run_id, "parent_step",
                                     sid, "parent_workflow", v->wf->id);
         rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
-                              .parent_run_id = v->run_id, .parent_step_id = sid};
+                              .parent_run_id = v->run_id, .parent_step_id = sid, .set = e->set};
         rt_status s = rt_run_create_tx(st, &req, 1, err);
         json_decref(event);
         json_decref(trigger);

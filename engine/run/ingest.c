@@ -291,7 +291,8 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
             req_trigger[n_reqs] = json_pack("{s:s, s:s, s:s, s:s}", "type", "event", "event_id", events[i]->id,
                                             "event", events[i]->name, "transport", transport);
             req_event[n_reqs] = i;
-            reqs[n_reqs] = (rt_run_request){.wf = wf, .trigger = req_trigger[n_reqs], .event = events[i]->envelope};
+            reqs[n_reqs] = (rt_run_request){.wf = wf, .trigger = req_trigger[n_reqs], .event = events[i]->envelope,
+                                            .set = set};
             /* The key buffer must outlive create_runs: keep it in the trigger object. */
             json_object_set_new(req_trigger[n_reqs], "dedupe_key", json_string(key));
             reqs[n_reqs].dedupe_key = json_string_value(json_object_get(req_trigger[n_reqs], "dedupe_key"));
@@ -401,7 +402,7 @@ rt_status rt_ingest_on_failure(const rt_workflow_set *set, rt_store *st, const j
             rt_log(RT_LOG_WARN, NULL, "on_failure of run %s: workflow %s is not loaded", run_id, target);
         } else {
             json_t *trigger = json_pack("{s:s, s:s, s:s}", "type", "event", "event_id", id, "event", ev->name);
-            rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id};
+            rt_run_request req = {.wf = wf, .trigger = trigger, .event = ev->envelope, .dedupe_key = id, .set = set};
             s = rt_run_create_tx(st, &req, 1, err);
             json_decref(trigger);
         }

@@ -43,6 +43,8 @@ typedef struct rt_run_request {
     const char *parent_step_id;
     json_t *prefill;            /* borrowed, optional: {step_id: {status, output}} carried over
                                  * (replay --from); the steps they make ready are enqueued */
+    const rt_workflow_set *set; /* borrowed, optional: the loaded workflows that a held
+                                 * run's ratchet.approval.requested may start (NULL: none) */
     char id[37];       /* out: the new run's id, or "" when dedupe_key existed already or
                         * admission created nothing; or the existing run a request joined */
     char reason[256];  /* out: "" when a new run was simply created; else what admission did:

@@ -1,6 +1,6 @@
 /* store_alerts.c — the alert checks' SQL (store_alerts.h), each statement prepared once
- * per connection and run with parameters. None of it writes: alert events are stored
- * through ingest like every other event. */
+ * per connection and run with parameters. Only the SLA claim writes (a run's
+ * sla_alerted_at): alert events are stored through ingest like every other event. */
 #include "store_alerts.h"
 
 #include <libpq-fe.h>
@@ -50,6 +50,35 @@ static const char recent_sql[] =
     " and received_at > now() - $2::bigint * interval '1 millisecond'"
     " and ($3::text is null or (envelope->'data'->>'run_id' = $3 and envelope->'data'->>'step_id' = $4"
     "  and envelope->'data'->>'attempt' = $5)))";
+
+/* Unfinished runs (not waiting at their approval gate) of workflows $1 whose pinned
+ * definition has an `sla`, counted from when they were due: their scheduled time, or the
+ * approval of a gated run. Those past it and not yet alerted are claimed (SKIP LOCKED:
+ * another process claims the others) and marked; the UPDATE re-checks the mark on the
+ * newest row version, so a run is claimed once. From runs_by_status: unfinished runs only. */
+static const char sla_claim_sql[] =
+    "with cand as ("
+    " select r.id, r.workflow_id, r.status, r.entity_id, r.sla_alerted_at, v.definition->>'sla' sla,"
+    "  greatest(coalesce(r.scheduled_at, r.created_at), (select a.decided_at from ratchet.approvals a"
+    "   where a.run_id = r.id and a.step_id = '')) since"
+    " from ratchet.runs r join ratchet.workflow_versions v on v.hash = r.workflow_hash"
+    " where r.status in " UNFINISHED " and r.status <> 'awaiting_approval' and r.workflow_id = any(array(select jsonb_array_elements_text($1::jsonb)))"
+    "  and v.definition ? 'sla'"
+    "), past as ("
+    " select c.*, c.since + ratchet.duration_ms(c.sla) * interval '1 millisecond' due from cand c"
+    " where c.since + ratchet.duration_ms(c.sla) * interval '1 millisecond' < now()"
+    "), pick as ("
+    " select r.id from ratchet.runs r join past p on p.id = r.id where p.sla_alerted_at is null"
+    " order by p.due limit $2::int for update of r skip locked"
+    "), upd as ("
+    " update ratchet.runs r set sla_alerted_at = now() from pick where r.id = pick.id and r.sla_alerted_at is null"
+    " returning r.id"
+    ") "
+    "select (select count(*) from past),"
+    " (select coalesce(jsonb_agg(jsonb_build_object('run_id', p.id, 'workflow', p.workflow_id, 'status', p.status,"
+    "  'entity_id', p.entity_id, 'sla', p.sla, 'sla_ms', ratchet.duration_ms(p.sla), 'since', ratchet.ts(p.since),"
+    "  'due_at', ratchet.ts(p.due), 'late_ms', " MS("now() - p.due") ") order by p.due), '[]')"
+    "  from past p join upd u on u.id = p.id)::text";
 
 static void copy_text(char *dst, size_t len, PGresult *r, int col)
 {
@@ -132,5 +161,31 @@ rt_status rt_store_alerts_recent(rt_store *st, const char *name, int64_t within_
         return rt_error_prefix(err, "recent alerts");
     *found = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_alerts_sla_claim(rt_store *st, json_t *workflows, int limit, int64_t *past, json_t **out,
+                                    rt_error *err)
+{
+    *out = NULL;
+    *past = 0;
+    char *ids = json_dumps(workflows, JSON_COMPACT);
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {ids, lim};
+    PGresult *r = NULL;
+    rt_status s = ids ? rt_store_exec_prepared(st, "alerts_sla_claim", sla_claim_sql, 2, params, &r, err)
+                      : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    free(ids);
+    if (s != RT_OK)
+        return rt_error_prefix(err, "runs past their SLA");
+    *past = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *out = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    PQclear(r);
+    if (!json_is_array(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return rt_error_set(err, RT_ERR_INTERNAL, "runs past their SLA: unexpected result");
+    }
     return RT_OK;
 }

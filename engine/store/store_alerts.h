@@ -42,4 +42,12 @@ rt_status rt_store_alerts_lock(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_alerts_recent(rt_store *st, const char *name, int64_t within_ms, const char *run_id,
                                  const char *step_id, int attempt, bool *found, rt_error *err);
 
+/* Runs of the workflows named in `workflows` (a JSON array of ids) that are unfinished past
+ * their pinned definition's `sla`: *past counts them all; up to limit of those not alerted
+ * yet are marked alerted (runs.sla_alerted_at) and returned in *out, a new JSON array of
+ * {run_id, workflow, status, entity_id, sla, sla_ms, since, due_at, late_ms}. Call it
+ * inside the transaction that stores their alerts, so mark and alert commit together. */
+rt_status rt_store_alerts_sla_claim(rt_store *st, json_t *workflows, int limit, int64_t *past, json_t **out,
+                                    rt_error *err);
+
 #endif

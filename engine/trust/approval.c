@@ -516,10 +516,19 @@ static json_t *initiator_of(const json_t *event)
     return json_is_object(actor) ? json_deep_copy(actor) : json_pack("{s:s}", "type", "service");
 }
 
-/* Stores a ratchet.approval.requested event (set may be NULL: no workflow starts on it). */
-static rt_status store_requested(rt_store *st, const rt_workflow_set *set, json_t *data, const char *entity,
+/* Stores a ratchet.approval.requested event and starts the workflows of set triggered by
+ * it (set may be NULL: none), in the caller's transaction, for a run gate (kind "run",
+ * made while runs are created) and a step gate (kind "step") alike. A gate of a run that
+ * such an event started itself starts nothing: an approver-paging workflow that needs
+ * approval must not page about its own gate in a loop. */
+static rt_status store_requested(rt_store *st, const rt_workflow_set *set, const json_t *run_event, json_t *data,
                                  const char *id, rt_error *err)
 {
+    const char *entity = json_string_value(json_object_get(run_event, "entity_id"));
+    const char *cause = json_string_value(json_object_get(run_event, "name"));
+    if (cause && !strcmp(cause, RT_APPROVAL_REQUESTED_EVENT))
+        set = NULL;
+    json_object_set_new(data, "entity_id", entity ? json_string(entity) : json_null());
     rt_event *ev = NULL;
     rt_status s = rt_event_new(RT_APPROVAL_REQUESTED_EVENT, data, RT_ACTOR_SYSTEM, "ratchet", entity, id, &ev, err);
     if (s == RT_OK)
@@ -575,15 +584,18 @@ rt_status rt_approval_hold_new_runs(rt_store *st, const rt_run_request *reqs, si
                                                "", "workflow_id", wf->id, "action_hash", hash, "approvers", approvers,
                                                "initiator", initiator_of(event), "details", "expires_at",
                                                (json_int_t)expires));
-        json_t *data = json_pack("{s:s, s:s, s:o, s:O, s:s, s:O, s:o}", "run_id", run_id, "workflow", wf->id, "actor",
-                                 initiator_of(event), "event", event, "action_hash", hash, "approvers", approvers,
-                                 "expires_at", time_or_null(expires));
+        json_t *data = json_pack("{s:s, s:s, s:n, s:s, s:o, s:O, s:s, s:O, s:o}", "kind", "run", "run_id", run_id,
+                                 "step_id", "workflow", wf->id, "actor", initiator_of(event), "event", event,
+                                 "action_hash", hash, "approvers", approvers, "expires_at", time_or_null(expires));
+        const rt_workflow_set *set = NULL;
+        for (size_t i = 0; i < n && !set; i++)
+            if (!strcmp(reqs[i].id, run_id))
+                set = reqs[i].set;
         char ev_id[128], actor[300];
         if (s == RT_OK)
             s = rt_store_engine_event_id(st, ev_id, sizeof ev_id, err, "approval.requested:%s", run_id);
-        const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
-            s = store_requested(st, NULL, data, entity, ev_id, err);
+            s = store_requested(st, set, event, data, ev_id, err);
         json_t *details = json_pack("{s:s, s:s, s:O, s:o, s:O?}", "workflow", wf->id, "action_hash", hash, "approvers",
                                     approvers, "expires_at", time_or_null(expires), "event_id",
                                     json_object_get(event, "id"));
@@ -630,15 +642,15 @@ rt_status rt_approval_register_steps(rt_store *st, const rt_workflow_set *set, c
                                   initiator_of(event), "details", details, "expires_at", (json_int_t)expires);
         s = rt_store_approval_insert(st, gates, err);
         json_decref(gates);
-        json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:O, s:s, s:O, s:O?, s:O?, s:o}", "run_id", run_id, "step_id", sid,
+        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:o, s:O, s:s, s:O, s:O?, s:O?, s:o}", "kind", "step", "run_id",
+                                 run_id, "step_id", sid,
                                  "workflow", wf->id, "actor", initiator_of(event), "event", event, "action_hash", hash,
                                  "approvers", approvers, "message", json_object_get(gate, "message"), "details",
                                  json_object_get(gate, "details"), "expires_at", time_or_null(expires));
         if (s == RT_OK)
             s = rt_store_engine_event_id(st, ev_id, sizeof ev_id, err, "approval.requested:%s:%s", run_id, sid);
-        const char *entity = json_string_value(json_object_get(event, "entity_id"));
         if (s == RT_OK)
-            s = store_requested(st, set, data, entity, ev_id, err);
+            s = store_requested(st, set, event, data, ev_id, err);
         json_decref(data);
         json_t *audit = json_pack("{s:s, s:s, s:s, s:O, s:o}", "workflow", wf->id, "step_id", sid, "action_hash", hash,
                                   "approvers", approvers, "expires_at", time_or_null(expires));

@@ -142,6 +142,7 @@ static const bad_case bad_cases[] = {
     {"timeout zero", "{'id':'x','timeout':'0s'," STEPS_LOG "}", "$.timeout: invalid duration \"0s\""},
     {"timeout no unit", "{'id':'x','timeout':'5'," STEPS_LOG "}", "$.timeout: invalid duration \"5\""},
     {"start_timeout number", "{'id':'x','start_timeout':5," STEPS_LOG "}", "$.start_timeout: must be a string"},
+    {"sla number", "{'id':'x','sla':600," STEPS_LOG "}", "$.sla: must be a string"},
     {"retries attempts 0", "{'id':'x','retries':{'max_attempts':0}," STEPS_LOG "}",
      "$.retries.max_attempts: must be between 1 and 1000, not 0"},
     {"retries backoff", "{'id':'x','retries':{'backoff':'quadratic'}," STEPS_LOG "}",
@@ -416,7 +417,7 @@ static const char *design_example =
     "  'singleton': {'key': 'event.data.account_id', 'mode': 'skip'},"
     "  'idempotency': 'event.data.day',"
     "  'batch_events': {'max_size': 100, 'timeout': '5s'},"
-    "  'timeout': '15m', 'start_timeout': '1h',"
+    "  'timeout': '15m', 'start_timeout': '1h', 'sla': '10m',"
     "  'retries': {'max_attempts': 5, 'backoff': 'exponential', 'delay': '2m', 'max_delay': '32m', 'jitter': true},"
     "  'approval': {'required_for': ['agent'], 'approvers': ['ops-lead'], 'timeout': '24h'},"
     "  'cancel_on': [{'event': 'ledger.checkpoint.cancelled', 'if': 'async.data.day == event.data.day'}],"
@@ -449,6 +450,7 @@ static void test_design_example(void **state)
     assert_string_equal(rt_priority_name(wf->priority), "high");
     assert_int_equal(wf->timeout_ms, 15 * 60000);
     assert_int_equal(wf->start_timeout_ms, 3600000);
+    assert_int_equal(wf->sla_ms, 600000);
 
     assert_int_equal(wf->n_triggers, 3);
     assert_int_equal(wf->triggers[0].kind, RT_TRIGGER_CRON);
