@@ -1,7 +1,8 @@
 /* http.c — one HTTP(S) request per execution, through libcurl: 2xx succeeds; 408, 429,
  * 5xx, timeouts and connection errors are worth retrying; other statuses fail for good.
  * Sends Idempotency-Key: <run_id:step_id>, X-Ratchet-Fence: <fence> (the claim's fencing token)
- * and, when asked, an HMAC-SHA256 body signature.
+ * and, when asked, an HMAC-SHA256 body signature or an AWS Signature V4 (libcurl's
+ * CURLOPT_AWS_SIGV4, with x-amz-content-sha256 set here: curl 7.88 does not send it, S3 needs it).
  *
  * Where a request may go (docs/steps.md "http step: where requests may go"): every address curl
  * is about to connect to is checked in the open-socket callback — after resolution, so a
@@ -51,9 +52,15 @@ struct opts {
     const char *hmac_header;
     bool follow_redirects;
     size_t max_response;
+    struct {
+        bool on;
+        const char *region, *service, *access_key, *secret_key; /* NULL: a template, at load time */
+    } sigv4;
 };
 
 /* ---- validation, shared by load time (templates skipped) and run time ---------------- */
+
+static bool user_header_set(const json_t *headers, const char *name);
 
 static bool valid_header_name(const char *s)
 {
@@ -131,6 +138,60 @@ static rt_status parse_hmac(json_t *h, bool rendered, struct opts *o, rt_error *
     return RT_OK;
 }
 
+/* A region or service name: goes into curl's "aws:amz:REGION:SERVICE" and the credential scope. */
+static bool valid_scope_word(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return n > 0 && n <= 64;
+}
+
+/* aws_sigv4: {region, service, access_key, secret_key}, all required. The keys are never
+ * quoted back in a message: they come from secrets. */
+static rt_status parse_sigv4(json_t *a, bool rendered, struct opts *o, rt_error *err)
+{
+    if (!json_is_object(a))
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "http \"aws_sigv4\" must be an object {region, service, access_key, secret_key}");
+    static const char *const keys[] = {"region", "service", "access_key", "secret_key", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach(a, key, v) {
+        size_t i = 0;
+        while (keys[i] && strcmp(keys[i], key) != 0)
+            i++;
+        if (!keys[i])
+            return rt_error_set(err, RT_ERR_INVALID, "http \"aws_sigv4\" has unknown key \"%s\"", key);
+    }
+    const char **slot[] = {&o->sigv4.region, &o->sigv4.service, &o->sigv4.access_key, &o->sigv4.secret_key};
+    for (size_t i = 0; keys[i]; i++) {
+        v = json_object_get(a, keys[i]);
+        if (!v)
+            return rt_error_set(err, RT_ERR_INVALID, "http \"aws_sigv4\" needs \"%s\"", keys[i]);
+        if (rt_step_is_template(v, rendered))
+            continue;
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "http \"aws_sigv4.%s\" must be a non-empty string%s", keys[i],
+                                rendered && json_is_null(v) ? " (it rendered as null: is the secret set?)" : "");
+        const char *text = json_string_value(v);
+        if (i < 2 && !valid_scope_word(text))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "http \"aws_sigv4.%s\" must be letters, digits, - and _ (at most 64), like \"%s\"",
+                                keys[i], i == 0 ? "us-east-1" : "s3");
+        if (i == 2 && !valid_header_value(text, json_string_length(v)))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"aws_sigv4.access_key\" has a line break or NUL");
+        if (i == 3 && strlen(text) != json_string_length(v))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"aws_sigv4.secret_key\" has a NUL");
+        *slot[i] = text;
+    }
+    o->sigv4.on = true;
+    return RT_OK;
+}
+
 /* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
  * on trust; at run time every value is checked, because a template may render anything. */
 static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
@@ -145,7 +206,7 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     const char *key;
     json_t *v;
     json_object_foreach(with, key, v) {
-        static const char *const known[] = {"method", "url", "headers", "body", "timeout", "hmac",
+        static const char *const known[] = {"method", "url", "headers", "body", "timeout", "hmac", "aws_sigv4",
                                             "follow_redirects", "max_response_bytes", NULL};
         size_t i = 0;
         while (known[i] && strcmp(known[i], key) != 0)
@@ -208,6 +269,14 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     if ((v = json_object_get(with, "hmac")) && !rt_step_is_template(v, rendered)) {
         if (parse_hmac(v, rendered, o, err) != RT_OK)
             return err->code;
+    }
+
+    if ((v = json_object_get(with, "aws_sigv4")) && !rt_step_is_template(v, rendered)) {
+        if (parse_sigv4(v, rendered, o, err) != RT_OK)
+            return err->code;
+        if (o->headers && user_header_set(o->headers, "Authorization"))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "http \"headers\" sets Authorization, which \"aws_sigv4\" computes: remove one");
     }
 
     if ((v = json_object_get(with, "follow_redirects")) && !rt_step_is_template(v, rendered)) {
@@ -630,11 +699,40 @@ static bool add_header(struct curl_slist **list, const char *name, const char *v
     return true;
 }
 
+/* Appends curl's "Name:" (do not send the header curl would add), except under SigV4:
+ * curl 7.88 signs such an entry as an empty header it then does not send, and the
+ * signature no longer matches. */
+static bool suppress_header(struct curl_slist **list, const char *entry, bool sign_v4)
+{
+    if (sign_v4)
+        return true;
+    struct curl_slist *l = curl_slist_append(*list, entry);
+    if (!l)
+        return false;
+    *list = l;
+    return true;
+}
+
+/* x-amz-content-sha256: the hex SHA-256 of the payload, which S3 requires with SigV4 and
+ * curl signs with the other headers. */
+static bool add_content_sha256(struct curl_slist **list, const char *body, size_t body_len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_Digest(body ? body : "", body_len, md, &md_len, EVP_sha256(), NULL))
+        return false;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned i = 0; i < md_len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return add_header(list, "x-amz-content-sha256", hex);
+}
+
 /* foreign: the request goes to another origin than the workflow's URL (a redirect took
- * it there): the workflow's own headers and the signature stay home. */
+ * it there): the workflow's own headers and the signatures stay home. */
 static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const char *body,
                           size_t body_len, bool body_is_json, bool foreign, struct curl_slist **list)
 {
+    bool sign_v4 = o->sigv4.on && !foreign;
     const char *name;
     json_t *v;
     json_t *headers = foreign ? NULL : o->headers;
@@ -651,12 +749,8 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
         !add_header(list, "Content-Type", body_is_json ? "application/json" : "text/plain; charset=utf-8"))
         return false;
     /* Without a body curl would still announce a form; say nothing instead. */
-    if (!body && !has_ct) {
-        struct curl_slist *l = curl_slist_append(*list, "Content-Type:");
-        if (!l)
-            return false;
-        *list = l;
-    }
+    if (!body && !has_ct && !suppress_header(list, "Content-Type:", sign_v4))
+        return false;
     if (ctx->step_key && !user_header_set(headers, "Idempotency-Key") &&
         !add_header(list, "Idempotency-Key", ctx->step_key))
         return false;
@@ -677,12 +771,11 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
         if (!add_header(list, o->hmac_header, sig))
             return false;
     }
-    /* No "Expect: 100-continue" round trip: many servers ignore it and it costs a second. */
-    struct curl_slist *l = curl_slist_append(*list, "Expect:");
-    if (!l)
+    if (sign_v4 && !user_header_set(headers, "x-amz-content-sha256") &&
+        !add_content_sha256(list, body, body_len))
         return false;
-    *list = l;
-    return true;
+    /* No "Expect: 100-continue" round trip: many servers ignore it and it costs a second. */
+    return suppress_header(list, "Expect:", sign_v4);
 }
 
 static json_t *parse_body(const struct transfer *t)
@@ -776,6 +869,23 @@ static void set_method(CURL *h, const char *method, const char *body, size_t bod
     }
 }
 
+/* AWS Signature V4 by curl for a hop to the workflow's own origin; none for another. */
+static bool set_sigv4(CURL *h, const struct opts *o, bool home)
+{
+    if (!o->sigv4.on || !home) {
+        curl_easy_setopt(h, CURLOPT_AWS_SIGV4, NULL);
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERNAME, NULL);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, NULL);
+        return true;
+    }
+    char provider[160];
+    snprintf(provider, sizeof provider, "aws:amz:%s:%s", o->sigv4.region, o->sigv4.service);
+    return curl_easy_setopt(h, CURLOPT_AWS_SIGV4, provider) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_USERNAME, o->sigv4.access_key) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_PASSWORD, o->sigv4.secret_key) == CURLE_OK;
+}
+
 static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
     struct opts o;
@@ -857,6 +967,10 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         curl_slist_free_all(hdrs);
         hdrs = NULL;
         if (!build_headers(&o, ctx, body, body_len, body_is_json, foreign, &hdrs)) {
+            rt_step_fail(res, true, "http: out of memory preparing the request");
+            goto done;
+        }
+        if (!set_sigv4(h, &o, !foreign)) {
             rt_step_fail(res, true, "http: out of memory preparing the request");
             goto done;
         }

@@ -18,9 +18,10 @@ extern const rt_step_type rt_step_wait_for_event;
 extern const rt_step_type rt_step_publish;
 extern const rt_step_type rt_step_invoke;
 extern const rt_step_type rt_step_approval;
+extern const rt_step_type rt_step_email;
 
 static const rt_step_type *const step_types[] = {
-    &rt_step_transform, &rt_step_log, &rt_step_sleep, &rt_step_exec, &rt_step_http, &rt_step_sql, &rt_step_wait_for_event, &rt_step_publish, &rt_step_invoke, &rt_step_approval, NULL,
+    &rt_step_transform, &rt_step_log, &rt_step_sleep, &rt_step_exec, &rt_step_http, &rt_step_sql, &rt_step_wait_for_event, &rt_step_publish, &rt_step_invoke, &rt_step_approval, &rt_step_email, NULL,
 };
 
 const rt_step_type *rt_step_type_find(const char *name)

@@ -11,6 +11,9 @@ RT_DEPS_PACKAGES=(
   tzdata clang libclang-rt-14-dev
   python3 python3-jsonschema python3-prometheus-client python3-cryptography python3-yaml
   curl ca-certificates
+  python3-botocore # tests/integration/s3_sigv4_server.py checks AWS SigV4 signatures with AWS's own signer
+  python3-aiosmtpd # tests/integration/smtp_sink.py: the email step's test SMTP server
+  openssl # the email test's self-signed STARTTLS certificate
   chromium # tests/integration/t_dashboard.sh drives it with playwright-core (npm, node >= 20)
 )
 

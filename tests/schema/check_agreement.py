@@ -43,6 +43,7 @@ SEMANTIC_ONLY = {
     "id-trailing-newline": ("Python's re `$` matches before a final newline", None),
     "sleep-zero": ("sleep's own validator parses the duration", None),
     "sleep-bad-month": ("sleep's own validator parses the timestamp", None),
+    "email-subject-injection": ("no line break in an email header field (the email step's validator)", None),
     "cron-out-of-range": ("cron expression validity", "cron"),
     "cron-garbage": ("cron expression validity", "cron"),
     "timezone-unknown": ("time zone exists in the tz database", "tz"),

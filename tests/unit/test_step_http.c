@@ -456,6 +456,34 @@ static void test_hmac_signature(void **state)
     assert_null(def);
 }
 
+/* The signing itself is checked against botocore in tests/integration/t_http_s3.sh; here:
+ * the headers S3 needs are there and nothing is signed that is not sent. */
+static void test_aws_sigv4_headers(void **state)
+{
+    const char *body = "{\"a\":1}";
+    char hex[65];
+    rt_sha256_hex(body, strlen(body), hex);
+    rt_step_result res;
+    run_default(json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "method", "PUT", "url", url("/json"), "body", body,
+                          "aws_sigv4", "region", "eu-test-1", "service", "s3", "access_key", "AKID", "secret_key",
+                          "not-in-any-header"),
+                &res);
+    expect_ok(&res);
+    rt_step_result_clear(&res);
+    expect_header("x-amz-content-sha256", hex);
+    char *auth = recorded_header("authorization");
+    assert_non_null(auth);
+    assert_non_null(strstr(auth, "AWS4-HMAC-SHA256 Credential=AKID/"));
+    assert_non_null(strstr(auth, "/eu-test-1/s3/aws4_request"));
+    assert_non_null(strstr(auth, "x-amz-content-sha256"));
+    assert_null(strstr(auth, "expect"));
+    assert_null(strstr(auth, "not-in-any-header"));
+    free(auth);
+    char *date = recorded_header("x-amz-date");
+    assert_non_null(date);
+    free(date);
+}
+
 static void test_idempotency_key(void **state)
 {
     rt_step_result res;
@@ -566,6 +594,23 @@ static void test_validate(void **state)
         {"{\"url\": \"https://x.test\", \"follow_redirects\": \"yes\"}", "follow_redirects"},
         {"{\"url\": \"https://x.test\", \"max_response_bytes\": -1}", "max_response_bytes"},
         {"{\"url\": \"https://x.test\", \"retries\": 3}", "unknown key \"retries\""},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": \"s\"}", "\"aws_sigv4\" must be an object"},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"service\": \"s3\", \"access_key\": \"a\", \"secret_key\": \"s\"}}",
+         "\"aws_sigv4\" needs \"region\""},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"r\", \"access_key\": \"a\", \"secret_key\": \"s\"}}",
+         "\"aws_sigv4\" needs \"service\""},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"r\", \"service\": \"s3\", \"secret_key\": \"s\"}}",
+         "\"aws_sigv4\" needs \"access_key\""},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"r\", \"service\": \"s3\", \"access_key\": \"a\"}}",
+         "\"aws_sigv4\" needs \"secret_key\""},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"us:east\", \"service\": \"s3\", \"access_key\": \"a\", \"secret_key\": \"s\"}}",
+         "\"aws_sigv4.region\" must be letters"},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"r\", \"service\": \"s3\", \"access_key\": \"\", \"secret_key\": \"s\"}}",
+         "\"aws_sigv4.access_key\" must be a non-empty string"},
+        {"{\"url\": \"https://x.test\", \"aws_sigv4\": {\"region\": \"r\", \"service\": \"s3\", \"access_key\": \"a\", \"secret_key\": \"s\", \"token\": 1}}",
+         "\"aws_sigv4\" has unknown key \"token\""},
+        {"{\"url\": \"https://x.test\", \"headers\": {\"authorization\": \"x\"}, \"aws_sigv4\": {\"region\": \"r\", \"service\": \"s3\", \"access_key\": \"a\", \"secret_key\": \"s\"}}",
+         "sets Authorization"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_invalid(&rt_step_http, bad[i].with, bad[i].needle);
@@ -581,6 +626,11 @@ static void test_validate(void **state)
                  "{\"url\": \"${{ event.data.callback }}\", \"method\": \"${{ event.data.m }}\", "
                  "\"headers\": {\"Authorization\": \"Bearer ${{ secrets.TOKEN }}\"}, "
                  "\"hmac\": {\"secret\": \"${{ secrets.HOOK }}\"}}");
+
+    expect_valid(&rt_step_http,
+                 "{\"method\": \"PUT\", \"url\": \"https://s3.example.com/b/k\", \"body\": \"x\", \"aws_sigv4\": "
+                 "{\"region\": \"${{ default(secrets.R, 'us-east-1') }}\", \"service\": \"s3\", "
+                 "\"access_key\": \"${{ secrets.AK }}\", \"secret_key\": \"${{ secrets.SK }}\"}}");
 
     /* Rendered values are checked again at run time. */
     rt_step_result res;
@@ -606,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_hmac_signature),
+        cmocka_unit_test(test_aws_sigv4_headers),
         cmocka_unit_test(test_idempotency_key),
         cmocka_unit_test(test_fence_header),
         cmocka_unit_test(test_redirects),
