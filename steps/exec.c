@@ -437,6 +437,9 @@ static bool build_env(const struct opts *o, const rt_step_ctx *ctx, struct envli
         if (!env_set(e, name, val))
             return false;
     }
+    /* W3C Trace Context for the child (the OpenTelemetry SDKs' TRACEPARENT convention) */
+    if (ctx->traceparent && !env_get(e, "TRACEPARENT") && !env_set(e, "TRACEPARENT", ctx->traceparent))
+        return false;
     char attempt[32], fence[32];
     snprintf(attempt, sizeof attempt, "%d", ctx->attempt);
     snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);

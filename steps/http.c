@@ -754,6 +754,10 @@ static bool build_headers(const struct opts *o, const rt_step_ctx *ctx, const ch
     if (ctx->step_key && !user_header_set(headers, "Idempotency-Key") &&
         !add_header(list, "Idempotency-Key", ctx->step_key))
         return false;
+    /* W3C Trace Context: the callee's spans join the run's trace (docs/observability.md) */
+    if (ctx->traceparent && !user_header_set(headers, "traceparent") &&
+        !add_header(list, "traceparent", ctx->traceparent))
+        return false;
     char fence[32];
     snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);
     if (ctx->fence > 0 && !user_header_set(headers, "X-Ratchet-Fence") &&

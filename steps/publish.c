@@ -141,6 +141,10 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     if (json_is_string(entity))
         json_object_set(env, "entity_id", entity);
     json_object_set_new(env, "v", json_string("1"));
+    /* The envelope extension carries W3C Trace Context on every transport; the brokers also
+     * get it as a header (docs/observability.md). */
+    if (ctx->traceparent)
+        json_object_set_new(env, "x-traceparent", json_string(ctx->traceparent));
     if (no_broker) {
         /* Nowhere to send it now: the engine stores it with the step's result, so that
          * workflows still trigger on it and a broker configured later gets it from the
@@ -169,7 +173,7 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         if (left < timeout)
             timeout = (int)left;
     }
-    rt_bus_out out = {.name = topic, .id = id, .body = body, .len = strlen(body)};
+    rt_bus_out out = {.name = topic, .id = id, .body = body, .len = strlen(body), .traceparent = ctx->traceparent};
     rt_status st = rt_bus_publish(bus, &out, 1, timeout, &err);
     free(body);
     if (st != RT_OK) {

@@ -387,6 +387,12 @@ const char *rt_api_query(rt_api_req *r, const char *key)
     return v && *v ? v : NULL;
 }
 
+const char *rt_api_header(rt_api_req *r, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    return v && *v ? v : NULL;
+}
+
 typedef struct query_check {
     const char *const *allowed;
     const char *bad;

@@ -22,8 +22,8 @@
 #include "metrics.h"
 #include "refusal.h"
 #include "replay.h"
-#include "refusal.h"
 #include "runctl.h"
+#include "run_trace.h"
 #include "scheduler.h"
 #include "store.h"
 #include "store_api.h"
@@ -361,6 +361,7 @@ typedef struct events_state {
     rt_event **events;
     size_t n;
     rt_ingest_result *results;
+    int64_t started_ms; /* for the ingest spans */
 } events_state;
 
 static void events_state_free(void *p)
@@ -384,6 +385,9 @@ static void post_events_done(rt_api_req *r)
         rt_api_reply_status(r, &r->async_err);
         return;
     }
+    int64_t now = rt_now_ms();
+    for (size_t i = 0; i < es->n; i++)
+        rt_run_trace_ingest_span(es->events[i], r->transport ? r->transport : "api", es->started_ms, now);
     json_t *arr = json_array();
     for (size_t i = 0; i < es->n; i++)
         json_array_append_new(arr, json_pack("{s:s, s:b, s:O}", "id", es->events[i]->id, "duplicate",
@@ -448,7 +452,11 @@ static void post_events(rt_api_req *r)
             rt_api_reply_error_with(r, 400, extra, "%s%s%s", where, path ? "" : ": ", path ? msg + 1 : msg);
             return;
         }
+        /* W3C Trace Context: the request's headers, unless the envelope carries its own */
+        const char *tp = rt_api_header(r, "traceparent"), *ts = rt_api_header(r, "tracestate");
+        rt_run_trace_adopt(&es->events[i], tp, tp ? strlen(tp) : 0, ts, ts ? strlen(ts) : 0);
     }
+    es->started_ms = now;
     /* Stored by the batcher with the events of other requests in one transaction; the
      * answer comes after that commit (post_events_done). */
     rt_api_ingest_deferred(r, es->events, n, es->results, post_events_done);

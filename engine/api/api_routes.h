@@ -68,6 +68,8 @@ struct rt_api_req {
 
 /* A query-string argument, or NULL. */
 const char *rt_api_query(rt_api_req *r, const char *key);
+/* A request header's value (case-insensitive name), or NULL when absent or empty. */
+const char *rt_api_header(rt_api_req *r, const char *name);
 /* Answers 400 and returns false when the query has a key outside allowed (NULL-terminated). */
 bool rt_api_query_only(rt_api_req *r, const char *const *allowed);
 

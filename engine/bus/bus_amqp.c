@@ -382,10 +382,33 @@ static rt_status track(amqp_bus *b, uint64_t tag, rt_error *err)
     return RT_OK;
 }
 
+/* A string header's value (AMQP longstr or bytes), or empty. */
+static amqp_bytes_t header_value(const amqp_envelope_t *env, const char *name)
+{
+    amqp_bytes_t none = {0, NULL};
+    const amqp_basic_properties_t *p = &env->message.properties;
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return none;
+    size_t nl = strlen(name);
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (e->key.len == nl && strncasecmp(e->key.bytes, name, nl) == 0 &&
+            (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES))
+            return e->value.value.bytes;
+    }
+    return none;
+}
+
 static amqp_msg *msg_from_envelope(amqp_bus *b, const amqp_envelope_t *env)
 {
     size_t klen = env->routing_key.len, blen = env->message.body.len;
-    amqp_msg *m = malloc(sizeof *m + klen + 1 + blen + 1);
+    /* W3C Trace Context headers, copied (unchecked: ingest parses them strictly) */
+    amqp_bytes_t tp = header_value(env, "traceparent"), ts = header_value(env, "tracestate");
+    if (tp.len > 256)
+        tp.len = 256; /* longer than any valid one: kept long enough to be refused */
+    if (ts.len > 1024)
+        ts.len = 0;
+    amqp_msg *m = malloc(sizeof *m + klen + 1 + blen + 1 + tp.len + 1 + ts.len + 1);
     if (!m)
         return NULL;
     memset(m, 0, sizeof *m);
@@ -396,6 +419,19 @@ static amqp_msg *msg_from_envelope(amqp_bus *b, const amqp_envelope_t *env)
     if (blen)
         memcpy(body, env->message.body.bytes, blen);
     body[blen] = '\0';
+    char *tpc = (char *)body + blen + 1, *tsc = tpc + tp.len + 1;
+    if (tp.bytes) {
+        memcpy(tpc, tp.bytes, tp.len);
+        m->m.traceparent = tpc;
+        m->m.traceparent_len = tp.len;
+    }
+    tpc[tp.len] = '\0';
+    if (ts.bytes && ts.len) {
+        memcpy(tsc, ts.bytes, ts.len);
+        m->m.tracestate = tsc;
+        m->m.tracestate_len = ts.len;
+    }
+    tsc[ts.len] = '\0';
     m->m.body = body;
     m->m.len = blen;
     m->m.subject = key;
@@ -705,6 +741,14 @@ static rt_status publish_batch(amqp_bus *b, pub_slot *p, const rt_bus_out *msgs,
         if (msgs[i].id && *msgs[i].id) {
             props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
             props.message_id = bytes_of(msgs[i].id);
+        }
+        amqp_table_entry_t trace_e[1];
+        if (msgs[i].traceparent) { /* W3C Trace Context */
+            trace_e[0].key = bytes_of("traceparent");
+            trace_e[0].value.kind = AMQP_FIELD_KIND_UTF8;
+            trace_e[0].value.value.bytes = bytes_of(msgs[i].traceparent);
+            props._flags |= AMQP_BASIC_HEADERS_FLAG;
+            props.headers = (amqp_table_t){.num_entries = 1, .entries = trace_e};
         }
         amqp_bytes_t body = {.len = msgs[i].len, .bytes = (void *)msgs[i].body};
         int st = amqp_basic_publish(p->conn, CHANNEL, bytes_of(RT_BUS_AMQP_EXCHANGE), bytes_of(msgs[i].name), 0, 0,

@@ -515,6 +515,15 @@ static nats_msg *wrap(nats_bus *b, natsMsg *msg)
     if (!m->m.body)
         m->m.body = (const unsigned char *)"";
     m->m.subject = natsMsg_GetSubject(msg);
+    const char *hv = NULL; /* W3C Trace Context headers live as long as msg */
+    if (natsMsgHeader_Get(msg, "traceparent", &hv) == NATS_OK && hv) {
+        m->m.traceparent = hv;
+        m->m.traceparent_len = strlen(hv);
+    }
+    if (natsMsgHeader_Get(msg, "tracestate", &hv) == NATS_OK && hv) {
+        m->m.tracestate = hv;
+        m->m.tracestate_len = strlen(hv);
+    }
     size_t pl = strlen(b->base.opts.subject_prefix);
     m->m.name = (strncmp(m->m.subject, b->base.opts.subject_prefix, pl) == 0 && m->m.subject[pl] == '.')
                     ? m->m.subject + pl + 1
@@ -780,6 +789,22 @@ static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
     }
 }
 
+/* A message with a "traceparent" header when out has one (W3C Trace Context), else NULL:
+ * the caller publishes the plain body. */
+static natsMsg *traced_msg(const char *subj, const rt_bus_out *out)
+{
+    if (!out->traceparent)
+        return NULL;
+    natsMsg *m = NULL;
+    if (natsMsg_Create(&m, subj, NULL, out->body, (int)out->len) != NATS_OK)
+        return NULL;
+    if (natsMsgHeader_Set(m, "traceparent", out->traceparent) != NATS_OK) {
+        natsMsg_Destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
 static rt_status publish_once(nats_bus *b, const rt_bus_out *msgs, size_t n, int64_t deadline, rt_error *err)
 {
     const char *url = b->base.url_safe;
@@ -791,7 +816,10 @@ static rt_status publish_once(nats_bus *b, const rt_bus_out *msgs, size_t n, int
     if (!b->pub_js) {
         for (size_t i = 0; i < n; i++) {
             snprintf(subj, sizeof subj, "%s.%s", prefix, msgs[i].name);
-            natsStatus s = natsConnection_Publish(b->pnc, subj, msgs[i].body, (int)msgs[i].len);
+            natsMsg *hm = traced_msg(subj, &msgs[i]);
+            natsStatus s = hm ? natsConnection_PublishMsg(b->pnc, hm)
+                              : natsConnection_Publish(b->pnc, subj, msgs[i].body, (int)msgs[i].len);
+            natsMsg_Destroy(hm);
             if (s != NATS_OK)
                 return nats_err(err, s, 0, url, "publish");
         }
@@ -807,7 +835,10 @@ static rt_status publish_once(nats_bus *b, const rt_bus_out *msgs, size_t n, int
         snprintf(subj, sizeof subj, "%s.%s", prefix, msgs[0].name);
         po.MsgId = msgs[0].id && *msgs[0].id ? msgs[0].id : NULL;
         jsErrCode jerr = 0;
-        natsStatus s = js_Publish(NULL, b->pjs, subj, msgs[0].body, (int)msgs[0].len, &po, &jerr);
+        natsMsg *hm = traced_msg(subj, &msgs[0]);
+        natsStatus s = hm ? js_PublishMsg(NULL, b->pjs, hm, &po, &jerr)
+                          : js_Publish(NULL, b->pjs, subj, msgs[0].body, (int)msgs[0].len, &po, &jerr);
+        natsMsg_Destroy(hm);
         return s == NATS_OK ? RT_OK : nats_err(err, s, jerr, url, "JetStream publish");
     }
     /* A batch: its own context, so that pending acks and failures are this call's. */

@@ -2,6 +2,7 @@
  * a fetched batch is parsed, stored and its runs created in one transaction, and only
  * then acknowledged (the consumer acks on RT_INGEST_STORED). */
 #include "intake.h"
+#include "run_trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -219,6 +220,8 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
             rt_metrics_counter_add("ratchet_bad_input_total", "kind", "event", 1);
             continue;
         }
+        rt_run_trace_adopt(&events[m], msgs[i]->traceparent, msgs[i]->traceparent_len, msgs[i]->tracestate,
+                           msgs[i]->tracestate_len);
         index[m++] = i;
     }
     m = drop_relayed(k, msgs, events, index, m, verdicts);
@@ -228,8 +231,11 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
         rt_log(RT_LOG_DEBUG, NULL, "%s ingest: %zu event(s) in %lld us", k->transport, m,
                (long long)(rt_mono_us() - t0));
         if (is == RT_OK) {
-            for (size_t j = 0; j < m; j++)
+            int64_t end = rt_now_ms();
+            for (size_t j = 0; j < m; j++) {
                 verdicts[index[j]].outcome = RT_INGEST_STORED;
+                rt_run_trace_ingest_span(events[j], k->transport, now, end);
+            }
         } else {
             rt_log(RT_LOG_WARN, NULL, "%s ingest of %zu event(s) failed, they will be redelivered: %s", k->transport,
                    m, err.msg);
@@ -266,7 +272,9 @@ static bool publish_outbox(rt_intake *in, rt_store *st)
             out[i] = (rt_bus_out){.name = json_string_value(json_object_get(r, "name")),
                                   .id = json_string_value(json_object_get(r, "id")),
                                   .body = bodies[i],
-                                  .len = bodies[i] ? strlen(bodies[i]) : 0};
+                                  .len = bodies[i] ? strlen(bodies[i]) : 0,
+                                  .traceparent = json_string_value(json_object_get(
+                                      json_object_get(r, "envelope"), RT_EVENT_TRACEPARENT_KEY))};
         }
         s = rt_bus_publish(in->publishers[b], out, n, 10000, &err);
         for (size_t i = 0; i < n; i++)

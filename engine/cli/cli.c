@@ -30,6 +30,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "cli_runctl.h"
+#include "otel.h"
+#include "replay.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -224,6 +226,11 @@ static int cmd_serve(cli *c)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* OpenTelemetry traces (OTEL_* settings): spans queue from here on; off without an endpoint */
+    if (rt_otel_start(&c->cfg, &api_err) != RT_OK) {
+        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
+        return EXIT_USAGE;
+    }
 
     rt_store *st = NULL;
     rt_error err;
@@ -238,6 +245,7 @@ static int cmd_serve(cli *c)
     if (rt_store_migrate(st, &applied, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "migrate: %s", err.msg);
         rt_store_close(st);
+        rt_otel_stop();
         return 1;
     }
     if (applied)
@@ -248,6 +256,7 @@ static int cmd_serve(cli *c)
     if (rt_workflow_load_dir(c->cfg.workflows, &set_wf, print_load_error, &quiet, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
         rt_store_close(st);
+        rt_otel_stop();
         return EXIT_USAGE;
     }
     for (size_t i = 0; i < set_wf->n; i++) {
@@ -262,6 +271,7 @@ static int cmd_serve(cli *c)
     if (rt_intake_start(&c->cfg, set_wf, &intake, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "brokers: %s", err.msg);
         rt_workflow_set_free(set_wf);
+        rt_otel_stop();
         return EXIT_USAGE;
     }
     rt_engine *e = NULL;
@@ -274,6 +284,7 @@ static int cmd_serve(cli *c)
         rt_engine_free(e);
         rt_intake_stop(intake);
         rt_workflow_set_free(set_wf);
+        rt_otel_stop();
         return 1;
     }
     rt_scheduler *sched = NULL; /* syncs the schedules, then fires ticks unless disabled */
@@ -284,6 +295,7 @@ static int cmd_serve(cli *c)
         rt_engine_free(e);
         rt_intake_stop(intake);
         rt_workflow_set_free(set_wf);
+        rt_otel_stop();
         return 1;
     }
     rt_alerts *alerts = NULL; /* ratchet.alert.* events */
@@ -317,6 +329,7 @@ static int cmd_serve(cli *c)
     rt_intake_stop(intake); /* after the engine: its publish steps use the publishers */
     rt_workflow_set_free(set_wf);
     rt_log(RT_LOG_INFO, NULL, "stopped");
+    rt_otel_stop();
     return rc_api;
 }
 

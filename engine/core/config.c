@@ -117,6 +117,31 @@ static const setting settings[] = {
      0, "a step still running this long past its timeout raises execution_timeout"},
     {"RATCHET_ALERT_REPEAT", "--alert-repeat", T_DURATION, OFF(alert_repeat_ms), "15m", 0, 0,
      "an alert that stays raised is published again after this"},
+    /* OpenTelemetry (engine/core/otel.c, docs/observability.md): the specification's own
+     * names, so the variables a collector's docs give work unchanged. */
+    {"OTEL_EXPORTER_OTLP_ENDPOINT", "--otel-endpoint", T_STRING, OFF(otel_endpoint), NULL, 0, 0,
+     "OTLP/HTTP base URL: spans go to <it>/v1/traces as JSON (unset: no traces exported)"},
+    {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "--otel-traces-endpoint", T_STRING, OFF(otel_traces_endpoint), NULL, 0,
+     0, "OTLP/HTTP URL for spans, used as is (wins over OTEL_EXPORTER_OTLP_ENDPOINT)"},
+    {"OTEL_EXPORTER_OTLP_HEADERS", "--otel-headers", T_STRING, OFF(otel_headers), NULL, 0, 0,
+     "headers sent to the collector, k=v,k2=v2 (URL-encoded values; never logged)"},
+    {"OTEL_SERVICE_NAME", "--otel-service-name", T_STRING, OFF(otel_service_name), NULL, 0, 0,
+     "service.name of the spans (default: service.name from OTEL_RESOURCE_ATTRIBUTES, else ratchet)"},
+    {"OTEL_RESOURCE_ATTRIBUTES", "--otel-resource-attributes", T_STRING, OFF(otel_resource_attributes), NULL, 0, 0,
+     "resource attributes, k=v,k2=v2 (URL-encoded values)"},
+    {"OTEL_TRACES_SAMPLER", "--otel-traces-sampler", T_STRING, OFF(otel_sampler), "parentbased_always_on", 0, 0,
+     "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, "
+     "parentbased_traceidratio"},
+    {"OTEL_TRACES_SAMPLER_ARG", "--otel-traces-sampler-arg", T_STRING, OFF(otel_sampler_arg), NULL, 0, 0,
+     "the ratio (0 to 1) of the traceidratio samplers (default 1)"},
+    {"OTEL_BSP_MAX_QUEUE_SIZE", "--otel-queue-size", T_INT, OFF(otel_queue_size), "2048", 1, 1000000,
+     "spans waiting for export at most; more are dropped (ratchet_otel_spans_dropped_total)"},
+    {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "--otel-batch-size", T_INT, OFF(otel_batch_size), "512", 1, 100000,
+     "spans per export request at most"},
+    {"OTEL_BSP_SCHEDULE_DELAY", "--otel-schedule-delay", T_INT, OFF(otel_schedule_delay_ms), "1000", 1, 3600000,
+     "milliseconds between exports (a full batch goes at once)"},
+    {"OTEL_BSP_EXPORT_TIMEOUT", "--otel-export-timeout", T_INT, OFF(otel_export_timeout_ms), "10000", 100,
+     3600000, "milliseconds one export request may take"},
     /* Test-only: freezes the process between a claim and the step's start, so that an
      * integration test (tests/integration/t_fence.sh) can let the lease run out
      * deterministically. Inert unless set. */

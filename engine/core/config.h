@@ -62,6 +62,18 @@ typedef struct rt_config {
     int64_t alert_backlog_ms;
     int64_t alert_timeout_grace_ms;
     int64_t alert_repeat_ms;
+    /* OpenTelemetry traces (engine/core/otel.c): the standard OTEL_* variables */
+    char *otel_endpoint;        /* OTEL_EXPORTER_OTLP_ENDPOINT: <it>/v1/traces */
+    char *otel_traces_endpoint; /* OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: used as is */
+    char *otel_headers;         /* OTEL_EXPORTER_OTLP_HEADERS: secrets, never logged */
+    char *otel_service_name;
+    char *otel_resource_attributes;
+    char *otel_sampler;
+    char *otel_sampler_arg;
+    int otel_queue_size;        /* OTEL_BSP_MAX_QUEUE_SIZE */
+    int otel_batch_size;        /* OTEL_BSP_MAX_EXPORT_BATCH_SIZE */
+    int otel_schedule_delay_ms; /* OTEL_BSP_SCHEDULE_DELAY */
+    int otel_export_timeout_ms; /* OTEL_BSP_EXPORT_TIMEOUT */
     /* test only (engine/run/executor.c): step id to SIGSTOP after claiming, or NULL */
     char *debug_pause_after_claim;
 } rt_config;

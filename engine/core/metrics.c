@@ -24,7 +24,8 @@ static const double step_duration_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 
 static const double ingest_lag_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                             2.5,   5,    10,    30,   60,  300,  900, 3600};
 
-static const char *const bad_input_kinds[] = {"event", "workflow", "expression", "cron", "api", NULL};
+static const char *const bad_input_kinds[] = {"event", "workflow", "expression", "cron", "api", "traceparent", NULL};
+static const char *const otel_drop_reasons[] = {"queue_full", "export_failed", NULL};
 static const char *const priorities[] = {"critical", "high", "normal", "low", NULL};
 static const char *const alert_kinds[] = {"failure_rate_high", "queue_backlog", "execution_timeout", "sla_exceeded",
                                           NULL};
@@ -50,13 +51,19 @@ static const rt_metric_family_def family_defs[] = {
      .help = "Events stored (after de-duplication), by transport."},
     {.name = "ratchet_event_ingest_lag_seconds", .type = RT_METRIC_HISTOGRAM, .labels = {"transport"},
      BUCKETS(ingest_lag_buckets), .help = "Time from an event's ts to its commit in PostgreSQL, by transport."},
+    {.name = "ratchet_otel_spans_exported_total", .type = RT_METRIC_COUNTER,
+     .help = "Spans the OTLP collector accepted (engine/core/otel.c)."},
+    {.name = "ratchet_otel_spans_dropped_total", .type = RT_METRIC_COUNTER, .labels = {"reason"},
+     .preset = otel_drop_reasons,
+     .help = "Spans lost, by reason: queue_full (export cannot keep up) or export_failed (collector down or "
+             "refusing). Runs never wait for spans."},
     {.name = "ratchet_events_dead_lettered_total", .type = RT_METRIC_COUNTER, .labels = {"transport", "reason"},
      .help = "Messages refused and dead-lettered (too_large, not_json, invalid, ...), by transport and reason."},
     {.name = "ratchet_step_lease_lost_total", .type = RT_METRIC_COUNTER, .labels = {"at"}, .preset = lease_lost_at,
      .help = "Leases a worker found lost, by where: start (a step or for_each item given up untouched because its "
              "lease ran out before it started) or renew (the keeper could not extend a lease in time)."},
     {.name = "ratchet_bad_input_total", .type = RT_METRIC_COUNTER, .labels = {"kind"}, .preset = bad_input_kinds,
-     .help = "Inputs refused as invalid, by kind (event, workflow, expression, cron, api)."},
+     .help = "Inputs refused as invalid, by kind (event, workflow, expression, cron, api, traceparent)."},
     {.name = "ratchet_queue_depth", .type = RT_METRIC_GAUGE, .labels = {"priority"}, .preset = priorities,
      .help = "Runnable steps waiting to be claimed, by priority."},
     {.name = "ratchet_oldest_runnable_age_seconds", .type = RT_METRIC_GAUGE,

@@ -47,6 +47,8 @@ typedef struct rt_step_ctx {
     volatile sig_atomic_t *cancelled; /* set to 1 when the run is cancelled or the engine stops */
     const json_t *raw_with;  /* borrowed, may be NULL: `with` as the definition has it, before
                               * rendering (which values a template chose: steps/http.c) */
+    const char *traceparent; /* may be NULL: W3C traceparent of this attempt's span, for
+                              * what the step calls or publishes (engine/run/run_trace.h) */
 } rt_step_ctx;
 
 typedef struct rt_step_result {

@@ -76,6 +76,10 @@ typedef struct rt_bus_msg {
     const char *subject; /* AMQP routing key, or the NATS subject ("events.invoice.paid") */
     const char *name;    /* the event name the subject carries ("invoice.paid") */
     bool redelivered;    /* the broker delivered it before (AMQP flag, JetStream count > 1) */
+    const char *traceparent; /* the "traceparent" header, unchecked, or NULL (W3C Trace Context) */
+    size_t traceparent_len;
+    const char *tracestate;  /* the "tracestate" header, unchecked, or NULL */
+    size_t tracestate_len;
     char position[RT_BUS_POSITION_MAX]; /* "amqp queue ratchet.ingest delivery-tag 17" */
 } rt_bus_msg;
 
@@ -86,6 +90,7 @@ typedef struct rt_bus_out {
                           * broker can drop a re-publish (JetStream duplicate window) */
     const void *body;
     size_t len;
+    const char *traceparent; /* optional: sent as the "traceparent" header */
 } rt_bus_out;
 
 typedef struct rt_bus rt_bus;

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "refusal.h"
 #include "metrics.h"
+#include "run_trace.h"
 #include "step.h"
 #include "store.h"
 #include "store_runctl.h"
@@ -306,7 +307,10 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         rt_step_fail(res, true, "the lease ran out before the step started");
         return false;
     }
+    char traceparent[RT_TRACEPARENT_LEN + 1];
+    rt_run_trace_step_parent(v->run_id, v->event, d->id, attempt, traceparent);
     rt_step_ctx sctx = {
+        .traceparent = traceparent,
         .env = &w->e->env,
         .workflow_id = v->wf->id,
         .run_id = v->run_id,
@@ -699,6 +703,9 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     if (!o->skipped)
         rt_metrics_histogram_observe("ratchet_step_duration_seconds", "type", d->type->name,
                                      (double)(now - started) / 1000.0);
+    if (!o->skipped && r->outcome != RT_STEP_SUSPEND) /* a suspended step's span ends when it resumes */
+        rt_run_trace_step_span(v->run_id, v->event, v->wf->id, d->id, d->type->name, attempt, outcome, r->error,
+                               started, now);
 
     if (o->skipped) {
         add_row(v, d->id, "skipped", attempt, NULL, NULL, NULL, NULL, started, now);
@@ -1217,6 +1224,24 @@ static void count_finished(json_t *batch)
     }
 }
 
+/* After a commit: the root span of each run this batch ended (run_trace.h). */
+static void trace_finished(run_view *views, size_t n, json_t *batch)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(batch, "runs"), i, r) {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        int64_t finished = json_integer_value(json_object_get(r, "finished_at"));
+        for (size_t k = 0; k < n && finished > 0 && id; k++) {
+            if (strcmp(views[k].run_id, id) == 0)
+                rt_run_trace_run_span(id, views[k].event, views[k].trigger, views[k].wf->id,
+                                      json_string_value(json_object_get(r, "status")),
+                                      json_string_value(json_object_get(r, "error")), views[k].run_created_ms,
+                                      finished);
+        }
+    }
+}
+
 static json_t *new_batch(void)
 {
     return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue",
@@ -1291,8 +1316,10 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
         }
         if (s == RT_OK)
             s = rt_store_commit(w->store, err);
-        if (s == RT_OK)
+        if (s == RT_OK) {
             count_finished(batch);
+            trace_finished(views, n, batch);
+        }
         json_decref(owned);
         json_decref(locked);
         json_decref(batch);
