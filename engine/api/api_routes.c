@@ -4,6 +4,7 @@
  * entity_id, they read only their entity's runs, never cancel a system workflow's runs
  * and never touch schedules. */
 #include "api_routes.h"
+#include "api_workflows.h"
 #include "create.h"
 #include "run_status.h"
 
@@ -283,6 +284,7 @@ static void get_workflows(rt_api_req *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < r->set->n; i++)
         json_array_append_new(arr, workflow_json(r->set->items[i], false));
+    rt_api_workflows_decorate(r, arr); /* version, source, paused, last run, in flight */
     rt_api_reply_json(r, 200, json_pack("{s:o}", "workflows", arr));
 }
 
@@ -1242,6 +1244,11 @@ static const rt_api_route routes[] = {
     {"GET", "/metrics", READERS, false, get_metrics},
     {"GET", "/api/v1/workflows", READERS, false, get_workflows},
     {"GET", "/api/v1/workflows/{}", READERS, false, get_workflow},
+    {"PUT", "/api/v1/workflows/{}", WRITERS, false, rt_api_put_workflow},
+    {"DELETE", "/api/v1/workflows/{}", WRITERS, false, rt_api_delete_workflow},
+    {"POST", "/api/v1/workflows/{}/pause", WRITERS, false, rt_api_post_workflow_pause},
+    {"POST", "/api/v1/workflows/{}/resume", WRITERS, false, rt_api_post_workflow_resume},
+    {"GET", "/api/v1/workflows/{}/versions", READERS, false, rt_api_get_workflow_versions},
     {"POST", "/api/v1/workflows/{}/runs", TRIGGERERS, false, post_workflow_runs},
     {"POST", "/api/v1/events", TRIGGERERS, true, post_events},
     {"GET", "/api/v1/events", READERS, false, get_events},
