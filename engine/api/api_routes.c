@@ -510,6 +510,12 @@ static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
         return s;
     }
     a->created = a->req.id[0] != '\0';
+    if (!a->created && !strncmp(a->req.reason, "held:", 5)) { /* a paused workflow (workflow_catalog.h) */
+        a->run = json_pack("{s:s, s:s, s:s}", "workflow", a->req.wf->id, "status", "held", "reason", a->req.reason);
+        return RT_OK;
+    }
+    if (!a->created && strstr(a->req.reason, " was removed"))
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "%s", a->req.reason);
     if (!a->created) {
         /* The key was taken: by a run committed before our insert gave way. */
         s = rt_store_api_find_dedupe(st, a->req.wf->id, a->dedupe_key, a->req.id, err);
@@ -612,8 +618,10 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
             /* Another entity's run behind the same key is not the agent's to see. */
             rt_api_reply_error(r, 409, "idempotency key already used for another run of %s", wf->id);
         } else {
-            snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.req.id);
-            rt_api_reply_json(r, a.created ? 201 : 200, a.run);
+            bool held = !a.created && !strncmp(a.req.reason, "held:", 5);
+            if (!held)
+                snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.req.id);
+            rt_api_reply_json(r, a.created ? 201 : held ? 202 : 200, a.run);
             a.run = NULL;
         }
     }

@@ -102,7 +102,8 @@ void rt_api_delete_workflow(rt_api_req *r)
     if (s != RT_OK)
         rt_api_reply_status(r, &err);
     else
-        rt_api_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "id", id, "removed", 1, "cancelled", (json_int_t)cancelled));
+        rt_api_reply_json(r, 200, json_pack("{s:s, s:b, s:I, s:I}", "id", id, "removed", 1, "in_flight",
+                                            (json_int_t)cancelled, "cancelled", (json_int_t)(cancel ? cancelled : 0)));
 }
 
 static void pause_or_resume(rt_api_req *r, bool pause)

@@ -682,6 +682,7 @@ static int cmd_show(cli *c)
     }
     printf("run       %s\n", str_or(run, "id", "?"));
     printf("workflow  %s\n", str_or(run, "workflow", "?"));
+    printf("version   %s\n", str_or(run, "version", "?")); /* the pinned definition (workflows history) */
     printf("status    %s\n", str_or(run, "status", "?"));
     printf("trigger   %s\n", str_or(json_object_get(run, "trigger"), "type", "?"));
     printf("created   %s\n", str_or(run, "created_at", "-"));

@@ -244,18 +244,18 @@ rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, boo
         s = live_row(st, id, &row, err);
     if (s == RT_OK)
         s = rt_store_wf_set_removed(st, id, false, err);
-    if (s == RT_OK && cancel_running)
+    if (s == RT_OK)
         s = rt_store_unfinished_runs(st, id, NULL, &runs, err);
-    if (s == RT_OK && json_array_size(runs)) {
+    *cancelled = json_array_size(runs); /* in flight: cancelled below, or left to finish */
+    if (s == RT_OK && cancel_running && json_array_size(runs)) {
         char why[200];
         snprintf(why, sizeof why, "cancelled: workflow %.100s removed by %.60s", id, actor);
         size_t i;
         json_t *r;
         json_array_foreach(runs, i, r) json_object_set_new(r, "error", json_string(why));
         s = rt_store_cancel_runs(st, runs, err);
-        *cancelled = json_array_size(runs);
     }
-    json_t *details = json_pack("{s:b, s:I}", "cancel_running", cancel_running, "cancelled", (json_int_t)*cancelled);
+    json_t *details = json_pack("{s:b, s:I}", "cancel_running", cancel_running, "in_flight", (json_int_t)*cancelled);
     if (s == RT_OK)
         s = rt_store_wf_change(st, id, "remove", NULL, NULL, actor, details, err);
     if (s == RT_OK) /* AUDIT HOOK (DESIGN §6) */

@@ -36,9 +36,10 @@ rt_status rt_catalog_find(rt_store *st, const char *id, rt_workflow **out, rt_er
  * already. */
 rt_status rt_catalog_apply(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
                            bool *changed, rt_error *err);
-/* No new runs; runs in flight finish unless cancel_running (then *cancelled counts them). */
+/* No new runs; runs in flight finish unless cancel_running cancels them. *in_flight gets
+ * how many there were. */
 rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, bool cancel_running,
-                            size_t *cancelled, rt_error *err);
+                            size_t *in_flight, rt_error *err);
 /* Holds every new run of the workflow (cron ticks, events, manual runs) until resume. */
 rt_status rt_catalog_pause(rt_store *st, const char *id, const char *actor, bool *changed, rt_error *err);
 /* on_resume "run" | "skip" | NULL (the workflow's on_resume, default run): starts the held
