@@ -21,7 +21,7 @@
 #include "util.h"
 #include "workflow_catalog.h"
 
-#define SETTLE_MS 100 /* inotify: sync once the directory has been quiet this long */
+#define SETTLE_MS 50 /* inotify: sync once the directory has been quiet this long */
 
 struct rt_workflow_watch {
     const rt_config *cfg;
