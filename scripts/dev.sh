@@ -28,7 +28,7 @@ dev.sh: usage: scripts/dev.sh COMMAND
 dev.sh:
 dev.sh:   up                 install packages, build (build/), start PostgreSQL, NATS (JetStream) and
 dev.sh:                      RabbitMQ on 127.0.0.1 with state in .dev/, migrate, start `ratchet serve`
-dev.sh:                      in the background and run the hello demo. Safe to repeat: running servers
+dev.sh:                      in the background (--watch: edits to workflows/ apply at once) and run the hello demo. Safe to repeat: running servers
 dev.sh:                      are reused, serve is restarted on the new build.
 dev.sh:   down [--purge]     stop serve (SIGTERM, 30 s grace), then the servers; --purge deletes .dev/
 dev.sh:   status             what runs where (pid, port, alive?)
@@ -85,7 +85,8 @@ serve_start() {
   local addr; addr=$(rt_env_get "$DEV" RATCHET_HTTP_ADDR)
   log "starting build/ratchet serve (log .dev/ratchet.log)"
   echo "----- $(date -Is) ratchet serve" >>"$DEV/ratchet.log"
-  (cd "$ROOT" && exec setsid "$ROOT/build/ratchet" serve </dev/null >>"$DEV/ratchet.log" 2>&1) &
+  # --watch: editing workflows/ applies at once (docs/workflows.md "Registry"); RATCHET_WATCH=false turns it off.
+  (cd "$ROOT" && exec setsid "$ROOT/build/ratchet" serve --watch "${RATCHET_WATCH:-true}" </dev/null >>"$DEV/ratchet.log" 2>&1) &
   echo $! >"$DEV/ratchet.pid"
   local pid=$! i port=${addr##*:}
   for ((i = 0; i < 600; i++)); do # 30 s

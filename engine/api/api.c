@@ -2,6 +2,7 @@
  * request bodies (capped before they are read), bearer-token checks, JSON answers and the
  * PostgreSQL connection of each thread. The routes live in api_routes.c. */
 #include "api.h"
+#include "workflow_live.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -698,7 +699,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = c;
         c->t0_us = rt_mono_us();
         c->r.cfg = api->cfg;
-        c->r.set = api->set;
+        c->r.set = rt_workflow_set_acquire(api->set); /* this request's workflows (released on completion) */
         c->r.api = api;
         c->r.conn = conn;
         c->r.method = method;
@@ -817,6 +818,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (c->r.state_free)
         c->r.state_free(c->r.state);
+    rt_workflow_set_release(c->r.set);
     json_decref(c->r.json);
     free(c->r.text);
     free(c->segs);

@@ -1,5 +1,6 @@
 /* api_ingest.c — the batcher threads behind POST /api/v1/events. */
 #include "api_ingest.h"
+#include "workflow_live.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -51,7 +52,9 @@ static rt_status ingest(rt_api_batcher *b, rt_store **st, rt_event **events, siz
         if (s != RT_OK)
             break;
         rt_ingest_results_clear(results, n);
-        s = rt_ingest_events(b->set, *st, events, n, transport, results, err);
+        const rt_workflow_set *set = rt_workflow_set_acquire(b->set); /* this batch's workflows */
+        s = rt_ingest_events(set, *st, events, n, transport, results, err);
+        rt_workflow_set_release(set);
         if (s == RT_OK)
             return s;
         if (!rt_store_healthy(*st) && !reconnected) {

@@ -4,6 +4,7 @@
  * entity_id, they read only their entity's runs, never cancel a system workflow's runs
  * and never touch schedules. */
 #include "api_routes.h"
+#include "api_workflows.h"
 #include "create.h"
 #include "run_status.h"
 
@@ -289,6 +290,7 @@ static void get_workflows(rt_api_req *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < r->set->n; i++)
         json_array_append_new(arr, workflow_json(r->set->items[i], false));
+    rt_api_workflows_decorate(r, arr); /* version, source, paused, last run, in flight */
     rt_api_reply_json(r, 200, json_pack("{s:o}", "workflows", arr));
 }
 
@@ -522,6 +524,12 @@ static rt_status op_create_run(rt_store *st, void *arg, rt_error *err)
         return s;
     }
     a->created = a->req.id[0] != '\0';
+    if (!a->created && !strncmp(a->req.reason, "held:", 5)) { /* a paused workflow (workflow_catalog.h) */
+        a->run = json_pack("{s:s, s:s, s:s}", "workflow", a->req.wf->id, "status", "held", "reason", a->req.reason);
+        return RT_OK;
+    }
+    if (!a->created && strstr(a->req.reason, " was removed"))
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "%s", a->req.reason);
     if (!a->created) {
         /* The key was taken: by a run committed before our insert gave way. */
         s = rt_store_api_find_dedupe(st, a->req.wf->id, a->dedupe_key, a->req.id, err);
@@ -624,8 +632,10 @@ static void start_run(rt_api_req *r, const rt_workflow *wf, const run_order *o)
             /* Another entity's run behind the same key is not the agent's to see. */
             rt_api_reply_error(r, 409, "idempotency key already used for another run of %s", wf->id);
         } else {
-            snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.req.id);
-            rt_api_reply_json(r, a.created ? 201 : 200, a.run);
+            bool held = !a.created && !strncmp(a.req.reason, "held:", 5);
+            if (!held)
+                snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.req.id);
+            rt_api_reply_json(r, a.created ? 201 : held ? 202 : 200, a.run);
             a.run = NULL;
         }
     }
@@ -1471,6 +1481,11 @@ static const rt_api_route routes[] = {
     {"GET", "/metrics", READERS, false, get_metrics},
     {"GET", "/api/v1/workflows", READERS, false, get_workflows},
     {"GET", "/api/v1/workflows/{}", READERS, false, get_workflow},
+    {"PUT", "/api/v1/workflows/{}", WRITERS, false, rt_api_put_workflow},
+    {"DELETE", "/api/v1/workflows/{}", WRITERS, false, rt_api_delete_workflow},
+    {"POST", "/api/v1/workflows/{}/pause", WRITERS, false, rt_api_post_workflow_pause},
+    {"POST", "/api/v1/workflows/{}/resume", WRITERS, false, rt_api_post_workflow_resume},
+    {"GET", "/api/v1/workflows/{}/versions", READERS, false, rt_api_get_workflow_versions},
     {"POST", "/api/v1/workflows/{}/runs", TRIGGERERS, false, post_workflow_runs},
     {"POST", "/api/v1/events", TRIGGERERS, true, post_events},
     {"GET", "/api/v1/events", READERS, false, get_events},

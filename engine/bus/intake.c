@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "util.h"
+#include "workflow_live.h"
 
 typedef struct sink {
     struct rt_intake *in;
@@ -31,6 +32,7 @@ struct rt_intake {
     rt_consumer *consumers[2];
     sink sinks[2];
     size_t n_consumers;
+    json_t *patterns;      /* what the consumers subscribe to */
     rt_bus *publishers[2]; /* amqp, nats */
     pthread_t janitor;
     bool janitor_started;
@@ -227,7 +229,9 @@ static void ingest_batch(void *arg, rt_bus_msg *const *msgs, size_t n, rt_ingest
     m = drop_relayed(k, msgs, events, index, m, verdicts);
     if (m > 0) {
         int64_t t0 = rt_mono_us();
-        rt_status is = rt_ingest_events(k->in->set, k->store, events, m, k->transport, NULL, &err);
+        const rt_workflow_set *set = rt_workflow_set_acquire(k->in->set); /* this batch's workflows */
+        rt_status is = rt_ingest_events(set, k->store, events, m, k->transport, NULL, &err);
+        rt_workflow_set_release(set);
         rt_log(RT_LOG_DEBUG, NULL, "%s ingest: %zu event(s) in %lld us", k->transport, m,
                (long long)(rt_mono_us() - t0));
         if (is == RT_OK) {
@@ -359,24 +363,20 @@ static void *janitor_main(void *arg)
     return NULL;
 }
 
-rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err)
+/* One consumer per configured broker, subscribed to patterns (a JSON array of strings). */
+static rt_status start_consumers(rt_intake *in, json_t *patterns, rt_error *err)
 {
-    rt_intake *in = calloc(1, sizeof *in);
-    if (!in)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    in->cfg = cfg;
-    in->set = set;
-    pthread_mutex_init(&in->mu, NULL);
-    pthread_cond_init(&in->cond, NULL);
-    json_t *patterns = rt_intake_patterns(set);
+    const rt_config *cfg = in->cfg;
     size_t np = json_array_size(patterns);
-    const char **pats = calloc(np, sizeof *pats);
+    const char **pats = calloc(np ? np : 1, sizeof *pats);
+    if (!pats)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < np; i++)
         pats[i] = json_string_value(json_array_get(patterns, i));
-
     const char *urls[2] = {cfg->amqp_url, cfg->nats_url};
     const char *names[2] = {"amqp", "nats"};
     rt_status s = RT_OK;
+    in->n_consumers = 0;
     for (int b = 0; b < 2 && s == RT_OK; b++) {
         if (!urls[b] || !*urls[b])
             continue;
@@ -393,22 +393,50 @@ rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_i
         s = rt_consumer_start(&o, &in->consumers[in->n_consumers], err);
         if (s == RT_OK)
             in->n_consumers++;
-        rt_bus_options pub;
-        rt_bus_options_from_config(&pub, cfg, urls[b]);
-        if (s == RT_OK)
-            s = rt_bus_open(&pub, &in->publishers[b], err);
     }
     free(pats);
-    if (s == RT_OK) {
+    if (s == RT_OK && in->n_consumers) {
         char list[512] = "";
         for (size_t i = 0; i < np; i++) {
             size_t used = strlen(list);
             snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", json_string_value(json_array_get(patterns, i)));
         }
-        if (in->n_consumers)
-            rt_log(RT_LOG_INFO, NULL, "consuming events matching: %s", list);
+        rt_log(RT_LOG_INFO, NULL, "consuming events matching: %s", list);
     }
-    json_decref(patterns);
+    return s;
+}
+
+static void stop_consumers(rt_intake *in)
+{
+    for (size_t i = 0; i < in->n_consumers; i++)
+        rt_consumer_request_stop(in->consumers[i]);
+    for (size_t i = 0; i < in->n_consumers; i++) {
+        rt_consumer_stop(in->consumers[i]);
+        in->consumers[i] = NULL;
+    }
+}
+
+rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err)
+{
+    rt_intake *in = calloc(1, sizeof *in);
+    if (!in)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    in->cfg = cfg;
+    in->set = set;
+    pthread_mutex_init(&in->mu, NULL);
+    pthread_cond_init(&in->cond, NULL);
+    const rt_workflow_set *snap = rt_workflow_set_acquire(set);
+    in->patterns = rt_intake_patterns(snap);
+    rt_workflow_set_release(snap);
+    rt_status s = start_consumers(in, in->patterns, err);
+    const char *urls[2] = {cfg->amqp_url, cfg->nats_url};
+    for (int b = 0; b < 2 && s == RT_OK; b++) {
+        if (!urls[b] || !*urls[b])
+            continue;
+        rt_bus_options pub;
+        rt_bus_options_from_config(&pub, cfg, urls[b]);
+        s = rt_bus_open(&pub, &in->publishers[b], err);
+    }
     if (s == RT_OK && pthread_create(&in->janitor, NULL, janitor_main, in) == 0)
         in->janitor_started = true;
     if (s != RT_OK) {
@@ -417,6 +445,24 @@ rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_i
     }
     *out = in;
     return RT_OK;
+}
+
+rt_status rt_intake_refresh(rt_intake *in, rt_error *err)
+{
+    if (!in)
+        return RT_OK;
+    const rt_workflow_set *snap = rt_workflow_set_acquire(in->set);
+    json_t *patterns = rt_intake_patterns(snap);
+    rt_workflow_set_release(snap);
+    if (json_equal(patterns, in->patterns)) {
+        json_decref(patterns);
+        return RT_OK;
+    }
+    /* Unacknowledged messages in hand go back to the broker and come again. */
+    stop_consumers(in);
+    json_decref(in->patterns);
+    in->patterns = patterns;
+    return start_consumers(in, patterns, err);
 }
 
 rt_bus *rt_intake_publisher(rt_intake *in, const char *broker)
@@ -430,12 +476,10 @@ void rt_intake_stop(rt_intake *in)
 {
     if (!in)
         return;
-    for (size_t i = 0; i < in->n_consumers; i++)
-        rt_consumer_request_stop(in->consumers[i]);
-    for (size_t i = 0; i < in->n_consumers; i++) {
-        rt_consumer_stop(in->consumers[i]);
+    stop_consumers(in);
+    for (size_t i = 0; i < 2; i++)
         rt_store_close(in->sinks[i].store);
-    }
+    json_decref(in->patterns);
     pthread_mutex_lock(&in->mu);
     in->stopping = true;
     pthread_cond_broadcast(&in->cond);

@@ -14,6 +14,10 @@ typedef struct rt_intake rt_intake;
 /* cfg and set are borrowed and must outlive the intake. Consumers connect in the
  * background (with backoff): a broker that is down is not an error here. */
 rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err);
+/* The workflow set changed (set is a live handle: workflow_live.h): when the patterns it
+ * needs differ from what the consumers subscribe to, restarts them with the new ones.
+ * Call from one thread at a time, not concurrently with rt_intake_stop. */
+rt_status rt_intake_refresh(rt_intake *in, rt_error *err);
 /* Publishers for the publish step (NULL when that broker is not configured). */
 rt_bus *rt_intake_publisher(rt_intake *in, const char *broker);
 /* Stops consumers (finishing and settling the batch in hand) and the janitor. */

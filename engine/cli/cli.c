@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "cli_approval.h"
 #include "cli_token.h"
+#include "cli_workflows.h"
 #include "config.h"
 #include "event.h"
 #include "executor.h"
@@ -36,6 +37,9 @@
 #include "store.h"
 #include "util.h"
 #include "workflow.h"
+#include "workflow_catalog.h"
+#include "workflow_live.h"
+#include "workflow_watch.h"
 
 #define EXIT_USAGE 2
 
@@ -202,6 +206,45 @@ static void print_load_error(void *arg, const char *file, const rt_error *err)
 
 /* ---------- serve ---------- */
 
+/* What a registry change touches in this process: the broker subscriptions and the
+ * scheduler, which works on one snapshot for its lifetime (restarted on a change). Only
+ * the watcher thread changes these once serve runs; serve's shutdown stops it first. */
+typedef struct serve_parts {
+    const rt_config *cfg;
+    const rt_workflow_set *handle;
+    rt_intake *intake;
+    rt_scheduler *sched;
+    const rt_workflow_set *sched_set; /* the scheduler's snapshot */
+} serve_parts;
+
+static void scheduler_drop(serve_parts *p)
+{
+    rt_scheduler_free(p->sched);
+    p->sched = NULL;
+    rt_workflow_set_release(p->sched_set);
+    p->sched_set = NULL;
+}
+
+static rt_status scheduler_restart(serve_parts *p, rt_error *err)
+{
+    scheduler_drop(p);
+    p->sched_set = rt_workflow_set_acquire(p->handle);
+    rt_status s = rt_scheduler_new(p->cfg, p->sched_set, &p->sched, err);
+    if (s == RT_OK)
+        s = rt_scheduler_start(p->sched, err);
+    return s;
+}
+
+static void on_registry_change(void *arg)
+{
+    serve_parts *p = arg;
+    rt_error err;
+    if (rt_intake_refresh(p->intake, &err) != RT_OK)
+        rt_log(RT_LOG_ERROR, NULL, "brokers: re-subscribing after a workflow change: %s", err.msg);
+    if (scheduler_restart(p, &err) != RT_OK)
+        rt_log(RT_LOG_ERROR, NULL, "scheduler: restart after a workflow change: %s", err.msg);
+}
+
 static int cmd_serve(cli *c)
 {
     opts o;
@@ -251,59 +294,77 @@ static int cmd_serve(cli *c)
     if (applied)
         rt_log(RT_LOG_INFO, NULL, "applied %d migration(s)", applied);
 
-    rt_workflow_set *set_wf = NULL;
+    /* The directory is synced into the registry, then the registry's current set is
+     * what this process runs (workflow_catalog.h); the watcher keeps it current. */
     int quiet = 0;
-    if (rt_workflow_load_dir(c->cfg.workflows, &set_wf, print_load_error, &quiet, &err) != RT_OK) {
+    rt_catalog_sync_result synced;
+    char actor[200];
+    snprintf(actor, sizeof actor, "system:serve:%s", c->cfg.workflows);
+    rt_workflow_set *set_wf = NULL;
+    if (rt_catalog_sync_dir(st, c->cfg.workflows, actor, print_load_error, &quiet, &synced, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
         rt_store_close(st);
         rt_otel_stop();
-        return EXIT_USAGE;
+        return err.code == RT_ERR_IO || err.code == RT_ERR_NOT_FOUND || err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
     }
-    for (size_t i = 0; i < set_wf->n; i++) {
-        if (rt_store_put_workflow(st, set_wf->items[i], &err) != RT_OK)
-            rt_log(RT_LOG_WARN, NULL, "storing workflow %s: %s", set_wf->items[i]->id, err.msg);
+    if (rt_catalog_load(st, &set_wf, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
+        rt_store_close(st);
+        rt_otel_stop();
+        return 1;
     }
-    rt_log(RT_LOG_INFO, NULL, "loaded %zu workflow(s) from %s (%zu with errors)", set_wf->n, c->cfg.workflows,
-           set_wf->n_errors);
+    rt_log(RT_LOG_INFO, NULL,
+           "loaded %zu workflow(s) from %s (%zu with errors); registry: %zu workflow(s), %zu applied, %zu removed",
+           synced.files, c->cfg.workflows, synced.errors, set_wf->n, synced.applied, synced.removed);
     rt_store_close(st);
+    rt_workflow_live *live = NULL;
+    if (rt_workflow_live_new(set_wf, &live, &err) != RT_OK) {
+        rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
+        rt_otel_stop();
+        return 1;
+    }
+    const rt_workflow_set *handle = rt_workflow_live_handle(live);
 
-    rt_intake *intake = NULL; /* broker consumers, publishers, event retention */
-    if (rt_intake_start(&c->cfg, set_wf, &intake, &err) != RT_OK) {
+    serve_parts parts = {.cfg = &c->cfg, .handle = handle};
+    if (rt_intake_start(&c->cfg, handle, &parts.intake, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "brokers: %s", err.msg);
-        rt_workflow_set_free(set_wf);
+        rt_workflow_live_free(live);
         rt_otel_stop();
         return EXIT_USAGE;
     }
     rt_engine *e = NULL;
     if (rt_engine_new(&c->cfg, &e, &err) == RT_OK) {
-        rt_engine_set_publishers(e, rt_intake_publisher(intake, "amqp"), rt_intake_publisher(intake, "nats"));
-        rt_engine_set_workflows(e, set_wf);
+        rt_engine_set_publishers(e, rt_intake_publisher(parts.intake, "amqp"), rt_intake_publisher(parts.intake, "nats"));
+        rt_engine_set_workflows(e, handle);
     }
     if (!e || rt_engine_start(e, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
         rt_engine_free(e);
-        rt_intake_stop(intake);
-        rt_workflow_set_free(set_wf);
+        rt_intake_stop(parts.intake);
+        rt_workflow_live_free(live);
         rt_otel_stop();
         return 1;
     }
-    rt_scheduler *sched = NULL; /* syncs the schedules, then fires ticks unless disabled */
-    if (rt_scheduler_new(&c->cfg, set_wf, &sched, &err) != RT_OK || rt_scheduler_start(sched, &err) != RT_OK) {
+    if (scheduler_restart(&parts, &err) != RT_OK) { /* syncs the schedules, then fires ticks unless disabled */
         rt_log(RT_LOG_ERROR, NULL, "scheduler: %s", err.msg);
-        rt_scheduler_free(sched);
+        scheduler_drop(&parts);
         rt_engine_stop(e, c->cfg.shutdown_grace_ms);
         rt_engine_free(e);
-        rt_intake_stop(intake);
-        rt_workflow_set_free(set_wf);
+        rt_intake_stop(parts.intake);
+        rt_workflow_live_free(live);
         rt_otel_stop();
         return 1;
     }
     rt_alerts *alerts = NULL; /* ratchet.alert.* events */
-    if (rt_alerts_start(&c->cfg, set_wf, &alerts, &err) != RT_OK)
+    if (rt_alerts_start(&c->cfg, handle, &alerts, &err) != RT_OK)
         rt_log(RT_LOG_ERROR, NULL, "alerts: %s (no alert events from this process)", err.msg);
+    rt_workflow_watch *watch = NULL; /* registry changes from any process; --watch: the directory */
+    if (rt_workflow_watch_start(&c->cfg, live, c->cfg.workflows, c->cfg.watch, on_registry_change, &parts, &watch,
+                                &err) != RT_OK)
+        rt_log(RT_LOG_ERROR, NULL, "workflows listener: %s (this process keeps the workflows it loaded)", err.msg);
     rt_api *api = NULL; /* the HTTP API: last to start, first to stop */
     int rc_api = 0;
-    if (rt_api_start(&c->cfg, set_wf, &api, &err) != RT_OK) {
+    if (rt_api_start(&c->cfg, handle, &api, &err) != RT_OK) {
         rt_log(RT_LOG_ERROR, NULL, "http: %s", err.msg);
         rc_api = err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
     }
@@ -312,9 +373,10 @@ static int cmd_serve(cli *c)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            rt_error hup_err; /* the API's tokens file; workflows are not reloaded yet */
+            rt_error hup_err; /* the API's tokens file, and the workflows directory */
             if (rt_api_reload_tokens(api, &hup_err) != RT_OK)
                 rt_log(RT_LOG_ERROR, NULL, "SIGHUP: tokens not reloaded, the old ones stay: %s", hup_err.msg);
+            rt_workflow_watch_resync(watch);
             continue;
         }
         break;
@@ -322,12 +384,13 @@ static int cmd_serve(cli *c)
     rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "HTTP API",
            (long long)c->cfg.shutdown_grace_ms);
     rt_api_stop(api);
+    rt_workflow_watch_stop(watch); /* no registry change is applied from here on */
     rt_alerts_stop(alerts);
-    rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
+    scheduler_drop(&parts); /* stops it: no tick fires once the engine stops */
     rt_engine_stop(e, c->cfg.shutdown_grace_ms);
     rt_engine_free(e);
-    rt_intake_stop(intake); /* after the engine: its publish steps use the publishers */
-    rt_workflow_set_free(set_wf);
+    rt_intake_stop(parts.intake); /* after the engine: its publish steps use the publishers */
+    rt_workflow_live_free(live);
     rt_log(RT_LOG_INFO, NULL, "stopped");
     rt_otel_stop();
     return rc_api;
@@ -438,13 +501,25 @@ static int cmd_run(cli *c)
         return usage_error(c->cmd, "--wait-timeout: %s", err.msg);
     }
 
+    /* The registry's current version (what `serve` runs); the directory when the
+     * registry does not know the workflow (no `serve` has synced it yet). */
+    rt_workflow *registered = NULL;
+    rt_store *reg_st = NULL;
+    if (rt_store_open(c->cfg.database_url, &reg_st, &err) == RT_OK &&
+        rt_catalog_find(reg_st, wf_id, &registered, &err) == RT_ERR_NOT_FOUND && strstr(err.msg, "was removed")) {
+        rt_store_close(reg_st);
+        json_decref(data);
+        fprintf(stderr, "ratchet run: %s\n", err.msg);
+        return 1;
+    }
+    rt_store_close(reg_st);
     rt_workflow_set *set = NULL;
     int quiet = 1;
-    if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
+    if (!registered && rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
         json_decref(data);
         return usage_error(c->cmd, "workflows: %s", err.msg);
     }
-    rt_workflow *wf = rt_workflow_set_find(set, wf_id);
+    rt_workflow *wf = registered ? registered : rt_workflow_set_find(set, wf_id);
     if (!wf) {
         fprintf(stderr, "ratchet run: workflow \"%s\" not found in %s%s\n", wf_id, c->cfg.workflows,
                 set->n_errors ? " (some files there have errors: run `ratchet validate`)" : "");
@@ -454,8 +529,9 @@ static int cmd_run(cli *c)
     }
     if (!wf->enabled) {
         fprintf(stderr, "ratchet run: workflow \"%s\" is disabled (\"enabled\": false in %s)\n", wf_id,
-                wf->file ? wf->file : "its file");
+                wf->file ? wf->file : "its definition");
         rt_workflow_set_free(set);
+        rt_workflow_free(registered);
         json_decref(data);
         return 1;
     }
@@ -473,6 +549,7 @@ static int cmd_run(cli *c)
         json_decref(event);
         json_decref(trigger);
         rt_workflow_set_free(set);
+        rt_workflow_free(registered);
         return rc;
     }
     /* AUDIT HOOK (audit.h): the run and its audit record commit together */
@@ -480,11 +557,12 @@ static int cmd_run(cli *c)
     json_decref(event);
     json_decref(trigger);
     rt_workflow_set_free(set);
+    rt_workflow_free(registered);
     if (s != RT_OK) {
         rt_store_close(st);
         return fail(c->cmd, &err);
     }
-    if (!req.id[0]) { /* admission created nothing (idempotency, singleton skip) */
+    if (!req.id[0]) { /* admission created nothing (idempotency, singleton skip, a paused workflow) */
         fprintf(stderr, "skipped: %s\n", req.reason[0] ? req.reason : "not created");
         rt_store_close(st);
         return 0;
@@ -619,6 +697,7 @@ static int cmd_show(cli *c)
     }
     printf("run       %s\n", str_or(run, "id", "?"));
     printf("workflow  %s\n", str_or(run, "workflow", "?"));
+    printf("version   %s\n", str_or(run, "version", "?")); /* the pinned definition (workflows history) */
     printf("status    %s\n", str_or(run, "status", "?"));
     printf("trigger   %s\n", str_or(json_object_get(run, "trigger"), "type", "?"));
     printf("created   %s\n", str_or(run, "created_at", "-"));
@@ -886,6 +965,11 @@ static int cmd_schedules(cli *c)
     return rt_cli_schedules(&c->cfg, c->argc, c->argv, c->pos);
 }
 
+static int cmd_workflows(cli *c)
+{
+    return rt_cli_workflows(&c->cfg, c->argc, c->argv, c->pos);
+}
+
 static int cmd_token(cli *c)
 {
     return rt_cli_token(c->argc, c->argv, c->pos);
@@ -933,6 +1017,11 @@ static void print_help(void)
            "  schedules [--json]          every cron trigger: expression, zone, state, last and next fire\n"
            "  schedules pause|resume WORKFLOW\n"
            "                              stop / restart a workflow's cron ticks in every process\n"
+           "  workflows [--json]          the registry: every workflow's version, source, state, triggers,\n"
+           "                              last run and runs in flight\n"
+           "  workflows apply FILE|DIR... | remove ID [--cancel-running] | pause ID |\n"
+           "            resume ID [--on-resume run|skip] | history ID [--json]\n"
+           "                              change workflows at runtime, in every serve process (docs/workflows.md)\n"
            "  token create --role admin|operator|agent|viewer [--entity E]\n"
            "                              a new API token (printed once) and its line for RATCHET_TOKENS\n"
            "  keygen --approver ID [--out DIR]\n"
@@ -970,7 +1059,7 @@ int rt_cli_main(int argc, char **argv)
         {"run", cmd_run},     {"runs", cmd_runs},       {"show", cmd_show},
         {"bench", cmd_bench}, {"send", cmd_send},       {"events", cmd_events},
         {"cancel", cmd_runctl}, {"replay", cmd_runctl}, {"pause", cmd_runctl}, {"resume", cmd_runctl},
-        {"schedules", cmd_schedules}, {"token", cmd_token},
+        {"schedules", cmd_schedules}, {"token", cmd_token}, {"workflows", cmd_workflows},
         {"keygen", cmd_approval}, {"approve", cmd_approval}, {"reject", cmd_approval}, {"approvals", cmd_approval}, {"audit", cmd_approval},
     };
     int rc = -1;

@@ -51,6 +51,8 @@ static const setting settings[] = {
      "worker threads (default: cores x 4)"},
     {"RATCHET_SCHEDULER_ENABLED", "--scheduler-enabled", T_BOOL, OFF(scheduler_enabled), "true", 0, 0,
      "fire cron ticks from this process"},
+    {"RATCHET_WATCH", "--watch", T_BOOL, OFF(watch), "false", 0, 0,
+     "serve: apply changes to the workflows directory as they happen (inotify; SIGHUP always does)"},
     {"RATCHET_FOR_EACH_MAX_ITEMS", "--for-each-max-items", T_INT, OFF(for_each_max_items), "10000", 1, 10000000,
      "a for_each expression giving more items than this fails its step"},
     {"RATCHET_LOG_FORMAT", "--log-format", T_STRING, OFF(log_format), "text", 0, 0, "text or json"},
@@ -219,6 +221,15 @@ rt_status rt_config_from_env(rt_config *cfg, rt_error *err)
     return RT_OK;
 }
 
+static bool bool_word(const char *v)
+{
+    static const char *const words[] = {"true", "false", "1", "0", "yes", "no", "on", "off", NULL};
+    for (size_t i = 0; v && words[i]; i++)
+        if (!strcmp(v, words[i]))
+            return true;
+    return false;
+}
+
 rt_status rt_config_apply_flag(rt_config *cfg, int argc, char **argv, int *i, rt_error *err)
 {
     const char *arg = argv[*i];
@@ -229,6 +240,8 @@ rt_status rt_config_apply_flag(rt_config *cfg, int argc, char **argv, int *i, rt
         const char *value;
         if (arg[n] == '=') {
             value = arg + n + 1;
+        } else if (arg[n] == '\0' && settings[k].type == T_BOOL && !bool_word(*i + 1 < argc ? argv[*i + 1] : NULL)) {
+            value = "true"; /* a bare boolean flag: --watch */
         } else if (arg[n] == '\0') {
             if (*i + 1 >= argc)
                 return rt_error_set(err, RT_ERR_INVALID, "%s needs a value", settings[k].flag);

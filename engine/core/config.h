@@ -23,6 +23,7 @@ typedef struct rt_config {
     int64_t http_request_timeout_ms;
     int workers;
     bool scheduler_enabled;
+    bool watch; /* serve --watch: sync the workflows directory on inotify events */
     int for_each_max_items;
     char *log_format;
     char *log_level;

@@ -580,6 +580,7 @@ static const char *const backoff_names[] = {"fixed", "linear", "exponential", NU
 static const char *const catch_up_names[] = {"latest", "all", "none", NULL};
 static const char *const actor_names[] = {"user", "agent", "service", "system", NULL};
 static const char *const singleton_modes[] = {"skip", "cancel", NULL};
+static const char *const on_resume_names[] = {"run", "skip", NULL};
 
 const char *rt_priority_name(rt_priority p)
 {
@@ -1313,7 +1314,7 @@ static rt_status parse_workflow(loader *l, json_t *def, rt_workflow *wf)
         "$schema",  "id",         "name",         "description", "enabled",     "system",
         "triggers", "priority",   "concurrency",  "throttle",    "debounce",    "singleton",
         "idempotency", "batch_events", "timeout", "start_timeout", "retries",   "approval",
-        "cancel_on", "on_failure", "output",      "steps",       "sla",         NULL};
+        "cancel_on", "on_failure", "output",      "steps",       "sla",         "on_resume", NULL};
     rt_status st = check_keys(l, def, keys, NULL);
     if (st != RT_OK)
         return st;
@@ -1340,6 +1341,10 @@ static rt_status parse_workflow(loader *l, json_t *def, rt_workflow *wf)
         return st;
     if ((st = get_bool(l, def, "system", &wf->system)) != RT_OK)
         return st;
+    int on_resume = 0; /* what a resume does with the runs held while paused */
+    if ((st = get_enum(l, def, "on_resume", on_resume_names, &on_resume)) != RT_OK)
+        return st;
+    wf->on_resume_skip = on_resume == 1;
     if ((st = parse_triggers(l, def, wf)) != RT_OK)
         return st;
     int prio = RT_PRIORITY_NORMAL;

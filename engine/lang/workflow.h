@@ -78,6 +78,7 @@ typedef struct rt_workflow {
     char *file;       /* where it was loaded from (for messages), or NULL */
     bool enabled;
     bool system;
+    bool on_resume_skip;       /* on_resume: "skip" (default "run"): what resume does with held runs */
     rt_priority priority;
     int64_t timeout_ms;        /* 0 = none */
     int64_t start_timeout_ms;  /* 0 = none */
@@ -138,6 +139,13 @@ typedef struct rt_workflow_set {
     rt_workflow **items;
     size_t n;
     size_t n_errors;
+    /* The runtime registry (workflow_live.h): a long-lived component holds the live
+     * handle (live set, n 0) and takes a snapshot with rt_workflow_set_acquire for each
+     * piece of work; a snapshot knows its owner and how many hold it. Both NULL/0 for a
+     * plain set, which acquire hands back as it is. */
+    struct rt_workflow_live *live;  /* the live handle: the registry it stands for */
+    struct rt_workflow_live *owner; /* a snapshot: the registry that frees it */
+    int refs;                       /* a snapshot: holders (guarded by the owner's mutex) */
 } rt_workflow_set;
 
 typedef void (*rt_workflow_error_fn)(void *arg, const char *file, const rt_error *err);

@@ -6,6 +6,7 @@
  * they store it once; one that stays raised is stored again once RATCHET_ALERT_REPEAT has
  * passed since the last one. */
 #include "alerts.h"
+#include "workflow_live.h"
 
 #include <errno.h>
 #include <math.h>
@@ -76,8 +77,11 @@ static rt_status publish(rt_alerts *a, const char *kind, const char *id, json_t 
                                    &recent, err);
     if (s == RT_OK && !recent) {
         s = rt_event_new(name, data, RT_ACTOR_SYSTEM, "ratchet", NULL, id, &ev, err);
-        if (s == RT_OK)
-            s = rt_ingest_events_tx(a->set, a->st, &ev, 1, "engine", err);
+        if (s == RT_OK) {
+            const rt_workflow_set *set = rt_workflow_set_acquire(a->set);
+            s = rt_ingest_events_tx(set, a->st, &ev, 1, "engine", err);
+            rt_workflow_set_release(set);
+        }
     }
     if (s == RT_OK)
         s = rt_store_commit(a->st, err);

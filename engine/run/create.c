@@ -2,11 +2,13 @@
 #include "create.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admission.h"
 #include "gate.h"
+#include "store_workflows.h"
 #include "workflow.h"
 
 static const rt_run_gate *gate;
@@ -34,7 +36,7 @@ static rt_status create_gated(rt_store *st, rt_run_request *reqs, size_t n, rt_e
     return s == RT_OK ? gate->hold(st, reqs, n, err) : s;
 }
 
-rt_status rt_run_create_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+static rt_status create_unblocked(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
 {
     bool *gated_req = calloc(n ? n : 1, sizeof *gated_req); /* decided once per request */
     if (!gated_req)
@@ -72,6 +74,70 @@ rt_status rt_run_create_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_erro
         free(free_);
     }
     free(gated_req);
+    return s;
+}
+
+/* A paused workflow's request becomes a held row (a cron tick replaces the one its
+ * trigger already holds); a removed workflow's creates nothing. */
+static json_t *held_row(const rt_run_request *r)
+{
+    json_t *trigger = r->trigger;
+    const char *type = json_string_value(json_object_get(trigger, "type"));
+    char key[32] = "";
+    if (type && !strcmp(type, "cron"))
+        snprintf(key, sizeof key, "cron:%lld", (long long)json_integer_value(json_object_get(trigger, "index")));
+    return json_pack("{s:s, s:s?, s:O, s:O, s:I, s:s?, s:s?, s:s?}", "workflow_id", r->wf->id, "hold_key",
+                     key[0] ? key : NULL, "trigger", trigger, "event", r->event, "run_at", (json_int_t)r->run_at_ms,
+                     "dedupe_key", r->dedupe_key, "parent_run_id", r->parent_run_id, "parent_step_id",
+                     r->parent_step_id);
+}
+
+/* Which requests are for paused or removed workflows (asked in this transaction, so a
+ * pause that committed is seen by every process at once, before its NOTIFY arrives).
+ * A replay (prefill) is a person's explicit re-run of a pinned definition: it passes. */
+rt_status rt_run_create_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
+{
+    json_t *ids = json_array(), *blocked = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!reqs[i].prefill)
+            json_array_append_new(ids, json_string(reqs[i].wf->id));
+    rt_status s = json_array_size(ids) ? rt_store_wf_blocked(st, ids, &blocked, err) : RT_OK;
+    json_decref(ids);
+    if (s != RT_OK || json_object_size(blocked) == 0) {
+        json_decref(blocked);
+        return s == RT_OK ? create_unblocked(st, reqs, n, err) : s;
+    }
+    rt_run_request *pass = calloc(n, sizeof *pass);
+    size_t *from = calloc(n, sizeof *from), n_pass = 0;
+    json_t *held = json_array();
+    if (!pass || !from)
+        s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; s == RT_OK && i < n; i++) {
+        const char *why = reqs[i].prefill ? NULL : json_string_value(json_object_get(blocked, reqs[i].wf->id));
+        reqs[i].id[0] = '\0';
+        if (!why) {
+            from[n_pass] = i;
+            pass[n_pass++] = reqs[i];
+        } else if (!strcmp(why, "paused")) {
+            json_array_append_new(held, held_row(&reqs[i]));
+            snprintf(reqs[i].reason, sizeof reqs[i].reason, "held: workflow %s is paused (it starts on resume)",
+                     reqs[i].wf->id);
+        } else {
+            snprintf(reqs[i].reason, sizeof reqs[i].reason, "workflow %s was removed", reqs[i].wf->id);
+        }
+    }
+    if (s == RT_OK)
+        s = rt_store_wf_hold(st, held, err);
+    if (s == RT_OK && n_pass)
+        s = create_unblocked(st, pass, n_pass, err);
+    for (size_t k = 0; s == RT_OK && k < n_pass; k++) {
+        memcpy(reqs[from[k]].id, pass[k].id, sizeof pass[k].id);
+        memcpy(reqs[from[k]].reason, pass[k].reason, sizeof pass[k].reason);
+    }
+    json_decref(held);
+    json_decref(blocked);
+    free(pass);
+    free(from);
     return s;
 }
 

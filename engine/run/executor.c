@@ -3,6 +3,7 @@
  * and commit the results of the whole batch in one transaction that also makes the
  * successors runnable. A completed step is never run again: its row is final. */
 #include "executor.h"
+#include "workflow_live.h"
 #include "create.h"
 
 #include <errno.h>
@@ -953,7 +954,7 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
 
 /* Starts the child runs that invoke steps of this batch asked for, once each (the child's
  * dedupe key is the step's key), in this transaction. */
-static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_t *batch, rt_error *err)
+static rt_status register_invokes(const rt_workflow_set *set, rt_store *st, run_view *v, json_t *batch, rt_error *err)
 {
     size_t i;
     json_t *row;
@@ -966,7 +967,7 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
             json_object_get(inv, "child") || strcmp(json_string_value(json_object_get(row, "status")), "waiting"))
             continue;
         const char *wf_id = json_string_value(json_object_get(inv, "workflow"));
-        const rt_workflow *child = e->set && wf_id ? rt_workflow_set_find(e->set, wf_id) : NULL;
+        const rt_workflow *child = set && wf_id ? rt_workflow_set_find(set, wf_id) : NULL;
         if (!child || !child->enabled) {
             char msg[300];
             snprintf(msg, sizeof msg, "workflow \"%s\" is %s", wf_id ? wf_id : "?", child ? "disabled" : "not loaded");
@@ -987,7 +988,7 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
         json_t *trigger = json_pack("{s:s, s:s, s:s, s:s}", "type", "invoke", "parent_run", v->run_id, "parent_step",
                                     sid, "parent_workflow", v->wf->id);
         rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
-                              .parent_run_id = v->run_id, .parent_step_id = sid, .set = e->set};
+                              .parent_run_id = v->run_id, .parent_step_id = sid, .set = set};
         rt_status s = rt_run_create_tx(st, &req, 1, err);
         json_decref(event);
         json_decref(trigger);
@@ -999,10 +1000,10 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
 }
 
 /* on_failure of a run that ended badly (ingest.h). */
-static rt_status run_on_failure(rt_engine *e, rt_store *st, json_t *rule, const char *workflow_id,
+static rt_status run_on_failure(const rt_workflow_set *set, rt_store *st, json_t *rule, const char *workflow_id,
                                 const char *run_id, const char *status, const char *error, rt_error *err)
 {
-    return rt_ingest_on_failure(e->set, st, rule, workflow_id, run_id, status, error, err);
+    return rt_ingest_on_failure(set, st, rule, workflow_id, run_id, status, error, err);
 }
 
 /* A child run (invoke) that ended hands its result to the waiting parent step. */
@@ -1018,7 +1019,7 @@ static void wake_parent(run_view *v, json_t *batch, const char *status, json_t *
 
 /* The events steps of this batch handed over (rt_step_result.emit), stored like the
  * engine's own: they trigger workflows and go to the brokers through the outbox. */
-static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *err)
+static rt_status store_emits(const rt_workflow_set *set, rt_store *st, run_view *v, rt_error *err)
 {
     size_t i;
     json_t *env;
@@ -1036,7 +1037,7 @@ static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *
                                    json_string_value(json_object_get(env, "entity_id")),
                                    json_string_value(json_object_get(env, "id")), &ev, err);
         if (s == RT_OK)
-            s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);
+            s = rt_ingest_events_tx(set, st, &ev, 1, "engine", err);
         rt_event_free(ev);
         if (s != RT_OK)
             return s;
@@ -1057,17 +1058,17 @@ static void hold_for_pause(json_t *items, int64_t now)
 }
 
 /* Under the run lock: enqueue what became ready, and end or advance the run. */
-static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
-                              int64_t batch_started, rt_error *err)
+static rt_status finalize_run_in(rt_engine *e, const rt_workflow_set *set, rt_store *st, run_view *v, json_t *locked,
+                                 json_t *batch, int64_t batch_started, rt_error *err)
 {
-    rt_status rs = store_emits(e, st, v, err);
+    rt_status rs = store_emits(set, st, v, err);
     if (rs == RT_OK)
         rs = register_waits(st, v, batch, err);
     if (rs == RT_OK)
-        rs = register_invokes(e, st, v, batch, err);
+        rs = register_invokes(set, st, v, batch, err);
     const rt_run_gate *gate = rt_run_gate_get(); /* approval steps that suspended get their gate */
     if (rs == RT_OK)
-        rs = gate && gate->register_steps ? gate->register_steps(st, e->set, v->run_id, v->wf, v->event, v->rows, err)
+        rs = gate && gate->register_steps ? gate->register_steps(st, set, v->run_id, v->wf, v->event, v->rows, err)
                                           : RT_OK;
     if (rs != RT_OK)
         return rs;
@@ -1146,7 +1147,7 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
         wake_parent(v, batch, "failed", NULL, msg);
-        rs = run_on_failure(e, st, wf->on_failure, wf->id, v->run_id, "failed", msg, err);
+        rs = run_on_failure(set, st, wf->on_failure, wf->id, v->run_id, "failed", msg, err);
     } else if (all_done) {
         json_t *output = NULL;
         char errbuf[RT_ERROR_MAX] = "";
@@ -1169,7 +1170,7 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
                                               (json_int_t)now, "workflow", wf->id));
         wake_parent(v, batch, status, output, errbuf[0] ? errbuf : NULL);
         if (errbuf[0])
-            rs = run_on_failure(e, st, wf->on_failure, wf->id, v->run_id, status, errbuf, err);
+            rs = run_on_failure(set, st, wf->on_failure, wf->id, v->run_id, status, errbuf, err);
         json_decref(output);
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
@@ -1196,6 +1197,17 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
     if (json_array_size(v->enqueue) > 0 || json_array_size(v->requeue) > 0)
         json_object_set(batch, "notify", json_true());
     return rs;
+}
+
+/* The same with the workflow set of this moment (invoke targets, on_failure, emitted
+ * events' triggers): a snapshot held for the call (workflow_live.h). */
+static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
+                              int64_t batch_started, rt_error *err)
+{
+    const rt_workflow_set *set = rt_workflow_set_acquire(e->set);
+    rt_status s = finalize_run_in(e, set, st, v, locked, batch, batch_started, err);
+    rt_workflow_set_release(set);
+    return s;
 }
 
 static void view_free(run_view *v)
@@ -1771,6 +1783,7 @@ static void *waker_main(void *arg)
  * their invoke parents and runs their on_failure, in one transaction. */
 static void sweep_deadlines(rt_engine *e, rt_store *st)
 {
+    const rt_workflow_set *set = rt_workflow_set_acquire(e->set); /* released at the end */
     rt_error err;
     json_t *ended = NULL;
     rt_status s = rt_store_begin(st, &err);
@@ -1792,13 +1805,13 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
             json_array_append_new(wake, json_pack("{s:O, s:O, s:{s:{s:s, s:s, s:s}}}", "run_id", parent, "step_id",
                                                   json_object_get(r, "parent_step_id"), "patch", "result", "run_id",
                                                   id, "status", status, "error", error));
-        const rt_workflow *wf = e->set ? rt_workflow_set_find(e->set, wf_id) : NULL;
+        const rt_workflow *wf = set ? rt_workflow_set_find(set, wf_id) : NULL;
         if (s == RT_OK && wf)
-            s = run_on_failure(e, st, wf->on_failure, wf_id, id, status, error, &err);
+            s = run_on_failure(set, st, wf->on_failure, wf_id, id, status, error, &err);
     }
     const rt_run_gate *gate = rt_run_gate_get(); /* close gates of ended runs, expire overdue ones */
     if (s == RT_OK)
-        s = gate && gate->sweep ? gate->sweep(st, e->set, ended, &err) : RT_OK;
+        s = gate && gate->sweep ? gate->sweep(st, set, ended, &err) : RT_OK;
     if (s == RT_OK && json_array_size(wake) > 0)
         s = rt_store_wake_steps(st, wake, &err);
     if (s == RT_OK)
@@ -1809,6 +1822,7 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
     }
     json_decref(wake);
     json_decref(ended);
+    rt_workflow_set_release(set);
 }
 
 /* A renewal extends the worker's deadline only if its answer came back before that

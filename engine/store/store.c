@@ -162,7 +162,8 @@ static const char *const stmt_sql[S_COUNT] = {
         " x.ckey, x.climit "
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
         " run_at bigint, ckey text, climit int) where x.run_id = any($2::uuid[])",
-    [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'status', r.status,"
+    [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'version', r.workflow_hash,"
+                  " 'status', r.status,"
                   " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
                   " 'started_at', ratchet.ts(r.started_at), 'finished_at', ratchet.ts(r.finished_at),"
                   " 'output', r.output, 'error', r.error)::text "

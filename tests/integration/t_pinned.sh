@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A run keeps the exact definition it started with: editing the workflow file while the
-# run sleeps changes only runs started afterwards.
+# A run keeps the exact definition it started with: a new version of the workflow (the
+# edited file, applied to the registry) while the run sleeps changes only runs started
+# afterwards.
 source "$(dirname "$0")/lib.sh"
 rt_test_init pinned
 
@@ -22,6 +23,7 @@ rt_serve_start a
 first=$("$RATCHET_BIN" run pin)
 rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"'$first'"' and step_id = '"'nap'"'")" = sleeping ]'
 version v2
+"$RATCHET_BIN" workflows apply "$W/pin.json" >/dev/null
 second=$("$RATCHET_BIN" run pin --wait)
 rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$first'"'")" = completed ]'
 rt_assert_eq '"v1"' "$(rt_psql "select output::text from ratchet.runs where id = '$first'")" "run started on v1 keeps v1"
