@@ -101,6 +101,12 @@ void rt_bench_db_close(rt_bench_db *db)
 
 rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int keys, rt_error *err)
 {
+    return rt_bench_preload_at(st, wf, runs, keys, 0, err);
+}
+
+rt_status rt_bench_preload_at(rt_store *st, const rt_workflow *wf, int runs, int keys, int64_t run_at_ms,
+                              rt_error *err)
+{
     enum { CHUNK = 1000 };
     rt_run_request *reqs = calloc(CHUNK, sizeof *reqs);
     json_t **events = calloc(CHUNK, sizeof *events);
@@ -113,7 +119,7 @@ rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int ke
             snprintf(k, sizeof k, "k%d", keys > 0 ? (done + i) % keys : 0);
             events[i] = keys > 0 ? json_pack("{s:s, s:{s:s}}", "name", "ratchet.manual", "data", "k", k)
                                  : json_pack("{s:s, s:{}}", "name", "ratchet.manual", "data");
-            reqs[i] = (rt_run_request){.wf = wf, .trigger = trigger, .event = events[i]};
+            reqs[i] = (rt_run_request){.wf = wf, .trigger = trigger, .event = events[i], .run_at_ms = run_at_ms};
         }
         s = rt_run_create(st, reqs, (size_t)n, err);
         for (int i = 0; i < n; i++) {

@@ -18,6 +18,11 @@ int rt_bench_main(rt_config *cfg, int runs, int steps_filter, bool json);
  * (bench_events.c). Returns an exit code. */
 int rt_bench_events_main(rt_config *cfg, int events, bool json);
 
+/* `ratchet bench scale`: drain rate with a million finished runs kept vs an empty database,
+ * RSS of `ratchet serve` idle and with 100k sleeping runs, claims with 100k scheduled-later
+ * runs queued (bench_scale.c). Returns an exit code. */
+int rt_bench_scale_main(rt_config *cfg, int argc, char **argv, int pos);
+
 /* The server URL with its database replaced by name (URI or key=value). Caller frees. */
 char *rt_url_with_database(const char *url, const char *name);
 
@@ -42,6 +47,9 @@ void rt_bench_db_close(rt_bench_db *db);
  * like any real run, 1,000 per transaction. Their event data is {} or, with keys > 0,
  * {"k": "k<i % keys>"}. A request admission does not turn into a new run is an error. */
 rt_status rt_bench_preload(rt_store *st, const rt_workflow *wf, int runs, int keys, rt_error *err);
+/* The same, due at run_at_ms (unix ms; 0 = now). */
+rt_status rt_bench_preload_at(rt_store *st, const rt_workflow *wf, int runs, int keys, int64_t run_at_ms,
+                              rt_error *err);
 
 /* Starts an engine on cfg (borrowed), waits until the queue of st is empty (at most 10
  * minutes), stops it and gets its counters. *start_us (engine start) and *end_us (queue

@@ -946,6 +946,8 @@ static int cmd_bench(cli *c)
         return rt_bench_cron_main(&c->cfg, c->argc, c->argv, c->pos + 1);
     if (c->pos < c->argc && !strcmp(c->argv[c->pos], "flow"))
         return rt_bench_flow_main(&c->cfg, c->argc, c->argv, c->pos + 1);
+    if (c->pos < c->argc && !strcmp(c->argv[c->pos], "scale"))
+        return rt_bench_scale_main(&c->cfg, c->argc, c->argv, c->pos + 1);
     bool events = c->pos < c->argc && !strcmp(c->argv[c->pos], "events");
     if (events)
         c->pos++;
@@ -1010,6 +1012,8 @@ static void print_help(void)
            "  bench [--runs N] [--steps 1|5] [--json]\n"
            "                              drain N preloaded no-op runs in a scratch database\n"
            "  bench events [--runs N] [--json]   ingest events/s and publish-to-first-step latency per broker\n"
+           "  bench scale [--runs N] [--finished N] [--sleeping N] [--scheduled N] [--due N] [--rounds N] [--json]\n"
+           "                                     drain with 1M finished runs kept, serve's RSS, claims behind 100k later runs\n"
            "  bench flow [--runs N] [--rounds N] [--throttle PER_S] [--reference STEPS_PER_S] [--json]\n"
            "                              flow-control cost: concurrency keys, a throttle, retries, vs a baseline\n"
            "  bench cron [--ticks N] [--schedules N] [--json]\n"

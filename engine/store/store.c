@@ -94,6 +94,12 @@ typedef enum stmt_id {
 #define JSON_IDS(param, type) "array(select jsonb_array_elements_text(" param "::jsonb)::" type ")"
 #define JSON_KEYS(param, key, type) "array(select (e->>'" key "')::" type " from jsonb_array_elements(" param "::jsonb) e)"
 
+/* The runs of the items a quick claim locked (its CTE q), as an array: steps and runs are
+ * then probed by primary key for them. Joined to the CTE alone, a generic plan (the limit is
+ * a parameter, so the CTE looks large) hashes it against a sequential scan of the whole
+ * table, which grows with every run ever kept. */
+#define CLAIMED_RUNS "array(select run_id from q)"
+
 /* 1 when a slow item is due, else 0: ordered like S_CLAIM_PICK so the plan is the same
  * index probe whatever the statistics say. */
 #define SLOW_DUE_SQL                                                                                          \
@@ -230,8 +236,8 @@ static const char *const stmt_sql[S_COUNT] = {
      * by another transaction is waited for and its status read as that one left it (a run
      * paused meanwhile reads 'paused': the executor then leaves its item alone). */
     [S_CLAIM_QUICK] =
-        "with c as ("
-        " select id from ratchet.queue where not slow and run_at <= now()"
+        "with q as ("
+        " select id, run_id, step_id, priority, slow from ratchet.queue where not slow and run_at <= now()"
         " and not exists (select 1 from ratchet.runs r where r.id = run_id and (r.status = 'paused'"
         "  or (r.status = 'queued' and r.start_deadline < now())))"
         " order by slow, priority, run_at, id limit $1::int for update skip locked"
@@ -241,9 +247,9 @@ static const char *const stmt_sql[S_COUNT] = {
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence, "
         SLOW_DUE_SQL " "
-        "from c join ratchet.queue q on q.id = c.id"
-        " join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
-        " join ratchet.runs r on r.id = q.run_id "
+        "from q join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
+        " and s.run_id = any(" CLAIMED_RUNS ")"
+        " join ratchet.runs r on r.id = q.run_id and r.id = any(" CLAIMED_RUNS ") "
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
