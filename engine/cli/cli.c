@@ -12,34 +12,27 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "bench.h"
 #include "bench_cron.h"
 #include "bench_flow.h"
 #include "cli_schedules.h"
-#include "alerts.h"
-#include "approval.h"
 #include "audit.h"
 #include "cli_approval.h"
 #include "cli_token.h"
 #include "cli_workflows.h"
 #include "config.h"
+#include "daemon.h"
 #include "event.h"
-#include "executor.h"
 #include "ingest.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
 #include "cli_runctl.h"
-#include "otel.h"
 #include "replay.h"
-#include "scheduler.h"
 #include "store.h"
 #include "util.h"
 #include "workflow.h"
 #include "workflow_catalog.h"
-#include "workflow_live.h"
-#include "workflow_watch.h"
 
 #define EXIT_USAGE 2
 
@@ -206,194 +199,13 @@ static void print_load_error(void *arg, const char *file, const rt_error *err)
 
 /* ---------- serve ---------- */
 
-/* What a registry change touches in this process: the broker subscriptions and the
- * scheduler, which works on one snapshot for its lifetime (restarted on a change). Only
- * the watcher thread changes these once serve runs; serve's shutdown stops it first. */
-typedef struct serve_parts {
-    const rt_config *cfg;
-    const rt_workflow_set *handle;
-    rt_intake *intake;
-    rt_scheduler *sched;
-    const rt_workflow_set *sched_set; /* the scheduler's snapshot */
-} serve_parts;
-
-static void scheduler_drop(serve_parts *p)
-{
-    rt_scheduler_free(p->sched);
-    p->sched = NULL;
-    rt_workflow_set_release(p->sched_set);
-    p->sched_set = NULL;
-}
-
-static rt_status scheduler_restart(serve_parts *p, rt_error *err)
-{
-    scheduler_drop(p);
-    p->sched_set = rt_workflow_set_acquire(p->handle);
-    rt_status s = rt_scheduler_new(p->cfg, p->sched_set, &p->sched, err);
-    if (s == RT_OK)
-        s = rt_scheduler_start(p->sched, err);
-    return s;
-}
-
-static void on_registry_change(void *arg)
-{
-    serve_parts *p = arg;
-    rt_error err;
-    if (rt_intake_refresh(p->intake, &err) != RT_OK)
-        rt_log(RT_LOG_ERROR, NULL, "brokers: re-subscribing after a workflow change: %s", err.msg);
-    if (scheduler_restart(p, &err) != RT_OK)
-        rt_log(RT_LOG_ERROR, NULL, "scheduler: restart after a workflow change: %s", err.msg);
-}
-
 static int cmd_serve(cli *c)
 {
     opts o;
     int rc = parse_opts(c, &o, " ", 0);
     if (rc || (rc = setup(c, true)))
         return rc;
-    rt_error api_err; /* the API's address and tokens file, checked before anything starts */
-    if (rt_api_check(&c->cfg, &api_err) != RT_OK) {
-        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
-        return EXIT_USAGE;
-    }
-    if (rt_approval_configure(c->cfg.approvers_file, c->cfg.approval_skew_ms, &api_err) != RT_OK) { /* APPROVAL HOOK */
-        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
-        return EXIT_USAGE;
-    }
-
-    /* Signals are taken by sigwait below; every thread inherits the mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* OpenTelemetry traces (OTEL_* settings): spans queue from here on; off without an endpoint */
-    if (rt_otel_start(&c->cfg, &api_err) != RT_OK) {
-        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
-        return EXIT_USAGE;
-    }
-
-    rt_store *st = NULL;
-    rt_error err;
-    int64_t delay = 200;
-    while (rt_store_open(c->cfg.database_url, &st, &err) != RT_OK) {
-        rt_log(RT_LOG_WARN, NULL, "%s; retrying in %lld ms", err.msg, (long long)delay);
-        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-        delay = delay * 2 > 5000 ? 5000 : delay * 2;
-    }
-    int applied = 0;
-    if (rt_store_migrate(st, &applied, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "migrate: %s", err.msg);
-        rt_store_close(st);
-        rt_otel_stop();
-        return 1;
-    }
-    if (applied)
-        rt_log(RT_LOG_INFO, NULL, "applied %d migration(s)", applied);
-
-    /* The directory is synced into the registry, then the registry's current set is
-     * what this process runs (workflow_catalog.h); the watcher keeps it current. */
-    int quiet = 0;
-    rt_catalog_sync_result synced;
-    char actor[200];
-    snprintf(actor, sizeof actor, "system:serve:%s", c->cfg.workflows);
-    rt_workflow_set *set_wf = NULL;
-    if (rt_catalog_sync_dir(st, c->cfg.workflows, actor, print_load_error, &quiet, &synced, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
-        rt_store_close(st);
-        rt_otel_stop();
-        return err.code == RT_ERR_IO || err.code == RT_ERR_NOT_FOUND || err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
-    }
-    if (rt_catalog_load(st, &set_wf, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
-        rt_store_close(st);
-        rt_otel_stop();
-        return 1;
-    }
-    rt_log(RT_LOG_INFO, NULL,
-           "loaded %zu workflow(s) from %s (%zu with errors); registry: %zu workflow(s), %zu applied, %zu removed",
-           synced.files, c->cfg.workflows, synced.errors, set_wf->n, synced.applied, synced.removed);
-    rt_store_close(st);
-    rt_workflow_live *live = NULL;
-    if (rt_workflow_live_new(set_wf, &live, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
-        rt_otel_stop();
-        return 1;
-    }
-    const rt_workflow_set *handle = rt_workflow_live_handle(live);
-
-    serve_parts parts = {.cfg = &c->cfg, .handle = handle};
-    if (rt_intake_start(&c->cfg, handle, &parts.intake, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "brokers: %s", err.msg);
-        rt_workflow_live_free(live);
-        rt_otel_stop();
-        return EXIT_USAGE;
-    }
-    rt_engine *e = NULL;
-    if (rt_engine_new(&c->cfg, &e, &err) == RT_OK) {
-        rt_engine_set_publishers(e, rt_intake_publisher(parts.intake, "amqp"), rt_intake_publisher(parts.intake, "nats"));
-        rt_engine_set_workflows(e, handle);
-    }
-    if (!e || rt_engine_start(e, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
-        rt_engine_free(e);
-        rt_intake_stop(parts.intake);
-        rt_workflow_live_free(live);
-        rt_otel_stop();
-        return 1;
-    }
-    if (scheduler_restart(&parts, &err) != RT_OK) { /* syncs the schedules, then fires ticks unless disabled */
-        rt_log(RT_LOG_ERROR, NULL, "scheduler: %s", err.msg);
-        scheduler_drop(&parts);
-        rt_engine_stop(e, c->cfg.shutdown_grace_ms);
-        rt_engine_free(e);
-        rt_intake_stop(parts.intake);
-        rt_workflow_live_free(live);
-        rt_otel_stop();
-        return 1;
-    }
-    rt_alerts *alerts = NULL; /* ratchet.alert.* events */
-    if (rt_alerts_start(&c->cfg, handle, &alerts, &err) != RT_OK)
-        rt_log(RT_LOG_ERROR, NULL, "alerts: %s (no alert events from this process)", err.msg);
-    rt_workflow_watch *watch = NULL; /* registry changes from any process; --watch: the directory */
-    if (rt_workflow_watch_start(&c->cfg, live, c->cfg.workflows, c->cfg.watch, on_registry_change, &parts, &watch,
-                                &err) != RT_OK)
-        rt_log(RT_LOG_ERROR, NULL, "workflows listener: %s (this process keeps the workflows it loaded)", err.msg);
-    rt_api *api = NULL; /* the HTTP API: last to start, first to stop */
-    int rc_api = 0;
-    if (rt_api_start(&c->cfg, handle, &api, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "http: %s", err.msg);
-        rc_api = err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
-    }
-    int sig = 0;
-    for (; !rc_api;) {
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            rt_error hup_err; /* the API's tokens file, and the workflows directory */
-            if (rt_api_reload_tokens(api, &hup_err) != RT_OK)
-                rt_log(RT_LOG_ERROR, NULL, "SIGHUP: tokens not reloaded, the old ones stay: %s", hup_err.msg);
-            rt_workflow_watch_resync(watch);
-            continue;
-        }
-        break;
-    }
-    rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "HTTP API",
-           (long long)c->cfg.shutdown_grace_ms);
-    rt_api_stop(api);
-    rt_workflow_watch_stop(watch); /* no registry change is applied from here on */
-    rt_alerts_stop(alerts);
-    scheduler_drop(&parts); /* stops it: no tick fires once the engine stops */
-    rt_engine_stop(e, c->cfg.shutdown_grace_ms);
-    rt_engine_free(e);
-    rt_intake_stop(parts.intake); /* after the engine: its publish steps use the publishers */
-    rt_workflow_live_free(live);
-    rt_log(RT_LOG_INFO, NULL, "stopped");
-    rt_otel_stop();
-    return rc_api;
+    return rt_daemon_run(&c->cfg);
 }
 
 /* ---------- migrate ---------- */
