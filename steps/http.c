@@ -876,7 +876,9 @@ static void set_method(CURL *h, const char *method, const char *body, size_t bod
 /* AWS Signature V4 by curl for a hop to the workflow's own origin; none for another. */
 static bool set_sigv4(CURL *h, const struct opts *o, bool home)
 {
-    if (!o->sigv4.on || !home) {
+    if (!o->sigv4.on)
+        return true;
+    if (!home) {
         curl_easy_setopt(h, CURLOPT_AWS_SIGV4, NULL);
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, NULL);

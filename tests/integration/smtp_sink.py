@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """A real SMTP server (aiosmtpd) that saves what it receives, for tests/integration/t_email.sh.
 
-usage: smtp_sink.py DIR PORT USER PASSWORD [CERT KEY]
+usage: smtp_sink.py DIR PORT USER PASSWORD [CERT KEY [smtps]]
 
 Listens on 127.0.0.1:PORT and requires AUTH (PLAIN or LOGIN) as USER/PASSWORD. With CERT
-and KEY it offers STARTTLS and refuses mail before it (530). Every message accepted at end
+and KEY it offers STARTTLS and refuses mail before it (530); with `smtps` too, it speaks
+TLS from the first byte instead (SMTPS). Every message accepted at end
 of data is saved as DIR/msg-N.eml (the bytes as received) with DIR/msg-N.json (envelope
 sender and recipients). Recipients make it misbehave on purpose:
   reject*@...   RCPT answered 550 (a recipient refused for good)
@@ -24,6 +25,7 @@ from aiosmtpd.smtp import AuthResult
 
 DIR, PORT, USER, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode()
 CERT, KEY = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else (None, None)
+IMPLICIT = len(sys.argv) > 7 and sys.argv[7] == "smtps"
 lock = threading.Lock()
 seen_ids = set()
 count = 0
@@ -72,7 +74,10 @@ def main():
     if CERT:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(CERT, KEY)
-        kwargs.update(tls_context=ctx, require_starttls=True, auth_require_tls=True)
+        if IMPLICIT:
+            kwargs.update(ssl_context=ctx)
+        else:
+            kwargs.update(tls_context=ctx, require_starttls=True, auth_require_tls=True)
     controller = Controller(Handler(), hostname="127.0.0.1", port=PORT, ready_timeout=60, **kwargs)
     controller.start()
     open(os.path.join(DIR, "ready"), "w").close()

@@ -9,16 +9,18 @@
 # - a refused recipient (550) and a refused login (535) fail at once, a refused
 #   connection is retried; the password is in no error, log or database row;
 # - STARTTLS with a self-signed certificate (ca_file) delivers; tls "none" to a server
-#   that requires STARTTLS is refused.
+#   that requires STARTTLS is refused; so is a certificate no CA vouches for; smtps://
+#   delivers.
 source "$(dirname "$0")/lib.sh"
 rt_test_init email
 
 W=$T/workflows
-mkdir -p "$W" "$T/smtp" "$T/smtp-tls"
+mkdir -p "$W" "$T/smtp" "$T/smtp-tls" "$T/smtps"
 export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
 P1=$(rt_free_port "$T")
 P2=$(rt_free_port "$T")
 P3=$(rt_free_port "$T") # nothing listens there
+P4=$(rt_free_port "$T")
 PASSWORD="pw-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 WRONG_PASSWORD="pw-wrong-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 export RATCHET_SECRET_SMTP_USER=ratchet RATCHET_SECRET_SMTP_PASSWORD=$PASSWORD RATCHET_SECRET_SMTP_WRONG_PASSWORD=$WRONG_PASSWORD
@@ -27,8 +29,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem
   -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null || rt_fail "openssl could not make a test certificate"
 python3 "$RT_INTEGRATION_DIR/smtp_sink.py" "$T/smtp" "$P1" ratchet "$PASSWORD" 2>"$T/smtp.err" & SINK1=$!
 python3 "$RT_INTEGRATION_DIR/smtp_sink.py" "$T/smtp-tls" "$P2" ratchet "$PASSWORD" "$T/cert.pem" "$T/key.pem" 2>"$T/smtp-tls.err" & SINK2=$!
-trap 'rc=$?; set +e; kill $SINK1 $SINK2 2>/dev/null; wait $SINK1 $SINK2 2>/dev/null; (exit $rc); rt__exit' EXIT
-rt_wait_for 60 '[ -e "$T/smtp/ready" ] && [ -e "$T/smtp-tls/ready" ]'
+python3 "$RT_INTEGRATION_DIR/smtp_sink.py" "$T/smtps" "$P4" ratchet "$PASSWORD" "$T/cert.pem" "$T/key.pem" smtps 2>"$T/smtps.err" & SINK3=$!
+trap 'rc=$?; set +e; kill $SINK1 $SINK2 $SINK3 2>/dev/null; wait $SINK1 $SINK2 $SINK3 2>/dev/null; (exit $rc); rt__exit' EXIT
+rt_wait_for 60 '[ -e "$T/smtp/ready" ] && [ -e "$T/smtp-tls/ready" ] && [ -e "$T/smtps/ready" ]'
 
 mail_wf() { # ID PASSWORD_SECRET
   cat > "$W/$1.json" <<EOF2
@@ -150,6 +153,11 @@ id=$(run mail "{\"url\": \"smtp://127.0.0.1:$P2\", \"tls\": \"starttls\", \"to\"
 rt_assert_eq "failed|1" "$(step "$id" "status || '|' || attempts")" "STARTTLS with a certificate nobody vouches for"
 rt_assert_eq 1 "$(received "$T/smtp-tls")" "messages received over STARTTLS after the refusals"
 echo "ok: STARTTLS delivers with ca_file; in clear and with an unknown CA it does not"
+id=$(run mail "{\"url\": \"smtps://127.0.0.1:$P4\", \"tls\": \"required\", \"ca_file\": \"$T/cert.pem\", \"to\": \"ada@example.com\", \"subject\": \"smtps\", \"html\": \"<p>only html</p>\"}")
+rt_assert_eq "completed" "$(step "$id" status)" "SMTPS: $(step "$id" error)"
+rt_assert_eq 1 "$(received "$T/smtps")" "messages received over SMTPS"
+grep -q '^Content-Type: text/html; charset=utf-8' "$T/smtps/msg-1.eml" || rt_fail "an html-only message is text/html: $(cat "$T/smtps/msg-1.eml")"
+echo "ok: SMTPS (TLS from the first byte) delivers an html-only message"
 
 rt_serve_stop a
 pg_dump -a "$RATCHET_DATABASE_URL" >"$T/dump.sql"

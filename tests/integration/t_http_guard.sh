@@ -2,7 +2,7 @@
 # Where an `http` step's request may go (docs/steps.md "http step: where requests may go"),
 # against real local HTTP servers (python http.server) and a real serve:
 # - a redirect to another origin (another port here) goes without the workflow's headers
-#   and signature; a redirect within the origin keeps them;
+#   and signature (hmac or aws_sigv4); a redirect within the origin keeps them;
 # - a templated URL never reaches the engine's own API (by address or by name), a URL
 #   written literally in the workflow may; a redirect to it is refused too;
 # - link-local / cloud metadata addresses are refused before any packet is sent, literal
@@ -60,6 +60,11 @@ cat > "$W/fetch.json" <<EOF2
    "headers": {"X-Api-Key": "s3cret-key", "Authorization": "Bearer s3cret-token", "Cookie": "sid=s3cret"},
    "hmac": {"secret": "s3cret-hmac"}, "timeout": "10s"}}]}
 EOF2
+cat > "$W/signed.json" <<'EOF2'
+{"id": "signed", "retries": {"max_attempts": 1},
+ "steps": [{"id": "get", "uses": "http", "with": {"url": "${{ event.data.url }}", "follow_redirects": true, "timeout": "10s",
+   "aws_sigv4": {"region": "us-east-1", "service": "s3", "access_key": "AKIDGUARD", "secret_key": "s3cret-sigv4"}}}]}
+EOF2
 cat > "$W/literal.json" <<EOF2
 {"id": "literal", "retries": {"max_attempts": 1},
  "steps": [{"id": "get", "uses": "http", "with": {"url": "http://127.0.0.1:$API_PORT/healthz", "timeout": "10s"}}]}
@@ -102,6 +107,13 @@ R=$(run fetch "{\"url\": \"$A/to?u=$(enc "$A/echo")\"}")
 rt_assert_eq '"s3cret-key"' "$(got "$R" "'headers'->'x-api-key'")" "same-origin redirect keeps the headers"
 python3 -c 'import json,sys; assert json.loads(sys.argv[1]).startswith("sha256=")' "$(got "$R" "'headers'->'x-ratchet-signature'")" ||
   rt_fail "same-origin redirect keeps the signature"
+# An AWS Signature V4 is not sent to another origin either; within the origin it is.
+R=$(run signed "{\"url\": \"$A/to?u=$(enc "$B/echo")\"}")
+rt_assert_eq "\"$PB\"|||" "\"$(got "$R" "'port'")\"|$(got "$R" "'headers'->'authorization'")|$(got "$R" "'headers'->'x-amz-date'")|$(got "$R" "'headers'->'x-amz-content-sha256'")" \
+  "aws_sigv4 across origins: $(step_error "$R")"
+R=$(run signed "{\"url\": \"$A/to?u=$(enc "$A/echo")\"}")
+[[ $(got "$R" "'headers'->>'authorization'") == "AWS4-HMAC-SHA256 Credential=AKIDGUARD/"* ]] ||
+  rt_fail "same-origin redirect keeps the AWS signature: $(got "$R" "'headers'")"
 
 # 2. The engine's own API: not through a template, by address or by name, nor by a redirect.
 for u in "http://127.0.0.1:$API_PORT/api/v1/workflows" "http://localhost:$API_PORT/api/v1/workflows" \
