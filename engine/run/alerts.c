@@ -259,9 +259,11 @@ static rt_status check_timeouts(rt_alerts *a, int64_t bucket, size_t *overdue_ou
 static rt_status check_sla(rt_alerts *a, int64_t *past_out, rt_error *err)
 {
     json_t *wfs = json_array();
-    for (size_t i = 0; a->set && i < a->set->n; i++)
-        if (a->set->items[i]->sla_ms > 0)
-            json_array_append_new(wfs, json_string(a->set->items[i]->id));
+    const rt_workflow_set *set = rt_workflow_set_acquire(a->set); /* a live handle: its current snapshot */
+    for (size_t i = 0; set && i < set->n; i++)
+        if (set->items[i]->sla_ms > 0)
+            json_array_append_new(wfs, json_string(set->items[i]->id));
+    rt_workflow_set_release(set);
     *past_out = 0;
     if (json_array_size(wfs) == 0) {
         json_decref(wfs);

@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "refusal.h"
 #include "util.h"
+#include "workflow_live.h"
 
 bool rt_ingest_matches(const rt_workflow *wf, const rt_event *ev)
 {
@@ -235,8 +236,21 @@ rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event
     return ingest(set, st, events, n, transport, NULL, false, err);
 }
 
+static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                           const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err);
+
+/* set may be a live handle (workflow_live.h): the batch works on one snapshot of it. */
 static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                         const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err)
+{
+    const rt_workflow_set *snap = rt_workflow_set_acquire(set);
+    rt_status s = ingest_in(snap, st, events, n, transport, results, own_tx, err);
+    rt_workflow_set_release(snap);
+    return s;
+}
+
+static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                           const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
