@@ -47,6 +47,11 @@ typedef struct rt_step_ctx {
     volatile sig_atomic_t *cancelled; /* set to 1 when the run is cancelled or the engine stops */
     const json_t *raw_with;  /* borrowed, may be NULL: `with` as the definition has it, before
                               * rendering (which values a template chose: steps/http.c) */
+    /* May be NULL. A long step's latest progress ({done, total, message}; progress is
+     * borrowed): the engine keeps it for `show`, the API and the dashboard, writing it at
+     * most once a second per step. Never blocks; callable from any thread of the step. */
+    void (*progress)(const struct rt_step_ctx *ctx, json_t *progress);
+    void *progress_arg;      /* the engine's, for progress */
 } rt_step_ctx;
 
 typedef struct rt_step_result {

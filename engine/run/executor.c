@@ -22,6 +22,7 @@
 #include "log.h"
 #include "refusal.h"
 #include "metrics.h"
+#include "progress.h"
 #include "step.h"
 #include "store.h"
 #include "util.h"
@@ -77,6 +78,7 @@ struct rt_engine {
     int live_workers;
 
     const rt_workflow_set *set; /* the loaded workflows (invoke, on_failure), borrowed */
+    rt_progress *progress;      /* steps' latest progress, written behind them (progress.h) */
 
     pthread_mutex_t cache_mu; /* guards the pinned-definition cache */
     rt_workflow **cache;
@@ -318,6 +320,8 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         .state = state,
         .cancelled = &w->cancelled,
         .raw_with = d->with,
+        .progress = rt_progress_report,
+        .progress_arg = w->e->progress,
     };
     d->type->execute(&sctx, with, res);
     json_decref(with);
@@ -710,6 +714,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     case RT_STEP_OK:
         if (r->emit)
             json_array_append(v->emits, r->emit);
+        rt_progress_count_records(v->wf->id, r->output);
         add_row(v, d->id, "completed", attempt, r->output, NULL, NULL, NULL, started, now);
         set_step(v, d->id, "completed", r->output);
         if (queue_id >= 0)
@@ -1881,6 +1886,8 @@ void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *
 
 rt_status rt_engine_start(rt_engine *e, rt_error *err)
 {
+    if (rt_progress_start(e->cfg, &e->progress, err) != RT_OK)
+        return err->code;
     e->live_workers = e->n_workers;
     for (int i = 0; i < e->n_workers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
@@ -1926,6 +1933,8 @@ void rt_engine_stop(rt_engine *e, int64_t grace_ms)
         pthread_join(e->workers[i].thread, NULL);
     pthread_join(e->waker, NULL);
     pthread_join(e->keeper, NULL);
+    rt_progress_stop(e->progress); /* after the workers: their last reports are written */
+    e->progress = NULL;
     /* Whatever this process still holds goes back to the queue at once. */
     rt_store *st = NULL;
     rt_error err;

@@ -348,7 +348,7 @@ static void test_env_allow_list(void **state)
     static const char *const expected[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "RT_TEST_ALLOWED=yes",
                                            "FOO=bar", "N=7", "RATCHET_RUN_ID=run-1",
                                            "RATCHET_STEP_KEY=run-1:step-1", "RATCHET_ATTEMPT=2",
-                                           "RATCHET_FENCE=5", NULL};
+                                           "RATCHET_FENCE=5", "RATCHET_PROGRESS_FD=3", NULL};
     size_t lines = 1;
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
@@ -356,7 +356,7 @@ static void test_env_allow_list(void **state)
         if (!strstr(out, expected[i]))
             fail_msg("child env lacks %s:\n%s", expected[i], out);
     }
-    assert_int_equal(lines, 8); /* nothing else at all */
+    assert_int_equal(lines, 9); /* nothing else at all */
     assert_null(strstr(out, "RT_TEST_HIDDEN"));
     assert_null(strstr(out, "topsecret"));
     rt_step_result_clear(&res);
@@ -421,7 +421,8 @@ static void test_child_isolation(void **state)
     rt_step_result res;
     run_default(json_pack("{s:[s,s]}", "command", "ls", "/proc/self/fd"), &res);
     expect_ok(&res);
-    assert_string_equal(json_string_value(res.output), "0\n1\n2\n3"); /* 3: ls's own dir handle */
+    /* 3: RATCHET_PROGRESS_FD; 4: ls's own dir handle */
+    assert_string_equal(json_string_value(res.output), "0\n1\n2\n3\n4");
     rt_step_result_clear(&res);
     close(57);
 
