@@ -2,6 +2,10 @@
  * own process group, with rlimits and an allow-listed environment. The run's context goes
  * in on stdin; stdout comes back as the output: parsed JSON, null when empty, else the text
  * as a JSON string (trailing newlines removed, invalid UTF-8 replaced by U+FFFD).
+ * Progress comes on a pipe of its own, fd 3 (RATCHET_PROGRESS_FD): JSON lines
+ * {"done": 40, "total": 100, "message": "..."}; the latest valid one goes to the engine
+ * (ctx->progress) at most once a second, bad or overlong lines are counted and skipped, and
+ * the pipe is always drained so a chatty command never blocks on it.
  *
  * Worker threads run this concurrently, so everything the forked child touches is
  * prepared before fork(): between fork and exec the child calls async-signal-safe
@@ -21,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "step.h"
 #include "util.h"
 
@@ -34,6 +39,10 @@
 #define DRAIN_GRACE_MS 1000  /* after the command exits, how long a process that left the
                               * group (setsid) may keep our pipes open before we stop reading */
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define PROGRESS_FD 3           /* the child's end of the progress pipe */
+#define PROGRESS_LINE_MAX 4096  /* a longer progress line is skipped (and counted) */
+#define PROGRESS_MESSAGE_MAX 200 /* bytes of `message` kept */
+#define PROGRESS_EVERY_MS 1000  /* reports to the engine at most this often */
 
 enum stop_reason { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_OUTPUT_LIMIT };
 
@@ -443,7 +452,7 @@ static bool build_env(const struct opts *o, const rt_step_ctx *ctx, struct envli
     char attempt[32], fence[32];
     snprintf(attempt, sizeof attempt, "%d", ctx->attempt);
     snprintf(fence, sizeof fence, "%lld", (long long)ctx->fence);
-    return env_set(e, "RATCHET_RUN_ID", ctx->run_id ? ctx->run_id : "") &&
+    return env_set(e, "RATCHET_PROGRESS_FD", "3") && env_set(e, "RATCHET_RUN_ID", ctx->run_id ? ctx->run_id : "") &&
            env_set(e, "RATCHET_STEP_KEY", ctx->step_key ? ctx->step_key : "") &&
            env_set(e, "RATCHET_ATTEMPT", attempt) && env_set(e, "RATCHET_FENCE", fence);
 }
@@ -484,7 +493,7 @@ struct spawn_plan {
     char *const *argv;
     char *const *envp;
     const char *cwd;
-    int stdin_fd, stdout_fd, stderr_fd, report_fd;
+    int stdin_fd, stdout_fd, stderr_fd, report_fd, progress_fd;
     const struct opts *o;
 };
 
@@ -516,20 +525,24 @@ static void child_run(const struct spawn_plan *p)
         if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0)
             goto fail;
     }
-    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 3);
-    if (report < 0)
+    /* Above PROGRESS_FD, so that the dup2 onto it below clobbers neither. */
+    int progress = fcntl(p->progress_fd, F_DUPFD_CLOEXEC, PROGRESS_FD + 1);
+    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, PROGRESS_FD + 1);
+    if (report < 0 || progress < 0)
         goto fail;
     for (int i = 0; i < 3; i++) {
         if (dup2(src[i], i) < 0)
             goto fail;
     }
+    if (dup2(progress, PROGRESS_FD) < 0) /* without FD_CLOEXEC: the command inherits it */
+        goto fail;
     /* Close every other descriptor: the engine holds PostgreSQL and broker sockets that
      * were not all opened close-on-exec. */
-    if ((report > 3 && close_range(3, (unsigned)report - 1, 0) != 0) ||
+    if ((report > PROGRESS_FD + 1 && close_range(PROGRESS_FD + 1, (unsigned)report - 1, 0) != 0) ||
         close_range((unsigned)report + 1, ~0U, 0) != 0) {
         struct rlimit nf;
         int max = getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur < 1048576 ? (int)nf.rlim_cur : 1048576;
-        for (int fd = 3; fd < max; fd++) {
+        for (int fd = PROGRESS_FD + 1; fd < max; fd++) {
             if (fd != report)
                 close(fd);
         }
@@ -639,16 +652,122 @@ static char *context_json(const rt_step_ctx *ctx, json_t *with, size_t *len)
     return s;
 }
 
+/* The progress pipe's reader: the line being read, and the latest valid progress. */
+struct progress {
+    char line[PROGRESS_LINE_MAX];
+    size_t len;
+    bool overlong;      /* the current line passed PROGRESS_LINE_MAX: skipped to its end */
+    json_t *latest;     /* owned: the last valid line, not yet reported; NULL when none */
+    int64_t sent_ms;    /* rt_mono_ms() of the last report; 0 = never */
+    long long invalid;  /* lines skipped */
+};
+
 struct run {
     pid_t pid;
-    int in_fd, out_fd, err_fd, pid_fd;
+    int in_fd, out_fd, err_fd, pid_fd, prog_fd;
     const char *in_data;
     size_t in_len, in_off;
     struct buf out;
     struct buf err;
     size_t max_output;
     bool out_over;
+    struct progress prog;
 };
+
+/* One progress line as the engine keeps it ({done, total, message, at, invalid_lines}),
+ * or NULL when it is not an object with a number done >= 0 or a string message (total, if
+ * there, a number >= 0). */
+static json_t *progress_parse(const char *s, size_t n, long long invalid)
+{
+    json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL);
+    json_t *done = json_object_get(j, "done"), *total = json_object_get(j, "total"),
+           *msg = json_object_get(j, "message");
+    bool ok = json_is_object(j) && (done || msg) && (!done || (json_is_number(done) && json_number_value(done) >= 0)) &&
+              (!total || (json_is_number(total) && json_number_value(total) >= 0)) && (!msg || json_is_string(msg));
+    json_t *out = ok ? json_object() : NULL;
+    if (out) {
+        if (done)
+            json_object_set(out, "done", done);
+        if (total)
+            json_object_set(out, "total", total);
+        if (msg) {
+            size_t len = json_string_length(msg);
+            const char *m = json_string_value(msg);
+            if (len > PROGRESS_MESSAGE_MAX) {
+                len = PROGRESS_MESSAGE_MAX;
+                while (len > 0 && ((unsigned char)m[len] & 0xC0) == 0x80)
+                    len--; /* never cut a UTF-8 sequence */
+            }
+            json_object_set_new(out, "message", json_stringn(m, len));
+        }
+        json_object_set_new(out, "at_ms", json_integer(rt_now_ms()));
+        if (invalid > 0)
+            json_object_set_new(out, "invalid_lines", json_integer(invalid));
+    }
+    json_decref(j);
+    return out;
+}
+
+/* Hands the latest progress to the engine: when due (force: at the end, whatever is left). */
+static void progress_send(struct run *r, const rt_step_ctx *ctx, bool force)
+{
+    struct progress *p = &r->prog;
+    int64_t now = rt_mono_ms();
+    if (!p->latest || (!force && p->sent_ms && now - p->sent_ms < PROGRESS_EVERY_MS))
+        return;
+    if (ctx->progress)
+        ctx->progress(ctx, p->latest);
+    json_decref(p->latest);
+    p->latest = NULL;
+    p->sent_ms = now;
+}
+
+static void progress_line_end(struct progress *p)
+{
+    if (p->overlong) {
+        p->invalid++;
+        rt_metrics_counter_add("ratchet_progress_lines_invalid_total", 1);
+    } else if (p->len > 0) {
+        json_t *v = progress_parse(p->line, p->len, p->invalid);
+        if (v) {
+            json_decref(p->latest);
+            p->latest = v;
+        } else {
+            p->invalid++;
+            rt_metrics_counter_add("ratchet_progress_lines_invalid_total", 1);
+        }
+    }
+    p->len = 0;
+    p->overlong = false;
+}
+
+/* Reads what the progress pipe holds; returns false at end of file or on error. */
+static bool drain_progress(struct run *r, const rt_step_ctx *ctx)
+{
+    struct progress *p = &r->prog;
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(r->prog_fd, chunk, sizeof chunk);
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++) {
+                if (chunk[i] == '\n')
+                    progress_line_end(p);
+                else if (p->len < sizeof p->line)
+                    p->line[p->len++] = chunk[i];
+                else
+                    p->overlong = true;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        bool open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (!open)
+            progress_line_end(p); /* a last line without its newline */
+        progress_send(r, ctx, false);
+        return open;
+    }
+}
 
 /* Reads what is there; returns false at end of file or on error. */
 static bool drain(struct run *r, int fd, bool is_stdout)
@@ -733,11 +852,11 @@ static enum stop_reason supervise(struct run *r, const rt_step_ctx *ctx, int64_t
             killpg(r->pid, SIGKILL);
             killed = true;
         }
-        if (exited_at && ((r->out_fd < 0 && r->err_fd < 0) || now >= exited_at + DRAIN_GRACE_MS))
+        if (exited_at && ((r->out_fd < 0 && r->err_fd < 0 && r->prog_fd < 0) || now >= exited_at + DRAIN_GRACE_MS))
             break;
 
-        struct pollfd pf[4];
-        int n = 0, i_out = -1, i_err = -1, i_in = -1;
+        struct pollfd pf[5];
+        int n = 0, i_out = -1, i_err = -1, i_in = -1, i_prog = -1;
         if (r->out_fd >= 0) {
             i_out = n;
             pf[n++] = (struct pollfd){.fd = r->out_fd, .events = POLLIN};
@@ -750,11 +869,15 @@ static enum stop_reason supervise(struct run *r, const rt_step_ctx *ctx, int64_t
             i_in = n;
             pf[n++] = (struct pollfd){.fd = r->in_fd, .events = POLLOUT};
         }
+        if (r->prog_fd >= 0) {
+            i_prog = n;
+            pf[n++] = (struct pollfd){.fd = r->prog_fd, .events = POLLIN};
+        }
         if (r->pid_fd >= 0)
             pf[n++] = (struct pollfd){.fd = r->pid_fd, .events = POLLIN};
 
         int64_t wait = TICK_MS;
-        if (!exited_at && r->pid_fd < 0 && r->out_fd < 0 && r->err_fd < 0)
+        if (!exited_at && r->pid_fd < 0 && r->out_fd < 0 && r->err_fd < 0 && r->prog_fd < 0)
             wait = 10; /* no pidfd: nothing else tells us promptly that it exited */
         if (deadline && reason == STOP_NONE && deadline - now < wait)
             wait = deadline - now;
@@ -775,7 +898,11 @@ static enum stop_reason supervise(struct run *r, const rt_step_ctx *ctx, int64_t
             close_fd(&r->err_fd);
         if (i_in >= 0 && pf[i_in].revents)
             feed_stdin(r);
+        if (i_prog >= 0 && pf[i_prog].revents && !drain_progress(r, ctx))
+            close_fd(&r->prog_fd);
+        progress_send(r, ctx, false); /* one held back by the once-a-second rule */
     }
+    progress_send(r, ctx, true);
     if (reason == STOP_NONE && r->out_over)
         reason = STOP_OUTPUT_LIMIT; /* it finished, but we did not keep all it said */
     return reason;
@@ -885,8 +1012,9 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     size_t argc = json_array_size(o.command);
     char **argv = calloc(argc + 1, sizeof *argv);
     char *path = NULL, *input = NULL;
-    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1};
-    struct run r = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pid_fd = -1,
+    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1},
+        prog_pipe[2] = {-1, -1};
+    struct run r = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pid_fd = -1, .prog_fd = -1,
                     .max_output = o.max_output};
     r.err.data = malloc(STDERR_KEEP);
     r.err.cap = STDERR_KEEP;
@@ -931,12 +1059,13 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         goto pipe_fail;
     }
     if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
-        pipe2(rep_pipe, O_CLOEXEC) != 0)
+        pipe2(rep_pipe, O_CLOEXEC) != 0 || pipe2(prog_pipe, O_CLOEXEC) != 0)
         goto pipe_fail;
 
     struct spawn_plan plan = {.path = path, .argv = argv, .envp = env.v, .cwd = o.cwd,
                               .stdin_fd = in_pipe[0], .stdout_fd = out_pipe[1],
-                              .stderr_fd = err_pipe[1], .report_fd = rep_pipe[1], .o = &o};
+                              .stderr_fd = err_pipe[1], .report_fd = rep_pipe[1],
+                              .progress_fd = prog_pipe[1], .o = &o};
     r.pid = fork();
     if (r.pid < 0) {
         rt_step_fail(res, true, "exec: cannot start a process: %s", strerror(errno));
@@ -951,6 +1080,7 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     close_fd(&out_pipe[1]);
     close_fd(&err_pipe[1]);
     close_fd(&rep_pipe[1]);
+    close_fd(&prog_pipe[1]);
 
     struct child_report rep;
     ssize_t got;
@@ -987,6 +1117,9 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     out_pipe[0] = -1;
     r.err_fd = err_pipe[0];
     err_pipe[0] = -1;
+    r.prog_fd = prog_pipe[0];
+    prog_pipe[0] = -1;
+    set_nonblock(r.prog_fd);
     if (r.in_fd >= 0)
         set_nonblock(r.in_fd);
     set_nonblock(r.out_fd);
@@ -1015,11 +1148,14 @@ done:
     close_fd(&r.out_fd);
     close_fd(&r.err_fd);
     close_fd(&r.pid_fd);
+    close_fd(&r.prog_fd);
+    json_decref(r.prog.latest);
     for (int i = 0; i < 2; i++) {
         close_fd(&in_pipe[i]);
         close_fd(&out_pipe[i]);
         close_fd(&err_pipe[i]);
         close_fd(&rep_pipe[i]);
+        close_fd(&prog_pipe[i]);
     }
     sigpending(&pending);
     if (!pipe_was_pending && sigismember(&pending, SIGPIPE)) {

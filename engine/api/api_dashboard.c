@@ -6,8 +6,18 @@
 
 #include "metrics.h"
 #include "store_stats.h"
+#include "store_wfstats.h"
 
 #define STATS_MINUTES_DEFAULT 60
+
+typedef rt_status (*reader_fn)(rt_api_req *r, rt_store *st, void *arg, json_t **out, rt_error *err);
+static void read_and_reply(rt_api_req *r, reader_fn read, void *arg);
+
+static rt_status read_stats(rt_api_req *r, rt_store *st, void *arg, json_t **out, rt_error *err)
+{
+    (void)r;
+    return rt_store_stats(st, *(int *)arg, out, err);
+}
 
 void rt_api_get_dashboard(rt_api_req *r)
 {
@@ -38,13 +48,18 @@ void rt_api_get_stats(rt_api_req *r)
         }
         minutes = (int)n;
     }
-    /* A connection gone stale while idle gets one more try (the statement only reads). */
+    read_and_reply(r, read_stats, &minutes);
+}
+
+/* The statements read only: a connection gone stale while idle gets one more try. */
+static void read_and_reply(rt_api_req *r, reader_fn read, void *arg)
+{
     rt_error err;
     json_t *out = NULL;
     rt_status s = RT_ERR_UNAVAILABLE;
     for (int attempt = 0; attempt < 2; attempt++) {
         rt_store *st = rt_api_store_get(r, &err);
-        s = st ? rt_store_stats(st, minutes, &out, &err) : err.code;
+        s = st ? read(r, st, arg, &out, &err) : err.code;
         if (s != RT_OK && st && !rt_store_healthy(st) && s != RT_ERR_UNAVAILABLE)
             s = err.code = RT_ERR_UNAVAILABLE;
         rt_api_store_put(r, st);
@@ -59,3 +74,23 @@ void rt_api_get_stats(rt_api_req *r)
     }
     rt_api_reply_json(r, 200, out);
 }
+
+static rt_status read_workflow_stats(rt_api_req *r, rt_store *st, void *arg, json_t **out, rt_error *err)
+{
+    (void)arg;
+    json_t *ids = json_array();
+    for (size_t i = 0; r->set && i < r->set->n; i++)
+        json_array_append_new(ids, json_string(r->set->items[i]->id));
+    rt_status s = rt_store_workflow_stats(st, ids, out, err);
+    json_decref(ids);
+    return s;
+}
+
+void rt_api_get_workflow_stats(rt_api_req *r)
+{
+    static const char *const q[] = {NULL};
+    if (!rt_api_query_only(r, q))
+        return;
+    read_and_reply(r, read_workflow_stats, NULL);
+}
+

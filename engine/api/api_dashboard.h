@@ -16,5 +16,8 @@ extern const size_t rt_web_dashboard_html_len;
 void rt_api_get_dashboard(rt_api_req *r);
 /* GET /api/v1/stats?minutes= (readers): the object of rt_store_stats (store_stats.h). */
 void rt_api_get_stats(rt_api_req *r);
+/* GET /api/v1/stats/workflows (readers): each workflow's health, rt_store_workflow_stats
+ * (store_wfstats.h) for the loaded workflows and any with runs or schedules. */
+void rt_api_get_workflow_stats(rt_api_req *r);
 
 #endif

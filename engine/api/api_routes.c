@@ -1505,6 +1505,7 @@ static const rt_api_route routes[] = {
     {"POST", "/api/v1/schedules/{}/pause", WRITERS, false, post_pause},
     {"POST", "/api/v1/schedules/{}/resume", WRITERS, false, post_resume},
     {"GET", "/api/v1/stats", READERS, false, rt_api_get_stats},
+    {"GET", "/api/v1/stats/workflows", READERS, false, rt_api_get_workflow_stats},
     {"POST", "/hooks/stripe", 0, true, rt_api_post_stripe_hook},
     {"POST", "/hooks/generic/{}", 0, true, rt_api_post_generic_hook},
 };

@@ -483,6 +483,22 @@ static int cmd_runs(cli *c)
     return 0;
 }
 
+/* A step's latest progress under its line: "  progress  40/100 (40%) syncing account 40". */
+static void print_progress(const json_t *p, const char *at)
+{
+    if (!json_is_object(p))
+        return;
+    json_t *done = json_object_get(p, "done"), *total = json_object_get(p, "total");
+    char amount[96] = "";
+    if (json_is_number(done) && json_is_number(total) && json_number_value(total) > 0)
+        snprintf(amount, sizeof amount, "%g/%g (%.0f%%) ", json_number_value(done), json_number_value(total),
+                 100.0 * json_number_value(done) / json_number_value(total));
+    else if (json_is_number(done))
+        snprintf(amount, sizeof amount, "%g ", json_number_value(done));
+    const char *msg = json_string_value(json_object_get(p, "message"));
+    printf("%-24s  %-10s  %s%s (at %s)\n", "", "  progress", amount, msg ? msg : "", at);
+}
+
 static int cmd_show(cli *c)
 {
     opts o;
@@ -540,6 +556,7 @@ static int cmd_show(cli *c)
                (long long)json_integer_value(json_object_get(step, "attempts")), dur,
                error ? error : (o_text ? o_text : "null"));
         free(o_text);
+        print_progress(json_object_get(step, "progress"), str_or(step, "progress_at", "-"));
         size_t k;
         json_t *a;
         json_array_foreach(json_object_get(step, "failed_attempts"), k, a) {

@@ -49,6 +49,11 @@ typedef struct rt_step_ctx {
                               * rendering (which values a template chose: steps/http.c) */
     const char *traceparent; /* may be NULL: W3C traceparent of this attempt's span, for
                               * what the step calls or publishes (engine/run/run_trace.h) */
+    /* May be NULL. A long step's latest progress ({done, total, message}; progress is
+     * borrowed): the engine keeps it for `show`, the API and the dashboard, writing it at
+     * most once a second per step. Never blocks; callable from any thread of the step. */
+    void (*progress)(const struct rt_step_ctx *ctx, json_t *progress);
+    void *progress_arg;      /* the engine's, for progress */
 } rt_step_ctx;
 
 typedef struct rt_step_result {

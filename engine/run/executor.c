@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "run_trace.h"
 #include "outcome.h"
+#include "progress.h"
 #include "step.h"
 #include "store.h"
 #include "store_runctl.h"
@@ -81,6 +82,7 @@ struct rt_engine {
     int live_workers;
 
     const rt_workflow_set *set; /* the loaded workflows (invoke, on_failure), borrowed */
+    rt_progress *progress;      /* steps' latest progress, written behind them (progress.h) */
 
     pthread_mutex_t cache_mu; /* guards the pinned-definition cache */
     rt_workflow **cache;
@@ -333,6 +335,8 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         .state = state,
         .cancelled = &w->cancelled,
         .raw_with = d->with,
+        .progress = rt_progress_report,
+        .progress_arg = w->e->progress,
     };
     d->type->execute(&sctx, with, res);
     json_decref(with);
@@ -728,6 +732,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
     case RT_STEP_OK:
         if (r->emit)
             json_array_append(v->emits, r->emit);
+        rt_progress_count_records(v->wf->id, r->output);
         add_row(v, d->id, "completed", attempt, r->output, NULL, NULL, NULL, started, now);
         set_step(v, d->id, "completed", r->output);
         if (queue_id >= 0)
@@ -1943,6 +1948,8 @@ void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *
 
 rt_status rt_engine_start(rt_engine *e, rt_error *err)
 {
+    if (rt_progress_start(e->cfg, &e->progress, err) != RT_OK)
+        return err->code;
     e->live_workers = e->n_workers;
     for (int i = 0; i < e->n_workers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
@@ -1988,6 +1995,8 @@ void rt_engine_stop(rt_engine *e, int64_t grace_ms)
         pthread_join(e->workers[i].thread, NULL);
     pthread_join(e->waker, NULL);
     pthread_join(e->keeper, NULL);
+    rt_progress_stop(e->progress); /* after the workers: their last reports are written */
+    e->progress = NULL;
     /* Whatever this process still holds goes back to the queue at once. */
     rt_store *st = NULL;
     rt_error err;

@@ -178,6 +178,7 @@ static const char *const stmt_sql[S_COUNT] = {
         "select coalesce(jsonb_agg(jsonb_build_object('id', d.value->>'id', 'status', coalesce(s.status, 'pending'),"
         " 'attempts', coalesce(s.attempts, 0), 'output', s.output, 'error', s.error,"
         " 'started_at', ratchet.ts(s.started_at), 'finished_at', ratchet.ts(s.finished_at),"
+        " 'progress', s.progress, 'progress_at', ratchet.ts(s.progress_at),"
         " 'failed_attempts', (select coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,"
         "   'started_at', ratchet.ts(a.started_at), 'finished_at', ratchet.ts(a.finished_at)) order by a.attempt),"
         "   '[]') from ratchet.step_attempts a where a.run_id = r.id and a.step_id = d.value->>'id'))"

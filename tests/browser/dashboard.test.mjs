@@ -6,6 +6,7 @@
 //   RT_RUN_ID        a run of "demo" (exec sleep, then transform) started just before
 //   RT_FLAKY_ID      a finished run of "flaky" (two failed attempts)
 //   RT_GATED_ID      a run of "gated" awaiting approval
+//   RT_PROGRESS_ID   a run of "progressive": its exec step reported 40/100 and waits
 //   RT_SHOTS         directories to save the screenshots in (colon-separated)
 // Everything is read from the page's DOM as it refreshes itself: no reloads, except where
 // the token's survival across one is the point.
@@ -24,6 +25,7 @@ const VIEWER = env('RT_TOKEN_VIEWER');
 const RUN_ID = env('RT_RUN_ID');
 const FLAKY_ID = env('RT_FLAKY_ID');
 const GATED_ID = env('RT_GATED_ID');
+const PROGRESS_ID = env('RT_PROGRESS_ID');
 const SHOTS = env('RT_SHOTS').split(':').filter(Boolean);
 const WAIT = 30000;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -154,6 +156,29 @@ async function openPhase(browser) {
   await page.click('#schedules-body tr[data-workflow="tick"] button[data-action="resume"]');
   await page.waitForSelector('#schedules-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
   log('schedules: paused and resumed');
+
+  // A running step's progress: a bar at 40 of 100 and its message.
+  await page.goto(`${URL_OPEN}/#/runs/${PROGRESS_ID}`);
+  const bar = '#steps details[data-step="work"] .progress[data-progress="40"] progress';
+  await page.waitForSelector(bar, { timeout: WAIT });
+  check((await page.locator(bar).getAttribute('max')) === '100', 'progress bar max');
+  const ptext = await page.locator('#steps details[data-step="work"] .progress').textContent();
+  check(ptext.includes('40/100 (40%)') && ptext.includes('syncing account 40'), `progress text: ${ptext}`);
+  log(`progress shown: ${ptext}`);
+
+  // Workflows: each one's health from /api/v1/stats/workflows.
+  await page.goto(`${URL_OPEN}/#/workflows`);
+  const wfCell = (wf, field) => page.locator(`#workflows-body tr[data-workflow="${wf}"] td[data-field="${field}"]`);
+  await page.waitForSelector('#workflows-body tr[data-workflow="demo"]', { timeout: WAIT });
+  check(Number((await wfCell('demo', 'runs_1h').textContent()).replace(/\D/g, '')) >= 3, 'demo runs in the last hour');
+  check((await wfCell('demo', 'success_1h').textContent()) === '100%', `demo success: ${await wfCell('demo', 'success_1h').textContent()}`);
+  check(/\d/.test(await wfCell('demo', 'p95_24h').textContent()), 'demo p95');
+  check((await wfCell('flaky', 'success_24h').textContent()) === '0.0%', `flaky success: ${await wfCell('flaky', 'success_24h').textContent()}`);
+  const lf = await wfCell('flaky', 'last_failure').textContent();
+  check(lf.includes('failed') && lf.includes('exit code 3'), `flaky last failure: ${lf}`);
+  check((await wfCell('tick', 'next_fire').textContent()) !== '\u2014', 'tick has no next cron fire');
+  check((await wfCell('gated', 'active').textContent()) === '1', 'gated has one unfinished run');
+  await shot(page, 'dashboard-workflows.png');
 
   // Approvals inbox: the gated run, what it asks, and the command that decides it.
   await page.goto(`${URL_OPEN}/#/approvals`);

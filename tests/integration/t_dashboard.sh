@@ -4,8 +4,8 @@
 # that match a known workload, and tests/browser/dashboard.test.mjs drives the page in
 # headless Chromium against two serves on one database, one without tokens and one with:
 # a run started here shows up and completes by live refresh, the run detail draws the
-# step timeline, filters, replay, schedule pause/resume, the approvals inbox, the token
-# prompt; no console errors and no request off loopback. Screenshots land in $T and in
+# step timeline, a step's progress bar, filters, replay, schedule pause/resume, the
+# workflows health page, the approvals inbox, the token prompt; no console errors and no request off loopback. Screenshots land in $T and in
 # $RATCHET_TEST_TMPDIR (dashboard*.png).
 source "$(dirname "$0")/lib.sh"
 rt_test_init dashboard
@@ -45,6 +45,12 @@ cat >"$W/flaky.json" <<'EOF'
 EOF
 cat >"$W/tick.json" <<'EOF'
 {"id": "tick", "triggers": [{"cron": "0 0 1 1 *"}], "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF
+# Reports progress (RATCHET_PROGRESS_FD), then waits for the file named by event.data.gate.
+cat >"$W/progressive.json" <<'EOF'
+{"id": "progressive", "steps": [{"id": "work", "uses": "exec", "with": {"command": ["sh", "-c",
+  "echo '{\"done\": 40, \"total\": 100, \"message\": \"syncing account 40\"}' >&3; while [ ! -e \"$1\" ]; do sleep 0.05; done",
+  "sh", "${{ event.data.gate }}"]}}]}
 EOF
 cat >"$W/gated.json" <<'EOF'
 {"id": "gated", "triggers": [{"event": "refund.requested"}],
@@ -146,12 +152,16 @@ rt_assert_eq 200 "$code" "the page without a token"
 
 # ---- the browser ----
 RUN=$(start demo '{"n": 1}')
+PROGRESS=$(start progressive "{\"gate\": \"$T/progress-gate\"}")
 SHOTS=$T/shots${RATCHET_TEST_TMPDIR:+:$RATCHET_TEST_TMPDIR}
 rc=0
 RT_URL=$U RT_URL_AUTH=$(rt_serve_url b) RT_TOKEN_VIEWER=$VIEWER RT_RUN_ID=$RUN RT_FLAKY_ID=$FLAKY RT_GATED_ID=$GATED \
+  RT_PROGRESS_ID=$PROGRESS \
   RT_SHOTS=$SHOTS timeout 420 node "$BROWSER_DIR/dashboard.test.mjs" >"$T/browser.log" 2>&1 || rc=$?
 cat "$T/browser.log"
+touch "$T/progress-gate"
 rt_assert_eq 0 "$rc" "exit status of tests/browser/dashboard.test.mjs (124: timed out)"
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where id = '"'$PROGRESS'"'")" = completed ]'
 [[ -s $T/shots/dashboard.png ]] || rt_fail "no screenshot"
 
 rt_serve_stop b

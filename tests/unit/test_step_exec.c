@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -274,9 +275,19 @@ static void test_step_deadline(void **state)
     rt_step_result_clear(&res);
 }
 
+static _Atomic int64_t cancel_at_ms;
+
+/* Cancels once the command has written its pid to the file arg names (a loaded machine
+ * may take longer than any fixed delay to start it), or after 30 s. */
 static void *set_cancel_later(void *arg)
 {
-    usleep(300 * 1000);
+    for (int i = 0; i < 3000; i++) {
+        struct stat sb;
+        if (stat(arg, &sb) == 0 && sb.st_size > 0)
+            break;
+        usleep(10000);
+    }
+    cancel_at_ms = rt_mono_ms();
     cancel_flag = 1;
     return NULL;
 }
@@ -291,16 +302,60 @@ static void test_cancel(void **state)
     snprintf(script, sizeof script, "sleep 30 & echo $! > %s; wait", pidfile);
     rt_step_ctx ctx = make_ctx();
     pthread_t th;
-    pthread_create(&th, NULL, set_cancel_later, NULL);
-    int64_t t0 = rt_mono_ms();
+    pthread_create(&th, NULL, set_cancel_later, pidfile);
     rt_step_result res;
     run(&ctx, sh(script), &res);
-    int64_t took = rt_mono_ms() - t0;
     pthread_join(th, NULL);
+    int64_t took = rt_mono_ms() - cancel_at_ms; /* from the cancel to the step's end */
     expect_fail(&res, true, "cancelled");
     assert_true(took < 3000);
     assert_true(process_gone(read_pid_file(pidfile)));
     unlink(pidfile);
+    rt_step_result_clear(&res);
+}
+
+/* What the progress hook was given: the last value (a copy) and how often. */
+static json_t *progress_last;
+static int progress_calls;
+
+static void capture_progress(const rt_step_ctx *ctx, json_t *p)
+{
+    (void)ctx;
+    json_decref(progress_last);
+    progress_last = json_deep_copy(p);
+    progress_calls++;
+}
+
+/* RATCHET_PROGRESS_FD: the latest valid line reaches the hook (bad, non-object and
+ * overlong lines skipped and counted), at the end at the latest; a line without its
+ * newline at the end counts; a command that never writes there gives no call. */
+static void test_progress(void **state)
+{
+    (void)state;
+    rt_step_ctx ctx = make_ctx();
+    ctx.progress = capture_progress;
+    progress_calls = 0;
+    rt_step_result res;
+    run(&ctx, sh("echo 'nope' >&$RATCHET_PROGRESS_FD; echo '[1]' >&3; head -c 5000 /dev/zero | tr '\\0' x >&3; echo >&3;"
+                 "echo '{\"done\": 1, \"total\": 4}' >&3; printf '{\"done\": 3, \"total\": 4, \"message\": \"m\"}' >&3;"
+                 "echo out"),
+        &res);
+    expect_ok(&res);
+    assert_true(progress_calls >= 1 && progress_calls <= 2);
+    assert_non_null(progress_last);
+    assert_int_equal(json_integer_value(json_object_get(progress_last, "done")), 3);
+    assert_int_equal(json_integer_value(json_object_get(progress_last, "total")), 4);
+    assert_string_equal(json_string_value(json_object_get(progress_last, "message")), "m");
+    assert_int_equal(json_integer_value(json_object_get(progress_last, "invalid_lines")), 3);
+    assert_string_equal(json_string_value(res.output), "out");
+    rt_step_result_clear(&res);
+
+    json_decref(progress_last);
+    progress_last = NULL;
+    progress_calls = 0;
+    run(&ctx, sh("echo quiet"), &res);
+    expect_ok(&res);
+    assert_int_equal(progress_calls, 0);
     rt_step_result_clear(&res);
 }
 
@@ -348,7 +403,7 @@ static void test_env_allow_list(void **state)
     static const char *const expected[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "RT_TEST_ALLOWED=yes",
                                            "FOO=bar", "N=7", "RATCHET_RUN_ID=run-1",
                                            "RATCHET_STEP_KEY=run-1:step-1", "RATCHET_ATTEMPT=2",
-                                           "RATCHET_FENCE=5", NULL};
+                                           "RATCHET_FENCE=5", "RATCHET_PROGRESS_FD=3", NULL};
     size_t lines = 1;
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
@@ -356,7 +411,7 @@ static void test_env_allow_list(void **state)
         if (!strstr(out, expected[i]))
             fail_msg("child env lacks %s:\n%s", expected[i], out);
     }
-    assert_int_equal(lines, 8); /* nothing else at all */
+    assert_int_equal(lines, 9); /* nothing else at all */
     assert_null(strstr(out, "RT_TEST_HIDDEN"));
     assert_null(strstr(out, "topsecret"));
     rt_step_result_clear(&res);
@@ -421,7 +476,8 @@ static void test_child_isolation(void **state)
     rt_step_result res;
     run_default(json_pack("{s:[s,s]}", "command", "ls", "/proc/self/fd"), &res);
     expect_ok(&res);
-    assert_string_equal(json_string_value(res.output), "0\n1\n2\n3"); /* 3: ls's own dir handle */
+    /* 3: RATCHET_PROGRESS_FD; 4: ls's own dir handle */
+    assert_string_equal(json_string_value(res.output), "0\n1\n2\n3\n4");
     rt_step_result_clear(&res);
     close(57);
 
@@ -567,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_leftovers_killed),
         cmocka_unit_test(test_step_deadline),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_memory_rlimit),
         cmocka_unit_test(test_cpu_rlimit),
         cmocka_unit_test(test_env_allow_list),
