@@ -27,6 +27,11 @@ rt_status rt_store_run_pause(rt_store *st, const char *run_id, char was[24], boo
  * *now gets the status after (or the unchanged one when *changed is false). */
 rt_status rt_store_run_resume(rt_store *st, const char *run_id, char now[24], bool *changed, rt_error *err);
 
+/* Inside the caller's transaction: locks the run's row (FOR UPDATE) and gives its status,
+ * so that what the transaction then does to the run is decided on what it is now.
+ * RT_ERR_NOT_FOUND when there is no such run. */
+rt_status rt_store_run_lock(rt_store *st, const char *run_id, char status[24], rt_error *err);
+
 /* A filter over runs (bulk actions). NULL / 0 = any. */
 typedef struct rt_run_select {
     const char *workflow;
