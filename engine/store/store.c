@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "run_status.h"
 #include "migrations.h"
+#include "store_runctl.h"
 #include "util.h"
 
 typedef enum stmt_id {
@@ -99,6 +100,12 @@ typedef enum stmt_id {
 #define SLOW_DUE_SQL                                                                                          \
     "(select count(*) from (select 1 from ratchet.queue q0 where q0.slow and q0.run_at <= now()"             \
     " order by q0.slow, q0.priority, q0.run_at, q0.id limit 1) t0)"
+
+/* "Due now" for a queue item q woken by an event or a child run: unless its run is
+ * paused, then it waits, shifted like the pause's other items, for the resume. */
+#define RT_DUE_NOW_SQL                                                                                        \
+    "now() + case when exists (select 1 from ratchet.runs r where r.id = q.run_id and r.status = 'paused')"   \
+    " then " RT_RUN_PAUSE_SHIFT_MS_SQL " else 0 end * interval '1 millisecond'"
 
 /* Times cross the boundary as unix milliseconds. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
@@ -350,7 +357,7 @@ static const char *const stmt_sql[S_COUNT] = {
                             " || jsonb_build_object('matched', x.envelope) "
                             "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, envelope jsonb) "
                             "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
-    [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = now() "
+    [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                             "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
                             "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
     [S_ACTIVE_RUNS] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'workflow', workflow_id,"
@@ -367,7 +374,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WAKE_STEPS] = "update ratchet.steps s set state = coalesce(s.state, '{}'::jsonb) || x.patch "
                      "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, patch jsonb) "
                      "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
-    [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = now() "
+    [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                      "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
                      "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
     [S_SWEEP_DEADLINES] =
