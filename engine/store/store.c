@@ -69,7 +69,6 @@ typedef enum stmt_id {
     S_WAKE_QUEUE,
     S_SWEEP_DEADLINES,
     S_RUN_SOURCE,
-    S_RUNS_MATCHING,
     S_COUNT_EVENTS,
     S_DELETE_OLD_RUNS,
     S_ITEMS_LOAD,
@@ -395,10 +394,6 @@ static const char *const stmt_sql[S_COUNT] = {
         " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id)), '[]')::text from u",
     [S_RUN_SOURCE] = "select jsonb_build_object('workflow_hash', workflow_hash, 'workflow', workflow_id,"
                      " 'event', event, 'trigger', trigger, 'status', status)::text from ratchet.runs where id = $1::uuid",
-    [S_RUNS_MATCHING] = "select coalesce(jsonb_agg(jsonb_build_object('id', id) order by id), '[]')::text"
-                        " from ratchet.runs where ($1::text is null or workflow_id = $1)"
-                        " and ($2::text is null or status = $2)"
-                        " and status in " RT_RUN_UNFINISHED_SQL,
     [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"
                       " order by received_at), '[]')::text from (select id, name, envelope, received_at"
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",
@@ -1648,13 +1643,6 @@ rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_err
     if (s == RT_ERR_NOT_FOUND)
         return rt_error_set(err, RT_ERR_NOT_FOUND, "run %s not found", id);
     return s;
-}
-
-rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
-                                   rt_error *err)
-{
-    const char *params[] = {workflow, status};
-    return single_json(st, S_RUNS_MATCHING, 2, params, out, err);
 }
 
 rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err)
