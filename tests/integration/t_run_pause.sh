@@ -24,7 +24,7 @@ cat >"$W/gated.json" <<EOF
 EOF
 cat >"$W/napper.json" <<'EOF'
 {"id": "napper", "steps": [
-  {"id": "nap", "uses": "sleep", "with": {"duration": "2s"}},
+  {"id": "nap", "uses": "sleep", "with": {"duration": "8s"}},
   {"id": "after", "uses": "transform", "with": {"value": "woke"}}
 ]}
 EOF
@@ -35,7 +35,7 @@ cat >"$W/waiter.json" <<'EOF'
 ]}
 EOF
 cat >"$W/short.json" <<'EOF'
-{"id": "short", "timeout": "10s", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
+{"id": "short", "timeout": "15s", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
 EOF
 "$RATCHET_BIN" validate "$W" >/dev/null || rt_fail "workflows invalid"
 "$RATCHET_BIN" migrate >/dev/null
@@ -83,7 +83,7 @@ for s in a b d; do rt_assert_eq 1 "$(lines "$s" "$r1")" "step $s ran exactly onc
 r2=$("$RATCHET_BIN" run napper)
 rt_wait_for 60 "[ \"\$(status $r2)\" = sleeping ]"
 "$RATCHET_BIN" pause "$r2" >/dev/null
-rt_wait_for 60 "[ \"\$(rt_psql \"select (now() > started_at + interval '3 seconds')::text from ratchet.steps where run_id = '$r2' and step_id = 'nap'\")\" = true ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select (now() > started_at + interval '9 seconds')::text from ratchet.steps where run_id = '$r2' and step_id = 'nap'\")\" = true ]"
 sleep 1
 rt_assert_eq paused "$(status "$r2")" "paused past the sleep's end"
 rt_assert_eq none "$(step_status "$r2" after)" "the step after the sleep started while paused"
