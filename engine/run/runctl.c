@@ -52,20 +52,19 @@ rt_status rt_run_cancel_tx(rt_store *st, const char *run_id, const char *why, co
                            const json_t *details, bool *cancelled, rt_error *err)
 {
     *cancelled = false;
+    /* Decided under the run's lock: only a run this transaction ends is audited (a run that
+     * ended meanwhile, or is cancelled twice, is not). */
+    char status[24];
+    rt_run_status cur;
+    rt_status s = rt_store_run_lock(st, run_id, status, err);
+    if (s != RT_OK || !rt_run_status_parse(status, &cur) || rt_run_status_final(cur))
+        return s;
     json_t *runs = json_pack("[{s:s, s:s}]", "id", run_id, "error", why);
-    /* The run's status under the cancel's own lock: only an unfinished one is audited. */
-    rt_status s = rt_store_cancel_runs(st, runs, err);
-    json_t *after = NULL;
-    if (s == RT_OK)
-        s = rt_store_get_run(st, run_id, false, &after, err);
-    const char *status = json_string_value(json_object_get(after, "status"));
-    const char *error = json_string_value(json_object_get(after, "error"));
-    /* Cancelled by this statement: its error is ours (a run cancelled before keeps its own). */
-    *cancelled = s == RT_OK && status && !strcmp(status, "cancelled") && error && !strcmp(error, why);
-    if (s == RT_OK && *cancelled) /* AUDIT: in the cancel's transaction */
-        s = rt_store_audit_append(st, actor, "run.cancel", run_id, details, err);
-    json_decref(after);
+    s = rt_store_cancel_runs(st, runs, err);
     json_decref(runs);
+    *cancelled = s == RT_OK;
+    if (*cancelled) /* AUDIT: in the cancel's transaction */
+        s = rt_store_audit_append(st, actor, "run.cancel", run_id, details, err);
     return s;
 }
 

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "run_status.h"
 #include "migrations.h"
+#include "store_runctl.h"
 #include "util.h"
 
 typedef enum stmt_id {
@@ -68,7 +69,6 @@ typedef enum stmt_id {
     S_WAKE_QUEUE,
     S_SWEEP_DEADLINES,
     S_RUN_SOURCE,
-    S_RUNS_MATCHING,
     S_COUNT_EVENTS,
     S_DELETE_OLD_RUNS,
     S_ITEMS_LOAD,
@@ -105,6 +105,12 @@ typedef enum stmt_id {
 #define SLOW_DUE_SQL                                                                                          \
     "(select count(*) from (select 1 from ratchet.queue q0 where q0.slow and q0.run_at <= now()"             \
     " order by q0.slow, q0.priority, q0.run_at, q0.id limit 1) t0)"
+
+/* "Due now" for a queue item q woken by an event or a child run: unless its run is
+ * paused, then it waits, shifted like the pause's other items, for the resume. */
+#define RT_DUE_NOW_SQL                                                                                        \
+    "now() + case when exists (select 1 from ratchet.runs r where r.id = q.run_id and r.status = 'paused')"   \
+    " then " RT_RUN_PAUSE_SHIFT_MS_SQL " else 0 end * interval '1 millisecond'"
 
 /* Times cross the boundary as unix milliseconds. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
@@ -358,7 +364,7 @@ static const char *const stmt_sql[S_COUNT] = {
                             " || jsonb_build_object('matched', x.envelope) "
                             "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, envelope jsonb) "
                             "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
-    [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = now() "
+    [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                             "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
                             "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
     [S_ACTIVE_RUNS] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'workflow', workflow_id,"
@@ -375,7 +381,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WAKE_STEPS] = "update ratchet.steps s set state = coalesce(s.state, '{}'::jsonb) || x.patch "
                      "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, patch jsonb) "
                      "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
-    [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = now() "
+    [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                      "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
                      "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
     [S_SWEEP_DEADLINES] =
@@ -396,10 +402,6 @@ static const char *const stmt_sql[S_COUNT] = {
         " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id)), '[]')::text from u",
     [S_RUN_SOURCE] = "select jsonb_build_object('workflow_hash', workflow_hash, 'workflow', workflow_id,"
                      " 'event', event, 'trigger', trigger, 'status', status)::text from ratchet.runs where id = $1::uuid",
-    [S_RUNS_MATCHING] = "select coalesce(jsonb_agg(jsonb_build_object('id', id) order by id), '[]')::text"
-                        " from ratchet.runs where ($1::text is null or workflow_id = $1)"
-                        " and ($2::text is null or status = $2)"
-                        " and status in " RT_RUN_UNFINISHED_SQL,
     [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"
                       " order by received_at), '[]')::text from (select id, name, envelope, received_at"
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",
@@ -1649,13 +1651,6 @@ rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_err
     if (s == RT_ERR_NOT_FOUND)
         return rt_error_set(err, RT_ERR_NOT_FOUND, "run %s not found", id);
     return s;
-}
-
-rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
-                                   rt_error *err)
-{
-    const char *params[] = {workflow, status};
-    return single_json(st, S_RUNS_MATCHING, 2, params, out, err);
 }
 
 rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err)

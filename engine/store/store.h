@@ -192,9 +192,6 @@ rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
 
 /* {workflow_hash, workflow, event, trigger, status} of a run (replay). */
 rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_error *err);
-/* [{id}] of unfinished runs, filtered by workflow and/or status (NULL = any). */
-rt_status rt_store_unfinished_runs(rt_store *st, const char *workflow, const char *status, json_t **out,
-                                   rt_error *err);
 
 /* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the start
  * (finished false) or the commit (true) of the first completed step of runs created since

@@ -119,6 +119,23 @@ rt_status rt_store_run_resume(rt_store *st, const char *run_id, char now[24], bo
     return s;
 }
 
+rt_status rt_store_run_lock(rt_store *st, const char *run_id, char status[24], rt_error *err)
+{
+    const char *params[] = {run_id};
+    PGresult *r = NULL;
+    rt_status s = rt_store_exec_params(st, "select status from ratchet.runs where id = $1::uuid for update", 1,
+                                       params, &r, err, "locking a run");
+    if (s != RT_OK)
+        return s;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "run %s not found", run_id);
+    }
+    snprintf(status, 24, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return RT_OK;
+}
+
 /* The filter's WHERE clause over ratchet.runs r joined to its pinned definition v; $1..$7. */
 #define SELECT_WHERE                                                                                          \
     " where ($1::text is null or r.workflow_id = $1) and ($2::text is null or r.status = $2)"               \

@@ -15,6 +15,8 @@
  * back by the same amount on resume), so the waker never sees them due: 1000 years, far
  * past the 100 years of a step that waits to be woken (executor.c NEVER_MS). */
 #define RT_RUN_PAUSE_SHIFT_MS (INT64_C(1000) * 365 * 86400000)
+/* The same, as SQL text for statements that make an item due (store.c RT_DUE_NOW_SQL). */
+#define RT_RUN_PAUSE_SHIFT_MS_SQL "31536000000000"
 
 /* Inside the caller's transaction. Pauses run_id when it is queued, running, sleeping or
  * waiting: its idle queue items are shifted by RT_RUN_PAUSE_SHIFT_MS, then its status
@@ -26,6 +28,11 @@ rt_status rt_store_run_pause(rt_store *st, const char *run_id, char was[24], boo
  * waiting, running, or queued when nothing ran yet), idle workers are woken at commit.
  * *now gets the status after (or the unchanged one when *changed is false). */
 rt_status rt_store_run_resume(rt_store *st, const char *run_id, char now[24], bool *changed, rt_error *err);
+
+/* Inside the caller's transaction: locks the run's row (FOR UPDATE) and gives its status,
+ * so that what the transaction then does to the run is decided on what it is now.
+ * RT_ERR_NOT_FOUND when there is no such run. */
+rt_status rt_store_run_lock(rt_store *st, const char *run_id, char status[24], rt_error *err);
 
 /* A filter over runs (bulk actions). NULL / 0 = any. */
 typedef struct rt_run_select {

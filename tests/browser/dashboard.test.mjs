@@ -61,8 +61,8 @@ function watch(page, problems, allowed) {
   });
 }
 
-async function startRun(base, data) {
-  const resp = await fetch(`${base}/api/v1/workflows/demo/runs`, {
+async function startRun(base, data, workflow = 'demo') {
+  const resp = await fetch(`${base}/api/v1/workflows/${workflow}/runs`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ data }),
@@ -145,6 +145,41 @@ async function openPhase(browser) {
   await page.click('#replay');
   await page.waitForFunction((old) => /^#\/runs\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.endsWith(old), FLAKY_ID, { timeout: WAIT });
   log(`replay opened ${await page.evaluate(() => location.hash)}`);
+
+  // Pause and resume a run from its page.
+  const long1 = await startRun(URL_OPEN, {}, 'long'), long2 = await startRun(URL_OPEN, {}, 'long');
+  await page.goto(`${URL_OPEN}/#/runs/${long1}`);
+  await page.waitForSelector('#run .head [data-status="sleeping"]', { timeout: WAIT });
+  await page.click('#pause');
+  await page.waitForSelector('#run .head [data-status="paused"]', { timeout: WAIT });
+  await shot(page, 'dashboard-paused.png');
+  await page.click('#resume');
+  await page.waitForSelector('#run .head [data-status="sleeping"]', { timeout: WAIT });
+  log(`run ${long1} paused and resumed from its page`);
+
+  // Bulk: select two rows and cancel them (a second click confirms).
+  await page.goto(`${URL_OPEN}/#/runs?workflow=long`);
+  await waitRowStatus(page, long2, 'sleeping');
+  for (const id of [long1, long2]) await page.check(`#runs-body input[data-select="${id}"]`);
+  check((await page.locator('#bulk-count').textContent()).startsWith('2 selected'), 'selection count');
+  await page.click('#bulk-cancel-selected');
+  await page.click('#bulk-cancel-selected');
+  await waitRowStatus(page, long1, 'cancelled');
+  await waitRowStatus(page, long2, 'cancelled');
+  // "All matching": counted first (dry run), acted on after the confirming click.
+  const long3 = await startRun(URL_OPEN, {}, 'long');
+  await waitRowStatus(page, long3, 'sleeping');
+  await page.selectOption('#filters select[name=status]', 'sleeping');
+  await page.waitForURL(/status=sleeping/, { timeout: WAIT });
+  await page.click('#bulk-cancel-matching');
+  await page.waitForSelector('#bulk-cancel-matching[data-count="1"]', { timeout: WAIT });
+  await page.click('#bulk-cancel-matching');
+  await page.waitForSelector('#bulk-result', { timeout: WAIT });
+  const said = await page.locator('#bulk-result').textContent();
+  check(said === 'cancelled 1 of 1 matching run(s)', `bulk result: ${said}`);
+  await page.goto(`${URL_OPEN}/#/runs?workflow=long`);
+  await waitRowStatus(page, long3, 'cancelled');
+  log('bulk cancel of selected and of all matching runs');
 
   // Schedules: pause, then resume, through the page's buttons.
   await page.goto(`${URL_OPEN}/#/schedules`);

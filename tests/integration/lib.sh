@@ -243,15 +243,23 @@ rt__exit() {
 # route, method and status, and its body the status's schema (tests/contract/check_contract.py).
 # The log is the test's own ($T/contract.log, or RATCHET_TEST_CONTRACT_LOG), so tests that
 # run side by side under ctest never mix their recordings.
-rt_contract_record() { # METHOD URL_PATH CODE BODY_FILE [HDRS_FILE]
-  local log=${RATCHET_TEST_CONTRACT_LOG:-$T/contract.log} dir n ctype=
-  dir=${log%.log}.d
-  mkdir -p "$dir"
-  n=1
-  [[ -f $log ]] && n=$(($(wc -l <"$log") + 1))
-  cp "$4" "$dir/$n.body" 2>/dev/null || : >"$dir/$n.body"
-  [[ -n ${5:-} && -f $5 ]] && ctype=$(tr -d '\r' <"$5" | awk -F': *' 'tolower($1) == "content-type" { v = $2 } END { print v }')
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "${2%%\?*}" "$3" "$ctype" "$n" >>"$log"
+RT_CONTRACT_N=0
+rt_contract_record() { # METHOD URL_PATH CODE BODY_FILE [HDRS_FILE]: one fork (cp), tests time their requests
+  local log=${RATCHET_TEST_CONTRACT_LOG:-$T/contract.log} line ctype=
+  local dir=${log%.log}.d
+  if ((RT_CONTRACT_N == 0)); then
+    mkdir -p "$dir"
+    if [[ -f $log ]]; then RT_CONTRACT_N=$(($(wc -l <"$log"))); fi
+  fi
+  RT_CONTRACT_N=$((RT_CONTRACT_N + 1))
+  cp "$4" "$dir/$RT_CONTRACT_N.body" 2>/dev/null || : >"$dir/$RT_CONTRACT_N.body"
+  if [[ -n ${5:-} && -f $5 ]]; then
+    while IFS= read -r line; do
+      line=${line%$'\r'}
+      if [[ ${line,,} == content-type:* ]]; then ctype=${line#*:}; ctype=${ctype# }; fi
+    done <"$5"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "${2%%\?*}" "$3" "$ctype" "$RT_CONTRACT_N" >>"$log"
 }
 
 rt_contract_check() { # checks this test's recordings against schemas/openapi.yaml

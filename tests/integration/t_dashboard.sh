@@ -43,6 +43,9 @@ cat >"$W/flaky.json" <<'EOF'
   "retries": {"max_attempts": 2, "backoff": "fixed", "delay": "200ms"},
   "with": {"command": ["sh", "-c", "echo bad input >&2; exit 3"]}}]}
 EOF
+cat >"$W/long.json" <<'EOF'
+{"id": "long", "steps": [{"id": "z", "uses": "sleep", "with": {"duration": "1h"}}]}
+EOF
 cat >"$W/tick.json" <<'EOF'
 {"id": "tick", "triggers": [{"cron": "0 0 1 1 *"}], "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF
@@ -115,7 +118,7 @@ assert [q["priority"] for q in s["queue"]] == ["critical", "high", "normal", "lo
 for q in s["queue"]:
     assert set(q) == {"priority", "runnable", "scheduled", "leased"} and all(q[k] == 0 for k in ("runnable", "scheduled", "leased")), q
 assert s["oldest_runnable_age_s"] == 0, s
-assert list(s["active"]) == ["queued", "awaiting_approval", "running", "sleeping", "waiting"], s["active"]
+assert list(s["active"]) == ["queued", "awaiting_approval", "running", "sleeping", "waiting", "paused"], s["active"]
 assert s["active"]["awaiting_approval"] == 1 and s["active"]["running"] == 0, s["active"]
 assert s["finished"] == {"completed": 3, "partial": 0, "failed": 1, "cancelled": 0, "expired": 0,
                          "timed_out": 0, "rejected": 0}, s["finished"]

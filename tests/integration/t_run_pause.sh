@@ -24,12 +24,18 @@ cat >"$W/gated.json" <<EOF
 EOF
 cat >"$W/napper.json" <<'EOF'
 {"id": "napper", "steps": [
-  {"id": "nap", "uses": "sleep", "with": {"duration": "2s"}},
+  {"id": "nap", "uses": "sleep", "with": {"duration": "8s"}},
   {"id": "after", "uses": "transform", "with": {"value": "woke"}}
 ]}
 EOF
+cat >"$W/waiter.json" <<'EOF'
+{"id": "waiter", "steps": [
+  {"id": "wait", "uses": "wait_for_event", "with": {"event": "pause.go", "timeout": "1h"}},
+  {"id": "after", "uses": "transform", "with": {"value": "${{ steps.wait.output.data }}"}}
+]}
+EOF
 cat >"$W/short.json" <<'EOF'
-{"id": "short", "timeout": "3s", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
+{"id": "short", "timeout": "15s", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
 EOF
 "$RATCHET_BIN" validate "$W" >/dev/null || rt_fail "workflows invalid"
 "$RATCHET_BIN" migrate >/dev/null
@@ -77,13 +83,27 @@ for s in a b d; do rt_assert_eq 1 "$(lines "$s" "$r1")" "step $s ran exactly onc
 r2=$("$RATCHET_BIN" run napper)
 rt_wait_for 60 "[ \"\$(status $r2)\" = sleeping ]"
 "$RATCHET_BIN" pause "$r2" >/dev/null
-rt_wait_for 60 "[ \"\$(rt_psql \"select (now() > started_at + interval '3 seconds')::text from ratchet.steps where run_id = '$r2' and step_id = 'nap'\")\" = true ]"
+rt_wait_for 60 "[ \"\$(rt_psql \"select (now() > started_at + interval '9 seconds')::text from ratchet.steps where run_id = '$r2' and step_id = 'nap'\")\" = true ]"
 sleep 1
 rt_assert_eq paused "$(status "$r2")" "paused past the sleep's end"
 rt_assert_eq none "$(step_status "$r2" after)" "the step after the sleep started while paused"
 "$RATCHET_BIN" resume "$r2" >"$T/resume.out"
 rt_assert_eq "$r2 sleeping" "$(cat "$T/resume.out")" "a resumed sleeper says sleeping until its step runs"
 rt_wait_for 60 "[ \"\$(status $r2)\" = completed ]"
+
+# ---- 4b. an event that arrives while paused is kept for the resume ----
+r5=$("$RATCHET_BIN" run waiter)
+rt_wait_for 60 "[ \"\$(status $r5)\" = waiting ]"
+"$RATCHET_BIN" pause "$r5" >/dev/null
+"$RATCHET_BIN" send pause.go --data '{"k": 1}' >/dev/null
+rt_wait_for 60 "[ \"\$(rt_psql \"select count(*) from ratchet.waits where run_id = '$r5'\")\" = 0 ]"
+rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue where run_id = '$r5' and run_at < now() + interval '500 years'")" \
+  "the woken wait of a paused run is held too (no worker spins on it)"
+sleep 1
+rt_assert_eq paused "$(status "$r5")" "still paused after its event arrived"
+"$RATCHET_BIN" resume "$r5" >/dev/null
+rt_wait_for 60 "[ \"\$(status $r5)\" = completed ]"
+rt_assert_eq '{"k": 1}' "$(rt_psql "select output from ratchet.steps where run_id = '$r5' and step_id = 'after'")" "the event reached the run"
 
 # ---- 5. the workflow timeout keeps running while paused ----
 r3=$("$RATCHET_BIN" run short)
@@ -107,7 +127,7 @@ rt_assert_eq cancelled "$(status "$r4")" "a paused run can be cancelled"
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue where run_id = '$r4'")" "a cancelled paused run leaves no queue item"
 
 # ---- 7. audited ----
-rt_assert_eq "run.pause $r1|run.resume $r1|run.pause $r2|run.resume $r2|run.pause $r3|run.pause $r4|run.cancel $r4" \
+rt_assert_eq "run.pause $r1|run.resume $r1|run.pause $r2|run.resume $r2|run.pause $r5|run.resume $r5|run.pause $r3|run.pause $r4|run.cancel $r4" \
   "$(rt_psql "select string_agg(action || ' ' || subject, '|' order by seq) from ratchet.audit_log where action in ('run.pause', 'run.resume', 'run.cancel')")" \
   "pause and resume records"
 "$RATCHET_BIN" audit verify >/dev/null 2>&1 || rt_fail "audit chain broken"
