@@ -1519,8 +1519,10 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
                 s = rt_store_apply(w->store, NULL, batch, err);
             if (s == RT_OK)
                 s = rt_store_commit(w->store, err);
-            if (s == RT_OK)
+            if (s == RT_OK) {
                 count_finished(batch);
+                trace_finished(views, n_views, batch);
+            }
             json_decref(batch);
         }
     }
