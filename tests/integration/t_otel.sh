@@ -83,6 +83,15 @@ cat >"$W/plain.json" <<'EOF'
   {"id": "one", "uses": "exec", "with": {"command": ["true"]}},
   {"id": "two", "uses": "transform", "with": {"value": 2}}]}
 EOF
+# gated: an agent's event waits for a person's signed approval
+cat >"$W/gated.json" <<'EOF'
+{"id": "gated", "triggers": [{"event": "otel.gated"}], "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
+ "steps": [{"id": "after", "uses": "transform", "with": {"value": 1}}]}
+EOF
+mkdir -p "$T/keys"
+"$RATCHET_BIN" keygen --approver ops-lead --out "$T/keys" >/dev/null 2>&1
+cp "$T/keys/ops-lead.pub" "$T/approvers"
+export RATCHET_APPROVERS=$T/approvers
 # slow: the second step runs long enough to be killed in flight
 cat >"$W/slow.json" <<EOF
 {"id": "slow", "retries": {"max_attempts": 5, "backoff": "fixed", "delay": "100ms"}, "steps": [
@@ -93,7 +102,7 @@ EOF
 "$RATCHET_BIN" validate "$W" >/dev/null || rt_fail "workflows invalid"
 
 hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-run_of_event() { rt_psql "select id from ratchet.runs where event_id = '$1' and workflow_id in ('traced', 'plain')"; }
+run_of_event() { rt_psql "select id from ratchet.runs where event_id = '$1' and workflow_id in ('traced', 'plain', 'gated')"; }
 run_status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 metric() { # NAME{labels} -> value (0 when absent)
   curl -fsS "$(rt_serve_url a)/metrics" | awk -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) print 0 }'
@@ -217,6 +226,31 @@ import json, sys
 spans = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 root = [s for s in spans if s["name"] == "run traced" and s["attributes"]["ratchet.run_id"] == sys.argv[2]][0]
 assert root["traceId"] != sys.argv[3] and root["parentSpanId"] == "", root
+PY
+
+# ---- an approval gate: the wait is a span of the run's trace ----
+TRACE_G=$(hex 16)
+curl -fsS -o /dev/null -H 'Content-Type: application/json' -H "traceparent: 00-$TRACE_G-$(hex 8)-01" \
+  --data '{"name": "otel.gated", "id": "ev-gated", "actor": {"type": "agent", "id": "agent-7"}, "entity_id": "acct_1"}' \
+  "$(rt_serve_url a)/api/v1/events"
+rt_wait_for 60 '[ "$(run_status "$(run_of_event ev-gated)")" = awaiting_approval ]'
+GATED=$(run_of_event ev-gated)
+decision=$("$RATCHET_BIN" approve "$GATED" --as ops-lead --key "$T/keys/ops-lead.key" --print 2>"$T/approve.err") ||
+  rt_fail "ratchet approve --print: $(cat "$T/approve.err")"
+curl -fsS -o /dev/null -H 'Content-Type: application/json' --data "$decision" "$(rt_serve_url a)/api/v1/runs/$GATED/approval"
+rt_wait_for 60 '[ "$(run_status "$GATED")" = completed ]'
+rt_wait_for 60 "grep '\"name\":\"run gated\"' '$SPANS' | grep -q '$GATED'"
+python3 - "$SPANS" "$GATED" "$TRACE_G" <<'PY' || rt_fail "the approval wait span"
+import json, sys
+spans = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+mine = [s for s in spans if s["attributes"].get("ratchet.run_id") == sys.argv[2]]
+root = [s for s in mine if s["name"] == "run gated"]
+wait = [s for s in mine if s["name"] == "approval wait"]
+assert len(root) == 1 and len(wait) == 1, mine
+assert wait[0]["traceId"] == sys.argv[3] == root[0]["traceId"], mine
+assert wait[0]["parentSpanId"] == root[0]["spanId"], mine
+assert wait[0]["attributes"]["ratchet.approval.decision"] == "approve", wait
+assert int(wait[0]["start"]) < int(wait[0]["end"]) and int(wait[0]["start"]) >= int(root[0]["start"]) - 10**9, wait
 PY
 
 # ---- kill -9 mid-step: the resumed run continues the same trace ----
