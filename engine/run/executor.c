@@ -306,10 +306,12 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         rt_step_fail(res, true, "the lease ran out before the step started");
         return false;
     }
+    /* what a step that calls out hands on (quick steps stay in the process) */
     char traceparent[RT_TRACEPARENT_LEN + 1];
-    rt_run_trace_step_parent(v->run_id, v->event, d->id, attempt, traceparent);
+    if (!d->type->quick)
+        rt_run_trace_step_parent(v->run_id, v->event, d->id, attempt, traceparent);
     rt_step_ctx sctx = {
-        .traceparent = traceparent,
+        .traceparent = d->type->quick ? NULL : traceparent,
         .env = &w->e->env,
         .workflow_id = v->wf->id,
         .run_id = v->run_id,

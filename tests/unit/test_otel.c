@@ -235,7 +235,7 @@ static void settings_and_accounting(void **state)
                      counter("ratchet_otel_spans_dropped_total{reason=\"export_failed\"}");
     assert_int_equal(after - before, 25); /* each span once: exported, or dropped and counted */
     assert_int_equal(counter("ratchet_otel_spans_exported_total"), 0); /* nobody listened */
-    assert_true(counter("ratchet_otel_spans_dropped_total{reason=\"queue_full\"}") > 0); /* 4 fit at most */
+    /* (how many of the 25 found the 4-slot queue full depends on the export thread's timing) */
     rt_config_free(&cfg);
 }
 
