@@ -985,6 +985,9 @@ static rt_status register_invokes(rt_engine *e, rt_store *st, run_view *v, json_
         json_t *entity = json_object_get(v->event, "entity_id");
         if (entity)
             json_object_set(event, "entity_id", entity);
+        char tp[RT_TRACEPARENT_LEN + 1]; /* the child's trace continues from the invoke step's span */
+        rt_run_trace_step_parent(v->run_id, v->event, sid, (int)json_integer_value(json_object_get(row, "attempts")), tp);
+        json_object_set_new(event, RT_EVENT_TRACEPARENT_KEY, json_string(tp));
         json_t *trigger = json_pack("{s:s, s:s, s:s, s:s}", "type", "invoke", "parent_run", v->run_id, "parent_step",
                                     sid, "parent_workflow", v->wf->id);
         rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
@@ -1036,6 +1039,10 @@ static rt_status store_emits(rt_engine *e, rt_store *st, run_view *v, rt_error *
                                    json_string_value(json_object_get(actor, "id")),
                                    json_string_value(json_object_get(env, "entity_id")),
                                    json_string_value(json_object_get(env, "id")), &ev, err);
+        /* the step's trace context (publish.c) goes with it */
+        json_t *tp = json_object_get(env, RT_EVENT_TRACEPARENT_KEY);
+        if (s == RT_OK && json_is_string(tp))
+            rt_run_trace_adopt(&ev, json_string_value(tp), json_string_length(tp), NULL, 0);
         if (s == RT_OK)
             s = rt_ingest_events_tx(e->set, st, &ev, 1, "engine", err);
         rt_event_free(ev);

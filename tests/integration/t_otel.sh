@@ -92,6 +92,13 @@ mkdir -p "$T/keys"
 "$RATCHET_BIN" keygen --approver ops-lead --out "$T/keys" >/dev/null 2>&1
 cp "$T/keys/ops-lead.pub" "$T/approvers"
 export RATCHET_APPROVERS=$T/approvers
+# outer invokes inner: the child run continues the parent's trace
+cat >"$W/outer.json" <<'EOF'
+{"id": "outer", "steps": [{"id": "call-inner", "uses": "invoke", "with": {"workflow": "inner", "data": {"n": 1}}}]}
+EOF
+cat >"$W/inner.json" <<'EOF'
+{"id": "inner", "steps": [{"id": "work", "uses": "exec", "with": {"command": ["true"]}}]}
+EOF
 # slow: the second step runs long enough to be killed in flight
 cat >"$W/slow.json" <<EOF
 {"id": "slow", "retries": {"max_attempts": 5, "backoff": "fixed", "delay": "100ms"}, "steps": [
@@ -251,6 +258,23 @@ assert wait[0]["traceId"] == sys.argv[3] == root[0]["traceId"], mine
 assert wait[0]["parentSpanId"] == root[0]["spanId"], mine
 assert wait[0]["attributes"]["ratchet.approval.decision"] == "approve", wait
 assert int(wait[0]["start"]) < int(wait[0]["end"]) and int(wait[0]["start"]) >= int(root[0]["start"]) - 10**9, wait
+PY
+
+# ---- invoke: the child run is a child of the invoke step's span ----
+OUTER=$("$RATCHET_BIN" run outer)
+rt_wait_for 120 '[ "$(run_status "$OUTER")" = completed ]'
+rt_wait_for 60 "grep '\"name\":\"run outer\"' '$SPANS' | grep -q '$OUTER'"
+rt_wait_for 60 "grep -q '\"name\":\"run inner\"' '$SPANS'"
+python3 - "$SPANS" "$OUTER" <<'PY' || rt_fail "the invoked run's trace"
+import json, sys
+spans = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+outer = [s for s in spans if s["name"] == "run outer" and s["attributes"]["ratchet.run_id"] == sys.argv[2]][0]
+call = [s for s in spans if s["name"] == "step call-inner" and s["attributes"]["ratchet.run_id"] == sys.argv[2]]
+inner = [s for s in spans if s["name"] == "run inner"]
+assert len(call) == 1 and len(inner) == 1, (call, inner)
+assert inner[0]["traceId"] == outer["traceId"] == call[0]["traceId"], (outer, inner)
+assert inner[0]["parentSpanId"] == call[0]["spanId"], (call, inner)
+assert inner[0]["attributes"]["ratchet.trigger"] == "invoke", inner
 PY
 
 # ---- kill -9 mid-step: the resumed run continues the same trace ----
