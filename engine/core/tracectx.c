@@ -61,8 +61,9 @@ bool rt_traceparent_parse(const char *s, size_t len, rt_trace_ctx *out)
         return false;
     if (all_zero(c.trace_id, 16) || all_zero(c.span_id, 8))
         return false;
-    if (version == 0)
-        c.flags &= RT_TRACE_FLAG_SAMPLED; /* other bits are unassigned in version 00 */
+    /* Only the sampled bit is known; ratchet passes contexts on as version 00, which
+     * must not carry the rest (found by fuzz_traceparent) */
+    c.flags &= RT_TRACE_FLAG_SAMPLED;
     *out = c;
     return true;
 }

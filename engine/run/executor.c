@@ -319,10 +319,12 @@ static bool run_once(worker *w, run_view *v, const rt_step_def *d, int attempt, 
         rt_step_fail(res, true, "the lease ran out before the step started");
         return false;
     }
+    /* what a step that calls out hands on (quick steps stay in the process) */
     char traceparent[RT_TRACEPARENT_LEN + 1];
-    rt_run_trace_step_parent(v->run_id, v->event, d->id, attempt, traceparent);
+    if (!d->type->quick)
+        rt_run_trace_step_parent(v->run_id, v->event, d->id, attempt, traceparent);
     rt_step_ctx sctx = {
-        .traceparent = traceparent,
+        .traceparent = d->type->quick ? NULL : traceparent,
         .env = &w->e->env,
         .workflow_id = v->wf->id,
         .run_id = v->run_id,
@@ -999,6 +1001,9 @@ static rt_status register_invokes(const rt_workflow_set *set, rt_store *st, run_
         json_t *entity = json_object_get(v->event, "entity_id");
         if (entity)
             json_object_set(event, "entity_id", entity);
+        char tp[RT_TRACEPARENT_LEN + 1]; /* the child's trace continues from the invoke step's span */
+        rt_run_trace_step_parent(v->run_id, v->event, sid, (int)json_integer_value(json_object_get(row, "attempts")), tp);
+        json_object_set_new(event, RT_EVENT_TRACEPARENT_KEY, json_string(tp));
         json_t *trigger = json_pack("{s:s, s:s, s:s, s:s}", "type", "invoke", "parent_run", v->run_id, "parent_step",
                                     sid, "parent_workflow", v->wf->id);
         rt_run_request req = {.wf = child, .trigger = trigger, .event = event, .dedupe_key = key,
@@ -1050,6 +1055,10 @@ static rt_status store_emits(const rt_workflow_set *set, rt_store *st, run_view 
                                    json_string_value(json_object_get(actor, "id")),
                                    json_string_value(json_object_get(env, "entity_id")),
                                    json_string_value(json_object_get(env, "id")), &ev, err);
+        /* the step's trace context (publish.c) goes with it */
+        json_t *tp = json_object_get(env, RT_EVENT_TRACEPARENT_KEY);
+        if (s == RT_OK && json_is_string(tp))
+            rt_run_trace_adopt(&ev, json_string_value(tp), json_string_length(tp), NULL, 0);
         if (s == RT_OK)
             s = rt_ingest_events_tx(set, st, &ev, 1, "engine", err);
         rt_event_free(ev);
@@ -1557,8 +1566,10 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
                 s = rt_store_apply(w->store, NULL, batch, err);
             if (s == RT_OK)
                 s = rt_store_commit(w->store, err);
-            if (s == RT_OK)
+            if (s == RT_OK) {
                 count_finished(batch);
+                trace_finished(views, n_views, batch);
+            }
             json_decref(batch);
         }
     }

@@ -121,7 +121,7 @@ void rt_run_trace_run_span(const char *run_id, const json_t *event, const json_t
     json_decref(s.attributes);
 }
 
-void rt_run_trace_approval_span(const char *run_id, const json_t *event, const char *workflow,
+void rt_run_trace_approval_span(const char *run_id, const json_t *event, const char *workflow, const char *step_id,
                                 const char *decision, int64_t start_ms, int64_t end_ms)
 {
     if (!rt_otel_enabled())
@@ -130,11 +130,15 @@ void rt_run_trace_approval_span(const char *run_id, const json_t *event, const c
     rt_run_trace_of(run_id, event, &t);
     if (!t.sampled)
         return;
-    rt_span s = {.name = "approval wait", .start_ms = start_ms, .end_ms = end_ms};
+    rt_span s = {.name = "approval wait", .start_ms = start_ms > 0 ? start_ms : end_ms, .end_ms = end_ms};
     child_span(&t, &s);
-    rt_trace_derive(s.span_id, 8, "approval-span", run_id, 0);
-    s.attributes = json_pack("{s:s, s:s, s:s}", "ratchet.workflow", workflow, "ratchet.run_id", run_id,
+    char key[400];
+    snprintf(key, sizeof key, "%s\n%s", run_id, step_id ? step_id : "");
+    rt_trace_derive(s.span_id, 8, "approval-span", key, 0);
+    s.attributes = json_pack("{s:s, s:s, s:s}", "ratchet.workflow", workflow ? workflow : "", "ratchet.run_id", run_id,
                              "ratchet.approval.decision", decision);
+    if (step_id && s.attributes)
+        json_object_set_new(s.attributes, "ratchet.step.id", json_string(step_id));
     rt_otel_emit(&s);
     json_decref(s.attributes);
 }

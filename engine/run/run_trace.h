@@ -39,7 +39,8 @@ void rt_run_trace_step_span(const char *run_id, const json_t *event, const char 
                             int64_t start_ms, int64_t end_ms);
 void rt_run_trace_run_span(const char *run_id, const json_t *event, const json_t *trigger, const char *workflow,
                            const char *status, const char *error, int64_t start_ms, int64_t end_ms);
-void rt_run_trace_approval_span(const char *run_id, const json_t *event, const char *workflow,
+/* step_id: the approval step, or NULL for the gate before the run starts */
+void rt_run_trace_approval_span(const char *run_id, const json_t *event, const char *workflow, const char *step_id,
                                 const char *decision, int64_t start_ms, int64_t end_ms);
 /* The ingest of one event (a child of the publisher's span when it sent one). */
 void rt_run_trace_ingest_span(const rt_event *ev, const char *transport, int64_t start_ms, int64_t end_ms);

@@ -92,7 +92,7 @@ rt_status rt_store_approval_lock(rt_store *st, const char *run_id, const char *s
                      " 'step_status', s.status, 'workflow_hash', r.workflow_hash, 'priority', r.priority,"
                      " 'ckey', r.ckey, 'climit', r.climit, 'parent_run_id', r.parent_run_id,"
                      " 'parent_step_id', r.parent_step_id, 'event', r.event, 'trigger', r.trigger,"
-                     " 'with', a.details->'with')::text "
+                     " 'with', a.details->'with', 'requested_at', ratchet.ts(a.requested_at))::text "
                      "from ratchet.approvals a join ratchet.runs r on r.id = a.run_id"
                      " left join ratchet.steps s on s.run_id = a.run_id and s.step_id = a.step_id "
                      "where a.run_id = $1::uuid and a.step_id = $2 for update of a, r",

@@ -2,6 +2,7 @@
  * decision, the checks a decision passes in order, and the run transitions it makes. The
  * SQL is in store_approval.c; every decision and refusal is an audit record. */
 #include "approval.h"
+#include "run_trace.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -932,6 +933,12 @@ static rt_status apply(rt_store *st, const rt_workflow_set *set, const rt_event 
         rt_metrics_counter_add("ratchet_approval_decisions_total", "decision", approve ? "approve" : "reject", 1);
         rt_log_ctx lc = {.workflow = wf_id, .run_id = run_id, .step_id = step ? sid : NULL};
         rt_log(RT_LOG_INFO, &lc, "%s by %s", approve ? "approved" : "rejected", approver);
+        int64_t asked = 0;
+        const char *at = json_string_value(json_object_get(gate, "requested_at"));
+        if (!at || rt_time_parse(at, &asked, NULL) != RT_OK)
+            asked = 0;
+        rt_run_trace_approval_span(run_id, json_object_get(gate, "event"), wf_id, step ? sid : NULL,
+                                   approve ? "approve" : "reject", asked, rt_now_ms());
     }
     return s;
 }
