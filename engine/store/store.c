@@ -206,7 +206,7 @@ static const char *const stmt_sql[S_COUNT] = {
     /* Slow items (exec, http, sql), in one transaction: pick (skipping keys whose running
      * count is at their concurrency limit, and items of paused runs), re-check the key
      * under its advisory lock, then lease to owner (the lease is their run_at) and mark the
-     * step rows running. */
+     * step rows running (a root step's row is made here: creation writes none). */
     [S_CLAIM_PICK] =
         "select q.id, q.ckey, coalesce(q.climit, 0) from ratchet.queue q where q.slow and q.run_at <= now()"
         " and not exists (select 1 from ratchet.runs r where r.id = q.run_id and (r.status = 'paused'"
@@ -225,11 +225,12 @@ static const char *const stmt_sql[S_COUNT] = {
         "  locked_until = now() + $2::bigint * interval '1 millisecond', locked_by = $3"
         " from c where q.id = c.id returning q.id, q.run_id, q.step_id, q.priority, q.slow"
         "), s as ("
-        " update ratchet.steps s set status = 'running',"
+        " insert into ratchet.steps as s (run_id, step_id, status, attempts, started_at, fence)"
+        " select q.run_id, q.step_id, 'running', 1, now(), 1 from q"
+        " on conflict (run_id, step_id) do update set status = 'running',"
         "  attempts = s.attempts + case when s.state is null then 1 else 0 end,"
         "  started_at = case when s.state is null then now() else s.started_at end,"
         "  fence = s.fence + 1"
-        " from q where s.run_id = q.run_id and s.step_id = q.step_id"
         " returning s.run_id, s.step_id, s.attempts, s.state, s.fence"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status, s.attempts, s.state::text,"
@@ -238,7 +239,8 @@ static const char *const stmt_sql[S_COUNT] = {
         "from q join s on s.run_id = q.run_id and s.step_id = q.step_id join ratchet.runs r on r.id = q.run_id "
         "order by q.priority, q.id",
     /* Quick items: only locked, inside the caller's transaction, which also completes
-     * them; nothing is written for the claim itself. Their runs are locked too, in id
+     * them; nothing is written for the claim itself. A root step has no row until it is
+     * done (rt_store_create_runs_tx writes none). Their runs are locked too, in id
      * order (rows are locked after the sort) so completions never deadlock; a run locked
      * by another transaction is waited for and its status read as that one left it (a run
      * paused meanwhile reads 'paused': the executor then leaves its item alone). */
@@ -250,11 +252,11 @@ static const char *const stmt_sql[S_COUNT] = {
         " order by slow, priority, run_at, id limit $1::int for update skip locked"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
-        " s.attempts + case when s.state is null then 1 else 0 end, s.state::text,"
+        " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
-        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id, s.fence, "
-        SLOW_DUE_SQL " "
-        "from q join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
+        " coalesce(s.fence, 0), " SLOW_DUE_SQL " "
+        "from q left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
         " and s.run_id = any(" CLAIMED_RUNS ")"
         " join ratchet.runs r on r.id = q.run_id and r.id = any(" CLAIMED_RUNS ") "
         "order by r.id, q.priority, q.id for update of r",
@@ -851,7 +853,11 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
                 ready = json_object_get(q->prefill, q->wf->steps[d->need_idx[m]].id) != NULL;
             if (!ready)
                 continue;
-            json_array_append_new(steps, json_pack("{s:s, s:s}", "run_id", q->id, "step_id", d->id));
+            /* A root step gets its row when it is claimed (slow) or done (quick): nothing
+             * reads a pending root's row (finalize_run never enqueues a root). A step made
+             * ready by carried-over rows gets one, so no completion enqueues it again. */
+            if (d->n_needs > 0)
+                json_array_append_new(steps, json_pack("{s:s, s:s}", "run_id", q->id, "step_id", d->id));
             json_array_append_new(queue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", q->id,
                                                    "step_id", d->id, "priority", (int)q->wf->priority, "slow",
                                                    !d->type->quick, "run_at", (json_int_t)q->run_at_ms, "ckey",
