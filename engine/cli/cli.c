@@ -233,13 +233,27 @@ static rt_status scheduler_restart(serve_parts *p, rt_error *err)
     return s;
 }
 
+/* Same workflows at the same versions (a reload that changed nothing here)? */
+static bool same_versions(const rt_workflow_set *a, const rt_workflow_set *b)
+{
+    if (!a || !b || a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i]->hash, b->items[i]->hash))
+            return false;
+    return true;
+}
+
 static void on_registry_change(void *arg)
 {
     serve_parts *p = arg;
     rt_error err;
     if (rt_intake_refresh(p->intake, &err) != RT_OK)
         rt_log(RT_LOG_ERROR, NULL, "brokers: re-subscribing after a workflow change: %s", err.msg);
-    if (scheduler_restart(p, &err) != RT_OK)
+    const rt_workflow_set *now = rt_workflow_set_acquire(p->handle);
+    bool same = same_versions(now, p->sched_set);
+    rt_workflow_set_release(now);
+    if (!same && scheduler_restart(p, &err) != RT_OK)
         rt_log(RT_LOG_ERROR, NULL, "scheduler: restart after a workflow change: %s", err.msg);
 }
 
