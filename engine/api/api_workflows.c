@@ -277,10 +277,27 @@ void rt_api_get_workflow_proposals(rt_api_req *r)
     rt_error err;
     rt_status s = rt_store_wf_proposals_pending(st, &rows, &err);
     rt_api_store_put(r, st);
-    if (s != RT_OK)
+    if (s != RT_OK) {
         rt_api_reply_status(r, &err);
-    else
-        rt_api_reply_json(r, 200, json_pack("{s:o}", "proposals", rows));
+        return;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(rows, i, p) { /* the diff the approver signs for */
+        const char *id = json_string_value(json_object_get(p, "workflow_id"));
+        json_t *def = json_object_get(p, "definition"), *base = json_object_get(p, "base_definition");
+        if (json_is_object(def)) {
+            char la[80], lb[80];
+            snprintf(la, sizeof la, json_is_object(base) ? "%s@%.12s" : "/dev/null", id,
+                     json_string_value(json_object_get(p, "base_hash")));
+            snprintf(lb, sizeof lb, "%s@%.12s", id, json_string_value(json_object_get(p, "hash")));
+            char *d = rt_catalog_diff(json_is_object(base) ? base : NULL, def, la, lb);
+            json_object_set_new(p, "diff", d ? json_string(d) : json_null());
+            free(d);
+        }
+        json_object_del(p, "base_definition");
+    }
+    rt_api_reply_json(r, 200, json_pack("{s:o}", "proposals", rows));
 }
 
 /* POST /api/v1/workflow-proposals/{id}/decision: a signed decision (`ratchet approve ID

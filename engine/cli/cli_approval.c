@@ -503,6 +503,7 @@ static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos
     json_t *p;
     if (opt_given(opts, "--json")) {
         json_array_foreach(proposals, k, p) {
+            json_object_del(p, "base_definition");
             json_object_set_new(p, "kind", json_string("workflow_proposal"));
             json_array_append(pending, p);
         }

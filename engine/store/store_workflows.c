@@ -245,9 +245,10 @@ rt_status rt_store_wf_proposal_decide(rt_store *st, const char *id, const char *
 rt_status rt_store_wf_proposals_pending(rt_store *st, json_t **out, rt_error *err)
 {
     return query_json(st,
-                      "select coalesce(json_agg(p order by p.created_at), '[]') from (select id, workflow_id, action,"
-                      " hash, base_hash, action_hash, requested_by, requester, entity_id,"
-                      " ratchet.ts(created_at) as created_at from ratchet.workflow_proposals"
-                      " where status = 'awaiting_approval') p",
+                      "select coalesce(json_agg(p order by p.created_at), '[]') from (select w.id, w.workflow_id,"
+                      " w.action, w.hash, w.base_hash, w.action_hash, w.requested_by, w.requester, w.entity_id,"
+                      " ratchet.ts(w.created_at) as created_at, w.definition, b.definition as base_definition"
+                      " from ratchet.workflow_proposals w left join ratchet.workflow_versions b on b.hash = w.base_hash"
+                      " where w.status = 'awaiting_approval') p",
                       0, NULL, out, err, "listing proposals");
 }

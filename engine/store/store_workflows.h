@@ -51,7 +51,8 @@ rt_status rt_store_wf_propose(rt_store *st, const json_t *row, rt_error *err);
 rt_status rt_store_wf_proposal_lock(rt_store *st, const char *id, json_t **out, rt_error *err);
 rt_status rt_store_wf_proposal_decide(rt_store *st, const char *id, const char *status, const char *approver,
                                       const char *comment, rt_error *err);
-/* Proposals awaiting a decision, oldest first (without definitions). */
+/* Proposals awaiting a decision, oldest first, with the proposed `definition` (apply) and
+ * the `base_definition` it would replace. */
 rt_status rt_store_wf_proposals_pending(rt_store *st, json_t **out, rt_error *err);
 
 /* NOTIFY RT_WORKFLOWS_CHANNEL (delivered at commit). */
