@@ -155,6 +155,25 @@ async function openPhase(browser) {
   await page.waitForSelector('#schedules-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
   log('schedules: paused and resumed');
 
+  // Workflows: the registry list, pause/resume of a whole workflow, a version's diff.
+  await page.goto(`${URL_OPEN}/#/workflows`);
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
+  await page.click('#workflows-body tr[data-workflow="tick"] button[data-action="pause"]');
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="paused"]', { timeout: WAIT });
+  const wfs = await (await fetch(`${URL_OPEN}/api/v1/workflows`)).json();
+  check(wfs.workflows.some((w) => w.id === 'tick' && w.paused === true), 'workflow pause did not reach the API');
+  await page.click('#workflows-body tr[data-workflow="tick"] button[data-action="resume"]');
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
+  const put = await fetch(`${URL_OPEN}/api/v1/workflows/tick`, { method: 'PUT', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'tick', triggers: [{ cron: '0 0 1 1 *' }], steps: [{ id: 'a', uses: 'transform', with: { value: 2 } }] }) });
+  check(put.status === 201, `PUT of a new version answered ${put.status}`);
+  await page.goto(`${URL_OPEN}/#/workflows/tick`);
+  await page.waitForSelector('#versions .appr[data-action="apply"] pre.diff .add', { timeout: WAIT });
+  const diff = await page.locator('#versions .appr[data-action="apply"] pre.diff').first().textContent();
+  check(diff.includes('+') && diff.includes('"value": 2') && diff.includes('"value": 1'), `version diff: ${diff}`);
+  await shot(page, 'dashboard-workflows.png');
+  log('workflows: paused, resumed, a new version and its diff');
+
   // Approvals inbox: the gated run, what it asks, and the command that decides it.
   await page.goto(`${URL_OPEN}/#/approvals`);
   await page.waitForSelector(`#approvals .appr[data-run-id="${GATED_ID}"]`, { timeout: WAIT });
