@@ -89,6 +89,12 @@ rt_assert_eq t "$(rt_psql "select paused from ratchet.workflow_registry where wo
 out=$(http "$AG" PUT /api/v1/workflows/nightly '{"id": "nightly", "triggers": [{"cron": "0 3 * * *"}], "steps": [{"id": "v", "uses": "transform", "with": {"value": 1}}]}')
 [[ ${out%% *} == 202 ]] || rt_fail "agent's new cron workflow: $out"
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.workflow_registry where workflow_id = 'nightly'")" "no new schedule before approval"
+# Decided from the CLI: the proposer's own key is refused, a listed approver's applies it.
+PN=$(jget '["proposal_id"]' "$out")
+if "$RATCHET_BIN" workflows approve "$PN" --as agent-bob --key "$K/agent-bob.key" 2>"$T/self.err"; then rt_fail "CLI self-approval applied"; fi
+grep -q self_approval "$T/self.err" || rt_fail "CLI self-approval: $(cat "$T/self.err")"
+"$RATCHET_BIN" workflows approve "$PN" --as ops-lead --key "$K/ops-lead.key" 2>/dev/null | grep -q "$PN approved" || rt_fail "CLI approval"
+rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.workflow_registry where workflow_id = 'nightly' and not removed")" "nightly applied after approval"
 
 # 6. System workflows: refused outright (403) and audited; nothing is proposed.
 n=$(rt_psql "select count(*) from ratchet.workflow_proposals")
