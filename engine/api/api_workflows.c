@@ -9,8 +9,12 @@
 #include "api.h"
 #include "log.h"
 #include "metrics.h"
+#include "store_workflows.h"
+#include "util.h"
+#include "auth.h"
 #include "workflow.h"
 #include "workflow_catalog.h"
+#include "workflow_proposal.h"
 
 static void actor_of(const rt_api_req *r, char *buf, size_t len)
 {
@@ -35,6 +39,38 @@ static rt_store *store_or_reply(rt_api_req *r)
     return st;
 }
 
+static bool is_agent(const rt_api_req *r)
+{
+    return r->who.role == RT_ROLE_AGENT;
+}
+
+/* An agent's change becomes a proposal (workflow_proposal.h): 202 with its id, action_hash
+ * and diff; a system workflow's is refused (403, audited). */
+static void propose(rt_api_req *r, const char *id, const char *action, const rt_workflow *wf, const char *on_resume)
+{
+    rt_store *st = store_or_reply(r);
+    if (!st)
+        return;
+    char actor[64], why[300];
+    actor_of(r, actor, sizeof actor);
+    rt_proposal_request rq = {.workflow_id = id, .action = action, .wf = wf, .on_resume = on_resume, .actor = actor,
+                              .requester = rt_identity_actor_id(&r->who),
+                              .entity_id = r->who.entity_id[0] ? r->who.entity_id : NULL};
+    bool refused = false;
+    json_t *out = NULL;
+    rt_error err;
+    rt_status s = rt_proposal_create(st, &rq, &refused, why, sizeof why, &out, &err);
+    rt_api_store_put(r, st);
+    if (s != RT_OK)
+        rt_api_reply_status(r, &err);
+    else if (refused)
+        rt_api_reply_error_with(r, 403, json_pack("{s:s}", "reason", "system"), "%s", why);
+    else
+        rt_api_reply_json(r, 202, out);
+    if (s == RT_OK && !refused)
+        rt_log(RT_LOG_INFO, NULL, "api: %s proposes to %s workflow %s (awaiting approval)", actor, action, id);
+}
+
 /* PUT /api/v1/workflows/{id}: the body is the definition, validated as `ratchet validate`
  * does (400 naming the JSON path); its id must be the path's. */
 void rt_api_put_workflow(rt_api_req *r)
@@ -51,6 +87,11 @@ void rt_api_put_workflow(rt_api_req *r)
     }
     if (strcmp(wf->id, id)) {
         rt_api_reply_error(r, 400, "$.id: the definition is workflow \"%s\", the path names \"%s\"", wf->id, id);
+        rt_workflow_free(wf);
+        return;
+    }
+    if (is_agent(r)) {
+        propose(r, id, "apply", wf, NULL);
         rt_workflow_free(wf);
         return;
     }
@@ -87,6 +128,13 @@ void rt_api_delete_workflow(rt_api_req *r)
         return;
     if (cr && strcmp(cr, "true") && strcmp(cr, "false")) {
         rt_api_reply_error(r, 400, "cancel_running must be true or false");
+        return;
+    }
+    if (is_agent(r)) {
+        if (cr && !strcmp(cr, "true"))
+            rt_api_refuse(r, 403, "an agent may not cancel runs by removing a workflow (propose the removal alone)");
+        else
+            propose(r, id, "remove", NULL, NULL);
         return;
     }
     rt_store *st = store_or_reply(r);
@@ -129,6 +177,11 @@ static void pause_or_resume(rt_api_req *r, bool pause)
             json_decref(body);
             return;
         }
+    }
+    if (is_agent(r)) {
+        propose(r, id, pause ? "pause" : "resume", NULL, on_resume);
+        json_decref(body);
+        return;
     }
     rt_store *st = store_or_reply(r);
     if (!st) {
@@ -209,4 +262,87 @@ void rt_api_workflows_decorate(rt_api_req *r, json_t *workflows)
         }
     }
     json_decref(rows);
+}
+
+/* GET /api/v1/workflow-proposals: what waits for a person's decision. */
+void rt_api_get_workflow_proposals(rt_api_req *r)
+{
+    static const char *const q[] = {NULL};
+    if (!rt_api_query_only(r, q))
+        return;
+    rt_store *st = store_or_reply(r);
+    if (!st)
+        return;
+    json_t *rows = NULL;
+    rt_error err;
+    rt_status s = rt_store_wf_proposals_pending(st, &rows, &err);
+    rt_api_store_put(r, st);
+    if (s != RT_OK) {
+        rt_api_reply_status(r, &err);
+        return;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(rows, i, p) { /* the diff the approver signs for */
+        const char *id = json_string_value(json_object_get(p, "workflow_id"));
+        json_t *def = json_object_get(p, "definition"), *base = json_object_get(p, "base_definition");
+        if (json_is_object(def)) {
+            char la[80], lb[80];
+            snprintf(la, sizeof la, json_is_object(base) ? "%s@%.12s" : "/dev/null", id,
+                     json_string_value(json_object_get(p, "base_hash")));
+            snprintf(lb, sizeof lb, "%s@%.12s", id, json_string_value(json_object_get(p, "hash")));
+            char *d = rt_catalog_diff(json_is_object(base) ? base : NULL, def, la, lb);
+            json_object_set_new(p, "diff", d ? json_string(d) : json_null());
+            free(d);
+        }
+        json_object_del(p, "base_definition");
+    }
+    rt_api_reply_json(r, 200, json_pack("{s:o}", "proposals", rows));
+}
+
+/* POST /api/v1/workflow-proposals/{id}/decision: a signed decision (`ratchet approve ID
+ * --hash ACTION_HASH --print` makes one; run_id is the proposal id). */
+void rt_api_post_workflow_proposal_decision(rt_api_req *r)
+{
+    const char *id = r->params[0];
+    if (!rt_uuid_valid(id)) {
+        rt_api_reply_error(r, 400, "\"%.64s\" is not a proposal id (expected a UUID)", id);
+        return;
+    }
+    json_error_t jerr;
+    json_t *d = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(d)) {
+        rt_api_reply_error(r, 400, "body: expected a signed decision object");
+        json_decref(d);
+        return;
+    }
+    if (!json_object_get(d, "run_id"))
+        json_object_set_new(d, "run_id", json_string(id));
+    rt_store *st = store_or_reply(r);
+    if (!st) {
+        json_decref(d);
+        return;
+    }
+    char carrier[64], msg[700];
+    actor_of(r, carrier, sizeof carrier);
+    rt_refusal why = RT_REFUSAL_NONE;
+    json_t *out = NULL;
+    rt_error err;
+    rt_status s = rt_proposal_decide(st, id, d, carrier, is_agent(r), &why, msg, sizeof msg, &out, &err);
+    rt_api_store_put(r, st);
+    json_decref(d);
+    if (s != RT_OK) {
+        rt_api_reply_status(r, &err);
+    } else if (why) {
+        int status = why == RT_REFUSAL_INVALID ? 400 : why == RT_REFUSAL_NOT_AWAITING || why == RT_REFUSAL_HASH_MISMATCH ||
+                                                             why == RT_REFUSAL_EXPIRED || why == RT_REFUSAL_NONCE_REUSED
+                                                         ? 409
+                                                         : 403;
+        rt_api_reply_error_with(r, status, json_pack("{s:s}", "reason", rt_refusal_name(why)), "decision refused (%s): %s",
+                                rt_refusal_name(why), msg);
+    } else {
+        rt_api_reply_json(r, 200, out);
+        out = NULL;
+    }
+    json_decref(out);
 }

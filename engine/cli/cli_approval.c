@@ -18,6 +18,7 @@
 #include "intake.h"
 #include "log.h"
 #include "store.h"
+#include "store_workflows.h"
 #include "store_approval.h"
 #include "store_audit.h"
 #include "util.h"
@@ -488,15 +489,24 @@ static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos
     rt_store *st = NULL;
     if (rc || (rc = need_db(a, cfg, &st)))
         return rc;
-    json_t *pending = NULL;
+    json_t *pending = NULL, *proposals = NULL;
     rt_error err;
     rt_status s = rt_store_approval_pending(st, NULL, &pending, &err);
+    if (s == RT_OK) /* agents' workflow changes (workflow_proposal.h) wait here too */
+        s = rt_store_wf_proposals_pending(st, &proposals, &err);
     rt_store_close(st);
     if (s != RT_OK) {
         fprintf(stderr, "ratchet approvals: %s\n", err.msg);
         return 1;
     }
+    size_t k;
+    json_t *p;
     if (opt_given(opts, "--json")) {
+        json_array_foreach(proposals, k, p) {
+            json_object_del(p, "base_definition");
+            json_object_set_new(p, "kind", json_string("workflow_proposal"));
+            json_array_append(pending, p);
+        }
         print_json(pending);
     } else {
         printf("%-36s  %-16s  %-24s  %-22s  %-24s  %s\n", "RUN", "STEP", "WORKFLOW", "STARTED BY", "EXPIRES",
@@ -510,9 +520,15 @@ static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos
             printf("%-36s  %-16s  %-24s  %-22s  %-24s  %s\n", str_or(g, "run_id", "?"), str_or(g, "step_id", "-"),
                    str_or(g, "workflow", "?"), who, str_or(g, "expires_at", "never"), str_or(g, "action_hash", "?"));
         }
-        if (json_array_size(pending) == 0)
+        if (json_array_size(proposals) > 0)
+            printf("\n%-36s  %-8s  %-24s  %-22s  %s\n", "PROPOSAL", "ACTION", "WORKFLOW", "PROPOSED BY", "ACTION_HASH");
+        json_array_foreach(proposals, k, p)
+            printf("%-36s  %-8s  %-24s  %-22s  %s\n", str_or(p, "id", "?"), str_or(p, "action", "?"),
+                   str_or(p, "workflow_id", "?"), str_or(p, "requested_by", "?"), str_or(p, "action_hash", "?"));
+        if (json_array_size(pending) == 0 && json_array_size(proposals) == 0)
             printf("(nothing awaits approval)\n");
     }
+    json_decref(proposals);
     json_decref(pending);
     return 0;
 }

@@ -7,18 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "approval.h"
 #include "audit.h"
 #include "metrics.h"
 #include "store.h"
+#include "store_workflows.h"
+#include "util.h"
 #include "workflow.h"
 #include "workflow_catalog.h"
+#include "workflow_proposal.h"
 
 #define EXIT_USAGE 2
 #define MAX_POS 16
 
 static const char usage_text[] =
     "usage: ratchet workflows [list] [--json] | apply FILE|DIR... | remove ID [--cancel-running] | pause ID |"
-    " resume ID [--on-resume run|skip] | history ID [--json]";
+    " resume ID [--on-resume run|skip] | history ID [--json] |"
+    " approve|reject PROPOSAL --as APPROVER --key FILE [--comment C]";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -166,12 +171,79 @@ static int history(rt_store *st, const char *id, bool as_json)
     return 0;
 }
 
+/* Signs a decision on an agent's proposal with the approver's key (as `ratchet approve`
+ * does for runs) and has it judged and applied here (workflow_proposal.h). The action hash
+ * signed is the one stored, after showing what it stands for. */
+static int decide(rt_store *st, const char *pid, bool approve, const char *as, const char *key, const char *comment)
+{
+    json_t *pending = NULL, *p = NULL;
+    rt_error err;
+    if (rt_store_wf_proposals_pending(st, &pending, &err) != RT_OK) {
+        fprintf(stderr, "ratchet workflows: %s\n", err.msg);
+        return 1;
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(pending, i, x) if (!strcmp(s_or(x, "id", ""), pid)) p = x;
+    if (!p) {
+        fprintf(stderr, "ratchet workflows: proposal %s is not awaiting approval\n", pid);
+        json_decref(pending);
+        return 1;
+    }
+    fprintf(stderr, "%s proposal %s: %s workflow %s, asked by %s\n  action_hash %s\n", approve ? "approving" : "rejecting",
+            pid, s_or(p, "action", "?"), s_or(p, "workflow_id", "?"), s_or(p, "requested_by", "?"),
+            s_or(p, "action_hash", "?"));
+    json_t *def = json_object_get(p, "definition"), *base = json_object_get(p, "base_definition");
+    if (json_is_object(def)) {
+        char *d = rt_catalog_diff(json_is_object(base) ? base : NULL, def, "current", "proposed");
+        fprintf(stderr, "%s", d ? d : "");
+        free(d);
+    }
+    unsigned char rnd[16];
+    char nonce[40];
+    rt_random_bytes(rnd, sizeof rnd);
+    for (size_t k = 0; k < sizeof rnd; k++)
+        snprintf(nonce + 2 * k, 3, "%02x", rnd[k]);
+    json_t *dec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "run_id", pid, "decision", approve ? "approve" : "reject",
+                            "approver", as, "ts", (json_int_t)rt_now_ms(), "nonce", nonce, "action_hash",
+                            s_or(p, "action_hash", ""));
+    if (comment)
+        json_object_set_new(dec, "comment", json_string(comment));
+    size_t len = 0;
+    char *canon = rt_approval_canonical(dec, &len);
+    char sig[100];
+    rt_status s = canon ? rt_approval_sign_file(key, canon, len, sig, &err) : rt_error_set(&err, RT_ERR_NOMEM, "out of memory");
+    free(canon);
+    if (s == RT_OK)
+        json_object_set_new(dec, "sig", json_string(sig));
+    char carrier[160], msg[700];
+    rt_audit_cli_actor(carrier, sizeof carrier);
+    rt_refusal why = RT_REFUSAL_NONE;
+    json_t *out = NULL;
+    if (s == RT_OK)
+        s = rt_proposal_decide(st, pid, dec, carrier, false, &why, msg, sizeof msg, &out, &err);
+    int rc = 0;
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet workflows: %s\n", err.msg);
+        rc = 1;
+    } else if (why) {
+        fprintf(stderr, "ratchet workflows: decision refused (%s): %s\n", rt_refusal_name(why), msg);
+        rc = 1;
+    } else {
+        printf("%s %s\n", pid, s_or(out, "outcome", "?"));
+    }
+    json_decref(out);
+    json_decref(dec);
+    json_decref(pending);
+    return rc;
+}
+
 int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
 {
     const char *positional[MAX_POS];
     int n_pos = 0;
     bool as_json = false, cancel_running = false;
-    const char *on_resume = NULL;
+    const char *on_resume = NULL, *as = NULL, *key = NULL, *comment = NULL;
     for (int i = pos; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
@@ -182,6 +254,10 @@ int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
             as_json = true;
         } else if (!strcmp(a, "--cancel-running")) {
             cancel_running = true;
+        } else if (!strcmp(a, "--as") || !strcmp(a, "--key") || !strcmp(a, "--comment")) {
+            if (i + 1 >= argc)
+                return usage("%s needs a value", a);
+            *(!strcmp(a, "--as") ? &as : !strcmp(a, "--key") ? &key : &comment) = argv[++i];
         } else if (!strncmp(a, "--on-resume", 11) && (a[11] == '=' || a[11] == '\0')) {
             on_resume = a[11] == '=' ? a + 12 : i + 1 < argc ? argv[++i] : NULL;
             if (!on_resume || (strcmp(on_resume, "run") && strcmp(on_resume, "skip")))
@@ -196,7 +272,8 @@ int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
         }
     }
     const char *verb = n_pos ? positional[0] : "list";
-    static const char *const verbs[] = {"list", "apply", "remove", "pause", "resume", "history", NULL};
+    static const char *const verbs[] = {"list", "apply", "remove", "pause", "resume", "history", "approve", "reject",
+                                        NULL};
     bool known = false;
     for (size_t k = 0; verbs[k]; k++)
         known = known || !strcmp(verb, verbs[k]);
@@ -215,6 +292,11 @@ int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
         return usage("%s", "--cancel-running is for remove");
     if (on_resume && strcmp(verb, "resume"))
         return usage("%s", "--on-resume is for resume");
+    bool is_decide = !strcmp(verb, "approve") || !strcmp(verb, "reject");
+    if (is_decide && (!as || !key))
+        return usage("%s needs --as APPROVER and --key FILE", verb);
+    if (!is_decide && (as || key || comment))
+        return usage("%s", "--as, --key and --comment are for approve and reject");
 
     rt_error err;
     if (rt_config_apply_logging(cfg, &err) != RT_OK || rt_config_require_database(cfg, &err) != RT_OK) {
@@ -236,6 +318,8 @@ int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
         rc = apply(st, actor, positional + 1, n_pos - 1);
     } else if (!strcmp(verb, "history")) {
         rc = history(st, id, as_json);
+    } else if (is_decide) {
+        rc = decide(st, id, !strcmp(verb, "approve"), as, key, comment);
     } else {
         bool changed = false;
         size_t n1 = 0, n2 = 0;

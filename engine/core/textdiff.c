@@ -106,12 +106,12 @@ static char *script(const lines *a, const lines *b, size_t *n_ops)
         if (i < n && j < m && same(a, i, b, j)) {
             ops[k++] = ' ';
             i++, j++;
-        } else if (j < m && (i == n || t[i * (m + 1) + j + 1] >= t[(i + 1) * (m + 1) + j])) {
+        } else if (i < n && (j == m || t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1])) {
+            ops[k++] = '-'; /* removals before additions, as diff -u prints them */
+            i++;
+        } else {
             ops[k++] = '+';
             j++;
-        } else {
-            ops[k++] = '-';
-            i++;
         }
     }
     free(t);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "alerts.h"
@@ -208,6 +209,17 @@ static void stop_alerts(serve_state *d)
     rt_alerts_stop(d->alerts);
 }
 
+/* Same workflows at the same versions (a reload that changed nothing here)? */
+static bool same_versions(const rt_workflow_set *a, const rt_workflow_set *b)
+{
+    if (!a || !b || a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i]->hash, b->items[i]->hash))
+            return false;
+    return true;
+}
+
 /* What a registry change (from any process) touches in this one: the broker
  * subscriptions and the scheduler. Runs on the watcher's thread, the only one that
  * changes them once serve runs; shutdown stops the watcher before them. */
@@ -217,7 +229,10 @@ static void on_registry_change(void *arg)
     rt_error err;
     if (rt_intake_refresh(d->intake, &err) != RT_OK)
         rt_log(RT_LOG_ERROR, NULL, "brokers: re-subscribing after a workflow change: %s", err.msg);
-    if (start_scheduler(d, &err) != RT_OK)
+    const rt_workflow_set *now = rt_workflow_set_acquire(d->workflows);
+    bool same = same_versions(now, d->sched_set);
+    rt_workflow_set_release(now);
+    if (!same && start_scheduler(d, &err) != RT_OK)
         rt_log(RT_LOG_ERROR, NULL, "scheduler: restart after a workflow change: %s", err.msg);
 }
 

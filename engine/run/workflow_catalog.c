@@ -202,12 +202,12 @@ rt_status rt_catalog_find(rt_store *st, const char *id, rt_workflow **out, rt_er
     return s;
 }
 
-rt_status rt_catalog_apply(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
-                           bool *changed, rt_error *err)
+rt_status rt_catalog_apply_tx(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
+                              bool *changed, rt_error *err)
 {
     *changed = false;
     json_t *row = NULL;
-    rt_status s = begin_locked(st, err);
+    rt_status s = rt_store_wf_lock(st, err);
     if (s == RT_OK) {
         s = rt_store_wf_state(st, wf->id, &row, err);
         if (s == RT_ERR_NOT_FOUND)
@@ -220,9 +220,17 @@ rt_status rt_catalog_apply(rt_store *st, const rt_workflow *wf, const char *sour
             s = rt_store_wf_notify(st, err);
         *changed = s == RT_OK;
     }
-    s = finish(st, s, err);
     json_decref(row);
     return s;
+}
+
+rt_status rt_catalog_apply(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
+                           bool *changed, rt_error *err)
+{
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_catalog_apply_tx(st, wf, source, actor, changed, err);
+    return finish(st, s, err);
 }
 
 /* The registry row of id, locked in: RT_ERR_NOT_FOUND when unknown or removed. */
@@ -237,15 +245,27 @@ static rt_status live_row(rt_store *st, const char *id, json_t **row, rt_error *
 rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, bool cancel_running,
                             size_t *cancelled, rt_error *err)
 {
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_catalog_remove_tx(st, id, actor, cancel_running, cancelled, err);
+    return finish(st, s, err);
+}
+
+rt_status rt_catalog_remove_tx(rt_store *st, const char *id, const char *actor, bool cancel_running,
+                               size_t *cancelled, rt_error *err)
+{
     *cancelled = 0;
     json_t *row = NULL, *runs = NULL;
-    rt_status s = begin_locked(st, err);
+    rt_status s = rt_store_wf_lock(st, err);
     if (s == RT_OK)
         s = live_row(st, id, &row, err);
     if (s == RT_OK)
         s = rt_store_wf_set_removed(st, id, false, err);
-    if (s == RT_OK)
-        s = rt_store_unfinished_runs(st, id, NULL, &runs, err);
+    if (s == RT_OK) {
+        json_t *ids = json_pack("[s]", id);
+        s = rt_store_active_runs(st, ids, &runs, err);
+        json_decref(ids);
+    }
     *cancelled = json_array_size(runs); /* in flight: cancelled below, or left to finish */
     if (s == RT_OK && cancel_running && json_array_size(runs)) {
         char why[200];
@@ -262,7 +282,6 @@ rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, boo
         s = rt_store_audit_append(st, actor, "workflow.remove", id, details, err);
     if (s == RT_OK)
         s = rt_store_wf_notify(st, err);
-    s = finish(st, s, err);
     json_decref(details);
     json_decref(runs);
     json_decref(row);
@@ -271,9 +290,17 @@ rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, boo
 
 rt_status rt_catalog_pause(rt_store *st, const char *id, const char *actor, bool *changed, rt_error *err)
 {
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_catalog_pause_tx(st, id, actor, changed, err);
+    return finish(st, s, err);
+}
+
+rt_status rt_catalog_pause_tx(rt_store *st, const char *id, const char *actor, bool *changed, rt_error *err)
+{
     *changed = false;
     json_t *row = NULL;
-    rt_status s = begin_locked(st, err);
+    rt_status s = rt_store_wf_lock(st, err);
     if (s == RT_OK)
         s = live_row(st, id, &row, err);
     if (s == RT_OK && !json_is_true(json_object_get(row, "paused"))) {
@@ -286,7 +313,6 @@ rt_status rt_catalog_pause(rt_store *st, const char *id, const char *actor, bool
             s = rt_store_wf_notify(st, err);
         *changed = s == RT_OK;
     }
-    s = finish(st, s, err);
     json_decref(row);
     return s;
 }
@@ -319,13 +345,22 @@ static rt_status start_held(rt_store *st, const rt_workflow *wf, json_t *held, s
 rt_status rt_catalog_resume(rt_store *st, const char *id, const char *actor, const char *on_resume,
                             bool *changed, size_t *started, size_t *skipped, rt_error *err)
 {
+    rt_status s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_catalog_resume_tx(st, id, actor, on_resume, changed, started, skipped, err);
+    return finish(st, s, err);
+}
+
+rt_status rt_catalog_resume_tx(rt_store *st, const char *id, const char *actor, const char *on_resume,
+                               bool *changed, size_t *started, size_t *skipped, rt_error *err)
+{
     *changed = false;
     *started = *skipped = 0;
     if (on_resume && strcmp(on_resume, "run") && strcmp(on_resume, "skip"))
         return rt_error_set(err, RT_ERR_INVALID, "on_resume must be run or skip, not \"%.32s\"", on_resume);
     json_t *row = NULL, *held = NULL;
     rt_workflow *wf = NULL;
-    rt_status s = begin_locked(st, err);
+    rt_status s = rt_store_wf_lock(st, err);
     if (s == RT_OK)
         s = live_row(st, id, &row, err);
     if (s == RT_OK && json_is_true(json_object_get(row, "paused"))) {
@@ -350,7 +385,6 @@ rt_status rt_catalog_resume(rt_store *st, const char *id, const char *actor, con
             s = rt_store_wf_notify(st, err);
         *changed = s == RT_OK;
     }
-    s = finish(st, s, err);
     rt_workflow_free(wf);
     json_decref(held);
     json_decref(row);

@@ -47,6 +47,15 @@ rt_status rt_catalog_pause(rt_store *st, const char *id, const char *actor, bool
 rt_status rt_catalog_resume(rt_store *st, const char *id, const char *actor, const char *on_resume,
                             bool *changed, size_t *started, size_t *skipped, rt_error *err);
 
+/* The same four inside the caller's transaction (a proposal applied with its decision). */
+rt_status rt_catalog_apply_tx(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
+                              bool *changed, rt_error *err);
+rt_status rt_catalog_remove_tx(rt_store *st, const char *id, const char *actor, bool cancel_running,
+                               size_t *in_flight, rt_error *err);
+rt_status rt_catalog_pause_tx(rt_store *st, const char *id, const char *actor, bool *changed, rt_error *err);
+rt_status rt_catalog_resume_tx(rt_store *st, const char *id, const char *actor, const char *on_resume,
+                               bool *changed, size_t *started, size_t *skipped, rt_error *err);
+
 /* [{id, version, source, file, enabled, removed, paused, system, triggers, last_run,
  * in_flight, held, ...}] */
 rt_status rt_catalog_list(rt_store *st, json_t **out, rt_error *err);

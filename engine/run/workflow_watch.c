@@ -31,6 +31,7 @@ struct rt_workflow_watch {
     rt_workflow_change_fn on_change;
     void *arg;
     pthread_t thread;
+    bool started;
     atomic_bool stopping;
     atomic_bool resync;
     int wake[2];
@@ -189,10 +190,10 @@ rt_status rt_workflow_watch_start(const rt_config *cfg, rt_workflow_live *live, 
         rt_log(RT_LOG_INFO, NULL, "workflows: watching %s", w->dir);
     }
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
-        w->thread = 0;
         rt_workflow_watch_stop(w);
         return rt_error_set(err, RT_ERR_INTERNAL, "cannot start the workflows listener thread");
     }
+    w->started = true;
     *out = w;
     return RT_OK;
 }
@@ -213,7 +214,7 @@ void rt_workflow_watch_stop(rt_workflow_watch *w)
     atomic_store(&w->stopping, true);
     ssize_t n = write(w->wake[1], "s", 1);
     (void)n;
-    if (w->thread)
+    if (w->started)
         pthread_join(w->thread, NULL);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);

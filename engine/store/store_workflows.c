@@ -198,3 +198,57 @@ rt_status rt_store_wf_notify(rt_store *st, rt_error *err)
 {
     return exec(st, "select pg_notify('" RT_WORKFLOWS_CHANNEL "', '')", 0, NULL, err, "notify");
 }
+
+rt_status rt_store_wf_propose(rt_store *st, const json_t *row, rt_error *err)
+{
+    char *doc = json_dumps(row, JSON_COMPACT);
+    if (!doc)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {doc};
+    rt_status s = exec(st,
+                       "insert into ratchet.workflow_proposals (id, workflow_id, action, definition, hash, base_hash,"
+                       " on_resume, action_hash, requested_by, requester, entity_id) "
+                       "select x.id::uuid, x.workflow_id, x.action, x.definition, x.hash, x.base_hash, x.on_resume,"
+                       " x.action_hash, x.requested_by, x.requester, x.entity_id "
+                       "from jsonb_to_record($1::jsonb) as x(id text, workflow_id text, action text, definition jsonb,"
+                       " hash text, base_hash text, on_resume text, action_hash text, requested_by text,"
+                       " requester text, entity_id text)",
+                       1, params, err, "storing a proposal");
+    free(doc);
+    return s;
+}
+
+rt_status rt_store_wf_proposal_lock(rt_store *st, const char *id, json_t **out, rt_error *err)
+{
+    const char *params[] = {id};
+    rt_status s = query_json(st,
+                             "select row_to_json(p) from (select id, workflow_id, action, definition, hash, base_hash,"
+                             " on_resume, action_hash, status, requested_by, requester, entity_id,"
+                             " ratchet.ts(created_at) as created_at from ratchet.workflow_proposals"
+                             " where id = $1::uuid for update) p",
+                             1, params, out, err, "reading a proposal");
+    if (s == RT_ERR_NOT_FOUND)
+        return rt_error_set(err, RT_ERR_NOT_FOUND, "proposal %.64s not found", id);
+    return s;
+}
+
+rt_status rt_store_wf_proposal_decide(rt_store *st, const char *id, const char *status, const char *approver,
+                                      const char *comment, rt_error *err)
+{
+    const char *params[] = {id, status, approver, comment};
+    return exec(st,
+                "update ratchet.workflow_proposals set status = $2, decided_by = $3, comment = $4, decided_at = now()"
+                " where id = $1::uuid",
+                4, params, err, "deciding a proposal");
+}
+
+rt_status rt_store_wf_proposals_pending(rt_store *st, json_t **out, rt_error *err)
+{
+    return query_json(st,
+                      "select coalesce(json_agg(p order by p.created_at), '[]') from (select w.id, w.workflow_id,"
+                      " w.action, w.hash, w.base_hash, w.action_hash, w.requested_by, w.requester, w.entity_id,"
+                      " ratchet.ts(w.created_at) as created_at, w.definition, b.definition as base_definition"
+                      " from ratchet.workflow_proposals w left join ratchet.workflow_versions b on b.hash = w.base_hash"
+                      " where w.status = 'awaiting_approval') p",
+                      0, NULL, out, err, "listing proposals");
+}

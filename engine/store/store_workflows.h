@@ -44,6 +44,17 @@ rt_status rt_store_wf_take_held(rt_store *st, const char *id, json_t **out, rt_e
 /* The list `ratchet workflows` shows: registry rows with the current definition's
  * triggers, the last run and its status, runs in flight and requests held. */
 rt_status rt_store_wf_list(rt_store *st, json_t **out, rt_error *err);
+/* Proposals (migration 031). row: {id, workflow_id, action, definition?, hash?, base_hash?,
+ * on_resume?, action_hash, requested_by, requester?, entity_id?}. */
+rt_status rt_store_wf_propose(rt_store *st, const json_t *row, rt_error *err);
+/* One proposal, locked (FOR UPDATE), or RT_ERR_NOT_FOUND. */
+rt_status rt_store_wf_proposal_lock(rt_store *st, const char *id, json_t **out, rt_error *err);
+rt_status rt_store_wf_proposal_decide(rt_store *st, const char *id, const char *status, const char *approver,
+                                      const char *comment, rt_error *err);
+/* Proposals awaiting a decision, oldest first, with the proposed `definition` (apply) and
+ * the `base_definition` it would replace. */
+rt_status rt_store_wf_proposals_pending(rt_store *st, json_t **out, rt_error *err);
+
 /* NOTIFY RT_WORKFLOWS_CHANNEL (delivered at commit). */
 rt_status rt_store_wf_notify(rt_store *st, rt_error *err);
 

@@ -1107,3 +1107,49 @@ const rt_run_gate rt_approval_gate = {
     .register_steps = rt_approval_register_steps,
     .sweep = rt_approval_sweep,
 };
+
+rt_status rt_approval_check_signed(const json_t *d, rt_refusal *why, char *msg, size_t len, int64_t *skew_ms,
+                                   rt_error *err)
+{
+    (void)err;
+    char *file = NULL;
+    int64_t skew = 0;
+    settings_get(&file, &skew);
+    *skew_ms = skew;
+    *why = RT_REFUSAL_NONE;
+    rt_error e;
+    rt_approvers *keys = NULL;
+    unsigned char pub[32];
+    const char *approver = NULL;
+    if (rt_approval_decision_check(d, &e) != RT_OK) {
+        *why = RT_REFUSAL_INVALID;
+        snprintf(msg, len, "%s", e.msg);
+    } else if (!file) {
+        *why = RT_REFUSAL_UNKNOWN_APPROVER;
+        snprintf(msg, len, "no approvers are configured (RATCHET_APPROVERS is not set)");
+    } else if (rt_approvers_load(file, &keys, &e) != RT_OK) {
+        *why = RT_REFUSAL_UNKNOWN_APPROVER;
+        snprintf(msg, len, "the approvers file cannot be used: %s", e.msg);
+    } else if (!rt_approvers_find(keys, approver = json_string_value(json_object_get(d, "approver")), pub)) {
+        *why = RT_REFUSAL_UNKNOWN_APPROVER;
+        snprintf(msg, len, "%s is not in the approvers file", approver);
+    } else {
+        size_t n = 0;
+        char *canon = rt_approval_canonical(d, &n);
+        if (!canon || !rt_approval_verify(pub, canon, n, json_string_value(json_object_get(d, "sig")))) {
+            *why = RT_REFUSAL_BAD_SIGNATURE;
+            snprintf(msg, len, "the signature does not verify with %s's public key", approver);
+        }
+        free(canon);
+    }
+    if (!*why) {
+        int64_t age = rt_now_ms() - (int64_t)json_integer_value(json_object_get(d, "ts"));
+        if (age > skew || -age > skew) {
+            *why = RT_REFUSAL_EXPIRED;
+            snprintf(msg, len, "the decision was signed too far from now (RATCHET_APPROVAL_SKEW)");
+        }
+    }
+    rt_approvers_free(keys);
+    free(file);
+    return RT_OK;
+}

@@ -102,6 +102,13 @@ typedef enum rt_refusal {
 } rt_refusal;
 const char *rt_refusal_name(rt_refusal r);
 
+/* The checks a signed decision passes whatever it decides on (a run's gate here, a
+ * workflow proposal in workflow_proposal.c): shape, an approver of the approvers file,
+ * its signature, the clock skew (*skew_ms gets the allowance, for the nonce's lifetime).
+ * *why is RT_REFUSAL_NONE when it passes, else msg says why. */
+rt_status rt_approval_check_signed(const json_t *d, rt_refusal *why, char *msg, size_t len, int64_t *skew_ms,
+                                   rt_error *err);
+
 /* ---- hooks into the core (one call each) ----------------------------------------------- */
 
 /* The gate as run/ calls it (gate.h): hold, decisions, register_steps, sweep below. */

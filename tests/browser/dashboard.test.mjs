@@ -201,10 +201,10 @@ async function openPhase(browser) {
   check(ptext.includes('40/100 (40%)') && ptext.includes('syncing account 40'), `progress text: ${ptext}`);
   log(`progress shown: ${ptext}`);
 
-  // Workflows: each one's health from /api/v1/stats/workflows.
-  await page.goto(`${URL_OPEN}/#/workflows`);
-  const wfCell = (wf, field) => page.locator(`#workflows-body tr[data-workflow="${wf}"] td[data-field="${field}"]`);
-  await page.waitForSelector('#workflows-body tr[data-workflow="demo"]', { timeout: WAIT });
+  // Health: each workflow's figures from /api/v1/stats/workflows.
+  await page.goto(`${URL_OPEN}/#/health`);
+  const wfCell = (wf, field) => page.locator(`#health-body tr[data-workflow="${wf}"] td[data-field="${field}"]`);
+  await page.waitForSelector('#health-body tr[data-workflow="demo"]', { timeout: WAIT });
   check(Number((await wfCell('demo', 'runs_1h').textContent()).replace(/\D/g, '')) >= 3, 'demo runs in the last hour');
   check((await wfCell('demo', 'success_1h').textContent()) === '100%', `demo success: ${await wfCell('demo', 'success_1h').textContent()}`);
   check(/\d/.test(await wfCell('demo', 'p95_24h').textContent()), 'demo p95');
@@ -213,7 +213,26 @@ async function openPhase(browser) {
   check(lf.includes('failed') && lf.includes('exit code 3'), `flaky last failure: ${lf}`);
   check((await wfCell('tick', 'next_fire').textContent()) !== '\u2014', 'tick has no next cron fire');
   check((await wfCell('gated', 'active').textContent()) === '1', 'gated has one unfinished run');
+  await shot(page, 'dashboard-health.png');
+
+  // Workflows: the registry list, pause/resume of a whole workflow, a version's diff.
+  await page.goto(`${URL_OPEN}/#/workflows`);
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
+  await page.click('#workflows-body tr[data-workflow="tick"] button[data-action="pause"]');
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="paused"]', { timeout: WAIT });
+  const wfs = await (await fetch(`${URL_OPEN}/api/v1/workflows`)).json();
+  check(wfs.workflows.some((w) => w.id === 'tick' && w.paused === true), 'workflow pause did not reach the API');
+  await page.click('#workflows-body tr[data-workflow="tick"] button[data-action="resume"]');
+  await page.waitForSelector('#workflows-body tr[data-workflow="tick"] [data-status="active"]', { timeout: WAIT });
+  const put = await fetch(`${URL_OPEN}/api/v1/workflows/tick`, { method: 'PUT', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'tick', triggers: [{ cron: '0 0 1 1 *' }], steps: [{ id: 'a', uses: 'transform', with: { value: 2 } }] }) });
+  check(put.status === 201, `PUT of a new version answered ${put.status}`);
+  await page.goto(`${URL_OPEN}/#/workflows/tick`);
+  await page.waitForSelector('#versions .appr[data-action="apply"] pre.diff .add', { timeout: WAIT });
+  const diff = await page.locator('#versions .appr[data-action="apply"] pre.diff').first().textContent();
+  check(diff.includes('+') && diff.includes('"value": 2') && diff.includes('"value": 1'), `version diff: ${diff}`);
   await shot(page, 'dashboard-workflows.png');
+  log('workflows: paused, resumed, a new version and its diff');
 
   // Approvals inbox: the gated run, what it asks, and the command that decides it.
   await page.goto(`${URL_OPEN}/#/approvals`);
