@@ -87,6 +87,7 @@ rt_assert_eq 1 "$(q "select count(*) from ratchet.runs where workflow_id = 'on-s
 
 # Both processes check three more times: still one alert per run.
 n_checks() { grep -c "run(s) past their sla" "$T/$1.log" || true; }
+# shellcheck disable=SC2034 # read inside rt_wait_for conditions
 ca=$(n_checks a) cb=$(n_checks b)
 rt_wait_for 60 '[ "$(n_checks a)" -ge $((ca + 3)) ] && [ "$(n_checks b)" -ge $((cb + 3)) ]'
 for r in "$early" "$slow" "${naps[@]}"; do rt_assert_eq 1 "$(alerts_for "$r")" "one alert for $r"; done
@@ -116,6 +117,7 @@ ev=$("$RATCHET_BIN" send nap.requested --actor-type agent --actor-id bot --entit
 held=$(q "select id from ratchet.runs where event_id = '$ev'")
 rt_assert_eq awaiting_approval "$(q "select status from ratchet.runs where id = '$held'")" "the agent's run is held"
 q "update ratchet.runs set created_at = now() - interval '1 minute' where id = '$held'" >/dev/null
+# shellcheck disable=SC2034 # read inside rt_wait_for conditions
 cc=$(n_checks c)
 rt_wait_for 60 '[ "$(n_checks c)" -ge $((cc + 3)) ]'
 rt_assert_eq 0 "$(alerts_for "$held")" "no SLA alert while the run waits for approval"
