@@ -42,6 +42,7 @@ EOF2
 "$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
 cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 AGENT=$(gate_mint agent acct_9)
+# shellcheck disable=SC2034 # read inside rt_wait_for conditions
 ADMIN=$(gate_mint admin)
 gate_serve_with_tokens
 rt_wait_for 90 'grep -q "amqp consumer: connected" "$T/a.log"'

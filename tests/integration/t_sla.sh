@@ -4,7 +4,8 @@
 # processes check the same database: each overdue run gets exactly one alert event, which
 # starts a workflow triggered by it. A run that passed its SLA while no serve ran is
 # alerted after the start, and restarting serve raises nothing again. A run that finishes
-# within its SLA, or a workflow without one, raises nothing. /metrics shows
+# within its SLA, or a workflow without one, raises nothing. A run held at its approval
+# gate is not alerted while it waits; its SLA counts from the approval. /metrics shows
 # ratchet_runs_past_sla and ratchet_alerts_total{alert="sla_exceeded"}.
 source "$(dirname "$0")/lib.sh"
 rt_test_init sla
@@ -28,6 +29,14 @@ EOF2
 cat >"$W/no-sla.json" <<'EOF2'
 {"id": "no-sla", "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
 EOF2
+cat >"$W/gated-nap.json" <<'EOF2'
+{"id": "gated-nap", "sla": "1s", "triggers": [{"event": "nap.requested"}],
+ "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
+ "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
+EOF2
+export RATCHET_APPROVERS=$T/approvers
+"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
+cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 cat >"$W/on-sla.json" <<'EOF2'
 {"id": "on-sla", "triggers": [{"event": "ratchet.alert.sla_exceeded"}],
  "steps": [{"id": "note", "uses": "transform", "with": {"value": "${{ event.data.run_id }}"}}]}
@@ -78,6 +87,7 @@ rt_assert_eq 1 "$(q "select count(*) from ratchet.runs where workflow_id = 'on-s
 
 # Both processes check three more times: still one alert per run.
 n_checks() { grep -c "run(s) past their sla" "$T/$1.log" || true; }
+# shellcheck disable=SC2034 # read inside rt_wait_for conditions
 ca=$(n_checks a) cb=$(n_checks b)
 rt_wait_for 60 '[ "$(n_checks a)" -ge $((ca + 3)) ] && [ "$(n_checks b)" -ge $((cb + 3)) ]'
 for r in "$early" "$slow" "${naps[@]}"; do rt_assert_eq 1 "$(alerts_for "$r")" "one alert for $r"; done
@@ -100,5 +110,21 @@ rt_serve_start c
 rt_serve_wait_ready c
 rt_wait_for 60 '[ "$(n_checks c)" -ge 3 ]'
 rt_assert_eq 5 "$(q "select count(*) from ratchet.events where name = 'ratchet.alert.sla_exceeded'")" "no alert again after a restart"
+
+# 4. Held at its approval gate well past 1 s: no alert while it waits; after the approval,
+# one, counted from the approval.
+ev=$("$RATCHET_BIN" send nap.requested --actor-type agent --actor-id bot --entity acct_1 --data '{}' 2>/dev/null)
+held=$(q "select id from ratchet.runs where event_id = '$ev'")
+rt_assert_eq awaiting_approval "$(q "select status from ratchet.runs where id = '$held'")" "the agent's run is held"
+q "update ratchet.runs set created_at = now() - interval '1 minute' where id = '$held'" >/dev/null
+# shellcheck disable=SC2034 # read inside rt_wait_for conditions
+cc=$(n_checks c)
+rt_wait_for 60 '[ "$(n_checks c)" -ge $((cc + 3)) ]'
+rt_assert_eq 0 "$(alerts_for "$held")" "no SLA alert while the run waits for approval"
+"$RATCHET_BIN" approve "$held" --as ops-lead --key "$T/ops-lead.key" >/dev/null 2>&1 || rt_fail "approve"
+rt_wait_for 60 '[ "$(alerts_for "$held")" = 1 ]'
+since=$(q "select envelope->'data'->>'since' from ratchet.events where name = 'ratchet.alert.sla_exceeded' and envelope->'data'->>'run_id' = '$held'")
+decided=$(q "select ratchet.ts(decided_at) from ratchet.approvals where run_id = '$held' and step_id = ''")
+rt_assert_eq "$decided" "$since" "the SLA counts from the approval"
 rt_serve_stop c
 echo "ok"
