@@ -5,7 +5,8 @@
 
 Runs the change (a JSON argv list, e.g. the CLI apply, or ["PUT", url, body]) and, from the
 moment it returned, polls POLL_URL until it answers EXPECT_STATUS (and its body holds
-EXPECT_TEXT). Prints the milliseconds and the last body. Timing is inside this one process,
+EXPECT_TEXT). Prints when the request that succeeded was sent (ms after the change: the
+other process served a trigger sent then) and its body. Timing is inside this one process,
 so process start-up on a loaded machine does not count as propagation."""
 import json
 import subprocess
@@ -38,9 +39,10 @@ def main():
         subprocess.run(change, check=True, stdout=subprocess.DEVNULL)
     t0 = time.monotonic()
     while True:
+        sent = time.monotonic()
         st, body = call(method, url, "{}" if method == "POST" else None)
         if st == status and (text is None or text in body):
-            print("%d %s" % ((time.monotonic() - t0) * 1000, body.replace("\n", " ")))
+            print("%d %s" % ((sent - t0) * 1000, body.replace("\n", " ")))
             return 0
         if time.monotonic() - t0 > 30:
             print("timeout: last answer %d %s" % (st, body))
