@@ -1837,6 +1837,12 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
         rt_store_rollback(st);
         rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
     }
+    json_array_foreach(s == RT_OK ? ended : NULL, i, r) /* their root spans (run_trace.h) */
+        rt_run_trace_run_span(json_string_value(json_object_get(r, "id")), json_object_get(r, "event"),
+                              json_object_get(r, "trigger"), json_string_value(json_object_get(r, "workflow")),
+                              json_string_value(json_object_get(r, "status")),
+                              json_string_value(json_object_get(r, "error")),
+                              json_integer_value(json_object_get(r, "created_ms")), rt_now_ms());
     json_decref(wake);
     json_decref(ended);
     rt_workflow_set_release(set);

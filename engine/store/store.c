@@ -397,11 +397,13 @@ static const char *const stmt_sql[S_COUNT] = {
         " error = case when r.deadline < now() then 'timed out: the workflow timeout passed'"
         "  else 'expired: not started before start_timeout' end"
         " from d where r.id = d.id"
-        " returning r.id, r.workflow_id, r.status, r.error, r.parent_run_id, r.parent_step_id"
+        " returning r.id, r.workflow_id, r.status, r.error, r.parent_run_id, r.parent_step_id, r.event, r.trigger,"
+        " r.created_at"
         "), q as (delete from ratchet.queue where id in (select q.id from ratchet.queue q join u on q.run_id = u.id"
         " where q.locked_by is null for update of q skip locked)) "
         "select coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'workflow', u.workflow_id, 'status', u.status,"
-        " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id)), '[]')::text from u",
+        " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id, 'event', u.event,"
+        " 'trigger', u.trigger, 'created_ms', (extract(epoch from u.created_at) * 1000)::bigint)), '[]')::text from u",
     [S_RUN_SOURCE] = "select jsonb_build_object('workflow_hash', workflow_hash, 'workflow', workflow_id,"
                      " 'event', event, 'trigger', trigger, 'status', status)::text from ratchet.runs where id = $1::uuid",
     [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"

@@ -99,6 +99,10 @@ EOF
 cat >"$W/inner.json" <<'EOF'
 {"id": "inner", "steps": [{"id": "work", "uses": "exec", "with": {"command": ["true"]}}]}
 EOF
+# late: its workflow timeout passes while its step runs
+cat >"$W/late.json" <<'EOF'
+{"id": "late", "timeout": "1s", "steps": [{"id": "nap", "uses": "exec", "with": {"command": ["sleep", "3"]}}]}
+EOF
 # slow: the second step runs long enough to be killed in flight
 cat >"$W/slow.json" <<EOF
 {"id": "slow", "retries": {"max_attempts": 5, "backoff": "fixed", "delay": "100ms"}, "steps": [
@@ -275,6 +279,18 @@ assert len(call) == 1 and len(inner) == 1, (call, inner)
 assert inner[0]["traceId"] == outer["traceId"] == call[0]["traceId"], (outer, inner)
 assert inner[0]["parentSpanId"] == call[0]["spanId"], (call, inner)
 assert inner[0]["attributes"]["ratchet.trigger"] == "invoke", inner
+PY
+
+# ---- a run that times out (ended by the deadline sweep, not a worker) has its run span ----
+LATE=$("$RATCHET_BIN" run late)
+rt_wait_for 120 '[ "$(run_status "$LATE")" = timed_out ]'
+rt_wait_for 60 "grep '\"name\":\"run late\"' '$SPANS' | grep -q '$LATE'"
+python3 - "$SPANS" "$LATE" <<'PY' || rt_fail "the timed-out run's span"
+import json, sys
+spans = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+root = [s for s in spans if s["name"] == "run late" and s["attributes"]["ratchet.run_id"] == sys.argv[2]]
+assert len(root) == 1 and root[0]["attributes"]["ratchet.run.status"] == "timed_out", root
+assert root[0]["status"]["code"] == 2 and "timed out" in root[0]["status"]["message"], root
 PY
 
 # ---- kill -9 mid-step: the resumed run continues the same trace ----
