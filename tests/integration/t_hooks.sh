@@ -38,10 +38,11 @@ post() {
   local p=$1 f=$2
   shift 2
   local rc=0
-  CODE=$(curl -sS -m 30 -o "$T/resp" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$f" "$@" \
+  CODE=$(curl -sS -m 30 -o "$T/resp" -D "$T/hdrs" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$f" "$@" \
     "$U$p") || rc=$?
   ((rc == 0)) || CODE=curl-failed-$rc
   BODY=$(cat "$T/resp")
+  rt_contract_record POST "$p" "$CODE" "$T/resp" "$T/hdrs"
 }
 expect() { # STATUS MESSAGE
   [[ $CODE == "$1" ]] || rt_fail "$2: expected HTTP $1, got $CODE: $BODY"
@@ -304,4 +305,5 @@ for log in "$T"/a.log "$T"/b.log "$T"/c.log; do
   grep -qF "${SIG1#*v1=}" "$log" && rt_fail "a signature in $log"
 done
 grep -q 'webhook stripe: POST /hooks/stripe refused (bad_signature, 400)' "$T/a.log" || rt_fail "refusal not logged"
+rt_contract_check
 exit 0

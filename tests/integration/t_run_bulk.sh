@@ -108,6 +108,20 @@ req POST "/api/v1/runs/not-a-uuid/pause" operator ''; expect 400 "bad id"
 req GET /api/v1/openapi.json operator; expect 200 "openapi.json"
 rt_assert_eq 3.1.0 "$(jget "d['openapi']")" "served document"
 
+# ---- 6. many pages: 450 runs made in one transaction (one created_at) are all cancelled ----
+# (Keyset pages of 200 over runs that share created_at: only the id breaks the tie.)
+req POST /api/v1/events operator "$(python3 -c 'import json; print(json.dumps([{"name": "nap.go", "id": "many-%d" % i, "entity_id": "acct_c"} for i in range(450)]))')"
+expect 200 "450 events in one request"
+rt_wait_for 120 "[ \"\$(rt_psql \"select count(*) from ratchet.runs where entity_id = 'acct_c' and status = 'sleeping'\")\" = 450 ]"
+rt_assert_eq 1 "$(rt_psql "select count(distinct created_at) from ratchet.runs where entity_id = 'acct_c'")" "one created_at for all 450"
+out=$("$RATCHET_BIN" cancel --entity acct_c --json 2>/dev/null)
+rt_assert_eq "450 450 100 0" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['matched'], d['acted'], len(d['run_ids']), d['skipped'])" "$out")" \
+  "three pages of one created_at: every run once, the answer's ids bounded"
+rt_assert_eq 450 "$(rt_psql "select count(*) from ratchet.runs where entity_id = 'acct_c' and status = 'cancelled'")" "all 450 cancelled"
+rt_assert_eq 450 "$(rt_psql "select count(distinct subject) from ratchet.audit_log where action = 'run.cancel' and subject in (select id::text from ratchet.runs where entity_id = 'acct_c')")" \
+  "one audit record per run"
+"$RATCHET_BIN" audit verify >/dev/null 2>&1 || rt_fail "audit chain broken"
+
 rt_contract_check
 rt_serve_stop a
 rt_check_log "$T/a.log"
