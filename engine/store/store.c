@@ -94,10 +94,12 @@ typedef enum stmt_id {
 #define JSON_IDS(param, type) "array(select jsonb_array_elements_text(" param "::jsonb)::" type ")"
 #define JSON_KEYS(param, key, type) "array(select (e->>'" key "')::" type " from jsonb_array_elements(" param "::jsonb) e)"
 
-/* The runs of the items a quick claim locked (its CTE q), as an array: steps and runs are
- * then probed by primary key for them. Joined to the CTE alone, a generic plan (the limit is
- * a parameter, so the CTE looks large) hashes it against a sequential scan of the whole
- * table, which grows with every run ever kept. */
+/* The runs of the items a quick claim locked (its CTE q), as an array: runs are then
+ * probed by primary key for them, and steps by the joined rows. Joined to the CTE alone, a
+ * generic plan (the limit is a parameter, so the CTE looks large) hashes it against a
+ * sequential scan of the whole table, which grows with every run ever kept. (Not on the
+ * steps join too: an index scan per row with an array key sorts the array on every
+ * rescan.) */
 #define CLAIMED_RUNS "array(select run_id from q)"
 
 /* 1 when a slow item is due, else 0: ordered like S_CLAIM_PICK so the plan is the same
@@ -247,9 +249,8 @@ static const char *const stmt_sql[S_COUNT] = {
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
         " coalesce(s.fence, 0), " SLOW_DUE_SQL " "
-        "from q left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id"
-        " and s.run_id = any(" CLAIMED_RUNS ")"
-        " join ratchet.runs r on r.id = q.run_id and r.id = any(" CLAIMED_RUNS ") "
+        "from q join ratchet.runs r on r.id = q.run_id and r.id = any(" CLAIMED_RUNS ")"
+        " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
