@@ -1082,8 +1082,7 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
     if (!ended && !failed) {
         for (size_t i = 0; i < wf->n_steps; i++) {
             const char *s = step_status(merged, wf->steps[i].id);
-            /* A root step was enqueued when its run was created; it has no row until done. */
-            if (!s && wf->steps[i].n_needs > 0 && needs_met(wf, merged, i)) {
+            if (!s && needs_met(wf, merged, i)) {
                 const rt_step_def *d = &wf->steps[i];
                 json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
                                                          "status", "pending"));
