@@ -201,11 +201,8 @@ static bool needs_met(const rt_workflow *wf, json_t *steps, size_t idx)
 static void step_state_of(const rt_workflow *wf, json_t *steps, size_t i, rt_step_state *out)
 {
     const char *s = step_status(steps, wf->steps[i].id);
-    /* A root step was enqueued when its run was created; it has no row until it is done. */
-    out->scheduled = s != NULL || wf->steps[i].n_needs == 0;
-    if (!s)
-        out->status = RT_STEP_PENDING;
-    else if (!rt_step_status_parse(s, &out->status))
+    out->scheduled = s != NULL;
+    if (!s || !rt_step_status_parse(s, &out->status))
         out->status = RT_STEP_RUNNING;
     out->continue_on_error = wf->steps[i].continue_on_error;
     out->needs_met = needs_met(wf, steps, i);

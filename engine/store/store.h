@@ -51,9 +51,8 @@ typedef struct rt_run_request {
                         * why nothing was created, which run was joined, until when throttled */
 } rt_run_request;
 
-/* Stores runs exactly as asked (their definitions, run rows and the queue items of their
- * ready steps; no step rows for root steps: a step row is written when the step is claimed
- * as a slow step or done) inside the caller's transaction (rt_store_begin ... rt_store_commit), then wakes idle
+/* Stores runs exactly as asked (their definitions, run rows, root steps and queue items)
+ * inside the caller's transaction (rt_store_begin ... rt_store_commit), then wakes idle
  * workers with one NOTIFY. A request whose dedupe_key is already taken creates nothing
  * and gets id "". No policy here: every path creates runs through rt_run_create_tx
  * (run/create.h), which applies the approval gate and flow control and then calls this. */
