@@ -1,4 +1,4 @@
-/* run_status.c — the run status name table (see run_status.h). */
+/* run_status.c — the run and step status name tables (see run_status.h). */
 #include "run_status.h"
 
 #include <string.h>
@@ -37,4 +37,26 @@ const char *rt_run_status_list(void)
 {
     return "queued, awaiting_approval, running, sleeping, waiting, completed, partial, failed, cancelled, expired, "
            "timed_out, rejected";
+}
+
+static const char *const step_names[RT_STEP_STATUS_COUNT] = {
+    [RT_STEP_PENDING] = "pending",   [RT_STEP_RUNNING] = "running",   [RT_STEP_COMPLETED] = "completed",
+    [RT_STEP_FAILED] = "failed",     [RT_STEP_SKIPPED] = "skipped",   [RT_STEP_RETRYING] = "retrying",
+    [RT_STEP_SLEEPING] = "sleeping", [RT_STEP_WAITING] = "waiting",
+};
+
+const char *rt_step_status_name(rt_step_status s)
+{
+    return (unsigned)s < RT_STEP_STATUS_COUNT ? step_names[s] : NULL;
+}
+
+bool rt_step_status_parse(const char *name, rt_step_status *out)
+{
+    for (int i = 0; name && i < RT_STEP_STATUS_COUNT; i++) {
+        if (!strcmp(step_names[i], name)) {
+            *out = (rt_step_status)i;
+            return true;
+        }
+    }
+    return false;
 }

@@ -1,6 +1,6 @@
-/* run_status.h — the run statuses (DESIGN §7): one enum, one name table, and the SQL lists
- * the store's statements use, so C, SQL and the API agree (a unit test checks the
- * migrations' check constraint against the table). */
+/* run_status.h — the run and step statuses (DESIGN §7): one enum each, one name table each,
+ * and the SQL lists the store's statements use, so C, SQL and the API agree (a unit test
+ * checks the migrations' check constraints against the tables). */
 #ifndef RT_RUN_STATUS_H
 #define RT_RUN_STATUS_H
 
@@ -35,5 +35,23 @@ bool rt_run_status_parse(const char *name, rt_run_status *out);
 bool rt_run_status_final(rt_run_status s);
 /* "queued, awaiting_approval, ..." for error messages. */
 const char *rt_run_status_list(void);
+
+/* A step's row in ratchet.steps (001_core.sql's check constraint, same words). */
+typedef enum rt_step_status {
+    RT_STEP_PENDING = 0,
+    RT_STEP_RUNNING,
+    RT_STEP_COMPLETED,
+    RT_STEP_FAILED,
+    RT_STEP_SKIPPED,
+    RT_STEP_RETRYING,
+    RT_STEP_SLEEPING,
+    RT_STEP_WAITING,
+    RT_STEP_STATUS_COUNT
+} rt_step_status;
+
+/* "pending", "running", ...; NULL out of range. */
+const char *rt_step_status_name(rt_step_status s);
+/* The reverse; false for an unknown word (or NULL: a step with no row yet). */
+bool rt_step_status_parse(const char *name, rt_step_status *out);
 
 #endif

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "refusal.h"
 #include "metrics.h"
+#include "outcome.h"
 #include "step.h"
 #include "store.h"
 #include "util.h"
@@ -161,12 +162,8 @@ typedef struct run_view {
 
 static bool is_terminal_run(const char *status)
 {
-    static const char *const terminal[] = {"completed", "partial", "failed", "cancelled",
-                                           "expired", "timed_out", "rejected", NULL};
-    for (size_t i = 0; terminal[i]; i++)
-        if (strcmp(status, terminal[i]) == 0)
-            return true;
-    return false;
+    rt_run_status s;
+    return rt_run_status_parse(status, &s) && rt_run_status_final(s);
 }
 
 static const char *step_status(json_t *steps, const char *id)
@@ -192,6 +189,18 @@ static bool needs_met(const rt_workflow *wf, json_t *steps, size_t idx)
         if (!need_met(wf, steps, d->need_idx[k]))
             return false;
     return true;
+}
+
+/* The outcome module's view of step i (outcome.h); a word the enum does not know counts as
+ * a running step: not done, neither asleep nor waiting. */
+static void step_state_of(const rt_workflow *wf, json_t *steps, size_t i, rt_step_state *out)
+{
+    const char *s = step_status(steps, wf->steps[i].id);
+    out->scheduled = s != NULL;
+    if (!s || !rt_step_status_parse(s, &out->status))
+        out->status = RT_STEP_RUNNING;
+    out->continue_on_error = wf->steps[i].continue_on_error;
+    out->needs_met = needs_met(wf, steps, i);
 }
 
 static void set_step(run_view *v, const char *id, const char *status, json_t *output /* borrowed */)
@@ -1066,42 +1075,31 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
     }
 
     bool ended = db_status && is_terminal_run(db_status);
-    bool failed = false, partial = false, all_done = true, sleeping = false, waiting = false;
-    const char *failed_step = NULL;
+    rt_step_state *states = calloc(wf->n_steps ? wf->n_steps : 1, sizeof *states);
+    if (!states) {
+        json_decref(merged);
+        return rt_error_set(err, RT_ERR_INTERNAL, "out of memory"); /* before anything was moved into the batch */
+    }
+    for (size_t i = 0; i < wf->n_steps; i++)
+        step_state_of(wf, merged, i, &states[i]);
+    rt_run_outcome outcome = rt_run_outcome_of(ended, states, wf->n_steps);
+    bool failed = outcome.kind == RT_OUTCOME_FAILED;
+    const char *failed_step = failed ? wf->steps[outcome.failed_step].id : NULL;
     for (size_t i = 0; i < wf->n_steps; i++) {
-        const char *s = step_status(merged, wf->steps[i].id);
-        if (s && !strcmp(s, "failed")) {
-            if (wf->steps[i].continue_on_error) {
-                partial = true;
-            } else if (!failed) {
-                failed = true;
-                failed_step = wf->steps[i].id;
-            }
-        }
+        if (!rt_run_outcome_starts(&outcome, &states[i]))
+            continue;
+        const rt_step_def *d = &wf->steps[i];
+        json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
+                                                 "status", "pending"));
+        json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id",
+                                                    v->run_id, "step_id", d->id, "priority", (int)wf->priority,
+                                                    "slow", !d->type->quick, "run_at", (json_int_t)0, "ckey",
+                                                    v->ckey, "climit", v->climit));
+        json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
+        json_object_set(batch, "notify", json_true());
     }
-    if (!ended && !failed) {
-        for (size_t i = 0; i < wf->n_steps; i++) {
-            const char *s = step_status(merged, wf->steps[i].id);
-            if (!s && needs_met(wf, merged, i)) {
-                const rt_step_def *d = &wf->steps[i];
-                json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
-                                                         "status", "pending"));
-                json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id",
-                                                            v->run_id, "step_id", d->id, "priority", (int)wf->priority,
-                                                            "slow", !d->type->quick, "run_at", (json_int_t)0, "ckey",
-                                                            v->ckey, "climit", v->climit));
-                json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
-                json_object_set(batch, "notify", json_true());
-            }
-            s = step_status(merged, wf->steps[i].id);
-            if (!s || (strcmp(s, "completed") && strcmp(s, "skipped") && strcmp(s, "failed")))
-                all_done = false;
-            if (s && !strcmp(s, "sleeping"))
-                sleeping = true;
-            if (s && !strcmp(s, "waiting"))
-                waiting = true;
-        }
-    }
+    free(states);
+    bool all_done = outcome.kind == RT_OUTCOME_DONE, partial = outcome.status == RT_RUN_PARTIAL;
 
     json_t *runs = json_object_get(batch, "runs");
     int64_t now = rt_now_ms();
@@ -1154,7 +1152,7 @@ static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *l
         rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
         rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
     } else {
-        const char *status = sleeping ? "sleeping" : waiting ? "waiting" : "running";
+        const char *status = rt_run_status_name(outcome.status);
         if (!db_status || strcmp(db_status, status) != 0)
             json_array_append_new(runs, json_pack("{s:s, s:s, s:I, s:I}", "id", v->run_id, "status", status,
                                                   "started_at", (json_int_t)batch_started, "finished_at",

@@ -1,6 +1,6 @@
-/* test_run_status.c — one name table for run statuses (engine/lang/run_status.h): it
- * round-trips, its unfinished list is what the SQL statements use, and the database's
- * check constraint (schemas/migrations/001_core.sql) allows exactly these words. */
+/* test_run_status.c — one name table each for run and step statuses (engine/lang/run_status.h):
+ * they round-trip, the unfinished list is what the SQL statements use, and the database's
+ * check constraints (schemas/migrations/001_core.sql) allow exactly these words. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,9 +50,10 @@ static void unfinished_lists(void **state)
     assert_true(rt_run_status_final(RT_RUN_COMPLETED));
 }
 
-static void migration_check_matches(void **state)
+/* The words of the `status in (...)` check that follows `marker` in 001_core.sql, each
+ * parsed by `known`; returns how many there were. */
+static int check_words(const char *marker, bool (*known)(const char *))
 {
-    (void)state;
     const char *src = getenv("RATCHET_SOURCE_DIR");
     assert_non_null(src);
     char path[1024];
@@ -63,8 +64,9 @@ static void migration_check_matches(void **state)
     size_t n = fread(sql, 1, sizeof sql - 1, f);
     fclose(f);
     sql[n] = '\0';
-    /* the runs table's check: status in (...) */
-    char *c = strstr(sql, "status        text not null check (status in (");
+    char *c = strstr(sql, marker);
+    assert_non_null(c);
+    c = strstr(c, "check (status in (");
     assert_non_null(c);
     c = strchr(c, '(');
     c = strchr(c + 1, '(');
@@ -77,13 +79,47 @@ static void migration_check_matches(void **state)
         char *q = strchr(p + 1, '\'');
         char word[64];
         snprintf(word, sizeof word, "%.*s", (int)(q - p - 1), p + 1);
-        rt_run_status s;
-        if (!rt_run_status_parse(word, &s))
-            fail_msg("001_core.sql allows status '%s', which run_status.h does not know", word);
+        if (!known(word))
+            fail_msg("001_core.sql's %s allows status '%s', which run_status.h does not know", marker, word);
         words++;
         p = q;
     }
-    assert_int_equal(words, RT_RUN_STATUS_COUNT);
+    return words;
+}
+
+static bool run_word(const char *w)
+{
+    rt_run_status s;
+    return rt_run_status_parse(w, &s);
+}
+
+static bool step_word(const char *w)
+{
+    rt_step_status s;
+    return rt_step_status_parse(w, &s);
+}
+
+static void migration_check_matches(void **state)
+{
+    (void)state;
+    assert_int_equal(check_words("create table ratchet.runs", run_word), RT_RUN_STATUS_COUNT);
+    assert_int_equal(check_words("create table ratchet.steps", step_word), RT_STEP_STATUS_COUNT);
+}
+
+static void step_round_trip(void **state)
+{
+    (void)state;
+    for (int i = 0; i < RT_STEP_STATUS_COUNT; i++) {
+        rt_step_status s;
+        const char *name = rt_step_status_name((rt_step_status)i);
+        assert_non_null(name);
+        assert_true(rt_step_status_parse(name, &s));
+        assert_int_equal(s, i);
+    }
+    rt_step_status s;
+    assert_false(rt_step_status_parse("done", &s));
+    assert_false(rt_step_status_parse(NULL, &s));
+    assert_null(rt_step_status_name(RT_STEP_STATUS_COUNT));
 }
 
 int main(void)
@@ -92,6 +128,7 @@ int main(void)
         cmocka_unit_test(round_trip),
         cmocka_unit_test(unfinished_lists),
         cmocka_unit_test(migration_check_matches),
+        cmocka_unit_test(step_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
