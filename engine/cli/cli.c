@@ -12,25 +12,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "bench.h"
 #include "bench_cron.h"
 #include "bench_flow.h"
 #include "cli_schedules.h"
-#include "alerts.h"
-#include "approval.h"
 #include "audit.h"
 #include "cli_approval.h"
 #include "cli_token.h"
 #include "config.h"
+#include "daemon.h"
 #include "event.h"
-#include "executor.h"
 #include "ingest.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
 #include "replay.h"
-#include "scheduler.h"
 #include "store.h"
 #include "util.h"
 #include "workflow.h"
@@ -206,118 +202,7 @@ static int cmd_serve(cli *c)
     int rc = parse_opts(c, &o, " ", 0);
     if (rc || (rc = setup(c, true)))
         return rc;
-    rt_error api_err; /* the API's address and tokens file, checked before anything starts */
-    if (rt_api_check(&c->cfg, &api_err) != RT_OK) {
-        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
-        return EXIT_USAGE;
-    }
-    if (rt_approval_configure(c->cfg.approvers_file, c->cfg.approval_skew_ms, &api_err) != RT_OK) { /* APPROVAL HOOK */
-        fprintf(stderr, "ratchet serve: %s\n", api_err.msg);
-        return EXIT_USAGE;
-    }
-
-    /* Signals are taken by sigwait below; every thread inherits the mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    rt_store *st = NULL;
-    rt_error err;
-    int64_t delay = 200;
-    while (rt_store_open(c->cfg.database_url, &st, &err) != RT_OK) {
-        rt_log(RT_LOG_WARN, NULL, "%s; retrying in %lld ms", err.msg, (long long)delay);
-        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-        delay = delay * 2 > 5000 ? 5000 : delay * 2;
-    }
-    int applied = 0;
-    if (rt_store_migrate(st, &applied, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "migrate: %s", err.msg);
-        rt_store_close(st);
-        return 1;
-    }
-    if (applied)
-        rt_log(RT_LOG_INFO, NULL, "applied %d migration(s)", applied);
-
-    rt_workflow_set *set_wf = NULL;
-    int quiet = 0;
-    if (rt_workflow_load_dir(c->cfg.workflows, &set_wf, print_load_error, &quiet, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "workflows: %s", err.msg);
-        rt_store_close(st);
-        return EXIT_USAGE;
-    }
-    for (size_t i = 0; i < set_wf->n; i++) {
-        if (rt_store_put_workflow(st, set_wf->items[i], &err) != RT_OK)
-            rt_log(RT_LOG_WARN, NULL, "storing workflow %s: %s", set_wf->items[i]->id, err.msg);
-    }
-    rt_log(RT_LOG_INFO, NULL, "loaded %zu workflow(s) from %s (%zu with errors)", set_wf->n, c->cfg.workflows,
-           set_wf->n_errors);
-    rt_store_close(st);
-
-    rt_intake *intake = NULL; /* broker consumers, publishers, event retention */
-    if (rt_intake_start(&c->cfg, set_wf, &intake, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "brokers: %s", err.msg);
-        rt_workflow_set_free(set_wf);
-        return EXIT_USAGE;
-    }
-    rt_engine *e = NULL;
-    if (rt_engine_new(&c->cfg, &e, &err) == RT_OK) {
-        rt_engine_set_publishers(e, rt_intake_publisher(intake, "amqp"), rt_intake_publisher(intake, "nats"));
-        rt_engine_set_workflows(e, set_wf);
-    }
-    if (!e || rt_engine_start(e, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "%s", err.msg);
-        rt_engine_free(e);
-        rt_intake_stop(intake);
-        rt_workflow_set_free(set_wf);
-        return 1;
-    }
-    rt_scheduler *sched = NULL; /* syncs the schedules, then fires ticks unless disabled */
-    if (rt_scheduler_new(&c->cfg, set_wf, &sched, &err) != RT_OK || rt_scheduler_start(sched, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "scheduler: %s", err.msg);
-        rt_scheduler_free(sched);
-        rt_engine_stop(e, c->cfg.shutdown_grace_ms);
-        rt_engine_free(e);
-        rt_intake_stop(intake);
-        rt_workflow_set_free(set_wf);
-        return 1;
-    }
-    rt_alerts *alerts = NULL; /* ratchet.alert.* events */
-    if (rt_alerts_start(&c->cfg, set_wf, &alerts, &err) != RT_OK)
-        rt_log(RT_LOG_ERROR, NULL, "alerts: %s (no alert events from this process)", err.msg);
-    rt_api *api = NULL; /* the HTTP API: last to start, first to stop */
-    int rc_api = 0;
-    if (rt_api_start(&c->cfg, set_wf, &api, &err) != RT_OK) {
-        rt_log(RT_LOG_ERROR, NULL, "http: %s", err.msg);
-        rc_api = err.code == RT_ERR_INVALID ? EXIT_USAGE : 1;
-    }
-    int sig = 0;
-    for (; !rc_api;) {
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            rt_error hup_err; /* the API's tokens file; workflows are not reloaded yet */
-            if (rt_api_reload_tokens(api, &hup_err) != RT_OK)
-                rt_log(RT_LOG_ERROR, NULL, "SIGHUP: tokens not reloaded, the old ones stay: %s", hup_err.msg);
-            continue;
-        }
-        break;
-    }
-    rt_log(RT_LOG_INFO, NULL, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "HTTP API",
-           (long long)c->cfg.shutdown_grace_ms);
-    rt_api_stop(api);
-    rt_alerts_stop(alerts);
-    rt_scheduler_free(sched); /* stops it: no tick fires once the engine stops */
-    rt_engine_stop(e, c->cfg.shutdown_grace_ms);
-    rt_engine_free(e);
-    rt_intake_stop(intake); /* after the engine: its publish steps use the publishers */
-    rt_workflow_set_free(set_wf);
-    rt_log(RT_LOG_INFO, NULL, "stopped");
-    return rc_api;
+    return rt_daemon_run(&c->cfg);
 }
 
 /* ---------- migrate ---------- */
