@@ -192,6 +192,40 @@ rt_psql() { # SQL [psql args...]: against this test's database, unaligned tuples
   psql -XAtq -v ON_ERROR_STOP=1 "$RATCHET_DATABASE_URL" "$@" -c "$sql"
 }
 
+# --- getters the tests share (they used to define them per file) ---------------------
+q() { rt_psql "$1"; }                                                    # SQL: its rows
+status() { rt_psql "select status from ratchet.runs where id = '$1'"; } # RUN: its status
+run_field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }  # RUN EXPR: e.g. output::text
+metric() { # SERVE NAME: the value of one sample in serve's /metrics (NAME with its labels)
+  curl -fsS "$(rt_serve_url "$1")/metrics" | awk -v k="$2" '$1 == k {print $2}'
+}
+json_get() { # PYTHON-SUBSCRIPT: of the JSON on stdin, e.g. json_get '["runs"][0]["id"]'
+  python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v" + sys.argv[1]))' "$1"
+}
+
+# --- one ctest entry per behaviour --------------------------------------------------
+# A test file that covers several behaviours lists them in a line `# sections: a b c` and
+# defines a function section_a, section_b, ... each. tests/CMakeLists.txt makes one ctest
+# entry per section (integration.<file without t_>.<section>, running `t_file.sh SECTION`);
+# without an argument every section runs, in the listed order.
+rt_sections() { # FILE: the sections the file lists
+  sed -n 's/^# sections: *//p' "${1:?rt_sections FILE}" | head -n 1
+}
+
+rt_run_sections() { # [SECTION]: runs the one named, or all of them (call it last)
+  local file=$0 all s
+  all=$(rt_sections "$file")
+  [[ -n $all ]] || rt_fail "$file has no '# sections:' line"
+  if [[ -n ${1:-} ]]; then
+    [[ " $all " == *" $1 "* ]] || rt_fail "unknown section '$1' (this file has: $all)"
+    all=$1
+  fi
+  for s in $all; do
+    "section_$s"
+    echo "ok: ${RT_TEST_NAME%%.*}.$s"
+  done
+}
+
 rt__sanitizer_lines() { # FILE: prints sanitizer reports; status 0 when there are some
   [[ -f $1 ]] && grep -nE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$1"
 }
