@@ -32,6 +32,7 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.chdir(root)
     headers = {}
+    sources = {}  # STYLE §2: a file name is unique in the build (no two approval.c)
     files = []
     for top in ("engine", "steps"):
         for d, _, names in os.walk(top):
@@ -44,6 +45,11 @@ def main():
                             print(f"check-layers: two headers named {n}: {headers[n]} and {p}")
                             return 1
                         headers[n] = p
+                    elif n in sources:
+                        print(f"check-layers: two files named {n}: {sources[n]} and {p}")
+                        return 1
+                    else:
+                        sources[n] = p
     bad = []
     for p in sorted(files):
         mine = layer_of(p)

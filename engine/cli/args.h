@@ -11,7 +11,7 @@
 #include "status.h"
 
 #define RT_ARGS_MAX_OPTS 32
-#define RT_ARGS_MAX_POS 16
+#define RT_ARGS_MAX_POS 64 /* ratchet cancel RUN... */
 
 /* One option. Flags have no `value`. */
 typedef struct rt_arg_opt {

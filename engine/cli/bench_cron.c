@@ -12,12 +12,14 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "executor.h"
 #include "log.h"
 #include "scheduler.h"
@@ -409,56 +411,42 @@ static rt_status bench_cost(const rt_config *base, const bench_opts *o, cost_res
     return s;
 }
 
-static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
-{
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < lo || x > hi) {
-        fprintf(stderr, "ratchet bench cron: %s=%s: expected an integer from %d to %d\n", flag, v, lo, hi);
-        return 2;
-    }
-    *out = (int)x;
-    return 0;
-}
+static const rt_arg_opt bench_cron_opts[] = {
+    {"--ticks", "N", "fire ticks per scheduler (5..100000, default 200)"},
+    {"--schedules", "N", "schedules for the cost measurement (1..1000000, default 10000)"},
+    {"--seconds", "N", "how long the cost measurement runs (5..3600, default 60)"},
+    {"--json", NULL, "print JSON"},
+    {NULL, NULL, NULL},
+};
+static const rt_arg_cmd bench_cron_cmd = {"ratchet bench cron", NULL, 0,
+                                          "cron fire lateness (3 schedulers) and the cost of many schedules",
+                                          bench_cron_opts, true};
 
 int rt_bench_cron_main(rt_config *cfg, int argc, char **argv, int pos)
 {
     bench_opts o = {.ticks = 200, .schedules = 10000, .seconds = 60};
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        const char *eq = strchr(a, '=');
-        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
-        int *target = NULL;
-        int lo = 1, hi = 1000000;
-        if (!strncmp(a, "--ticks", klen) && klen == 7)
-            target = &o.ticks, lo = 5, hi = 100000;
-        else if (!strncmp(a, "--schedules", klen) && klen == 11)
-            target = &o.schedules, lo = 1, hi = 1000000;
-        else if (!strncmp(a, "--seconds", klen) && klen == 9)
-            target = &o.seconds, lo = 5, hi = 3600;
-        if (target) {
-            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                fprintf(stderr, "ratchet bench cron: %.*s needs a value\n", (int)klen, a);
-                return 2;
-            }
-            int rc = parse_int(a, v, lo, hi, target);
-            if (rc)
-                return rc;
-            continue;
-        }
-        if (!strcmp(a, "--json")) {
-            o.json = true;
-            continue;
-        }
-        rt_error err;
-        rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (s != RT_OK) {
-            fprintf(stderr, "ratchet bench cron: %s\n",
-                    s == RT_ERR_NOT_FOUND ? "unknown option (see `ratchet help`)" : err.msg);
-            return 2;
-        }
+    rt_args args;
+    int rc;
+    if (!rt_args_take(&bench_cron_cmd, cfg, argc, argv, pos, &args, &rc))
+        return rc;
+    static const struct {
+        const char *name;
+        size_t off;
+        long lo, hi;
+    } ints[] = {
+        {"--ticks", offsetof(bench_opts, ticks), 5, 100000},
+        {"--schedules", offsetof(bench_opts, schedules), 1, 1000000},
+        {"--seconds", offsetof(bench_opts, seconds), 5, 3600},
+    };
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        int *field = (int *)((char *)&o + ints[k].off);
+        long v = *field;
+        rt_error ierr;
+        if (rt_args_int(&args, ints[k].name, ints[k].lo, ints[k].hi, &v, &ierr) != RT_OK)
+            return rt_args_usage(&bench_cron_cmd, "%s", ierr.msg);
+        *field = (int)v;
     }
+    o.json = rt_args_given(&args, "--json");
     rt_error err;
     if (rt_config_require_database(cfg, &err) != RT_OK) {
         fprintf(stderr, "ratchet bench cron: %s\n", err.msg);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -262,56 +263,43 @@ static void print_json(const rt_config *cfg, const flow_opts *o, const char *syn
     json_decref(out);
 }
 
-static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
-{
-    char *end;
-    long n = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || n < lo || n > hi) {
-        fprintf(stderr, "ratchet bench flow: %s needs an integer from %d to %d\n", flag, lo, hi);
-        return 2;
-    }
-    *out = (int)n;
-    return 0;
-}
+static const rt_arg_opt bench_flow_opts[] = {
+    {"--runs", "N", "runs per variant and round (10..1000000, default 5000)"},
+    {"--rounds", "N", "rounds (default 3)"},
+    {"--throttle", "PER_S", "the throttled variant's rate (default 1000)"},
+    {"--reference", "STEPS_PER_S", "a baseline to compare with"},
+    {"--json", NULL, "print JSON"},
+    {NULL, NULL, NULL},
+};
+static const rt_arg_cmd bench_flow_cmd = {"ratchet bench flow", NULL, 0,
+                                          "flow-control cost: concurrency keys, a throttle, retries, vs a baseline",
+                                          bench_flow_opts, true};
 
 static int parse_args(rt_config *cfg, int argc, char **argv, int pos, flow_opts *o)
 {
     static const struct {
         const char *name;
         size_t off;
-        int lo, hi;
+        long lo, hi;
     } ints[] = {
         {"--runs", offsetof(flow_opts, runs), 10, 1000000},
         {"--rounds", offsetof(flow_opts, rounds), 1, MAX_ROUNDS},
         {"--throttle", offsetof(flow_opts, throttle), 1, 1000000},
         {"--reference", offsetof(flow_opts, reference), 1, 100000000},
     };
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--json")) {
-            o->json = true;
-            continue;
-        }
-        const char *eq = strchr(a, '=');
-        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
-        size_t k = 0;
-        while (k < sizeof ints / sizeof ints[0] && (strlen(ints[k].name) != klen || strncmp(a, ints[k].name, klen)))
-            k++;
-        if (k < sizeof ints / sizeof ints[0]) {
-            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            int rc = parse_int(ints[k].name, v, ints[k].lo, ints[k].hi, (int *)((char *)o + ints[k].off));
-            if (rc)
-                return rc;
-            continue;
-        }
-        rt_error err;
-        rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (s != RT_OK) {
-            fprintf(stderr, "ratchet bench flow: %s\n",
-                    s == RT_ERR_NOT_FOUND ? "unknown option (see `ratchet help`)" : err.msg);
-            return 2;
-        }
+    rt_args args;
+    int rc;
+    if (!rt_args_take(&bench_flow_cmd, cfg, argc, argv, pos, &args, &rc))
+        return rc ? rc : -1; /* -1: --help was printed */
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        int *field = (int *)((char *)o + ints[k].off);
+        long v = *field;
+        rt_error ierr;
+        if (rt_args_int(&args, ints[k].name, ints[k].lo, ints[k].hi, &v, &ierr) != RT_OK)
+            return rt_args_usage(&bench_flow_cmd, "%s", ierr.msg);
+        *field = (int)v;
     }
+    o->json = rt_args_given(&args, "--json");
     rt_error err;
     if (rt_config_require_database(cfg, &err) != RT_OK) {
         fprintf(stderr, "ratchet bench flow: %s\n", err.msg);
@@ -325,7 +313,7 @@ int rt_bench_flow_main(rt_config *cfg, int argc, char **argv, int pos)
     flow_opts o = {.runs = 5000, .rounds = 3, .throttle = 1000};
     int rc = parse_args(cfg, argc, argv, pos, &o);
     if (rc)
-        return rc;
+        return rc < 0 ? 0 : rc;
     rt_log_configure(RT_LOG_WARN, false);
     rt_error err;
     rt_store *st = NULL;

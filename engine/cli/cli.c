@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "bench.h"
 #include "bench_cron.h"
 #include "bench_flow.h"
@@ -70,15 +71,16 @@ typedef struct opts {
     bool json;
 } opts;
 
-typedef struct flag_spec {
+/* Where each option lands in opts, and whether it is an integer (1..100000). */
+typedef struct opt_field {
     const char *name;
     enum { F_BOOL, F_STR, F_INT } kind;
     size_t offset;
-} flag_spec;
+} opt_field;
 
 #define OPT(f) offsetof(opts, f)
 
-static const flag_spec flags[] = {
+static const opt_field fields[] = {
     {"--data", F_STR, OPT(data)},         {"--at", F_STR, OPT(at)},
     {"--in", F_STR, OPT(in)},             {"--workflow", F_STR, OPT(workflow)},
     {"--status", F_STR, OPT(status)},     {"--limit", F_INT, OPT(limit)},
@@ -92,6 +94,69 @@ static const flag_spec flags[] = {
     {"--from", F_STR, OPT(from)},
 };
 
+/* The commands' option tables (args.h); help texts as in `ratchet help`. */
+#define O_JSON {"--json", NULL, "print JSON"}
+#define O_END {NULL, NULL, NULL}
+static const rt_arg_opt no_opts[] = {O_END};
+static const rt_arg_opt json_opts[] = {O_JSON, O_END};
+static const rt_arg_cmd serve_cmd = {"ratchet serve", NULL, 0, "run the engine (workers) on RATCHET_WORKFLOWS",
+                                     no_opts, true};
+static const rt_arg_cmd migrate_cmd = {"ratchet migrate", NULL, 0, "apply database migrations", no_opts, true};
+static const rt_arg_cmd validate_cmd = {"ratchet validate", "[PATH...]", 8,
+                                        "check workflow files (default: RATCHET_WORKFLOWS)", json_opts, true};
+static const rt_arg_opt run_opts[] = {
+    {"--data", "JSON", "the trigger event's data"},
+    {"--at", "RFC3339", "start at this time"},
+    {"--in", "DURATION", "start after this long"},
+    {"--wait", NULL, "wait for the run to end; exit 0 only if it completed"},
+    {"--wait-timeout", "DURATION", "how long --wait waits"},
+    O_JSON,
+    O_END,
+};
+static const rt_arg_cmd run_cmd = {"ratchet run", "WORKFLOW", 1, "start a run; prints its id", run_opts, true};
+static const rt_arg_opt runs_opts[] = {
+    {"--workflow", "W", "only this workflow's runs"},
+    {"--status", "S", "only runs with this status"},
+    {"--limit", "N", "at most N runs"},
+    O_JSON,
+    O_END,
+};
+static const rt_arg_cmd runs_cmd = {"ratchet runs", NULL, 0, "list runs, newest first", runs_opts, true};
+static const rt_arg_cmd show_cmd = {"ratchet show", "RUN", 1, "one run with its steps", json_opts, true};
+static const rt_arg_opt send_opts[] = {
+    {"--data", "JSON", "the event's data"},
+    {"--id", "ID", "the event's id (with --count: ID-0, ID-1, ...)"},
+    {"--actor-type", "T", "who sends it: user, service, agent, system"},
+    {"--actor-id", "A", "the actor's id"},
+    {"--entity", "E", "the entity the event is about"},
+    {"--via", "db|amqp|nats", "store it directly (db) or publish it to a broker"},
+    O_JSON,
+    {"--raw-file", "FILE", "publish these raw bytes (tests; needs --via amqp or nats)"},
+    {"--count", "N", "send N copies (needs --via amqp or nats)"},
+    O_END,
+};
+static const rt_arg_cmd send_cmd = {"ratchet send", "NAME", 1, "store an event and start the workflows it triggers",
+                                    send_opts, true};
+static const rt_arg_opt events_opts[] = {
+    {"--name", "N", "only events with this name"},
+    {"--limit", "N", "at most N events"},
+    O_JSON,
+    O_END,
+};
+static const rt_arg_cmd events_cmd = {"ratchet events", NULL, 0, "recent stored events with the runs they started",
+                                      events_opts, true};
+static const rt_arg_opt bench_opts[] = {
+    {"--runs", "N", "how many runs"},
+    {"--steps", "1|5", "steps per run"},
+    O_JSON,
+    O_END,
+};
+static const rt_arg_cmd bench_cmd = {"ratchet bench", NULL, 0,
+                                     "drain N preloaded no-op runs in a scratch database", bench_opts, true};
+static const rt_arg_cmd bench_events_cmd = {"ratchet bench events", NULL, 0,
+                                            "ingest events/s and publish-to-first-step latency per broker",
+                                            bench_opts, true};
+
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -99,7 +164,7 @@ static int usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     fprintf(stderr, "ratchet%s%s: ", cmd ? " " : "", cmd ? cmd : "");
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see `ratchet help`)\n");
+    fprintf(stderr, cmd ? "; see ratchet %s --help\n" : " (see `ratchet help`)\n", cmd);
     va_end(ap);
     return EXIT_USAGE;
 }
@@ -110,62 +175,39 @@ static int fail(const char *cmd, const rt_error *err)
     return err->code == RT_ERR_INVALID ? EXIT_USAGE : 1;
 }
 
-/* Parses the command's arguments: settings flags, command flags in `allowed`, and up to
- * max_pos positionals. */
-static int parse_opts(cli *c, opts *o, const char *allowed, int max_pos)
+/* Parses the command's arguments (args.h) into the typed view `o`. Returns true to go on;
+ * false with *rc the exit status (0 after --help, 2 after a usage error). */
+static bool parse_opts(cli *c, opts *o, const rt_arg_cmd *spec, int *rc)
 {
     memset(o, 0, sizeof *o);
-    for (int i = c->pos; i < c->argc; i++) {
-        const char *a = c->argv[i];
-        if (a[0] != '-' || !strcmp(a, "-")) {
-            if (o->n_positional >= max_pos)
-                return usage_error(c->cmd, "unexpected argument \"%s\"", a);
-            o->positional[o->n_positional++] = a;
+    rt_args a;
+    if (!rt_args_take(spec, &c->cfg, c->argc, c->argv, c->pos, &a, rc))
+        return false;
+    for (int i = 0; i < a.n_pos && i < (int)(sizeof o->positional / sizeof o->positional[0]); i++)
+        o->positional[o->n_positional++] = a.pos[i];
+    char *base = (char *)o;
+    for (int k = 0; spec->opts[k].name; k++) {
+        const opt_field *f = NULL;
+        for (size_t j = 0; j < sizeof fields / sizeof fields[0] && !f; j++)
+            if (!strcmp(fields[j].name, spec->opts[k].name))
+                f = &fields[j];
+        if (!f || !a.given[k])
             continue;
-        }
-        rt_error err;
-        rt_status s = rt_config_apply_flag(&c->cfg, c->argc, c->argv, &i, &err);
-        if (s == RT_OK)
-            continue;
-        if (s != RT_ERR_NOT_FOUND)
-            return usage_error(c->cmd, "%s", err.msg);
-        const flag_spec *f = NULL;
-        const char *value = NULL;
-        for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !f; k++) {
-            size_t n = strlen(flags[k].name);
-            if (!strncmp(a, flags[k].name, n) && (a[n] == '\0' || a[n] == '=')) {
-                f = &flags[k];
-                value = a[n] == '=' ? a + n + 1 : NULL;
-            }
-        }
-        char needle[64];
-        snprintf(needle, sizeof needle, " %s ", f ? f->name : a);
-        if (!f || !strstr(allowed, needle))
-            return usage_error(c->cmd, "unknown option \"%s\"", a);
-        char *base = (char *)o;
         if (f->kind == F_BOOL) {
-            if (value)
-                return usage_error(c->cmd, "%s takes no value", f->name);
             *(bool *)(base + f->offset) = true;
-            continue;
-        }
-        if (!value) {
-            if (i + 1 >= c->argc)
-                return usage_error(c->cmd, "%s needs a value", f->name);
-            value = c->argv[++i];
-        }
-        if (f->kind == F_STR) {
-            *(const char **)(base + f->offset) = value;
+        } else if (f->kind == F_STR) {
+            *(const char **)(base + f->offset) = a.value[k];
         } else {
-            char *end;
-            errno = 0;
-            long v = strtol(value, &end, 10);
-            if (errno || *end || v < 1 || v > 100000)
-                return usage_error(c->cmd, "%s=%s: expected an integer from 1 to 100000", f->name, value);
+            long v = 0;
+            rt_error err;
+            if (rt_args_int(&a, f->name, 1, 100000, &v, &err) != RT_OK) {
+                *rc = usage_error(c->cmd, "%s", err.msg);
+                return false;
+            }
             *(int *)(base + f->offset) = (int)v;
         }
     }
-    return 0;
+    return true;
 }
 
 static int setup(cli *c, bool need_db)
@@ -202,8 +244,8 @@ static void print_load_error(void *arg, const char *file, const rt_error *err)
 static int cmd_serve(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " ", 0);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &serve_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     return rt_daemon_run(&c->cfg);
 }
@@ -213,8 +255,8 @@ static int cmd_serve(cli *c)
 static int cmd_migrate(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " ", 0);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &migrate_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     rt_store *st;
     if ((rc = open_store(c, &st)))
@@ -234,8 +276,8 @@ static int cmd_migrate(cli *c)
 static int cmd_validate(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --json ", 8);
-    if (rc || (rc = setup(c, false)))
+    int rc;
+    if (!parse_opts(c, &o, &validate_cmd, &rc) || (rc = setup(c, false)))
         return rc;
     if (o.n_positional == 0)
         o.positional[o.n_positional++] = c->cfg.workflows;
@@ -274,8 +316,8 @@ static bool terminal(const char *status)
 static int cmd_run(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --data --at --in --wait --wait-timeout --json ", 1);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &run_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     if (o.n_positional != 1)
         return usage_error(c->cmd, "expected a workflow id: ratchet run WORKFLOW [--data JSON] [--wait]");
@@ -449,8 +491,8 @@ static void print_json(json_t *v)
 static int cmd_runs(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --workflow --status --limit --json ", 0);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &runs_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     rt_store *st;
     if ((rc = open_store(c, &st)))
@@ -502,8 +544,8 @@ static void print_progress(const json_t *p, const char *at)
 static int cmd_show(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --json ", 1);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &show_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     if (o.n_positional != 1)
         return usage_error(c->cmd, "expected a run id: ratchet show RUN [--json]");
@@ -622,8 +664,8 @@ static char *make_raw_body(void *arg, size_t i, const char **id)
 static int cmd_send(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --data --id --actor-type --actor-id --entity --via --json --raw-file --count ", 1);
-    if (rc || (rc = setup(c, !o.via || strcmp(o.via, "db") == 0)))
+    int rc;
+    if (!parse_opts(c, &o, &send_cmd, &rc) || (rc = setup(c, !o.via || strcmp(o.via, "db") == 0)))
         return rc;
     if (o.n_positional != 1)
         return usage_error(c->cmd, "expected an event name: ratchet send NAME [--data JSON] [--via db]");
@@ -724,8 +766,8 @@ static int cmd_send(cli *c)
 static int cmd_events(cli *c)
 {
     opts o;
-    int rc = parse_opts(c, &o, " --name --limit --json ", 0);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, &events_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     rt_store *st;
     if ((rc = open_store(c, &st)))
@@ -781,8 +823,8 @@ static int cmd_bench(cli *c)
     if (events)
         c->pos++;
     opts o;
-    int rc = parse_opts(c, &o, " --runs --steps --json ", 0);
-    if (rc || (rc = setup(c, true)))
+    int rc;
+    if (!parse_opts(c, &o, events ? &bench_events_cmd : &bench_cmd, &rc) || (rc = setup(c, true)))
         return rc;
     if (events)
         return rt_bench_events_main(&c->cfg, o.runs ? o.runs : 20000, o.json);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "approval.h"
+#include "args.h"
 #include "audit.h"
 #include "event.h"
 #include "ingest.h"
@@ -26,95 +27,97 @@
 
 #define EXIT_USAGE 2
 
-typedef struct opt {
-    const char *name;
-    bool takes_value;
-    const char *value; /* out */
-    bool given;        /* out */
-} opt;
-
 typedef struct args {
     const char *cmd;
-    const char *usage;
-    const char *positional[4];
+    const rt_arg_cmd *spec; /* set by parse */
+    rt_args parsed;
+    const char *positional[RT_ARGS_MAX_POS];
     int n_positional;
 } args;
 
-#define V(n) {.name = (n), .takes_value = true}
-#define B(n) {.name = (n)}
-#define END {.name = NULL}
-
+/* A usage error after parsing: "ratchet approve: --as ID and --key FILE are required; see
+ * ratchet approve --help". */
 static int usage(const args *a, const char *fmt, const char *arg)
 {
-    fprintf(stderr, "ratchet %s: ", a->cmd);
+    if (a->spec)
+        fprintf(stderr, "%s: ", a->spec->name);
+    else
+        fprintf(stderr, "ratchet %s: ", a->cmd);
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (usage: %s)\n", a->usage);
+    if (a->spec)
+        fprintf(stderr, "; see %s --help\n", a->spec->name);
+    else
+        fprintf(stderr, " (see `ratchet help`)\n");
     return EXIT_USAGE;
 }
 
-/* Settings flags (config.c), then the command's own options, then positionals. */
-static int parse(args *a, rt_config *cfg, int argc, char **argv, int pos, opt *opts, int max_pos)
+/* The command's arguments (args.h), then the log settings. Returns true to go on; false
+ * with *rc the exit status (0 after --help). */
+static bool parse(args *a, const rt_arg_cmd *spec, rt_config *cfg, int argc, char **argv, int pos, int *rc)
 {
-    for (int i = pos; i < argc; i++) {
-        const char *s = argv[i];
-        if (s[0] != '-' || !strcmp(s, "-")) {
-            if (a->n_positional >= max_pos)
-                return usage(a, "unexpected argument \"%s\"", s);
-            a->positional[a->n_positional++] = s;
-            continue;
-        }
-        rt_error err;
-        rt_status st = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (st == RT_OK)
-            continue;
-        if (st != RT_ERR_NOT_FOUND)
-            return usage(a, "%s", err.msg);
-        opt *o = NULL;
-        const char *value = NULL;
-        for (size_t k = 0; opts[k].name && !o; k++) {
-            size_t n = strlen(opts[k].name);
-            if (!strncmp(s, opts[k].name, n) && (s[n] == '\0' || s[n] == '=')) {
-                o = &opts[k];
-                value = s[n] == '=' ? s + n + 1 : NULL;
-            }
-        }
-        if (!o)
-            return usage(a, "unknown option \"%s\"", s);
-        if (!o->takes_value) {
-            if (value)
-                return usage(a, "%s takes no value", o->name);
-            o->given = true;
-            continue;
-        }
-        if (!value) {
-            if (i + 1 >= argc)
-                return usage(a, "%s needs a value", o->name);
-            value = argv[++i];
-        }
-        o->value = value;
-        o->given = true;
-    }
+    a->spec = spec;
+    if (!rt_args_take(spec, cfg, argc, argv, pos, &a->parsed, rc))
+        return false;
+    for (int i = 0; i < a->parsed.n_pos; i++)
+        a->positional[a->n_positional++] = a->parsed.pos[i];
     rt_error err;
-    if (rt_config_apply_logging(cfg, &err) != RT_OK)
-        return usage(a, "%s", err.msg);
-    return 0;
+    if (rt_config_apply_logging(cfg, &err) != RT_OK) {
+        *rc = usage(a, "%s", err.msg);
+        return false;
+    }
+    return true;
 }
 
-static const char *opt_value(const opt *opts, const char *name)
+static const char *opt_value(const args *a, const char *name)
 {
-    for (size_t k = 0; opts[k].name; k++)
-        if (!strcmp(opts[k].name, name))
-            return opts[k].value;
-    return NULL;
+    return rt_args_value(&a->parsed, name);
 }
 
-static bool opt_given(const opt *opts, const char *name)
+static bool opt_given(const args *a, const char *name)
 {
-    for (size_t k = 0; opts[k].name; k++)
-        if (!strcmp(opts[k].name, name))
-            return opts[k].given;
-    return false;
+    return rt_args_given(&a->parsed, name);
 }
+
+#define O_JSON {"--json", NULL, "print JSON"}
+#define O_END {NULL, NULL, NULL}
+static const rt_arg_opt keygen_opts[] = {
+    {"--approver", "ID", "the approver's id (required)"},
+    {"--out", "DIR", "where the key pair goes (default: .)"},
+    O_END,
+};
+static const rt_arg_cmd keygen_cmd = {"ratchet keygen", NULL, 0,
+                                      "an approver's Ed25519 key pair; prints its RATCHET_APPROVERS line", keygen_opts,
+                                      true};
+static const rt_arg_opt decide_opts[] = {
+    {"--as", "ID", "the approver (required)"},
+    {"--key", "FILE", "the approver's private key (required)"},
+    {"--comment", "C", "a comment kept with the decision"},
+    {"--step", "STEP", "decide an approval step rather than the run's gate"},
+    {"--via", "db|amqp|nats", "how the signed decision travels (default: db)"},
+    {"--hash", "HASH", "the action_hash to sign (default: read from the database)"},
+    {"--nonce", "NONCE", "the decision's nonce (default: random)"},
+    {"--ts", "MS", "the decision's time, unix milliseconds (default: now)"},
+    {"--print", NULL, "print the signed event, do not send it"},
+    O_JSON,
+    {"--wait-timeout", "DURATION", "how long to wait for the engine's verdict (default: 10s)"},
+    O_END,
+};
+static const rt_arg_cmd approve_cmd = {"ratchet approve", "RUN", 1, "sign and send an approval; prints what the "
+                                       "engine decided", decide_opts, true};
+static const rt_arg_cmd reject_cmd = {"ratchet reject", "RUN", 1, "sign and send a rejection; prints what the "
+                                      "engine decided", decide_opts, true};
+static const rt_arg_opt approvals_opts[] = {O_JSON, O_END};
+static const rt_arg_cmd approvals_cmd = {"ratchet approvals", NULL, 0,
+                                         "runs and steps awaiting approval, with action_hash and expiry",
+                                         approvals_opts, true};
+static const rt_arg_opt audit_opts[] = {
+    {"--since", "TIME|DURATION", "records from this time (RFC 3339) or this long ago (1h)"},
+    {"--limit", "N", "at most N records"},
+    O_JSON,
+    O_END,
+};
+static const rt_arg_cmd audit_cmd = {"ratchet audit", "[verify]", 1, "the audit log; `verify` walks its hash chain",
+                                     audit_opts, true};
 
 static int need_db(const args *a, rt_config *cfg, rt_store **st)
 {
@@ -147,13 +150,11 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
 
 static int cmd_keygen(args *a, rt_config *cfg, int argc, char **argv, int pos)
 {
-    opt opts[] = {V("--approver"), V("--out"), END};
-    a->usage = "ratchet keygen --approver ID [--out DIR]";
-    int rc = parse(a, cfg, argc, argv, pos, opts, 0);
-    if (rc)
+    int rc;
+    if (!parse(a, &keygen_cmd, cfg, argc, argv, pos, &rc))
         return rc;
-    const char *id = opt_value(opts, "--approver");
-    const char *dir = opt_value(opts, "--out");
+    const char *id = opt_value(a, "--approver");
+    const char *dir = opt_value(a, "--out");
     if (!id)
         return usage(a, "%s", "--approver is required");
     char line[256];
@@ -279,22 +280,17 @@ static void show_action(const args *a, json_t *gate, bool approve, const char *h
 
 static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, bool approve)
 {
-    opt opts[] = {V("--as"),    V("--key"),   V("--comment"), V("--step"),
-                  V("--via"),   V("--hash"),  V("--nonce"),   V("--ts"),
-                  B("--print"), B("--json"), V("--wait-timeout"), END};
-    a->usage = approve ? "ratchet approve RUN --as ID --key FILE [--comment C] [--step STEP] [--via db|amqp|nats]"
-                       : "ratchet reject RUN --as ID --key FILE [--comment C] [--step STEP] [--via db|amqp|nats]";
-    int rc = parse(a, cfg, argc, argv, pos, opts, 1);
-    if (rc)
+    int rc;
+    if (!parse(a, approve ? &approve_cmd : &reject_cmd, cfg, argc, argv, pos, &rc))
         return rc;
     if (a->n_positional != 1)
         return usage(a, "%s", "expected a run id");
     const char *run_id = a->positional[0];
-    const char *as = opt_value(opts, "--as"), *key = opt_value(opts, "--key");
-    const char *comment = opt_value(opts, "--comment"), *step = opt_value(opts, "--step");
-    const char *via = opt_value(opts, "--via") ? opt_value(opts, "--via") : "db";
-    const char *hash = opt_value(opts, "--hash"), *nonce_opt = opt_value(opts, "--nonce");
-    bool as_json = opt_given(opts, "--json"), print_only = opt_given(opts, "--print");
+    const char *as = opt_value(a, "--as"), *key = opt_value(a, "--key");
+    const char *comment = opt_value(a, "--comment"), *step = opt_value(a, "--step");
+    const char *via = opt_value(a, "--via") ? opt_value(a, "--via") : "db";
+    const char *hash = opt_value(a, "--hash"), *nonce_opt = opt_value(a, "--nonce");
+    bool as_json = opt_given(a, "--json"), print_only = opt_given(a, "--print");
     if (!as || !key)
         return usage(a, "%s", "--as ID and --key FILE are required");
     if (!rt_uuid_valid(run_id))
@@ -303,15 +299,15 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
         return usage(a, "--via %s: expected db, amqp or nats", via);
     rt_error err;
     int64_t ts = rt_now_ms(), wait_ms = 10000;
-    if (opt_value(opts, "--ts")) {
+    if (opt_value(a, "--ts")) {
         char *end;
         errno = 0;
-        long long v = strtoll(opt_value(opts, "--ts"), &end, 10);
+        long long v = strtoll(opt_value(a, "--ts"), &end, 10);
         if (errno || *end || v <= 0)
-            return usage(a, "--ts %s: expected unix milliseconds", opt_value(opts, "--ts"));
+            return usage(a, "--ts %s: expected unix milliseconds", opt_value(a, "--ts"));
         ts = v;
     }
-    if (opt_value(opts, "--wait-timeout") && rt_duration_parse(opt_value(opts, "--wait-timeout"), &wait_ms, &err) != RT_OK)
+    if (opt_value(a, "--wait-timeout") && rt_duration_parse(opt_value(a, "--wait-timeout"), &wait_ms, &err) != RT_OK)
         return usage(a, "--wait-timeout: %s", err.msg);
     if (rt_approval_configure(cfg->approvers_file, cfg->approval_skew_ms, &err) != RT_OK) {
         fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
@@ -483,11 +479,9 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
 
 static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos)
 {
-    opt opts[] = {B("--json"), END};
-    a->usage = "ratchet approvals [--json]";
-    int rc = parse(a, cfg, argc, argv, pos, opts, 0);
+    int rc;
     rt_store *st = NULL;
-    if (rc || (rc = need_db(a, cfg, &st)))
+    if (!parse(a, &approvals_cmd, cfg, argc, argv, pos, &rc) || (rc = need_db(a, cfg, &st)))
         return rc;
     json_t *pending = NULL, *proposals = NULL;
     rt_error err;
@@ -501,7 +495,7 @@ static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos
     }
     size_t k;
     json_t *p;
-    if (opt_given(opts, "--json")) {
+    if (opt_given(a, "--json")) {
         json_array_foreach(proposals, k, p) {
             json_object_del(p, "base_definition");
             json_object_set_new(p, "kind", json_string("workflow_proposal"));
@@ -537,19 +531,17 @@ static int cmd_approvals(args *a, rt_config *cfg, int argc, char **argv, int pos
 
 static int cmd_audit(args *a, rt_config *cfg, int argc, char **argv, int pos)
 {
-    opt opts[] = {V("--since"), V("--limit"), B("--json"), END};
-    a->usage = "ratchet audit [--since TIME|DURATION] [--limit N] [--json] | ratchet audit verify [--json]";
-    int rc = parse(a, cfg, argc, argv, pos, opts, 1);
-    if (rc)
+    int rc;
+    if (!parse(a, &audit_cmd, cfg, argc, argv, pos, &rc))
         return rc;
     bool verify = a->n_positional == 1 && !strcmp(a->positional[0], "verify");
     if (a->n_positional == 1 && !verify)
         return usage(a, "unknown subcommand \"%s\"", a->positional[0]);
-    if (verify && (opt_given(opts, "--since") || opt_given(opts, "--limit")))
+    if (verify && (opt_given(a, "--since") || opt_given(a, "--limit")))
         return usage(a, "%s", "verify walks the whole chain: --since and --limit are for the listing");
     rt_error err;
     int64_t since = 0;
-    const char *since_s = opt_value(opts, "--since");
+    const char *since_s = opt_value(a, "--since");
     if (since_s && rt_time_parse(since_s, &since, &err) != RT_OK) {
         int64_t ago;
         if (rt_duration_parse(since_s, &ago, &err) != RT_OK)
@@ -557,16 +549,16 @@ static int cmd_audit(args *a, rt_config *cfg, int argc, char **argv, int pos)
         since = rt_now_ms() - ago;
     }
     long limit = 100;
-    if (opt_value(opts, "--limit")) {
+    if (opt_value(a, "--limit")) {
         char *end;
-        limit = strtol(opt_value(opts, "--limit"), &end, 10);
+        limit = strtol(opt_value(a, "--limit"), &end, 10);
         if (*end || limit < 1 || limit > 100000)
-            return usage(a, "--limit %s: expected an integer from 1 to 100000", opt_value(opts, "--limit"));
+            return usage(a, "--limit %s: expected an integer from 1 to 100000", opt_value(a, "--limit"));
     }
     rt_store *st = NULL;
     if ((rc = need_db(a, cfg, &st)))
         return rc;
-    bool as_json = opt_given(opts, "--json");
+    bool as_json = opt_given(a, "--json");
     if (verify) {
         rt_audit_verdict v;
         rt_status s = rt_audit_verify(st, &v, &err);
@@ -626,7 +618,7 @@ static int cmd_audit(args *a, rt_config *cfg, int argc, char **argv, int pos)
 
 int rt_cli_approval(const char *cmd, rt_config *cfg, int argc, char **argv, int pos)
 {
-    args a = {.cmd = cmd, .usage = "ratchet help"};
+    args a = {.cmd = cmd};
     if (!strcmp(cmd, "keygen"))
         return cmd_keygen(&a, cfg, argc, argv, pos);
     if (!strcmp(cmd, "approve"))

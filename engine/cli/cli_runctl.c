@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "audit.h"
 #include "run_status.h"
 #include "runctl.h"
@@ -15,7 +16,7 @@
 #include "util.h"
 
 #define EXIT_USAGE 2
-#define MAX_IDS 64
+#define MAX_IDS RT_ARGS_MAX_POS
 
 typedef struct args {
     const char *ids[MAX_IDS];
@@ -28,76 +29,58 @@ static int usage(const char *cmd, const char *msg, const char *arg)
 {
     fprintf(stderr, "ratchet %s: ", cmd);
     fprintf(stderr, msg, arg);
-    fprintf(stderr, " (see `ratchet help`)\n");
+    fprintf(stderr, "; see ratchet %s --help\n", cmd);
     return EXIT_USAGE;
 }
 
-/* The flags each command takes, as " --a --b ". */
-static const char *allowed_flags(const char *cmd)
-{
-    if (!strcmp(cmd, "cancel"))
-        return " --workflow --status --entity --error --since --until --dry-run --all --reason --json ";
-    if (!strcmp(cmd, "replay"))
-        return " --workflow --status --entity --error --since --until --dry-run --all --from --json ";
-    return " --json ";
-}
+/* The options of the four commands, one table each (args.h). */
+#define O_FILTER                                                                                   \
+    {"--workflow", "W", "runs of this workflow"}, {"--status", "S", "runs in this status"},           \
+        {"--entity", "E", "runs of this entity_id"},                                                  \
+        {"--error", "TEXT", "runs whose error contains TEXT (any case)"},                             \
+        {"--since", "T", "runs created since T (RFC 3339, or a duration: 1h = an hour ago)"},         \
+        {"--until", "T", "runs created before T"},                                                    \
+        {"--dry-run", NULL, "count and list what would be acted on; change nothing"},                 \
+        {"--all", NULL, "act on every run (a filter with no criterion is refused otherwise)"}
+static const rt_arg_opt cancel_opts[] = {O_FILTER, {"--reason", "TEXT", "why, in each run's error and audit record"},
+                                         {"--json", NULL, "print JSON"}, {NULL, NULL, NULL}};
+static const rt_arg_opt replay_opts[] = {O_FILTER, {"--from", "STEP", "reuse the memoized outputs of the steps before STEP"},
+                                         {"--json", NULL, "print JSON"}, {NULL, NULL, NULL}};
+static const rt_arg_opt pause_opts[] = {{"--json", NULL, "print JSON"}, {NULL, NULL, NULL}};
+static const rt_arg_cmd runctl_cmds[] = {
+    {"ratchet cancel", "[RUN...]", MAX_IDS, "stop runs (by id, or every run a filter matches)", cancel_opts, true},
+    {"ratchet replay", "[RUN]", MAX_IDS, "a new run of the same pinned definition and event (by id, or by filter)",
+     replay_opts, true},
+    {"ratchet pause", "RUN...", MAX_IDS, "a paused run starts no new step (a running one finishes)", pause_opts, true},
+    {"ratchet resume", "RUN...", MAX_IDS, "a paused run goes on", pause_opts, true},
+};
 
-static int parse(const char *cmd, rt_config *cfg, int argc, char **argv, int pos, args *a)
+/* Returns true when the command goes on; false with *rc the exit status (0 after --help). */
+static bool parse(const char *cmd, rt_config *cfg, int argc, char **argv, int pos, args *a, int *rc)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-    } strs[] = {
-        {"--workflow", offsetof(args, workflow)}, {"--status", offsetof(args, status)},
-        {"--entity", offsetof(args, entity)},     {"--error", offsetof(args, error)},
-        {"--since", offsetof(args, since)},       {"--until", offsetof(args, until)},
-        {"--from", offsetof(args, from)},         {"--reason", offsetof(args, reason)},
-    };
-    static const struct {
-        const char *name;
-        size_t off;
-    } bools[] = {{"--dry-run", offsetof(args, dry_run)}, {"--all", offsetof(args, all)}, {"--json", offsetof(args, json)}};
+    const rt_arg_cmd *table = &runctl_cmds[0];
+    for (size_t i = 0; i < sizeof runctl_cmds / sizeof runctl_cmds[0]; i++)
+        if (!strcmp(runctl_cmds[i].name + strlen("ratchet "), cmd))
+            table = &runctl_cmds[i];
+    rt_args r;
+    if (!rt_args_take(table, cfg, argc, argv, pos, &r, rc))
+        return false;
     memset(a, 0, sizeof *a);
-    const char *allowed = allowed_flags(cmd);
-    for (int i = pos; i < argc; i++) {
-        const char *s = argv[i];
-        if (s[0] != '-') {
-            if (a->n_ids >= MAX_IDS)
-                return usage(cmd, "at most %s run ids at a time (use a filter)", "64");
-            a->ids[a->n_ids++] = s;
-            continue;
-        }
-        rt_error err;
-        rt_status st = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (st == RT_OK)
-            continue;
-        if (st != RT_ERR_NOT_FOUND)
-            return usage(cmd, "%s", err.msg);
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(s, "="), s);
-        char needle[72];
-        snprintf(needle, sizeof needle, " %s ", name);
-        if (!strstr(allowed, needle))
-            return usage(cmd, "unknown option \"%s\"", s);
-        bool done = false;
-        for (size_t k = 0; k < sizeof bools / sizeof bools[0] && !done; k++) {
-            if (strcmp(name, bools[k].name))
-                continue;
-            if (strchr(s, '='))
-                return usage(cmd, "%s takes no value", name);
-            *(bool *)((char *)a + bools[k].off) = done = true;
-        }
-        for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !done; k++) {
-            if (strcmp(name, strs[k].name))
-                continue;
-            const char *v = strchr(s, '=') ? strchr(s, '=') + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v)
-                return usage(cmd, "%s needs a value", name);
-            *(const char **)((char *)a + strs[k].off) = v;
-            done = true;
-        }
-    }
-    return 0;
+    for (int i = 0; i < r.n_pos; i++)
+        a->ids[a->n_ids++] = r.pos[i];
+    bool filters = table->opts != pause_opts;
+    a->workflow = filters ? rt_args_value(&r, "--workflow") : NULL;
+    a->status = filters ? rt_args_value(&r, "--status") : NULL;
+    a->entity = filters ? rt_args_value(&r, "--entity") : NULL;
+    a->error = filters ? rt_args_value(&r, "--error") : NULL;
+    a->since = filters ? rt_args_value(&r, "--since") : NULL;
+    a->until = filters ? rt_args_value(&r, "--until") : NULL;
+    a->dry_run = filters && rt_args_given(&r, "--dry-run");
+    a->all = filters && rt_args_given(&r, "--all");
+    a->reason = table->opts == cancel_opts ? rt_args_value(&r, "--reason") : NULL;
+    a->from = table->opts == replay_opts ? rt_args_value(&r, "--from") : NULL;
+    a->json = rt_args_given(&r, "--json");
+    return true;
 }
 
 /* --since/--until: an RFC 3339 time, or a duration meaning that long ago ("1h"). */
@@ -229,8 +212,8 @@ static int one_by_one(const char *cmd, rt_store *st, const args *a, const char *
 int rt_cli_runctl(const char *cmd, rt_config *cfg, int argc, char **argv, int pos)
 {
     args a;
-    int rc = parse(cmd, cfg, argc, argv, pos, &a);
-    if (rc)
+    int rc = 0;
+    if (!parse(cmd, cfg, argc, argv, pos, &a, &rc))
         return rc;
     bool bulk_form = has_filter(&a) || a.all || a.dry_run;
     if (a.n_ids > 0 && bulk_form)

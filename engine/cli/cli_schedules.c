@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "audit.h"
 #include "cron.h"
 #include "log.h"
@@ -18,11 +19,17 @@
 
 #define EXIT_USAGE 2
 
+static const rt_arg_opt schedules_opts[] = {{"--json", NULL, "print JSON (list only)"}, {NULL, NULL, NULL}};
+static const rt_arg_cmd schedules_cmd = {
+    "ratchet schedules", "[list | pause WORKFLOW | resume WORKFLOW]", 2,
+    "every cron trigger (expression, zone, state, last and next fire); pause or resume a workflow's ticks",
+    schedules_opts, true};
+
 static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ratchet schedules: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (usage: ratchet schedules [list] [--json] | pause WORKFLOW | resume WORKFLOW)\n");
+    fprintf(stderr, "; see ratchet schedules --help\n");
     return EXIT_USAGE;
 }
 
@@ -130,28 +137,12 @@ static bool known(rt_store *st, const rt_config *cfg, const char *wf_id, size_t 
 
 int rt_cli_schedules(rt_config *cfg, int argc, char **argv, int pos)
 {
-    const char *positional[2] = {NULL, NULL};
-    int n_pos = 0;
-    bool as_json = false;
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-') {
-            if (n_pos == 2)
-                return usage("unexpected argument \"%s\"", a);
-            positional[n_pos++] = a;
-            continue;
-        }
-        if (!strcmp(a, "--json")) {
-            as_json = true;
-            continue;
-        }
-        rt_error err;
-        rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (s == RT_ERR_NOT_FOUND)
-            return usage("unknown option \"%s\"", a);
-        if (s != RT_OK)
-            return usage("%s", err.msg);
-    }
+    rt_args args;
+    int rc;
+    if (!rt_args_take(&schedules_cmd, cfg, argc, argv, pos, &args, &rc))
+        return rc;
+    const char *positional[2] = {args.n_pos > 0 ? args.pos[0] : NULL, args.n_pos > 1 ? args.pos[1] : NULL};
+    bool as_json = rt_args_given(&args, "--json");
     const char *verb = positional[0] ? positional[0] : "list";
     bool is_list = !strcmp(verb, "list"), is_pause = !strcmp(verb, "pause"), is_resume = !strcmp(verb, "resume");
     if (!is_list && !is_pause && !is_resume)
@@ -173,7 +164,6 @@ int rt_cli_schedules(rt_config *cfg, int argc, char **argv, int pos)
         fprintf(stderr, "ratchet schedules: %s\n", err.msg);
         return 1;
     }
-    int rc = 0;
     if (is_list) {
         rc = list(st, as_json);
         rt_store_close(st);

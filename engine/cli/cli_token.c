@@ -7,46 +7,38 @@
 #include <string.h>
 
 #include "approval.h"
+#include "args.h"
 #include "auth.h"
 
 #define EXIT_USAGE 2
+
+static const rt_arg_opt token_opts[] = {
+    {"--role", "admin|operator|agent|viewer", "what the token may do (required)"},
+    {"--entity", "ENTITY", "the one entity an agent token acts for (agent tokens only, required for them)"},
+    {"--holder", "APPROVER_ID", "the approver who holds it"},
+    {NULL, NULL, NULL},
+};
+static const rt_arg_cmd token_cmd = {"ratchet token", "create", 1,
+                                     "a new API token (printed once) and its line for RATCHET_TOKENS", token_opts,
+                                     false};
 
 static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ratchet token: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (usage: ratchet token create --role admin|operator|agent|viewer [--entity ENTITY] [--holder APPROVER_ID])\n");
+    fprintf(stderr, "; see ratchet token --help\n");
     return EXIT_USAGE;
 }
 
 int rt_cli_token(int argc, char **argv, int pos)
 {
-    const char *verb = NULL, *role_s = NULL, *entity = NULL, *holder = NULL;
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = NULL;
-        const char *value = NULL;
-        if (!strncmp(a, "--role", 6) && (a[6] == '\0' || a[6] == '='))
-            dst = &role_s, value = a[6] == '=' ? a + 7 : NULL;
-        else if (!strncmp(a, "--entity", 8) && (a[8] == '\0' || a[8] == '='))
-            dst = &entity, value = a[8] == '=' ? a + 9 : NULL;
-        else if (!strncmp(a, "--holder", 8) && (a[8] == '\0' || a[8] == '='))
-            dst = &holder, value = a[8] == '=' ? a + 9 : NULL;
-        else if (a[0] == '-')
-            return usage("unknown option \"%s\"", a);
-        else if (verb)
-            return usage("unexpected argument \"%s\"", a);
-        else
-            verb = a;
-        if (!dst)
-            continue;
-        if (!value) {
-            if (i + 1 >= argc)
-                return usage("%s needs a value", a);
-            value = argv[++i];
-        }
-        *dst = value;
-    }
+    rt_args args;
+    int rc;
+    if (!rt_args_take(&token_cmd, NULL, argc, argv, pos, &args, &rc))
+        return rc;
+    const char *verb = args.n_pos ? args.pos[0] : NULL;
+    const char *role_s = rt_args_value(&args, "--role"), *entity = rt_args_value(&args, "--entity");
+    const char *holder = rt_args_value(&args, "--holder");
     if (!verb)
         return usage("%s", "expected a subcommand");
     if (strcmp(verb, "create") != 0)

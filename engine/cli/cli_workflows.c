@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "approval.h"
+#include "args.h"
 #include "audit.h"
 #include "metrics.h"
 #include "store.h"
@@ -20,16 +21,25 @@
 #define EXIT_USAGE 2
 #define MAX_POS 16
 
-static const char usage_text[] =
-    "usage: ratchet workflows [list] [--json] | apply FILE|DIR... | remove ID [--cancel-running] | pause ID |"
-    " resume ID [--on-resume run|skip] | history ID [--json] |"
-    " approve|reject PROPOSAL --as APPROVER --key FILE [--comment C]";
+static const rt_arg_opt workflows_opts[] = {
+    {"--json", NULL, "print JSON (list, history)"},
+    {"--cancel-running", NULL, "remove: cancel the runs in flight instead of letting them finish"},
+    {"--on-resume", "run|skip", "resume: start the runs held while paused (run, the workflow's default) or drop them"},
+    {"--as", "APPROVER", "approve, reject: the approver's id"},
+    {"--key", "FILE", "approve, reject: the approver's private key"},
+    {"--comment", "TEXT", "approve, reject: a comment in the signed decision"},
+    {NULL, NULL, NULL},
+};
+static const rt_arg_cmd workflows_cmd = {
+    "ratchet workflows",
+    "[list] | apply FILE|DIR... | remove ID | pause ID | resume ID | history ID | approve|reject PROPOSAL",
+    MAX_POS, "the workflow registry every serve process runs", workflows_opts, true};
 
 static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ratchet workflows: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (%s)\n", usage_text);
+    fprintf(stderr, "; see ratchet workflows --help\n");
     return EXIT_USAGE;
 }
 
@@ -240,37 +250,17 @@ static int decide(rt_store *st, const char *pid, bool approve, const char *as, c
 
 int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
 {
-    const char *positional[MAX_POS];
-    int n_pos = 0;
-    bool as_json = false, cancel_running = false;
-    const char *on_resume = NULL, *as = NULL, *key = NULL, *comment = NULL;
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-') {
-            if (n_pos == MAX_POS)
-                return usage("unexpected argument \"%s\"", a);
-            positional[n_pos++] = a;
-        } else if (!strcmp(a, "--json")) {
-            as_json = true;
-        } else if (!strcmp(a, "--cancel-running")) {
-            cancel_running = true;
-        } else if (!strcmp(a, "--as") || !strcmp(a, "--key") || !strcmp(a, "--comment")) {
-            if (i + 1 >= argc)
-                return usage("%s needs a value", a);
-            *(!strcmp(a, "--as") ? &as : !strcmp(a, "--key") ? &key : &comment) = argv[++i];
-        } else if (!strncmp(a, "--on-resume", 11) && (a[11] == '=' || a[11] == '\0')) {
-            on_resume = a[11] == '=' ? a + 12 : i + 1 < argc ? argv[++i] : NULL;
-            if (!on_resume || (strcmp(on_resume, "run") && strcmp(on_resume, "skip")))
-                return usage("%s", "--on-resume takes run or skip");
-        } else {
-            rt_error err;
-            rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-            if (s == RT_ERR_NOT_FOUND)
-                return usage("unknown option \"%s\"", a);
-            if (s != RT_OK)
-                return usage("%s", err.msg);
-        }
-    }
+    rt_args r;
+    int rc = 0;
+    if (!rt_args_take(&workflows_cmd, cfg, argc, argv, pos, &r, &rc))
+        return rc;
+    const char *const *positional = r.pos;
+    int n_pos = r.n_pos;
+    bool as_json = rt_args_given(&r, "--json"), cancel_running = rt_args_given(&r, "--cancel-running");
+    const char *on_resume = rt_args_value(&r, "--on-resume"), *as = rt_args_value(&r, "--as"),
+               *key = rt_args_value(&r, "--key"), *comment = rt_args_value(&r, "--comment");
+    if (on_resume && strcmp(on_resume, "run") && strcmp(on_resume, "skip"))
+        return usage("%s", "--on-resume takes run or skip");
     const char *verb = n_pos ? positional[0] : "list";
     static const char *const verbs[] = {"list", "apply", "remove", "pause", "resume", "history", "approve", "reject",
                                         NULL};
@@ -310,7 +300,6 @@ int rt_cli_workflows(rt_config *cfg, int argc, char **argv, int pos)
     }
     char actor[160];
     rt_audit_cli_actor(actor, sizeof actor);
-    int rc = 0;
     const char *id = n_pos > 1 ? positional[1] : NULL;
     if (is_list) {
         rc = list(st, as_json);

@@ -33,7 +33,7 @@ typedef struct rt_config {
     int claim_batch;
     int64_t event_retention_ms;
     int64_t run_retention_ms;
-    /* brokers (engine/bus.h) */
+    /* brokers (engine/run/bus.h) */
     bool nats_jetstream;
     int amqp_prefetch;
     int nats_max_ack_pending;
@@ -48,7 +48,7 @@ typedef struct rt_config {
     char *tls_cert;
     char *tls_key;
     bool tls_verify;
-    /* approvals (engine/approval.h) */
+    /* approvals (engine/trust/approval.h) */
     char *approvers_file;
     char *tokens_file; /* RATCHET_TOKENS: the API's tokens file, or NULL (loopback only, no auth) */
     int64_t approval_skew_ms;

@@ -357,7 +357,7 @@ static rt_status misuse(family *f, const char *name, const char *what)
             rt_log(RT_LOG_WARN, NULL, "metrics: %s: %s (further problems with this metric are not logged)",
                    f->def->name, what);
     } else if (atomic_fetch_add(&unknown_family_warnings, 1) < 5) {
-        rt_log(RT_LOG_WARN, NULL, "metrics: %s is not in the metrics table (engine/metrics.c)",
+        rt_log(RT_LOG_WARN, NULL, "metrics: %s is not in the metrics table (engine/core/metrics.c)",
                name ? name : "(null)");
     }
     return f ? RT_ERR_INVALID : RT_ERR_NOT_FOUND;

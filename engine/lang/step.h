@@ -21,7 +21,7 @@ typedef struct rt_step_env {
     const char *database_url;     /* the engine's database */
     const char *app_database_url; /* RATCHET_APP_DATABASE_URL, or NULL: use database_url */
     const char *workflows_dir;
-    /* Process-wide publishers (engine/bus.h; rt_bus_publish is thread-safe), or NULL when
+    /* Process-wide publishers (engine/run/bus.h; rt_bus_publish is thread-safe), or NULL when
      * that broker is not configured. The engine owns them. */
     struct rt_bus *bus_amqp;
     struct rt_bus *bus_nats;

@@ -7,7 +7,7 @@
  *
  * Two independent sides share one rt_bus:
  *  - the consuming side (connect, subscribe, fetch, ack, nack, dead_letter, close) is
- *    used by one thread at a time (the consumer thread, engine/consumer.c);
+ *    used by one thread at a time (the consumer thread, engine/bus/consumer.c);
  *  - the publishing side (publish) is thread-safe, needs no rt_bus_connect: it opens
  *    its own connection on first use and reopens it after a failure.
  *

@@ -16,7 +16,7 @@ engine runs here).
   (its list, its installer), and its runtime extras are on that list.
 - compose/prometheus-rules.yml has the structure Prometheus loads (groups, rules, alert,
   expr, for, labels, annotations), names only metric families of engine/core/metrics.c and run
-  statuses the executor writes, and covers the alerts DESIGN §8 and issue 7 ask for.
+  statuses of the name table (engine/lang/run_status.c), and covers the alerts DESIGN §8 and issue 7 ask for.
 - The checker checks itself: broken inputs (a schema violation, a changed cmake flag, an
   unknown setting, a rule on a metric that does not exist) must be caught.
 
@@ -530,7 +530,7 @@ def series_names(fams):
     return names
 
 
-def check_rules(doc, fams, executor_src):
+def check_rules(doc, fams, status_src):
     problems = []
     if not isinstance(doc, dict) or set(doc) != {"groups"} or not isinstance(doc["groups"], list):
         return ["the top level must be exactly {groups: [...]}"]
@@ -582,8 +582,8 @@ def check_rules(doc, fams, executor_src):
                     problems.append(f"{w}: {metric} is not a metric of engine/core/metrics.c")
             for matcher in re.findall(r'\bstatus\s*=~?\s*"([^"]*)"', expr):
                 for status in matcher.split("|"):
-                    if f'"{status}"' not in executor_src:
-                        problems.append(f"{w}: status {status!r} is not one engine/run/executor.c writes")
+                    if f'"{status}"' not in status_src:
+                        problems.append(f"{w}: status {status!r} is not a run status (engine/lang/run_status.c)")
             for_ = r.get("for")
             if not isinstance(for_, str) or not _PROM_DURATION.match(for_):
                 problems.append(f"{w}: for must be a Prometheus duration, got {for_!r}")
@@ -684,11 +684,11 @@ def main():
 
     # 4. Prometheus rules and config.
     fams = rules = None
-    executor_src = read("engine/run/executor.c")
+    status_src = read("engine/lang/run_status.c")  # the run status name table
     try:
         fams = metric_families()
         rules = load_yaml(read("compose/prometheus-rules.yml"))
-        probs = check_rules(rules, fams, executor_src)
+        probs = check_rules(rules, fams, status_src)
         n = sum(len(g.get("rules", [])) for g in rules.get("groups", [])) if isinstance(rules, dict) else 0
         report(not probs, f"compose/prometheus-rules.yml: {n} alerting rules on engine/core/metrics.c's families",
                "\n  ".join(probs))
@@ -735,7 +735,7 @@ def main():
         bad = copy.deepcopy(rules)
         bad["groups"][0]["rules"][0]["expr"] = "rate(ratchet_runs_failed_total[5m]) > 0"
         bad["groups"][0]["rules"][1]["for"] = "five minutes"
-        probs = check_rules(bad, fams, executor_src)
+        probs = check_rules(bad, fams, status_src)
         report(any("ratchet_runs_failed_total" in p for p in probs) and any("five minutes" in p for p in probs),
                "self-check: a rule on an unknown metric and a bad `for` are caught", str(probs))
 

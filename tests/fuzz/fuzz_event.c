@@ -1,4 +1,4 @@
-/* fuzz_event.c — libFuzzer target for the event envelope (engine/event.c): any bytes go
+/* fuzz_event.c — libFuzzer target for the event envelope (engine/lang/event.c): any bytes go
  * through rt_event_parse_ex; the same bytes, parsed leniently (NULs allowed, any value),
  * through rt_event_from_json. Beyond crashes and leaks it aborts when a result breaks
  * the contract: an error without a message or fault, a size over the limit that was not

@@ -1,4 +1,4 @@
-/* fuzz_expr.c — libFuzzer target for engine/expr.c: the input is evaluated as an
+/* fuzz_expr.c — libFuzzer target for engine/lang/expr.c: the input is evaluated as an
  * expression and as a condition, checked, and rendered as a template string (alone and
  * inside an object) against a fixed context. Beyond crashes and leaks it aborts when a
  * result breaks the contract: an error with a value, success without one, a syntax check

@@ -20,7 +20,10 @@
 #   rt_wait_for 60 '[ "$(rt_psql "select count(*) from runs")" = 1 ]'
 #   rt_serve_stop a               # SIGTERM, must exit 0
 #
-# Every serve log is checked for sanitizer reports at exit; logs are printed on failure.
+# Every serve log is checked at exit for sanitizer reports and for error-level log lines
+# (engine/core/log.c, text or JSON): a test that makes serve log an error on purpose says so
+# with rt_expect_log_error 'REGEX' (grep -E, matched against the line). Logs are printed on
+# failure.
 
 set -euo pipefail
 # Debian's python3 (with the python3-* packages scripts/lib/deps.sh installs), not a
@@ -37,6 +40,7 @@ RT_TEST_NAME=
 RT_TEST_DB=
 RT_TEST_VHOST=
 declare -A RT_SERVE_PIDS=() RT_SERVE_LOGS=() RT_SERVE_ADDRS=()
+RT_EXPECTED_LOG_ERRORS=()
 
 # Stops the test. Exits only the current (sub)shell: do not call it inside $(...).
 rt_fail() {
@@ -188,8 +192,61 @@ rt_psql() { # SQL [psql args...]: against this test's database, unaligned tuples
   psql -XAtq -v ON_ERROR_STOP=1 "$RATCHET_DATABASE_URL" "$@" -c "$sql"
 }
 
+# --- getters the tests share (they used to define them per file) ---------------------
+q() { rt_psql "$1"; }                                                    # SQL: its rows
+status() { rt_psql "select status from ratchet.runs where id = '$1'"; } # RUN: its status
+run_field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }  # RUN EXPR: e.g. output::text
+metric() { # SERVE NAME: the value of one sample in serve's /metrics (NAME with its labels)
+  curl -fsS "$(rt_serve_url "$1")/metrics" | awk -v k="$2" '$1 == k {print $2}'
+}
+json_get() { # PYTHON-SUBSCRIPT: of the JSON on stdin, e.g. json_get '["runs"][0]["id"]'
+  python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v" + sys.argv[1]))' "$1"
+}
+
+# --- one ctest entry per behaviour --------------------------------------------------
+# A test file that covers several behaviours lists them in a line `# sections: a b c` and
+# defines a function section_a, section_b, ... each. tests/CMakeLists.txt makes one ctest
+# entry per section (integration.<file without t_>.<section>, running `t_file.sh SECTION`);
+# without an argument every section runs, in the listed order.
+rt_sections() { # FILE: the sections the file lists
+  sed -n 's/^# sections: *//p' "${1:?rt_sections FILE}" | head -n 1
+}
+
+rt_run_sections() { # [SECTION]: runs the one named, or all of them (call it last)
+  local file=$0 all s
+  all=$(rt_sections "$file")
+  [[ -n $all ]] || rt_fail "$file has no '# sections:' line"
+  if [[ -n ${1:-} ]]; then
+    [[ " $all " == *" $1 "* ]] || rt_fail "unknown section '$1' (this file has: $all)"
+    all=$1
+  fi
+  for s in $all; do
+    "section_$s"
+    echo "ok: ${RT_TEST_NAME%%.*}.$s"
+  done
+}
+
 rt__sanitizer_lines() { # FILE: prints sanitizer reports; status 0 when there are some
   [[ -f $1 ]] && grep -nE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$1"
+}
+
+# An error-level line of rt_log: "2026-01-02T03:04:05.678Z error ..." or {"level":"error",...}.
+RT_LOG_ERROR_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z error |"level": ?"error"'
+
+# Declares that this test makes serve log errors matching REGEX (grep -E): they do not fail
+# it. Declare each one: an undeclared error line fails the test at exit.
+rt_expect_log_error() { # REGEX
+  RT_EXPECTED_LOG_ERRORS+=("${1:?rt_expect_log_error REGEX}")
+}
+
+rt__unexpected_error_lines() { # FILE: prints error lines no rt_expect_log_error allows; status 0 when some
+  [[ -f $1 ]] || return 1
+  local lines re
+  lines=$(grep -nE "$RT_LOG_ERROR_RE" "$1") || return 1
+  for re in "${RT_EXPECTED_LOG_ERRORS[@]}"; do
+    lines=$(grep -vE -- "$re" <<<"$lines") || return 1
+  done
+  printf '%s\n' "$lines"
 }
 
 rt_check_log() { # FILE: fails when it holds a sanitizer report
@@ -215,6 +272,12 @@ rt__exit() {
     log=${RT_SERVE_LOGS[$name]}
     if rt__sanitizer_lines "$log" >/dev/null; then
       echo "FAIL [$RT_TEST_NAME]: sanitizer report in serve '$name' log" >&2
+      rc=1
+    fi
+    local unexpected
+    if unexpected=$(rt__unexpected_error_lines "$log"); then
+      echo "FAIL [$RT_TEST_NAME]: serve '$name' logged errors the test did not declare (rt_expect_log_error):" >&2
+      head -n 20 <<<"$unexpected" >&2
       rc=1
     fi
   done

@@ -22,7 +22,6 @@ EOF2
 rt_serve_start a
 rt_serve_wait_ready a
 
-q() { rt_psql "$1"; }
 send() { "$RATCHET_BIN" send line.added --data "{\"i\": $1}" >/dev/null 2>&1; }
 
 ev=()

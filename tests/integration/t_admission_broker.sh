@@ -29,7 +29,6 @@ cat > "$W/b-batch.json" <<'EOF2'
 EOF2
 "$RATCHET_BIN" migrate >/dev/null
 
-q() { rt_psql "$1"; }
 # The stream exists once serve has connected; stop it, publish, start it again.
 rt_serve_start a
 rt_wait_for 60 'grep -q "nats consumer: connected" "$T/a.log"'

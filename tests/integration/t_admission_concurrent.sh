@@ -34,7 +34,6 @@ rt_serve_start b
 rt_serve_wait_ready a
 rt_serve_wait_ready b
 
-q() { rt_psql "$1"; }
 # 15 rounds per loop: each send is an ASan process start, seconds each on a loaded CI
 # machine (30 rounds took 560 s of ctest's 600 s limit there). 2N must divide by 3.
 N=15

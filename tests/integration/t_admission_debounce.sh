@@ -28,7 +28,6 @@ EOF2
 rt_serve_start a
 rt_serve_wait_ready a
 
-q() { rt_psql "$1"; }
 send() { "$RATCHET_BIN" send "$1" --data "$2" >/dev/null 2>&1; }
 
 # Five events for a1 back to back (one process, far inside the 5 s period), one for a2.

@@ -25,7 +25,6 @@ EOF2
 rt_serve_start a
 rt_serve_wait_ready a
 
-q() { rt_psql "$1"; }
 status_of() { q "select status from ratchet.runs where id = '$1'"; }
 count() { q "select count(*) from ratchet.runs where workflow_id = '$1' ${2:+and $2}"; }
 

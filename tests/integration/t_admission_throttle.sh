@@ -21,7 +21,6 @@ EOF2
 rt_serve_start a
 rt_serve_wait_ready a
 
-q() { rt_psql "$1"; }
 N=20 LIMIT=5 BURST=2
 ev='['
 for i in $(seq 1 $N); do ev+="{\"name\": \"api.call\", \"data\": {\"tenant\": \"t1\", \"i\": $i}}, "; done

@@ -51,7 +51,6 @@ two_checks() {
   n=$(checks "$1")
   rt_wait_for 60 '[ "$(checks '"$1"')" -ge $((n + 2)) ]'
 }
-metric() { curl -fsS "$(rt_serve_url "$1")/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
 check_json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); assert $2, d" "$1" || rt_fail "$3: $1"; }
 on_alert_status() { rt_psql "select status from ratchet.runs where workflow_id = 'on-alert' and event_id = '$1'"; }
 

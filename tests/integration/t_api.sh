@@ -417,6 +417,7 @@ req GET /api/v1/runs newop; expect 200 "new token after SIGHUP"
 req GET /api/v1/runs viewer; is_error 401 unauthorized "removed token after SIGHUP"
 cp "$TOKENS" "$TOKENS.good"
 echo "not a token line" >>"$TOKENS"
+rt_expect_log_error 'SIGHUP: tokens not reloaded, the old ones stay' # what this step tests
 kill -HUP "$(rt_serve_pid a)"
 rt_wait_for 60 "grep -q 'SIGHUP: tokens not reloaded, the old ones stay' '$T/a.log'"
 req GET /api/v1/runs newop; expect 200 "a bad tokens file keeps the tokens in use"

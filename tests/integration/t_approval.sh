@@ -50,10 +50,8 @@ cat "$K/ops-lead.pub" "$K/cfo.pub" > "$RATCHET_APPROVERS" # mallory has a key bu
 rt_serve_start a
 rt_serve_wait_ready a
 
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 run_of() { rt_psql "select id from ratchet.runs where trigger->>'event_id' = '$1'"; }
 audit_reason() { rt_psql "select coalesce(details->>'reason', action) from ratchet.audit_log where details->>'event_id' = '$1'"; }
-json_get() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v" + sys.argv[1]))' "$1"; }
 agent_task() { # EVENT_NAME ENTITY -> run id (awaiting approval)
   local ev
   ev=$("$RATCHET_BIN" send "$1" --actor-type agent --actor-id agent-7 --entity "$2" --data '{"task": "rotate keys"}' 2>/dev/null)

@@ -24,7 +24,6 @@ EOF2
 "$RATCHET_BIN" keygen --approver ops-lead --out "$K" > "$RATCHET_APPROVERS" 2>/dev/null
 "$RATCHET_BIN" migrate >/dev/null
 
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 verify() { "$RATCHET_BIN" audit verify 2>/dev/null || true; }
 as_super() { rt_psql "set session_replication_role = replica; $1"; } # what only a superuser can do
 

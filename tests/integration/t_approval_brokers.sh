@@ -21,9 +21,6 @@ rt_serve_start a
 rt_serve_wait_ready a
 rt_wait_for 60 'grep -q "amqp consumer: connected" "$T/a.log" && grep -q "nats consumer: connected" "$T/a.log"'
 
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
-json_get() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v" + sys.argv[1]))' "$1"; }
-metric() { curl -fsS "$(rt_serve_url a)/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 
 for via in amqp nats; do
   ev=$("$RATCHET_BIN" send agent.task.requested --via $via --actor-type agent --actor-id agent-7 --entity "acct_$via" \
@@ -45,8 +42,8 @@ for via in amqp nats; do
   rt_wait_for 60 '[ "$(status '"$R"')" = completed ]'
   rt_assert_eq 1 "$(rt_psql "select count(*) from app_agent_tasks where run_id = '$R'")" "$via: ran once"
 done
-rt_assert_eq 2 "$(metric 'ratchet_approval_refusals_total{reason="bad_signature"}')" "refusals counted by serve"
-rt_assert_eq 2 "$(metric 'ratchet_approval_decisions_total{decision="approve"}')" "decisions counted by serve"
+rt_assert_eq 2 "$(metric a 'ratchet_approval_refusals_total{reason="bad_signature"}')" "refusals counted by serve"
+rt_assert_eq 2 "$(metric a 'ratchet_approval_decisions_total{decision="approve"}')" "decisions counted by serve"
 
 # Any client: the signed event through the HTTP API.
 ev=$("$RATCHET_BIN" send agent.task.requested --actor-type agent --actor-id agent-7 --entity acct_http --data '{"task": "t"}' 2>/dev/null)

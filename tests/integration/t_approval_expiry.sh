@@ -24,7 +24,6 @@ EOF2
 cp "$K/ops-lead.pub" "$RATCHET_APPROVERS"
 "$RATCHET_BIN" migrate >/dev/null
 
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 run_of() { rt_psql "select id from ratchet.runs where trigger->>'event_id' = '$1'"; }
 reason_of() { python3 -c 'import json,sys; print(json.load(sys.stdin).get("reason", "-"))'; }
 

@@ -44,7 +44,6 @@ post() { # TOKEN-NAME PATH BODY: sets CODE, BODY
     -H 'Content-Type: application/json' --data-binary "$3" "$U$2")
   BODY=$(cat "$T/resp")
 }
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 run_of() { rt_psql "select id from ratchet.runs where trigger->>'event_id' = '$1'"; }
 actor_of() { rt_psql "select (envelope->'actor'->>'type') || '|' || (envelope->'actor'->>'id') from ratchet.events where id = '$1'"; }
 field() { "$PY" -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], "-"))' "$1"; }

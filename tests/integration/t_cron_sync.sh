@@ -133,6 +133,8 @@ rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.schedules where workflow
 
 # One schedule whose runs cannot be created (a trigger in the database refuses them) does
 # not hold the others back: it is isolated and moved a minute on.
+# The scheduler logs this schedule's failed tick as an error: that is the behaviour tested.
+rt_expect_log_error 'schedule poison#0: its tick cannot be fired'
 rt_psql "create function refuse_poison() returns trigger language plpgsql as \$\$ begin
     raise exception 'poisoned run'; end \$\$;
   create trigger refuse_poison before insert on ratchet.runs for each row

@@ -103,7 +103,6 @@ grep -q "lease ran out before the step started (fence 1)" "$T/a.log" || rt_fail 
 rt_assert_eq "2 run.fence=2" "$(cat "$SIDE")" "the step's side effect after a woke up (ran once, fence 2)"
 rt_assert_eq "side.fence=2" "$(cat "$AFTER")" "the successor's side effect after a woke up"
 (($(side_fence "$RUN") > FENCE_A)) || rt_fail "the fence did not grow past a's ($FENCE_A)"
-metric() { curl -fsS "$(rt_serve_url "$1")/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
 rt_wait_for 10 '[ "$(metric a "ratchet_step_lease_lost_total{at=\"start\"}")" = 1 ]'
 rt_assert_eq completed "$(run_status "$RUN")" "the run after a woke up"
 rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$RUN' and status = 'completed'")" \

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Failure handling and flow control on PostgreSQL alone: retries (count and spacing),
-# non-retriable failures, step/workflow/start timeouts, replay with and without --from,
-# cancel killing an exec's process group, on_failure (event and workflow), partial runs,
-# invoke (output and failure), for_each, priority order under a backlog, and concurrency
-# limits never exceeded.
+# Failure handling and flow control on PostgreSQL alone, one ctest entry per section
+# (integration.flow.SECTION; `t_flow.sh SECTION` runs one, no argument runs all):
+# sections: priority retries timeouts replay cancel on_failure partial invoke for_each concurrency
+#   priority     critical runs are claimed before a backlog of low ones
+#   retries      count and spacing of retries; non-retriable exit codes
+#   timeouts     step timeout kills the command; workflow timeout; start_timeout expires
+#   replay       replay with and without --from
+#   cancel       cancel kills an exec step's process group
+#   on_failure   the failure event and the failure workflow
+#   partial      continue_on_error: the run goes on and ends partial
+#   invoke       a child's output; a child's failure fails the step
+#   for_each     once per element, output is the array
+#   concurrency  a per-key limit is reached and never exceeded
 source "$(dirname "$0")/lib.sh"
-rt_test_init flow
+rt_test_init "flow${1:+.$1}"
 
 W=$T/workflows
 FX=$T/effects
 mkdir -p "$W" "$FX"
 export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LEASE=10s
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
-field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }
 
 cat > "$W/retry.json" <<EOF2
 {"id": "retry", "retries": {"max_attempts": 4, "backoff": "exponential", "delay": "200ms"}, "steps": [
@@ -89,103 +95,138 @@ EOF2
 "$RATCHET_BIN" validate "$W" >/dev/null || "$RATCHET_BIN" validate "$W"
 "$RATCHET_BIN" migrate >/dev/null
 
-# Priority first, with no engine running: a backlog of low runs, then critical ones.
-for _ in $(seq 10); do "$RATCHET_BIN" run prio-low >/dev/null; done
-for _ in $(seq 3); do "$RATCHET_BIN" run prio-critical >/dev/null; done
-RATCHET_WORKERS=1 rt_serve_start prio
-rt_wait_for 60 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
-rt_serve_stop prio
-rt_assert_eq "critical critical critical" "$(head -3 "$FX/prio" | tr '\n' ' ' | sed 's/ $//')" "critical runs claimed before the low backlog"
+section_priority() {
+  # With no engine running: a backlog of low runs, then critical ones.
+  for _ in $(seq 10); do "$RATCHET_BIN" run prio-low >/dev/null; done
+  for _ in $(seq 3); do "$RATCHET_BIN" run prio-critical >/dev/null; done
+  RATCHET_WORKERS=1 rt_serve_start prio
+  rt_wait_for 60 '[ "$(wc -l < "$FX/prio" 2>/dev/null || echo 0)" -ge 13 ]'
+  rt_serve_stop prio
+  rt_assert_eq "critical critical critical" "$(head -3 "$FX/prio" | tr '\n' ' ' | sed 's/ $//')" "critical runs claimed before the low backlog"
+}
 
-rt_serve_start a
+section_retries() {
+  rt_serve_start a
+  # Retries: 3 attempts (2 failures), spacing 200 ms then 400 ms (exponential).
+  id=$("$RATCHET_BIN" run retry --wait)
+  rt_assert_eq '{"tries": 3}' "$(run_field "$id" output::text)" "succeeded on the 3rd attempt"
+  rt_assert_eq 3 "$(wc -l < "$FX/flaky-$id")" "3 executions"
+  rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.step_attempts where run_id = '$id'")" "2 failed attempts kept"
+  gaps=$(rt_psql "select string_agg(round(extract(epoch from (b.started_at - a.finished_at)) * 1000)::text, ',' order by a.attempt) from ratchet.step_attempts a join ratchet.step_attempts b on b.run_id = a.run_id and b.attempt = a.attempt + 1 where a.run_id = '$id'")
+  g1=$(rt_psql "select round(extract(epoch from (s.started_at - a.finished_at)) * 1000) from ratchet.step_attempts a join ratchet.steps s on s.run_id = a.run_id where a.run_id = '$id' and a.attempt = 2")
+  # Lower bounds only (10 % for timestamp rounding): how much later a retry starts is the
+  # machine's speed; the second gap at least 380 ms after a first of at least 180 ms is the
+  # doubling.
+  python3 -c "import sys; a=[float(x) for x in sys.argv[1].split(',')]; b=float(sys.argv[2]); assert 180 <= a[0] and 380 <= b, (a, b)" "$gaps" "$g1" || rt_fail "retry spacing: $gaps then $g1 ms"
+  "$RATCHET_BIN" show "$id" | grep -q "attempt" || rt_fail "show lists failed attempts"
 
-# Retries: 3 attempts (2 failures), spacing 200 ms then 400 ms (exponential).
-id=$("$RATCHET_BIN" run retry --wait)
-rt_assert_eq '{"tries": 3}' "$(field "$id" output::text)" "succeeded on the 3rd attempt"
-rt_assert_eq 3 "$(wc -l < "$FX/flaky-$id")" "3 executions"
-rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.step_attempts where run_id = '$id'")" "2 failed attempts kept"
-gaps=$(rt_psql "select string_agg(round(extract(epoch from (b.started_at - a.finished_at)) * 1000)::text, ',' order by a.attempt) from ratchet.step_attempts a join ratchet.step_attempts b on b.run_id = a.run_id and b.attempt = a.attempt + 1 where a.run_id = '$id'")
-g1=$(rt_psql "select round(extract(epoch from (s.started_at - a.finished_at)) * 1000) from ratchet.step_attempts a join ratchet.steps s on s.run_id = a.run_id where a.run_id = '$id' and a.attempt = 2")
-# Lower bounds only (10 % for timestamp rounding): how much later a retry starts is the
-# machine's speed; the second gap at least 380 ms after a first of at least 180 ms is the
-# doubling.
-python3 -c "import sys; a=[float(x) for x in sys.argv[1].split(',')]; b=float(sys.argv[2]); assert 180 <= a[0] and 380 <= b, (a, b)" "$gaps" "$g1" || rt_fail "retry spacing: $gaps then $g1 ms"
-"$RATCHET_BIN" show "$id" | grep -q "attempt" || rt_fail "show lists failed attempts"
+  # Non-retriable: exit code 7 ends at once despite 5 attempts allowed.
+  if id=$("$RATCHET_BIN" run fatal --wait); then rt_fail "fatal must fail"; fi
+  rt_assert_eq 1 "$(wc -l < "$FX/fatal-$id")" "non-retriable: one execution"
+  rt_serve_stop a
+}
 
-# Non-retriable: exit code 7 ends at once despite 5 attempts allowed.
-if id=$("$RATCHET_BIN" run fatal --wait); then rt_fail "fatal must fail"; fi
-rt_assert_eq 1 "$(wc -l < "$FX/fatal-$id")" "non-retriable: one execution"
+section_timeouts() {
+  rt_serve_start a
+  # Step timeout kills the command.
+  if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 120s); then rt_fail "slowstep must fail"; fi
+  grep -q "timed out" <<<"$(run_field "$id" error)" || rt_fail "step timeout error: $(run_field "$id" error)"
 
-# Step timeout kills the command.
-if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 120s); then rt_fail "slowstep must fail"; fi
-grep -q "timed out" <<<"$(field "$id" error)" || rt_fail "step timeout error: $(field "$id" error)"
+  # Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
+  id=$("$RATCHET_BIN" run wftimeout)
+  rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
+  # start_timeout counts from when the run is due; no engine runs meanwhile, so it stays
+  # queued past it (this pause is the scenario, not a wait for a condition).
+  rt_serve_stop a
+  id=$("$RATCHET_BIN" run starttimeout)
+  sleep 1.5
+  rt_serve_start a
+  rt_wait_for 60 '[ "$(status '"$id"')" = expired ]'
+  rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
+  rt_serve_stop a
+}
 
-# Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
-id=$("$RATCHET_BIN" run wftimeout)
-rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
-# start_timeout counts from when the run is due; no engine runs meanwhile, so it stays
-# queued past it (this pause is the scenario, not a wait for a condition).
-rt_serve_stop a
-id=$("$RATCHET_BIN" run starttimeout)
-sleep 1.5
-rt_serve_start a
-rt_wait_for 60 '[ "$(status '"$id"')" = expired ]'
-rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
+section_replay() {
+  rt_serve_start a
+  # Replay: the whole run again, then --from b (a is not executed again).
+  : > "$FX/replay"
+  id=$("$RATCHET_BIN" run steps3 --wait)
+  r1=$("$RATCHET_BIN" replay "$id")
+  rt_wait_for 60 '[ "$(status '"$r1"')" = completed ]'
+  rt_assert_eq "a b a b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay runs every step again"
+  r2=$("$RATCHET_BIN" replay "$id" --from b)
+  rt_wait_for 60 '[ "$(status '"$r2"')" = completed ]'
+  rt_assert_eq "a b a b b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay --from b reuses a's memoized output"
+  rt_assert_eq 3 "$(run_field "$r2" output::text)" "the reused output feeds later steps"
+  rt_serve_stop a
+}
 
-# Replay: the whole run again, then --from b (a is not executed again).
-: > "$FX/replay"
-id=$("$RATCHET_BIN" run steps3 --wait)
-r1=$("$RATCHET_BIN" replay "$id")
-rt_wait_for 60 '[ "$(status '"$r1"')" = completed ]'
-rt_assert_eq "a b a b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay runs every step again"
-r2=$("$RATCHET_BIN" replay "$id" --from b)
-rt_wait_for 60 '[ "$(status '"$r2"')" = completed ]'
-rt_assert_eq "a b a b b" "$(tr '\n' ' ' < "$FX/replay" | sed 's/ $//')" "replay --from b reuses a's memoized output"
-rt_assert_eq 3 "$(field "$r2" output::text)" "the reused output feeds later steps"
+section_cancel() {
+  rt_serve_start a
+  # Cancel kills the exec step's whole process group.
+  id=$("$RATCHET_BIN" run longexec)
+  rt_wait_for 60 '[ -s "$FX/grandchild" ]'
+  gc=$(cat "$FX/grandchild")
+  "$RATCHET_BIN" cancel "$id" >/dev/null 2>&1
+  rt_assert_eq cancelled "$(status "$id")" "cancel marks the run"
+  rt_wait_for 60 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
+  rt_serve_stop a
+}
 
-# Cancel kills the exec step's whole process group.
-id=$("$RATCHET_BIN" run longexec)
-rt_wait_for 60 '[ -s "$FX/grandchild" ]'
-gc=$(cat "$FX/grandchild")
-"$RATCHET_BIN" cancel "$id" >/dev/null 2>&1
-rt_assert_eq cancelled "$(status "$id")" "cancel marks the run"
-rt_wait_for 60 '! kill -0 '"$gc"' 2>/dev/null || grep -q "^Z" <<<"$(ps -o stat= -p '"$gc"')"'
+section_on_failure() {
+  rt_serve_start a
+  # on_failure: an event that triggers a listener; a workflow started with the failure.
+  if id=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
+  rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
+  rt_assert_eq "$id" "$(rt_psql "select output->>'run_id' from ratchet.runs where workflow_id = 'onfail-listener'")" "on_failure event carries the run id"
+  if id=$("$RATCHET_BIN" run failing2 --wait); then rt_fail "failing2 must fail"; fi
+  rt_wait_for 60 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
+  rt_serve_stop a
+}
 
-# on_failure: an event that triggers a listener; a workflow started with the failure.
-if id=$("$RATCHET_BIN" run failing --wait); then rt_fail "failing must fail"; fi
-rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'onfail-listener'"' and status = '"'completed'"'")" = 1 ]'
-rt_assert_eq "$id" "$(rt_psql "select output->>'run_id' from ratchet.runs where workflow_id = 'onfail-listener'")" "on_failure event carries the run id"
-if id=$("$RATCHET_BIN" run failing2 --wait); then rt_fail "failing2 must fail"; fi
-rt_wait_for 60 '[ "$(rt_psql "select output #>> '"'{}'"' from ratchet.runs where workflow_id = '"'cleanup'"' and status = '"'completed'"'")" = "'"$id"'" ]'
+section_partial() {
+  rt_serve_start a
+  # continue_on_error: the run goes on and ends partial.
+  id=$("$RATCHET_BIN" run partial --wait) && rt_fail "a partial run is not completed" || true
+  rt_wait_for 60 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
+  rt_assert_eq '"failed"' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'partial'")" "later steps see the failed status"
+  rt_serve_stop a
+}
 
-# continue_on_error: the run goes on and ends partial.
-id=$("$RATCHET_BIN" run partial --wait) && rt_fail "a partial run is not completed" || true
-rt_wait_for 60 '[ "$(status '"$(rt_psql "select id from ratchet.runs where workflow_id = 'partial'")"')" = partial ]'
-rt_assert_eq '"failed"' "$(rt_psql "select output::text from ratchet.runs where workflow_id = 'partial'")" "later steps see the failed status"
+section_invoke() {
+  rt_serve_start a
+  # invoke: the child's output; the child's failure fails the step.
+  id=$("$RATCHET_BIN" run parent --data '{"n": 4}' --wait)
+  rt_assert_eq 80 "$(run_field "$id" output::text)" "parent uses child output (4*2*10)"
+  rt_assert_eq invoke "$(rt_psql "select trigger->>'type' from ratchet.runs where workflow_id = 'child' and parent_run_id = '$id'")" "child trigger"
+  if id=$("$RATCHET_BIN" run parent --data '{"n": 0}' --wait); then rt_fail "a failed child fails the parent"; fi
+  grep -q "child run" <<<"$(run_field "$id" error)" || rt_fail "parent error names the child: $(run_field "$id" error)"
+  rt_serve_stop a
+}
 
-# invoke: the child's output; the child's failure fails the step.
-id=$("$RATCHET_BIN" run parent --data '{"n": 4}' --wait)
-rt_assert_eq 80 "$(field "$id" output::text)" "parent uses child output (4*2*10)"
-rt_assert_eq invoke "$(rt_psql "select trigger->>'type' from ratchet.runs where workflow_id = 'child' and parent_run_id = '$id'")" "child trigger"
-if id=$("$RATCHET_BIN" run parent --data '{"n": 0}' --wait); then rt_fail "a failed child fails the parent"; fi
-grep -q "child run" <<<"$(field "$id" error)" || rt_fail "parent error names the child: $(field "$id" error)"
+section_for_each() {
+  rt_serve_start a
+  # for_each: once per element, output is the array.
+  id=$("$RATCHET_BIN" run fanout --data '{"items": [1, 2, 3]}' --wait)
+  rt_assert_eq "[10, 21, 32]" "$(run_field "$id" output::text)" "for_each output"
+  rt_serve_stop a
+}
 
-# for_each: once per element, output is the array.
-id=$("$RATCHET_BIN" run fanout --data '{"items": [1, 2, 3]}' --wait)
-rt_assert_eq "[10, 21, 32]" "$(field "$id" output::text)" "for_each output"
+section_concurrency() {
+  # Concurrency: 200 runs over 5 keys, limit 2 per key: never more than 2 at once per key.
+  : > "$FX/conc"
+  # A backlog first, so that the workers contend for the keys: the 200 runs are created by
+  # one POST of 200 events (one commit, from one process: 200 `ratchet run` processes took
+  # minutes under ASan on a loaded machine).
+  RATCHET_WORKERS=8 rt_serve_start a
+  rt_serve_wait_ready a
+  rt_send_events a 0 "$(python3 -c 'import json; print(json.dumps([{"name": "flow.limited", "data": {"key": "k%d" % (i % 5)}} for i in range(1, 201)]))')" >/dev/null
+  rt_wait_for 300 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
+  max=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$FX/conc" --per-key)
+  [ "$max" -le 2 ] || rt_fail "concurrency limit 2 exceeded: $max at once"
+  [ "$max" -ge 2 ] || rt_fail "concurrency never reached its limit ($max): the test proves nothing"
+  rt_serve_stop a
+  echo "max simultaneous per key: $max"
+}
 
-# Concurrency: 200 runs over 5 keys, limit 2 per key: never more than 2 at once per key.
-: > "$FX/conc"
-# A backlog first, so that the workers contend for the keys: the 200 runs are created by
-# one POST of 200 events (one commit, from one process: 200 `ratchet run` processes took
-# minutes under ASan on a loaded machine).
-rt_serve_stop a
-RATCHET_WORKERS=8 rt_serve_start a
-rt_serve_wait_ready a
-rt_send_events a 0 "$(python3 -c 'import json; print(json.dumps([{"name": "flow.limited", "data": {"key": "k%d" % (i % 5)}} for i in range(1, 201)]))')" >/dev/null
-rt_wait_for 300 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'limited'"' and status = '"'completed'"'")" = 200 ]'
-max=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$FX/conc" --per-key)
-[ "$max" -le 2 ] || rt_fail "concurrency limit 2 exceeded: $max at once"
-[ "$max" -ge 2 ] || rt_fail "concurrency never reached its limit ($max): the test proves nothing"
-rt_serve_stop a
-echo "ok: flow (max simultaneous per key: $max)"
+rt_run_sections "$@"

@@ -50,7 +50,6 @@ EOF
 "$RATCHET_BIN" validate "$W" >/dev/null || rt_fail "workflows invalid"
 "$RATCHET_BIN" migrate >/dev/null
 
-field() { rt_psql "select $2 from ratchet.runs where id = '$1'"; }
 starts() { grep -c "^start $2 " "$1" || true; } # FILE INDEX -> how many times item INDEX started
 
 rt_serve_start a
@@ -59,8 +58,8 @@ rt_serve_wait_ready a
 # --- parallel up to the limit, output in item order -----------------------------------
 : > "$T/fan.lines"
 id=$("$RATCHET_BIN" run fan --data '{"items": [0, 1, 2, 3, 4, 5, 6, 7, 8]}')
-rt_wait_for 60 '[ "$(field "$id" status)" = completed ]'
-rt_assert_eq "[0, 10, 20, 30, 40, 50, 60, 70, 80]" "$(field "$id" output::text)" "for_each output in item order"
+rt_wait_for 60 '[ "$(run_field "$id" status)" = completed ]'
+rt_assert_eq "[0, 10, 20, 30, 40, 50, 60, 70, 80]" "$(run_field "$id" output::text)" "for_each output in item order"
 peak=$(python3 "$RT_INTEGRATION_DIR/peak.py" "$T/fan.lines")
 [ "$peak" -le 3 ] || rt_fail "for_each_concurrency 3 exceeded: $peak items ran at once"
 [ "$peak" -ge 2 ] || rt_fail "for_each items did not run in parallel (peak $peak)"
@@ -71,8 +70,8 @@ done
 # --- a retry runs only the failed item ---------------------------------------------------
 : > "$T/flaky.lines"
 id=$("$RATCHET_BIN" run flaky --data '{"items": [0, 1, 2, 3]}')
-rt_wait_for 60 '[ "$(field "$id" status)" = completed ]'
-rt_assert_eq "[0, 10, 20, 30]" "$(field "$id" output::text)" "flaky output"
+rt_wait_for 60 '[ "$(run_field "$id" status)" = completed ]'
+rt_assert_eq "[0, 10, 20, 30]" "$(run_field "$id" output::text)" "flaky output"
 rt_assert_eq 2 "$(rt_psql "select attempts from ratchet.steps where run_id = '$id' and step_id = 'each'")" "two attempts"
 rt_assert_eq 2 "$(starts "$T/flaky.lines" 1)" "the failed item ran again"
 for i in 0 2 3; do
@@ -82,7 +81,7 @@ done
 
 # --- continue_on_error: partial, null for the failed item --------------------------------
 id=$("$RATCHET_BIN" run part --data '{"items": ["a", "b", "c"]}')
-rt_wait_for 60 '[ "$(field "$id" status)" = partial ]'
+rt_wait_for 60 '[ "$(run_field "$id" status)" = partial ]'
 rt_assert_eq '["a", null, "c"]' "$(rt_psql "select output::text from ratchet.steps where run_id = '$id' and step_id = 'each'")" "partial items"
 rt_assert_eq failed "$(rt_psql "select status from ratchet.steps where run_id = '$id' and step_id = 'each'")" "the step is failed"
 rt_psql "select error from ratchet.steps where run_id = '$id' and step_id = 'each'" | grep -q "^item 1: " ||
@@ -99,8 +98,8 @@ memo=$(rt_psql "select string_agg(idx::text, ' ' order by idx) from ratchet.step
 n_memo=$(wc -w <<<"$memo")
 [ "$n_memo" -lt 12 ] || rt_fail "every item finished before the kill; the test proves nothing"
 rt_serve_start b
-rt_wait_for 90 '[ "$(field "$id" status)" = completed ]'
-rt_assert_eq "$(python3 -c 'print([i * 10 for i in range(12)])')" "$(field "$id" output::text)" "resumed output"
+rt_wait_for 90 '[ "$(run_field "$id" status)" = completed ]'
+rt_assert_eq "$(python3 -c 'print([i * 10 for i in range(12)])')" "$(run_field "$id" output::text)" "resumed output"
 for i in $memo; do
   rt_assert_eq 1 "$(starts "$T/resume.lines" "$i")" "item $i, memoized before the kill, ran once"
 done
@@ -124,8 +123,8 @@ held=$("$RATCHET_BIN" run hold)
 rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.steps where run_id = '"'$held'"'")" = running ]'
 other=$("$RATCHET_BIN" run quick --data '{"items": [1, 2, 3]}')
 "$RATCHET_BIN" cancel "$held" >/dev/null
-rt_wait_for 60 '[ "$(field "$other" status)" = completed ]'
-rt_assert_eq "[1, 2, 3]" "$(field "$other" output::text)" "the other run's for_each"
-rt_assert_eq cancelled "$(field "$held" status)" "the cancelled run"
+rt_wait_for 60 '[ "$(run_field "$other" status)" = completed ]'
+rt_assert_eq "[1, 2, 3]" "$(run_field "$other" output::text)" "the other run's for_each"
+rt_assert_eq cancelled "$(run_field "$held" status)" "the cancelled run"
 rt_serve_stop c
 echo "PASS for_each"

@@ -17,7 +17,6 @@ cat > "$W/quick.json" <<'EOF2'
 {"id": "quick", "steps": [{"id": "each", "uses": "transform", "for_each": "event.data.items", "with": {"value": "${{ item }}"}}]}
 EOF2
 "$RATCHET_BIN" migrate >/dev/null
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 step_error() { rt_psql "select error from ratchet.steps where run_id = '$1' and step_id = 'each'"; }
 ended() { rt_wait_for 30 '[[ "$(status '"$1"')" =~ ^(completed|failed)$ ]]'; }
 items() { python3 -c 'import json,sys; print(json.dumps({"items": list(range(int(sys.argv[1])))}))' "$1"; }

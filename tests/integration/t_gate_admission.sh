@@ -54,7 +54,6 @@ TOK_AGENT=$(gate_mint agent e1)
 TOK_OPERATOR=$(gate_mint operator)
 gate_serve_with_tokens
 
-q() { rt_psql "$1"; }
 # send NAME ACTOR-TYPE ENTITY DATA -> the event id (stored, runs created, when it returns)
 send() {
   "$RATCHET_BIN" send "$1" --actor-type "$2" --actor-id "$2-1" ${3:+--entity "$3"} --data "$4" 2>"$T/send.err" ||

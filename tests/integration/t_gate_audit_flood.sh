@@ -24,7 +24,6 @@ TOKENS=$T/tokens
 TOK_AGENT=$(gate_mint agent e1)
 TOK_VIEWER=$(gate_mint viewer)
 gate_serve_with_tokens
-q() { rt_psql "$1"; }
 
 case_flood() {
   local R statuses rows biggest suppressed

@@ -45,7 +45,6 @@ rt_serve_wait_ready a 60
 rt_wait_for 90 'grep -q "amqp consumer: connected" "$T/a.log" && grep -q "nats consumer: connected" "$T/a.log"'
 U=$(rt_serve_url a) # shellcheck disable=SC2034 # read inside rt_wait_for conditions
 
-q() { rt_psql "$1"; }
 publish_raw() { # VIA ROUTING-KEY JSON
   printf '%s' "$3" >"$T/raw.json"
   "$RATCHET_BIN" send "$2" --via "$1" --raw-file "$T/raw.json" 2>"$T/pub.err" || rt_fail "publish via $1: $(cat "$T/pub.err")"

@@ -60,7 +60,6 @@ rt_serve_start a
 rt_serve_wait_ready a 60
 U=$(rt_serve_url a)
 
-q() { rt_psql "$1"; }
 send() { # NAME ACTOR-TYPE ENTITY DATA -> the event id (stored, runs created and waits woken, when it returns)
   "$RATCHET_BIN" send "$1" --actor-type "$2" --actor-id "$2-1" ${3:+--entity "$3"} --data "$4" 2>"$T/send.err" ||
     rt_fail "ratchet send $1 as $2: $(cat "$T/send.err")"

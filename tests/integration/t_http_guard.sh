@@ -84,7 +84,6 @@ run() {
   rt_wait_for 30 '[[ "$(rt_psql "select status from ratchet.runs where id = '"'$id'"'")" =~ ^(completed|failed)$ ]]'
   echo "$id"
 }
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 step_error() { rt_psql "select error from ratchet.steps where run_id = '$1' and step_id = 'get'"; }
 got() { rt_psql "select output->'body'->$2 from ratchet.steps where run_id = '$1' and step_id = 'get'"; }
 

@@ -27,7 +27,6 @@ EOF2
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
 
-status() { rt_psql "select status from ratchet.runs where id = '$1'"; }
 output() { rt_psql "select output->'data'->>'order' || '/' || (output->>'name') from ratchet.runs where id = '$1'"; }
 step_status() { rt_psql "select status from ratchet.steps where run_id = '$1' and step_id = '$2'"; }
 

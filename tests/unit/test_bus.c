@@ -1,4 +1,4 @@
-/* test_bus.c — the broker-independent parts of engine/bus.c, engine/consumer.c and the
+/* test_bus.c — the broker-independent parts of engine/bus/bus.c, engine/bus/consumer.c and the
  * publish step: pattern rules and their AMQP translation, matching, URL redaction,
  * opening a bus by scheme, option checks, the consumer's backoff and stop against a
  * port where nothing listens, and the publish step's validation. The transports

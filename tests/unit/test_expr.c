@@ -1,5 +1,5 @@
 /* test_expr.c — table-driven tests for the expression language and ${{ }} templates
- * (engine/expr.c). Each row is an input, a context and either the expected JSON or a
+ * (engine/lang/expr.c). Each row is an input, a context and either the expected JSON or a
  * substring of the expected error; every failing row is printed with both values. */
 #include <setjmp.h>
 #include <stdarg.h>

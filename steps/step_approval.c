@@ -1,5 +1,6 @@
-/* approval.c — an approval gate inside a workflow (DESIGN §4, §6): suspends until one of
- * `approvers` sends a signed decision for this run and step (engine/approval.c checks it),
+/* step_approval.c — the `approval` step type, an approval gate inside a workflow (DESIGN §4,
+ * §6): suspends until one of `approvers` sends a signed decision for this run and step
+ * (engine/trust/approval.c checks it),
  * then outputs {decision, approver, comment}. A rejection ends the run `rejected` and no
  * decision before `timeout` ends it `expired` (both done by the decision path and the
  * deadline sweep, not here). The executor registers the gate when the step suspends. */

@@ -1,4 +1,5 @@
-/* log.c — writes one structured log line from `message` (and optional `level`, `fields`). */
+/* step_log.c — the `log` step type: writes one structured log line from `message` (and
+ * optional `level`, `fields`). */
 #include <stdlib.h>
 #include <string.h>
 
