@@ -71,11 +71,13 @@ uint64_t rt_workflow_live_generation(rt_workflow_live *l)
 
 const rt_workflow_set *rt_workflow_set_acquire(const rt_workflow_set *set)
 {
-    if (!set || !set->live)
-        return set;
-    rt_workflow_live *l = set->live;
+    if (!set || (!set->live && !set->owner))
+        return set; /* a set of its own (validate, tests): nothing to count */
+    /* A handle gives its current snapshot; a snapshot acquired again (a holder passing it
+     * on) is counted again, so that every release has its acquire. */
+    rt_workflow_live *l = set->live ? set->live : set->owner;
     pthread_mutex_lock(&l->mu);
-    rt_workflow_set *snap = l->current;
+    rt_workflow_set *snap = set->live ? l->current : (rt_workflow_set *)set;
     snap->refs++;
     pthread_mutex_unlock(&l->mu);
     return snap;

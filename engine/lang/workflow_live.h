@@ -24,8 +24,9 @@ const rt_workflow_set *rt_workflow_live_handle(rt_workflow_live *l);
 uint64_t rt_workflow_live_swap(rt_workflow_live *l, rt_workflow_set *next);
 uint64_t rt_workflow_live_generation(rt_workflow_live *l);
 
-/* For a live handle: the current snapshot, held until rt_workflow_set_release. For any
- * other set (or NULL): set itself, and release does nothing. */
+/* For a live handle: the current snapshot, held until rt_workflow_set_release. For a
+ * snapshot: itself, held once more (so code given a snapshot may acquire and release it
+ * like a handle). For any other set (or NULL): set itself, and release does nothing. */
 const rt_workflow_set *rt_workflow_set_acquire(const rt_workflow_set *set);
 void rt_workflow_set_release(const rt_workflow_set *snap);
 

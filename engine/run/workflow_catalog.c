@@ -48,8 +48,10 @@ static const char *str(const json_t *o, const char *key)
 }
 
 /* A new current version inside the caller's locked transaction. */
+/* later (may be NULL): collects the audit record ({action, subject, details}) instead of
+ * appending it, for a transaction that appends its records last (rt_catalog_sync_dir). */
 static rt_status apply_locked(rt_store *st, const rt_workflow *wf, const char *source, const char *actor,
-                              const json_t *prev, rt_error *err)
+                              const json_t *prev, json_t *later, rt_error *err)
 {
     rt_status s = rt_store_put_workflow(st, wf, err);
     if (s == RT_OK)
@@ -58,9 +60,27 @@ static rt_status apply_locked(rt_store *st, const rt_workflow *wf, const char *s
         s = rt_store_wf_change(st, wf->id, "apply", wf->hash, source, actor, NULL, err);
     json_t *details = json_pack("{s:s, s:s, s:s?}", "version", wf->hash, "source", source, "previous",
                                 prev && !json_is_true(json_object_get(prev, "removed")) ? str(prev, "hash") : NULL);
-    if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction */
+    if (s == RT_OK && later)
+        json_array_append_new(later, json_pack("{s:s, s:s, s:O}", "action", "workflow.apply", "subject", wf->id,
+                                               "details", details));
+    else if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction */
         s = rt_store_audit_append(st, actor, "workflow.apply", wf->id, details, err);
     json_decref(details);
+    return s;
+}
+
+/* Appends the collected records (apply_locked's later) in order. */
+static rt_status audit_all(rt_store *st, const char *actor, json_t *records, rt_error *err)
+{
+    rt_status s = RT_OK;
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r) {
+        if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction */
+            s = rt_store_audit_append(st, actor, json_string_value(json_object_get(r, "action")),
+                                      json_string_value(json_object_get(r, "subject")), json_object_get(r, "details"),
+                                      err);
+    }
     return s;
 }
 
@@ -94,6 +114,10 @@ rt_status rt_catalog_sync_dir(rt_store *st, const char *dir, const char *actor, 
 {
     memset(res, 0, sizeof *res);
     bad_files bad = {.paths = json_array(), .fn = on_error, .arg = arg};
+    /* The audit records go last: the chain's lock is then held only at the end, never while
+     * this transaction waits on a row (a version another transaction is pinning for a new
+     * run, which wants that lock next: a deadlock). */
+    json_t *later = json_array();
     rt_workflow_set *set = NULL;
     rt_status s = rt_workflow_load_dir(dir, &set, note_bad, &bad, err);
     json_t *states = NULL;
@@ -114,7 +138,7 @@ rt_status rt_catalog_sync_dir(rt_store *st, const char *dir, const char *actor, 
             s = rt_store_wf_set_current(st, wf->id, wf->hash, "file", wf->file, err); /* same version */
             continue;
         }
-        s = apply_locked(st, wf, "file", actor, row, err);
+        s = apply_locked(st, wf, "file", actor, row, later, err);
         res->applied++;
     }
     size_t k;
@@ -127,18 +151,19 @@ rt_status rt_catalog_sync_dir(rt_store *st, const char *dir, const char *actor, 
         s = rt_store_wf_set_removed(st, id, true, err);
         if (s == RT_OK)
             s = rt_store_wf_change(st, id, "remove", NULL, "file", actor, NULL, err);
-        json_t *details = json_pack("{s:s?}", "file", str(row, "file"));
-        if (s == RT_OK) /* AUDIT HOOK (DESIGN §6) */
-            s = rt_store_audit_append(st, actor, "workflow.remove", id, details, err);
-        json_decref(details);
+        json_array_append_new(later, json_pack("{s:s, s:s, s:{s:s?}}", "action", "workflow.remove", "subject", id,
+                                               "details", "file", str(row, "file")));
         res->removed++;
     }
+    if (s == RT_OK)
+        s = audit_all(st, actor, later, err);
     if (s == RT_OK && (res->applied || res->removed))
         s = rt_store_wf_notify(st, err);
     if (set)
         s = finish(st, s, err);
     json_decref(states);
     json_decref(bad.paths);
+    json_decref(later);
     rt_workflow_set_free(set);
     return s;
 }
@@ -215,7 +240,7 @@ rt_status rt_catalog_apply_tx(rt_store *st, const rt_workflow *wf, const char *s
     }
     bool same = row && !json_is_true(json_object_get(row, "removed")) && !strcmp(str(row, "hash"), wf->hash);
     if (s == RT_OK && !same) {
-        s = apply_locked(st, wf, source, actor, row, err);
+        s = apply_locked(st, wf, source, actor, row, NULL, err);
         if (s == RT_OK)
             s = rt_store_wf_notify(st, err);
         *changed = s == RT_OK;

@@ -37,8 +37,10 @@ within_1s "file changed, new version in b" "$out"
 v2=$(rt_psql "select hash from ratchet.workflow_registry where workflow_id = 'wat'")
 
 # 3. A bad file: reported with its error; the previous version stays active.
+# A bad file is reported at error level with its error, and the old version stays.
+rt_expect_log_error 'unknown step type "transfrom".*keeps its previous version'
 echo '{"id": "wat", "steps": [{"id": "v", "uses": "transfrom"}]}' > "$W/wat.json"
-rt_wait_for 10 'grep -q "wat.json: \$.steps\[0\].uses: unknown step type" "$T/a.log"'
+rt_wait_for 60 'grep -q "wat.json: \$.steps\[0\].uses: unknown step type" "$T/a.log"'
 grep "wat.json" "$T/a.log" | grep -q "keeps its previous version" || rt_fail "the error does not say the old version stays"
 rt_assert_eq "$v2" "$(rt_psql "select hash from ratchet.workflow_registry where workflow_id = 'wat' and not removed")" "version after a bad file"
 run=$(wf_api_run b wat)
