@@ -9,13 +9,13 @@
  * Passwords never appear in a message; the server's last answer line may (it is the reason). */
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "curl_once.h"
 #include "step.h"
 #include "util.h"
 
@@ -524,14 +524,6 @@ static rt_status build_message(const struct opts *o, const mailbox *from, const 
 
 /* ---- the transfer ---------------------------------------------------------------------- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 struct transfer {
     const buf *msg;
     size_t sent;
@@ -617,9 +609,9 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         rt_step_fail(res, false, "%s", err.msg);
         return;
     }
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) {
-        rt_step_fail(res, true, "email: libcurl failed to initialise: %s", curl_easy_strerror(curl_init_rc));
+    CURLcode init_rc = rt_curl_init();
+    if (init_rc != CURLE_OK) {
+        rt_step_fail(res, true, "email: libcurl failed to initialise: %s", curl_easy_strerror(init_rc));
         return;
     }
     int64_t timeout = o.timeout_ms;

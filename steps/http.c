@@ -21,7 +21,6 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curl_once.h"
 #include "step.h"
 #include "util.h"
 
@@ -303,14 +303,6 @@ static rt_status validate(json_t *with, rt_error *err)
 }
 
 /* ---- the transfer -------------------------------------------------------------------- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- where a request may go ----------------------------------------------------------- */
 
@@ -900,9 +892,9 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         rt_step_fail(res, false, "%s", err.msg);
         return;
     }
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) {
-        rt_step_fail(res, true, "http: libcurl failed to initialise: %s", curl_easy_strerror(curl_init_rc));
+    CURLcode init_rc = rt_curl_init();
+    if (init_rc != CURLE_OK) {
+        rt_step_fail(res, true, "http: libcurl failed to initialise: %s", curl_easy_strerror(init_rc));
         return;
     }
 

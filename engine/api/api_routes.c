@@ -865,6 +865,27 @@ static rt_status op_cancel(rt_store *st, void *arg, rt_error *err)
     return s == RT_OK ? rt_store_get_run(st, a->id, false, &a->out, err) : s;
 }
 
+/* The body of a control action: {} or {"reason": "..."}. New reference, *reason borrowed
+ * from it; NULL after answering 400. */
+static json_t *reason_body(rt_api_req *r, json_t **reason)
+{
+    json_t *body = body_object(r);
+    if (!body)
+        return NULL;
+    static const char *const keys[] = {"reason", NULL};
+    *reason = json_object_get(body, "reason");
+    if (!only_keys(r, body, keys, "reason")) {
+        json_decref(body);
+        return NULL;
+    }
+    if (*reason && !json_is_null(*reason) && !json_is_string(*reason)) {
+        rt_api_reply_error(r, 400, "$.reason: expected a string, not %s", json_type_name(*reason));
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
 static void post_cancel(rt_api_req *r)
 {
     const char *id = r->params[0];
@@ -879,20 +900,10 @@ static void post_cancel(rt_api_req *r)
         rt_api_refuse(r, 403, "run %s of workflow \"%s\": %s", id, info.workflow_id, no);
         return;
     }
-    json_t *body = body_object(r);
+    json_t *reason = NULL;
+    json_t *body = reason_body(r, &reason);
     if (!body)
         return;
-    static const char *const keys[] = {"reason", NULL};
-    json_t *reason = json_object_get(body, "reason");
-    if (!only_keys(r, body, keys, "reason")) {
-        json_decref(body);
-        return;
-    }
-    if (reason && !json_is_null(reason) && !json_is_string(reason)) {
-        rt_api_reply_error(r, 400, "$.reason: expected a string, not %s", json_type_name(reason));
-        json_decref(body);
-        return;
-    }
     if (terminal_status(info.status)) {
         rt_api_reply_error(r, 409, "run %s already ended: %s", id, info.status);
         json_decref(body);
@@ -959,20 +970,10 @@ static void pause_run(rt_api_req *r, bool pause)
         rt_api_refuse(r, 403, "run %s: %s", id, why);
         return;
     }
-    json_t *body = body_object(r);
+    json_t *reason = NULL;
+    json_t *body = reason_body(r, &reason);
     if (!body)
         return;
-    static const char *const keys[] = {"reason", NULL};
-    json_t *reason = json_object_get(body, "reason");
-    if (!only_keys(r, body, keys, "reason")) {
-        json_decref(body);
-        return;
-    }
-    if (reason && !json_is_null(reason) && !json_is_string(reason)) {
-        rt_api_reply_error(r, 400, "$.reason: expected a string, not %s", json_type_name(reason));
-        json_decref(body);
-        return;
-    }
     run_pause_args a = {.id = id, .pause = pause,
                         .details = json_pack("{s:s, s:s, s:O?}", "workflow", info.workflow_id, "via", "api", "reason",
                                              reason)};

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "curl_once.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -487,7 +488,10 @@ rt_status rt_otel_start(const rt_config *cfg, rt_error *err)
         reset();
         return s;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rt_curl_init() != CURLE_OK) {
+        reset();
+        return rt_error_set(err, RT_ERR_INTERNAL, "otel: libcurl failed to initialise");
+    }
     X.stop = false;
     X.last_warn_ms = 0;
     if (pthread_create(&X.thread, NULL, export_main, NULL) != 0) {
