@@ -82,4 +82,5 @@ rt_assert_eq 3 "$(rt_psql "select count(*) from ratchet.audit_log where action =
 rt_assert_eq 3 "$(rt_psql "select count(*) from ratchet.audit_log where action = 'workflow.resume'")" "resume audit records"
 "$RATCHET_BIN" audit verify >/dev/null || rt_fail "audit chain broken"
 rt_serve_stop a
+rt_contract_check # every API answer above against schemas/openapi.yaml
 echo "ok: workflows pause"
