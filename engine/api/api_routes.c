@@ -1291,7 +1291,11 @@ static void post_replay(rt_api_req *r)
             replay_args a = {.id = id, .from = json_string_value(from), .c = {.action = "run.replay"}};
             audit_actor(r, a.c.actor, sizeof a.c.actor);
             a.c.details = json_pack("{s:s, s:s, s:s*}", "replay_of", id, "via", "api", "from", a.from);
-            if (with_store(r, op_replay, &a, false)) {
+            bool ok = with_store(r, op_replay, &a, false);
+            if (ok && !a.c.created) { /* its workflow is paused: held (no run yet), as a manual run is */
+                rt_api_reply_json(r, 202, a.c.run);
+                a.c.run = NULL;
+            } else if (ok) {
                 snprintf(r->location, sizeof r->location, "/api/v1/runs/%s", a.c.req.id);
                 rt_api_reply_json(r, 201, a.c.run);
                 a.c.run = NULL;

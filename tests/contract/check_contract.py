@@ -6,7 +6,7 @@ line per answer: METHOD, path, status, content type, and N (the body is in <log>
 Every answer must match a documented path and method (a literal segment beats a
 parameter), a status that operation documents, the media type it documents, and for JSON
 the status's schema. Answers of the router itself (404 for an undocumented path, 405 for
-an undocumented method) are checked against components.responses.Error. Prints every
+an undocumented method) are checked against components.schemas.Error. Prints every
 mismatch and exits 1 when there is one.
 Usage: check_contract.py openapi.yaml contract.log"""
 import json
@@ -84,7 +84,7 @@ def main():
         with_method = [r for r in cands if m in spec["paths"][r[2]] or (m == "head" and "get" in spec["paths"][r[2]])]
         if not with_method:
             if (not cands and status == "404") or (cands and status == "405"):
-                validate(pointer("components", "responses", "Error", "content", "application/json", "schema"), body,
+                validate(pointer("components", "schemas", "Error"), body,
                          where + " (router)")
             else:
                 failures.append(f"{where}: no documented route for {method} {path}")

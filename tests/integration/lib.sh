@@ -306,23 +306,39 @@ rt__exit() {
 # route, method and status, and its body the status's schema (tests/contract/check_contract.py).
 # The log is the test's own ($T/contract.log, or RATCHET_TEST_CONTRACT_LOG), so tests that
 # run side by side under ctest never mix their recordings.
+# A recording's key is the recording shell's pid and its count, so that requests made in
+# subshells ($(...), rt_wait_for conditions) never overwrite each other's bodies.
 RT_CONTRACT_N=0
 rt_contract_record() { # METHOD URL_PATH CODE BODY_FILE [HDRS_FILE]: one fork (cp), tests time their requests
   local log=${RATCHET_TEST_CONTRACT_LOG:-$T/contract.log} line ctype=
-  local dir=${log%.log}.d
-  if ((RT_CONTRACT_N == 0)); then
-    mkdir -p "$dir"
-    if [[ -f $log ]]; then RT_CONTRACT_N=$(($(wc -l <"$log"))); fi
-  fi
+  local dir=${log%.log}.d key
+  ((RT_CONTRACT_N > 0)) || mkdir -p "$dir"
   RT_CONTRACT_N=$((RT_CONTRACT_N + 1))
-  cp "$4" "$dir/$RT_CONTRACT_N.body" 2>/dev/null || : >"$dir/$RT_CONTRACT_N.body"
+  key=$BASHPID-$RT_CONTRACT_N
+  cp "$4" "$dir/$key.body" 2>/dev/null || : >"$dir/$key.body"
   if [[ -n ${5:-} && -f $5 ]]; then
     while IFS= read -r line; do
       line=${line%$'\r'}
       if [[ ${line,,} == content-type:* ]]; then ctype=${line#*:}; ctype=${ctype# }; fi
     done <"$5"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "${2%%\?*}" "$3" "$ctype" "$RT_CONTRACT_N" >>"$log"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "${2%%\?*}" "$3" "$ctype" "$key" >>"$log"
+}
+
+# One API request, recorded for the contract check: rt_http METHOD URL [curl args...]
+# prints the HTTP status (curl-failed-N when no answer came) and leaves the body in
+# $T/http.body, the headers in $T/http.hdrs. Works inside $(...) and rt_wait_for.
+rt_http() {
+  local m=${1:?rt_http METHOD URL [curl args...]} url=${2:?rt_http METHOD URL} code rc=0 path
+  shift 2
+  : >"$T/http.body"
+  : >"$T/http.hdrs"
+  code=$(curl -sS -m 30 -X "$m" -o "$T/http.body" -D "$T/http.hdrs" -w '%{http_code}' "$@" "$url") || rc=$?
+  ((rc == 0)) || code=curl-failed-$rc
+  path=${url#*://}
+  path=/${path#*/}
+  rt_contract_record "$m" "$path" "$code" "$T/http.body" "$T/http.hdrs"
+  printf '%s\n' "$code"
 }
 
 rt_contract_check() { # checks this test's recordings against schemas/openapi.yaml

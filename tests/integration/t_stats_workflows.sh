@@ -43,7 +43,8 @@ select pg_temp.run('alpha', 'failed', 30 * 60, 5, 'old: more than a day ago');
 select pg_temp.run('alpha', 'running', null, 1, null);
 select pg_temp.run('gone', 'completed', 100, 2, null);" >/dev/null
 
-code=$(curl -sS -m 30 -o "$T/stats.json" -w '%{http_code}' -H "Authorization: Bearer $VIEWER" "$U/api/v1/stats/workflows")
+code=$(rt_http GET "$U/api/v1/stats/workflows" -H "Authorization: Bearer $VIEWER")
+cp "$T/http.body" "$T/stats.json"
 rt_assert_eq 200 "$code" "viewer: $(cat "$T/stats.json")"
 python3 - "$T/stats.json" <<'EOF2' || rt_fail "stats: $(cat "$T/stats.json")"
 import json, sys
@@ -71,17 +72,19 @@ g = by["gone"]
 assert g["windows"]["1h"]["runs"] == 0 and g["windows"]["24h"]["runs"] == 1 and g["windows"]["24h"]["p50_s"] == 2, g
 EOF2
 # A paused schedule says so.
-curl -fsS -m 30 -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{}' \
-  "$U/api/v1/schedules/alpha/pause" >/dev/null || rt_fail "pause alpha" 
+code=$(rt_http POST "$U/api/v1/schedules/alpha/pause" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{}')
+rt_assert_eq 200 "$code" "pause alpha ($(cat "$T/http.body"))"
+code=$(rt_http GET "$U/api/v1/stats/workflows" -H "Authorization: Bearer $VIEWER")
+rt_assert_eq 200 "$code" "stats after the pause ($(cat "$T/http.body"))"
 python3 -c '
 import json, sys
 d = {w["workflow"]: w for w in json.load(sys.stdin)["workflows"]}
-assert d["alpha"]["schedule_paused"] is True, d["alpha"]' \
-  < <(curl -fsS -m 30 -H "Authorization: Bearer $VIEWER" "$U/api/v1/stats/workflows") || rt_fail "a paused schedule"
+assert d["alpha"]["schedule_paused"] is True, d["alpha"]' <"$T/http.body" || rt_fail "a paused schedule"
 
-code=$(curl -sS -m 30 -o "$T/resp" -w '%{http_code}' -H "Authorization: Bearer $AGENT" "$U/api/v1/stats/workflows")
-rt_assert_eq 403 "$code" "an agent reads no health view ($(cat "$T/resp"))"
-code=$(curl -sS -m 30 -o "$T/resp" -w '%{http_code}' -H "Authorization: Bearer $VIEWER" "$U/api/v1/stats/workflows?window=5")
-rt_assert_eq 400 "$code" "an unknown query parameter ($(cat "$T/resp"))"
+code=$(rt_http GET "$U/api/v1/stats/workflows" -H "Authorization: Bearer $AGENT")
+rt_assert_eq 403 "$code" "an agent reads no health view ($(cat "$T/http.body"))"
+code=$(rt_http GET "$U/api/v1/stats/workflows?window=5" -H "Authorization: Bearer $VIEWER")
+rt_assert_eq 400 "$code" "an unknown query parameter ($(cat "$T/http.body"))"
 rt_serve_stop a
+rt_contract_check # every API answer above against schemas/openapi.yaml
 echo "ok"

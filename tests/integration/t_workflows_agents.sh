@@ -26,10 +26,10 @@ EOF2
 RATCHET_TOKENS=$TOKENS rt_serve_start a
 rt_serve_wait_ready a
 U=$(rt_serve_url a)
-http() { # TOKEN METHOD PATH [BODY] -> "STATUS BODY"
-  local out
-  out=$(curl -sS -m 10 -X "$2" -H "Authorization: Bearer $1" -H 'content-type: application/json' ${4:+--data-binary "$4"} -w '\n%{http_code}' "$U$3")
-  printf '%s %s\n' "${out##*$'\n'}" "${out%$'\n'*}"
+http() { # TOKEN METHOD PATH [BODY] -> "STATUS BODY" (recorded for rt_contract_check)
+  local code
+  code=$(rt_http "$2" "$U$3" -m 10 -H "Authorization: Bearer $1" -H 'content-type: application/json' ${4:+--data-binary "$4"})
+  printf '%s %s\n' "$code" "$(<"$T/http.body")"
 }
 jget() { python3 -c 'import json,sys; v=json.loads(sys.argv[2].split(" ",1)[1]); print(eval("v" + sys.argv[1]))' "$1" "$2"; }
 v1=$(rt_psql "select hash from ratchet.workflow_registry where workflow_id = 'wk'")
@@ -70,12 +70,13 @@ done
 
 # 3. A valid decision applies exactly the proposed definition, as the approver.
 out=$(decide "$good"); [[ ${out%% *} == 200 && $out == *approved* ]] || rt_fail "valid decision: $out"
-rt_wait_for 10 'curl -sS -H "Authorization: Bearer $OP" "$U/api/v1/workflows/wk" | grep -q "\"value\":\"v2\""'
+rt_wait_for 10 '[[ $(http "$OP" GET /api/v1/workflows/wk) == *"\"value\":\"v2\""* ]]'
 rt_assert_eq "approved" "$(rt_psql "select status from ratchet.workflow_proposals where id = '$P'")" "proposal status"
 rt_assert_eq "approver:ops-lead" "$(rt_psql "select actor from ratchet.workflow_changes where workflow_id = 'wk' order by seq desc limit 1")" "who applied it"
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.audit_log where action = 'workflow.proposal.approved' and actor = 'approver:ops-lead'")" "approval audited"
 out=$(decide "$good"); [[ ${out%% *} == 409 ]] || rt_fail "the same decision again: $out"
-run=$(curl -sS -X POST -H "Authorization: Bearer $OP" "$U/api/v1/workflows/wk/runs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+out=$(http "$OP" POST /api/v1/workflows/wk/runs); [[ ${out%% *} == 201 ]] || rt_fail "run of wk: $out"
+run=$(jget '["id"]' "$out")
 rt_wait_for 60 '[ "$(rt_psql "select output::text from ratchet.runs where id = '"'$run'"' and status = '"'completed'"'")" = "\"v2\"" ]'
 
 # 4. Pause is proposed too, and applied only once approved.
@@ -108,4 +109,5 @@ rt_assert_eq "$n" "$(rt_psql "select count(*) from ratchet.workflow_proposals")"
 rt_assert_eq 4 "$(rt_psql "select count(*) from ratchet.audit_log where action = 'workflow.refused' and details->>'reason' = 'system'")" "system refusals audited"
 "$RATCHET_BIN" audit verify >/dev/null || rt_fail "audit chain broken"
 rt_serve_stop a
+rt_contract_check # every API answer above against schemas/openapi.yaml
 echo "ok: workflows agents"

@@ -73,4 +73,5 @@ rt_assert_eq 2 "$(rt_psql "select count(*) from ratchet.audit_log where action =
 
 rt_serve_stop a
 rt_serve_stop b
+rt_contract_check # every API answer above against schemas/openapi.yaml
 echo "ok: workflows versions"

@@ -67,4 +67,5 @@ echo "ok: SIGHUP synced the directory"
 
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.workflow_changes where workflow_id = 'wat' and actor not like 'system:%'")" "changes made by the watcher are system's"
 rt_serve_stop b
+rt_contract_check # every API answer above against schemas/openapi.yaml
 echo "ok: workflows watch"

@@ -12,13 +12,12 @@ wf_write() { # FILE ID VALUE [TRIGGERS] [FIRST_STEP]
 EOF2
 }
 
-# HTTP against serve NAME: wf_http NAME METHOD PATH [BODY]; prints "STATUS BODY".
+# HTTP against serve NAME: wf_http NAME METHOD PATH [BODY]; prints "STATUS BODY". The
+# answer is recorded for the test's contract check (rt_http, rt_contract_check).
 wf_http() {
-  local url; url="$(rt_serve_url "$1")$3"
-  local out status
-  out=$(curl -sS -m 10 -X "$2" -H 'content-type: application/json' ${4:+--data-binary "$4"} -w '\n%{http_code}' "$url")
-  status=${out##*$'\n'}
-  printf '%s %s\n' "$status" "${out%$'\n'*}"
+  local code
+  code=$(rt_http "$2" "$(rt_serve_url "$1")$3" -m 10 -H 'content-type: application/json' ${4:+--data-binary "$4"})
+  printf '%s %s\n' "$code" "$(<"$T/http.body")"
 }
 
 # Starts a manual run through serve NAME's API; prints the run id, or fails.
