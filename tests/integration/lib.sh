@@ -143,9 +143,23 @@ rt_serve_kill9() { # NAME: crash it (SIGKILL)
   unset "RT_SERVE_PIDS[$name]"
 }
 
+# Until serve has blocked SIGTERM (it takes signals with sigwait from its first steps on),
+# or has exited, at most 60 s: a SIGTERM sent before that kills a serve that is still
+# starting, with status 143 instead of a clean stop, when a test stops it right away.
+rt__wait_signals_blocked() { # PID
+  local pid=$1 deadline blk
+  deadline=$(($(rt__now_ms) + 60000))
+  while rt_pid_alive "$pid" && (($(rt__now_ms) < deadline)); do
+    blk=$(awk '/^SigBlk:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || blk=
+    if [[ -n $blk ]] && (((16#$blk >> 14) & 1)); then return 0; fi
+    sleep 0.05
+  done
+}
+
 rt_serve_stop() { # NAME [TIMEOUT_S=60]: SIGTERM, wait, assert exit status 0
   local name=${1:?} pid=${RT_SERVE_PIDS[${1:?}]:-} rc=0
   [[ -n $pid ]] || rt_fail "no serve '$name'"
+  rt__wait_signals_blocked "$pid"
   kill -TERM "$pid" 2>/dev/null || true
   if ! rt__wait_pid_exit "$pid" "${2:-60}"; then
     kill -KILL "$pid" 2>/dev/null || true
