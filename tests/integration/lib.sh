@@ -145,13 +145,16 @@ rt_serve_kill9() { # NAME: crash it (SIGKILL)
 
 # Until serve has blocked SIGTERM (it takes signals with sigwait from its first steps on),
 # or has exited, at most 60 s: a SIGTERM sent before that kills a serve that is still
-# starting, with status 143 instead of a clean stop, when a test stops it right away.
+# starting, with status 143 instead of a clean stop, when a test stops it right away. Any
+# of its threads counts: the main thread's mask lacks SIGTERM while it waits in sigwait,
+# and the threads it starts afterwards inherit the mask.
 rt__wait_signals_blocked() { # PID
   local pid=$1 deadline blk
   deadline=$(($(rt__now_ms) + 60000))
   while rt_pid_alive "$pid" && (($(rt__now_ms) < deadline)); do
-    blk=$(awk '/^SigBlk:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || blk=
-    if [[ -n $blk ]] && (((16#$blk >> 14) & 1)); then return 0; fi
+    for blk in $(cat /proc/"$pid"/task/*/status 2>/dev/null | sed -n 's/^SigBlk:[[:space:]]*//p'); do
+      if (((16#$blk >> 14) & 1)); then return 0; fi
+    done
     sleep 0.05
   done
 }
