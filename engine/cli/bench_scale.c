@@ -6,6 +6,7 @@
  *  2. resident memory (VmRSS) of a real `ratchet serve` process idle, then holding 100k
  *     sleeping runs;
  *  3. claims of due runs while 100k runs scheduled for later sit in the queue, vs none. */
+#include "args.h"
 #include "bench.h"
 
 #include <errno.h>
@@ -373,12 +374,26 @@ static rt_status measure_claims(const rt_config *cfg, const scale_opts *o, scale
 
 /* ---- options and output ---- */
 
+static const rt_arg_opt scale_arg_opts[] = {
+    {"--runs", "N", "runs drained per round (0: skip the drain)"},
+    {"--finished", "N", "finished runs kept in the tables for the full-database rounds"},
+    {"--sleeping", "N", "sleeping runs for serve's memory (0: skip)"},
+    {"--scheduled", "N", "runs scheduled later, queued before the claims (0: skip)"},
+    {"--due", "N", "due runs claimed, alone and behind the scheduled ones"},
+    {"--rounds", "N", "alternating rounds"},
+    {"--json", NULL, "print JSON"},
+    {NULL, NULL, NULL},
+};
+static const rt_arg_cmd scale_cmd = {"ratchet bench scale", NULL, 0,
+                                     "cost as work grows: drain with 1 M finished runs, serve's memory, claims",
+                                     scale_arg_opts, true};
+
 static int parse_args(rt_config *cfg, int argc, char **argv, int pos, scale_opts *o)
 {
     static const struct {
         const char *name;
         size_t off;
-        int lo, hi;
+        long lo, hi;
     } ints[] = {
         {"--runs", offsetof(scale_opts, runs), 0, 1000000},
         {"--finished", offsetof(scale_opts, finished), 1, 100000000},
@@ -387,37 +402,19 @@ static int parse_args(rt_config *cfg, int argc, char **argv, int pos, scale_opts
         {"--due", offsetof(scale_opts, due), 0, 1000000},
         {"--rounds", offsetof(scale_opts, rounds), 1, MAX_ROUNDS},
     };
-    for (int i = pos; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--json")) {
-            o->json = true;
-            continue;
-        }
-        const char *eq = strchr(a, '=');
-        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
-        size_t k = 0;
-        while (k < sizeof ints / sizeof ints[0] && (strlen(ints[k].name) != klen || strncmp(a, ints[k].name, klen)))
-            k++;
-        if (k < sizeof ints / sizeof ints[0]) {
-            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            char *end = NULL;
-            long x = v ? strtol(v, &end, 10) : 0;
-            if (!v || !*v || *end || x < ints[k].lo || x > ints[k].hi) {
-                fprintf(stderr, "ratchet bench scale: %s needs an integer in %d..%d\n", ints[k].name, ints[k].lo,
-                        ints[k].hi);
-                return 2;
-            }
-            *(int *)((char *)o + ints[k].off) = (int)x;
-            continue;
-        }
-        rt_error err;
-        rt_status s = rt_config_apply_flag(cfg, argc, argv, &i, &err);
-        if (s != RT_OK) {
-            fprintf(stderr, "ratchet bench scale: %s\n",
-                    s == RT_ERR_NOT_FOUND ? "unknown option (see `ratchet help`)" : err.msg);
-            return 2;
-        }
+    rt_args args;
+    int rc;
+    if (!rt_args_take(&scale_cmd, cfg, argc, argv, pos, &args, &rc))
+        return rc ? rc : -1; /* -1: --help was printed */
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        int *field = (int *)((char *)o + ints[k].off);
+        long v = *field;
+        rt_error ierr;
+        if (rt_args_int(&args, ints[k].name, ints[k].lo, ints[k].hi, &v, &ierr) != RT_OK)
+            return rt_args_usage(&scale_cmd, "%s", ierr.msg);
+        *field = (int)v;
     }
+    o->json = rt_args_given(&args, "--json");
     rt_error err;
     if (rt_config_require_database(cfg, &err) != RT_OK) {
         fprintf(stderr, "ratchet bench scale: %s\n", err.msg);
@@ -453,7 +450,7 @@ int rt_bench_scale_main(rt_config *cfg, int argc, char **argv, int pos)
                     .rounds = 3};
     int rc = parse_args(cfg, argc, argv, pos, &o);
     if (rc)
-        return rc;
+        return rc < 0 ? 0 : rc; /* -1: --help */
     rt_log_configure(RT_LOG_WARN, false);
     rt_error err;
     rt_store *st = NULL;
