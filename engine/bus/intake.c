@@ -406,6 +406,17 @@ static rt_status start_consumers(rt_intake *in, json_t *patterns, rt_error *err)
     return s;
 }
 
+uint64_t rt_intake_acked(const rt_intake *in)
+{
+    uint64_t acked = 0;
+    for (size_t i = 0; in && i < in->n_consumers; i++) {
+        rt_consumer_stats cs;
+        rt_consumer_stats_get(in->consumers[i], &cs);
+        acked += cs.acked;
+    }
+    return acked;
+}
+
 static void stop_consumers(rt_intake *in)
 {
     for (size_t i = 0; i < in->n_consumers; i++)

@@ -20,6 +20,9 @@ rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_i
 rt_status rt_intake_refresh(rt_intake *in, rt_error *err);
 /* Publishers for the publish step (NULL when that broker is not configured). */
 rt_bus *rt_intake_publisher(rt_intake *in, const char *broker);
+/* Messages acknowledged so far by the consumers (each after its batch committed), summed
+ * over brokers. Not concurrently with rt_intake_refresh or rt_intake_stop. */
+uint64_t rt_intake_acked(const rt_intake *in);
 /* Stops consumers (finishing and settling the batch in hand) and the janitor. */
 void rt_intake_stop(rt_intake *in);
 
