@@ -66,6 +66,9 @@ static const setting settings[] = {
      "fallback poll when no NOTIFY arrives"},
     {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
      "quick steps a worker claims at once (up to 4x as many while a full batch keeps coming)"},
+    {"RATCHET_RUN_AT_INGEST", "--run-at-ingest", T_BOOL, OFF(run_at_ingest), "true", 0, 0,
+     "run a new run's first quick steps (transform, log, sleep, wait_for_event, ...) in the transaction that "
+     "stores its event, when this process runs an engine"},
     {"RATCHET_AMQP_QUEUE", "--amqp-queue", T_STRING, OFF(amqp_queue), "ratchet.ingest", 0, 0,
      "RabbitMQ queue the engine consumes events from"},
     {"RATCHET_EVENT_RETENTION", "--event-retention", T_RETENTION, OFF(event_retention_ms), "7d", 0, 0,

@@ -51,6 +51,9 @@ static const rt_metric_family_def family_defs[] = {
      .help = "Events stored (after de-duplication), by transport."},
     {.name = "ratchet_event_ingest_lag_seconds", .type = RT_METRIC_HISTOGRAM, .labels = {"transport"},
      BUCKETS(ingest_lag_buckets), .help = "Time from an event's ts to its commit in PostgreSQL, by transport."},
+    {.name = "ratchet_ingest_first_steps_failed_total", .type = RT_METRIC_COUNTER,
+     .help = "Ingest batches whose first steps could not run at ingest (stored again without them; the runs went "
+             "to the workers)."},
     {.name = "ratchet_otel_spans_exported_total", .type = RT_METRIC_COUNTER,
      .help = "Spans the OTLP collector accepted (engine/core/otel.c)."},
     {.name = "ratchet_otel_spans_dropped_total", .type = RT_METRIC_COUNTER, .labels = {"reason"},

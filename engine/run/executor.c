@@ -1500,6 +1500,68 @@ static int next_quick_limit(const worker *w, int limit, size_t got)
     return limit * 2 > cap ? cap : limit * 2;
 }
 
+/* A quick batch between running its steps and its commit. */
+typedef struct quick_batch {
+    run_view *views;
+    size_t n_views;
+    json_t *locked; /* locked_runs */
+    json_t *batch;  /* the completion writes (new_batch) */
+} quick_batch;
+
+/* Runs claimed quick items (locked by the caller's open transaction) and writes their
+ * results in it; the caller commits (or rolls back) and then calls quick_done. */
+static rt_status quick_run(worker *w, rt_claim *claims, size_t n, quick_batch *qb, rt_error *err)
+{
+    qb->views = calloc(n, sizeof *qb->views);
+    if (!qb->views)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    run_view *views = qb->views;
+    for (size_t i = 0; i < n; i++)
+        view_for(views, &qb->n_views, &claims[i]);
+    /* The claim locked the runs; now read their steps: what we read is final for this batch. */
+    rt_status s = locked_runs(w, views, qb->n_views, &qb->locked, err);
+    int64_t batch_started = rt_now_ms();
+    for (size_t i = 0; s == RT_OK && i < qb->n_views; i++) {
+        json_t *lk = json_object_get(qb->locked, views[i].run_id);
+        json_t *st = json_object_get(lk, "steps");
+        views[i].steps = st ? json_deep_copy(st) : json_object();
+        const char *status = json_string_value(json_object_get(lk, "status"));
+        if (status) {
+            free(views[i].run_status);
+            views[i].run_status = strdup(status);
+        }
+    }
+    if (s == RT_OK)
+        s = attach_definitions(w, views, qb->n_views, claims, n, err);
+    if (s != RT_OK)
+        return s;
+    run_claims(w, views, &qb->n_views, claims, n);
+    if (w->e->force)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "stopping");
+    qb->batch = new_batch();
+    for (size_t i = 0; s == RT_OK && i < qb->n_views; i++) {
+        json_t *lk = json_object_get(qb->locked, views[i].run_id);
+        if (views[i].touched && lk)
+            s = finalize_run(w->e, w->store, &views[i], lk, qb->batch, batch_started, err);
+    }
+    return s == RT_OK ? rt_store_apply(w->store, NULL, qb->batch, err) : s;
+}
+
+/* After the commit (committed) or the rollback: counts and traces what finished, frees. */
+static void quick_done(quick_batch *qb, bool committed)
+{
+    if (committed && qb->batch) {
+        count_finished(qb->batch);
+        trace_finished(qb->views, qb->n_views, qb->batch);
+    }
+    json_decref(qb->batch);
+    json_decref(qb->locked);
+    for (size_t i = 0; i < qb->n_views; i++)
+        view_free(&qb->views[i]);
+    free(qb->views);
+    memset(qb, 0, sizeof *qb);
+}
+
 static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_error *err)
 {
     rt_claim *claims = NULL;
@@ -1531,55 +1593,38 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
         return s;
     }
     *n_out = n;
-    run_view *views = calloc(n, sizeof *views);
-    size_t n_views = 0;
-    for (size_t i = 0; i < n; i++)
-        view_for(views, &n_views, &claims[i]);
-    /* The claim locked the runs; now read their steps: what we read is final for this batch. */
-    json_t *locked = NULL;
-    s = locked_runs(w, views, n_views, &locked, err);
-    int64_t batch_started = rt_now_ms();
-    for (size_t i = 0; s == RT_OK && i < n_views; i++) {
-        json_t *lk = json_object_get(locked, views[i].run_id);
-        json_t *st = json_object_get(lk, "steps");
-        views[i].steps = st ? json_deep_copy(st) : json_object();
-        const char *status = json_string_value(json_object_get(lk, "status"));
-        if (status) {
-            free(views[i].run_status);
-            views[i].run_status = strdup(status);
-        }
-    }
+    quick_batch qb = {0};
+    s = quick_run(w, claims, n, &qb, err);
     if (s == RT_OK)
-        s = attach_definitions(w, views, n_views, claims, n, err);
-    if (s == RT_OK) {
-        run_claims(w, views, &n_views, claims, n);
-        if (w->e->force) {
-            s = rt_error_set(err, RT_ERR_UNAVAILABLE, "stopping");
-        } else {
-            json_t *batch = new_batch();
-            for (size_t i = 0; s == RT_OK && i < n_views; i++) {
-                json_t *lk = json_object_get(locked, views[i].run_id);
-                if (views[i].touched && lk)
-                    s = finalize_run(w->e, w->store, &views[i], lk, batch, batch_started, err);
-            }
-            if (s == RT_OK)
-                s = rt_store_apply(w->store, NULL, batch, err);
-            if (s == RT_OK)
-                s = rt_store_commit(w->store, err);
-            if (s == RT_OK) {
-                count_finished(batch);
-                trace_finished(views, n_views, batch);
-            }
-            json_decref(batch);
-        }
-    }
+        s = rt_store_commit(w->store, err);
     if (s != RT_OK)
         rt_store_rollback(w->store);
-    json_decref(locked);
-    for (size_t i = 0; i < n_views; i++)
-        view_free(&views[i]);
-    free(views);
+    quick_done(&qb, s == RT_OK);
     rt_claims_free(claims, n);
+    return s;
+}
+
+/* The ingest runner (ingest.h): the quick first steps of the runs the caller's open
+ * transaction just created run in it, by a worker of the moment that holds no lease (quick
+ * steps need none). What finished is counted now: the caller's commit follows. */
+static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
+{
+    rt_engine *e = arg;
+    if (e->stopping || n == 0)
+        return RT_OK;
+    rt_claim *claims = NULL;
+    size_t got = 0;
+    rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, err);
+    if (s == RT_OK && got > 0) {
+        worker w = {.e = e, .index = -1, .store = st};
+        pthread_mutex_init(&w.held_mu, NULL);
+        snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
+        quick_batch qb = {0};
+        s = quick_run(&w, claims, got, &qb, err);
+        quick_done(&qb, s == RT_OK);
+        pthread_mutex_destroy(&w.held_mu);
+    }
+    rt_claims_free(claims, got);
     return s;
 }
 
@@ -1975,6 +2020,8 @@ rt_status rt_engine_start(rt_engine *e, rt_error *err)
     if (pthread_create(&e->waker, NULL, waker_main, e) != 0 || pthread_create(&e->keeper, NULL, keeper_main, e) != 0)
         return rt_error_set(err, RT_ERR_INTERNAL, "cannot start engine threads");
     e->started = true;
+    if (e->cfg->run_at_ingest)
+        rt_ingest_set_runner(run_at_ingest, e);
     rt_log(RT_LOG_INFO, NULL, "engine started: %d workers, lease %lld ms, owner %s", e->n_workers,
            (long long)e->cfg->lease_ms, e->owner_prefix);
     return RT_OK;
@@ -1984,6 +2031,8 @@ void rt_engine_stop(rt_engine *e, int64_t grace_ms)
 {
     if (!e->started)
         return;
+    if (e->cfg->run_at_ingest)
+        rt_ingest_set_runner(NULL, NULL); /* waits for a batch running first steps */
     e->stopping = 1;
     wake_all(e);
     int64_t deadline = rt_mono_ms() + grace_ms;

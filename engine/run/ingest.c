@@ -3,6 +3,7 @@
 #include "create.h"
 #include "gate.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,6 +225,38 @@ void rt_ingest_results_clear(rt_ingest_result *results, size_t n)
 static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                         const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err);
 
+static pthread_rwlock_t runner_lock = PTHREAD_RWLOCK_INITIALIZER;
+static rt_ingest_runner_fn runner_fn;
+static void *runner_arg;
+
+void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg)
+{
+    pthread_rwlock_wrlock(&runner_lock);
+    runner_fn = fn;
+    runner_arg = arg;
+    pthread_rwlock_unlock(&runner_lock);
+}
+
+/* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner). */
+static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err)
+{
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    size_t n_ids = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].id[0])
+            ids[n_ids++] = reqs[i].id;
+    }
+    rt_status s = RT_OK;
+    pthread_rwlock_rdlock(&runner_lock);
+    if (runner_fn && n_ids > 0)
+        s = runner_fn(runner_arg, st, ids, n_ids, err);
+    pthread_rwlock_unlock(&runner_lock);
+    free(ids);
+    return s;
+}
+
 rt_status rt_ingest_events(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                            const char *transport, rt_ingest_result *results, rt_error *err)
 {
@@ -236,22 +269,37 @@ rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event
     return ingest(set, st, events, n, transport, NULL, false, err);
 }
 
+/* How a batch's transaction goes: its own (with or without the first steps), or the caller's. */
+typedef enum { TX_CALLER, TX_OWN, TX_OWN_FIRST_STEPS } tx_mode;
+
 static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
-                           const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err);
+                           const char *transport, rt_ingest_result *results, tx_mode mode, bool *runner_failed,
+                           rt_error *err);
 
 /* set may be a live handle (workflow_live.h): the batch works on one snapshot of it. */
 static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                         const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err)
 {
     const rt_workflow_set *snap = rt_workflow_set_acquire(set);
-    rt_status s = ingest_in(snap, st, events, n, transport, results, own_tx, err);
+    bool runner_failed = false;
+    rt_status s = ingest_in(snap, st, events, n, transport, results, own_tx ? TX_OWN_FIRST_STEPS : TX_CALLER,
+                            &runner_failed, err);
+    if (s != RT_OK && runner_failed) {
+        /* The batch is stored again without its first steps: those wait for a worker,
+         * which reports whatever failed there as that step's error. */
+        rt_log(RT_LOG_WARN, NULL, "running first steps at ingest failed, the runs go to the workers: %s", err->msg);
+        rt_metrics_counter_add("ratchet_ingest_first_steps_failed_total", 1);
+        s = ingest_in(snap, st, events, n, transport, results, TX_OWN, &runner_failed, err);
+    }
     rt_workflow_set_release(snap);
     return s;
 }
 
 static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
-                           const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err)
+                           const char *transport, rt_ingest_result *results, tx_mode mode, bool *runner_failed,
+                           rt_error *err)
 {
+    bool own_tx = mode != TX_CALLER;
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:O, s:s}", "id", events[i]->id, "name",
@@ -339,6 +387,10 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     json_decref(names);
     if (s == RT_OK && n_reqs > 0)
         s = rt_run_create_tx(st, reqs, n_reqs, err);
+    if (s == RT_OK && n_reqs > 0 && mode == TX_OWN_FIRST_STEPS) {
+        s = run_first_steps(st, reqs, n_reqs, err);
+        *runner_failed = s != RT_OK;
+    }
     for (size_t r = 0; s == RT_OK && results && r < n_reqs; r++) {
         if (reqs[r].id[0]) /* the run row names its event (runs.event_id) */
             json_array_append_new(results[req_event[r]].run_ids, json_string(reqs[r].id));

@@ -30,6 +30,18 @@ void rt_ingest_results_clear(rt_ingest_result *results, size_t n);
 rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                               const char *transport, rt_error *err);
 
+/* The first steps at ingest: a runner (the engine, which registers itself when it starts
+ * unless RATCHET_RUN_AT_INGEST=false) runs the quick first steps of the runs a batch just
+ * created inside the batch's own transaction, so an event's first steps commit with the
+ * event: one commit instead of three and no hand-off to a worker. Only batches that own
+ * their transaction (rt_ingest_events) use it; if the runner fails, the batch is stored
+ * again without it and the runs wait for a worker as before. */
+typedef rt_status (*rt_ingest_runner_fn)(void *arg, rt_store *st, const char *const *run_ids, size_t n,
+                                         rt_error *err);
+/* Registers fn (NULL: none). Waits for a call in flight, so after an unset the previous
+ * runner is no longer used. */
+void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg);
+
 /* on_failure of a run that ended badly (failed, timed_out, expired, rejected): {"event":
  * NAME} stores (and triggers on) an event {run_id, workflow, status, error}; {"workflow":
  * ID} starts that workflow with it. In the caller's transaction, at most once per run

@@ -35,6 +35,7 @@ typedef enum stmt_id {
     S_CLAIM,
     S_CLAIM_QUICK,
     S_SLOW_DUE,
+    S_CLAIM_CREATED,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,
@@ -262,6 +263,19 @@ static const char *const stmt_sql[S_COUNT] = {
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
+    /* The due quick items of runs this transaction created (rt_store_claim_created): the
+     * same columns as S_CLAIM_QUICK. Runs under a concurrency key wait for a worker. */
+    [S_CLAIM_CREATED] =
+        "with q as (select id, run_id, step_id, priority, slow from ratchet.queue"
+        " where run_id = any($1::uuid[]) and not slow and run_at <= now() order by id for update) "
+        "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
+        " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
+        " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
+        " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
+        " coalesce(s.fence, 0) "
+        "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
+        " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
+        "order by r.id, q.priority, q.id for update of r",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -1020,6 +1034,8 @@ static json_t *parse_or_null(PGresult *r, int row, int col)
 }
 
 static rt_status parse_claims(PGresult *r, rt_claim **out, size_t *n, rt_error *err);
+static rt_status run_uuids(rt_store *st, stmt_id id, const char *const *run_ids, size_t n, PGresult **res,
+                          rt_error *err);
 
 rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lease_ms, rt_claim **out, size_t *n,
                          rt_error *err)
@@ -1108,6 +1124,16 @@ rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *
     }
     *slow_due = PQgetvalue(r, 0, 19)[0] != '0'; /* after the columns rt_claim reads (0..18) */
     return parse_claims(r, out, n, err);
+}
+
+rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
+                                 rt_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    PGresult *r = NULL;
+    rt_status s = run_uuids(st, S_CLAIM_CREATED, run_ids, n_runs, &r, err);
+    return s == RT_OK ? parse_claims(r, out, n, err) : s;
 }
 
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err)

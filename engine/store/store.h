@@ -108,6 +108,11 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
  * same transaction completes them. A claim's run_status is the locked run's. *slow_due:
  * whether a slow item is due too (answered by the same round trip). */
 rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, bool *slow_due, rt_error *err);
+/* Inside the transaction that created these runs: locks their due quick items (runs
+ * under a concurrency key excepted) for the same transaction to run and complete; the
+ * rows of rt_store_claim_quick. */
+rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
+                                 rt_error *err);
 /* Whether a slow item is due (one index probe): spares a claim transaction when none is. */
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err);
 /* Both fill *out with an array the caller frees with rt_claims_free. */
