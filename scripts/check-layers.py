@@ -4,7 +4,8 @@
     core <- lang <- store <- run <- {steps, bus, trust} <- api <- daemon <- cli
 
 A file may include headers of its own folder and of the folders below it; the folders
-of one rank (steps, bus, trust) do not include each other. api/ sits above trust/: it
+of one rank (steps, bus, trust) do not include each other; a header named *_internal.h
+(store_internal.h) is included only by files of its own folder. api/ sits above trust/: it
 serves approvals and the audit log. An interface
 that several layers need lives in the lowest of them. Exits 1 and names every
 offending include; `--count` prints only the number of upward edges (for notes)."""
@@ -59,6 +60,10 @@ def main():
                 if not m or m.group(1) not in headers:
                     continue
                 theirs = layer_of(headers[m.group(1)])
+                if m.group(1).endswith("_internal.h") and os.path.dirname(headers[m.group(1)]) != os.path.dirname(p):
+                    bad.append(f"{p}:{lineno}: includes {headers[m.group(1)]} (a module's internal header is for "
+                               "its own folder only)")
+                    continue
                 if theirs == mine:
                     continue
                 if RANK[theirs] > RANK[mine] or (RANK[theirs] == RANK[mine]):

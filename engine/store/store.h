@@ -1,5 +1,5 @@
-/* store.h — all SQL of ratchet: migrations, pinned definitions, runs, the step queue
- * (claims with SKIP LOCKED and leases, batched completions) and LISTEN/NOTIFY.
+/* store.h — the store's public API: every read and write of ratchet's tables, grouped below by
+ * table family, each family in its own file over store_internal.h (which only store/ includes).
  * One rt_store is one PostgreSQL connection, used by one thread at a time. */
 #ifndef RT_STORE_H
 #define RT_STORE_H
@@ -16,6 +16,8 @@
 
 typedef struct rt_store rt_store;
 
+/* ---- Connection, transactions, migrations, LISTEN/NOTIFY (store.c) ---- */
+
 /* Connects. Errors never echo the URL (it may hold a password). */
 rt_status rt_store_open(const char *url, rt_store **out, rt_error *err);
 void rt_store_close(rt_store *st);
@@ -27,12 +29,35 @@ bool rt_store_healthy(rt_store *st);
  * processes starting together migrate once. *applied gets how many ran (may be NULL). */
 rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err);
 
+/* A transaction on this connection (completions, ingest, run creation). */
+rt_status rt_store_begin(rt_store *st, rt_error *err);
+rt_status rt_store_commit(rt_store *st, rt_error *err);
+void rt_store_rollback(rt_store *st);
+
+/* LISTEN on channel, then wait up to timeout_ms for a notification. */
+rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);
+rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err);
+
+/* The connection itself (NULL while disconnected; never closed by the caller), for a thread
+ * that waits on its socket for notifications (scheduler, workflow watch). */
+struct pg_conn;
+struct pg_conn *rt_store_pg(rt_store *st);
+/* A statement without parameters or results (PQexec: may hold several). */
+rt_status rt_store_exec_simple(rt_store *st, const char *sql, rt_error *err);
+
+/* This deployment's id (16 hex digits, ratchet.instance), read once per connection. */
+rt_status rt_store_instance_id(rt_store *st, char out[17], rt_error *err);
+/* An id for an event the engine makes: "ratchet:<instance>:" followed by fmt (printf). */
+rt_status rt_store_engine_event_id(rt_store *st, char *buf, size_t len, rt_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ---- Runs: pinned definitions, creation, queries, cancel, deadlines (store_runs.c) ---- */
+
 /* Stores a definition by content hash (no-op when present). */
 rt_status rt_store_put_workflow(rt_store *st, const rt_workflow *wf, rt_error *err);
 /* Fetches a pinned definition; *def is a new reference. */
 rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, rt_error *err);
 
-/* Runs. */
 typedef struct rt_run_request {
     const rt_workflow *wf;
     json_t *trigger;   /* borrowed: {"type": "manual"|"event"|"cron"|"invoke", ...} */
@@ -72,7 +97,21 @@ typedef struct rt_run_filter {
 /* Newest first. *out is a new JSON array. */
 rt_status rt_store_list_runs(rt_store *st, const rt_run_filter *f, json_t **out, rt_error *err);
 
-/* The queue. */
+/* {workflow_hash, workflow, event, trigger, status} of a run (replay). */
+rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_error *err);
+
+/* Locks and lists unfinished runs of the workflows: [{id, workflow, event}]. */
+rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err);
+/* runs: [{id, error}]: marks them cancelled and drops their idle queue items. */
+rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
+
+/* Ends up to 100 unfinished runs past their deadline (timed_out) or still queued past their
+ * start deadline (expired), dropping their idle queue items. Autocommits. *ended:
+ * [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
+rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
+
+/* ---- The step queue: claims, the completion batch, leases, wakes, item memos (store_queue.c) ---- */
+
 typedef struct rt_claim {
     int64_t queue_id;
     char run_id[37];
@@ -124,10 +163,6 @@ rt_status rt_store_mark_running(rt_store *st, const char *const *run_ids, size_t
 /* Step rows of runs: {run_id: {step_id: {"status": s, "output": o}}}. *out new ref. */
 rt_status rt_store_load_steps(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err);
 
-/* Completion transaction. */
-rt_status rt_store_begin(rt_store *st, rt_error *err);
-rt_status rt_store_commit(rt_store *st, rt_error *err);
-void rt_store_rollback(rt_store *st);
 /* Locks runs (in id order, so completions never deadlock) and returns
  * {run_id: {"status": s, "steps": {step_id: {"status", "output"}}}} as they are now. */
 rt_status rt_store_lock_runs(rt_store *st, const char *const *run_ids, size_t n, json_t **out, rt_error *err);
@@ -158,6 +193,21 @@ rt_status rt_store_release(rt_store *st, const char *owner_prefix, int *released
  * in the future; 0 when there is none. */
 rt_status rt_store_next_due(rt_store *st, int64_t *ms, int64_t *next_future_ms, rt_error *err);
 
+/* wake: [{run_id, step_id, patch}]: merges patch into the waiting step's state and makes it
+ * due now (invoke: the child's result). Inside the caller's transaction. */
+rt_status rt_store_wake_steps(rt_store *st, json_t *wake, rt_error *err);
+
+/* for_each items of a slow step (step_items). load gives {"<index>": output} of the items
+ * memoized so far whose value (in items, the step's current array) is unchanged; save
+ * memoizes one only while the queue item queue_id is still leased by owner (*held false
+ * when it is not: stop, the step belongs to someone else now). */
+rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t *items, json_t **out,
+                              rt_error *err);
+rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, const char *run_id,
+                             const char *step_id, int idx, json_t *item, json_t *output, bool *held, rt_error *err);
+
+/* ---- Events, wait_for_event waits, the outbox (store_events.c) ---- */
+
 /* Events (inside the caller's transaction for ingest). events: [{id, name, ts (ms),
  * envelope, transport}]; *inserted gets the ids that were new (a JSON array). */
 rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted, rt_error *err);
@@ -165,10 +215,6 @@ rt_status rt_store_insert_events(rt_store *st, json_t *events, json_t **inserted
 rt_status rt_store_events_existing(rt_store *st, json_t *ids, json_t **out, rt_error *err);
 /* Newest first, each with the runs it started. name may be NULL. */
 rt_status rt_store_list_events(rt_store *st, const char *name, int limit, json_t **out, rt_error *err);
-/* Deletes up to batch events received more than older_than_ms ago. */
-rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
-/* The same for finished runs (by finished_at), with everything that belongs to them. */
-rt_status rt_store_delete_old_runs(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
 
 /* wait_for_event and cancel_on, inside the caller's transaction. names: JSON array of
  * event names (or workflow ids for active_runs). */
@@ -182,21 +228,20 @@ rt_status rt_store_find_waits(rt_store *st, json_t *names, json_t **out, rt_erro
 /* matched: [{run_id, step_id, envelope}]: takes those waits (once, whoever deletes them
  * first), hands the event to the step and makes it due now. */
 rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_error *err);
-/* Locks and lists unfinished runs of the workflows: [{id, workflow, event}]. */
-rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out, rt_error *err);
-/* runs: [{id, error}]: marks them cancelled and drops their idle queue items. */
-rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
 
-/* wake: [{run_id, step_id, patch}]: merges patch into the waiting step's state and makes it
- * due now (invoke: the child's result). Inside the caller's transaction. */
-rt_status rt_store_wake_steps(rt_store *st, json_t *wake, rt_error *err);
-/* Ends up to 100 unfinished runs past their deadline (timed_out) or still queued past their
- * start deadline (expired), dropping their idle queue items. Autocommits. *ended:
- * [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
-rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
+/* The outbox: events the engine made, to publish to the brokers. take locks up to limit
+ * of them (inside the caller's transaction): [{id, name, envelope}]; done clears them. */
+rt_status rt_store_outbox_take(rt_store *st, int limit, json_t **out, rt_error *err);
+rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err);
 
-/* {workflow_hash, workflow, event, trigger, status} of a run (replay). */
-rt_status rt_store_run_source(rt_store *st, const char *id, json_t **out, rt_error *err);
+/* ---- Retention (store_retention.c) ---- */
+
+/* Deletes up to batch events received more than older_than_ms ago. */
+rt_status rt_store_delete_old_events(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
+/* The same for finished runs (by finished_at), with everything that belongs to them. */
+rt_status rt_store_delete_old_runs(rt_store *st, int64_t older_than_ms, int batch, int *deleted, rt_error *err);
+
+/* ---- Benchmarks (store_bench.c, store_bench.h) ---- */
 
 /* Benchmarks: stored events of one name; latency (ms) from data.sent_us to the start
  * (finished false) or the commit (true) of the first completed step of runs created since
@@ -205,20 +250,6 @@ rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_e
 rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
                                  rt_error *err);
 
-/* The outbox: events the engine made, to publish to the brokers. take locks up to limit
- * of them (inside the caller's transaction): [{id, name, envelope}]; done clears them. */
-rt_status rt_store_outbox_take(rt_store *st, int limit, json_t **out, rt_error *err);
-rt_status rt_store_outbox_done(rt_store *st, json_t *ids, rt_error *err);
-
-/* for_each items of a slow step (step_items). load gives {"<index>": output} of the items
- * memoized so far whose value (in items, the step's current array) is unchanged; save
- * memoizes one only while the queue item queue_id is still leased by owner (*held false
- * when it is not: stop, the step belongs to someone else now). */
-rt_status rt_store_items_load(rt_store *st, const char *run_id, const char *step_id, json_t *items, json_t **out,
-                              rt_error *err);
-rt_status rt_store_item_save(rt_store *st, int64_t queue_id, const char *owner, const char *run_id,
-                             const char *step_id, int idx, json_t *item, json_t *output, bool *held, rt_error *err);
-
 /* Scratch databases for `ratchet bench`; name is quoted as an identifier. */
 rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);
@@ -226,40 +257,5 @@ rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err);
 rt_status rt_store_queue_size(rt_store *st, int64_t *n, rt_error *err);
 /* A server setting's value, e.g. "synchronous_commit". */
 rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len, rt_error *err);
-
-/* LISTEN on channel, then wait up to timeout_ms for a notification. */
-rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);
-rt_status rt_store_wait_notify(rt_store *st, int timeout_ms, bool *notified, rt_error *err);
-
-/* For modules that keep their own SQL in their own file (store_<x>.c): runs sql as the
- * prepared statement `name` (prepared once per connection; names must be unique across
- * modules, e.g. "sched3"). *res (may be NULL) must be PQclear'ed. exec_json passes doc as
- * the one parameter and does nothing for an empty array. */
-struct pg_result;
-rt_status rt_store_exec_prepared(rt_store *st, const char *name, const char *sql, int n, const char *const *params,
-                                 struct pg_result **res, rt_error *err);
-rt_status rt_store_exec_json(rt_store *st, const char *name, const char *sql, json_t *doc, rt_error *err);
-/* The JSON text in the first cell of r, which it takes (and clears): RT_ERR_NOT_FOUND when
- * there is no row or the cell is NULL. */
-rt_status rt_store_result_json(struct pg_result *r, json_t **out, rt_error *err);
-/* A statement without parameters or results (PQexec: may hold several). */
-rt_status rt_store_exec_simple(rt_store *st, const char *sql, rt_error *err);
-/* The same for statements too rare to prepare (PQexecParams); errors start with `what`. */
-rt_status rt_store_exec_params(rt_store *st, const char *sql, int n, const char *const *params,
-                               struct pg_result **res, rt_error *err, const char *what);
-
-/* For modules that keep their own SQL in their own file (store_schedules.c): the
- * connection (NULL while disconnected; never closed by the caller) and the translation of
- * a libpq failure into an rt_status with the server's text (res may be NULL). */
-struct pg_conn;
-struct pg_result;
-struct pg_conn *rt_store_pg(rt_store *st);
-rt_status rt_store_error(rt_store *st, const struct pg_result *res, rt_error *err, const char *what);
-
-/* This deployment's id (16 hex digits, ratchet.instance), read once per connection. */
-rt_status rt_store_instance_id(rt_store *st, char out[17], rt_error *err);
-/* An id for an event the engine makes: "ratchet:<instance>:" followed by fmt (printf). */
-rt_status rt_store_engine_event_id(rt_store *st, char *buf, size_t len, rt_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
 
 #endif

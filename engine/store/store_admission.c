@@ -2,6 +2,7 @@
  * connection (rt_store_exec_prepared remembers which, and forgets on a reconnect) and run
  * with parameters, as in store.c. */
 #include "store_admission.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -27,8 +28,6 @@ typedef enum adm_stmt {
     A_COUNT
 } adm_stmt;
 
-#define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
-#define TS(x) "to_timestamp((" x ")::double precision / 1000)"
 #define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 static const char *const sql[A_COUNT] = {

@@ -2,6 +2,7 @@
  * per connection and run with parameters. Only the SLA claim writes (a run's
  * sla_alerted_at): alert events are stored through ingest like every other event. */
 #include "store_alerts.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -10,14 +11,13 @@
 
 #include "run_status.h"
 
-#define MS(x) "floor(extract(epoch from " x ") * 1000)::bigint"
 #define FINAL "('completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out', 'rejected')"
 #define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 /* A claimed slow item's run_at is its lease's end, so run_at <= now() means runnable:
  * never claimed, or its lease expired (the worker died). */
 static const char backlog_sql[] =
-    "select d.n, coalesce(" MS("now() - o.run_at") ", 0), o.run_id::text, o.step_id, r.workflow_id, " MS("now()") " "
+    "select d.n, coalesce(" MSF("now() - o.run_at") ", 0), o.run_id::text, o.step_id, r.workflow_id, " MSF("now()") " "
     "from (select count(*) n from ratchet.queue where run_at <= now()) d "
     "left join lateral (select run_at, run_id, step_id from ratchet.queue where run_at <= now()"
     " order by run_at, id limit 1) o on true "
@@ -34,7 +34,7 @@ static const char finished_sql[] =
 static const char long_steps_sql[] =
     "select coalesce(jsonb_agg(o order by started), '[]')::text from ("
     " select jsonb_build_object('run_id', q.run_id, 'step_id', q.step_id, 'workflow', r.workflow_id,"
-    "  'attempt', s.attempts, 'worker', q.locked_by, 'running_ms', " MS("now() - s.started_at") ","
+    "  'attempt', s.attempts, 'worker', q.locked_by, 'running_ms', " MSF("now() - s.started_at") ","
     "  'step', (select d from jsonb_array_elements(v.definition->'steps') d where d->>'id' = q.step_id limit 1)) o,"
     "  s.started_at started"
     " from ratchet.queue q"
@@ -77,7 +77,7 @@ static const char sla_claim_sql[] =
     "select (select count(*) from past),"
     " (select coalesce(jsonb_agg(jsonb_build_object('run_id', p.id, 'workflow', p.workflow_id, 'status', p.status,"
     "  'entity_id', p.entity_id, 'sla', p.sla, 'sla_ms', ratchet.duration_ms(p.sla), 'since', ratchet.ts(p.since),"
-    "  'due_at', ratchet.ts(p.due), 'late_ms', " MS("now() - p.due") ") order by p.due), '[]')"
+    "  'due_at', ratchet.ts(p.due), 'late_ms', " MSF("now() - p.due") ") order by p.due), '[]')"
     "  from past p join upd u on u.id = p.id)::text";
 
 static void copy_text(char *dst, size_t len, PGresult *r, int col)

@@ -1,6 +1,7 @@
 /* store_api.c — the API's own SQL, run with PQexecParams (parameterized, not prepared:
  * none of it is on a hot path except the run list, whose plan is cheap). */
 #include "store_api.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>

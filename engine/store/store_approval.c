@@ -2,6 +2,7 @@
  * travel as one jsonb parameter, as in store.c. Decisions are rare, so statements are
  * sent with PQexecParams rather than prepared. */
 #include "store_approval.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 #include "run_status.h"
 #include "util.h"
 
-#define TS(x) "to_timestamp((" x ")::double precision / 1000)"
 #define UNFINISHED RT_RUN_UNFINISHED_SQL
 
 static rt_status exec(rt_store *st, const char *sql, int n, const char *const *params, PGresult **res,

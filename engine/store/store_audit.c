@@ -1,6 +1,7 @@
 /* store_audit.c — every SQL statement of the audit log, parameterized. Appends are rare
  * (control actions), so statements are sent with PQexecParams rather than prepared. */
 #include "store_audit.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>

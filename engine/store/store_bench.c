@@ -1,7 +1,8 @@
-/* store_bench.c — the SQL of store_bench.h, for `ratchet bench scale` only. */
+/* store_bench.c — the SQL of the benchmarks: store_bench.h (`ratchet bench scale` only) and
+ * the Benchmarks section of store.h (stored events, latency, scratch databases). */
 #include "store_bench.h"
+#include "store_internal.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,4 +68,98 @@ rt_status rt_store_bench_count_runs(rt_store *st, const char *workflow_id, const
         *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return s;
+}
+
+#define BENCH_LATENCY_SQL(col)                                                                        \
+    "select count(*), coalesce(percentile_cont(0.5) within group (order by lat), 0),"                   \
+    " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("                            \
+    " select extract(epoch from s." col ") * 1000"                                                      \
+    "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"                                 \
+    " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"           \
+    " where r.created_at >= " TS("$1::bigint") ") t"
+
+const char *const rt_store_sql_bench[S_COUNT] = {
+    [S_COUNT_EVENTS] = "select count(*) from ratchet.events where name = $1",
+    /* bench events: ms from the publisher's clock (data.sent_us) to the first step
+     * starting (S_BENCH_LATENCY) or finishing, i.e. committed (S_BENCH_LATENCY_DONE). */
+    [S_BENCH_LATENCY] = BENCH_LATENCY_SQL("started_at"),
+    [S_BENCH_LATENCY_DONE] = BENCH_LATENCY_SQL("finished_at"),
+};
+
+rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_error *err)
+{
+    const char *params[] = {name};
+    PGresult *r = NULL;
+    rt_status s = rt_stmt_run(st, S_COUNT_EVENTS, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
+                                 rt_error *err)
+{
+    char since[24];
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    const char *params[] = {since};
+    PGresult *r = NULL;
+    rt_status s = rt_stmt_run(st, finished ? S_BENCH_LATENCY_DONE : S_BENCH_LATENCY, 1, params, &r, err);
+    if (s != RT_OK)
+        return s;
+    *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *p50 = strtod(PQgetvalue(r, 0, 1), NULL);
+    *p99 = strtod(PQgetvalue(r, 0, 2), NULL);
+    PQclear(r);
+    return RT_OK;
+}
+
+static rt_status database_ddl(rt_store *st, const char *verb, const char *name, rt_error *err)
+{
+    char *quoted = PQescapeIdentifier(st->conn, name, strlen(name));
+    if (!quoted)
+        return rt_error_set(err, RT_ERR_INVALID, "bad database name");
+    char sql[300];
+    snprintf(sql, sizeof sql, "%s %s", verb, quoted);
+    PQfreemem(quoted);
+    return rt_store_exec_simple(st, sql, err);
+}
+
+rt_status rt_store_create_database(rt_store *st, const char *name, rt_error *err)
+{
+    return database_ddl(st, "create database", name, err);
+}
+
+rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err)
+{
+    return database_ddl(st, "drop database if exists", name, err);
+}
+
+static rt_status scalar_text(rt_store *st, const char *sql, const char *param, char *buf, size_t len, rt_error *err)
+{
+    const char *params[] = {param};
+    PGresult *r = PQexecParams(st->conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rt_status s = rt_store_error(st, r, err, "database");
+        PQclear(r);
+        return s;
+    }
+    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return RT_OK;
+}
+
+rt_status rt_store_queue_size(rt_store *st, int64_t *n, rt_error *err)
+{
+    char buf[32];
+    rt_status s = scalar_text(st, "select count(*) from ratchet.queue", NULL, buf, sizeof buf, err);
+    if (s == RT_OK)
+        *n = strtoll(buf, NULL, 10);
+    return s;
+}
+
+rt_status rt_store_setting(rt_store *st, const char *name, char *buf, size_t len, rt_error *err)
+{
+    return scalar_text(st, "select current_setting($1)", name, buf, len, err);
 }

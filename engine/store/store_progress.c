@@ -1,5 +1,6 @@
 /* store_progress.c — the SQL of step progress (store_progress.h). */
 #include "store_progress.h"
+#include "store_internal.h"
 
 static const char write_sql[] =
     "update ratchet.steps s set progress = x.progress, progress_at = now() "

@@ -1,6 +1,7 @@
 /* store_runctl.c — pause/resume and bulk selection SQL (see store_runctl.h). Not on a hot
  * path: run with PQexecParams. */
 #include "store_runctl.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>

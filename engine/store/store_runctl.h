@@ -15,7 +15,8 @@
  * back by the same amount on resume), so the waker never sees them due: 1000 years, far
  * past the 100 years of a step that waits to be woken (executor.c NEVER_MS). */
 #define RT_RUN_PAUSE_SHIFT_MS (INT64_C(1000) * 365 * 86400000)
-/* The same, as SQL text for statements that make an item due (store.c RT_DUE_NOW_SQL). */
+/* The same, as SQL text for statements that make an item due (RT_DUE_NOW_SQL,
+ * store_internal.h). */
 #define RT_RUN_PAUSE_SHIFT_MS_SQL "31536000000000"
 
 /* Inside the caller's transaction. Pauses run_id when it is queued, running, sleeping or

@@ -5,6 +5,7 @@
  * thread at a time), keyed by the connection and its server process, so a reconnect
  * starts afresh. */
 #include "store_schedules.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -33,10 +34,9 @@ typedef enum sched_stmt {
     Q_COUNT
 } sched_stmt;
 
-/* Unix ms rounded down (a tick must never look due early), unix µs, and back. */
-#define MSF(col) "floor(extract(epoch from " col ") * 1000)::bigint"
+/* Unix µs rounded down, like MSF (a tick must never look due early; MSF and TS are in
+ * store_internal.h). */
 #define USF(col) "floor(extract(epoch from " col ") * 1000000)::bigint"
-#define TS(x) "to_timestamp((" x ")::double precision / 1000)"
 
 /* The columns every row-returning statement starts with (see read_rows). */
 #define ROW_COLS                                                                                                 \

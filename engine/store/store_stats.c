@@ -3,6 +3,7 @@
  * or a small table: the queue (transient), unfinished runs (runs_by_status) and runs
  * finished in the window (a finished_at range). */
 #include "store_stats.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 
 /* $1: the window in minutes. now() is the transaction's start, the same in every part.
  * json_build_object keeps the keys in the order written (jsonb would sort them). A
- * claimed slow item's run_at is its lease's end (store.c), so an item is runnable when
+ * claimed slow item's run_at is its lease's end (store_queue.c), so an item is runnable when
  * run_at has passed, whether never claimed or its lease expired. */
 static const char stats_sql[] =
     "with w as (select date_trunc('minute', now()) - ($1::int - 1) * interval '1 minute' as since),"

@@ -2,6 +2,7 @@
  * read runs finished in the last 24 h through runs_by_finished (023), the last failure
  * through runs_failed_by_workflow (042), unfinished runs through runs_by_status. */
 #include "store_wfstats.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdlib.h>

@@ -2,6 +2,7 @@
  * come back as one JSON document built by the server. Only rt_store_wf_blocked is on a
  * hot path (every run creation): it is prepared. */
 #include "store_workflows.h"
+#include "store_internal.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
