@@ -18,8 +18,6 @@ typedef enum stmt_id {
     S_PUT_WORKFLOW,
     S_GET_DEFINITION,
     S_CREATE_RUNS,
-    S_CREATE_STEPS,
-    S_CREATE_QUEUE,
     S_GET_RUN,
     S_GET_RUN_STEPS,
     S_LIST_RUNS,

@@ -14,9 +14,14 @@ const char *const rt_store_sql_runs[S_COUNT] = {
     [S_PUT_WORKFLOW] = "insert into ratchet.workflow_versions (hash, workflow_id, definition) "
                        "values ($1, $2, $3::jsonb) on conflict (hash) do nothing",
     [S_GET_DEFINITION] = "select definition from ratchet.workflow_versions where hash = $1",
+    /* A batch of runs in one round trip: the run rows ($1), then steps ($2) and queue items
+     * ($3) only for the runs that were inserted (a dedupe key seen before inserts nothing),
+     * then the wake-up. The children's foreign keys are checked at the statement's end,
+     * when the runs are there. */
     [S_CREATE_RUNS] =
-        "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id, priority,"
-        " scheduled_at, dedupe_key, deadline, start_deadline, ckey, climit, parent_run_id, parent_step_id, event_id) "
+        "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, entity_id,"
+        " priority, scheduled_at, dedupe_key, deadline, start_deadline, ckey, climit, parent_run_id, parent_step_id,"
+        " event_id) "
         "select x.id, x.workflow_id, x.workflow_hash, 'queued', x.trigger, x.event, x.event->>'entity_id',"
         " x.priority, case when x.run_at > 0 then " TS("x.run_at") " end, x.dedupe_key,"
         " case when x.timeout > 0 then coalesce(" TS("nullif(x.run_at, 0)") ", now()) + x.timeout * interval '1 millisecond' end,"
@@ -26,18 +31,16 @@ const char *const rt_store_sql_runs[S_COUNT] = {
         " event jsonb, priority smallint, run_at bigint, dedupe_key text, timeout bigint, start_timeout bigint,"
         " ckey text, climit int, parent_run_id uuid, parent_step_id text) "
         "on conflict (workflow_id, dedupe_key) where dedupe_key is not null do nothing "
-        "returning id::text",
-    /* Steps and queue items only for the runs that were created (not deduplicated). */
-    [S_CREATE_STEPS] = "insert into ratchet.steps (run_id, step_id, status) "
-                       "select x.run_id, x.step_id, 'pending' "
-                       "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
-                       "where x.run_id = any($2::uuid[])",
-    [S_CREATE_QUEUE] =
-        "insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
-        "select x.run_id, x.step_id, x.priority, x.slow, case when x.run_at > 0 then " TS("x.run_at") " else now() end,"
-        " x.ckey, x.climit "
-        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
-        " run_at bigint, ckey text, climit int) where x.run_id = any($2::uuid[])",
+        "returning id), "
+        "s as (insert into ratchet.steps (run_id, step_id, status) "
+        " select x.run_id, x.step_id, 'pending' from jsonb_to_recordset($2::jsonb) as x(run_id uuid, step_id text)"
+        " where x.run_id in (select id from r)), "
+        "q as (insert into ratchet.queue (run_id, step_id, priority, slow, run_at, ckey, climit) "
+        " select x.run_id, x.step_id, x.priority, x.slow,"
+        " case when x.run_at > 0 then " TS("x.run_at") " else now() end, x.ckey, x.climit "
+        " from jsonb_to_recordset($3::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
+        " run_at bigint, ckey text, climit int) where x.run_id in (select id from r)) "
+        "select r.id::text from r, (select pg_notify('" RT_WAKE_CHANNEL "', '')) as wake",
     [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'version', r.workflow_hash,"
                   " 'status', r.status,"
                   " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
@@ -140,28 +143,28 @@ rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, 
     return RT_OK;
 }
 
-/* Inserts the run rows; requests whose dedupe key existed get id "". *created is the
- * uuid[] literal of the runs that were inserted. */
-static rt_status create_run_rows(rt_store *st, json_t *runs, rt_run_request *reqs, size_t n, char **created,
-                                 rt_error *err)
+/* Inserts the run rows with their steps and queue items (S_CREATE_RUNS); requests whose
+ * dedupe key existed get id "". */
+static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json_t *queue, rt_run_request *reqs,
+                                 size_t n, rt_error *err)
 {
+    char *docs[3] = {json_dumps(runs, JSON_COMPACT), json_dumps(steps, JSON_COMPACT), json_dumps(queue, JSON_COMPACT)};
     PGresult *r = NULL;
-    rt_status s = rt_stmt_json_rows(st, S_CREATE_RUNS, runs, &r, err);
+    rt_status s = docs[0] && docs[1] && docs[2] ? RT_OK : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    if (s == RT_OK)
+        s = rt_stmt_run(st, S_CREATE_RUNS, 3, (const char *const *)docs, &r, err);
+    for (int i = 0; i < 3; i++)
+        free(docs[i]);
     if (s != RT_OK)
         return s;
     int rows = PQntuples(r);
-    const char **ids = malloc(((size_t)rows + 1) * sizeof *ids);
-    for (int i = 0; i < rows; i++)
-        ids[i] = PQgetvalue(r, i, 0);
     for (size_t i = 0; i < n; i++) {
         bool made = false;
         for (int k = 0; k < rows && !made; k++)
-            made = strcmp(ids[k], reqs[i].id) == 0;
+            made = strcmp(PQgetvalue(r, k, 0), reqs[i].id) == 0;
         if (!made)
             reqs[i].id[0] = '\0';
     }
-    *created = rt_sql_array_literal(ids, (size_t)rows);
-    free(ids);
     PQclear(r);
     return RT_OK;
 }
@@ -211,15 +214,12 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
         if (!seen)
             s = rt_store_put_workflow(st, reqs[i].wf, err);
     }
-    char *created = NULL;
     if (s == RT_OK)
-        s = create_run_rows(st, runs, reqs, n, &created, err);
+        s = create_run_rows(st, runs, steps, queue, reqs, n, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
         if (reqs[i].id[0]) /* counted when created; a rolled-back transaction overcounts */
             rt_metrics_counter_add("ratchet_runs_started_total", "workflow", reqs[i].wf->id, 1);
     }
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_CREATE_STEPS, steps, created, err);
     if (s == RT_OK) {
         /* Memoized rows carried over by replay --from. */
         json_t *carried = json_array();
@@ -236,14 +236,6 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
         }
         s = rt_stmt_json(st, S_APPLY_STEPS, carried, NULL, err);
         json_decref(carried);
-    }
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_CREATE_QUEUE, queue, created, err);
-    free(created);
-    if (s == RT_OK) {
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-        PQclear(r);
     }
     json_decref(runs);
     json_decref(steps);
