@@ -52,9 +52,9 @@ static void unfinished_lists(void **state)
     assert_true(rt_run_status_final(RT_RUN_COMPLETED));
 }
 
-/* The words of the first `status in (...)` check after `marker` in schemas/migrations/file,
+/* The words of the first `<opener>'a', 'b')` list after `marker` in schemas/migrations/file,
  * each parsed by `known`; returns how many there were. */
-static int check_words(const char *file, const char *marker, bool (*known)(const char *))
+static int list_words(const char *file, const char *marker, const char *opener, bool (*known)(const char *))
 {
     const char *src = getenv("RATCHET_SOURCE_DIR");
     assert_non_null(src);
@@ -68,10 +68,9 @@ static int check_words(const char *file, const char *marker, bool (*known)(const
     sql[n] = '\0';
     char *c = strstr(sql, marker);
     assert_non_null(c);
-    c = strstr(c, "check (status in (");
+    c = strstr(c, opener);
     assert_non_null(c);
-    c = strchr(c, '(');
-    c = strchr(c + 1, '(');
+    c += strlen(opener) - 1;
     char *end = strchr(c, ')');
     assert_non_null(end);
     int words = 0;
@@ -89,10 +88,21 @@ static int check_words(const char *file, const char *marker, bool (*known)(const
     return words;
 }
 
+static int check_words(const char *file, const char *marker, bool (*known)(const char *))
+{
+    return list_words(file, marker, "check (status in (", known);
+}
+
 static bool run_word(const char *w)
 {
     rt_run_status s;
     return rt_run_status_parse(w, &s);
+}
+
+static bool unfinished_word(const char *w)
+{
+    rt_run_status s;
+    return rt_run_status_parse(w, &s) && !rt_run_status_final(s);
 }
 
 static bool step_word(const char *w)
@@ -106,6 +116,20 @@ static void migration_check_matches(void **state)
     (void)state;
     assert_int_equal(check_words("050_run_pause.sql", "add constraint runs_status_check", run_word), RT_RUN_STATUS_COUNT);
     assert_int_equal(check_words("001_core.sql", "create table ratchet.steps", step_word), RT_STEP_STATUS_COUNT);
+}
+
+/* The deadline sweep selects `status in RT_RUN_UNFINISHED_SQL`: the partial index it needs
+ * must list every one of those statuses, or PostgreSQL cannot use it and the sweep reads
+ * every run ever kept (050 added 'paused' to the list and not to the index). */
+static void deadline_index_matches(void **state)
+{
+    (void)state;
+    int unfinished = 0;
+    for (int i = 0; i < RT_RUN_STATUS_COUNT; i++)
+        unfinished += !rt_run_status_final((rt_run_status)i);
+    assert_int_equal(list_words("051_runs_deadlines_paused.sql", "create index runs_deadlines", "status in (",
+                                unfinished_word),
+                     unfinished);
 }
 
 static void step_round_trip(void **state)
@@ -130,6 +154,7 @@ int main(void)
         cmocka_unit_test(round_trip),
         cmocka_unit_test(unfinished_lists),
         cmocka_unit_test(migration_check_matches),
+        cmocka_unit_test(deadline_index_matches),
         cmocka_unit_test(step_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
