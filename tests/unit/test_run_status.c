@@ -118,18 +118,19 @@ static void migration_check_matches(void **state)
     assert_int_equal(check_words("001_core.sql", "create table ratchet.steps", step_word), RT_STEP_STATUS_COUNT);
 }
 
-/* The deadline sweep selects `status in RT_RUN_UNFINISHED_SQL`: the partial index it needs
- * must list every one of those statuses, or PostgreSQL cannot use it and the sweep reads
- * every run ever kept (050 added 'paused' to the list and not to the index). */
-static void deadline_index_matches(void **state)
+/* The deadline sweep and the singleton admission select `status in RT_RUN_UNFINISHED_SQL`:
+ * the partial indexes they need must list every one of those statuses, or PostgreSQL cannot
+ * use them and reads every run ever kept (050 added 'paused' to the list, not the indexes). */
+static void unfinished_indexes_match(void **state)
 {
     (void)state;
     int unfinished = 0;
     for (int i = 0; i < RT_RUN_STATUS_COUNT; i++)
         unfinished += !rt_run_status_final((rt_run_status)i);
-    assert_int_equal(list_words("051_runs_deadlines_paused.sql", "create index runs_deadlines", "status in (",
-                                unfinished_word),
-                     unfinished);
+    const char *indexes[] = {"create index runs_deadlines", "create index runs_singleton"};
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(list_words("051_unfinished_indexes.sql", indexes[i], "status in (", unfinished_word),
+                         unfinished);
 }
 
 static void step_round_trip(void **state)
@@ -154,7 +155,7 @@ int main(void)
         cmocka_unit_test(round_trip),
         cmocka_unit_test(unfinished_lists),
         cmocka_unit_test(migration_check_matches),
-        cmocka_unit_test(deadline_index_matches),
+        cmocka_unit_test(unfinished_indexes_match),
         cmocka_unit_test(step_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
