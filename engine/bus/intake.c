@@ -29,8 +29,8 @@ typedef struct sink {
 struct rt_intake {
     const rt_config *cfg;
     const rt_workflow_set *set;
-    rt_consumer *consumers[2];
-    sink sinks[2];
+    rt_consumer *consumers[2 * RT_INGEST_CONSUMERS_MAX]; /* per broker, RATCHET_INGEST_CONSUMERS */
+    sink sinks[2 * RT_INGEST_CONSUMERS_MAX];
     size_t n_consumers;
     json_t *patterns;      /* what the consumers subscribe to */
     rt_bus *publishers[2]; /* amqp, nats */
@@ -363,7 +363,10 @@ static void *janitor_main(void *arg)
     return NULL;
 }
 
-/* One consumer per configured broker, subscribed to patterns (a JSON array of strings). */
+/* RATCHET_INGEST_CONSUMERS consumers per configured broker (each with its own broker and
+ * database connections, so batches are stored in parallel), subscribed to patterns (a JSON
+ * array of strings). The broker shares the messages out among them: a queue's consumers
+ * (AMQP), one durable pull consumer or queue group (NATS). */
 static rt_status start_consumers(rt_intake *in, json_t *patterns, rt_error *err)
 {
     const rt_config *cfg = in->cfg;
@@ -375,24 +378,28 @@ static rt_status start_consumers(rt_intake *in, json_t *patterns, rt_error *err)
         pats[i] = json_string_value(json_array_get(patterns, i));
     const char *urls[2] = {cfg->amqp_url, cfg->nats_url};
     const char *names[2] = {"amqp", "nats"};
+    int per = cfg->ingest_consumers < 1 ? 1 : cfg->ingest_consumers > RT_INGEST_CONSUMERS_MAX ? RT_INGEST_CONSUMERS_MAX
+                                                                                             : cfg->ingest_consumers;
     rt_status s = RT_OK;
     in->n_consumers = 0;
     for (int b = 0; b < 2 && s == RT_OK; b++) {
         if (!urls[b] || !*urls[b])
             continue;
-        rt_consumer_options o = {0};
-        rt_bus_options_from_config(&o.bus, cfg, urls[b]);
-        o.patterns = pats;
-        o.n_patterns = np;
-        o.max_event_bytes = (size_t)cfg->max_event_bytes;
-        o.ingest = ingest_batch;
-        sink *k = &in->sinks[in->n_consumers];
-        k->in = in;
-        k->transport = names[b];
-        o.ingest_arg = k;
-        s = rt_consumer_start(&o, &in->consumers[in->n_consumers], err);
-        if (s == RT_OK)
-            in->n_consumers++;
+        for (int c = 0; c < per && s == RT_OK; c++) {
+            rt_consumer_options o = {0};
+            rt_bus_options_from_config(&o.bus, cfg, urls[b]);
+            o.patterns = pats;
+            o.n_patterns = np;
+            o.max_event_bytes = (size_t)cfg->max_event_bytes;
+            o.ingest = ingest_batch;
+            sink *k = &in->sinks[in->n_consumers];
+            k->in = in;
+            k->transport = names[b];
+            o.ingest_arg = k;
+            s = rt_consumer_start(&o, &in->consumers[in->n_consumers], err);
+            if (s == RT_OK)
+                in->n_consumers++;
+        }
     }
     free(pats);
     if (s == RT_OK && in->n_consumers) {
@@ -488,7 +495,7 @@ void rt_intake_stop(rt_intake *in)
     if (!in)
         return;
     stop_consumers(in);
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < sizeof in->sinks / sizeof in->sinks[0]; i++)
         rt_store_close(in->sinks[i].store);
     json_decref(in->patterns);
     pthread_mutex_lock(&in->mu);

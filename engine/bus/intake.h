@@ -11,6 +11,9 @@
 
 typedef struct rt_intake rt_intake;
 
+/* RATCHET_INGEST_CONSUMERS at most: consumers per broker. */
+#define RT_INGEST_CONSUMERS_MAX 8
+
 /* cfg and set are borrowed and must outlive the intake. Consumers connect in the
  * background (with backoff): a broker that is down is not an error here. */
 rt_status rt_intake_start(const rt_config *cfg, const rt_workflow_set *set, rt_intake **out, rt_error *err);

@@ -31,6 +31,7 @@ typedef struct rt_config {
     int64_t shutdown_grace_ms;
     int64_t poll_ms;
     int claim_batch;
+    int ingest_consumers; /* per broker (intake.c) */
     bool run_at_ingest; /* first quick steps in the ingest transaction (ingest.h) */
     int64_t event_retention_ms;
     int64_t run_retention_ms;

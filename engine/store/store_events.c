@@ -8,11 +8,13 @@
 #include <string.h>
 
 const char *const rt_store_sql_events[S_COUNT] = {
+    /* In id order: batches stored at once by several consumers that share an id (a
+     * redelivery) wait for each other instead of deadlocking. */
     [S_INSERT_EVENTS] =
         "insert into ratchet.events (id, name, ts, envelope, transport, outbox) "
         "select x.id, x.name, " TS("x.ts") ", x.envelope, x.transport, x.transport = 'engine' "
         "from jsonb_to_recordset($1::jsonb) as x(id text, name text, ts bigint, envelope jsonb, transport text) "
-        "on conflict (id) do nothing returning id",
+        "order by x.id on conflict (id) do nothing returning id",
     [S_LIST_EVENTS] =
         "select coalesce(jsonb_agg(o order by rcv desc, eid desc), '[]')::text from ("
         " select jsonb_build_object('id', e.id, 'name', e.name, 'ts', ratchet.ts(e.ts),"
