@@ -2032,7 +2032,7 @@ void rt_engine_stop(rt_engine *e, int64_t grace_ms)
     if (!e->started)
         return;
     if (e->cfg->run_at_ingest)
-        rt_ingest_set_runner(NULL, NULL); /* waits for a batch running first steps */
+        rt_ingest_unset_runner(e); /* waits for a batch running first steps */
     e->stopping = 1;
     wake_all(e);
     int64_t deadline = rt_mono_ms() + grace_ms;

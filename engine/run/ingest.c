@@ -237,6 +237,16 @@ void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg)
     pthread_rwlock_unlock(&runner_lock);
 }
 
+void rt_ingest_unset_runner(void *arg)
+{
+    pthread_rwlock_wrlock(&runner_lock);
+    if (runner_arg == arg) {
+        runner_fn = NULL;
+        runner_arg = NULL;
+    }
+    pthread_rwlock_unlock(&runner_lock);
+}
+
 /* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner). */
 static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err)
 {

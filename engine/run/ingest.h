@@ -38,9 +38,10 @@ rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event
  * again without it and the runs wait for a worker as before. */
 typedef rt_status (*rt_ingest_runner_fn)(void *arg, rt_store *st, const char *const *run_ids, size_t n,
                                          rt_error *err);
-/* Registers fn (NULL: none). Waits for a call in flight, so after an unset the previous
- * runner is no longer used. */
+/* Registers fn with its arg. rt_ingest_unset_runner(arg) removes it if it is still arg's,
+ * after waiting for a call in flight: once it returns, arg is no longer used. */
 void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg);
+void rt_ingest_unset_runner(void *arg);
 
 /* on_failure of a run that ended badly (failed, timed_out, expired, rejected): {"event":
  * NAME} stores (and triggers on) an event {run_id, workflow, status, error}; {"workflow":
