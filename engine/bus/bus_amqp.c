@@ -338,7 +338,8 @@ static rt_status declare_ingest_queue(amqp_bus *b, rt_error *err)
         b->queue_v1_noted = true;
         rt_log(RT_LOG_WARN, NULL,
                "amqp %s: queue %s was declared without x-queue-version 2 (by an earlier ratchet?) and is "
-               "kept as it is; a policy with queue-version 2 converts it (faster persistent publishing)",
+               "kept as it is: a version 1 queue unless a policy sets queue-version 2, which converts it "
+               "(persistent messages are confirmed faster)",
                url, queue);
     }
     qargs.num_entries = 1;
