@@ -301,7 +301,7 @@ static bool refused_queue_version(amqp_rpc_reply_t r)
 
 /* The ingest queue, dead-lettering into ratchet.events.dlx, declared as a classic queue
  * of version 2 (RabbitMQ >= 3.10): it stores and confirms persistent messages with less
- * work than version 1, the default before RabbitMQ 4.0 (bench/README.md has the figures;
+ * work than version 1, RabbitMQ 3.10's default (bench/README.md has the figures;
  * older brokers ignore the argument). A queue's version is fixed when it is made, and the
  * broker refuses (406) a declaration whose x-queue-version differs from the queue's, so a
  * queue that already exists without it (made by an earlier ratchet or by its operator) is
