@@ -52,6 +52,7 @@ typedef struct amqp_bus {
     amqp_connection_state_t conn;
     bool broken;      /* socket or protocol error seen: close without a handshake */
     bool consuming;
+    bool queue_v1_noted; /* the ingest queue exists without x-queue-version 2: said once */
     uint64_t gen;     /* bumped on every connect: delivery tags are per channel */
     uint64_t *outstanding; /* delivered, not yet settled, ascending */
     size_t n_out, cap_out;
@@ -281,6 +282,70 @@ static rt_status declare_queue(amqp_connection_state_t c, const char *url, const
     return reply_error(amqp_get_rpc_reply(c), url, what, err);
 }
 
+/* True for the broker's refusal to re-declare a queue because of its x-queue-version. */
+static bool refused_queue_version(amqp_rpc_reply_t r)
+{
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+        return false;
+    const amqp_channel_close_t *m = r.reply.decoded;
+    static const char key[] = "x-queue-version";
+    const char *text = m->reply_text.bytes;
+    size_t len = m->reply_text.len, k = sizeof key - 1;
+    if (m->reply_code != 406)
+        return false;
+    for (size_t i = 0; i + k <= len; i++)
+        if (memcmp(text + i, key, k) == 0)
+            return true;
+    return false;
+}
+
+/* The ingest queue, dead-lettering into ratchet.events.dlx, declared as a classic queue
+ * of version 2 (RabbitMQ >= 3.10): it stores and confirms persistent messages with less
+ * work than version 1, RabbitMQ 3.10's default (bench/README.md has the figures;
+ * older brokers ignore the argument). A queue's version is fixed when it is made, and the
+ * broker refuses (406) a declaration whose x-queue-version differs from the queue's, so a
+ * queue that already exists without it (made by an earlier ratchet or by its operator) is
+ * kept as it is: the refused channel is reopened and the queue declared as before. The
+ * operator can convert such a queue in place with a policy (queue-version: 2). */
+static rt_status declare_ingest_queue(amqp_bus *b, rt_error *err)
+{
+    amqp_connection_state_t c = b->conn;
+    const char *url = b->base.url_safe, *queue = b->base.opts.queue;
+    amqp_table_entry_t qargs_e[2];
+    qargs_e[0].key = bytes_of("x-dead-letter-exchange");
+    qargs_e[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    qargs_e[0].value.value.bytes = bytes_of(RT_BUS_AMQP_DLX);
+    qargs_e[1].key = bytes_of("x-queue-version");
+    qargs_e[1].value.kind = AMQP_FIELD_KIND_I8;
+    qargs_e[1].value.value.i8 = 2;
+    amqp_table_t qargs = {.num_entries = 2, .entries = qargs_e};
+    amqp_queue_declare(c, CHANNEL, bytes_of(queue), 0, 1, 0, 0, qargs);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (!refused_queue_version(r)) {
+        char what[160];
+        snprintf(what, sizeof what, "declare queue %s", queue);
+        return reply_error(r, url, what, err);
+    }
+    amqp_channel_close_ok_t close_ok = {0};
+    int sst = amqp_send_method(c, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
+    if (sst != AMQP_STATUS_OK)
+        return lib_error(err, sst, url, "channel.close-ok");
+    amqp_channel_open(c, CHANNEL);
+    rt_status st = reply_error(amqp_get_rpc_reply(c), url, "channel.open", err);
+    if (st != RT_OK)
+        return st;
+    if (!b->queue_v1_noted) {
+        b->queue_v1_noted = true;
+        rt_log(RT_LOG_WARN, NULL,
+               "amqp %s: queue %s was declared without x-queue-version 2 (by an earlier ratchet?) and is "
+               "kept as it is: a version 1 queue unless a policy sets queue-version 2, which converts it "
+               "(persistent messages are confirmed faster)",
+               url, queue);
+    }
+    qargs.num_entries = 1;
+    return declare_queue(c, url, queue, qargs, err);
+}
+
 /* --- consuming side --------------------------------------------------------------------- */
 
 static void a_close(rt_bus *bb)
@@ -322,12 +387,7 @@ static rt_status a_connect(rt_bus *bb, rt_error *err)
                     amqp_empty_table);
     if ((st = reply_error(amqp_get_rpc_reply(c), url, "bind " RT_BUS_AMQP_DEAD_QUEUE, err)) != RT_OK)
         goto fail;
-    amqp_table_entry_t qargs_e[1];
-    qargs_e[0].key = bytes_of("x-dead-letter-exchange");
-    qargs_e[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    qargs_e[0].value.value.bytes = bytes_of(RT_BUS_AMQP_DLX);
-    amqp_table_t qargs = {.num_entries = 1, .entries = qargs_e};
-    if ((st = declare_queue(c, url, bb->opts.queue, qargs, err)) != RT_OK)
+    if ((st = declare_ingest_queue(b, err)) != RT_OK)
         goto fail;
     amqp_basic_qos(c, CHANNEL, 0, (uint16_t)bb->opts.prefetch, 0);
     if ((st = reply_error(amqp_get_rpc_reply(c), url, "basic.qos", err)) != RT_OK)
