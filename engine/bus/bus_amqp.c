@@ -953,6 +953,15 @@ static rt_status a_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_erro
     return st;
 }
 
+static rt_status a_drop(rt_bus *bb, rt_error *err)
+{
+    amqp_bus *b = A(bb);
+    if (!b->conn)
+        return rt_error_set(err, RT_ERR_UNAVAILABLE, "amqp %s: not connected", bb->url_safe);
+    amqp_queue_delete(b->conn, CHANNEL, bytes_of(bb->opts.queue), 0, 0);
+    return reply_error(amqp_get_rpc_reply(b->conn), bb->url_safe, "queue.delete", err);
+}
+
 /* --- life cycle ------------------------------------------------------------------------- */
 
 static rt_status a_create(rt_bus **out, rt_error *err)
@@ -990,6 +999,7 @@ const rt_bus_type rt_bus_amqp_type = {
     .msg_free = a_msg_free,
     .publish = a_publish,
     .backlog = a_backlog,
+    .drop = a_drop,
     .is_connected = a_is_connected,
     .mode = a_mode,
     .close = a_close,

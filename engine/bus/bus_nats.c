@@ -944,6 +944,16 @@ static rt_status n_backlog(rt_bus *bb, int64_t *ready, int64_t *unacked, rt_erro
     return RT_OK;
 }
 
+static rt_status n_drop(rt_bus *bb, rt_error *err)
+{
+    nats_bus *b = N(bb);
+    if (!b->js) /* core NATS keeps nothing */
+        return RT_OK;
+    jsErrCode jerr = 0;
+    natsStatus s = js_DeleteStream(b->js, bb->opts.stream, NULL, &jerr);
+    return s == NATS_OK ? RT_OK : nats_err(err, s, jerr, bb->url_safe, "delete stream");
+}
+
 /* --- life cycle ------------------------------------------------------------------------- */
 
 static rt_status n_create(rt_bus **out, rt_error *err)
@@ -980,6 +990,7 @@ const rt_bus_type rt_bus_nats_type = {
     .msg_free = n_msg_free,
     .publish = n_publish,
     .backlog = n_backlog,
+    .drop = n_drop,
     .is_connected = n_is_connected,
     .mode = n_mode,
     .close = n_close,

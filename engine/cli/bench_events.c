@@ -215,6 +215,26 @@ typedef struct via_result {
     int64_t lat_n, idle_n;
 } via_result;
 
+/* Deletes the bench's private queue (AMQP) or stream (JetStream): left behind, a queue stays
+ * bound to bench.# and every later run's events pile up in it unconsumed, slowing the
+ * broker for good. */
+static void drop_private(const rt_config *cfg_v, const char *via)
+{
+    rt_bus_options o;
+    rt_bus_options_from_config(&o, cfg_v, strcmp(via, "amqp") == 0 ? cfg_v->amqp_url : cfg_v->nats_url);
+    rt_bus *b = NULL;
+    rt_error err;
+    rt_status s = rt_bus_open(&o, &b, &err);
+    if (s == RT_OK)
+        s = rt_bus_connect(b, &err);
+    if (s == RT_OK)
+        s = rt_bus_drop(b, &err);
+    if (s != RT_OK)
+        fprintf(stderr, "ratchet bench events (%s): could not delete the bench's queue or stream: %s\n", via,
+                err.msg);
+    rt_bus_free(b);
+}
+
 /* The five phases for one broker. */
 static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store *st, const char *via,
                      const char *tag, int events, via_result *out)
@@ -333,6 +353,7 @@ fail:
     }
     rt_bus_free(pub);
     rt_intake_stop(in);
+    drop_private(&cfg_v, via);
     return rc;
 }
 

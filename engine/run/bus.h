@@ -113,6 +113,9 @@ typedef struct rt_bus_type {
     rt_status (*publish)(rt_bus *b, const rt_bus_out *msgs, size_t n, int timeout_ms, rt_error *err);
     /* The server's view of this bus' queue or consumer: messages ready and unacked. */
     rt_status (*backlog)(rt_bus *b, int64_t *ready, int64_t *unacked, rt_error *err);
+    /* Deletes this bus' own queue (AMQP) or stream (JetStream) with what it holds: for
+     * scratch names only (`ratchet bench events`). Needs a connected bus. */
+    rt_status (*drop)(rt_bus *b, rt_error *err);
     bool (*is_connected)(rt_bus *b);
     const char *(*mode)(rt_bus *b); /* "amqp", "jetstream", "nats-core" (after connect) */
     void (*close)(rt_bus *b);       /* the consuming side only; the bus stays usable */
@@ -196,6 +199,10 @@ static inline rt_status rt_bus_publish(rt_bus *b, const rt_bus_out *msgs, size_t
 static inline rt_status rt_bus_backlog(rt_bus *b, int64_t *ready, int64_t *unacked, rt_error *err)
 {
     return b->type->backlog(b, ready, unacked, err);
+}
+static inline rt_status rt_bus_drop(rt_bus *b, rt_error *err)
+{
+    return b->type->drop(b, err);
 }
 static inline bool rt_bus_is_connected(rt_bus *b) { return b->type->is_connected(b); }
 static inline const char *rt_bus_mode(rt_bus *b) { return b->type->mode(b); }
