@@ -179,14 +179,9 @@ static rt_status parse_rlimits(json_t *rl, bool rendered, struct opts *o, rt_err
 
 /* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
  * on trust; at run time every value is checked, because a template may render anything. */
-static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+/* Only known keys, and never "shell". */
+static rt_status check_keys(json_t *with, rt_error *err)
 {
-    memset(o, 0, sizeof *o);
-    o->send_context = true;
-    o->max_output = DEFAULT_MAX_OUTPUT;
-    if (!json_is_object(with))
-        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"with\" as an object");
-
     const char *key;
     json_t *v;
     json_object_foreach(with, key, v) {
@@ -203,7 +198,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         if (!known[i])
             return rt_error_set(err, RT_ERR_INVALID, "exec has unknown key \"%s\"", key);
     }
+    return RT_OK;
+}
 
+/* "command": a non-empty list of strings, the first not empty. */
+static rt_status parse_command(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     json_t *cmd = json_object_get(with, "command");
     if (!cmd)
         return rt_error_set(err, RT_ERR_INVALID, "exec needs \"command\" (a list of strings)");
@@ -220,13 +221,14 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
             return rt_error_set(err, RT_ERR_INVALID, "exec \"command[0]\" must not be empty");
         o->command = cmd;
     }
+    return RT_OK;
+}
 
-    if ((v = json_object_get(with, "cwd")) && !rt_step_is_template(v, rendered)) {
-        if (!json_is_string(v) || json_string_length(v) == 0)
-            return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
-        o->cwd = json_string_value(v);
-    }
-
+/* "env" (NAME: scalar) and "env_allow" (names to copy from the engine's environment, never
+ * RATCHET_*). */
+static rt_status parse_env(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     if ((v = json_object_get(with, "env")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_object(v))
             return rt_error_set(err, RT_ERR_INVALID, "exec \"env\" must be an object of NAME: value");
@@ -262,16 +264,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         }
         o->env_allow = v;
     }
+    return RT_OK;
+}
 
-    if (rt_step_duration_option(with, "timeout", rendered, "exec", &o->timeout_ms, &o->timeout_str,
-                                err) != RT_OK)
-        return err->code;
-
-    if ((v = json_object_get(with, "rlimits")) && !rt_step_is_template(v, rendered)) {
-        if (parse_rlimits(v, rendered, o, err) != RT_OK)
-            return err->code;
-    }
-
+/* "non_retriable_exit_codes", "stdin" and "max_output_bytes". */
+static rt_status parse_exit_and_io(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     if ((v = json_object_get(with, "non_retriable_exit_codes")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_array(v))
             return rt_error_set(err, RT_ERR_INVALID,
@@ -300,6 +299,30 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->max_output = (size_t)n;
     }
     return RT_OK;
+}
+
+static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->send_context = true;
+    o->max_output = DEFAULT_MAX_OUTPUT;
+    if (!json_is_object(with))
+        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"with\" as an object");
+    json_t *v;
+    if (check_keys(with, err) != RT_OK || parse_command(with, rendered, o, err) != RT_OK)
+        return err->code;
+    if ((v = json_object_get(with, "cwd")) && !rt_step_is_template(v, rendered)) {
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
+        o->cwd = json_string_value(v);
+    }
+    if (parse_env(with, rendered, o, err) != RT_OK ||
+        rt_step_duration_option(with, "timeout", rendered, "exec", &o->timeout_ms, &o->timeout_str, err) != RT_OK)
+        return err->code;
+    if ((v = json_object_get(with, "rlimits")) && !rt_step_is_template(v, rendered) &&
+        parse_rlimits(v, rendered, o, err) != RT_OK)
+        return err->code;
+    return parse_exit_and_io(with, rendered, o, err);
 }
 
 static rt_status validate(json_t *with, rt_error *err)

@@ -194,6 +194,26 @@ static rt_status parse_sigv4(json_t *a, bool rendered, struct opts *o, rt_error 
 
 /* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
  * on trust; at run time every value is checked, because a template may render anything. */
+/* "headers": name: scalar, valid names, no line break or NUL in a value. */
+static rt_status parse_headers(json_t *v, bool rendered, rt_error *err)
+{
+    if (!json_is_object(v))
+        return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
+    const char *name;
+    json_t *val;
+    json_object_foreach(v, name, val) {
+        if (!valid_header_name(name))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"headers\": \"%s\" is not a valid header name", name);
+        if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
+            return rt_error_set(err, RT_ERR_INVALID, "http header \"%s\" must be a string, number or boolean", name);
+        /* The value itself is never quoted back: it may be a credential. */
+        if (json_is_string(val) && !rt_step_is_template(val, rendered) &&
+            !valid_header_value(json_string_value(val), json_string_length(val)))
+            return rt_error_set(err, RT_ERR_INVALID, "http header \"%s\" has a line break or NUL in its value", name);
+    }
+    return RT_OK;
+}
+
 static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -239,22 +259,8 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     }
 
     if ((v = json_object_get(with, "headers")) && !rt_step_is_template(v, rendered)) {
-        if (!json_is_object(v))
-            return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
-        const char *name;
-        json_t *val;
-        json_object_foreach(v, name, val) {
-            if (!valid_header_name(name))
-                return rt_error_set(err, RT_ERR_INVALID, "http \"headers\": \"%s\" is not a valid header name", name);
-            if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
-                return rt_error_set(err, RT_ERR_INVALID,
-                                    "http header \"%s\" must be a string, number or boolean", name);
-            /* The value itself is never quoted back: it may be a credential. */
-            if (json_is_string(val) && !rt_step_is_template(val, rendered) &&
-                !valid_header_value(json_string_value(val), json_string_length(val)))
-                return rt_error_set(err, RT_ERR_INVALID,
-                                    "http header \"%s\" has a line break or NUL in its value", name);
-        }
+        if (parse_headers(v, rendered, err) != RT_OK)
+            return err->code;
         o->headers = v;
     }
 
