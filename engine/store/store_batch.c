@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 /* ---------- filling ---------- */
 
 enum { C_STEPS, C_ENQUEUE, C_REQUEUE, C_DEQUEUE, C_RUNS, C_ATTEMPTS, C_DROP, C_UNWAIT, C_WAKE };
@@ -280,23 +282,6 @@ static void jb_lit(jbuf *j, const char *s)
     jb_raw(j, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0; /* overlong, surrogate, beyond U+10FFFF */
-    return n;
-}
-
 /* A JSON string (null for NULL). Bytes that are not UTF-8 become U+FFFD: jsonb refuses
  * them, and one bad error text must not fail a whole batch. */
 static void jb_str(jbuf *j, const char *s)
@@ -307,6 +292,7 @@ static void jb_str(jbuf *j, const char *s)
     }
     jb_raw(j, "\"", 1);
     const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + strlen(s);
     while (*p) {
         const unsigned char *run = p;
         while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
@@ -325,7 +311,7 @@ static void jb_str(jbuf *j, const char *s)
             jb_raw(j, esc, 6);
             p++;
         } else {
-            size_t n = utf8_len(p);
+            size_t n = rt_utf8_seq_len(p, (size_t)(end - p));
             if (n)
                 jb_raw(j, (const char *)p, n);
             else
@@ -509,25 +495,38 @@ static void wake_json(jbuf *j, const rt_store_batch *b)
 
 typedef void (*to_json_fn)(jbuf *j, const rt_store_batch *b);
 
-/* Runs statement id with the rows as its first parameter (and extra, when not NULL, as its
- * second); nothing when there are no rows. */
-static rt_status apply_rows(rt_store *st, stmt_id id, const rt_store_batch *b, size_t n, to_json_fn fn,
+static const to_json_fn writers[RT_BATCH_PART_COUNT] = {
+    [RT_BATCH_STEPS] = steps_json,       [RT_BATCH_ENQUEUE] = enqueue_json, [RT_BATCH_REQUEUE] = requeue_json,
+    [RT_BATCH_DEQUEUE] = dequeue_json,   [RT_BATCH_RUNS] = runs_json,       [RT_BATCH_ATTEMPTS] = attempts_json,
+    [RT_BATCH_DROP] = drop_json,         [RT_BATCH_UNWAIT] = unwait_json,   [RT_BATCH_WAKE] = wake_json,
+};
+
+char *rt_store_batch_json(const rt_store_batch *b, rt_batch_part part)
+{
+    jbuf j = {0};
+    writers[part](&j, b);
+    if (j.nomem) {
+        free(j.p);
+        return NULL;
+    }
+    return j.p;
+}
+
+/* Runs statement id with the rows of part as its first parameter (and extra as its second
+ * when n_params is 2: NULL is SQL null); nothing when there are no rows. */
+static rt_status apply_rows(rt_store *st, stmt_id id, const rt_store_batch *b, size_t n, rt_batch_part part,
                             const char *extra, int n_params, rt_error *err)
 {
     if (n == 0)
         return RT_OK;
-    jbuf j = {0};
-    fn(&j, b);
-    rt_status s = RT_OK;
-    if (j.nomem) {
-        s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    } else {
-        const char *params[2] = {j.p, extra};
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, id, n_params, params, &r, err);
-        PQclear(r);
-    }
-    free(j.p);
+    char *text = rt_store_batch_json(b, part);
+    if (!text)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[2] = {text, extra};
+    PGresult *r = NULL;
+    rt_status s = rt_stmt_run(st, id, n_params, params, &r, err);
+    PQclear(r);
+    free(text);
     return s;
 }
 
@@ -536,21 +535,19 @@ static rt_status apply_hot(rt_store *st, const char *owner, const rt_store_batch
 {
     if (b->n_steps + b->n_dequeue + b->n_runs == 0)
         return RT_OK;
-    jbuf j[3] = {{0}, {0}, {0}};
-    steps_json(&j[0], b);
-    dequeue_json(&j[1], b);
-    runs_json(&j[2], b);
+    char *text[3] = {rt_store_batch_json(b, RT_BATCH_STEPS), rt_store_batch_json(b, RT_BATCH_DEQUEUE),
+                     rt_store_batch_json(b, RT_BATCH_RUNS)};
     rt_status s = RT_OK;
-    if (j[0].nomem || j[1].nomem || j[2].nomem) {
+    if (!text[0] || !text[1] || !text[2]) {
         s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     } else {
-        const char *params[] = {j[0].p, j[1].p, owner, j[2].p};
+        const char *params[] = {text[0], text[1], owner, text[2]};
         PGresult *r = NULL;
         s = rt_stmt_run(st, S_APPLY_HOT, 4, params, &r, err);
         PQclear(r);
     }
     for (int i = 0; i < 3; i++)
-        free(j[i].p);
+        free(text[i]);
     return s;
 }
 
@@ -560,19 +557,19 @@ rt_status rt_store_apply(rt_store *st, const char *owner, const rt_store_batch *
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory (completion batch)");
     rt_status s = apply_hot(st, owner, b, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_APPLY_ENQUEUE, b, b->n_enqueue, enqueue_json, NULL, 1, err);
+        s = apply_rows(st, S_APPLY_ENQUEUE, b, b->n_enqueue, RT_BATCH_ENQUEUE, NULL, 1, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_APPLY_REQUEUE, b, b->n_requeue, requeue_json, owner, 2, err);
+        s = apply_rows(st, S_APPLY_REQUEUE, b, b->n_requeue, RT_BATCH_REQUEUE, owner, 2, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_APPLY_ATTEMPTS, b, b->n_attempts, attempts_json, NULL, 1, err);
+        s = apply_rows(st, S_APPLY_ATTEMPTS, b, b->n_attempts, RT_BATCH_ATTEMPTS, NULL, 1, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_APPLY_DROP, b, b->n_drop_runs, drop_json, NULL, 1, err);
+        s = apply_rows(st, S_APPLY_DROP, b, b->n_drop_runs, RT_BATCH_DROP, NULL, 1, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_APPLY_UNWAIT, b, b->n_unwait, unwait_json, NULL, 1, err);
+        s = apply_rows(st, S_APPLY_UNWAIT, b, b->n_unwait, RT_BATCH_UNWAIT, NULL, 1, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_WAKE_STEPS, b, b->n_wake, wake_json, NULL, 1, err);
+        s = apply_rows(st, S_WAKE_STEPS, b, b->n_wake, RT_BATCH_WAKE, NULL, 1, err);
     if (s == RT_OK)
-        s = apply_rows(st, S_WAKE_QUEUE, b, b->n_wake, wake_json, NULL, 1, err);
+        s = apply_rows(st, S_WAKE_QUEUE, b, b->n_wake, RT_BATCH_WAKE, NULL, 1, err);
     if (s == RT_OK && (b->notify || b->n_wake > 0)) {
         PGresult *r = NULL;
         s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
