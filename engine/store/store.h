@@ -111,7 +111,7 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
  * [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
 rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
 
-/* ---- The step queue: claims, the completion batch, leases, wakes, item memos (store_queue.c) ---- */
+/* ---- The step queue: claims, leases, wakes, item memos (store_queue.c); the completion batch (store_batch.c) ---- */
 
 typedef struct rt_claim {
     int64_t queue_id;
