@@ -179,14 +179,9 @@ static rt_status parse_rlimits(json_t *rl, bool rendered, struct opts *o, rt_err
 
 /* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
  * on trust; at run time every value is checked, because a template may render anything. */
-static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+/* Only known keys, and never "shell". */
+static rt_status check_keys(json_t *with, rt_error *err)
 {
-    memset(o, 0, sizeof *o);
-    o->send_context = true;
-    o->max_output = DEFAULT_MAX_OUTPUT;
-    if (!json_is_object(with))
-        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"with\" as an object");
-
     const char *key;
     json_t *v;
     json_object_foreach(with, key, v) {
@@ -203,7 +198,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         if (!known[i])
             return rt_error_set(err, RT_ERR_INVALID, "exec has unknown key \"%s\"", key);
     }
+    return RT_OK;
+}
 
+/* "command": a non-empty list of strings, the first not empty. */
+static rt_status parse_command(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     json_t *cmd = json_object_get(with, "command");
     if (!cmd)
         return rt_error_set(err, RT_ERR_INVALID, "exec needs \"command\" (a list of strings)");
@@ -220,13 +221,14 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
             return rt_error_set(err, RT_ERR_INVALID, "exec \"command[0]\" must not be empty");
         o->command = cmd;
     }
+    return RT_OK;
+}
 
-    if ((v = json_object_get(with, "cwd")) && !rt_step_is_template(v, rendered)) {
-        if (!json_is_string(v) || json_string_length(v) == 0)
-            return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
-        o->cwd = json_string_value(v);
-    }
-
+/* "env" (NAME: scalar) and "env_allow" (names to copy from the engine's environment, never
+ * RATCHET_*). */
+static rt_status parse_env(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     if ((v = json_object_get(with, "env")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_object(v))
             return rt_error_set(err, RT_ERR_INVALID, "exec \"env\" must be an object of NAME: value");
@@ -262,16 +264,13 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         }
         o->env_allow = v;
     }
+    return RT_OK;
+}
 
-    if (rt_step_duration_option(with, "timeout", rendered, "exec", &o->timeout_ms, &o->timeout_str,
-                                err) != RT_OK)
-        return err->code;
-
-    if ((v = json_object_get(with, "rlimits")) && !rt_step_is_template(v, rendered)) {
-        if (parse_rlimits(v, rendered, o, err) != RT_OK)
-            return err->code;
-    }
-
+/* "non_retriable_exit_codes", "stdin" and "max_output_bytes". */
+static rt_status parse_exit_and_io(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    json_t *v;
     if ((v = json_object_get(with, "non_retriable_exit_codes")) && !rt_step_is_template(v, rendered)) {
         if (!json_is_array(v))
             return rt_error_set(err, RT_ERR_INVALID,
@@ -300,6 +299,30 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
         o->max_output = (size_t)n;
     }
     return RT_OK;
+}
+
+static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->send_context = true;
+    o->max_output = DEFAULT_MAX_OUTPUT;
+    if (!json_is_object(with))
+        return rt_error_set(err, RT_ERR_INVALID, "exec needs \"with\" as an object");
+    json_t *v;
+    if (check_keys(with, err) != RT_OK || parse_command(with, rendered, o, err) != RT_OK)
+        return err->code;
+    if ((v = json_object_get(with, "cwd")) && !rt_step_is_template(v, rendered)) {
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return rt_error_set(err, RT_ERR_INVALID, "exec \"cwd\" must be a non-empty string");
+        o->cwd = json_string_value(v);
+    }
+    if (parse_env(with, rendered, o, err) != RT_OK ||
+        rt_step_duration_option(with, "timeout", rendered, "exec", &o->timeout_ms, &o->timeout_str, err) != RT_OK)
+        return err->code;
+    if ((v = json_object_get(with, "rlimits")) && !rt_step_is_template(v, rendered) &&
+        parse_rlimits(v, rendered, o, err) != RT_OK)
+        return err->code;
+    return parse_exit_and_io(with, rendered, o, err);
 }
 
 static rt_status validate(json_t *with, rt_error *err)
@@ -991,6 +1014,214 @@ static void report_outcome(const struct opts *o, struct run *r, enum stop_reason
     free(tail);
 }
 
+/* The pipes between the engine and the command: stdin, stdout, stderr, the child's set-up
+ * report and its progress lines ([0] read end, [1] write end; -1 when closed). */
+struct pipes {
+    int in[2], out[2], err[2], rep[2], prog[2];
+};
+
+static void pipes_close(struct pipes *p)
+{
+    for (int i = 0; i < 2; i++) {
+        close_fd(&p->in[i]);
+        close_fd(&p->out[i]);
+        close_fd(&p->err[i]);
+        close_fd(&p->rep[i]);
+        close_fd(&p->prog[i]);
+    }
+}
+
+/* SIGPIPE from writing to a command that closed its stdin is directed at this thread;
+ * it is blocked here (as libpq does) and swallowed afterwards, so the engine never dies of it. */
+struct sigpipe_guard {
+    sigset_t pipe_set, old_mask;
+    bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+    sigset_t pending;
+    sigemptyset(&g->pipe_set);
+    sigaddset(&g->pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &g->pipe_set, &g->old_mask);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+    sigset_t pending;
+    sigpending(&pending);
+    if (!g->was_pending && sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&g->pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old_mask, NULL);
+}
+
+/* The monotonic deadline: the step's timeout or the run's, whichever comes first (0: none);
+ * *from_with says whether it is the step's own. */
+static int64_t exec_deadline(const struct opts *o, const rt_step_ctx *ctx, int64_t start, bool *from_with)
+{
+    int64_t deadline = o->timeout_ms ? start + o->timeout_ms : 0;
+    *from_with = deadline != 0;
+    if (ctx->deadline_mono_ms && (!deadline || ctx->deadline_mono_ms < deadline)) {
+        deadline = ctx->deadline_mono_ms;
+        *from_with = false;
+    }
+    return deadline;
+}
+
+/* The environment, argv (borrowed from with) and the program's path (*path, malloc'ed).
+ * false after recording the failure in res. */
+static bool prepare_command(const struct opts *o, rt_step_ctx *ctx, struct envlist *env, char **argv,
+                            int64_t deadline, char **path, rt_step_result *res)
+{
+    if (!build_env(o, ctx, env)) {
+        rt_step_fail(res, true, "exec: out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < json_array_size(o->command); i++)
+        argv[i] = (char *)json_string_value(json_array_get(o->command, i));
+    *path = find_program(argv[0], env_get(env, "PATH"), o->cwd);
+    if (!*path) {
+        rt_step_fail(res, false, "exec: command not found: \"%s\" (PATH=%s)", argv[0], env_get(env, "PATH"));
+        return false;
+    }
+    if (deadline && rt_mono_ms() >= deadline) {
+        rt_step_fail(res, true, "exec: timed out before the command started");
+        return false;
+    }
+    return true;
+}
+
+/* The pipes, and the command's stdin: the context as JSON (send_context, in *input) or
+ * /dev/null. false after recording the failure in res. */
+static bool open_pipes(struct pipes *p, const struct opts *o, rt_step_ctx *ctx, json_t *with, struct run *r,
+                       char **input, rt_step_result *res)
+{
+    if (o->send_context) {
+        *input = context_json(ctx, with, &r->in_len);
+        if (!*input) {
+            rt_step_fail(res, true, "exec: out of memory");
+            return false;
+        }
+        r->in_data = *input;
+        if (pipe2(p->in, O_CLOEXEC) != 0)
+            goto fail;
+    } else if ((p->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        goto fail;
+    }
+    if (pipe2(p->out, O_CLOEXEC) == 0 && pipe2(p->err, O_CLOEXEC) == 0 && pipe2(p->rep, O_CLOEXEC) == 0 &&
+        pipe2(p->prog, O_CLOEXEC) == 0)
+        return true;
+fail:
+    rt_step_fail(res, true, "exec: cannot create pipes: %s", strerror(errno));
+    return false;
+}
+
+/* Reads the child's set-up report: true when it could not exec (the child is reaped and
+ * the failure recorded in res), false when the command runs. */
+static bool child_setup_failed(struct pipes *p, struct run *r, const char *path, const struct opts *o,
+                               rt_step_result *res)
+{
+    struct child_report rep;
+    ssize_t got;
+    do
+        got = read(p->rep[0], &rep, sizeof rep);
+    while (got < 0 && errno == EINTR);
+    close_fd(&p->rep[0]);
+    if (got != (ssize_t)sizeof rep)
+        return false;
+    int st;
+    while (waitpid(r->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    r->pid = -1;
+    bool transient = rep.err == EAGAIN || rep.err == ENOMEM || rep.err == ETXTBSY;
+    switch (rep.stage) {
+    case STAGE_CHDIR:
+        rt_step_fail(res, false, "exec: cannot change to cwd \"%s\": %s", o->cwd, strerror(rep.err));
+        break;
+    case STAGE_RLIMIT:
+        rt_step_fail(res, false, "exec: cannot set rlimits: %s", strerror(rep.err));
+        break;
+    case STAGE_EXEC:
+        rt_step_fail(res, transient, "exec: cannot run \"%s\": %s", path, strerror(rep.err));
+        break;
+    default:
+        rt_step_fail(res, true, "exec: cannot set up the child process: %s", strerror(rep.err));
+        break;
+    }
+    return true;
+}
+
+/* The engine's ends of the pipes move into r, non-blocking. */
+static void adopt_pipes(struct pipes *p, struct run *r)
+{
+    r->in_fd = p->in[1];
+    p->in[1] = -1;
+    r->out_fd = p->out[0];
+    p->out[0] = -1;
+    r->err_fd = p->err[0];
+    p->err[0] = -1;
+    r->prog_fd = p->prog[0];
+    p->prog[0] = -1;
+    set_nonblock(r->prog_fd);
+    if (r->in_fd >= 0)
+        set_nonblock(r->in_fd);
+    set_nonblock(r->out_fd);
+    set_nonblock(r->err_fd);
+    r->pid_fd = pidfd_open(r->pid, 0); /* -1 on old kernels: supervise() then polls faster */
+}
+
+/* Forks the command in its own process group. false after recording the failure in res
+ * (fork failed, or the child could not exec). */
+static bool spawn_command(struct pipes *p, struct run *r, const char *path, char **argv, struct envlist *env,
+                          const struct opts *o, rt_step_result *res)
+{
+    struct spawn_plan plan = {.path = path, .argv = argv, .envp = env->v, .cwd = o->cwd,
+                              .stdin_fd = p->in[0], .stdout_fd = p->out[1],
+                              .stderr_fd = p->err[1], .report_fd = p->rep[1],
+                              .progress_fd = p->prog[1], .o = o};
+    r->pid = fork();
+    if (r->pid < 0) {
+        rt_step_fail(res, true, "exec: cannot start a process: %s", strerror(errno));
+        return false;
+    }
+    if (r->pid == 0)
+        child_run(&plan);
+    /* Also from this side, so that a kill below cannot precede the child's own setpgid. */
+    setpgid(r->pid, r->pid);
+    close_fd(&p->in[0]);
+    close_fd(&p->out[1]);
+    close_fd(&p->err[1]);
+    close_fd(&p->rep[1]);
+    close_fd(&p->prog[1]);
+    if (child_setup_failed(p, r, path, o, res))
+        return false;
+    adopt_pipes(p, r);
+    return true;
+}
+
+/* Supervises the running command to its end and records the outcome in res. */
+static void await_command(struct run *r, rt_step_ctx *ctx, const struct opts *o, int64_t start, int64_t deadline,
+                          bool deadline_from_with, rt_step_result *res)
+{
+    enum stop_reason reason = supervise(r, ctx, deadline);
+    int status = 0;
+    /* If supervise() gave up early (poll failed), make sure the group dies before we wait. */
+    if (!child_exited(r->pid))
+        killpg(r->pid, SIGKILL);
+    pid_t got_pid;
+    while ((got_pid = waitpid(r->pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    r->pid = -1;
+    if (got_pid < 0 && reason == STOP_NONE)
+        rt_step_fail(res, true, "exec: the command's exit status was lost (is SIGCHLD ignored?)");
+    else
+        report_outcome(o, r, reason, status, rt_mono_ms() - start, deadline_from_with, res);
+}
+
 static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
     struct opts o;
@@ -999,170 +1230,35 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         rt_step_fail(res, false, "%s", err.msg);
         return;
     }
-
     int64_t start = rt_mono_ms();
-    int64_t deadline = o.timeout_ms ? start + o.timeout_ms : 0;
-    bool deadline_from_with = deadline != 0;
-    if (ctx->deadline_mono_ms && (!deadline || ctx->deadline_mono_ms < deadline)) {
-        deadline = ctx->deadline_mono_ms;
-        deadline_from_with = false;
-    }
+    bool deadline_from_with;
+    int64_t deadline = exec_deadline(&o, ctx, start, &deadline_from_with);
 
     struct envlist env = {0};
-    size_t argc = json_array_size(o.command);
-    char **argv = calloc(argc + 1, sizeof *argv);
+    char **argv = calloc(json_array_size(o.command) + 1, sizeof *argv);
     char *path = NULL, *input = NULL;
-    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1},
-        prog_pipe[2] = {-1, -1};
+    struct pipes p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
     struct run r = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pid_fd = -1, .prog_fd = -1,
                     .max_output = o.max_output};
     r.err.data = malloc(STDERR_KEEP);
     r.err.cap = STDERR_KEEP;
+    struct sigpipe_guard guard;
+    sigpipe_block(&guard);
 
-    /* SIGPIPE from writing to a command that closed its stdin is directed at this thread;
-     * block it here (as libpq does) and swallow it afterwards, so the engine never dies of it. */
-    sigset_t pipe_set, old_mask, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-    sigpending(&pending);
-    bool pipe_was_pending = sigismember(&pending, SIGPIPE);
-
-    if (!argv || !r.err.data || !build_env(&o, ctx, &env)) {
+    if (!argv || !r.err.data)
         rt_step_fail(res, true, "exec: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < argc; i++)
-        argv[i] = (char *)json_string_value(json_array_get(o.command, i)); /* borrowed from with */
+    else if (prepare_command(&o, ctx, &env, argv, deadline, &path, res) &&
+             open_pipes(&p, &o, ctx, with, &r, &input, res) && spawn_command(&p, &r, path, argv, &env, &o, res))
+        await_command(&r, ctx, &o, start, deadline, deadline_from_with, res);
 
-    path = find_program(argv[0], env_get(&env, "PATH"), o.cwd);
-    if (!path) {
-        rt_step_fail(res, false, "exec: command not found: \"%s\" (PATH=%s)", argv[0],
-                     env_get(&env, "PATH"));
-        goto done;
-    }
-    if (deadline && rt_mono_ms() >= deadline) {
-        rt_step_fail(res, true, "exec: timed out before the command started");
-        goto done;
-    }
-
-    if (o.send_context) {
-        input = context_json(ctx, with, &r.in_len);
-        if (!input) {
-            rt_step_fail(res, true, "exec: out of memory");
-            goto done;
-        }
-        r.in_data = input;
-        if (pipe2(in_pipe, O_CLOEXEC) != 0)
-            goto pipe_fail;
-    } else if ((in_pipe[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-        goto pipe_fail;
-    }
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
-        pipe2(rep_pipe, O_CLOEXEC) != 0 || pipe2(prog_pipe, O_CLOEXEC) != 0)
-        goto pipe_fail;
-
-    struct spawn_plan plan = {.path = path, .argv = argv, .envp = env.v, .cwd = o.cwd,
-                              .stdin_fd = in_pipe[0], .stdout_fd = out_pipe[1],
-                              .stderr_fd = err_pipe[1], .report_fd = rep_pipe[1],
-                              .progress_fd = prog_pipe[1], .o = &o};
-    r.pid = fork();
-    if (r.pid < 0) {
-        rt_step_fail(res, true, "exec: cannot start a process: %s", strerror(errno));
-        goto done;
-    }
-    if (r.pid == 0)
-        child_run(&plan);
-
-    /* Also from this side, so that a kill below cannot precede the child's own setpgid. */
-    setpgid(r.pid, r.pid);
-    close_fd(&in_pipe[0]);
-    close_fd(&out_pipe[1]);
-    close_fd(&err_pipe[1]);
-    close_fd(&rep_pipe[1]);
-    close_fd(&prog_pipe[1]);
-
-    struct child_report rep;
-    ssize_t got;
-    do
-        got = read(rep_pipe[0], &rep, sizeof rep);
-    while (got < 0 && errno == EINTR);
-    close_fd(&rep_pipe[0]);
-    if (got == (ssize_t)sizeof rep) {
-        int st;
-        while (waitpid(r.pid, &st, 0) < 0 && errno == EINTR)
-            ;
-        r.pid = -1;
-        bool transient = rep.err == EAGAIN || rep.err == ENOMEM || rep.err == ETXTBSY;
-        switch (rep.stage) {
-        case STAGE_CHDIR:
-            rt_step_fail(res, false, "exec: cannot change to cwd \"%s\": %s", o.cwd, strerror(rep.err));
-            break;
-        case STAGE_RLIMIT:
-            rt_step_fail(res, false, "exec: cannot set rlimits: %s", strerror(rep.err));
-            break;
-        case STAGE_EXEC:
-            rt_step_fail(res, transient, "exec: cannot run \"%s\": %s", path, strerror(rep.err));
-            break;
-        default:
-            rt_step_fail(res, true, "exec: cannot set up the child process: %s", strerror(rep.err));
-            break;
-        }
-        goto done;
-    }
-
-    r.in_fd = in_pipe[1];
-    in_pipe[1] = -1;
-    r.out_fd = out_pipe[0];
-    out_pipe[0] = -1;
-    r.err_fd = err_pipe[0];
-    err_pipe[0] = -1;
-    r.prog_fd = prog_pipe[0];
-    prog_pipe[0] = -1;
-    set_nonblock(r.prog_fd);
-    if (r.in_fd >= 0)
-        set_nonblock(r.in_fd);
-    set_nonblock(r.out_fd);
-    set_nonblock(r.err_fd);
-    r.pid_fd = pidfd_open(r.pid, 0); /* -1 on old kernels: supervise() then polls faster */
-
-    enum stop_reason reason = supervise(&r, ctx, deadline);
-    int status = 0;
-    /* If supervise() gave up early (poll failed), make sure the group dies before we wait. */
-    if (!child_exited(r.pid))
-        killpg(r.pid, SIGKILL);
-    pid_t got_pid;
-    while ((got_pid = waitpid(r.pid, &status, 0)) < 0 && errno == EINTR)
-        ;
-    r.pid = -1;
-    if (got_pid < 0 && reason == STOP_NONE)
-        rt_step_fail(res, true, "exec: the command's exit status was lost (is SIGCHLD ignored?)");
-    else
-        report_outcome(&o, &r, reason, status, rt_mono_ms() - start, deadline_from_with, res);
-    goto done;
-
-pipe_fail:
-    rt_step_fail(res, true, "exec: cannot create pipes: %s", strerror(errno));
-done:
     close_fd(&r.in_fd);
     close_fd(&r.out_fd);
     close_fd(&r.err_fd);
     close_fd(&r.pid_fd);
     close_fd(&r.prog_fd);
     json_decref(r.prog.latest);
-    for (int i = 0; i < 2; i++) {
-        close_fd(&in_pipe[i]);
-        close_fd(&out_pipe[i]);
-        close_fd(&err_pipe[i]);
-        close_fd(&rep_pipe[i]);
-        close_fd(&prog_pipe[i]);
-    }
-    sigpending(&pending);
-    if (!pipe_was_pending && sigismember(&pending, SIGPIPE)) {
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    pipes_close(&p);
+    sigpipe_restore(&guard);
     free(r.out.data);
     free(r.err.data);
     free(input);

@@ -194,6 +194,26 @@ static rt_status parse_sigv4(json_t *a, bool rendered, struct opts *o, rt_error 
 
 /* Fills o from `with`. At load time (rendered == false) strings holding ${{ }} are taken
  * on trust; at run time every value is checked, because a template may render anything. */
+/* "headers": name: scalar, valid names, no line break or NUL in a value. */
+static rt_status parse_headers(json_t *v, bool rendered, rt_error *err)
+{
+    if (!json_is_object(v))
+        return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
+    const char *name;
+    json_t *val;
+    json_object_foreach(v, name, val) {
+        if (!valid_header_name(name))
+            return rt_error_set(err, RT_ERR_INVALID, "http \"headers\": \"%s\" is not a valid header name", name);
+        if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
+            return rt_error_set(err, RT_ERR_INVALID, "http header \"%s\" must be a string, number or boolean", name);
+        /* The value itself is never quoted back: it may be a credential. */
+        if (json_is_string(val) && !rt_step_is_template(val, rendered) &&
+            !valid_header_value(json_string_value(val), json_string_length(val)))
+            return rt_error_set(err, RT_ERR_INVALID, "http header \"%s\" has a line break or NUL in its value", name);
+    }
+    return RT_OK;
+}
+
 static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -239,22 +259,8 @@ static rt_status parse_with(json_t *with, bool rendered, struct opts *o, rt_erro
     }
 
     if ((v = json_object_get(with, "headers")) && !rt_step_is_template(v, rendered)) {
-        if (!json_is_object(v))
-            return rt_error_set(err, RT_ERR_INVALID, "http \"headers\" must be an object of name: value");
-        const char *name;
-        json_t *val;
-        json_object_foreach(v, name, val) {
-            if (!valid_header_name(name))
-                return rt_error_set(err, RT_ERR_INVALID, "http \"headers\": \"%s\" is not a valid header name", name);
-            if (!json_is_string(val) && !json_is_number(val) && !json_is_boolean(val))
-                return rt_error_set(err, RT_ERR_INVALID,
-                                    "http header \"%s\" must be a string, number or boolean", name);
-            /* The value itself is never quoted back: it may be a credential. */
-            if (json_is_string(val) && !rt_step_is_template(val, rendered) &&
-                !valid_header_value(json_string_value(val), json_string_length(val)))
-                return rt_error_set(err, RT_ERR_INVALID,
-                                    "http header \"%s\" has a line break or NUL in its value", name);
-        }
+        if (parse_headers(v, rendered, err) != RT_OK)
+            return err->code;
         o->headers = v;
     }
 
@@ -884,6 +890,190 @@ static bool set_sigv4(CURL *h, const struct opts *o, bool home)
            curl_easy_setopt(h, CURLOPT_PASSWORD, o->sigv4.secret_key) == CURLE_OK;
 }
 
+/* One request with its redirects: what execute() sets up, performs and frees. */
+struct request {
+    const struct opts *o;
+    rt_step_ctx *ctx;
+    CURL *h;
+    struct transfer t;
+    guard g;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    char *url, home[600]; /* the URL of this hop; the origin of the first */
+    const char *method;
+    bool foreign; /* another origin has been reached */
+    const char *body;
+    char *body_owned;
+    size_t body_len;
+    bool body_is_json;
+    int64_t timeout;
+    bool timeout_from_deadline;
+    long status;
+};
+
+/* The request's timeout: the step's, or what is left of the step deadline when that is
+ * sooner. false after recording the failure in res (the deadline has passed). */
+static bool request_timeout(struct request *q, rt_step_result *res)
+{
+    q->timeout = q->o->timeout_ms;
+    if (!q->ctx->deadline_mono_ms)
+        return true;
+    int64_t left = q->ctx->deadline_mono_ms - rt_mono_ms();
+    if (left <= 0) {
+        rt_step_fail(res, true, "http: timed out before the request was sent (step deadline)");
+        return false;
+    }
+    if (left < q->timeout) {
+        q->timeout = left;
+        q->timeout_from_deadline = true;
+    }
+    return true;
+}
+
+/* Objects, arrays, numbers and booleans go as JSON; a string goes as it is. */
+static void request_body(struct request *q)
+{
+    if (json_is_string(q->o->body)) {
+        q->body = json_string_value(q->o->body);
+        q->body_len = json_string_length(q->o->body);
+    } else if (q->o->body) {
+        q->body = q->body_owned = json_dumps(q->o->body, JSON_COMPACT | JSON_ENCODE_ANY);
+        q->body_len = q->body ? strlen(q->body) : 0;
+        q->body_is_json = true;
+    }
+}
+
+static void setup_handle(struct request *q)
+{
+    CURL *h = q->h;
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM: we run on worker threads */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* follow_redirects is done below */
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &q->g);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ratchet/" RATCHET_VERSION);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)q->o->max_response);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &q->t);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &q->t);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &q->t);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, q->errbuf);
+}
+
+/* Sends one hop (headers and signature rebuilt for where it goes). false after recording
+ * an out-of-memory failure in res; *rc is curl's result. */
+static bool perform_hop(struct request *q, int64_t until, CURLcode *rc, rt_step_result *res)
+{
+    curl_slist_free_all(q->hdrs);
+    q->hdrs = NULL;
+    if (!build_headers(q->o, q->ctx, q->body, q->body_len, q->body_is_json, q->foreign, &q->hdrs) ||
+        !set_sigv4(q->h, q->o, !q->foreign)) {
+        rt_step_fail(res, true, "http: out of memory preparing the request");
+        return false;
+    }
+    int64_t left = until - rt_mono_ms();
+    curl_easy_setopt(q->h, CURLOPT_URL, q->url);
+    curl_easy_setopt(q->h, CURLOPT_HTTPHEADER, q->hdrs);
+    curl_easy_setopt(q->h, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+    set_method(q->h, q->method, q->body, q->body_len);
+    q->t.len = 0;
+    q->g.refused[0] = '\0';
+    *rc = curl_easy_perform(q->h);
+    return true;
+}
+
+/* Points the request at the redirect's target next. false after recording why it cannot
+ * be followed in res. */
+static bool follow_redirect(struct request *q, const char *next, int hop, rt_step_result *res)
+{
+    if (hop == MAX_REDIRECTS) {
+        rt_step_fail(res, false, "http: more than %d redirects", MAX_REDIRECTS);
+        return false;
+    }
+    char there[600];
+    rt_error uerr;
+    if (check_url(next, &uerr) != RT_OK || !origin_of(next, there, sizeof there)) {
+        rt_step_fail(res, false, "http: HTTP %ld redirects to a URL that cannot be followed (%s)", q->status,
+                     check_url(next, &uerr) != RT_OK ? uerr.msg : "does not parse");
+        return false;
+    }
+    /* Once another origin has been reached, nothing of the workflow's goes along any
+     * more, and no hop is "written in the workflow". */
+    q->foreign = q->foreign || strcmp(there, q->home) != 0;
+    q->g.allow_engine_api = q->ctx->env && q->ctx->env->http_allow_engine_api;
+    q->method = redirected_method(q->status, q->method);
+    if (strcmp(q->method, q->o->method) != 0)
+        q->body = NULL, q->body_len = 0;
+    char *copy = strdup(next);
+    if (!copy) {
+        rt_step_fail(res, true, "http: out of memory following a redirect");
+        return false;
+    }
+    free(q->url);
+    q->url = copy;
+    return true;
+}
+
+/* A transfer that failed: why, in words a workflow author can act on. */
+static void fail_transfer(const struct request *q, CURLcode rc, rt_step_result *res)
+{
+    char dur[32];
+    if (q->t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
+        rt_step_fail(res, true, "http: cancelled");
+    } else if (q->g.refused[0] && rc == CURLE_COULDNT_CONNECT) {
+        rt_step_fail(res, false, "http: refused to connect to %s (docs/steps.md \"http step: where requests may go\")",
+                     q->g.refused);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        rt_duration_format(q->timeout, dur, sizeof dur);
+        rt_step_fail(res, true, "http: timed out after %s%s",
+                     q->timeout_from_deadline || !q->o->timeout_str ? dur : q->o->timeout_str,
+                     q->timeout_from_deadline ? " (step deadline)" : "");
+    } else if (q->t.over_limit || rc == CURLE_FILESIZE_EXCEEDED) {
+        rt_step_fail(res, false, "http: response body exceeded max_response_bytes (%zu)", q->o->max_response);
+    } else {
+        rt_step_fail(res, retriable_curl_error(rc), "http: %s%s%s", curl_easy_strerror(rc), q->errbuf[0] ? ": " : "",
+                     q->errbuf);
+    }
+    res->error_detail = json_pack("{s:i,s:s}", "curl_code", (int)rc, "curl_error", curl_easy_strerror(rc));
+}
+
+/* Sends the request, following redirects when asked, and records the response (or the
+ * failure) in res. */
+static void send_request(struct request *q, rt_step_result *res)
+{
+    int64_t until = rt_mono_ms() + q->timeout;
+    CURLcode rc = CURLE_OK;
+    for (int hop = 0;; hop++) {
+        if (!perform_hop(q, until, &rc, res))
+            return;
+        if (rc != CURLE_OK)
+            break;
+        curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, &q->status);
+        const char *next = NULL;
+        if (!q->o->follow_redirects || !is_redirect(q->status) ||
+            curl_easy_getinfo(q->h, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || !next)
+            break;
+        if (!follow_redirect(q, next, hop, res))
+            return;
+    }
+    if (rc != CURLE_OK) {
+        fail_transfer(q, rc, res);
+        return;
+    }
+    json_t *output = json_pack("{s:i,s:O,s:o*}", "status", (int)q->status, "headers", q->t.headers, "body",
+                               parse_body(&q->t));
+    if (!output) {
+        rt_step_fail(res, true, "http: out of memory reading the response");
+        return;
+    }
+    classify_response(q->status, &q->t, output, res);
+    json_decref(output);
+}
+
 static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
     struct opts o;
@@ -897,161 +1087,28 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
         rt_step_fail(res, true, "http: libcurl failed to initialise: %s", curl_easy_strerror(init_rc));
         return;
     }
-
-    int64_t timeout = o.timeout_ms;
-    bool timeout_from_deadline = false;
-    if (ctx->deadline_mono_ms) {
-        int64_t left = ctx->deadline_mono_ms - rt_mono_ms();
-        if (left <= 0) {
-            rt_step_fail(res, true, "http: timed out before the request was sent (step deadline)");
-            return;
-        }
-        if (left < timeout) {
-            timeout = left;
-            timeout_from_deadline = true;
-        }
-    }
-
-    /* Objects, arrays, numbers and booleans go as JSON; a string goes as it is. */
-    char *body_owned = NULL;
-    const char *body = NULL;
-    size_t body_len = 0;
-    bool body_is_json = false;
-    if (json_is_string(o.body)) {
-        body = json_string_value(o.body);
-        body_len = json_string_length(o.body);
-    } else if (o.body) {
-        body = body_owned = json_dumps(o.body, JSON_COMPACT | JSON_ENCODE_ANY);
-        body_len = body ? strlen(body) : 0;
-        body_is_json = true;
-    }
-
-    struct transfer t = {.max = o.max_response, .headers = json_object(), .cancelled = ctx->cancelled};
-    guard g = {.api_addr = ctx->env ? ctx->env->http_addr : NULL,
-               .allow_engine_api = (ctx->env && ctx->env->http_allow_engine_api) || url_is_literal(ctx->raw_with)};
-    struct curl_slist *hdrs = NULL;
-    CURL *h = curl_easy_init();
-    char errbuf[CURL_ERROR_SIZE] = "";
-    json_t *output = NULL;
-    char *url = strdup(o.url), home[600] = "";
-    const char *method = o.method;
-    bool foreign = false;
-    if (!h || !t.headers || !url || (o.body && !body) || !origin_of(o.url, home, sizeof home)) {
+    struct request q = {.o = &o, .ctx = ctx, .method = o.method};
+    if (!request_timeout(&q, res))
+        return;
+    request_body(&q);
+    q.t = (struct transfer){.max = o.max_response, .headers = json_object(), .cancelled = ctx->cancelled};
+    q.g = (guard){.api_addr = ctx->env ? ctx->env->http_addr : NULL,
+                  .allow_engine_api = (ctx->env && ctx->env->http_allow_engine_api) || url_is_literal(ctx->raw_with)};
+    q.h = curl_easy_init();
+    q.url = strdup(o.url);
+    if (!q.h || !q.t.headers || !q.url || (o.body && !q.body) || !origin_of(o.url, q.home, sizeof q.home)) {
         rt_step_fail(res, true, "http: out of memory preparing the request");
-        goto done;
+    } else {
+        setup_handle(&q);
+        send_request(&q, res);
     }
-
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM: we run on worker threads */
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* follow_redirects is done below */
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &g);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "ratchet/" RATCHET_VERSION);
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o.max_response);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-
-    int64_t until = rt_mono_ms() + timeout;
-    long status = 0;
-    CURLcode rc = CURLE_OK;
-    for (int hop = 0;; hop++) {
-        curl_slist_free_all(hdrs);
-        hdrs = NULL;
-        if (!build_headers(&o, ctx, body, body_len, body_is_json, foreign, &hdrs)) {
-            rt_step_fail(res, true, "http: out of memory preparing the request");
-            goto done;
-        }
-        if (!set_sigv4(h, &o, !foreign)) {
-            rt_step_fail(res, true, "http: out of memory preparing the request");
-            goto done;
-        }
-        int64_t left = until - rt_mono_ms();
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
-        set_method(h, method, body, body_len);
-        t.len = 0;
-        g.refused[0] = '\0';
-        rc = curl_easy_perform(h);
-        if (rc != CURLE_OK)
-            break;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        const char *next = NULL;
-        if (!o.follow_redirects || !is_redirect(status) ||
-            curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || !next)
-            break;
-        if (hop == MAX_REDIRECTS) {
-            rt_step_fail(res, false, "http: more than %d redirects", MAX_REDIRECTS);
-            goto done;
-        }
-        char there[600];
-        rt_error uerr;
-        if (check_url(next, &uerr) != RT_OK || !origin_of(next, there, sizeof there)) {
-            rt_step_fail(res, false, "http: HTTP %ld redirects to a URL that cannot be followed (%s)", status,
-                         check_url(next, &uerr) != RT_OK ? uerr.msg : "does not parse");
-            goto done;
-        }
-        /* Once another origin has been reached, nothing of the workflow's goes along any
-         * more, and no hop is "written in the workflow". */
-        foreign = foreign || strcmp(there, home) != 0;
-        g.allow_engine_api = ctx->env && ctx->env->http_allow_engine_api;
-        method = redirected_method(status, method);
-        if (strcmp(method, o.method) != 0)
-            body = NULL, body_len = 0;
-        char *copy = strdup(next);
-        if (!copy) {
-            rt_step_fail(res, true, "http: out of memory following a redirect");
-            goto done;
-        }
-        free(url);
-        url = copy;
-    }
-    if (rc != CURLE_OK) {
-        char dur[32];
-        if (t.was_cancelled || rc == CURLE_ABORTED_BY_CALLBACK) {
-            rt_step_fail(res, true, "http: cancelled");
-        } else if (g.refused[0] && rc == CURLE_COULDNT_CONNECT) {
-            rt_step_fail(res, false, "http: refused to connect to %s (docs/steps.md \"http step: where requests may go\")",
-                         g.refused);
-        } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-            rt_duration_format(timeout, dur, sizeof dur);
-            rt_step_fail(res, true, "http: timed out after %s%s",
-                         timeout_from_deadline || !o.timeout_str ? dur : o.timeout_str,
-                         timeout_from_deadline ? " (step deadline)" : "");
-        } else if (t.over_limit || rc == CURLE_FILESIZE_EXCEEDED) {
-            rt_step_fail(res, false, "http: response body exceeded max_response_bytes (%zu)", o.max_response);
-        } else {
-            rt_step_fail(res, retriable_curl_error(rc), "http: %s%s%s", curl_easy_strerror(rc),
-                         errbuf[0] ? ": " : "", errbuf);
-        }
-        res->error_detail = json_pack("{s:i,s:s}", "curl_code", (int)rc, "curl_error", curl_easy_strerror(rc));
-        goto done;
-    }
-
-    output = json_pack("{s:i,s:O,s:o*}", "status", (int)status, "headers", t.headers, "body",
-                       parse_body(&t));
-    if (!output) {
-        rt_step_fail(res, true, "http: out of memory reading the response");
-        goto done;
-    }
-    classify_response(status, &t, output, res);
-
-done:
-    free(url);
-    json_decref(output);
-    json_decref(t.headers);
-    free(t.body);
-    curl_slist_free_all(hdrs);
-    if (h)
-        curl_easy_cleanup(h);
-    free(body_owned);
+    free(q.url);
+    json_decref(q.t.headers);
+    free(q.t.body);
+    curl_slist_free_all(q.hdrs);
+    if (q.h)
+        curl_easy_cleanup(q.h);
+    free(q.body_owned);
 }
 
 const rt_step_type rt_step_http = {.name = "http", .validate = validate, .execute = execute};

@@ -579,6 +579,48 @@ static void finish_transaction(struct conn_slot *s, const rt_step_ctx *ctx)
     PQclear(r);
 }
 
+/* The statement got no answer from the server: cancelled, timed out or the connection lost
+ * (which is then dropped). */
+static void fail_connection(struct conn_slot *s, enum end_reason why, struct failure *f, rt_step_result *res)
+{
+    if (why == END_CANCELLED)
+        rt_step_fail(res, true, "sql: cancelled");
+    else if (why == END_TIMED_OUT || !s->conn)
+        rt_step_fail(res, true, "sql: timed out: the database did not answer");
+    else {
+        conn_message(s->conn, s->url, NULL, f, "sql: lost the database connection");
+        rt_step_fail(res, true, "%s", f->msg);
+    }
+    res->error_detail = json_pack("{s:b}", "connection", 1);
+    drop_conn(s);
+}
+
+/* The server's answer as the step's result: rows, or why the statement failed. */
+static void record_result(PGresult *r, enum end_reason why, rt_step_result *res)
+{
+    switch (PQresultStatus(r)) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+        res->output = result_output(r);
+        if (res->output)
+            res->outcome = RT_STEP_OK;
+        else
+            rt_step_fail(res, true, "sql: out of memory building rows");
+        break;
+    case PGRES_COPY_IN:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_BOTH:
+        rt_step_fail(res, false, "sql: COPY to or from the client is not supported; use a file or a query");
+        break;
+    case PGRES_EMPTY_QUERY:
+        rt_step_fail(res, false, "sql: the query is empty");
+        break;
+    default:
+        report_sql_error(r, why, res);
+        break;
+    }
+}
+
 static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
 {
     rt_error err;
@@ -641,40 +683,11 @@ static void execute(rt_step_ctx *ctx, json_t *with, rt_step_result *res)
     if (!r || (s->conn && PQstatus(s->conn) == CONNECTION_BAD) ||
         (PQresultStatus(r) == PGRES_FATAL_ERROR && !PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
         /* No SQLSTATE: libpq's own error (the connection went away), not the server's. */
-        if (why == END_CANCELLED)
-            rt_step_fail(res, true, "sql: cancelled");
-        else if (why == END_TIMED_OUT || !s->conn)
-            rt_step_fail(res, true, "sql: timed out: the database did not answer");
-        else {
-            conn_message(s->conn, s->url, NULL, &f, "sql: lost the database connection");
-            rt_step_fail(res, true, "%s", f.msg);
-        }
-        res->error_detail = json_pack("{s:b}", "connection", 1);
-        drop_conn(s);
+        fail_connection(s, why, &f, res);
         PQclear(r);
         goto done;
     }
-    switch (PQresultStatus(r)) {
-    case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK:
-        res->output = result_output(r);
-        if (res->output)
-            res->outcome = RT_STEP_OK;
-        else
-            rt_step_fail(res, true, "sql: out of memory building rows");
-        break;
-    case PGRES_COPY_IN:
-    case PGRES_COPY_OUT:
-    case PGRES_COPY_BOTH:
-        rt_step_fail(res, false, "sql: COPY to or from the client is not supported; use a file or a query");
-        break;
-    case PGRES_EMPTY_QUERY:
-        rt_step_fail(res, false, "sql: the query is empty");
-        break;
-    default:
-        report_sql_error(r, why, res);
-        break;
-    }
+    record_result(r, why, res);
     PQclear(r);
     finish_transaction(s, ctx);
 

@@ -96,6 +96,68 @@ static int split_fields(char *line, char **fields, int max)
     return n;
 }
 
+/* One line's fields (nf of them, comments and blank lines already skipped) as an entry:
+ * "sha256hex role [entity_id] [holder=ID]". */
+static rt_status parse_token_line(char **fields, int nf, const char *file, int lineno, token_entry *e, rt_error *err)
+{
+    memset(e, 0, sizeof *e);
+    /* An optional last field holder=ID: the approver id of the person holding it. */
+    if (nf >= 3 && nf <= 4 && !strncmp(fields[nf - 1], "holder=", 7)) {
+        const char *h = fields[nf - 1] + 7;
+        if (!rt_approver_id_valid(h))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "%s:%d: holder= must be an approver id (^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$)", file,
+                                lineno);
+        snprintf(e->holder, sizeof e->holder, "%s", h);
+        nf--;
+    }
+    if (nf < 2 || nf > 3)
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "%s:%d: expected \"sha256hex role [entity_id] [holder=ID]\" (%d fields found)", file,
+                            lineno, nf);
+    if (!parse_hash(fields[0], e->hash))
+        return rt_error_set(err, RT_ERR_INVALID,
+                            "%s:%d: the first field must be the 64 hex digits of the token's SHA-256 "
+                            "(see `ratchet token create`)",
+                            file, lineno);
+    rt_error rerr;
+    if (rt_role_parse(fields[1], &e->role, &rerr) != RT_OK)
+        return rt_error_set(err, RT_ERR_INVALID, "%s:%d: %s", file, lineno, rerr.msg);
+    if (nf == 3 && e->role != RT_ROLE_AGENT)
+        return rt_error_set(err, RT_ERR_INVALID, "%s:%d: only agent tokens have an entity_id (role %s)", file, lineno,
+                            fields[1]);
+    if (e->role == RT_ROLE_AGENT && nf != 3)
+        return rt_error_set(err, RT_ERR_INVALID, "%s:%d: an agent token needs an entity_id: \"hash agent ENTITY\"",
+                            file, lineno);
+    if (nf == 3) {
+        if (!rt_entity_id_valid(fields[2]))
+            return rt_error_set(err, RT_ERR_INVALID,
+                                "%s:%d: entity_id must be 1..%d printable ASCII characters without spaces", file,
+                                lineno, RT_AUTH_ENTITY_MAX);
+        snprintf(e->entity_id, sizeof e->entity_id, "%s", fields[2]);
+    }
+    return RT_OK;
+}
+
+/* Appends e unless its hash is listed already. */
+static rt_status add_token(rt_tokens *t, size_t *cap, const token_entry *e, const char *file, int lineno,
+                           rt_error *err)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!memcmp(t->items[i].hash, e->hash, sizeof e->hash))
+            return rt_error_set(err, RT_ERR_INVALID, "%s:%d: the same token hash is listed twice", file, lineno);
+    if (t->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        token_entry *items = realloc(t->items, ncap * sizeof *items);
+        if (!items)
+            return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+        t->items = items;
+        *cap = ncap;
+    }
+    t->items[t->n++] = *e;
+    return RT_OK;
+}
+
 rt_status rt_tokens_parse(const char *text, size_t len, const char *file, rt_tokens **out, rt_error *err)
 {
     *out = NULL;
@@ -131,75 +193,9 @@ rt_status rt_tokens_parse(const char *text, size_t len, const char *file, rt_tok
         if (nf == 0 || fields[0][0] == '#')
             continue;
         token_entry e;
-        memset(&e, 0, sizeof e);
-        /* An optional last field holder=ID: the approver id of the person holding it. */
-        if (nf >= 3 && nf <= 4 && !strncmp(fields[nf - 1], "holder=", 7)) {
-            const char *h = fields[nf - 1] + 7;
-            if (!rt_approver_id_valid(h)) {
-                s = rt_error_set(err, RT_ERR_INVALID,
-                                 "%s:%d: holder= must be an approver id (^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$)", file,
-                                 lineno);
-                break;
-            }
-            snprintf(e.holder, sizeof e.holder, "%s", h);
-            nf--;
-        }
-        if (nf < 2 || nf > 3) {
-            s = rt_error_set(err, RT_ERR_INVALID,
-                             "%s:%d: expected \"sha256hex role [entity_id] [holder=ID]\" (%d fields found)", file,
-                             lineno, nf);
-            break;
-        }
-        if (!parse_hash(fields[0], e.hash)) {
-            s = rt_error_set(err, RT_ERR_INVALID,
-                             "%s:%d: the first field must be the 64 hex digits of the token's SHA-256 "
-                             "(see `ratchet token create`)",
-                             file, lineno);
-            break;
-        }
-        rt_error rerr;
-        if (rt_role_parse(fields[1], &e.role, &rerr) != RT_OK) {
-            s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: %s", file, lineno, rerr.msg);
-            break;
-        }
-        if (nf == 3 && e.role != RT_ROLE_AGENT) {
-            s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: only agent tokens have an entity_id (role %s)", file,
-                             lineno, fields[1]);
-            break;
-        }
-        if (e.role == RT_ROLE_AGENT && nf != 3) {
-            s = rt_error_set(err, RT_ERR_INVALID,
-                             "%s:%d: an agent token needs an entity_id: \"hash agent ENTITY\"", file, lineno);
-            break;
-        }
-        if (nf == 3) {
-            if (!rt_entity_id_valid(fields[2])) {
-                s = rt_error_set(err, RT_ERR_INVALID,
-                                 "%s:%d: entity_id must be 1..%d printable ASCII characters without spaces", file,
-                                 lineno, RT_AUTH_ENTITY_MAX);
-                break;
-            }
-            snprintf(e.entity_id, sizeof e.entity_id, "%s", fields[2]);
-        }
-        for (size_t i = 0; i < t->n; i++) {
-            if (!memcmp(t->items[i].hash, e.hash, sizeof e.hash)) {
-                s = rt_error_set(err, RT_ERR_INVALID, "%s:%d: the same token hash is listed twice", file, lineno);
-                break;
-            }
-        }
-        if (s != RT_OK)
-            break;
-        if (t->n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            token_entry *items = realloc(t->items, ncap * sizeof *items);
-            if (!items) {
-                s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-                break;
-            }
-            t->items = items;
-            cap = ncap;
-        }
-        t->items[t->n++] = e;
+        s = parse_token_line(fields, nf, file, lineno, &e, err);
+        if (s == RT_OK)
+            s = add_token(t, &cap, &e, file, lineno, err);
     }
     free(copy);
     if (s != RT_OK) {

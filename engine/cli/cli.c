@@ -313,6 +313,97 @@ static bool terminal(const char *status)
     return false;
 }
 
+/* `run`'s --data, --at/--in and --wait-timeout: 0, or the exit code after saying why. */
+static int run_inputs(cli *c, const opts *o, json_t **data, int64_t *run_at, int64_t *wait_ms)
+{
+    rt_error err;
+    *run_at = 0;
+    *wait_ms = 0;
+    if (o->data) {
+        json_error_t jerr;
+        *data = json_loads(o->data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (!*data)
+            return usage_error(c->cmd, "--data is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                               jerr.text);
+    } else {
+        *data = json_object();
+    }
+    if (o->at && rt_time_parse(o->at, run_at, &err) != RT_OK)
+        return usage_error(c->cmd, "--at: %s", err.msg);
+    if (o->in) {
+        int64_t ms;
+        if (rt_duration_parse(o->in, &ms, &err) != RT_OK)
+            return usage_error(c->cmd, "--in: %s", err.msg);
+        *run_at = rt_now_ms() + ms;
+    }
+    if (o->wait_timeout && rt_duration_parse(o->wait_timeout, wait_ms, &err) != RT_OK)
+        return usage_error(c->cmd, "--wait-timeout: %s", err.msg);
+    return 0;
+}
+
+/* The workflow to run: the registry's current version (what `serve` runs), or the
+ * directory's when the registry does not know it (no `serve` has synced it yet). *wf points
+ * into *registered or *set, which the caller frees. 0, or the exit code after saying why. */
+static int run_workflow(cli *c, const char *wf_id, rt_workflow **registered, rt_workflow_set **set, rt_workflow **wf)
+{
+    rt_error err;
+    rt_store *reg_st = NULL;
+    *registered = NULL;
+    *set = NULL;
+    if (rt_store_open(c->cfg.database_url, &reg_st, &err) == RT_OK &&
+        rt_catalog_find(reg_st, wf_id, registered, &err) == RT_ERR_NOT_FOUND && strstr(err.msg, "was removed")) {
+        rt_store_close(reg_st);
+        fprintf(stderr, "ratchet run: %s\n", err.msg);
+        return 1;
+    }
+    rt_store_close(reg_st);
+    int quiet = 1;
+    if (!*registered && rt_workflow_load_dir(c->cfg.workflows, set, print_load_error, &quiet, &err) != RT_OK)
+        return usage_error(c->cmd, "workflows: %s", err.msg);
+    *wf = *registered ? *registered : rt_workflow_set_find(*set, wf_id);
+    if (!*wf) {
+        fprintf(stderr, "ratchet run: workflow \"%s\" not found in %s%s\n", wf_id, c->cfg.workflows,
+                (*set)->n_errors ? " (some files there have errors: run `ratchet validate`)" : "");
+        return 1;
+    }
+    if (!(*wf)->enabled) {
+        fprintf(stderr, "ratchet run: workflow \"%s\" is disabled (\"enabled\": false in %s)\n", wf_id,
+                (*wf)->file ? (*wf)->file : "its definition");
+        return 1;
+    }
+    return 0;
+}
+
+/* --wait: polls the run until it ends (0 when it completed) or wait_ms passes (0: never). */
+static int wait_for_run(cli *c, rt_store *st, const char *run_id, int64_t wait_ms, const char *wait_timeout)
+{
+    rt_error err;
+    int64_t deadline = wait_ms ? rt_mono_ms() + wait_ms : 0;
+    int64_t pause = 20;
+    for (;;) {
+        json_t *run = NULL;
+        if (rt_store_get_run(st, run_id, false, &run, &err) != RT_OK)
+            return fail(c->cmd, &err);
+        const char *status = json_string_value(json_object_get(run, "status"));
+        if (status && terminal(status)) {
+            bool ok = !strcmp(status, "completed");
+            const char *error = json_string_value(json_object_get(run, "error"));
+            fprintf(stderr, "run %s %s%s%s\n", run_id, status, error ? ": " : "", error ? error : "");
+            json_decref(run);
+            return ok ? 0 : 1;
+        }
+        json_decref(run);
+        if (deadline && rt_mono_ms() > deadline) {
+            fprintf(stderr, "ratchet run: run %s still %s after --wait-timeout %s\n", run_id, status ? status : "?",
+                    wait_timeout);
+            return 1;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = pause * 1000000};
+        nanosleep(&ts, NULL);
+        pause = pause * 2 > 500 ? 500 : pause * 2;
+    }
+}
+
 static int cmd_run(cli *c)
 {
     opts o;
@@ -324,72 +415,16 @@ static int cmd_run(cli *c)
     if (o.at && o.in)
         return usage_error(c->cmd, "--at and --in cannot be used together");
     const char *wf_id = o.positional[0];
-
     json_t *data = NULL;
-    if (o.data) {
-        json_error_t jerr;
-        data = json_loads(o.data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-        if (!data)
-            return usage_error(c->cmd, "--data is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
-                               jerr.text);
-    } else {
-        data = json_object();
-    }
-    rt_error err;
-    int64_t run_at = 0;
-    if (o.at && rt_time_parse(o.at, &run_at, &err) != RT_OK) {
-        json_decref(data);
-        return usage_error(c->cmd, "--at: %s", err.msg);
-    }
-    if (o.in) {
-        int64_t ms;
-        if (rt_duration_parse(o.in, &ms, &err) != RT_OK) {
-            json_decref(data);
-            return usage_error(c->cmd, "--in: %s", err.msg);
-        }
-        run_at = rt_now_ms() + ms;
-    }
-    int64_t wait_ms = 0;
-    if (o.wait_timeout && rt_duration_parse(o.wait_timeout, &wait_ms, &err) != RT_OK) {
-        json_decref(data);
-        return usage_error(c->cmd, "--wait-timeout: %s", err.msg);
-    }
-
-    /* The registry's current version (what `serve` runs); the directory when the
-     * registry does not know the workflow (no `serve` has synced it yet). */
-    rt_workflow *registered = NULL;
-    rt_store *reg_st = NULL;
-    if (rt_store_open(c->cfg.database_url, &reg_st, &err) == RT_OK &&
-        rt_catalog_find(reg_st, wf_id, &registered, &err) == RT_ERR_NOT_FOUND && strstr(err.msg, "was removed")) {
-        rt_store_close(reg_st);
-        json_decref(data);
-        fprintf(stderr, "ratchet run: %s\n", err.msg);
-        return 1;
-    }
-    rt_store_close(reg_st);
+    int64_t run_at, wait_ms;
+    rt_workflow *registered = NULL, *wf = NULL;
     rt_workflow_set *set = NULL;
-    int quiet = 1;
-    if (!registered && rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
+    if ((rc = run_inputs(c, &o, &data, &run_at, &wait_ms)) || (rc = run_workflow(c, wf_id, &registered, &set, &wf))) {
         json_decref(data);
-        return usage_error(c->cmd, "workflows: %s", err.msg);
-    }
-    rt_workflow *wf = registered ? registered : rt_workflow_set_find(set, wf_id);
-    if (!wf) {
-        fprintf(stderr, "ratchet run: workflow \"%s\" not found in %s%s\n", wf_id, c->cfg.workflows,
-                set->n_errors ? " (some files there have errors: run `ratchet validate`)" : "");
-        rt_workflow_set_free(set);
-        json_decref(data);
-        return 1;
-    }
-    if (!wf->enabled) {
-        fprintf(stderr, "ratchet run: workflow \"%s\" is disabled (\"enabled\": false in %s)\n", wf_id,
-                wf->file ? wf->file : "its definition");
         rt_workflow_set_free(set);
         rt_workflow_free(registered);
-        json_decref(data);
-        return 1;
+        return rc;
     }
-
     char event_id[37];
     rt_uuid7(event_id);
     json_t *event = json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:s}, s:s}", "name", "ratchet.manual", "id", event_id,
@@ -397,68 +432,31 @@ static int cmd_run(cli *c)
                               rt_os_user("cli"), "v", "1");
     json_t *trigger = json_pack("{s:s}", "type", "manual");
     rt_run_request req = {.wf = wf, .trigger = trigger, .event = event, .run_at_ms = run_at};
-
-    rt_store *st;
-    if ((rc = open_store(c, &st))) {
-        json_decref(event);
-        json_decref(trigger);
-        rt_workflow_set_free(set);
-        rt_workflow_free(registered);
-        return rc;
-    }
-    /* AUDIT HOOK (audit.h): the run and its audit record commit together */
-    rt_status s = rt_audit_create_run_cli(st, &req, "run.manual", json_pack("{s:s}", "workflow", wf_id), &err);
+    rt_store *st = NULL;
+    rt_error err;
+    rt_status s = RT_OK;
+    if (!(rc = open_store(c, &st))) /* AUDIT HOOK (audit.h): the run and its audit record commit together */
+        s = rt_audit_create_run_cli(st, &req, "run.manual", json_pack("{s:s}", "workflow", wf_id), &err);
     json_decref(event);
     json_decref(trigger);
     rt_workflow_set_free(set);
     rt_workflow_free(registered);
+    if (rc)
+        return rc;
     if (s != RT_OK) {
-        rt_store_close(st);
-        return fail(c->cmd, &err);
-    }
-    if (!req.id[0]) { /* admission created nothing (idempotency, singleton skip, a paused workflow) */
+        rc = fail(c->cmd, &err);
+    } else if (!req.id[0]) { /* admission created nothing (idempotency, singleton skip, a paused workflow) */
         fprintf(stderr, "skipped: %s\n", req.reason[0] ? req.reason : "not created");
-        rt_store_close(st);
-        return 0;
+    } else {
+        if (req.reason[0])
+            fprintf(stderr, "%s\n", req.reason);
+        printf("%s\n", req.id);
+        fflush(stdout);
+        if (o.wait)
+            rc = wait_for_run(c, st, req.id, wait_ms, o.wait_timeout);
     }
-    if (req.reason[0])
-        fprintf(stderr, "%s\n", req.reason);
-    printf("%s\n", req.id);
-    fflush(stdout);
-    if (!o.wait) {
-        rt_store_close(st);
-        return 0;
-    }
-
-    int64_t deadline = wait_ms ? rt_mono_ms() + wait_ms : 0;
-    int64_t pause = 20;
-    for (;;) {
-        json_t *run = NULL;
-        s = rt_store_get_run(st, req.id, false, &run, &err);
-        if (s != RT_OK) {
-            rt_store_close(st);
-            return fail(c->cmd, &err);
-        }
-        const char *status = json_string_value(json_object_get(run, "status"));
-        if (status && terminal(status)) {
-            bool ok = !strcmp(status, "completed");
-            const char *error = json_string_value(json_object_get(run, "error"));
-            fprintf(stderr, "run %s %s%s%s\n", req.id, status, error ? ": " : "", error ? error : "");
-            json_decref(run);
-            rt_store_close(st);
-            return ok ? 0 : 1;
-        }
-        json_decref(run);
-        if (deadline && rt_mono_ms() > deadline) {
-            fprintf(stderr, "ratchet run: run %s still %s after --wait-timeout %s\n", req.id, status ? status : "?",
-                    o.wait_timeout);
-            rt_store_close(st);
-            return 1;
-        }
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = pause * 1000000};
-        nanosleep(&ts, NULL);
-        pause = pause * 2 > 500 ? 500 : pause * 2;
-    }
+    rt_store_close(st);
+    return rc;
 }
 
 /* ---------- runs / show ---------- */
@@ -661,6 +659,64 @@ static char *make_raw_body(void *arg, size_t i, const char **id)
     return strdup(((raw_ctx *)arg)->body);
 }
 
+/* --raw-file: bytes exactly as given, unvalidated, for testing consumers and replaying dead
+ * letters. Only through a broker, whose consumer validates them. */
+static int send_raw(cli *c, const opts *o, const char *via)
+{
+    rt_error err;
+    if (strcmp(via, "db") == 0)
+        return usage_error(c->cmd, "--raw-file needs --via amqp or nats");
+    char *raw = NULL;
+    size_t raw_len = 0;
+    if (rt_file_read(o->raw_file, 64u << 20, &raw, &raw_len, &err) != RT_OK)
+        return usage_error(c->cmd, "--raw-file: %s", err.msg);
+    raw_ctx rc2 = {.body = raw};
+    rt_status rs = rt_intake_publish(&c->cfg, via, o->positional[0], 1, 0, make_raw_body, &rc2, &err);
+    free(raw);
+    if (rs != RT_OK)
+        return fail(c->cmd, &err);
+    fprintf(stderr, "%zu raw byte(s) published via %s\n", raw_len, via);
+    return 0;
+}
+
+/* --via db: ingests the event here (as a broker's consumer would) and says what it started. */
+static int send_to_db(cli *c, const opts *o, rt_event *ev)
+{
+    rt_error err;
+    int rc;
+    rt_workflow_set *set = NULL;
+    int quiet = 1;
+    if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK)
+        return usage_error(c->cmd, "workflows: %s", err.msg);
+    rt_store *st = NULL;
+    if ((rc = open_store(c, &st))) {
+        rt_workflow_set_free(set);
+        return rc;
+    }
+    rt_ingest_result res = {0};
+    rt_status s = rt_ingest_events(set, st, &ev, 1, "cli", &res, &err);
+    rt_store_close(st);
+    rt_workflow_set_free(set);
+    if (s != RT_OK)
+        return fail(c->cmd, &err);
+    if (o->json) {
+        json_t *out = json_pack("{s:s, s:b, s:O}", "id", ev->id, "duplicate", res.duplicate, "runs", res.run_ids);
+        print_json(out);
+        json_decref(out);
+    } else {
+        printf("%s\n", ev->id);
+        if (res.duplicate)
+            fprintf(stderr, "event %s was stored before: nothing started\n", ev->id);
+        else
+            fprintf(stderr, "event %s stored, %zu run(s) started\n", ev->id, json_array_size(res.run_ids));
+        size_t i;
+        json_t *id;
+        json_array_foreach(res.run_ids, i, id) fprintf(stderr, "  run %s\n", json_string_value(id));
+    }
+    rt_ingest_results_clear(&res, 1);
+    return 0;
+}
+
 static int cmd_send(cli *c)
 {
     opts o;
@@ -675,23 +731,8 @@ static int cmd_send(cli *c)
     if (strcmp(via, "db") != 0 && strcmp(via, "amqp") != 0 && strcmp(via, "nats") != 0)
         return usage_error(c->cmd, "--via %s: expected db, amqp or nats", via);
     rt_error err;
-    if (o.raw_file) {
-        /* Bytes exactly as given, unvalidated: for testing consumers and replaying dead
-         * letters. Only through a broker, whose consumer validates them. */
-        if (strcmp(via, "db") == 0)
-            return usage_error(c->cmd, "--raw-file needs --via amqp or nats");
-        char *raw = NULL;
-        size_t raw_len = 0;
-        if (rt_file_read(o.raw_file, 64u << 20, &raw, &raw_len, &err) != RT_OK)
-            return usage_error(c->cmd, "--raw-file: %s", err.msg);
-        raw_ctx rc2 = {.body = raw};
-        rt_status rs = rt_intake_publish(&c->cfg, via, o.positional[0], 1, 0, make_raw_body, &rc2, &err);
-        free(raw);
-        if (rs != RT_OK)
-            return fail(c->cmd, &err);
-        fprintf(stderr, "%zu raw byte(s) published via %s\n", raw_len, via);
-        return 0;
-    }
+    if (o.raw_file)
+        return send_raw(c, &o, via);
     rt_actor_type actor = RT_ACTOR_USER;
     if (o.actor_type && rt_actor_type_parse(o.actor_type, &actor, &err) != RT_OK)
         return usage_error(c->cmd, "--actor-type: %s", err.msg);
@@ -724,43 +765,9 @@ static int cmd_send(cli *c)
         rt_event_free(ev);
         return usage_error(c->cmd, "--count needs --via amqp or nats");
     }
-    rt_workflow_set *set = NULL;
-    int quiet = 1;
-    if (rt_workflow_load_dir(c->cfg.workflows, &set, print_load_error, &quiet, &err) != RT_OK) {
-        rt_event_free(ev);
-        return usage_error(c->cmd, "workflows: %s", err.msg);
-    }
-    rt_store *st = NULL;
-    if ((rc = open_store(c, &st))) {
-        rt_event_free(ev);
-        rt_workflow_set_free(set);
-        return rc;
-    }
-    rt_ingest_result res = {0};
-    s = rt_ingest_events(set, st, &ev, 1, "cli", &res, &err);
-    rt_store_close(st);
-    rt_workflow_set_free(set);
-    if (s != RT_OK) {
-        rt_event_free(ev);
-        return fail(c->cmd, &err);
-    }
-    if (o.json) {
-        json_t *out = json_pack("{s:s, s:b, s:O}", "id", ev->id, "duplicate", res.duplicate, "runs", res.run_ids);
-        print_json(out);
-        json_decref(out);
-    } else {
-        printf("%s\n", ev->id);
-        if (res.duplicate)
-            fprintf(stderr, "event %s was stored before: nothing started\n", ev->id);
-        else
-            fprintf(stderr, "event %s stored, %zu run(s) started\n", ev->id, json_array_size(res.run_ids));
-        size_t i;
-        json_t *id;
-        json_array_foreach(res.run_ids, i, id) fprintf(stderr, "  run %s\n", json_string_value(id));
-    }
-    rt_ingest_results_clear(&res, 1);
+    rc = send_to_db(c, &o, ev);
     rt_event_free(ev);
-    return 0;
+    return rc;
 }
 
 static int cmd_events(cli *c)

@@ -278,176 +278,174 @@ static void show_action(const args *a, json_t *gate, bool approve, const char *h
     }
 }
 
-static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, bool approve)
+/* What `approve`/`reject` were asked, checked. */
+typedef struct decision_req {
+    const char *run_id, *as, *key, *comment, *step, *via, *hash, *nonce;
+    bool approve, as_json, print_only;
+    int64_t ts, wait_ms;
+} decision_req;
+
+/* Reads and checks the options into o: 0, or the exit code after saying why. */
+static int decide_options(args *a, rt_config *cfg, bool approve, decision_req *o)
 {
-    int rc;
-    if (!parse(a, approve ? &approve_cmd : &reject_cmd, cfg, argc, argv, pos, &rc))
-        return rc;
     if (a->n_positional != 1)
         return usage(a, "%s", "expected a run id");
-    const char *run_id = a->positional[0];
-    const char *as = opt_value(a, "--as"), *key = opt_value(a, "--key");
-    const char *comment = opt_value(a, "--comment"), *step = opt_value(a, "--step");
-    const char *via = opt_value(a, "--via") ? opt_value(a, "--via") : "db";
-    const char *hash = opt_value(a, "--hash"), *nonce_opt = opt_value(a, "--nonce");
-    bool as_json = opt_given(a, "--json"), print_only = opt_given(a, "--print");
-    if (!as || !key)
+    *o = (decision_req){.run_id = a->positional[0], .as = opt_value(a, "--as"), .key = opt_value(a, "--key"),
+                       .comment = opt_value(a, "--comment"), .step = opt_value(a, "--step"),
+                       .via = opt_value(a, "--via") ? opt_value(a, "--via") : "db", .hash = opt_value(a, "--hash"),
+                       .nonce = opt_value(a, "--nonce"), .approve = approve, .as_json = opt_given(a, "--json"),
+                       .print_only = opt_given(a, "--print"), .ts = rt_now_ms(), .wait_ms = 10000};
+    if (!o->as || !o->key)
         return usage(a, "%s", "--as ID and --key FILE are required");
-    if (!rt_uuid_valid(run_id))
-        return usage(a, "\"%.64s\" is not a run id (expected a UUID)", run_id);
-    if (strcmp(via, "db") && strcmp(via, "amqp") && strcmp(via, "nats"))
-        return usage(a, "--via %s: expected db, amqp or nats", via);
+    if (!rt_uuid_valid(o->run_id))
+        return usage(a, "\"%.64s\" is not a run id (expected a UUID)", o->run_id);
+    if (strcmp(o->via, "db") && strcmp(o->via, "amqp") && strcmp(o->via, "nats"))
+        return usage(a, "--via %s: expected db, amqp or nats", o->via);
     rt_error err;
-    int64_t ts = rt_now_ms(), wait_ms = 10000;
     if (opt_value(a, "--ts")) {
         char *end;
         errno = 0;
         long long v = strtoll(opt_value(a, "--ts"), &end, 10);
         if (errno || *end || v <= 0)
             return usage(a, "--ts %s: expected unix milliseconds", opt_value(a, "--ts"));
-        ts = v;
+        o->ts = v;
     }
-    if (opt_value(a, "--wait-timeout") && rt_duration_parse(opt_value(a, "--wait-timeout"), &wait_ms, &err) != RT_OK)
+    if (opt_value(a, "--wait-timeout") && rt_duration_parse(opt_value(a, "--wait-timeout"), &o->wait_ms, &err) != RT_OK)
         return usage(a, "--wait-timeout: %s", err.msg);
     if (rt_approval_configure(cfg->approvers_file, cfg->approval_skew_ms, &err) != RT_OK) {
         fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
         return EXIT_USAGE;
     }
     struct stat sb;
-    if (stat(key, &sb) == 0 && (sb.st_mode & 077))
-        fprintf(stderr, "ratchet %s: warning: %s is readable by others (mode %03o): chmod 600 it\n", a->cmd, key,
+    if (stat(o->key, &sb) == 0 && (sb.st_mode & 077))
+        fprintf(stderr, "ratchet %s: warning: %s is readable by others (mode %03o): chmod 600 it\n", a->cmd, o->key,
                 (unsigned)(sb.st_mode & 0777));
+    return 0;
+}
 
-    rt_store *st = NULL;
-    char hash_buf[65] = "", step_buf[130] = "";
-    if (!hash) {
-        /* What the approver signs is what the engine shows it will run. */
-        if ((rc = need_db(a, cfg, &st)))
-            return rc;
-        json_t *pending = NULL;
-        rt_status s = rt_store_approval_pending(st, run_id, &pending, &err);
-        if (s != RT_OK) {
-            fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
-            rt_store_close(st);
-            return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
-        }
-        json_t *pick = NULL;
-        size_t i, matches = 0;
-        json_t *g;
-        json_array_foreach(pending, i, g) {
-            if (step && strcmp(str_or(g, "step_id", ""), step) != 0)
-                continue;
-            pick = g;
-            matches++;
-        }
-        if (matches != 1) {
-            if (matches == 0)
-                fprintf(stderr, "ratchet %s: run %s is not awaiting approval%s%s\n", a->cmd, run_id,
-                        step ? " at step " : "", step ? step : "");
-            else
-                fprintf(stderr, "ratchet %s: run %s has %zu approval steps waiting: pass --step STEP\n", a->cmd,
-                        run_id, matches);
-            json_decref(pending);
-            rt_store_close(st);
-            return 1;
-        }
-        snprintf(step_buf, sizeof step_buf, "%s", str_or(pick, "step_id", ""));
+/* The run's one pending gate (at o->step when given), or NULL after saying why. */
+static json_t *pending_gate(const args *a, const decision_req *o, json_t *pending)
+{
+    json_t *pick = NULL;
+    size_t i, matches = 0;
+    json_t *g;
+    json_array_foreach(pending, i, g) {
+        if (o->step && strcmp(str_or(g, "step_id", ""), o->step) != 0)
+            continue;
+        pick = g;
+        matches++;
+    }
+    if (matches == 0)
+        fprintf(stderr, "ratchet %s: run %s is not awaiting approval%s%s\n", a->cmd, o->run_id,
+                o->step ? " at step " : "", o->step ? o->step : "");
+    else if (matches > 1)
+        fprintf(stderr, "ratchet %s: run %s has %zu approval steps waiting: pass --step STEP\n", a->cmd, o->run_id,
+                matches);
+    return matches == 1 ? pick : NULL;
+}
+
+/* Without --hash: what the approver signs is what the engine shows it will run. Opens the
+ * database (*st), finds the gate, recomputes its action hash into hash_buf and shows the
+ * action; o->hash and o->step then point at hash_buf and step_buf. 0 or an exit code. */
+static int gate_to_sign(args *a, rt_config *cfg, decision_req *o, rt_store **st, char hash_buf[65],
+                        char step_buf[130])
+{
+    int rc;
+    if ((rc = need_db(a, cfg, st)))
+        return rc;
+    json_t *pending = NULL;
+    rt_error err;
+    rt_status s = rt_store_approval_pending(*st, o->run_id, &pending, &err);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
+    json_t *pick = pending_gate(a, o, pending);
+    rc = pick ? 0 : 1;
+    if (pick) {
+        snprintf(step_buf, 130, "%s", str_or(pick, "step_id", ""));
         /* Sign only what was recomputed here from the pinned definition's hash and the
          * event the run stored, never the stored hash on its word: if someone changed the
          * run's event (or the gate) in the database, the two disagree and nothing is signed. */
-        if (!verify_action(a, st, pick, step_buf[0] ? step_buf : NULL, hash_buf)) {
-            json_decref(pending);
-            rt_store_close(st);
-            return 1;
+        if (verify_action(a, *st, pick, step_buf[0] ? step_buf : NULL, hash_buf)) {
+            show_action(a, pick, o->approve, hash_buf);
+            o->hash = hash_buf;
+            o->step = step_buf[0] ? step_buf : NULL;
+        } else {
+            rc = 1;
         }
-        show_action(a, pick, approve, hash_buf);
-        json_decref(pending);
-        hash = hash_buf;
-        step = step_buf[0] ? step_buf : NULL;
     }
+    json_decref(pending);
+    return rc;
+}
 
+/* The signed decision document (a new reference in *out), checked as the engine will. */
+static rt_status sign_decision(const decision_req *o, json_t **out, rt_error *err)
+{
     char nonce[40];
-    if (nonce_opt) {
-        snprintf(nonce, sizeof nonce, "%.39s", nonce_opt);
+    if (o->nonce) {
+        snprintf(nonce, sizeof nonce, "%.39s", o->nonce);
     } else {
         unsigned char rnd[16];
         rt_random_bytes(rnd, sizeof rnd);
         for (size_t i = 0; i < sizeof rnd; i++)
             snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
     }
-    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "run_id", run_id, "decision", approve ? "approve" : "reject",
-                          "approver", as, "ts", (json_int_t)ts, "nonce", nonce_opt ? nonce_opt : nonce, "action_hash",
-                          hash);
-    if (comment)
-        json_object_set_new(d, "comment", json_string(comment));
-    if (step)
-        json_object_set_new(d, "step_id", json_string(step));
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "run_id", o->run_id, "decision",
+                          o->approve ? "approve" : "reject", "approver", o->as, "ts", (json_int_t)o->ts, "nonce",
+                          o->nonce ? o->nonce : nonce, "action_hash", o->hash);
+    if (o->comment)
+        json_object_set_new(d, "comment", json_string(o->comment));
+    if (o->step)
+        json_object_set_new(d, "step_id", json_string(o->step));
     size_t len = 0;
     char *canon = rt_approval_canonical(d, &len);
     char sig[100];
-    rt_status s = canon ? rt_approval_sign_file(key, canon, len, sig, &err)
-                        : rt_error_set(&err, RT_ERR_NOMEM, "out of memory");
+    rt_status s = canon ? rt_approval_sign_file(o->key, canon, len, sig, err)
+                        : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     free(canon);
     if (s == RT_OK) {
         json_object_set_new(d, "sig", json_string(sig));
-        s = rt_approval_decision_check(d, &err);
+        s = rt_approval_decision_check(d, err);
     }
     if (s != RT_OK) {
-        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
         json_decref(d);
-        rt_store_close(st);
-        return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+        return s;
     }
-    if (print_only) {
-        char *text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s\n", text ? text : "");
-        free(text);
-        json_decref(d);
-        rt_store_close(st);
-        return 0;
-    }
-    rt_event *ev = NULL;
-    s = rt_event_new(RT_APPROVAL_DECIDED_EVENT, d, RT_ACTOR_USER, as, NULL, NULL, &ev, &err);
-    json_decref(d);
-    if (s != RT_OK) {
-        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
-        rt_store_close(st);
-        return 1;
-    }
+    *out = d;
+    return RT_OK;
+}
+
+/* Hands the decision event to the engine: ingested here (--via db: *st is open) or published
+ * to a broker, after which *st is the database to wait on, or NULL when none is configured. */
+static rt_status send_decision(rt_config *cfg, const char *via, rt_event *ev, rt_store **st, rt_error *err)
+{
+    rt_status s;
     if (!strcmp(via, "db")) {
-        if (!st && (rc = need_db(a, cfg, &st))) {
-            rt_event_free(ev);
-            return rc;
-        }
         rt_workflow_set *set = NULL; /* workflows may start on the decision event too */
-        if (cfg->workflows && rt_workflow_load_dir(cfg->workflows, &set, quiet, NULL, &err) != RT_OK)
+        if (cfg->workflows && rt_workflow_load_dir(cfg->workflows, &set, quiet, NULL, err) != RT_OK)
             set = NULL;
         rt_ingest_result res = {0};
-        s = rt_ingest_events(set, st, &ev, 1, "cli", &res, &err);
+        s = rt_ingest_events(set, *st, &ev, 1, "cli", &res, err);
         rt_ingest_results_clear(&res, 1);
         rt_workflow_set_free(set);
     } else {
         body_ctx b = {.ev = ev};
-        s = rt_intake_publish(cfg, via, ev->name, 1, 0, event_body, &b, &err);
-        if (s == RT_OK && !st && cfg->database_url && *cfg->database_url && rt_store_open(cfg->database_url, &st, &err) != RT_OK)
-            st = NULL; /* sent; without the database there is no outcome to wait for */
+        s = rt_intake_publish(cfg, via, ev->name, 1, 0, event_body, &b, err);
+        if (s == RT_OK && !*st && cfg->database_url && *cfg->database_url &&
+            rt_store_open(cfg->database_url, st, err) != RT_OK)
+            *st = NULL; /* sent; without the database there is no outcome to wait for */
     }
-    if (s != RT_OK) {
-        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
-        rt_event_free(ev);
-        rt_store_close(st);
-        return 1;
-    }
-    if (!st) {
-        printf("%s\n", ev->id);
-        fprintf(stderr, "decision sent via %s as event %s (no database configured to wait for the outcome)\n", via,
-                ev->id);
-        rt_event_free(ev);
-        return 0;
-    }
-    /* The engine's verdict is an audit record naming this event. */
+    return s;
+}
+
+/* The engine's verdict is an audit record naming the event: waits for it and reports it. */
+static int await_verdict(const args *a, const decision_req *o, rt_store *st, const rt_event *ev)
+{
     json_t *outcome = NULL;
-    int64_t deadline = rt_mono_ms() + wait_ms, pause = 20;
+    rt_error err;
+    rt_status s;
+    int64_t deadline = rt_mono_ms() + o->wait_ms, pause = 20;
     for (;;) {
         s = rt_store_approval_outcome(st, ev->id, &outcome, &err);
         if (s != RT_ERR_NOT_FOUND || rt_mono_ms() > deadline)
@@ -456,22 +454,82 @@ static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, b
         nanosleep(&t, NULL);
         pause = pause * 2 > 250 ? 250 : pause * 2;
     }
-    rt_store_close(st);
     if (s == RT_ERR_NOT_FOUND) {
         fprintf(stderr, "ratchet %s: decision %s sent via %s, but no engine has judged it within %lld ms (is serve running "
                         "and consuming %s?)\n",
-                a->cmd, ev->id, via, (long long)wait_ms, via);
-        rt_event_free(ev);
+                a->cmd, ev->id, o->via, (long long)o->wait_ms, o->via);
         return 1;
     }
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        return 1;
+    }
+    int rc = report(a, outcome, ev->id, o->as_json);
+    json_decref(outcome);
+    return rc;
+}
+
+/* Prints the signed document (--print) or sends it as an event and waits for the verdict. */
+static int deliver_decision(args *a, rt_config *cfg, const decision_req *o, json_t *d, rt_store **st)
+{
+    if (o->print_only) {
+        char *text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", text ? text : "");
+        free(text);
+        return 0;
+    }
+    rt_event *ev = NULL;
+    rt_error err;
+    int rc;
+    rt_status s = rt_event_new(RT_APPROVAL_DECIDED_EVENT, d, RT_ACTOR_USER, o->as, NULL, NULL, &ev, &err);
+    if (s == RT_OK && !strcmp(o->via, "db") && !*st && (rc = need_db(a, cfg, st))) {
+        rt_event_free(ev);
+        return rc;
+    }
+    if (s == RT_OK)
+        s = send_decision(cfg, o->via, ev, st, &err);
     if (s != RT_OK) {
         fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
         rt_event_free(ev);
         return 1;
     }
-    rc = report(a, outcome, ev->id, as_json);
-    json_decref(outcome);
+    if (!*st) {
+        printf("%s\n", ev->id);
+        fprintf(stderr, "decision sent via %s as event %s (no database configured to wait for the outcome)\n", o->via,
+                ev->id);
+        rc = 0;
+    } else {
+        rc = await_verdict(a, o, *st, ev);
+    }
     rt_event_free(ev);
+    return rc;
+}
+
+static int cmd_decide(args *a, rt_config *cfg, int argc, char **argv, int pos, bool approve)
+{
+    int rc;
+    if (!parse(a, approve ? &approve_cmd : &reject_cmd, cfg, argc, argv, pos, &rc))
+        return rc;
+    decision_req o;
+    if ((rc = decide_options(a, cfg, approve, &o)))
+        return rc;
+    rt_store *st = NULL;
+    char hash_buf[65] = "", step_buf[130] = "";
+    if (!o.hash && (rc = gate_to_sign(a, cfg, &o, &st, hash_buf, step_buf))) {
+        rt_store_close(st);
+        return rc;
+    }
+    json_t *d = NULL;
+    rt_error err;
+    rt_status s = sign_decision(&o, &d, &err);
+    if (s != RT_OK) {
+        fprintf(stderr, "ratchet %s: %s\n", a->cmd, err.msg);
+        rt_store_close(st);
+        return s == RT_ERR_INVALID ? EXIT_USAGE : 1;
+    }
+    rc = deliver_decision(a, cfg, &o, d, &st);
+    json_decref(d);
+    rt_store_close(st);
     return rc;
 }
 

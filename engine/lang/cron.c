@@ -528,6 +528,34 @@ static rt_tz *tz_alloc(const char *name, size_t ntimes)
     return tz;
 }
 
+/* The POSIX TZ string after a version 2+ file's data (f..end), for times past its last
+ * transition; an empty one leaves rule zeroed. */
+static rt_status tz_footer(const char *name, const unsigned char *f, const unsigned char *end, posix_tz *rule,
+                           rt_error *err)
+{
+    if (f >= end || *f != '\n')
+        return tz_invalid(err, name, "missing TZ string footer");
+    const unsigned char *nl = memchr(f + 1, '\n', (size_t)(end - f - 1));
+    if (!nl)
+        return tz_invalid(err, name, "unterminated TZ string footer");
+    size_t flen = (size_t)(nl - f - 1);
+    if (flen >= TZ_FOOTER_MAX)
+        return tz_invalid(err, name, "TZ string footer too long");
+    if (flen == 0)
+        return RT_OK;
+    char footer[TZ_FOOTER_MAX];
+    memcpy(footer, f + 1, flen);
+    footer[flen] = '\0';
+    if (!memchr(footer, '\0', flen) && parse_posix_tz(footer, rule))
+        return RT_OK;
+    char msg[TZ_FOOTER_MAX + 64];
+    for (size_t i = 0; i < flen; i++)
+        if (!isprint((unsigned char)footer[i]))
+            footer[i] = '?';
+    snprintf(msg, sizeof msg, "unsupported TZ string footer \"%s\"", footer);
+    return tz_invalid(err, name, msg);
+}
+
 rt_status rt_tz_parse(const char *name, const void *data, size_t len, rt_tz **out, rt_error *err)
 {
     if (!out)
@@ -571,30 +599,9 @@ rt_status rt_tz_parse(const char *name, const void *data, size_t len, rt_tz **ou
     }
 
     posix_tz rule = {0};
-    if (version >= 2) {
-        const unsigned char *f = d + off + block, *end = d + len;
-        if (f >= end || *f != '\n')
-            return tz_invalid(err, name, "missing TZ string footer");
-        const unsigned char *nl = memchr(f + 1, '\n', (size_t)(end - f - 1));
-        if (!nl)
-            return tz_invalid(err, name, "unterminated TZ string footer");
-        size_t flen = (size_t)(nl - f - 1);
-        if (flen >= TZ_FOOTER_MAX)
-            return tz_invalid(err, name, "TZ string footer too long");
-        if (flen > 0) {
-            char footer[TZ_FOOTER_MAX];
-            memcpy(footer, f + 1, flen);
-            footer[flen] = '\0';
-            if (memchr(footer, '\0', flen) || !parse_posix_tz(footer, &rule)) {
-                char msg[TZ_FOOTER_MAX + 64];
-                for (size_t i = 0; i < flen; i++)
-                    if (!isprint((unsigned char)footer[i]))
-                        footer[i] = '?';
-                snprintf(msg, sizeof msg, "unsupported TZ string footer \"%s\"", footer);
-                return tz_invalid(err, name, msg);
-            }
-        }
-    }
+    rt_status st = version >= 2 ? tz_footer(name, d + off + block, d + len, &rule, err) : RT_OK;
+    if (st != RT_OK)
+        return st;
 
     rt_tz *tz = tz_alloc(name, c.time);
     if (!tz)
@@ -979,6 +986,69 @@ static bool is_blank(char ch)
 
 #define CRON_MAX_LEN 1024
 
+/* A macro (@daily, ...) at b..e: *fields..*fend becomes its expansion. */
+static rt_status expand_macro(parser *p, const char *b, const char *e, const char **fields, const char **fend)
+{
+    const char *w = b;
+    while (w < e && !is_blank(*w))
+        w++;
+    size_t n = (size_t)(w - b);
+    *fields = NULL;
+    for (size_t i = 0; i < sizeof MACROS / sizeof MACROS[0]; i++)
+        if (strlen(MACROS[i].name) == n && strncasecmp(b, MACROS[i].name, n) == 0)
+            *fields = MACROS[i].expr;
+    if (!*fields) {
+        if (n == 7 && strncasecmp(b, "@reboot", 7) == 0)
+            return parse_error(p, b, "@reboot is not supported (ratchet has no boot-time trigger)");
+        if (n == 6 && strncasecmp(b, "@every", 6) == 0)
+            return parse_error(p, b, "@every is not supported; use a step such as \"*/5 * * * *\"");
+        return parse_error(p, b, "unknown macro \"%.*s\" (use @yearly, @annually, @monthly, @weekly, "
+                                 "@daily, @midnight or @hourly)", (int)(n > 16 ? 16 : n), b);
+    }
+    if (w != e)
+        return parse_error(p, w, "nothing may follow the macro %.*s", (int)n, b);
+    *fend = *fields + strlen(*fields);
+    return RT_OK;
+}
+
+/* The blank-separated fields of fields..fend (5, or 6 with seconds first). */
+static rt_status split_fields(parser *p, const char *fields, const char *fend, const char *start[6],
+                              const char *stop[6], int *n_fields)
+{
+    int count = 0;
+    for (const char *s = fields; s < fend;) {
+        while (s < fend && is_blank(*s))
+            s++;
+        if (s == fend)
+            break;
+        const char *t = s;
+        while (t < fend && !is_blank(*t))
+            t++;
+        if (count == 6) {
+            int total = count;
+            for (const char *q = s; q < fend;) {
+                while (q < fend && is_blank(*q))
+                    q++;
+                if (q == fend)
+                    break;
+                total++;
+                while (q < fend && !is_blank(*q))
+                    q++;
+            }
+            return parse_error(p, s, "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
+                                     "(second first), got %d", total);
+        }
+        start[count] = s;
+        stop[count++] = t;
+        s = t;
+    }
+    if (count != 5 && count != 6)
+        return parse_error(p, NULL, "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
+                                    "(second first), got %d", count);
+    *n_fields = count;
+    return RT_OK;
+}
+
 rt_status rt_cron_parse(const char *expr, rt_cron **out, rt_error *err)
 {
     if (!out)
@@ -1000,59 +1070,13 @@ rt_status rt_cron_parse(const char *expr, rt_cron **out, rt_error *err)
 
     const char *fields = b; /* the text whose fields we parse: expr, or a macro's expansion */
     const char *fend = e;
-    if (*b == '@') {
-        const char *w = b;
-        while (w < e && !is_blank(*w))
-            w++;
-        size_t n = (size_t)(w - b);
-        fields = NULL;
-        for (size_t i = 0; i < sizeof MACROS / sizeof MACROS[0]; i++)
-            if (strlen(MACROS[i].name) == n && strncasecmp(b, MACROS[i].name, n) == 0)
-                fields = MACROS[i].expr;
-        if (!fields) {
-            if (n == 7 && strncasecmp(b, "@reboot", 7) == 0)
-                return parse_error(&p, b, "@reboot is not supported (ratchet has no boot-time trigger)");
-            if (n == 6 && strncasecmp(b, "@every", 6) == 0)
-                return parse_error(&p, b, "@every is not supported; use a step such as \"*/5 * * * *\"");
-            return parse_error(&p, b, "unknown macro \"%.*s\" (use @yearly, @annually, @monthly, @weekly, "
-                                      "@daily, @midnight or @hourly)", (int)(n > 16 ? 16 : n), b);
-        }
-        if (w != e)
-            return parse_error(&p, w, "nothing may follow the macro %.*s", (int)n, b);
-        fend = fields + strlen(fields);
-    }
-
     const char *start[6], *stop[6];
     int count = 0;
-    for (const char *s = fields; s < fend;) {
-        while (s < fend && is_blank(*s))
-            s++;
-        if (s == fend)
-            break;
-        const char *t = s;
-        while (t < fend && !is_blank(*t))
-            t++;
-        if (count == 6) {
-            int total = count;
-            for (const char *q = s; q < fend;) {
-                while (q < fend && is_blank(*q))
-                    q++;
-                if (q == fend)
-                    break;
-                total++;
-                while (q < fend && !is_blank(*q))
-                    q++;
-            }
-            return parse_error(&p, s, "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
-                                      "(second first), got %d", total);
-        }
-        start[count] = s;
-        stop[count++] = t;
-        s = t;
-    }
-    if (count != 5 && count != 6)
-        return parse_error(&p, NULL, "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
-                                     "(second first), got %d", count);
+    rt_status st = *b == '@' ? expand_macro(&p, b, e, &fields, &fend) : RT_OK;
+    if (st == RT_OK)
+        st = split_fields(&p, fields, fend, start, stop, &count);
+    if (st != RT_OK)
+        return st;
 
     rt_cron *c = calloc(1, sizeof *c + (size_t)(e - b) + 1);
     if (!c)
@@ -1066,7 +1090,7 @@ rt_status rt_cron_parse(const char *expr, rt_cron **out, rt_error *err)
         bool star;
         p.field_no = i + 1;
         p.kind = first + i;
-        rt_status st = parse_field(&p, start[i], stop[i], &c->mask[first + i], &star);
+        st = parse_field(&p, start[i], stop[i], &c->mask[first + i], &star);
         if (st != RT_OK) {
             free(c);
             return st;

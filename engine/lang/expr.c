@@ -921,6 +921,43 @@ static rt_status text_fail(parser *p, size_t at, const char *what, const strbuf 
 }
 
 /* Applies fn to args (consumed). Messages name types, never values. */
+/* lower() and upper(): ASCII only, bytes >= 0x80 (UTF-8 sequences) pass through unchanged. */
+static rt_status fn_case(parser *p, size_t at, const struct fn *fn, const value *a, value *out)
+{
+    if (a->kind != V_STR)
+        return fail(p, at, "%s() needs a string, got %s", fn->name, kind_name(a->kind));
+    size_t n = json_string_length(a->j);
+    if (n > RT_EXPR_MAX_STRING)
+        return fail(p, at, "%s(): result longer than %d bytes", fn->name, RT_EXPR_MAX_STRING);
+    char *buf = malloc(n ? n : 1);
+    if (!buf)
+        return rt_error_set(p->err, RT_ERR_NOMEM, "out of memory");
+    const char *s = json_string_value(a->j);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (fn->id == F_LOWER && c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        else if (fn->id == F_UPPER && c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        buf[i] = c;
+    }
+    rt_status st = new_string(p, buf, n, out);
+    free(buf);
+    return st;
+}
+
+static rt_status fn_from_json(parser *p, size_t at, const value *a, value *out)
+{
+    if (a->kind != V_STR)
+        return fail(p, at, "from_json() needs a string, got %s", kind_name(a->kind));
+    json_error_t jerr;
+    json_t *j = json_loadb(json_string_value(a->j), json_string_length(a->j), JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!j) /* jansson's text quotes the input ("near 'abc'"), which may be a secret: the position only */
+        return fail(p, at, "from_json(): not valid JSON (line %d, column %d)", jerr.line, jerr.column);
+    *out = from_json(j, true); /* takes the new reference */
+    return RT_OK;
+}
+
 static rt_status call_fn(parser *p, size_t at, const struct fn *fn, value *args, value *out)
 {
     value *a = &args[0];
@@ -940,35 +977,9 @@ static rt_status call_fn(parser *p, size_t at, const struct fn *fn, value *args,
             st = fail(p, at, "len() needs a string, array or object, got %s", kind_name(a->kind));
         break;
     case F_LOWER:
-    case F_UPPER: {
-        if (a->kind != V_STR) {
-            st = fail(p, at, "%s() needs a string, got %s", fn->name, kind_name(a->kind));
-            break;
-        }
-        size_t n = json_string_length(a->j);
-        if (n > RT_EXPR_MAX_STRING) {
-            st = fail(p, at, "%s(): result longer than %d bytes", fn->name, RT_EXPR_MAX_STRING);
-            break;
-        }
-        char *buf = malloc(n ? n : 1);
-        if (!buf) {
-            st = rt_error_set(p->err, RT_ERR_NOMEM, "out of memory");
-            break;
-        }
-        const char *s = json_string_value(a->j);
-        /* ASCII only: bytes >= 0x80 (UTF-8 sequences) pass through unchanged. */
-        for (size_t i = 0; i < n; i++) {
-            char c = s[i];
-            if (fn->id == F_LOWER && c >= 'A' && c <= 'Z')
-                c = (char)(c - 'A' + 'a');
-            else if (fn->id == F_UPPER && c >= 'a' && c <= 'z')
-                c = (char)(c - 'a' + 'A');
-            buf[i] = c;
-        }
-        st = new_string(p, buf, n, out);
-        free(buf);
+    case F_UPPER:
+        st = fn_case(p, at, fn, a, out);
         break;
-    }
     case F_DEFAULT:
         /* Hand over whichever argument wins, with its reference; the other is released
          * below (a skipped second argument is null). */
@@ -1000,24 +1011,9 @@ static rt_status call_fn(parser *p, size_t at, const struct fn *fn, value *args,
         free(b.d);
         break;
     }
-    case F_FROM_JSON: {
-        if (a->kind != V_STR) {
-            st = fail(p, at, "from_json() needs a string, got %s", kind_name(a->kind));
-            break;
-        }
-        json_error_t jerr;
-        json_t *j = json_loadb(json_string_value(a->j), json_string_length(a->j),
-                               JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-        if (!j) {
-            /* jansson's text quotes the input ("near 'abc'"), which may be a secret:
-             * report the position only. */
-            st = fail(p, at, "from_json(): not valid JSON (line %d, column %d)", jerr.line,
-                      jerr.column);
-            break;
-        }
-        *out = from_json(j, true); /* takes the new reference */
+    case F_FROM_JSON:
+        st = fn_from_json(p, at, a, out);
         break;
-    }
     case F_NOW: {
         char buf[40];
         rt_time_format(rt_now_ms(), buf, sizeof buf);

@@ -1035,6 +1035,48 @@ static rt_status unknown_step_type(loader *l, const char *uses)
     return fail(l, "unknown step type %s (known: %s)", rt_quote(&q, uses), list);
 }
 
+/* needs: only the shape here (distinct strings); ids are resolved once every step is known.
+ * Without it a step needs the one before it. */
+static rt_status parse_needs(loader *l, json_t *sj, rt_workflow *wf, size_t idx)
+{
+    rt_step_def *sd = &wf->steps[idx];
+    json_t *needs;
+    rt_status st = get_array(l, sj, "needs", &needs);
+    if (st != RT_OK)
+        return st;
+    if (!needs && idx > 0) {
+        sd->needs = calloc(1, sizeof *sd->needs);
+        if (!sd->needs || (st = dup_string(l, wf->steps[idx - 1].id, &sd->needs[0])) != RT_OK)
+            return st != RT_OK ? st : fail_code(l, RT_ERR_NOMEM, "out of memory");
+        sd->n_needs = 1;
+        return RT_OK;
+    }
+    if (!needs)
+        return RT_OK;
+    size_t n = json_array_size(needs);
+    size_t old = path_push_key(l, "needs");
+    if (n > 0) {
+        sd->needs = calloc(n, sizeof *sd->needs);
+        if (!sd->needs)
+            st = fail_code(l, RT_ERR_NOMEM, "out of memory");
+    }
+    rt_qbuf q;
+    for (size_t i = 0; st == RT_OK && i < n; i++) {
+        size_t o2 = path_push_index(l, i);
+        const char *s;
+        st = as_string(l, json_array_get(needs, i), &s); /* borrowed */
+        for (size_t k = 0; st == RT_OK && k < i; k++) {
+            if (strcmp(sd->needs[k], s) == 0)
+                st = fail(l, "%s is listed twice", rt_quote(&q, s));
+        }
+        if (st == RT_OK && (st = dup_string(l, s, &sd->needs[i])) == RT_OK)
+            sd->n_needs = i + 1;
+        path_pop(l, o2);
+    }
+    path_pop(l, old);
+    return st;
+}
+
 static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, id_index *ix)
 {
     static const char *const keys[] = {"id",      "uses",    "with",    "needs",     "if",
@@ -1094,39 +1136,8 @@ static rt_status parse_step(loader *l, json_t *sj, rt_workflow *wf, size_t idx, 
     if (st != RT_OK)
         return st;
 
-    /* needs: only the shape here; ids are resolved once every step is known. */
-    json_t *needs;
-    if ((st = get_array(l, sj, "needs", &needs)) != RT_OK)
+    if ((st = parse_needs(l, sj, wf, idx)) != RT_OK)
         return st;
-    if (needs) {
-        size_t n = json_array_size(needs);
-        old = path_push_key(l, "needs");
-        if (n > 0) {
-            sd->needs = calloc(n, sizeof *sd->needs);
-            if (!sd->needs)
-                st = fail_code(l, RT_ERR_NOMEM, "out of memory");
-        }
-        for (size_t i = 0; st == RT_OK && i < n; i++) {
-            size_t o2 = path_push_index(l, i);
-            st = as_string(l, json_array_get(needs, i), &s); /* borrowed */
-            for (size_t k = 0; st == RT_OK && k < i; k++) {
-                if (strcmp(sd->needs[k], s) == 0)
-                    st = fail(l, "%s is listed twice", rt_quote(&q, s));
-            }
-            if (st == RT_OK && (st = dup_string(l, s, &sd->needs[i])) == RT_OK)
-                sd->n_needs = i + 1;
-            path_pop(l, o2);
-        }
-        path_pop(l, old);
-        if (st != RT_OK)
-            return st;
-    } else if (idx > 0) {
-        sd->needs = calloc(1, sizeof *sd->needs);
-        if (!sd->needs || (st = dup_string(l, wf->steps[idx - 1].id, &sd->needs[0])) != RT_OK)
-            return st != RT_OK ? st : fail_code(l, RT_ERR_NOMEM, "out of memory");
-        sd->n_needs = 1;
-    }
-
     if ((st = get_expr(l, sj, "if", &s)) != RT_OK || (st = dup_string(l, s, &sd->if_expr)) != RT_OK)
         return st;
     if ((st = get_duration(l, sj, "timeout", false, &sd->timeout_ms)) != RT_OK)

@@ -157,8 +157,8 @@ typedef struct run_view {
     const char *parent_run_id; /* borrowed from the claim: invoke parent, or NULL */
     const char *parent_step_id;
     json_t *steps;   /* owned: {step_id: {status, output}} as known to this worker */
-    json_t *rows;    /* owned: step rows to upsert */
-    json_t *enqueue, *requeue, *dequeue, *attempts; /* owned arrays */
+    json_t *rows;    /* owned: step rows to upsert (read back by waits, invokes, the gate) */
+    rt_store_batch part; /* owned: this run's queue writes and failed attempts */
     json_t *emits;   /* owned: event envelopes steps handed over (publish without a broker) */
     int64_t *queue_ids; /* claims of this run in this batch */
     size_t n_queue_ids;
@@ -692,6 +692,15 @@ static void execute_step(worker *w, run_view *v, size_t idx, int attempt, int64_
     json_decref(ctx);
 }
 
+/* A new queue item for the step, due at run_at (0: now). */
+static void enqueue_step(run_view *v, const rt_step_def *d, int64_t run_at)
+{
+    rt_batch_enqueue q = {.step_id = (char *)d->id, .priority = (int)v->wf->priority, .slow = !d->type->quick,
+                          .run_at = run_at, .ckey = (char *)v->ckey, .climit = v->climit};
+    memcpy(q.run_id, v->run_id, sizeof q.run_id);
+    rt_store_batch_add_enqueue(&v->part, &q);
+}
+
 static void add_row(run_view *v, const char *step_id, const char *status, int attempts, json_t *output,
                     const char *error, json_t *detail, json_t *state, int64_t started, int64_t finished)
 {
@@ -700,6 +709,19 @@ static void add_row(run_view *v, const char *step_id, const char *status, int at
                                     "step_id", step_id, "status", status, "attempts", attempts, "output", output,
                                     "error", error, "error_detail", detail, "state", state, "started_at",
                                     (json_int_t)started, "finished_at", (json_int_t)finished));
+}
+
+/* The step comes due again at run_at: its claimed item handed back (queue_id >= 0), or a
+ * new item (it ran inline). A suspension's item carries its step id, so that due_now can
+ * find it when the batch makes the step due at once. */
+static void requeue_or_enqueue(run_view *v, const rt_step_def *d, int64_t queue_id, int64_t run_at, bool findable)
+{
+    if (queue_id >= 0) {
+        rt_batch_requeue rq = {.queue_id = queue_id, .run_at = run_at, .step_id = findable ? (char *)d->id : NULL};
+        rt_store_batch_add_requeue(&v->part, &rq);
+    } else {
+        enqueue_step(v, d, run_at);
+    }
 }
 
 /* Records what one execution produced. queue_id < 0: the step ran inline, it has no
@@ -727,7 +749,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
         add_row(v, d->id, "skipped", attempt, NULL, NULL, NULL, NULL, started, now);
         set_step(v, d->id, "skipped", NULL);
         if (queue_id >= 0)
-            json_array_append_new(v->dequeue, json_integer(queue_id));
+            rt_store_batch_add_dequeue(&v->part, queue_id);
         return true;
     }
     switch (r->outcome) {
@@ -738,7 +760,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
         add_row(v, d->id, "completed", attempt, r->output, NULL, NULL, NULL, started, now);
         set_step(v, d->id, "completed", r->output);
         if (queue_id >= 0)
-            json_array_append_new(v->dequeue, json_integer(queue_id));
+            rt_store_batch_add_dequeue(&v->part, queue_id);
         return true;
     case RT_STEP_SUSPEND: {
         const char *status = d->type->wait == RT_STEP_WAIT_TIMER ? "sleeping" : "waiting";
@@ -747,23 +769,15 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
         add_row(v, d->id, status, attempt, NULL, NULL, NULL, state, started, 0);
         json_decref(state);
         set_step(v, d->id, status, NULL);
-        if (queue_id >= 0)
-            json_array_append_new(v->requeue, json_pack("{s:I, s:I, s:s}", "id", (json_int_t)queue_id, "run_at",
-                                                        (json_int_t)at, "step_id", d->id));
-        else
-            json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", v->run_id,
-                                                        "step_id", d->id, "priority", (int)v->wf->priority,
-                                                        "slow", !d->type->quick, "run_at", (json_int_t)at, "ckey",
-                                                        v->ckey, "climit", v->climit));
+        requeue_or_enqueue(v, d, queue_id, at, true);
         return false;
     }
     case RT_STEP_FAIL: {
         const rt_retry_policy *p = d->has_retries ? &d->retries : &v->wf->retries;
-        json_array_append_new(v->attempts,
-                              json_pack("{s:s, s:s, s:i, s:s, s:O?, s:I, s:I}", "run_id", v->run_id, "step_id",
-                                        d->id, "attempt", attempt, "error", r->error, "error_detail",
-                                        r->error_detail, "started_at", (json_int_t)started, "finished_at",
-                                        (json_int_t)now));
+        rt_batch_attempt fa = {.step_id = (char *)d->id, .attempt = attempt, .error = r->error,
+                               .error_detail = r->error_detail, .started_at = started, .finished_at = now};
+        memcpy(fa.run_id, v->run_id, sizeof fa.run_id);
+        rt_store_batch_add_attempt(&v->part, &fa);
         if (r->retriable && attempt < p->max_attempts) {
             int64_t delay = backoff_ms(p, attempt);
             if (r->retry_after_ms > delay)
@@ -772,15 +786,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
                    (long long)delay, r->error);
             add_row(v, d->id, "retrying", attempt, NULL, r->error, r->error_detail, NULL, started, 0);
             set_step(v, d->id, "retrying", NULL);
-            if (queue_id >= 0)
-                json_array_append_new(v->requeue, json_pack("{s:I, s:I}", "id", (json_int_t)queue_id, "run_at",
-                                                            (json_int_t)(now + delay)));
-            else
-                json_array_append_new(v->enqueue,
-                                      json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id", v->run_id, "step_id",
-                                                d->id, "priority", (int)v->wf->priority, "slow", !d->type->quick,
-                                                "run_at", (json_int_t)(now + delay), "ckey", v->ckey, "climit",
-                                                v->climit));
+            requeue_or_enqueue(v, d, queue_id, now + delay, false);
             return false;
         }
         rt_log(RT_LOG_WARN, &lc, "failed after %d attempt(s): %s", attempt, r->error);
@@ -788,7 +794,7 @@ static bool record_result(run_view *v, size_t idx, int64_t queue_id, int attempt
         add_row(v, d->id, "failed", attempt, r->output, r->error, r->error_detail, NULL, started, now);
         set_step(v, d->id, "failed", r->output);
         if (queue_id >= 0)
-            json_array_append_new(v->dequeue, json_integer(queue_id));
+            rt_store_batch_add_dequeue(&v->part, queue_id);
         return d->continue_on_error;
     }
     }
@@ -815,7 +821,7 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
     if (idx < 0) {
         rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id, .step_id = c->step_id};
         rt_log(RT_LOG_ERROR, &lc, "step not in the pinned definition; dropping its queue item");
-        json_array_append_new(v->dequeue, json_integer(c->queue_id));
+        rt_store_batch_add_dequeue(&v->part, c->queue_id);
         v->touched = true;
         return;
     }
@@ -874,26 +880,22 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
 }
 
 /* Makes a step of this batch due now (its pending wake-up is rewritten). */
-static void due_now(run_view *v, const char *sid, json_t *batch)
+static void due_now(run_view *v, const char *sid, rt_store_batch *batch)
 {
-    json_t *lists[] = {v->requeue, v->enqueue};
-    for (int l = 0; l < 2; l++) {
-        size_t q;
-        json_t *item;
-        json_array_foreach(lists[l], q, item) {
-            const char *qs = json_string_value(json_object_get(item, "step_id"));
-            if (qs && strcmp(qs, sid) == 0)
-                json_object_set_new(item, "run_at", json_integer(rt_now_ms()));
-        }
-    }
-    json_object_set(batch, "notify", json_true());
+    for (size_t q = 0; q < v->part.n_requeue; q++)
+        if (v->part.requeue[q].step_id && strcmp(v->part.requeue[q].step_id, sid) == 0)
+            v->part.requeue[q].run_at = rt_now_ms();
+    for (size_t q = 0; q < v->part.n_enqueue; q++)
+        if (strcmp(v->part.enqueue[q].step_id, sid) == 0)
+            v->part.enqueue[q].run_at = rt_now_ms();
+    batch->notify = true;
 }
 
 /* Registers the event waits this batch created (wait_for_event), under an exclusive
  * per-name lock that ingest takes shared: an event either is visible to the lookback
  * query here, or sees the wait rows when it is ingested. A lookback match makes the step
  * due at once with the event in its state. Completed waits are unregistered. */
-static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_error *err)
+static rt_status register_waits(rt_store *st, run_view *v, rt_store_batch *batch, rt_error *err)
 {
     size_t i;
     json_t *row;
@@ -904,8 +906,7 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
         if (idx < 0 || v->wf->steps[idx].type->wait != RT_STEP_WAIT_EVENT)
             continue;
         if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0) {
-            json_array_append_new(json_object_get(batch, "unwait"),
-                                  json_pack("{s:s, s:s}", "run_id", v->run_id, "step_id", sid));
+            rt_store_batch_add_unwait(batch, v->run_id, sid);
             continue;
         }
         json_t *state = json_object_get(row, "state");
@@ -970,7 +971,8 @@ static rt_status register_waits(rt_store *st, run_view *v, json_t *batch, rt_err
 
 /* Starts the child runs that invoke steps of this batch asked for, once each (the child's
  * dedupe key is the step's key), in this transaction. */
-static rt_status register_invokes(const rt_workflow_set *set, rt_store *st, run_view *v, json_t *batch, rt_error *err)
+static rt_status register_invokes(const rt_workflow_set *set, rt_store *st, run_view *v, rt_store_batch *batch,
+                                  rt_error *err)
 {
     size_t i;
     json_t *row;
@@ -1026,14 +1028,14 @@ static rt_status run_on_failure(const rt_workflow_set *set, rt_store *st, json_t
 }
 
 /* A child run (invoke) that ended hands its result to the waiting parent step. */
-static void wake_parent(run_view *v, json_t *batch, const char *status, json_t *output, const char *error)
+static void wake_parent(run_view *v, rt_store_batch *batch, const char *status, json_t *output, const char *error)
 {
     if (!v->parent_run_id || !v->parent_step_id)
         return;
-    json_array_append_new(json_object_get(batch, "wake"),
-                          json_pack("{s:s, s:s, s:{s:{s:s, s:s, s:O?, s:s?}}}", "run_id", v->parent_run_id, "step_id",
-                                    v->parent_step_id, "patch", "result", "run_id", v->run_id, "status", status,
-                                    "output", output, "error", error));
+    json_t *patch = json_pack("{s:{s:s, s:s, s:O?, s:s?}}", "result", "run_id", v->run_id, "status", status, "output",
+                              output, "error", error);
+    rt_store_batch_add_wake(batch, v->parent_run_id, v->parent_step_id, patch);
+    json_decref(patch);
 }
 
 /* The events steps of this batch handed over (rt_step_result.emit), stored like the
@@ -1070,150 +1072,204 @@ static rt_status store_emits(const rt_workflow_set *set, rt_store *st, run_view 
 
 /* Queue items (enqueue or requeue entries) of a paused run: shifted as the pause shifted
  * the run's other items (store_runctl.h), so the resume brings them back. */
-static void hold_for_pause(json_t *items, int64_t now)
+static void hold_for_pause(rt_store_batch *part, int64_t now)
 {
-    size_t i;
-    json_t *item;
-    json_array_foreach(items, i, item) {
-        int64_t at = json_integer_value(json_object_get(item, "run_at"));
-        json_object_set_new(item, "run_at", json_integer((at > 0 ? at : now) + RT_RUN_PAUSE_SHIFT_MS));
+    for (size_t i = 0; i < part->n_enqueue; i++) {
+        int64_t at = part->enqueue[i].run_at;
+        part->enqueue[i].run_at = (at > 0 ? at : now) + RT_RUN_PAUSE_SHIFT_MS;
+    }
+    for (size_t i = 0; i < part->n_requeue; i++) {
+        int64_t at = part->requeue[i].run_at;
+        part->requeue[i].run_at = (at > 0 ? at : now) + RT_RUN_PAUSE_SHIFT_MS;
     }
 }
 
-/* Under the run lock: enqueue what became ready, and end or advance the run. */
-static rt_status finalize_run_in(rt_engine *e, const rt_workflow_set *set, rt_store *st, run_view *v, json_t *locked,
-                                 json_t *batch, int64_t batch_started, rt_error *err)
+/* The step rows of the view, typed, into the batch. */
+static void rows_into_batch(run_view *v, rt_store_batch *batch)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(v->rows, i, row) {
+        rt_batch_step r = {.step_id = (char *)json_string_value(json_object_get(row, "step_id")),
+                           .attempts = (int)json_integer_value(json_object_get(row, "attempts")),
+                           .output = json_object_get(row, "output"),
+                           .error = (char *)json_string_value(json_object_get(row, "error")),
+                           .error_detail = json_object_get(row, "error_detail"),
+                           .state = json_object_get(row, "state"),
+                           .started_at = json_integer_value(json_object_get(row, "started_at")),
+                           .finished_at = json_integer_value(json_object_get(row, "finished_at"))};
+        memcpy(r.run_id, v->run_id, sizeof r.run_id);
+        if (!rt_step_status_parse(json_string_value(json_object_get(row, "status")), &r.status))
+            r.status = RT_STEP_PENDING; /* not reached: every row is written with a known status */
+        rt_store_batch_add_step(batch, &r);
+    }
+}
+
+/* What the database knows of the run's steps (locked), overlaid with what this batch did:
+ * only that overrides the database, the rest of v->steps may be older than what other
+ * workers committed meanwhile. A new object. */
+static json_t *merged_steps(run_view *v, json_t *locked)
+{
+    json_t *fresh = json_object_get(locked, "steps");
+    json_t *merged = fresh ? json_deep_copy(fresh) : json_object();
+    size_t ri;
+    json_t *done_row;
+    json_array_foreach(v->rows, ri, done_row) {
+        const char *sid = json_string_value(json_object_get(done_row, "step_id"));
+        json_object_set(merged, sid, json_object_get(v->steps, sid));
+    }
+    return merged;
+}
+
+/* The run's outcome from the merged steps; the steps it makes ready get a pending row and a
+ * queue item. false when out of memory (nothing was changed then). */
+static bool outcome_and_start(run_view *v, json_t *merged, bool ended, rt_store_batch *batch, rt_run_outcome *out)
+{
+    const rt_workflow *wf = v->wf;
+    rt_step_state *states = calloc(wf->n_steps ? wf->n_steps : 1, sizeof *states);
+    if (!states)
+        return false;
+    for (size_t i = 0; i < wf->n_steps; i++)
+        step_state_of(wf, merged, i, &states[i]);
+    *out = rt_run_outcome_of(ended, states, wf->n_steps);
+    for (size_t i = 0; i < wf->n_steps; i++) {
+        if (!rt_run_outcome_starts(out, &states[i]))
+            continue;
+        const rt_step_def *d = &wf->steps[i];
+        json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
+                                                 "status", "pending"));
+        enqueue_step(v, d, 0);
+        json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
+        batch->notify = true;
+    }
+    free(states);
+    return true;
+}
+
+/* The run failed at failed_step: recorded as failed, its idle items dropped, its parent
+ * woken and its on_failure run. */
+static rt_status end_failed(const rt_workflow_set *set, rt_store *st, run_view *v, const char *failed_step,
+                            rt_batch_run *run, rt_store_batch *batch, rt_error *err)
+{
+    char msg[RT_ERROR_MAX];
+    json_t *row = NULL;
+    size_t n = json_array_size(v->rows);
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(v->rows, i);
+        if (!strcmp(json_string_value(json_object_get(r, "step_id")), failed_step))
+            row = r;
+    }
+    const char *step_err = row ? json_string_value(json_object_get(row, "error")) : NULL;
+    snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, step_err ? ": " : "", step_err ? step_err : "");
+    run->status = RT_RUN_FAILED;
+    run->error = msg;
+    rt_store_batch_add_run(batch, run);
+    rt_store_batch_add_drop(batch, v->run_id);
+    rt_log_ctx lc = {.workflow = v->wf->id, .run_id = v->run_id};
+    rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
+    wake_parent(v, batch, "failed", NULL, msg);
+    return run_on_failure(set, st, v->wf->on_failure, v->wf->id, v->run_id, "failed", msg, err);
+}
+
+/* Every step is done: the run's output (the workflow's `output` template over the merged
+ * steps, else the last step's output), and its end as completed, partial, or failed when
+ * the template fails. */
+static rt_status end_done(const rt_workflow_set *set, rt_store *st, run_view *v, json_t *merged, bool partial,
+                          rt_batch_run *run, rt_store_batch *batch, rt_error *err)
+{
+    const rt_workflow *wf = v->wf;
+    json_t *output = NULL;
+    char errbuf[RT_ERROR_MAX] = "";
+    if (wf->output) {
+        json_t *saved = v->steps;
+        v->steps = merged;
+        json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1, 0);
+        v->steps = saved;
+        rt_error oerr;
+        if (rt_template_render(wf->output, ctx, &output, &oerr) != RT_OK)
+            snprintf(errbuf, sizeof errbuf, "output: %s", oerr.msg);
+        json_decref(ctx);
+    } else {
+        output = json_incref(json_object_get(json_object_get(merged, wf->steps[wf->n_steps - 1].id), "output"));
+    }
+    run->status = errbuf[0] ? RT_RUN_FAILED : partial ? RT_RUN_PARTIAL : RT_RUN_COMPLETED;
+    const char *status = rt_run_status_name(run->status);
+    run->output = output;
+    run->error = errbuf[0] ? errbuf : NULL;
+    rt_store_batch_add_run(batch, run);
+    wake_parent(v, batch, status, output, errbuf[0] ? errbuf : NULL);
+    rt_status rs = errbuf[0] ? run_on_failure(set, st, wf->on_failure, wf->id, v->run_id, status, errbuf, err) : RT_OK;
+    json_decref(output);
+    rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
+    rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
+    return rs;
+}
+
+/* What the batch's steps registered elsewhere: emitted events, event waits, child runs,
+ * approval gates (for approval steps that suspended). */
+static rt_status register_suspensions(const rt_workflow_set *set, rt_store *st, run_view *v, rt_store_batch *batch,
+                                      rt_error *err)
 {
     rt_status rs = store_emits(set, st, v, err);
     if (rs == RT_OK)
         rs = register_waits(st, v, batch, err);
     if (rs == RT_OK)
         rs = register_invokes(set, st, v, batch, err);
-    const rt_run_gate *gate = rt_run_gate_get(); /* approval steps that suspended get their gate */
-    if (rs == RT_OK)
-        rs = gate && gate->register_steps ? gate->register_steps(st, set, v->run_id, v->wf, v->event, v->rows, err)
-                                          : RT_OK;
+    const rt_run_gate *gate = rt_run_gate_get();
+    if (rs == RT_OK && gate && gate->register_steps)
+        rs = gate->register_steps(st, set, v->run_id, v->wf, v->event, v->rows, err);
+    return rs;
+}
+
+/* Under the run lock: enqueue what became ready, and end or advance the run. */
+static rt_status finalize_run_in(rt_engine *e, const rt_workflow_set *set, rt_store *st, run_view *v, json_t *locked,
+                                 rt_store_batch *batch, int64_t batch_started, rt_error *err)
+{
+    (void)e;
+    rt_status rs = register_suspensions(set, st, v, batch, err);
     if (rs != RT_OK)
         return rs;
-    const rt_workflow *wf = v->wf;
     const char *db_status = json_string_value(json_object_get(locked, "status"));
-    json_t *fresh = json_object_get(locked, "steps");
-    /* What the database knows, overlaid with what this batch did. */
-    json_t *merged = fresh ? json_deep_copy(fresh) : json_object();
-    size_t ri;
-    json_t *done_row;
-    json_array_foreach(v->rows, ri, done_row) {
-        /* Only what this batch did overrides the database: the rest of v->steps may be
-         * older than what other workers committed meanwhile. */
-        const char *sid = json_string_value(json_object_get(done_row, "step_id"));
-        json_object_set(merged, sid, json_object_get(v->steps, sid));
-    }
-
+    json_t *merged = merged_steps(v, locked);
     bool ended = db_status && is_terminal_run(db_status);
-    rt_step_state *states = calloc(wf->n_steps ? wf->n_steps : 1, sizeof *states);
-    if (!states) {
+    rt_run_outcome outcome;
+    if (!outcome_and_start(v, merged, ended, batch, &outcome)) {
         json_decref(merged);
         return rt_error_set(err, RT_ERR_INTERNAL, "out of memory"); /* before anything was moved into the batch */
     }
-    for (size_t i = 0; i < wf->n_steps; i++)
-        step_state_of(wf, merged, i, &states[i]);
-    rt_run_outcome outcome = rt_run_outcome_of(ended, states, wf->n_steps);
-    bool failed = outcome.kind == RT_OUTCOME_FAILED;
-    const char *failed_step = failed ? wf->steps[outcome.failed_step].id : NULL;
-    for (size_t i = 0; i < wf->n_steps; i++) {
-        if (!rt_run_outcome_starts(&outcome, &states[i]))
-            continue;
-        const rt_step_def *d = &wf->steps[i];
-        json_array_append_new(v->rows, json_pack("{s:s, s:s, s:s}", "run_id", v->run_id, "step_id", d->id,
-                                                 "status", "pending"));
-        json_array_append_new(v->enqueue, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s?, s:i}", "run_id",
-                                                    v->run_id, "step_id", d->id, "priority", (int)wf->priority,
-                                                    "slow", !d->type->quick, "run_at", (json_int_t)0, "ckey",
-                                                    v->ckey, "climit", v->climit));
-        json_object_set_new(merged, d->id, json_pack("{s:s}", "status", "pending"));
-        json_object_set(batch, "notify", json_true());
-    }
-    free(states);
-    bool all_done = outcome.kind == RT_OUTCOME_DONE, partial = outcome.status == RT_RUN_PARTIAL;
-
-    json_t *runs = json_object_get(batch, "runs");
     int64_t now = rt_now_ms();
+    rt_batch_run run = {.started_at = batch_started, .workflow = v->wf->id};
+    memcpy(run.run_id, v->run_id, sizeof run.run_id);
     if (ended) {
         /* cancelled or otherwise ended meanwhile: keep the memoized rows, start nothing */
-    } else if (failed) {
-        char msg[RT_ERROR_MAX];
-        json_t *row = NULL;
-        size_t n = json_array_size(v->rows);
-        for (size_t i = 0; i < n; i++) {
-            json_t *r = json_array_get(v->rows, i);
-            if (!strcmp(json_string_value(json_object_get(r, "step_id")), failed_step))
-                row = r;
-        }
-        const char *step_err = row ? json_string_value(json_object_get(row, "error")) : NULL;
-        snprintf(msg, sizeof msg, "step %s failed%s%s", failed_step, step_err ? ": " : "", step_err ? step_err : "");
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:n, s:s, s:I, s:I, s:s}", "id", v->run_id, "status",
-                                              "failed", "output", "error", msg, "started_at",
-                                              (json_int_t)batch_started, "finished_at", (json_int_t)now,
-                                              "workflow", wf->id));
-        json_array_append_new(json_object_get(batch, "drop_runs"), json_string(v->run_id));
-        rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
-        rt_log(RT_LOG_WARN, &lc, "run failed: %s", msg);
-        wake_parent(v, batch, "failed", NULL, msg);
-        rs = run_on_failure(set, st, wf->on_failure, wf->id, v->run_id, "failed", msg, err);
-    } else if (all_done) {
-        json_t *output = NULL;
-        char errbuf[RT_ERROR_MAX] = "";
-        if (wf->output) {
-            json_t *saved = v->steps;
-            v->steps = merged;
-            json_t *ctx = build_context(v, &wf->steps[wf->n_steps - 1], 1, 0);
-            v->steps = saved;
-            rt_error oerr;
-            if (rt_template_render(wf->output, ctx, &output, &oerr) != RT_OK)
-                snprintf(errbuf, sizeof errbuf, "output: %s", oerr.msg);
-            json_decref(ctx);
-        } else {
-            output = json_incref(json_object_get(json_object_get(merged, wf->steps[wf->n_steps - 1].id), "output"));
-        }
-        const char *status = errbuf[0] ? "failed" : partial ? "partial" : "completed";
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:s}", "id", v->run_id, "status",
-                                              status, "output", output, "error", errbuf[0] ? errbuf : NULL,
-                                              "started_at", (json_int_t)batch_started, "finished_at",
-                                              (json_int_t)now, "workflow", wf->id));
-        wake_parent(v, batch, status, output, errbuf[0] ? errbuf : NULL);
-        if (errbuf[0])
-            rs = run_on_failure(set, st, wf->on_failure, wf->id, v->run_id, status, errbuf, err);
-        json_decref(output);
-        rt_log_ctx lc = {.workflow = wf->id, .run_id = v->run_id};
-        rt_log(RT_LOG_DEBUG, &lc, "run %s", status);
+    } else if (outcome.kind == RT_OUTCOME_FAILED) {
+        run.finished_at = now;
+        rs = end_failed(set, st, v, v->wf->steps[outcome.failed_step].id, &run, batch, err);
+    } else if (outcome.kind == RT_OUTCOME_DONE) {
+        run.finished_at = now;
+        rs = end_done(set, st, v, merged, outcome.status == RT_RUN_PARTIAL, &run, batch, err);
     } else if (db_status && !strcmp(db_status, "paused")) {
         /* Paused while a step ran: its result is kept, what it made ready waits for the
          * resume (which derives the status from the steps) far in the future. */
-        hold_for_pause(v->enqueue, now);
-        hold_for_pause(v->requeue, now);
+        hold_for_pause(&v->part, now);
     } else {
-        const char *status = rt_run_status_name(outcome.status);
-        if (!db_status || strcmp(db_status, status) != 0)
-            json_array_append_new(runs, json_pack("{s:s, s:s, s:I, s:I}", "id", v->run_id, "status", status,
-                                                  "started_at", (json_int_t)batch_started, "finished_at",
-                                                  (json_int_t)0));
+        run.status = outcome.status;
+        if (!db_status || strcmp(db_status, rt_run_status_name(run.status)) != 0)
+            rt_store_batch_add_run(batch, &run);
     }
     json_decref(merged);
 
     /* Move this run's pieces into the batch. */
-    json_array_extend(json_object_get(batch, "steps"), v->rows);
-    json_array_extend(json_object_get(batch, "enqueue"), v->enqueue);
-    json_array_extend(json_object_get(batch, "requeue"), v->requeue);
-    json_array_extend(json_object_get(batch, "dequeue"), v->dequeue);
-    json_array_extend(json_object_get(batch, "attempts"), v->attempts);
-    if (json_array_size(v->enqueue) > 0 || json_array_size(v->requeue) > 0)
-        json_object_set(batch, "notify", json_true());
+    rows_into_batch(v, batch);
+    if (v->part.n_enqueue > 0 || v->part.n_requeue > 0)
+        batch->notify = true;
+    rt_store_batch_move(batch, &v->part);
     return rs;
 }
 
 /* The same with the workflow set of this moment (invoke targets, on_failure, emitted
  * events' triggers): a snapshot held for the call (workflow_live.h). */
-static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, json_t *batch,
+static rt_status finalize_run(rt_engine *e, rt_store *st, run_view *v, json_t *locked, rt_store_batch *batch,
                               int64_t batch_started, rt_error *err)
 {
     const rt_workflow_set *set = rt_workflow_set_acquire(e->set);
@@ -1227,49 +1283,34 @@ static void view_free(run_view *v)
     free(v->run_status);
     json_decref(v->steps);
     json_decref(v->rows);
-    json_decref(v->enqueue);
-    json_decref(v->requeue);
-    json_decref(v->dequeue);
-    json_decref(v->attempts);
+    rt_store_batch_free(&v->part);
     json_decref(v->emits);
     free(v->queue_ids);
 }
 
 /* After a commit: count the runs this batch ended. */
-static void count_finished(json_t *batch)
+static void count_finished(const rt_store_batch *batch)
 {
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(batch, "runs"), i, r) {
-        if (json_integer_value(json_object_get(r, "finished_at")) > 0)
-            rt_metrics_counter_add("ratchet_runs_finished_total", "workflow",
-                                   json_string_value(json_object_get(r, "workflow")), "status",
-                                   json_string_value(json_object_get(r, "status")), 1);
+    for (size_t i = 0; i < batch->n_runs; i++) {
+        const rt_batch_run *r = &batch->runs[i];
+        if (r->finished_at > 0)
+            rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", r->workflow, "status",
+                                   rt_run_status_name(r->status), 1);
     }
 }
 
 /* After a commit: the root span of each run this batch ended (run_trace.h). */
-static void trace_finished(run_view *views, size_t n, json_t *batch)
+static void trace_finished(run_view *views, size_t n, const rt_store_batch *batch)
 {
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(batch, "runs"), i, r) {
-        const char *id = json_string_value(json_object_get(r, "id"));
-        int64_t finished = json_integer_value(json_object_get(r, "finished_at"));
-        for (size_t k = 0; k < n && finished > 0 && id; k++) {
-            if (strcmp(views[k].run_id, id) == 0)
-                rt_run_trace_run_span(id, views[k].event, views[k].trigger, views[k].wf->id,
-                                      json_string_value(json_object_get(r, "status")),
-                                      json_string_value(json_object_get(r, "error")), views[k].run_created_ms,
-                                      finished);
+    for (size_t i = 0; i < batch->n_runs; i++) {
+        const rt_batch_run *r = &batch->runs[i];
+        for (size_t k = 0; k < n && r->finished_at > 0; k++) {
+            if (strcmp(views[k].run_id, r->run_id) == 0)
+                rt_run_trace_run_span(r->run_id, views[k].event, views[k].trigger, views[k].wf->id,
+                                      rt_run_status_name(r->status), r->error, views[k].run_created_ms,
+                                      r->finished_at);
         }
     }
-}
-
-static json_t *new_batch(void)
-{
-    return json_pack("{s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[]}", "steps", "enqueue", "requeue",
-                     "dequeue", "runs", "attempts", "drop_runs", "unwait", "wake");
 }
 
 /* Commits the views' results in one transaction. Returns RT_OK or the failure. */
@@ -1296,7 +1337,8 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
     rt_status s = RT_OK;
     for (int tries = 0; tries < 3; tries++) {
         json_t *owned = NULL, *locked = NULL;
-        json_t *batch = new_batch();
+        rt_store_batch batch;
+        rt_store_batch_init(&batch);
         s = rt_store_begin(w->store, err);
         if (s == RT_OK)
             s = rt_store_lock_owned(w->store, w->owner, qids, k, &owned, err);
@@ -1324,29 +1366,24 @@ static rt_status commit_views(worker *w, run_view *views, size_t n, int64_t batc
                  * rebuilds it, so work on copies of the view's arrays. */
                 run_view copy = *v;
                 copy.rows = json_deep_copy(v->rows);
-                copy.enqueue = json_deep_copy(v->enqueue);
-                copy.requeue = json_deep_copy(v->requeue);
-                copy.dequeue = json_deep_copy(v->dequeue);
-                copy.attempts = json_deep_copy(v->attempts);
-                s = finalize_run(w->e, w->store, &copy, lk, batch, batch_started, err);
+                rt_store_batch_init(&copy.part);
+                rt_store_batch_copy(&copy.part, &v->part);
+                s = finalize_run(w->e, w->store, &copy, lk, &batch, batch_started, err);
                 json_decref(copy.rows);
-                json_decref(copy.enqueue);
-                json_decref(copy.requeue);
-                json_decref(copy.dequeue);
-                json_decref(copy.attempts);
+                rt_store_batch_free(&copy.part);
             }
             if (s == RT_OK)
-                s = rt_store_apply(w->store, w->owner, batch, err);
+                s = rt_store_apply(w->store, w->owner, &batch, err);
         }
         if (s == RT_OK)
             s = rt_store_commit(w->store, err);
         if (s == RT_OK) {
-            count_finished(batch);
-            trace_finished(views, n, batch);
+            count_finished(&batch);
+            trace_finished(views, n, &batch);
         }
         json_decref(owned);
         json_decref(locked);
-        json_decref(batch);
+        rt_store_batch_free(&batch);
         if (s == RT_OK)
             break;
         rt_store_rollback(w->store);
@@ -1400,10 +1437,7 @@ static run_view *view_for(run_view *views, size_t *n_views, const rt_claim *c)
     v->parent_run_id = c->parent_run_id;
     v->parent_step_id = c->parent_step_id;
     v->rows = json_array();
-    v->enqueue = json_array();
-    v->requeue = json_array();
-    v->dequeue = json_array();
-    v->attempts = json_array();
+    rt_store_batch_init(&v->part);
     v->emits = json_array();
     return v;
 }
@@ -1445,7 +1479,7 @@ static void run_claims(worker *w, run_view *views, size_t *n_views, rt_claim *cl
             continue;
         add_queue_id(v, c->queue_id);
         if (is_terminal_run(v->run_status)) {
-            json_array_append_new(v->dequeue, json_integer(c->queue_id));
+            rt_store_batch_add_dequeue(&v->part, c->queue_id);
             v->touched = true;
             continue;
         }
@@ -1505,13 +1539,14 @@ typedef struct quick_batch {
     run_view *views;
     size_t n_views;
     json_t *locked; /* locked_runs */
-    json_t *batch;  /* the completion writes (new_batch) */
+    rt_store_batch batch; /* the completion writes */
 } quick_batch;
 
 /* Runs claimed quick items (locked by the caller's open transaction) and writes their
  * results in it; the caller commits (or rolls back) and then calls quick_done. */
 static rt_status quick_run(worker *w, rt_claim *claims, size_t n, quick_batch *qb, rt_error *err)
 {
+    rt_store_batch_init(&qb->batch);
     qb->views = calloc(n, sizeof *qb->views);
     if (!qb->views)
         return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
@@ -1538,23 +1573,22 @@ static rt_status quick_run(worker *w, rt_claim *claims, size_t n, quick_batch *q
     run_claims(w, views, &qb->n_views, claims, n);
     if (w->e->force)
         return rt_error_set(err, RT_ERR_UNAVAILABLE, "stopping");
-    qb->batch = new_batch();
     for (size_t i = 0; s == RT_OK && i < qb->n_views; i++) {
         json_t *lk = json_object_get(qb->locked, views[i].run_id);
         if (views[i].touched && lk)
-            s = finalize_run(w->e, w->store, &views[i], lk, qb->batch, batch_started, err);
+            s = finalize_run(w->e, w->store, &views[i], lk, &qb->batch, batch_started, err);
     }
-    return s == RT_OK ? rt_store_apply(w->store, NULL, qb->batch, err) : s;
+    return s == RT_OK ? rt_store_apply(w->store, NULL, &qb->batch, err) : s;
 }
 
 /* After the commit (committed) or the rollback: counts and traces what finished, frees. */
 static void quick_done(quick_batch *qb, bool committed)
 {
-    if (committed && qb->batch) {
-        count_finished(qb->batch);
-        trace_finished(qb->views, qb->n_views, qb->batch);
+    if (committed) {
+        count_finished(&qb->batch);
+        trace_finished(qb->views, qb->n_views, &qb->batch);
     }
-    json_decref(qb->batch);
+    rt_store_batch_free(&qb->batch);
     json_decref(qb->locked);
     for (size_t i = 0; i < qb->n_views; i++)
         view_free(&qb->views[i]);

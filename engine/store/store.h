@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "run_status.h"
 #include "status.h"
 #include "workflow.h"
 
@@ -110,7 +111,7 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
  * [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
 rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err);
 
-/* ---- The step queue: claims, the completion batch, leases, wakes, item memos (store_queue.c) ---- */
+/* ---- The step queue: claims, leases, wakes, item memos (store_queue.c); the completion batch (store_batch.c) ---- */
 
 typedef struct rt_claim {
     int64_t queue_id;
@@ -169,17 +170,101 @@ rt_status rt_store_lock_runs(rt_store *st, const char *const *run_ids, size_t n,
 /* Locks the queue items still leased to owner; *owned is a JSON array of their ids. */
 rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *ids, size_t n, json_t **owned,
                               rt_error *err);
-/* Writes one batch inside the transaction. batch (borrowed) holds arrays:
- *  "steps":    [{run_id, step_id, status, attempts, output, error, error_detail, state,
- *                started_at, finished_at}]   upserted (times in unix ms)
- *  "enqueue":  [{run_id, step_id, priority, slow, run_at}]
- *  "dequeue":  [queue_id]                   deleted if still leased to owner
- *  "requeue":  [{id, run_at}]               unleased, due at run_at
- *  "runs":     [{id, status, output, error, started_at, finished_at}]
- *  "attempts": [{run_id, step_id, attempt, error, error_detail, started_at, finished_at}]
- *  "drop_runs":[run_id]                     unclaimed queue items of ended runs removed
- * Sends one NOTIFY when something became due. */
-rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err);
+/* The completion batch: everything one executor transaction writes, as typed rows. A batch
+ * owns what it holds (strings are copied, JSON values referenced) and is filled with the
+ * rt_store_batch_add_* calls; rt_store_apply turns it into its statements' parameters.
+ * Times are unix ms, 0 for none. */
+typedef struct rt_batch_step { /* a step row, upserted */
+    char run_id[37];
+    char *step_id;
+    rt_step_status status;
+    int attempts;
+    json_t *output, *error_detail, *state; /* NULL: SQL null */
+    char *error;
+    int64_t started_at, finished_at;
+} rt_batch_step;
+typedef struct rt_batch_enqueue { /* a new queue item (an existing one for the step is kept) */
+    char run_id[37];
+    char *step_id;
+    int priority;
+    bool slow;
+    int64_t run_at; /* 0: now */
+    char *ckey;     /* concurrency key, or NULL */
+    int climit;
+} rt_batch_enqueue;
+typedef struct rt_batch_requeue { /* a claimed item handed back, due at run_at */
+    int64_t queue_id;
+    int64_t run_at;
+    char *step_id; /* whose item it is (not written: lets the executor find it again) */
+} rt_batch_requeue;
+typedef struct rt_batch_run { /* a run that advanced or ended */
+    char run_id[37];
+    rt_run_status status;
+    json_t *output; /* written only when the run ended (finished_at > 0) */
+    char *error;    /* NULL: the run's error is kept */
+    int64_t started_at, finished_at;
+    const char *workflow; /* borrowed, not written: for the caller's metrics after the commit */
+} rt_batch_run;
+typedef struct rt_batch_attempt { /* a failed attempt, for the run's history */
+    char run_id[37];
+    char *step_id;
+    int attempt;
+    char *error;
+    json_t *error_detail;
+    int64_t started_at, finished_at;
+} rt_batch_attempt;
+typedef struct rt_batch_wake { /* a waiting step handed what it waited for (patch merged into its state) */
+    char run_id[37];
+    char *step_id;
+    json_t *patch;
+} rt_batch_wake;
+typedef struct rt_batch_unwait { /* a wait_for_event step's waits, removed */
+    char run_id[37];
+    char *step_id;
+} rt_batch_unwait;
+typedef struct rt_batch_drop { /* an ended run: its unclaimed queue items go */
+    char run_id[37];
+} rt_batch_drop;
+
+typedef struct rt_store_batch {
+    rt_batch_step *steps;
+    rt_batch_enqueue *enqueue;
+    rt_batch_requeue *requeue;
+    int64_t *dequeue; /* queue items done: deleted if still leased to owner (or locked here) */
+    rt_batch_run *runs;
+    rt_batch_attempt *attempts;
+    rt_batch_drop *drop_runs;
+    rt_batch_unwait *unwait;
+    rt_batch_wake *wake;
+    size_t n_steps, n_enqueue, n_requeue, n_dequeue, n_runs, n_attempts, n_drop_runs, n_unwait, n_wake;
+    size_t cap[9];
+    bool notify; /* send one NOTIFY (something became due) */
+    bool nomem;  /* an add ran out of memory: rt_store_apply refuses the batch */
+} rt_store_batch;
+
+/* An empty batch (a zeroed struct is one too); free releases what it holds and leaves it
+ * empty. */
+void rt_store_batch_init(rt_store_batch *b);
+void rt_store_batch_free(rt_store_batch *b);
+/* Each add copies its row's strings and takes a new reference to its JSON values. */
+void rt_store_batch_add_step(rt_store_batch *b, const rt_batch_step *row);
+void rt_store_batch_add_enqueue(rt_store_batch *b, const rt_batch_enqueue *row);
+void rt_store_batch_add_requeue(rt_store_batch *b, const rt_batch_requeue *row);
+void rt_store_batch_add_dequeue(rt_store_batch *b, int64_t queue_id);
+void rt_store_batch_add_run(rt_store_batch *b, const rt_batch_run *row);
+void rt_store_batch_add_attempt(rt_store_batch *b, const rt_batch_attempt *row);
+void rt_store_batch_add_drop(rt_store_batch *b, const char *run_id);
+void rt_store_batch_add_unwait(rt_store_batch *b, const char *run_id, const char *step_id);
+void rt_store_batch_add_wake(rt_store_batch *b, const char *run_id, const char *step_id, json_t *patch);
+/* Moves every row of src to the end of dst (src is left empty); dst->notify |= src->notify. */
+void rt_store_batch_move(rt_store_batch *dst, rt_store_batch *src);
+/* dst (empty) becomes a deep copy of src. */
+void rt_store_batch_copy(rt_store_batch *dst, const rt_store_batch *src);
+
+/* Writes the batch inside the caller's transaction: steps upserted, dequeue deleted,
+ * requeue unleased, enqueue inserted, runs updated, attempts recorded, drop_runs' idle
+ * items removed, waits removed, wakes merged; one NOTIFY when something became due. */
+rt_status rt_store_apply(rt_store *st, const char *owner, const rt_store_batch *batch, rt_error *err);
 
 /* Extends the leases of items still held by owner; *run_ended says whether one of their
  * runs ended meanwhile (cancelled, failed, ...), so the step should be stopped; *renewed

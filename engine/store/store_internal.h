@@ -141,6 +141,22 @@ char *rt_sql_int_array_literal(const int64_t *ids, size_t n);
 /* "{a,b}" of a JSON array of strings (event names, engine-made ids). */
 rt_status rt_sql_names_literal(json_t *names, char **out);
 
+/* One part of a completion batch (store.h rt_store_batch) as the JSON text its statement
+ * takes (store_batch.c), malloc'ed; NULL when out of memory. For rt_store_apply and tests. */
+typedef enum rt_batch_part {
+    RT_BATCH_STEPS,
+    RT_BATCH_ENQUEUE,
+    RT_BATCH_REQUEUE,
+    RT_BATCH_DEQUEUE,
+    RT_BATCH_RUNS,
+    RT_BATCH_ATTEMPTS,
+    RT_BATCH_DROP,
+    RT_BATCH_UNWAIT,
+    RT_BATCH_WAKE,
+    RT_BATCH_PART_COUNT
+} rt_batch_part;
+char *rt_store_batch_json(const rt_store_batch *b, rt_batch_part part);
+
 /* The connection's cache of stored definitions (rt_store_put_workflow): a hash once surely
  * committed. */
 void rt_store_remember_hash(rt_store *st, const char *hash);

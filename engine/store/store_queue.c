@@ -1,6 +1,7 @@
 /* store_queue.c — the step queue: claims (SKIP LOCKED, leases, fences), the completion batch,
- * lease renewal and release, wakes, and for_each item memos. The drain's hot path. Statements
- * in the table below; store.c prepares and runs them. */
+ * lease renewal and release, wakes, and for_each item memos. The drain's hot path (the
+ * completion batch is written by store_batch.c). Statements in the table below; store.c
+ * prepares and runs them. */
 #include "store_internal.h"
 
 #include <stdio.h>
@@ -465,56 +466,6 @@ rt_status rt_store_lock_owned(rt_store *st, const char *owner, const int64_t *id
     const char *params[] = {arr, owner};
     rt_status s = rt_stmt_single_json(st, S_LOCK_OWNED, 2, params, owned, err);
     free(arr);
-    return s;
-}
-
-/* steps, dequeue and runs of a batch in one statement; nothing to do when all are empty. */
-static rt_status apply_hot(rt_store *st, const char *owner, json_t *batch, rt_error *err)
-{
-    const char *keys[3] = {"steps", "dequeue", "runs"};
-    char *text[3] = {NULL, NULL, NULL};
-    size_t total = 0;
-    rt_status s = RT_OK;
-    for (int i = 0; i < 3; i++) {
-        json_t *a = json_object_get(batch, keys[i]);
-        total += json_array_size(a);
-        text[i] = a ? json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("[]");
-        if (!text[i])
-            s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    }
-    if (s == RT_OK && total > 0) {
-        const char *params[] = {text[0], text[1], owner, text[2]};
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_APPLY_HOT, 4, params, &r, err);
-        PQclear(r);
-    }
-    for (int i = 0; i < 3; i++)
-        free(text[i]);
-    return s;
-}
-
-rt_status rt_store_apply(rt_store *st, const char *owner, json_t *batch, rt_error *err)
-{
-    rt_status s = apply_hot(st, owner, batch, err);
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_APPLY_ENQUEUE, json_object_get(batch, "enqueue"), NULL, err);
-    if (s == RT_OK)
-        s = rt_stmt_json_n(st, S_APPLY_REQUEUE, json_object_get(batch, "requeue"), 2, owner, err);
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_APPLY_ATTEMPTS, json_object_get(batch, "attempts"), NULL, err);
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_APPLY_DROP, json_object_get(batch, "drop_runs"), NULL, err);
-    if (s == RT_OK)
-        s = rt_stmt_json(st, S_APPLY_UNWAIT, json_object_get(batch, "unwait"), NULL, err);
-    if (s == RT_OK && json_array_size(json_object_get(batch, "wake")) > 0) {
-        s = rt_store_wake_steps(st, json_object_get(batch, "wake"), err);
-        json_object_set(batch, "notify", json_true());
-    }
-    if (s == RT_OK && json_is_true(json_object_get(batch, "notify"))) {
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-        PQclear(r);
-    }
     return s;
 }
 

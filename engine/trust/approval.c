@@ -943,149 +943,169 @@ static rt_status apply(rt_store *st, const rt_workflow_set *set, const rt_event 
     return s;
 }
 
+static const char *sget(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* Who may decide: not an agent, a well-formed decision, an approver listed in the
+ * approvers file (its public key into pub; *keys is the loaded file). */
+static rt_refusal check_approver(const rt_event *ev, const char *file, rt_approvers **keys, unsigned char pub[32],
+                                 char *msg, size_t len)
+{
+    const json_t *d = ev->data;
+    rt_error e;
+    if (ev->actor_type == RT_ACTOR_AGENT) {
+        snprintf(msg, len, "an agent never approves (the event's actor is agent %s)", ev->actor_id ? ev->actor_id : "-");
+        return RT_REFUSAL_AGENT;
+    }
+    if (rt_approval_decision_check(d, &e) != RT_OK) {
+        snprintf(msg, len, "%s", e.msg);
+        return RT_REFUSAL_INVALID;
+    }
+    const char *approver = sget(d, "approver");
+    if (!file) {
+        snprintf(msg, len, "no approvers are configured (RATCHET_APPROVERS is not set)");
+        return RT_REFUSAL_UNKNOWN_APPROVER;
+    }
+    if (rt_approvers_load(file, keys, &e) != RT_OK) {
+        snprintf(msg, len, "the approvers file cannot be used: %s", e.msg);
+        rt_log(RT_LOG_ERROR, NULL, "approvers file: %s", e.msg);
+        return RT_REFUSAL_UNKNOWN_APPROVER;
+    }
+    if (!rt_approvers_find(*keys, approver, pub)) {
+        snprintf(msg, len, "%s is not in the approvers file", approver);
+        return RT_REFUSAL_UNKNOWN_APPROVER;
+    }
+    return RT_REFUSAL_NONE;
+}
+
+/* Whether the decision's signature verifies with pub; RT_ERR_NOMEM in *s when it could not
+ * be checked. */
+static rt_refusal check_signature(const json_t *d, const unsigned char pub[32], char *msg, size_t len, rt_status *s,
+                                  rt_error *err)
+{
+    size_t n = 0;
+    char *canon = rt_approval_canonical(d, &n);
+    if (!canon) {
+        *s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+        return RT_REFUSAL_NONE;
+    }
+    bool ok = rt_approval_verify(pub, canon, n, sget(d, "sig"));
+    free(canon);
+    if (ok)
+        return RT_REFUSAL_NONE;
+    snprintf(msg, len, "the signature does not verify with %s's public key", sget(d, "approver"));
+    return RT_REFUSAL_BAD_SIGNATURE;
+}
+
+/* An authentic decision against its gate: there is one, the signed action_hash is the
+ * gate's and still the hash of what the run will run, the decision is fresh (skew) and the
+ * gate has not expired. */
+static rt_refusal check_gate_action(const json_t *d, const json_t *gate, const char *run_id, const char *step_id,
+                                    int64_t skew, char *msg, size_t len)
+{
+    if (!gate) {
+        snprintf(msg, len, "run %s has no approval gate%s%s", run_id, step_id ? " at step " : "", step_id ? step_id : "");
+        return RT_REFUSAL_NOT_AWAITING;
+    }
+    if (strcmp(sget(gate, "action_hash"), sget(d, "action_hash")) != 0) {
+        snprintf(msg, len, "action_hash %.16s... is not what run %s will run (%.16s...)", sget(d, "action_hash"), run_id,
+                 sget(gate, "action_hash"));
+        return RT_REFUSAL_HASH_MISMATCH;
+    }
+    int64_t age = rt_now_ms() - (int64_t)json_integer_value(json_object_get(d, "ts"));
+    if (age > skew || -age > skew) {
+        char a[32], k[32];
+        rt_duration_format(age < 0 ? -age : age, a, sizeof a);
+        rt_duration_format(skew, k, sizeof k);
+        snprintf(msg, len, "the decision was signed %s %s (allowed: %s, RATCHET_APPROVAL_SKEW)", a,
+                 age >= 0 ? "ago" : "in the future", k);
+        return RT_REFUSAL_EXPIRED;
+    }
+    /* The stored hash is compared, but also recomputed from what the run will really run:
+     * a run whose event (or a step's input) was changed after the request must not ride
+     * on a signature over the old one. */
+    char now_hash[65];
+    rt_approval_action_hash(sget(gate, "workflow_hash"), json_object_get(gate, "event"), step_id,
+                            step_id ? json_object_get(gate, "with") : NULL, now_hash);
+    if (strcmp(now_hash, sget(gate, "action_hash")) != 0) {
+        snprintf(msg, len,
+                 "run %s no longer runs what its approval was requested for: its stored event or step input "
+                 "hashes to %.16s..., not %.16s...",
+                 run_id, now_hash, sget(gate, "action_hash"));
+        return RT_REFUSAL_HASH_MISMATCH;
+    }
+    /* The gate's own deadline, judged by the database's clock like the sweeper's: a
+     * decision that arrives after it is refused even when the sweeper has not run yet. */
+    if (json_is_true(json_object_get(gate, "expired")) && !strcmp(sget(gate, "status"), "pending")) {
+        snprintf(msg, len, "the approval of run %s expired at %s: no decision is taken after it", run_id,
+                 sget(gate, "expires_at"));
+        return RT_REFUSAL_EXPIRED;
+    }
+    return RT_REFUSAL_NONE;
+}
+
+/* Whether the gate (and its run, or its step) still waits for this decision. */
+static rt_refusal check_gate_waiting(const json_t *gate, const char *run_id, const char *step_id, char *msg, size_t len)
+{
+    const char *gs = sget(gate, "status");
+    const char *rs = sget(gate, "run_status");
+    const char *ss = sget(gate, "step_status");
+    bool waiting = !strcmp(gs, "pending") &&
+                   (step_id ? ss && !strcmp(ss, "waiting") && strcmp(rs, "awaiting_approval") != 0 &&
+                                  (!strcmp(rs, "running") || !strcmp(rs, "waiting") || !strcmp(rs, "sleeping") ||
+                                   !strcmp(rs, "queued"))
+                            : !strcmp(rs, "awaiting_approval"));
+    if (waiting)
+        return RT_REFUSAL_NONE;
+    snprintf(msg, len, "run %s is not awaiting approval (run %s, gate %s)", run_id, rs, gs);
+    return RT_REFUSAL_NOT_AWAITING;
+}
+
 static rt_status decide(rt_store *st, const rt_workflow_set *set, const rt_event *ev, rt_error *err)
 {
     const json_t *d = ev->data;
     char msg[700] = "";
-    rt_refusal why = RT_REFUSAL_NONE;
-    rt_error e;
     json_t *gate = NULL;
     rt_approvers *keys = NULL;
     char *file = NULL;
     int64_t skew = 0;
     rt_status s = RT_OK;
     settings_get(&file, &skew);
-
-    if (ev->actor_type == RT_ACTOR_AGENT) {
-        why = RT_REFUSAL_AGENT;
-        snprintf(msg, sizeof msg, "an agent never approves (the event's actor is agent %s)",
-                 ev->actor_id ? ev->actor_id : "-");
-    } else if (rt_approval_decision_check(d, &e) != RT_OK) {
-        why = RT_REFUSAL_INVALID;
-        snprintf(msg, sizeof msg, "%s", e.msg);
-    }
-    const char *run_id = why ? NULL : json_string_value(json_object_get(d, "run_id"));
-    const char *approver = why ? NULL : json_string_value(json_object_get(d, "approver"));
-    const char *step_id = why ? NULL : json_string_value(json_object_get(d, "step_id"));
     unsigned char pub[32];
-    if (!why) {
-        if (!file) {
-            why = RT_REFUSAL_UNKNOWN_APPROVER;
-            snprintf(msg, sizeof msg, "no approvers are configured (RATCHET_APPROVERS is not set)");
-        } else if (rt_approvers_load(file, &keys, &e) != RT_OK) {
-            why = RT_REFUSAL_UNKNOWN_APPROVER;
-            snprintf(msg, sizeof msg, "the approvers file cannot be used: %s", e.msg);
-            rt_log(RT_LOG_ERROR, NULL, "approvers file: %s", e.msg);
-        } else if (!rt_approvers_find(keys, approver, pub)) {
-            why = RT_REFUSAL_UNKNOWN_APPROVER;
-            snprintf(msg, sizeof msg, "%s is not in the approvers file", approver);
-        }
-    }
+    rt_refusal why = check_approver(ev, file, &keys, pub, msg, sizeof msg);
+    const char *run_id = why ? NULL : sget(d, "run_id");
+    const char *approver = why ? NULL : sget(d, "approver");
+    const char *step_id = why ? NULL : sget(d, "step_id");
     if (!why) {
         s = rt_store_approval_lock(st, run_id, step_id, &gate, err);
         if (s == RT_ERR_NOT_FOUND)
             s = RT_OK;
-        if (s != RT_OK)
-            goto out;
-        if (gate && !listed(json_object_get(gate, "approvers"), approver)) {
+        if (s == RT_OK && gate && !listed(json_object_get(gate, "approvers"), approver)) {
             why = RT_REFUSAL_UNKNOWN_APPROVER;
-            snprintf(msg, sizeof msg, "%s is not an approver of workflow %s", approver,
-                     json_string_value(json_object_get(gate, "workflow_id")));
+            snprintf(msg, sizeof msg, "%s is not an approver of workflow %s", approver, sget(gate, "workflow_id"));
         }
     }
-    if (!why) {
-        size_t len = 0;
-        char *canon = rt_approval_canonical(d, &len);
-        if (!canon) {
-            s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        if (!rt_approval_verify(pub, canon, len, json_string_value(json_object_get(d, "sig")))) {
-            why = RT_REFUSAL_BAD_SIGNATURE;
-            snprintf(msg, sizeof msg, "the signature does not verify with %s's public key", approver);
-        }
-        free(canon);
-    }
+    if (s == RT_OK && !why)
+        why = check_signature(d, pub, msg, sizeof msg, &s, err);
     /* Authentic from here on. */
-    if (!why && !gate) {
-        why = RT_REFUSAL_NOT_AWAITING;
-        snprintf(msg, sizeof msg, "run %s has no approval gate%s%s", run_id, step_id ? " at step " : "",
-                 step_id ? step_id : "");
-    }
-    if (!why && strcmp(json_string_value(json_object_get(gate, "action_hash")),
-                       json_string_value(json_object_get(d, "action_hash"))) != 0) {
-        why = RT_REFUSAL_HASH_MISMATCH;
-        snprintf(msg, sizeof msg, "action_hash %.16s... is not what run %s will run (%.16s...)",
-                 json_string_value(json_object_get(d, "action_hash")), run_id,
-                 json_string_value(json_object_get(gate, "action_hash")));
-    }
-    if (!why) {
-        int64_t age = rt_now_ms() - (int64_t)json_integer_value(json_object_get(d, "ts"));
-        if (age > skew || -age > skew) {
-            char a[32], k[32];
-            rt_duration_format(age < 0 ? -age : age, a, sizeof a);
-            rt_duration_format(skew, k, sizeof k);
-            why = RT_REFUSAL_EXPIRED;
-            snprintf(msg, sizeof msg, "the decision was signed %s %s (allowed: %s, RATCHET_APPROVAL_SKEW)", a,
-                     age >= 0 ? "ago" : "in the future", k);
-        }
-    }
-    /* The stored hash is compared, but also recomputed from what the run will really run:
-     * a run whose event (or a step's input) was changed after the request must not ride
-     * on a signature over the old one. */
-    if (!why) {
-        char now_hash[65];
-        rt_approval_action_hash(json_string_value(json_object_get(gate, "workflow_hash")), json_object_get(gate, "event"),
-                                step_id, step_id ? json_object_get(gate, "with") : NULL, now_hash);
-        if (strcmp(now_hash, json_string_value(json_object_get(gate, "action_hash"))) != 0) {
-            why = RT_REFUSAL_HASH_MISMATCH;
-            snprintf(msg, sizeof msg,
-                     "run %s no longer runs what its approval was requested for: its stored event or step input "
-                     "hashes to %.16s..., not %.16s...",
-                     run_id, now_hash, json_string_value(json_object_get(gate, "action_hash")));
-        }
-    }
-    /* The gate's own deadline, judged by the database's clock like the sweeper's: a
-     * decision that arrives after it is refused even when the sweeper has not run yet. */
-    if (!why && json_is_true(json_object_get(gate, "expired")) &&
-        !strcmp(json_string_value(json_object_get(gate, "status")), "pending")) {
-        why = RT_REFUSAL_EXPIRED;
-        snprintf(msg, sizeof msg, "the approval of run %s expired at %s: no decision is taken after it", run_id,
-                 json_string_value(json_object_get(gate, "expires_at")));
-    }
-    if (!why) {
+    if (s == RT_OK && !why)
+        why = check_gate_action(d, gate, run_id, step_id, skew, msg, sizeof msg);
+    if (s == RT_OK && !why) {
         bool fresh = false;
-        s = rt_store_approval_use_nonce(st, approver, json_string_value(json_object_get(d, "nonce")), run_id,
-                                        2 * skew + 3600 * 1000, &fresh, err);
-        if (s != RT_OK)
-            goto out;
-        if (!fresh) {
+        s = rt_store_approval_use_nonce(st, approver, sget(d, "nonce"), run_id, 2 * skew + 3600 * 1000, &fresh, err);
+        if (s == RT_OK && !fresh) {
             why = RT_REFUSAL_NONCE_REUSED;
-            snprintf(msg, sizeof msg, "nonce %.40s of %s was used before", json_string_value(json_object_get(d, "nonce")),
-                     approver);
+            snprintf(msg, sizeof msg, "nonce %.40s of %s was used before", sget(d, "nonce"), approver);
         }
     }
-    if (!why)
+    if (s == RT_OK && !why)
         why = check_requester(json_object_get(gate, "initiator"), approver, msg, sizeof msg);
-    if (!why) {
-        const char *gs = json_string_value(json_object_get(gate, "status"));
-        const char *rs = json_string_value(json_object_get(gate, "run_status"));
-        const char *ss = json_string_value(json_object_get(gate, "step_status"));
-        bool waiting = !strcmp(gs, "pending") &&
-                       (step_id ? ss && !strcmp(ss, "waiting") && strcmp(rs, "awaiting_approval") != 0 &&
-                                      (!strcmp(rs, "running") || !strcmp(rs, "waiting") || !strcmp(rs, "sleeping") ||
-                                       !strcmp(rs, "queued"))
-                                : !strcmp(rs, "awaiting_approval"));
-        if (!waiting) {
-            why = RT_REFUSAL_NOT_AWAITING;
-            snprintf(msg, sizeof msg, "run %s is not awaiting approval (run %s, gate %s)", run_id, rs, gs);
-        }
-    }
-    if (why)
-        s = refuse(st, ev, why, msg, err);
-    else
-        s = apply(st, set, ev, gate, err);
-out:
+    if (s == RT_OK && !why)
+        why = check_gate_waiting(gate, run_id, step_id, msg, sizeof msg);
+    if (s == RT_OK)
+        s = why ? refuse(st, ev, why, msg, err) : apply(st, set, ev, gate, err);
     json_decref(gate);
     rt_approvers_free(keys);
     free(file);

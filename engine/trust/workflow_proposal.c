@@ -147,42 +147,16 @@ static rt_status carry_out(rt_store *st, const json_t *p, const char *actor, rt_
     return s;
 }
 
-rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t *d, const char *carrier,
-                             bool carrier_agent, rt_refusal *why, char *msg, size_t len, json_t **out, rt_error *err)
+/* The checks a locked, awaiting proposal p must pass against what is stored now: its action
+ * hash (as signed, and recomputed from the workflow's current version), the nonce, no
+ * self-approval, no system workflow. A failed one sets *why and msg. */
+static rt_status check_proposal(rt_store *st, const char *proposal_id, const json_t *d, json_t *p,
+                                const char *approver, int64_t skew, rt_refusal *why, char *msg, size_t len,
+                                rt_error *err)
 {
-    *out = NULL;
-    *why = RT_REFUSAL_NONE;
-    msg[0] = '\0';
-    int64_t skew = 0;
-    json_t *p = NULL, *row = NULL, *def = NULL;
     rt_status s = RT_OK;
-    if (carrier_agent) {
-        *why = RT_REFUSAL_AGENT;
-        snprintf(msg, len, "an agent never approves (%s)", carrier);
-    } else {
-        s = rt_approval_check_signed(d, why, msg, len, &skew, err);
-    }
-    const char *approver = json_is_object(d) ? str(d, "approver") : NULL;
-    if (s == RT_OK && !*why && strcmp(str(d, "run_id"), proposal_id)) {
-        *why = RT_REFUSAL_INVALID;
-        snprintf(msg, len, "$.run_id: the decision names %s, not proposal %s", str(d, "run_id"), proposal_id);
-    }
-    if (s == RT_OK)
-        s = rt_store_begin(st, err);
-    if (s == RT_OK)
-        s = rt_store_wf_lock(st, err);
-    if (s == RT_OK && !*why) {
-        s = rt_store_wf_proposal_lock(st, proposal_id, &p, err);
-        if (s == RT_ERR_NOT_FOUND) {
-            s = RT_OK;
-            *why = RT_REFUSAL_NOT_AWAITING;
-            snprintf(msg, len, "there is no proposal %s", proposal_id);
-        } else if (s == RT_OK && strcmp(str(p, "status"), "awaiting_approval")) {
-            *why = RT_REFUSAL_NOT_AWAITING;
-            snprintf(msg, len, "proposal %s is %s, not awaiting approval", proposal_id, str(p, "status"));
-        }
-    }
-    if (s == RT_OK && !*why && strcmp(str(p, "action_hash"), str(d, "action_hash"))) {
+    json_t *row = NULL, *def = NULL;
+    if (strcmp(str(p, "action_hash"), str(d, "action_hash"))) {
         *why = RT_REFUSAL_HASH_MISMATCH;
         snprintf(msg, len, "action_hash %.16s... is not proposal %s's (%.16s...)", str(d, "action_hash"), proposal_id,
                  str(p, "action_hash"));
@@ -211,7 +185,7 @@ rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t
             snprintf(msg, len, "nonce %.40s of %s was used before", str(d, "nonce"), approver);
         }
     }
-    const char *requester = p ? str(p, "requester") : NULL;
+    const char *requester = str(p, "requester");
     if (s == RT_OK && !*why && (!requester || !strcasecmp(requester, approver))) {
         *why = requester ? RT_REFUSAL_SELF_APPROVAL : RT_REFUSAL_UNKNOWN_REQUESTER;
         snprintf(msg, len, requester ? "%s proposed this change: no self-approval" : "%s: the proposer is unknown",
@@ -221,18 +195,28 @@ rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t
         *why = RT_REFUSAL_AGENT;
         snprintf(msg, len, "workflow %s is a system workflow: an agent's change is never made", str(p, "workflow_id"));
     }
-    char actor[200];
-    snprintf(actor, sizeof actor, "approver:%.100s", approver && !carrier_agent ? approver : carrier);
-    bool approve = s == RT_OK && !*why && !strcmp(str(d, "decision"), "approve");
-    if (s == RT_OK && *why) {
-        json_t *details = json_pack("{s:s, s:s, s:s, s:s?}", "proposal_id", proposal_id, "reason", rt_refusal_name(*why),
+    json_decref(row);
+    json_decref(def);
+    return s;
+}
+
+/* The verdict, in this transaction: a refusal audited, or the decision stored (and, when
+ * approved, carried out) and audited; *out is the caller's answer then. */
+static rt_status record_decision(rt_store *st, const char *proposal_id, const json_t *d, json_t *p,
+                                 const char *actor, const char *carrier, bool approve, rt_refusal why,
+                                 const char *msg, json_t **out, rt_error *err)
+{
+    rt_status s = RT_OK;
+    if (why) {
+        json_t *details = json_pack("{s:s, s:s, s:s, s:s?}", "proposal_id", proposal_id, "reason", rt_refusal_name(why),
                                     "message", msg, "carrier", carrier);
         s = rt_refusal_record(st, actor, "workflow.proposal.refused", p ? str(p, "workflow_id") : proposal_id, details,
                               err);
         json_decref(details);
-    } else if (s == RT_OK) {
+    } else {
         const char *comment = str(d, "comment");
-        s = rt_store_wf_proposal_decide(st, proposal_id, approve ? "approved" : "rejected", approver, comment, err);
+        s = rt_store_wf_proposal_decide(st, proposal_id, approve ? "approved" : "rejected", str(d, "approver"),
+                                        comment, err);
         if (s == RT_OK && approve)
             s = carry_out(st, p, actor, err);
         json_t *details = json_pack("{s:s, s:s, s:s, s:s?}", "proposal_id", proposal_id, "action", str(p, "action"),
@@ -245,10 +229,53 @@ rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t
             *out = json_pack("{s:s, s:s, s:s}", "proposal_id", proposal_id, "outcome", approve ? "approved" : "rejected",
                              "workflow", str(p, "workflow_id"));
     }
+    return s;
+}
+
+rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t *d, const char *carrier,
+                             bool carrier_agent, rt_refusal *why, char *msg, size_t len, json_t **out, rt_error *err)
+{
+    *out = NULL;
+    *why = RT_REFUSAL_NONE;
+    msg[0] = '\0';
+    int64_t skew = 0;
+    json_t *p = NULL;
+    rt_status s = RT_OK;
+    if (carrier_agent) {
+        *why = RT_REFUSAL_AGENT;
+        snprintf(msg, len, "an agent never approves (%s)", carrier);
+    } else {
+        s = rt_approval_check_signed(d, why, msg, len, &skew, err);
+    }
+    const char *approver = json_is_object(d) ? str(d, "approver") : NULL;
+    if (s == RT_OK && !*why && strcmp(str(d, "run_id"), proposal_id)) {
+        *why = RT_REFUSAL_INVALID;
+        snprintf(msg, len, "$.run_id: the decision names %s, not proposal %s", str(d, "run_id"), proposal_id);
+    }
+    if (s == RT_OK)
+        s = rt_store_begin(st, err);
+    if (s == RT_OK)
+        s = rt_store_wf_lock(st, err);
+    if (s == RT_OK && !*why) {
+        s = rt_store_wf_proposal_lock(st, proposal_id, &p, err);
+        if (s == RT_ERR_NOT_FOUND) {
+            s = RT_OK;
+            *why = RT_REFUSAL_NOT_AWAITING;
+            snprintf(msg, len, "there is no proposal %s", proposal_id);
+        } else if (s == RT_OK && strcmp(str(p, "status"), "awaiting_approval")) {
+            *why = RT_REFUSAL_NOT_AWAITING;
+            snprintf(msg, len, "proposal %s is %s, not awaiting approval", proposal_id, str(p, "status"));
+        }
+    }
+    if (s == RT_OK && !*why)
+        s = check_proposal(st, proposal_id, d, p, approver, skew, why, msg, len, err);
+    char actor[200];
+    snprintf(actor, sizeof actor, "approver:%.100s", approver && !carrier_agent ? approver : carrier);
+    bool approve = s == RT_OK && !*why && !strcmp(str(d, "decision"), "approve");
+    if (s == RT_OK)
+        s = record_decision(st, proposal_id, d, p, actor, carrier, approve, *why, msg, out, err);
     if (s == RT_OK || rt_store_healthy(st))
         s = finish(st, s, err);
     json_decref(p);
-    json_decref(row);
-    json_decref(def);
     return s;
 }
