@@ -305,6 +305,106 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
     return s;
 }
 
+/* A batch's run requests: one per fresh event and workflow it triggers. */
+typedef struct req_list {
+    rt_run_request *reqs;
+    json_t **trigger; /* owned: each request's trigger (it holds the dedupe key's text) */
+    size_t *event;    /* the index of the request's event in the batch */
+    size_t n, cap;
+} req_list;
+
+static void add_request(req_list *l, const rt_workflow_set *set, const rt_workflow *wf, rt_event *ev, size_t i,
+                        const char *transport)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->reqs = realloc(l->reqs, l->cap * sizeof *l->reqs);
+        l->trigger = realloc(l->trigger, l->cap * sizeof *l->trigger);
+        l->event = realloc(l->event, l->cap * sizeof *l->event);
+    }
+    char key[256];
+    snprintf(key, sizeof key, "event:%s", ev->id);
+    json_t *trigger = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "event", "event_id", ev->id, "event", ev->name,
+                                "transport", transport, "dedupe_key", key);
+    l->trigger[l->n] = trigger;
+    l->event[l->n] = i;
+    /* The dedupe key's text lives in the trigger, which outlives the run creation. */
+    l->reqs[l->n] = (rt_run_request){.wf = wf, .trigger = trigger, .event = ev->envelope, .set = set,
+                                     .dedupe_key = json_string_value(json_object_get(trigger, "dedupe_key"))};
+    l->n++;
+}
+
+static void req_list_free(req_list *l)
+{
+    for (size_t r = 0; r < l->n; r++)
+        json_decref(l->trigger[r]);
+    free(l->reqs);
+    free(l->trigger);
+    free(l->event);
+}
+
+/* is_fresh[i]: event i was stored now (its id not seen before), and is the first of its
+ * id in the batch. A hash of the inserted ids, not a scan per event: batches hold hundreds. */
+static void mark_fresh(rt_event *const *events, size_t n, json_t *inserted, bool *is_fresh)
+{
+    json_t *ids = json_object();
+    size_t k;
+    json_t *id;
+    json_array_foreach(inserted, k, id) json_object_set_new(ids, json_string_value(id), json_true());
+    for (size_t i = 0; i < n; i++) {
+        is_fresh[i] = json_object_get(ids, events[i]->id) != NULL;
+        if (is_fresh[i])
+            json_object_del(ids, events[i]->id); /* a second occurrence is not fresh */
+    }
+    json_decref(ids);
+}
+
+/* Waiting steps, cancel_on and approval decisions see every fresh event of the batch. */
+static rt_status react_to_fresh(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
+                                const bool *is_fresh, rt_error *err)
+{
+    rt_event **fresh = calloc(n ? n : 1, sizeof *fresh);
+    if (!fresh)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    size_t n_fresh = 0;
+    json_t *names = json_array(), *seen = json_object();
+    for (size_t i = 0; i < n; i++) {
+        if (!is_fresh[i])
+            continue;
+        fresh[n_fresh++] = events[i];
+        if (!json_object_get(seen, events[i]->name)) {
+            json_object_set_new(seen, events[i]->name, json_true());
+            json_array_append_new(names, json_string(events[i]->name));
+        }
+    }
+    rt_status s = RT_OK;
+    if (n_fresh > 0)
+        s = wake_waiters(set, st, fresh, n_fresh, names, err);
+    if (s == RT_OK && n_fresh > 0)
+        s = apply_cancel_on(set, st, fresh, n_fresh, err);
+    const rt_run_gate *gate = rt_run_gate_get();
+    if (s == RT_OK && n_fresh > 0 && gate && gate->decisions) /* ratchet.approval.decided */
+        s = gate->decisions(st, set, fresh, n_fresh, err);
+    free(fresh);
+    json_decref(seen);
+    json_decref(names);
+    return s;
+}
+
+static void count_ingested(rt_event *const *events, size_t n, const bool *is_fresh, const char *transport)
+{
+    size_t fresh_n = 0;
+    int64_t now = rt_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (!is_fresh[i])
+            continue;
+        fresh_n++;
+        rt_metrics_histogram_observe("ratchet_event_ingest_lag_seconds", "transport", transport,
+                                     (double)(now - events[i]->ts_ms) / 1000.0);
+    }
+    rt_metrics_counter_add("ratchet_events_ingested_total", "transport", transport, (uint64_t)fresh_n);
+}
+
 static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                            const char *transport, rt_ingest_result *results, tx_mode mode, bool *runner_failed,
                            rt_error *err)
@@ -321,118 +421,47 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
         }
     }
     json_t *inserted = NULL;
-    rt_run_request *reqs = NULL;
-    size_t n_reqs = 0, cap = 0;
-    json_t **req_trigger = NULL;
-    size_t *req_event = NULL;
+    req_list l = {0};
     bool *is_fresh = calloc(n ? n : 1, sizeof *is_fresh);
     rt_status s = own_tx ? rt_store_begin(st, err) : RT_OK;
     if (s == RT_OK)
         s = rt_store_insert_events(st, rows, &inserted, err);
-    for (size_t i = 0; s == RT_OK && i < n; i++) {
-        bool fresh = false;
-        size_t k;
-        json_t *id;
-        json_array_foreach(inserted, k, id) {
-            if (strcmp(json_string_value(id), events[i]->id) == 0) {
-                fresh = true;
-                break;
-            }
-        }
-        /* The same id twice in one batch: only the first occurrence counts. */
-        for (size_t j = 0; fresh && j < i; j++)
-            if (strcmp(events[j]->id, events[i]->id) == 0)
-                fresh = false;
-        if (!fresh)
-            continue;
-        is_fresh[i] = true;
-        if (results)
-            results[i].duplicate = false;
-        for (size_t w = 0; set && w < set->n; w++) {
-            const rt_workflow *wf = set->items[w];
-            if (!rt_ingest_matches(wf, events[i]))
-                continue;
-            if (n_reqs == cap) {
-                cap = cap ? cap * 2 : 16;
-                reqs = realloc(reqs, cap * sizeof *reqs);
-                req_trigger = realloc(req_trigger, cap * sizeof *req_trigger);
-                req_event = realloc(req_event, cap * sizeof *req_event);
-            }
-            char key[256];
-            snprintf(key, sizeof key, "event:%s", events[i]->id);
-            req_trigger[n_reqs] = json_pack("{s:s, s:s, s:s, s:s}", "type", "event", "event_id", events[i]->id,
-                                            "event", events[i]->name, "transport", transport);
-            req_event[n_reqs] = i;
-            reqs[n_reqs] = (rt_run_request){.wf = wf, .trigger = req_trigger[n_reqs], .event = events[i]->envelope,
-                                            .set = set};
-            /* The key buffer must outlive create_runs: keep it in the trigger object. */
-            json_object_set_new(req_trigger[n_reqs], "dedupe_key", json_string(key));
-            reqs[n_reqs].dedupe_key = json_string_value(json_object_get(req_trigger[n_reqs], "dedupe_key"));
-            n_reqs++;
-        }
-    }
-    /* Waiting steps and cancel_on see every fresh event of the batch. */
-    rt_event **fresh = calloc(n ? n : 1, sizeof *fresh);
-    size_t n_fresh = 0;
-    json_t *names = json_array();
+    if (s == RT_OK)
+        mark_fresh(events, n, inserted, is_fresh);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
         if (!is_fresh[i])
             continue;
-        fresh[n_fresh++] = events[i];
-        bool known = false;
-        size_t k;
-        json_t *nm;
-        json_array_foreach(names, k, nm) known = known || strcmp(json_string_value(nm), events[i]->name) == 0;
-        if (!known)
-            json_array_append_new(names, json_string(events[i]->name));
+        if (results)
+            results[i].duplicate = false;
+        for (size_t w = 0; set && w < set->n; w++) {
+            if (rt_ingest_matches(set->items[w], events[i]))
+                add_request(&l, set, set->items[w], events[i], i, transport);
+        }
     }
-    if (s == RT_OK && n_fresh > 0)
-        s = wake_waiters(set, st, fresh, n_fresh, names, err);
-    if (s == RT_OK && n_fresh > 0)
-        s = apply_cancel_on(set, st, fresh, n_fresh, err);
-    const rt_run_gate *gate = rt_run_gate_get();
-    if (s == RT_OK && n_fresh > 0 && gate && gate->decisions) /* ratchet.approval.decided */
-        s = gate->decisions(st, set, fresh, n_fresh, err);
-    free(fresh);
-    json_decref(names);
-    if (s == RT_OK && n_reqs > 0)
-        s = rt_run_create_tx(st, reqs, n_reqs, err);
-    if (s == RT_OK && n_reqs > 0 && mode == TX_OWN_FIRST_STEPS) {
-        s = run_first_steps(st, reqs, n_reqs, err);
+    if (s == RT_OK)
+        s = react_to_fresh(set, st, events, n, is_fresh, err);
+    if (s == RT_OK && l.n > 0)
+        s = rt_run_create_tx(st, l.reqs, l.n, err);
+    if (s == RT_OK && l.n > 0 && mode == TX_OWN_FIRST_STEPS) {
+        s = run_first_steps(st, l.reqs, l.n, err);
         *runner_failed = s != RT_OK;
     }
-    for (size_t r = 0; s == RT_OK && results && r < n_reqs; r++) {
-        if (reqs[r].id[0]) /* the run row names its event (runs.event_id) */
-            json_array_append_new(results[req_event[r]].run_ids, json_string(reqs[r].id));
+    for (size_t r = 0; s == RT_OK && results && r < l.n; r++) {
+        if (l.reqs[r].id[0]) /* the run row names its event (runs.event_id) */
+            json_array_append_new(results[l.event[r]].run_ids, json_string(l.reqs[r].id));
     }
     if (s == RT_OK && own_tx)
         s = rt_store_commit(st, err);
-    if (s == RT_OK) {
-        size_t fresh_n = 0;
-        int64_t now = rt_now_ms();
-        for (size_t i = 0; i < n; i++) {
-            if (!is_fresh[i])
-                continue;
-            fresh_n++;
-            rt_metrics_histogram_observe("ratchet_event_ingest_lag_seconds", "transport", transport,
-                                         (double)(now - events[i]->ts_ms) / 1000.0);
-        }
-        rt_metrics_counter_add("ratchet_events_ingested_total", "transport", transport, (uint64_t)fresh_n);
-    }
+    if (s == RT_OK)
+        count_ingested(events, n, is_fresh, transport);
     if (s != RT_OK) {
         if (own_tx)
             rt_store_rollback(st);
-        if (results) {
-            for (size_t i = 0; i < n; i++)
-                json_array_clear(results[i].run_ids);
-        }
+        for (size_t i = 0; results && i < n; i++)
+            json_array_clear(results[i].run_ids);
     }
-    for (size_t r = 0; r < n_reqs; r++)
-        json_decref(req_trigger[r]);
+    req_list_free(&l);
     free(is_fresh);
-    free(reqs);
-    free(req_trigger);
-    free(req_event);
     json_decref(inserted);
     json_decref(rows);
     return s;
