@@ -1063,7 +1063,7 @@ static rt_status parse_needs(loader *l, json_t *sj, rt_workflow *wf, size_t idx)
     rt_qbuf q;
     for (size_t i = 0; st == RT_OK && i < n; i++) {
         size_t o2 = path_push_index(l, i);
-        const char *s;
+        const char *s = NULL;
         st = as_string(l, json_array_get(needs, i), &s); /* borrowed */
         for (size_t k = 0; st == RT_OK && k < i; k++) {
             if (strcmp(sd->needs[k], s) == 0)
