@@ -235,6 +235,60 @@ static void drop_private(const rt_config *cfg_v, const char *via)
     rt_bus_free(b);
 }
 
+/* (5) One event at a time on an idle engine: publish on a connection that is already open,
+ * wait for its first step to be committed, let everything go idle again. The first event
+ * only warms the connection up and is not counted. */
+static rt_status idle_phase(const rt_config *cfg_v, rt_store *st, const char *via, const char *tag, const char *name,
+                            via_result *out, rt_error *err)
+{
+    rt_bus *pub = NULL;
+    rt_status rs = RT_ERR_INTERNAL;
+    wait_drained(st);
+    rt_bus_options o;
+    rt_bus_options_from_config(&o, cfg_v, strcmp(via, "amqp") == 0 ? cfg_v->amqp_url : cfg_v->nats_url);
+    if (rt_bus_open(&o, &pub, err) != RT_OK)
+        goto done;
+    int64_t idle_from = 0, stored = 0;
+    if (rt_store_count_events(st, name, &stored, err) != RT_OK)
+        goto done;
+    for (int i = 0; i <= IDLE_EVENTS; i++) {
+        if (i == 1)
+            idle_from = rt_now_ms();
+        pub_job one = {.via = via};
+        snprintf(one.tag, sizeof one.tag, "%s-i-%s", tag, via);
+        char id[64];
+        char *body = bench_body(&one, (size_t)i, id, sizeof id);
+        rt_bus_out m = {.name = name, .id = id, .body = body, .len = body ? strlen(body) : 0};
+        rt_status ps = body ? rt_bus_publish(pub, &m, 1, 10000, err) : rt_error_set(err, RT_ERR_NOMEM, "oom");
+        free(body);
+        if (ps != RT_OK)
+            goto done;
+        int64_t want = i == 0 ? 0 : i, deadline = rt_mono_ms() + 30000;
+        int64_t have = -1;
+        do {
+            sleep_us(1000);
+            if (i == 0) { /* the warm-up: wait for the queue to be empty again */
+                if (wait_events(st, name, stored + 1, 30, err) != 0)
+                    goto done;
+                wait_drained(st);
+                break;
+            }
+            if (rt_store_bench_latency(st, idle_from, true, &have, &out->idle_p50, &out->idle_p99, err) != RT_OK)
+                goto done;
+        } while (have < want && rt_mono_ms() < deadline);
+        if (i > 0 && have < want) {
+            rt_error_set(err, RT_ERR_TIMEOUT, "idle event %d: its first step did not complete within 30 s", i);
+            goto done;
+        }
+        out->idle_n = i;
+        sleep_us(150000); /* idle: workers and consumer back to waiting */
+    }
+    rs = RT_OK;
+done:
+    rt_bus_free(pub);
+    return rs == RT_OK ? RT_OK : err->code;
+}
+
 /* The five phases for one broker. */
 static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store *st, const char *via,
                      const char *tag, int events, via_result *out)
@@ -249,7 +303,6 @@ static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store 
     rt_error err;
     rt_intake *in = NULL;
     rt_engine *e = NULL;
-    rt_bus *pub = NULL;
     int rc = 1;
     /* (1) publisher alone: the queue/stream exists, its consumer is stopped. */
     if (intake_for(&cfg_v, set, &in, &err) != RT_OK)
@@ -300,49 +353,8 @@ static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store 
         if (out->lat_n < 5000)
             sleep_us(50000);
     }
-    /* (5) one event at a time on an idle engine: publish on a connection that is already
-     * open, wait for its first step to be committed, let everything go idle again. The
-     * first event only warms the connection up and is not counted. */
-    wait_drained(st);
-    rt_bus_options o;
-    rt_bus_options_from_config(&o, &cfg_v, strcmp(via, "amqp") == 0 ? cfg_v.amqp_url : cfg_v.nats_url);
-    if (rt_bus_open(&o, &pub, &err) != RT_OK)
+    if (idle_phase(&cfg_v, st, via, tag, name, out, &err) != RT_OK)
         goto fail;
-    int64_t idle_from = 0, stored = 0;
-    if (rt_store_count_events(st, name, &stored, &err) != RT_OK)
-        goto fail;
-    for (int i = 0; i <= IDLE_EVENTS; i++) {
-        if (i == 1)
-            idle_from = rt_now_ms();
-        pub_job one = {.via = via};
-        snprintf(one.tag, sizeof one.tag, "%s-i-%s", tag, via);
-        char id[64];
-        char *body = bench_body(&one, (size_t)i, id, sizeof id);
-        rt_bus_out m = {.name = name, .id = id, .body = body, .len = body ? strlen(body) : 0};
-        rt_status ps = body ? rt_bus_publish(pub, &m, 1, 10000, &err) : rt_error_set(&err, RT_ERR_NOMEM, "oom");
-        free(body);
-        if (ps != RT_OK)
-            goto fail;
-        int64_t want = i == 0 ? 0 : i, deadline = rt_mono_ms() + 30000;
-        int64_t have = -1;
-        do {
-            sleep_us(1000);
-            if (i == 0) { /* the warm-up: wait for the queue to be empty again */
-                if (wait_events(st, name, stored + 1, 30, &err) != 0)
-                    goto fail;
-                wait_drained(st);
-                break;
-            }
-            if (rt_store_bench_latency(st, idle_from, true, &have, &out->idle_p50, &out->idle_p99, &err) != RT_OK)
-                goto fail;
-        } while (have < want && rt_mono_ms() < deadline);
-        if (i > 0 && have < want) {
-            rt_error_set(&err, RT_ERR_TIMEOUT, "idle event %d: its first step did not complete within 30 s", i);
-            goto fail;
-        }
-        out->idle_n = i;
-        sleep_us(150000); /* idle: workers and consumer back to waiting */
-    }
     rc = 0;
 fail:
     if (rc)
@@ -351,7 +363,6 @@ fail:
         rt_engine_stop(e, 5000);
         rt_engine_free(e);
     }
-    rt_bus_free(pub);
     rt_intake_stop(in);
     drop_private(&cfg_v, via);
     return rc;
