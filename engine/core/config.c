@@ -66,8 +66,9 @@ static const setting settings[] = {
      "fallback poll when no NOTIFY arrives"},
     {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
      "quick steps a worker claims at once (up to 4x as many while a full batch keeps coming)"},
-    {"RATCHET_INGEST_CONSUMERS", "--ingest-consumers", T_INT, OFF(ingest_consumers), "2", 1, 8,
-     "consumers per broker, each storing its batches on its own connections (the broker shares messages out)"},
+    {"RATCHET_INGEST_CONSUMERS", "--ingest-consumers", T_INT, OFF(ingest_consumers), "1", 1, 8,
+     "consumers per broker, each storing its batches on its own connections (the broker shares messages out; "
+     "more than 1 ingests a backlog faster but gives up the broker's order between batches)"},
     {"RATCHET_RUN_AT_INGEST", "--run-at-ingest", T_BOOL, OFF(run_at_ingest), "true", 0, 0,
      "run a new run's first quick steps (transform, log, sleep, wait_for_event, ...) in the transaction that "
      "stores its event, when this process runs an engine"},

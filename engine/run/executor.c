@@ -56,6 +56,7 @@ typedef struct worker {
     uint64_t claims;
     uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies */
     int quick_limit;    /* the next quick claim's size (next_quick_limit) */
+    bool at_ingest;     /* a worker of the moment inside an ingest transaction (run_at_ingest) */
 } worker;
 
 #define CLAIM_SAMPLES 65536
@@ -815,6 +816,15 @@ static void give_up(run_view *v, const rt_step_def *d, int64_t fence)
 }
 
 /* Runs the claimed step, then every quick step it makes ready, in this same claim. */
+/* What a worker inside an ingest transaction leaves to the real workers: a step that waits
+ * for events (registering its wait locks the event name exclusively, while the batch holds
+ * names shared: two ingests could deadlock) and a for_each (an event must not hold its
+ * ingest, and the other events of the batch, for as long as its items take). */
+static bool runs_here(const worker *w, const rt_step_def *d)
+{
+    return !w->at_ingest || (!d->for_each && d->type->wait != RT_STEP_WAIT_EVENT);
+}
+
 static void run_claim(worker *w, run_view *v, const rt_claim *c)
 {
     int idx = rt_workflow_step_index(v->wf, c->step_id);
@@ -825,6 +835,8 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
         v->touched = true;
         return;
     }
+    if (!runs_here(w, &v->wf->steps[idx]))
+        return; /* its item stays queued: a worker takes it after the commit */
     size_t stack[RT_WORKFLOW_MAX_STEPS];
     int64_t qids[RT_WORKFLOW_MAX_STEPS];
     int attempts[RT_WORKFLOW_MAX_STEPS];
@@ -867,7 +879,7 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
             bool follows = false;
             for (size_t k = 0; k < d->n_needs && !follows; k++)
                 follows = d->need_idx[k] == i;
-            if (follows && needs_met(v->wf, v->steps, t) && top < RT_WORKFLOW_MAX_STEPS) {
+            if (follows && needs_met(v->wf, v->steps, t) && runs_here(w, d) && top < RT_WORKFLOW_MAX_STEPS) {
                 stack[top] = t;
                 qids[top] = -1;
                 attempts[top] = 1;
@@ -1650,7 +1662,7 @@ static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_i
     size_t got = 0;
     rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, err);
     if (s == RT_OK && got > 0) {
-        worker w = {.e = e, .index = -1, .store = st};
+        worker w = {.e = e, .index = -1, .store = st, .at_ingest = true};
         pthread_mutex_init(&w.held_mu, NULL);
         snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
         quick_batch qb = {0};

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A new run's quick first steps run in the transaction that stores its event (one commit,
 # no hand-off to a worker), for events from a broker and from the API; the slow steps after
-# them go to the workers as before. Runs held for approval and runs under a concurrency
-# key do not start at ingest. With RATCHET_RUN_AT_INGEST=false nothing runs at ingest.
+# them go to the workers as before. Runs held for approval, runs under a concurrency key,
+# steps that wait for events and for_each steps do not start at ingest. With RATCHET_RUN_AT_INGEST=false nothing runs at ingest.
 # When running first steps fails, the batch is stored again without them (nothing lost,
 # stored once) and the workers run them.
 #
@@ -27,10 +27,26 @@ cat > "$W/keyed.json" <<EOF2
 {"id": "keyed", "triggers": [{"event": "$subj.keyed"}], "concurrency": {"key": "event.data.k", "limit": 1},
  "steps": [{"id": "first", "uses": "transform", "with": {"value": 1}}]}
 EOF2
+cat > "$W/gated.json" <<EOF2
+{"id": "gated", "triggers": [{"event": "$subj.gated"}], "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
+ "steps": [{"id": "first", "uses": "transform", "with": {"value": 1}}]}
+EOF2
+cat > "$W/waits.json" <<EOF2
+{"id": "waits", "triggers": [{"event": "$subj.wait"}],
+ "steps": [{"id": "first", "uses": "wait_for_event", "with": {"event": "$subj.go", "timeout": "10m"}},
+           {"id": "after", "uses": "transform", "with": {"value": 1}}]}
+EOF2
+cat > "$W/fanout.json" <<EOF2
+{"id": "fanout", "triggers": [{"event": "$subj.fan"}],
+ "steps": [{"id": "first", "uses": "transform", "for_each": "event.data.items", "with": {"value": "\${{ item }}"}}]}
+EOF2
 cat > "$W/fragile.json" <<EOF2
 {"id": "fragile", "triggers": [{"event": "$subj.fragile"}],
  "steps": [{"id": "first", "uses": "transform", "with": {"value": 2}}]}
 EOF2
+export RATCHET_APPROVERS=$T/approvers
+"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
+cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
 rt_serve_wait_ready a
@@ -62,6 +78,24 @@ rt_assert_eq same "$(committed_with_event api1 first)" "first step committed wit
 "$RATCHET_BIN" send "$subj.keyed" --via nats --id "$subj-k1" --data '{"k": "x"}' >/dev/null
 rt_wait_for 60 '[ "$(done_runs keyed)" = 1 ]'
 rt_assert_eq later "$(committed_with_event "$subj-k1" first)" "a keyed run's first step waits for a worker"
+
+# --- an agent's event for a gated workflow: held, nothing runs -----------------------------
+"$RATCHET_BIN" send "$subj.gated" --via nats --id "$subj-g1" --actor-type agent --actor-id bot-1 >/dev/null
+rt_wait_for 60 '[ "$(rt_psql "select status from ratchet.runs where event_id = '"'$subj-g1'"'")" = awaiting_approval ]'
+rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps s join ratchet.runs r on r.id = s.run_id
+                          where r.event_id = '$subj-g1' and s.status = 'completed'")" "a held run ran nothing"
+
+# --- a step that waits for events, and a for_each: left to the workers ------------------
+"$RATCHET_BIN" send "$subj.wait" --via nats --id "$subj-w1" >/dev/null
+rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.waits w join ratchet.runs r on r.id = w.run_id where r.event_id = '"'$subj-w1'"'")" = 1 ]'
+rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.waits w join ratchet.runs r on r.id = w.run_id
+                          join ratchet.events e on e.id = r.event_id
+                          where e.id = '$subj-w1' and w.xmin <> e.xmin")" "the wait was registered by a worker, later"
+"$RATCHET_BIN" send "$subj.go" --via nats --id "$subj-go1" >/dev/null
+rt_wait_for 60 '[ "$(done_runs waits)" = 1 ]'
+"$RATCHET_BIN" send "$subj.fan" --via nats --id "$subj-fan1" --data '{"items": [1, 2, 3]}' >/dev/null
+rt_wait_for 60 '[ "$(done_runs fanout)" = 1 ]'
+rt_assert_eq later "$(committed_with_event "$subj-fan1" first)" "a for_each step ran on a worker"
 
 # --- running first steps fails: stored again without them, once ------------------------
 # A trigger refuses a completed step row written in the transaction that created its run.
