@@ -225,7 +225,8 @@ void rt_ingest_results_clear(rt_ingest_result *results, size_t n)
 static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *const *events, size_t n,
                         const char *transport, rt_ingest_result *results, bool own_tx, rt_error *err);
 
-static pthread_rwlock_t runner_lock = PTHREAD_RWLOCK_INITIALIZER;
+/* Writer-preferring: an engine that stops must not wait behind an endless run of batches. */
+static pthread_rwlock_t runner_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static rt_ingest_runner_fn runner_fn;
 static void *runner_arg;
 
