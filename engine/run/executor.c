@@ -1650,28 +1650,52 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
     return s;
 }
 
+/* A first-steps batch between the ingest's statements and its commit. */
+typedef struct ingest_after {
+    quick_batch qb;
+    rt_claim *claims; /* the views borrow from them */
+    size_t n;
+} ingest_after;
+
 /* The ingest runner (ingest.h): the quick first steps of the runs the caller's open
  * transaction just created run in it, by a worker of the moment that holds no lease (quick
- * steps need none). What finished is counted now: the caller's commit follows. */
-static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
+ * steps need none). What finished is counted in after_ingest, once the caller committed. */
+static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_ids, size_t n, void **after,
+                               rt_error *err)
 {
     rt_engine *e = arg;
+    *after = NULL;
     if (e->stopping || n == 0)
         return RT_OK;
     rt_claim *claims = NULL;
     size_t got = 0;
     rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, err);
-    if (s == RT_OK && got > 0) {
-        worker w = {.e = e, .index = -1, .store = st, .at_ingest = true};
-        pthread_mutex_init(&w.held_mu, NULL);
-        snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
-        quick_batch qb = {0};
-        s = quick_run(&w, claims, got, &qb, err);
-        quick_done(&qb, s == RT_OK);
-        pthread_mutex_destroy(&w.held_mu);
+    ingest_after *a = s == RT_OK && got > 0 ? calloc(1, sizeof *a) : NULL;
+    if (s == RT_OK && got > 0 && !a)
+        s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    if (!a) {
+        rt_claims_free(claims, got);
+        return s;
     }
-    rt_claims_free(claims, got);
+    a->claims = claims;
+    a->n = got;
+    worker w = {.e = e, .index = -1, .store = st, .at_ingest = true};
+    pthread_mutex_init(&w.held_mu, NULL);
+    snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
+    s = quick_run(&w, claims, got, &a->qb, err);
+    pthread_mutex_destroy(&w.held_mu);
+    *after = a; /* freed by after_ingest, which the caller calls whatever happened */
     return s;
+}
+
+static void after_ingest(void *after, bool committed)
+{
+    ingest_after *a = after;
+    if (!a)
+        return;
+    quick_done(&a->qb, committed);
+    rt_claims_free(a->claims, a->n);
+    free(a);
 }
 
 /* Test only (RATCHET_DEBUG_PAUSE_AFTER_CLAIM, tests/integration/t_fence.sh): the whole
@@ -2067,7 +2091,7 @@ rt_status rt_engine_start(rt_engine *e, rt_error *err)
         return rt_error_set(err, RT_ERR_INTERNAL, "cannot start engine threads");
     e->started = true;
     if (e->cfg->run_at_ingest)
-        rt_ingest_set_runner(run_at_ingest, e);
+        rt_ingest_set_runner(run_at_ingest, after_ingest, e);
     rt_log(RT_LOG_INFO, NULL, "engine started: %d workers, lease %lld ms, owner %s", e->n_workers,
            (long long)e->cfg->lease_ms, e->owner_prefix);
     return RT_OK;

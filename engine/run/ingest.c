@@ -228,12 +228,14 @@ static rt_status ingest(const rt_workflow_set *set, rt_store *st, rt_event *cons
 /* Writer-preferring: an engine that stops must not wait behind an endless run of batches. */
 static pthread_rwlock_t runner_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static rt_ingest_runner_fn runner_fn;
+static rt_ingest_after_fn runner_after;
 static void *runner_arg;
 
-void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg)
+void rt_ingest_set_runner(rt_ingest_runner_fn fn, rt_ingest_after_fn after, void *arg)
 {
     pthread_rwlock_wrlock(&runner_lock);
     runner_fn = fn;
+    runner_after = after;
     runner_arg = arg;
     pthread_rwlock_unlock(&runner_lock);
 }
@@ -243,13 +245,21 @@ void rt_ingest_unset_runner(void *arg)
     pthread_rwlock_wrlock(&runner_lock);
     if (runner_arg == arg) {
         runner_fn = NULL;
+        runner_after = NULL;
         runner_arg = NULL;
     }
     pthread_rwlock_unlock(&runner_lock);
 }
 
+/* What a runner left for after the commit (rt_ingest_after_fn). */
+typedef struct runner_after_call {
+    rt_ingest_after_fn fn;
+    void *after;
+} runner_after_call;
+
 /* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner). */
-static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, rt_error *err)
+static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, runner_after_call *then,
+                                 rt_error *err)
 {
     const char **ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids)
@@ -261,8 +271,10 @@ static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_
     }
     rt_status s = RT_OK;
     pthread_rwlock_rdlock(&runner_lock);
-    if (runner_fn && n_ids > 0)
-        s = runner_fn(runner_arg, st, ids, n_ids, err);
+    if (runner_fn && n_ids > 0) {
+        s = runner_fn(runner_arg, st, ids, n_ids, &then->after, err);
+        then->fn = runner_after;
+    }
     pthread_rwlock_unlock(&runner_lock);
     free(ids);
     return s;
@@ -423,6 +435,7 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     }
     json_t *inserted = NULL;
     req_list l = {0};
+    runner_after_call then = {0};
     bool *is_fresh = calloc(n ? n : 1, sizeof *is_fresh);
     rt_status s = own_tx ? rt_store_begin(st, err) : RT_OK;
     if (s == RT_OK)
@@ -444,7 +457,7 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     if (s == RT_OK && l.n > 0)
         s = rt_run_create_tx(st, l.reqs, l.n, err);
     if (s == RT_OK && l.n > 0 && mode == TX_OWN_FIRST_STEPS) {
-        s = run_first_steps(st, l.reqs, l.n, err);
+        s = run_first_steps(st, l.reqs, l.n, &then, err);
         *runner_failed = s != RT_OK;
     }
     for (size_t r = 0; s == RT_OK && results && r < l.n; r++) {
@@ -461,6 +474,8 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
         for (size_t i = 0; results && i < n; i++)
             json_array_clear(results[i].run_ids);
     }
+    if (then.fn)
+        then.fn(then.after, s == RT_OK);
     req_list_free(&l);
     free(is_fresh);
     json_decref(inserted);

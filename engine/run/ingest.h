@@ -37,10 +37,14 @@ rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event
  * their transaction (rt_ingest_events) use it; if the runner fails, the batch is stored
  * again without it and the runs wait for a worker as before. */
 typedef rt_status (*rt_ingest_runner_fn)(void *arg, rt_store *st, const char *const *run_ids, size_t n,
-                                         rt_error *err);
-/* Registers fn with its arg. rt_ingest_unset_runner(arg) removes it if it is still arg's,
- * after waiting for a call in flight: once it returns, arg is no longer used. */
-void rt_ingest_set_runner(rt_ingest_runner_fn fn, void *arg);
+                                         void **after, rt_error *err);
+/* Called once after the batch's commit (committed) or rollback with what the runner left in
+ * *after (may be NULL): counts and traces what finished only once it is surely stored. */
+typedef void (*rt_ingest_after_fn)(void *after, bool committed);
+/* Registers fn and after with their arg. rt_ingest_unset_runner(arg) removes them if they
+ * are still arg's, after waiting for a runner call in flight: once it returns, fn is no
+ * longer called (after needs nothing of arg). */
+void rt_ingest_set_runner(rt_ingest_runner_fn fn, rt_ingest_after_fn after, void *arg);
 void rt_ingest_unset_runner(void *arg);
 
 /* on_failure of a run that ended badly (failed, timed_out, expired, rejected): {"event":

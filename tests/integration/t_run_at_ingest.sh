@@ -23,6 +23,9 @@ cat > "$W/chain.json" <<EOF2
            {"id": "second", "uses": "log", "with": {"message": "after first"}},
            {"id": "slow", "uses": "exec", "with": {"command": ["true"]}}]}
 EOF2
+cat > "$W/quick.json" <<EOF2
+{"id": "quick", "triggers": [{"event": "$subj.quick"}], "steps": [{"id": "first", "uses": "transform", "with": {"value": 1}}]}
+EOF2
 cat > "$W/keyed.json" <<EOF2
 {"id": "keyed", "triggers": [{"event": "$subj.keyed"}], "concurrency": {"key": "event.data.k", "limit": 1},
  "steps": [{"id": "first", "uses": "transform", "with": {"value": 1}}]}
@@ -68,6 +71,13 @@ rt_assert_eq later "$(committed_with_event "$subj-n1" slow)" "the exec step ran 
 rt_assert_eq 7 "$(rt_psql "select s.output::text from ratchet.steps s join ratchet.runs r on r.id = s.run_id
                           where r.event_id = '$subj-n1' and s.step_id = 'first'")" "the step saw its event"
 rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue")" "no queue item left behind"
+
+# --- a run that ends at ingest: counted once, after the commit ---------------------------
+"$RATCHET_BIN" send "$subj.quick" --via nats --id "$subj-q1" >/dev/null
+rt_wait_for 60 '[ "$(done_runs quick)" = 1 ]'
+rt_assert_eq same "$(committed_with_event "$subj-q1" first)" "a one-step run ends at ingest"
+finished() { metric a 'ratchet_runs_finished_total{workflow="quick",status="completed"}'; }
+rt_wait_for 30 '[ "$(finished)" = 1 ]' # counted right after the commit the run was read from
 
 # --- from the API -------------------------------------------------------------------------
 rt_send_events a 0 "{\"name\": \"$subj.chain\", \"id\": \"api1\", \"data\": {\"n\": 1}}" >/dev/null
