@@ -162,3 +162,16 @@ void rt_args_help(const rt_arg_cmd *cmd, FILE *out)
     if (cmd->settings)
         fprintf(out, "\nThe settings flags (--database-url URL, --log-level L, ...) are taken too: see `ratchet help`.\n");
 }
+
+rt_status rt_args_int_fields(const rt_args *a, const rt_args_int_field *fields, size_t n, void *base, rt_error *err)
+{
+    for (size_t k = 0; k < n; k++) {
+        int *field = (int *)((char *)base + fields[k].off);
+        long v = *field;
+        rt_status s = rt_args_int(a, fields[k].name, fields[k].lo, fields[k].hi, &v, err);
+        if (s != RT_OK)
+            return s;
+        *field = (int)v;
+    }
+    return RT_OK;
+}

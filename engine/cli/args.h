@@ -58,6 +58,14 @@ bool rt_args_given(const rt_args *a, const char *name);
 /* The option's value as an integer in [min, max] into *out (untouched when not given);
  * RT_ERR_INVALID "--limit=0: expected an integer from 1 to 100000" otherwise. */
 rt_status rt_args_int(const rt_args *a, const char *name, long min, long max, long *out, rt_error *err);
+/* A table of int options read into the fields of one struct (at base + off): each given
+ * option is checked against [lo, hi] by rt_args_int; absent ones keep the field's value. */
+typedef struct rt_args_int_field {
+    const char *name;
+    size_t off;
+    long lo, hi;
+} rt_args_int_field;
+rt_status rt_args_int_fields(const rt_args *a, const rt_args_int_field *fields, size_t n, void *base, rt_error *err);
 
 /* Prints a usage error for cmd after parsing ("ratchet run: --at and --in cannot be used
  * together; see ratchet run --help") to stderr; returns 2, the exit status. */

@@ -277,11 +277,7 @@ static const rt_arg_cmd bench_flow_cmd = {"ratchet bench flow", NULL, 0,
 
 static int parse_args(rt_config *cfg, int argc, char **argv, int pos, flow_opts *o)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-        long lo, hi;
-    } ints[] = {
+    static const rt_args_int_field ints[] = {
         {"--runs", offsetof(flow_opts, runs), 10, 1000000},
         {"--rounds", offsetof(flow_opts, rounds), 1, MAX_ROUNDS},
         {"--throttle", offsetof(flow_opts, throttle), 1, 1000000},
@@ -291,14 +287,9 @@ static int parse_args(rt_config *cfg, int argc, char **argv, int pos, flow_opts 
     int rc;
     if (!rt_args_take(&bench_flow_cmd, cfg, argc, argv, pos, &args, &rc))
         return rc ? rc : -1; /* -1: --help was printed */
-    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
-        int *field = (int *)((char *)o + ints[k].off);
-        long v = *field;
-        rt_error ierr;
-        if (rt_args_int(&args, ints[k].name, ints[k].lo, ints[k].hi, &v, &ierr) != RT_OK)
-            return rt_args_usage(&bench_flow_cmd, "%s", ierr.msg);
-        *field = (int)v;
-    }
+    rt_error ierr;
+    if (rt_args_int_fields(&args, ints, sizeof ints / sizeof ints[0], o, &ierr) != RT_OK)
+        return rt_args_usage(&bench_flow_cmd, "%s", ierr.msg);
     o->json = rt_args_given(&args, "--json");
     rt_error err;
     if (rt_config_require_database(cfg, &err) != RT_OK) {

@@ -146,9 +146,6 @@ rt_status rt_run_create(rt_store *st, rt_run_request *reqs, size_t n, rt_error *
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_run_create_tx(st, reqs, n, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     return s;
 }

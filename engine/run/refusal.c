@@ -158,10 +158,7 @@ rt_status rt_refusal_record_own(rt_store *st, const char *actor, const char *act
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_refusal_record(st, actor, action, subject, details, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     return s;
 }
 

@@ -443,10 +443,7 @@ static rt_status sync_with(rt_store *st, const rt_workflow_set *set, sched_cache
     }
     if (s == RT_OK)
         s = rt_store_schedules_write(st, upserts, deletes, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     json_decref(upserts);
     json_decref(deletes);
     rt_schedule_rows_free(rows, n_rows);
@@ -502,10 +499,7 @@ rt_status rt_schedules_pause(rt_store *st, const char *workflow_id, const char *
         s = rt_store_schedules_pause(st, workflow_id, actor, changed, err);
     if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
         s = rt_store_audit_append(st, actor, "schedule.pause", workflow_id, NULL, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     return s;
 }
 
@@ -541,10 +535,7 @@ rt_status rt_schedules_resume(rt_store *st, const char *workflow_id, const char 
         s = rt_store_schedules_advance(st, updates, err);
     if (s == RT_OK) /* AUDIT HOOK (DESIGN §6), in this transaction (audit.h) */
         s = rt_store_audit_append(st, actor, "schedule.resume", workflow_id, NULL, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     json_decref(updates);
     rt_schedule_rows_free(rows, n);
     cache_free(&cache);

@@ -14,15 +14,6 @@
 #include "textdiff.h"
 #include "util.h"
 
-static rt_status finish(rt_store *st, rt_status s, rt_error *err)
-{
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
-    return s;
-}
-
 static rt_status begin_locked(rt_store *st, rt_error *err)
 {
     rt_status s = rt_store_begin(st, err);
@@ -160,7 +151,7 @@ rt_status rt_catalog_sync_dir(rt_store *st, const char *dir, const char *actor, 
     if (s == RT_OK && (res->applied || res->removed))
         s = rt_store_wf_notify(st, err);
     if (set)
-        s = finish(st, s, err);
+        s = rt_store_end(st, s, err);
     json_decref(states);
     json_decref(bad.paths);
     json_decref(later);
@@ -255,7 +246,7 @@ rt_status rt_catalog_apply(rt_store *st, const rt_workflow *wf, const char *sour
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_catalog_apply_tx(st, wf, source, actor, changed, err);
-    return finish(st, s, err);
+    return rt_store_end(st, s, err);
 }
 
 /* The registry row of id, locked in: RT_ERR_NOT_FOUND when unknown or removed. */
@@ -273,7 +264,7 @@ rt_status rt_catalog_remove(rt_store *st, const char *id, const char *actor, boo
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_catalog_remove_tx(st, id, actor, cancel_running, cancelled, err);
-    return finish(st, s, err);
+    return rt_store_end(st, s, err);
 }
 
 rt_status rt_catalog_remove_tx(rt_store *st, const char *id, const char *actor, bool cancel_running,
@@ -318,7 +309,7 @@ rt_status rt_catalog_pause(rt_store *st, const char *id, const char *actor, bool
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_catalog_pause_tx(st, id, actor, changed, err);
-    return finish(st, s, err);
+    return rt_store_end(st, s, err);
 }
 
 rt_status rt_catalog_pause_tx(rt_store *st, const char *id, const char *actor, bool *changed, rt_error *err)
@@ -373,7 +364,7 @@ rt_status rt_catalog_resume(rt_store *st, const char *id, const char *actor, con
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_catalog_resume_tx(st, id, actor, on_resume, changed, started, skipped, err);
-    return finish(st, s, err);
+    return rt_store_end(st, s, err);
 }
 
 rt_status rt_catalog_resume_tx(rt_store *st, const char *id, const char *actor, const char *on_resume,

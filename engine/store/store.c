@@ -417,6 +417,15 @@ rt_status rt_store_begin(rt_store *st, rt_error *err)
     return rt_store_exec_simple(st, "begin", err);
 }
 
+rt_status rt_store_end(rt_store *st, rt_status s, rt_error *err)
+{
+    if (s == RT_OK)
+        s = rt_store_commit(st, err);
+    if (s != RT_OK)
+        rt_store_rollback(st);
+    return s;
+}
+
 rt_status rt_store_commit(rt_store *st, rt_error *err)
 {
     rt_status s = rt_store_exec_simple(st, "commit", err);

@@ -34,6 +34,9 @@ rt_status rt_store_migrate(rt_store *st, int *applied, rt_error *err);
 rt_status rt_store_begin(rt_store *st, rt_error *err);
 rt_status rt_store_commit(rt_store *st, rt_error *err);
 void rt_store_rollback(rt_store *st);
+/* Ends a transaction by its outcome: commits when s is RT_OK, rolls back when it is not or
+ * when the commit fails. Returns the transaction's outcome. */
+rt_status rt_store_end(rt_store *st, rt_status s, rt_error *err);
 
 /* LISTEN on channel, then wait up to timeout_ms for a notification. */
 rt_status rt_store_listen(rt_store *st, const char *channel, rt_error *err);

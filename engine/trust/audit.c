@@ -17,10 +17,7 @@ rt_status rt_audit_record(rt_store *st, const char *actor, const char *action, c
     rt_status s = rt_store_begin(st, err);
     if (s == RT_OK)
         s = rt_store_audit_append(st, actor, action, subject, details, err);
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
+    s = rt_store_end(st, s, err);
     return s;
 }
 

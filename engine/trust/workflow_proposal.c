@@ -36,15 +36,6 @@ void rt_proposal_action_hash(const char *workflow_id, const char *action, const 
     free(buf);
 }
 
-static rt_status finish(rt_store *st, rt_status s, rt_error *err)
-{
-    if (s == RT_OK)
-        s = rt_store_commit(st, err);
-    if (s != RT_OK)
-        rt_store_rollback(st);
-    return s;
-}
-
 /* The current row and definition of a workflow (both NULL when it is not registered). */
 static rt_status current(rt_store *st, const char *id, json_t **row, json_t **def, rt_error *err)
 {
@@ -115,7 +106,7 @@ rt_status rt_proposal_create(rt_store *st, const rt_proposal_request *rq, bool *
         json_decref(details);
         free(diff);
     }
-    s = finish(st, s, err);
+    s = rt_store_end(st, s, err);
     if (s != RT_OK) {
         json_decref(*out);
         *out = NULL;
@@ -275,7 +266,7 @@ rt_status rt_proposal_decide(rt_store *st, const char *proposal_id, const json_t
     if (s == RT_OK)
         s = record_decision(st, proposal_id, d, p, actor, carrier, approve, *why, msg, out, err);
     if (s == RT_OK || rt_store_healthy(st))
-        s = finish(st, s, err);
+        s = rt_store_end(st, s, err);
     json_decref(p);
     return s;
 }
