@@ -144,24 +144,8 @@ static rt_status check_recipients(json_t *v, const char *key, bool rendered, siz
 
 static rt_status check_url(const char *url, struct opts *o, rt_error *err)
 {
-    CURLU *u = curl_url();
-    if (!u)
-        return rt_error_set(err, RT_ERR_NOMEM, "email: out of memory");
-    char *scheme = NULL, *host = NULL;
-    rt_status st = RT_OK;
-    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
-        st = rt_error_set(err, RT_ERR_INVALID, "email \"url\" is not a valid URL like smtp://mail.example.com:587");
-    else if (strcasecmp(scheme, "smtp") != 0 && strcasecmp(scheme, "smtps") != 0)
-        st = rt_error_set(err, RT_ERR_INVALID, "email \"url\" must use smtp or smtps, not %s", scheme);
-    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-        st = rt_error_set(err, RT_ERR_INVALID, "email \"url\" has no host");
-    else
-        o->smtps = strcasecmp(scheme, "smtps") == 0;
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return st;
+    return rt_curl_check_url(url, "email", "a valid URL like smtp://mail.example.com:587", "smtp", "smtps", &o->smtps,
+                             err);
 }
 
 /* A string option: absent is fine; a template at load time is taken on trust. null_ok:

@@ -84,26 +84,9 @@ static bool valid_header_value(const char *s, size_t len)
     return true;
 }
 
-/* http and https only: curl speaks many protocols (file://, gopher://, ...) that a
- * workflow has no business reaching. */
 static rt_status check_url(const char *url, rt_error *err)
 {
-    CURLU *u = curl_url();
-    if (!u)
-        return rt_error_set(err, RT_ERR_NOMEM, "http: out of memory");
-    char *scheme = NULL, *host = NULL;
-    rt_status st = RT_OK;
-    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
-        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" is not a valid absolute URL");
-    else if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)
-        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" must use http or https, not %s", scheme);
-    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-        st = rt_error_set(err, RT_ERR_INVALID, "http \"url\" has no host");
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return st;
+    return rt_curl_check_url(url, "http", "a valid absolute URL", "http", "https", NULL, err);
 }
 
 static rt_status parse_hmac(json_t *h, bool rendered, struct opts *o, rt_error *err)
