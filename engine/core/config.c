@@ -49,6 +49,9 @@ static const setting settings[] = {
      "previous answer"},
     {"RATCHET_WORKERS", "--workers", T_INT, OFF(workers), NULL, 1, 1024,
      "worker threads (default: cores x 4)"},
+    {"RATCHET_QUICK_WORKERS", "--quick-workers", T_INT, OFF(quick_workers), NULL, 1, 1024,
+     "of the workers, how many claim and run quick steps (transform, log, ...) at once; the others take slow "
+     "steps meanwhile (default: cores, at least 2)"},
     {"RATCHET_SCHEDULER_ENABLED", "--scheduler-enabled", T_BOOL, OFF(scheduler_enabled), "true", 0, 0,
      "fire cron ticks from this process"},
     {"RATCHET_WATCH", "--watch", T_BOOL, OFF(watch), "false", 0, 0,
@@ -65,7 +68,7 @@ static const setting settings[] = {
     {"RATCHET_POLL_INTERVAL", "--poll-interval", T_DURATION, OFF(poll_ms), "1s", 0, 0,
      "fallback poll when no NOTIFY arrives"},
     {"RATCHET_CLAIM_BATCH", "--claim-batch", T_INT, OFF(claim_batch), "32", 1, 1000,
-     "quick steps a worker claims at once (up to 4x as many while a full batch keeps coming)"},
+     "quick steps a worker claims at once (up to 16x as many, at most 1000, while a full batch keeps coming)"},
     {"RATCHET_INGEST_CONSUMERS", "--ingest-consumers", T_INT, OFF(ingest_consumers), "1", 1, 8,
      "consumers per broker, each storing its batches on its own connections (the broker shares messages out; "
      "more than 1 ingests a backlog faster but gives up the broker's order between batches)"},
@@ -212,6 +215,7 @@ rt_status rt_config_from_env(rt_config *cfg, rt_error *err)
     memset(cfg, 0, sizeof *cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = (int)(cores > 0 ? cores * 4 : 4);
+    cfg->quick_workers = (int)(cores > 2 ? cores : 2);
     for (size_t i = 0; i < N_SETTINGS; i++) {
         if (settings[i].def && apply(cfg, &settings[i], settings[i].env, settings[i].def, err) != RT_OK)
             return RT_ERR_INTERNAL;

@@ -22,6 +22,7 @@ typedef struct rt_config {
     int64_t http_idle_timeout_ms;
     int64_t http_request_timeout_ms;
     int workers;
+    int quick_workers; /* of the workers, how many run quick batches at once (executor.c) */
     bool scheduler_enabled;
     bool watch; /* serve --watch: sync the workflows directory on inotify events */
     int for_each_max_items;

@@ -157,11 +157,17 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json
         free(docs[i]);
     if (s != RT_OK)
         return s;
-    int rows = PQntuples(r);
+    /* The rows come back in the requests' order (less the ones not made), so each search
+     * starts where the last one matched: a batch of hundreds is one walk, not a square. */
+    int rows = PQntuples(r), next = 0;
     for (size_t i = 0; i < n; i++) {
         bool made = false;
-        for (int k = 0; k < rows && !made; k++)
-            made = strcmp(PQgetvalue(r, k, 0), reqs[i].id) == 0;
+        for (int k = 0; k < rows && !made; k++) {
+            int row = (next + k) % rows;
+            made = strcmp(PQgetvalue(r, row, 0), reqs[i].id) == 0;
+            if (made)
+                next = row + 1;
+        }
         if (!made)
             reqs[i].id[0] = '\0';
     }
