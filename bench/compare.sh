@@ -330,6 +330,7 @@ const ratchetSide = (side) => {
     seconds_median: r3(median(col(r, "seconds"))),
     claim_p50_ms_median: r2(median(col(r, "claim_p50_ms"))),
     claim_p99_ms_median: r2(median(col(r, "claim_p99_ms"))),
+    claim_first_ms_median: r2(median(col(r, "claim_first_ms").filter((x) => !Number.isNaN(x)))),
     runs_per_s: col(r, "runs_per_s"),
   } : null;
 };
@@ -380,10 +381,12 @@ if (gd) out.push(row(`graphile-worker ${gd.version} default`, gd.jobs_per_s, gd.
 if (gb) out.push(row(`graphile-worker ${gb.version} batched`, gb.jobs_per_s, gb.jobs_per_s_median, gb.seconds_median));
 if (pb) out.push(row(`pg-boss ${pb.version} batch ${pb.batch_size}`, pb.jobs_per_s, pb.jobs_per_s_median, pb.seconds_median));
 out.push("");
+const firstClaim = (side) => (side.claim_first_ms_median == null ? "" :
+  ` (a connection's first claim, planned cold, apart: up to ${fmt(side.claim_first_ms_median, 0)} ms)`);
 if (ratchet) out.push(`ratchet claim latency (median over rounds): p50 ${fmt(ratchet.claim_p50_ms_median, 2)} ms, ` +
-                      `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms`);
+                      `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms` + firstClaim(ratchet));
 if (baseline) out.push(`ratchet baseline claim latency: p50 ${fmt(baseline.claim_p50_ms_median, 2)} ms, ` +
-                       `p99 ${fmt(baseline.claim_p99_ms_median, 2)} ms`);
+                       `p99 ${fmt(baseline.claim_p99_ms_median, 2)} ms` + firstClaim(baseline));
 const perRound = (side) => { // median over rounds of ratchet / SIDE in the same round
   const a = of("ratchet"), b = of(side);
   const xs = a.map((x, i) => (b[i] ? x.runs_per_s / (b[i].runs_per_s || b[i].jobs_per_s) : null)).filter((x) => x);

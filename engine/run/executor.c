@@ -54,7 +54,10 @@ typedef struct worker {
     /* Statistics, written by this worker only and read after it stopped. */
     uint64_t steps_run;
     uint64_t claims;
-    uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies */
+    uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies, first claims left out */
+    uint64_t warm_claims; /* samples put in claim_us */
+    uint32_t first_claim_us; /* the slowest first claim of a connection (planning, cold caches) */
+    const rt_store *warm_store; /* the connection that made a claim already */
     int quick_limit;    /* the next quick claim's size (next_quick_limit) */
     bool at_ingest;     /* a worker of the moment inside an ingest transaction (run_at_ingest) */
 } worker;
@@ -1643,8 +1646,14 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
         int64_t t0 = rt_mono_us();
         s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, slow_due, err);
         if (s == RT_OK && n > 0) {
-            if (w->claim_us)
-                w->claim_us[w->claims % CLAIM_SAMPLES] = (uint32_t)(rt_mono_us() - t0);
+            uint32_t us = (uint32_t)(rt_mono_us() - t0);
+            if (w->warm_store != w->store) { /* a connection's first plans the statement cold */
+                w->warm_store = w->store;
+                if (us > w->first_claim_us)
+                    w->first_claim_us = us;
+            } else if (w->claim_us) {
+                w->claim_us[w->warm_claims++ % CLAIM_SAMPLES] = us;
+            }
             w->claims++;
         }
         if (s == RT_OK) {
@@ -2209,7 +2218,9 @@ void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out)
         worker *w = &e->workers[i];
         out->claims += w->claims;
         out->steps += w->steps_run;
-        total += w->claims < CLAIM_SAMPLES ? w->claims : CLAIM_SAMPLES;
+        total += w->warm_claims < CLAIM_SAMPLES ? w->warm_claims : CLAIM_SAMPLES;
+        if (w->first_claim_us / 1000.0 > out->claim_first_ms)
+            out->claim_first_ms = w->first_claim_us / 1000.0;
     }
     if (total == 0)
         return;
@@ -2219,7 +2230,7 @@ void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out)
     size_t k = 0;
     for (int i = 0; i < e->n_workers; i++) {
         worker *w = &e->workers[i];
-        size_t n = w->claims < CLAIM_SAMPLES ? w->claims : CLAIM_SAMPLES;
+        size_t n = w->warm_claims < CLAIM_SAMPLES ? w->warm_claims : CLAIM_SAMPLES;
         if (w->claim_us)
             memcpy(all + k, w->claim_us, n * sizeof *all);
         k += n;

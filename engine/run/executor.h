@@ -31,8 +31,9 @@ void rt_engine_free(rt_engine *e);
 typedef struct rt_engine_stats {
     uint64_t claims;         /* claim statements that returned work */
     uint64_t steps;          /* step executions */
-    double claim_p50_ms;     /* latency of claim statements that returned work */
-    double claim_p99_ms;
+    double claim_p50_ms;     /* latency of claim statements that returned work, each */
+    double claim_p99_ms;     /* connection's first left out: */
+    double claim_first_ms;   /* the slowest first claim of a connection (plans the statement cold) */
 } rt_engine_stats;
 void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out);
 
