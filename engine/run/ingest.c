@@ -257,7 +257,8 @@ typedef struct runner_after_call {
     void *after;
 } runner_after_call;
 
-/* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner). */
+/* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner), then
+ * wakes the workers if anything of those runs is left in the queue. */
 static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, runner_after_call *then,
                                  rt_error *err)
 {
@@ -276,6 +277,9 @@ static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_
         then->fn = runner_after;
     }
     pthread_rwlock_unlock(&runner_lock);
+    /* The runs were created without a wake (ingest_in): one for what the runner left. */
+    if (s == RT_OK)
+        s = rt_store_wake_if_queued(st, ids, n_ids, err);
     free(ids);
     return s;
 }
@@ -454,8 +458,11 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     }
     if (s == RT_OK)
         s = react_to_fresh(set, st, events, n, is_fresh, err);
-    if (s == RT_OK && l.n > 0)
+    if (s == RT_OK && l.n > 0) {
+        rt_store_defer_wake(st, mode == TX_OWN_FIRST_STEPS); /* run_first_steps wakes for what is left */
         s = rt_run_create_tx(st, l.reqs, l.n, err);
+        rt_store_defer_wake(st, false);
+    }
     if (s == RT_OK && l.n > 0 && mode == TX_OWN_FIRST_STEPS) {
         s = run_first_steps(st, l.reqs, l.n, &then, err);
         *runner_failed = s != RT_OK;

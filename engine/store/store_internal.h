@@ -29,6 +29,7 @@ typedef enum stmt_id {
     S_CLAIM_QUICK,
     S_SLOW_DUE,
     S_CLAIM_CREATED,
+    S_WAKE_IF_QUEUED,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,
@@ -96,6 +97,7 @@ struct rt_store {
     size_t n_pending;
     char *listening; /* channel to re-LISTEN after a reconnect */
     char instance[17]; /* ratchet.instance.id, read once ("" until then) */
+    bool defer_wake; /* runs created now send no NOTIFY (rt_store_defer_wake) */
 };
 
 /* SQL fragments shared by the families. */

@@ -125,6 +125,10 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
+    /* A wake for the workers when one of these runs still has a queue item (due or not:
+     * the waker then sleeps until it is). */
+    [S_WAKE_IF_QUEUED] = "select pg_notify('" RT_WAKE_CHANNEL "', '') from (select 1 from ratchet.queue"
+                         " where run_id = any($1::uuid[]) limit 1) t",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -308,6 +312,14 @@ rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_
     PGresult *r = NULL;
     rt_status s = run_uuids(st, S_CLAIM_CREATED, run_ids, n_runs, &r, err);
     return s == RT_OK ? parse_claims(r, out, n, err) : s;
+}
+
+rt_status rt_store_wake_if_queued(rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
+{
+    PGresult *r = NULL;
+    rt_status s = n > 0 ? run_uuids(st, S_WAKE_IF_QUEUED, run_ids, n, &r, err) : RT_OK;
+    PQclear(r);
+    return s;
 }
 
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err)

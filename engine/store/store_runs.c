@@ -40,7 +40,8 @@ const char *const rt_store_sql_runs[S_COUNT] = {
         " case when x.run_at > 0 then " TS("x.run_at") " else now() end, x.ckey, x.climit "
         " from jsonb_to_recordset($3::jsonb) as x(run_id uuid, step_id text, priority smallint, slow boolean,"
         " run_at bigint, ckey text, climit int) where x.run_id in (select id from r)) "
-        "select r.id::text from r, (select pg_notify('" RT_WAKE_CHANNEL "', '')) as wake",
+        "select r.id::text from r, (select case when $4::boolean then pg_notify('" RT_WAKE_CHANNEL "', '') end)"
+        " as wake",
     [S_GET_RUN] = "select jsonb_build_object('id', r.id, 'workflow', r.workflow_id, 'version', r.workflow_hash,"
                   " 'status', r.status,"
                   " 'trigger', r.trigger, 'created_at', ratchet.ts(r.created_at),"
@@ -148,11 +149,12 @@ rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, 
 static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json_t *queue, rt_run_request *reqs,
                                  size_t n, rt_error *err)
 {
-    char *docs[3] = {json_dumps(runs, JSON_COMPACT), json_dumps(steps, JSON_COMPACT), json_dumps(queue, JSON_COMPACT)};
+    char *docs[4] = {json_dumps(runs, JSON_COMPACT), json_dumps(steps, JSON_COMPACT), json_dumps(queue, JSON_COMPACT),
+                     st->defer_wake ? "false" : "true"};
     PGresult *r = NULL;
     rt_status s = docs[0] && docs[1] && docs[2] ? RT_OK : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     if (s == RT_OK)
-        s = rt_stmt_run(st, S_CREATE_RUNS, 3, (const char *const *)docs, &r, err);
+        s = rt_stmt_run(st, S_CREATE_RUNS, 4, (const char *const *)docs, &r, err);
     for (int i = 0; i < 3; i++)
         free(docs[i]);
     if (s != RT_OK)
@@ -173,6 +175,11 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json
     }
     PQclear(r);
     return RT_OK;
+}
+
+void rt_store_defer_wake(rt_store *st, bool defer)
+{
+    st->defer_wake = defer;
 }
 
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
