@@ -1692,15 +1692,17 @@ typedef struct ingest_after {
  * transaction just created run in it, by a worker of the moment that holds no lease (quick
  * steps need none). What finished is counted in after_ingest, once the caller committed. */
 static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_ids, size_t n, void **after,
-                               rt_error *err)
+                               bool *left, rt_error *err)
 {
     rt_engine *e = arg;
     *after = NULL;
+    *left = true;
     if (e->stopping || n == 0)
         return RT_OK;
     rt_claim *claims = NULL;
-    size_t got = 0;
-    rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, err);
+    size_t got = 0, queued = 0;
+    rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, &queued, err);
+    *left = queued > 0;
     ingest_after *a = s == RT_OK && got > 0 ? calloc(1, sizeof *a) : NULL;
     if (s == RT_OK && got > 0 && !a)
         s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
@@ -1715,6 +1717,9 @@ static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_i
     snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
     s = quick_run(&w, claims, got, &a->qb, err);
     pthread_mutex_destroy(&w.held_mu);
+    /* Items this batch neither finished nor re-queued (a step left to workers, a run it
+     * could not load) are still there; what it enqueued or re-queued sent its own wake. */
+    *left = queued > a->qb.batch.n_dequeue;
     *after = a; /* freed by after_ingest, which the caller calls whatever happened */
     return s;
 }

@@ -271,14 +271,19 @@ static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_
             ids[n_ids++] = reqs[i].id;
     }
     rt_status s = RT_OK;
+    bool ran = false, left = false;
     pthread_rwlock_rdlock(&runner_lock);
     if (runner_fn && n_ids > 0) {
-        s = runner_fn(runner_arg, st, ids, n_ids, &then->after, err);
+        s = runner_fn(runner_arg, st, ids, n_ids, &then->after, &left, err);
         then->fn = runner_after;
+        ran = true;
     }
     pthread_rwlock_unlock(&runner_lock);
-    /* The runs were created without a wake (ingest_in): one for what the runner left. */
-    if (s == RT_OK)
+    /* The runs were created without a wake (ingest_in): one for what the runner left, or
+     * (no runner: the engine stopped meanwhile) for whatever is queued. */
+    if (s == RT_OK && ran && left)
+        s = rt_store_wake(st, err);
+    else if (s == RT_OK && !ran)
         s = rt_store_wake_if_queued(st, ids, n_ids, err);
     free(ids);
     return s;

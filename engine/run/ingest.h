@@ -35,9 +35,11 @@ rt_status rt_ingest_events_tx(const rt_workflow_set *set, rt_store *st, rt_event
  * created inside the batch's own transaction, so an event's first steps commit with the
  * event: one commit instead of three and no hand-off to a worker. Only batches that own
  * their transaction (rt_ingest_events) use it; if the runner fails, the batch is stored
- * again without it and the runs wait for a worker as before. */
+ * again without it and the runs wait for a worker as before. The runs are created without
+ * a wake for the workers; the runner sets *left when it left any of their queue items
+ * (slow, keyed, not yet due), and the batch then sends one. */
 typedef rt_status (*rt_ingest_runner_fn)(void *arg, rt_store *st, const char *const *run_ids, size_t n,
-                                         void **after, rt_error *err);
+                                         void **after, bool *left, rt_error *err);
 /* Called once after the batch's commit (committed) or rollback with what the runner left in
  * *after (may be NULL): counts and traces what finished only once it is surely stored. */
 typedef void (*rt_ingest_after_fn)(void *after, bool committed);

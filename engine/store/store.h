@@ -153,14 +153,16 @@ rt_status rt_store_claim(rt_store *st, const char *owner, int limit, int64_t lea
 rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *n, bool *slow_due, rt_error *err);
 /* Inside the transaction that created these runs: locks their due quick items (runs
  * under a concurrency key excepted) for the same transaction to run and complete; the
- * rows of rt_store_claim_quick. */
+ * rows of rt_store_claim_quick. *queued: how many queue items those runs have in all, the
+ * claimed ones included (the others, slow, keyed or not yet due, are a worker's). */
 rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
-                                 rt_error *err);
+                                 size_t *queued, rt_error *err);
 /* Runs created while defer is set send no NOTIFY: the ingest sets it around the runs
  * whose first steps it runs itself (most end there, and a wake would send a worker to an
  * empty claim), then calls rt_store_wake_if_queued for what is left. */
 void rt_store_defer_wake(rt_store *st, bool defer);
-/* NOTIFYs the workers when one of these runs still has a queue item. */
+/* NOTIFYs the workers (at the commit): always, or when one of these runs still has a queue item. */
+rt_status rt_store_wake(rt_store *st, rt_error *err);
 rt_status rt_store_wake_if_queued(rt_store *st, const char *const *run_ids, size_t n, rt_error *err);
 /* Whether a slow item is due (one index probe): spares a claim transaction when none is. */
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err);

@@ -30,6 +30,7 @@ typedef enum stmt_id {
     S_SLOW_DUE,
     S_CLAIM_CREATED,
     S_WAKE_IF_QUEUED,
+    S_QUEUED_COUNT,
     S_MARK_RUNNING,
     S_LOAD_STEPS,
     S_LOCK_RUNS,

@@ -113,7 +113,8 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     /* The due quick items of runs this transaction created (rt_store_claim_created): the
-     * same columns as S_CLAIM_QUICK. Runs under a concurrency key wait for a worker. */
+     * same columns as S_CLAIM_QUICK, then how many queue items those runs have in all.
+     * Runs under a concurrency key wait for a worker. */
     [S_CLAIM_CREATED] =
         "with q as (select id, run_id, step_id, priority, slow from ratchet.queue"
         " where run_id = any($1::uuid[]) and not slow and run_at <= now() order by id for update) "
@@ -121,10 +122,11 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
-        " coalesce(s.fence, 0) "
+        " coalesce(s.fence, 0), (select count(*) from ratchet.queue where run_id = any($1::uuid[])) "
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
+    [S_QUEUED_COUNT] = "select count(*) from ratchet.queue where run_id = any($1::uuid[])",
     /* A wake for the workers when one of these runs still has a queue item (due or not:
      * the waker then sleeps until it is). */
     [S_WAKE_IF_QUEUED] = "select pg_notify('" RT_WAKE_CHANNEL "', '') from (select 1 from ratchet.queue"
@@ -305,13 +307,34 @@ static rt_status run_uuids(rt_store *st, stmt_id id, const char *const *run_ids,
                            rt_error *err);
 
 rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
-                                 rt_error *err)
+                                 size_t *queued, rt_error *err)
 {
     *out = NULL;
     *n = 0;
+    *queued = 0;
     PGresult *r = NULL;
     rt_status s = run_uuids(st, S_CLAIM_CREATED, run_ids, n_runs, &r, err);
-    return s == RT_OK ? parse_claims(r, out, n, err) : s;
+    if (s == RT_OK && PQntuples(r) == 0) { /* nothing quick and due: is anything else there? */
+        PQclear(r);
+        r = NULL;
+        s = run_uuids(st, S_QUEUED_COUNT, run_ids, n_runs, &r, err);
+        if (s == RT_OK)
+            *queued = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return s;
+    }
+    if (s != RT_OK)
+        return s;
+    *queued = (size_t)strtoull(PQgetvalue(r, 0, 19), NULL, 10); /* after the rt_claim columns (0..18) */
+    return parse_claims(r, out, n, err);
+}
+
+rt_status rt_store_wake(rt_store *st, rt_error *err)
+{
+    PGresult *r = NULL;
+    rt_status s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
+    PQclear(r);
+    return s;
 }
 
 rt_status rt_store_wake_if_queued(rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
