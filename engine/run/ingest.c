@@ -280,11 +280,9 @@ static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_
     }
     pthread_rwlock_unlock(&runner_lock);
     /* The runs were created without a wake (ingest_in): one for what the runner left, or
-     * (no runner: the engine stopped meanwhile) for whatever is queued. */
-    if (s == RT_OK && ran && left)
+     * when there was no runner (this process runs no engine, or it is stopping). */
+    if (s == RT_OK && (left || !ran))
         s = rt_store_wake(st, err);
-    else if (s == RT_OK && !ran)
-        s = rt_store_wake_if_queued(st, ids, n_ids, err);
     free(ids);
     return s;
 }

@@ -159,11 +159,10 @@ rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_
                                  size_t *queued, rt_error *err);
 /* Runs created while defer is set send no NOTIFY: the ingest sets it around the runs
  * whose first steps it runs itself (most end there, and a wake would send a worker to an
- * empty claim), then calls rt_store_wake_if_queued for what is left. */
+ * empty claim), then calls rt_store_wake if anything is left for the workers. */
 void rt_store_defer_wake(rt_store *st, bool defer);
-/* NOTIFYs the workers (at the commit): always, or when one of these runs still has a queue item. */
+/* NOTIFYs the workers (at the commit). */
 rt_status rt_store_wake(rt_store *st, rt_error *err);
-rt_status rt_store_wake_if_queued(rt_store *st, const char *const *run_ids, size_t n, rt_error *err);
 /* Whether a slow item is due (one index probe): spares a claim transaction when none is. */
 rt_status rt_store_slow_due(rt_store *st, bool *due, rt_error *err);
 /* Both fill *out with an array the caller frees with rt_claims_free. */

@@ -29,7 +29,6 @@ typedef enum stmt_id {
     S_CLAIM_QUICK,
     S_SLOW_DUE,
     S_CLAIM_CREATED,
-    S_WAKE_IF_QUEUED,
     S_QUEUED_COUNT,
     S_MARK_RUNNING,
     S_LOAD_STEPS,

@@ -127,10 +127,6 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
     [S_QUEUED_COUNT] = "select count(*) from ratchet.queue where run_id = any($1::uuid[])",
-    /* A wake for the workers when one of these runs still has a queue item (due or not:
-     * the waker then sleeps until it is). */
-    [S_WAKE_IF_QUEUED] = "select pg_notify('" RT_WAKE_CHANNEL "', '') from (select 1 from ratchet.queue"
-                         " where run_id = any($1::uuid[]) limit 1) t",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -333,14 +329,6 @@ rt_status rt_store_wake(rt_store *st, rt_error *err)
 {
     PGresult *r = NULL;
     rt_status s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-    PQclear(r);
-    return s;
-}
-
-rt_status rt_store_wake_if_queued(rt_store *st, const char *const *run_ids, size_t n, rt_error *err)
-{
-    PGresult *r = NULL;
-    rt_status s = n > 0 ? run_uuids(st, S_WAKE_IF_QUEUED, run_ids, n, &r, err) : RT_OK;
     PQclear(r);
     return s;
 }
