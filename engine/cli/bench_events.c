@@ -28,6 +28,7 @@
 #define PUBLISHERS 4      /* connections publishing at once in the throughput phases */
 #define PUBLISH_BATCH 500 /* messages per pipelined publish (confirms awaited once) */
 #define IDLE_EVENTS 40    /* single events of the idle-latency case */
+#define LATENCY_EVENTS 5000 /* events of the 1,000/s latency case (5 s) */
 
 typedef struct pub_job {
     const rt_config *cfg;
@@ -357,13 +358,13 @@ static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store 
      * 9 ms in the publisher for the other nine: 4.5 ms more on the median), on 4 connections
      * taking turns (one publish waits for its confirm: about 1 ms with RabbitMQ). */
     snprintf(t, sizeof t, "%s-l-%s", tag, via);
-    out->lat_pub_s = publish_events(&cfg_v, via, t, 0, 5000, PUBLISHERS, 1000, 1, &err);
+    out->lat_pub_s = publish_events(&cfg_v, via, t, 0, LATENCY_EVENTS, PUBLISHERS, 1000, 1, &err);
     if (out->lat_pub_s < 0)
         goto fail;
-    for (int tries = 0; tries < 600 && out->lat_n < 5000; tries++) {
+    for (int tries = 0; tries < 600 && out->lat_n < LATENCY_EVENTS; tries++) {
         if (rt_store_bench_latency(st, lat_from, true, &out->lat_n, &out->p50, &out->p99, &err) != RT_OK)
             goto fail;
-        if (out->lat_n < 5000)
+        if (out->lat_n < LATENCY_EVENTS)
             sleep_us(50000);
     }
     if (idle_phase(&cfg_v, st, via, tag, name, out, &err) != RT_OK)
@@ -449,8 +450,8 @@ int rt_bench_events_main(rt_config *base, int events, bool json)
                    "\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,\"idle_events\":%lld,"
                    "\"idle_done_p50_ms\":%.2f,\"idle_done_p99_ms\":%.2f}\n",
                    vias[v], events, PUBLISHERS, events / r.pub_alone_s, events / r.backlog_s, r.e2e_s,
-                   events / r.e2e_s, events / r.e2e_pub_s, (long long)r.lat_n, 5000 / r.lat_pub_s, r.p50, r.p99,
-                   (long long)r.idle_n, r.idle_p50, r.idle_p99);
+                   events / r.e2e_s, events / r.e2e_pub_s, (long long)r.lat_n, LATENCY_EVENTS / r.lat_pub_s, r.p50,
+                   r.p99, (long long)r.idle_n, r.idle_p50, r.idle_p99);
         else
             printf("  %-4s publisher alone %.0f/s; ingest alone (from a backlog) %.0f/s; end to end (publishing "
                    "and ingesting at once) %.0f events/s stored and acked (publisher %.0f/s meanwhile)\n"
@@ -458,7 +459,7 @@ int rt_bench_events_main(rt_config *base, int events, bool json)
                    "(%lld events); single event, idle: publish -> first step committed p50 %.2f ms, p99 %.2f ms "
                    "(%lld events)\n",
                    vias[v], events / r.pub_alone_s, events / r.backlog_s, events / r.e2e_s, events / r.e2e_pub_s,
-                   5000 / r.lat_pub_s, r.p50, r.p99, (long long)r.lat_n, r.idle_p50, r.idle_p99,
+                   LATENCY_EVENTS / r.lat_pub_s, r.p50, r.p99, (long long)r.lat_n, r.idle_p50, r.idle_p99,
                    (long long)r.idle_n);
         fflush(stdout);
     }

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ typedef struct worker {
     uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies, first claims left out */
     uint64_t warm_claims; /* samples put in claim_us */
     uint32_t first_claim_us; /* the slowest first claim of a connection (planning, cold caches) */
-    const rt_store *warm_store; /* the connection that made a claim already */
+    uint64_t warm_session; /* rt_store_session of the connection that made a claim already */
     int quick_limit;    /* the next quick claim's size (next_quick_limit) */
     bool at_ingest;     /* a worker of the moment inside an ingest transaction (run_at_ingest) */
 } worker;
@@ -88,7 +89,7 @@ struct rt_engine {
     const rt_workflow_set *set; /* the loaded workflows (invoke, on_failure), borrowed */
     rt_progress *progress;      /* steps' latest progress, written behind them (progress.h) */
 
-    int quick_busy; /* workers in process_quick, at most cfg->quick_workers (atomic) */
+    atomic_int quick_busy; /* workers in process_quick, at most cfg->quick_workers */
 
     pthread_mutex_t cache_mu; /* guards the pinned-definition cache */
     rt_workflow **cache;
@@ -1305,8 +1306,8 @@ static void view_free(run_view *v)
     free(v->queue_ids);
 }
 
-/* The view of run_id, looked for from *hint on (wrapping round) and the hint moved past it,
- * or NULL. Claims and batch rows come in run order (the quick claims sort by run), so a walk
+/* The view of run_id, looked for from *hint on (wrapping round), with *hint set to where
+ * it was found; or NULL. Claims and batch rows come in run order (the quick claims sort by run), so a walk
  * over a batch finds each at once instead of scanning every view: batches run to hundreds. */
 static run_view *find_view(run_view *views, size_t n, const char *run_id, size_t *hint)
 {
@@ -1645,17 +1646,17 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
     if (s == RT_OK) {
         int64_t t0 = rt_mono_us();
         s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, slow_due, err);
-        if (s == RT_OK && n > 0) {
-            uint32_t us = (uint32_t)(rt_mono_us() - t0);
-            if (w->warm_store != w->store) { /* a connection's first plans the statement cold */
-                w->warm_store = w->store;
-                if (us > w->first_claim_us)
-                    w->first_claim_us = us;
-            } else if (w->claim_us) {
-                w->claim_us[w->warm_claims++ % CLAIM_SAMPLES] = us;
-            }
-            w->claims++;
+        uint32_t us = (uint32_t)(rt_mono_us() - t0);
+        if (s == RT_OK && w->warm_session != rt_store_session(w->store)) {
+            /* a connection's first claim plans the statement on cold caches: kept apart */
+            w->warm_session = rt_store_session(w->store);
+            if (us > w->first_claim_us)
+                w->first_claim_us = us;
+        } else if (s == RT_OK && n > 0 && w->claim_us) {
+            w->claim_us[w->warm_claims++ % CLAIM_SAMPLES] = us;
         }
+        if (s == RT_OK && n > 0)
+            w->claims++;
         if (s == RT_OK) {
             wake_chain(w->e, n > 0 && (int)n == w->quick_limit);
             w->quick_limit = next_quick_limit(w, w->quick_limit, n);
@@ -1831,11 +1832,25 @@ static void wake_one(rt_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* After a claim that took all it asked for: there is probably more; bring in a helper. */
+/* After a claim that took all it asked for: there is probably more; bring in a helper
+ * (unless every quick slot is taken: the helper could only look for slow steps, and a
+ * due slow step wakes a worker of its own). */
 static void wake_chain(rt_engine *e, bool full)
 {
-    if (full)
+    if (full && atomic_load(&e->quick_busy) < e->cfg->quick_workers)
         wake_one(e);
+}
+
+/* Takes one of the RATCHET_QUICK_WORKERS slots if one is free. A failed try leaves the
+ * count alone, so two tries at once never shut each other out. */
+static bool quick_slot_take(rt_engine *e)
+{
+    int busy = atomic_load(&e->quick_busy);
+    while (busy < e->cfg->quick_workers) {
+        if (atomic_compare_exchange_weak(&e->quick_busy, &busy, busy + 1))
+            return true;
+    }
+    return false;
 }
 
 static void wake_all(rt_engine *e)
@@ -1884,9 +1899,14 @@ static void *worker_main(void *arg)
             /* Quick batches are CPU work here and in PostgreSQL: more of them at once than
              * there are cores only contend (on 2 cores, 8 at once drained 30 % slower than 2,
              * their claims 4x slower). A worker past the limit looks for a slow step. */
-            bool slot = __atomic_add_fetch(&e->quick_busy, 1, __ATOMIC_ACQ_REL) <= e->cfg->quick_workers;
-            rt_status s = slot ? process_quick(w, &n_quick, &slow_due, &err) : RT_OK;
-            __atomic_sub_fetch(&e->quick_busy, 1, __ATOMIC_ACQ_REL);
+            bool slot = quick_slot_take(e);
+            rt_status s = RT_OK;
+            if (slot) {
+                s = process_quick(w, &n_quick, &slow_due, &err);
+                atomic_fetch_sub(&e->quick_busy, 1);
+            } else {
+                s = rt_store_slow_due(w->store, &slow_due, &err); /* one probe, not a claim transaction */
+            }
             if (s == RT_OK && slow_due)
                 s = process_slow(w, &n_slow, &err);
             if (s != RT_OK) {

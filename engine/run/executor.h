@@ -31,9 +31,11 @@ void rt_engine_free(rt_engine *e);
 typedef struct rt_engine_stats {
     uint64_t claims;         /* claim statements that returned work */
     uint64_t steps;          /* step executions */
-    double claim_p50_ms;     /* latency of claim statements that returned work, each */
-    double claim_p99_ms;     /* connection's first left out: */
-    double claim_first_ms;   /* the slowest first claim of a connection (plans the statement cold) */
+    /* Latency of the claim statements that returned work, each connection's first left out
+     * (it plans the statement on cold caches): */
+    double claim_p50_ms;
+    double claim_p99_ms;
+    double claim_first_ms;   /* the slowest first claim of a connection */
 } rt_engine_stats;
 void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out);
 

@@ -462,9 +462,9 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     if (s == RT_OK)
         s = react_to_fresh(set, st, events, n, is_fresh, err);
     if (s == RT_OK && l.n > 0) {
-        rt_store_defer_wake(st, mode == TX_OWN_FIRST_STEPS); /* run_first_steps wakes for what is left */
+        bool was = rt_store_defer_wake(st, mode == TX_OWN_FIRST_STEPS); /* run_first_steps wakes */
         s = rt_run_create_tx(st, l.reqs, l.n, err);
-        rt_store_defer_wake(st, false);
+        rt_store_defer_wake(st, was);
     }
     if (s == RT_OK && l.n > 0 && mode == TX_OWN_FIRST_STEPS) {
         s = run_first_steps(st, l.reqs, l.n, &then, err);

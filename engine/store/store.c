@@ -75,6 +75,7 @@ static rt_status connect_db(rt_store *st, rt_error *err)
         st->conn = NULL;
         return s;
     }
+    st->sessions++;
     memset(st->prepared, 0, sizeof st->prepared);
     st->n_known = 0;
     for (size_t i = 0; i < st->n_extra; i++)
@@ -118,6 +119,11 @@ void rt_store_close(rt_store *st)
 bool rt_store_healthy(rt_store *st)
 {
     return st->conn && PQstatus(st->conn) == CONNECTION_OK;
+}
+
+uint64_t rt_store_session(const rt_store *st)
+{
+    return st->sessions;
 }
 
 rt_status rt_store_reconnect(rt_store *st, rt_error *err)

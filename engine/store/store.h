@@ -25,6 +25,9 @@ void rt_store_close(rt_store *st);
 /* Re-establishes a broken connection (LISTENs are re-issued). */
 rt_status rt_store_reconnect(rt_store *st, rt_error *err);
 bool rt_store_healthy(rt_store *st);
+/* Changes with every connection made (a new server session: its statements are planned
+ * on cold caches the first time). */
+uint64_t rt_store_session(const rt_store *st);
 
 /* Applies the embedded migrations not yet recorded, under an advisory lock so two
  * processes starting together migrate once. *applied gets how many ran (may be NULL). */
@@ -159,8 +162,9 @@ rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_
                                  size_t *queued, rt_error *err);
 /* Runs created while defer is set send no NOTIFY: the ingest sets it around the runs
  * whose first steps it runs itself (most end there, and a wake would send a worker to an
- * empty claim), then calls rt_store_wake if anything is left for the workers. */
-void rt_store_defer_wake(rt_store *st, bool defer);
+ * empty claim), then calls rt_store_wake if anything is left for the workers. Returns the
+ * setting it replaces, for the caller to put back. */
+bool rt_store_defer_wake(rt_store *st, bool defer);
 /* NOTIFYs the workers (at the commit). */
 rt_status rt_store_wake(rt_store *st, rt_error *err);
 /* Whether a slow item is due (one index probe): spares a claim transaction when none is. */

@@ -98,6 +98,7 @@ struct rt_store {
     char *listening; /* channel to re-LISTEN after a reconnect */
     char instance[17]; /* ratchet.instance.id, read once ("" until then) */
     bool defer_wake; /* runs created now send no NOTIFY (rt_store_defer_wake) */
+    uint64_t sessions; /* connections made so far (rt_store_session) */
 };
 
 /* SQL fragments shared by the families. */

@@ -122,11 +122,13 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
-        " coalesce(s.fence, 0), (select count(*) from ratchet.queue where run_id = any($1::uuid[])) "
+        " coalesce(s.fence, 0), (select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id) "
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
-    [S_QUEUED_COUNT] = "select count(*) from ratchet.queue where run_id = any($1::uuid[])",
+    /* A probe of queue_run_id_step_id_key per run (an = any() here may plan a scan of the
+     * whole queue, which sleeping and scheduled runs keep large). */
+    [S_QUEUED_COUNT] = "select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id",
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",

@@ -149,18 +149,19 @@ rt_status rt_store_get_definition(rt_store *st, const char *hash, json_t **def, 
 static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json_t *queue, rt_run_request *reqs,
                                  size_t n, rt_error *err)
 {
-    char *docs[4] = {json_dumps(runs, JSON_COMPACT), json_dumps(steps, JSON_COMPACT), json_dumps(queue, JSON_COMPACT),
-                     st->defer_wake ? "false" : "true"};
+    char *docs[3] = {json_dumps(runs, JSON_COMPACT), json_dumps(steps, JSON_COMPACT), json_dumps(queue, JSON_COMPACT)};
+    const char *params[] = {docs[0], docs[1], docs[2], st->defer_wake ? "false" : "true"};
     PGresult *r = NULL;
     rt_status s = docs[0] && docs[1] && docs[2] ? RT_OK : rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     if (s == RT_OK)
-        s = rt_stmt_run(st, S_CREATE_RUNS, 4, (const char *const *)docs, &r, err);
+        s = rt_stmt_run(st, S_CREATE_RUNS, 4, params, &r, err);
     for (int i = 0; i < 3; i++)
         free(docs[i]);
     if (s != RT_OK)
         return s;
-    /* The rows come back in the requests' order (less the ones not made), so each search
-     * starts where the last one matched: a batch of hundreds is one walk, not a square. */
+    /* The rows usually come back in the requests' order (less the ones not made), so each
+     * search starts where the last one matched: a batch of hundreds is then one walk, not a
+     * square (any order is still matched right). */
     int rows = PQntuples(r), next = 0;
     for (size_t i = 0; i < n; i++) {
         bool made = false;
@@ -177,9 +178,11 @@ static rt_status create_run_rows(rt_store *st, json_t *runs, json_t *steps, json
     return RT_OK;
 }
 
-void rt_store_defer_wake(rt_store *st, bool defer)
+bool rt_store_defer_wake(rt_store *st, bool defer)
 {
+    bool was = st->defer_wake;
     st->defer_wake = defer;
+    return was;
 }
 
 rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, rt_error *err)
