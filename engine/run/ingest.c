@@ -251,16 +251,25 @@ void rt_ingest_unset_runner(void *arg)
     pthread_rwlock_unlock(&runner_lock);
 }
 
+static bool has_runner(void)
+{
+    pthread_rwlock_rdlock(&runner_lock);
+    bool has = runner_fn != NULL;
+    pthread_rwlock_unlock(&runner_lock);
+    return has;
+}
+
 /* What a runner left for after the commit (rt_ingest_after_fn). */
 typedef struct runner_after_call {
     rt_ingest_after_fn fn;
     void *after;
 } runner_after_call;
 
-/* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner), then
- * wakes the workers if anything of those runs is left in the queue. */
-static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, runner_after_call *then,
-                                 rt_error *err)
+/* Runs the created runs' quick first steps in this transaction (rt_ingest_set_runner), then,
+ * if they were created without a wake (deferred), wakes the workers when anything of those
+ * runs is left in the queue. */
+static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_t n, bool deferred,
+                                 runner_after_call *then, rt_error *err)
 {
     const char **ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids)
@@ -279,9 +288,9 @@ static rt_status run_first_steps(rt_store *st, const rt_run_request *reqs, size_
         ran = true;
     }
     pthread_rwlock_unlock(&runner_lock);
-    /* The runs were created without a wake (ingest_in): one for what the runner left, or
-     * when there was no runner (this process runs no engine, or it is stopping). */
-    if (s == RT_OK && (left || !ran))
+    /* One for what the runner left, or for everything when the runner went away after the
+     * runs were created (the engine is stopping). */
+    if (s == RT_OK && deferred && n_ids > 0 && (left || !ran))
         s = rt_store_wake(st, err);
     free(ids);
     return s;
@@ -461,13 +470,16 @@ static rt_status ingest_in(const rt_workflow_set *set, rt_store *st, rt_event *c
     }
     if (s == RT_OK)
         s = react_to_fresh(set, st, events, n, is_fresh, err);
+    /* With a runner, the runs are created without a wake: run_first_steps sends one for
+     * what it leaves (and for everything if the runner is gone by then). */
+    bool deferred = mode == TX_OWN_FIRST_STEPS && has_runner();
     if (s == RT_OK && l.n > 0) {
-        bool was = rt_store_defer_wake(st, mode == TX_OWN_FIRST_STEPS); /* run_first_steps wakes */
+        bool was = rt_store_defer_wake(st, deferred);
         s = rt_run_create_tx(st, l.reqs, l.n, err);
         rt_store_defer_wake(st, was);
     }
     if (s == RT_OK && l.n > 0 && mode == TX_OWN_FIRST_STEPS) {
-        s = run_first_steps(st, l.reqs, l.n, &then, err);
+        s = run_first_steps(st, l.reqs, l.n, deferred, &then, err);
         *runner_failed = s != RT_OK;
     }
     for (size_t r = 0; s == RT_OK && results && r < l.n; r++) {
