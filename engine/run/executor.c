@@ -61,6 +61,7 @@ typedef struct worker {
     uint64_t warm_session; /* rt_store_session of the connection that made a claim already */
     int quick_limit;    /* the next quick claim's size (next_quick_limit) */
     bool at_ingest;     /* a worker of the moment inside an ingest transaction (run_at_ingest) */
+    json_t *fresh_steps; /* at ingest: the claimed runs' step rows, read with the claim (or NULL) */
 } worker;
 
 #define CLAIM_SAMPLES 65536
@@ -1539,16 +1540,18 @@ static void wake_chain(rt_engine *e, bool full);
  * batch: a statement that waited for a lock still reads with its older snapshot). */
 static rt_status locked_runs(worker *w, run_view *views, size_t n_views, json_t **locked, rt_error *err)
 {
-    const char **ids = malloc(n_views * sizeof *ids);
-    if (!ids)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n_views; i++)
-        ids[i] = views[i].run_id;
-    json_t *steps = NULL;
-    rt_status s = rt_store_load_steps(w->store, ids, n_views, &steps, err);
-    free(ids);
-    if (s != RT_OK)
-        return s;
+    json_t *steps = json_incref(w->fresh_steps); /* at ingest, read with the claim */
+    if (!steps) {
+        const char **ids = malloc(n_views * sizeof *ids);
+        if (!ids)
+            return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n_views; i++)
+            ids[i] = views[i].run_id;
+        rt_status s = rt_store_load_steps(w->store, ids, n_views, &steps, err);
+        free(ids);
+        if (s != RT_OK)
+            return s;
+    }
     *locked = json_object();
     for (size_t i = 0; i < n_views; i++) {
         json_t *st = json_object_get(steps, views[i].run_id);
@@ -1702,22 +1705,25 @@ static rt_status run_at_ingest(void *arg, rt_store *st, const char *const *run_i
         return RT_OK;
     rt_claim *claims = NULL;
     size_t got = 0, queued = 0;
-    rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, &queued, err);
+    json_t *steps = NULL;
+    rt_status s = rt_store_claim_created(st, run_ids, n, &claims, &got, &queued, &steps, err);
     *left = queued > 0;
     ingest_after *a = s == RT_OK && got > 0 ? calloc(1, sizeof *a) : NULL;
     if (s == RT_OK && got > 0 && !a)
         s = rt_error_set(err, RT_ERR_NOMEM, "out of memory");
     if (!a) {
         rt_claims_free(claims, got);
+        json_decref(steps);
         return s;
     }
     a->claims = claims;
     a->n = got;
-    worker w = {.e = e, .index = -1, .store = st, .at_ingest = true};
+    worker w = {.e = e, .index = -1, .store = st, .at_ingest = true, .fresh_steps = steps};
     pthread_mutex_init(&w.held_mu, NULL);
     snprintf(w.owner, sizeof w.owner, "%s/ingest", e->owner_prefix);
     s = quick_run(&w, claims, got, &a->qb, err);
     pthread_mutex_destroy(&w.held_mu);
+    json_decref(steps);
     /* Items this batch neither finished nor re-queued (a step left to workers, a run it
      * could not load) are still there; what it enqueued or re-queued sent its own wake. */
     *left = queued > a->qb.batch.n_dequeue;

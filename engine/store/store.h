@@ -157,9 +157,12 @@ rt_status rt_store_claim_quick(rt_store *st, int limit, rt_claim **out, size_t *
 /* Inside the transaction that created these runs: locks their due quick items (runs
  * under a concurrency key excepted) for the same transaction to run and complete; the
  * rows of rt_store_claim_quick. *queued: how many queue items those runs have in all, the
- * claimed ones included (the others, slow, keyed or not yet due, are a worker's). */
+ * claimed ones included (the others, slow, keyed or not yet due, are a worker's). *steps
+ * (new reference): the claimed runs' step rows as rt_store_load_steps gives them, read
+ * with the claim; NULL when nothing was claimed or a claimed run is older than this
+ * transaction (a debounce joined it), whose rows must be read after the lock. */
 rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
-                                 size_t *queued, rt_error *err);
+                                 size_t *queued, json_t **steps, rt_error *err);
 /* Runs created while defer is set send no NOTIFY: the ingest sets it around the runs
  * whose first steps it runs itself (most end there, and a wake would send a worker to an
  * empty claim), then calls rt_store_wake if anything is left for the workers. Returns the

@@ -113,8 +113,11 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     /* The due quick items of runs this transaction created (rt_store_claim_created): the
-     * same columns as S_CLAIM_QUICK, then how many queue items those runs have in all.
-     * Runs under a concurrency key wait for a worker. */
+     * same columns as S_CLAIM_QUICK, then how many queue items those runs have in all, then
+     * the run's step rows as S_LOAD_STEPS reads them, if this transaction wrote every one of
+     * them (else NULL): rows no other transaction can have touched, so this statement's
+     * snapshot is final even if it waited for a lock (a debounce may hand over an older
+     * run). Runs under a concurrency key wait for a worker. */
     [S_CLAIM_CREATED] =
         "with q as (select id, run_id, step_id, priority, slow from ratchet.queue"
         " where run_id = any($1::uuid[]) and not slow and run_at <= now() order by id for update) "
@@ -122,7 +125,10 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
-        " coalesce(s.fence, 0), (select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id) "
+        " coalesce(s.fence, 0), (select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id),"
+        " (select case when bool_and(a.xmin = pg_current_xact_id()::xid) then jsonb_object_agg(a.step_id,"
+        "  jsonb_build_object('status', a.status, 'output', a.output))::text end"
+        "  from ratchet.steps a where a.run_id = q.run_id) "
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
@@ -305,11 +311,12 @@ static rt_status run_uuids(rt_store *st, stmt_id id, const char *const *run_ids,
                            rt_error *err);
 
 rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_t n_runs, rt_claim **out, size_t *n,
-                                 size_t *queued, rt_error *err)
+                                 size_t *queued, json_t **steps, rt_error *err)
 {
     *out = NULL;
     *n = 0;
     *queued = 0;
+    *steps = NULL;
     PGresult *r = NULL;
     rt_status s = run_uuids(st, S_CLAIM_CREATED, run_ids, n_runs, &r, err);
     if (s == RT_OK && PQntuples(r) == 0) { /* nothing quick and due: is anything else there? */
@@ -324,6 +331,17 @@ rt_status rt_store_claim_created(rt_store *st, const char *const *run_ids, size_
     if (s != RT_OK)
         return s;
     *queued = (size_t)strtoull(PQgetvalue(r, 0, 19), NULL, 10); /* after the rt_claim columns (0..18) */
+    *steps = json_object();
+    for (int i = 0; *steps && i < PQntuples(r); i++) {
+        const char *run = PQgetvalue(r, i, 1);
+        json_t *rows = PQgetisnull(r, i, 20) ? NULL : parse_or_null(r, i, 20);
+        if (!rows) { /* an older run: the caller reads the steps after the lock */
+            json_decref(*steps);
+            *steps = NULL;
+        } else {
+            json_object_set_new(*steps, run, rows);
+        }
+    }
     return parse_claims(r, out, n, err);
 }
 
