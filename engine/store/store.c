@@ -14,6 +14,7 @@
 
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrations.h"
 #include "util.h"
 
@@ -110,6 +111,7 @@ void rt_store_close(rt_store *st)
         PQfinish(st->conn);
     free(st->url);
     free(st->listening);
+    json_decref(st->started);
     for (size_t i = 0; i < st->n_extra; i++)
         free(st->extra_prepared[i]);
     free(st->extra_prepared);
@@ -128,6 +130,8 @@ uint64_t rt_store_session(const rt_store *st)
 
 rt_status rt_store_reconnect(rt_store *st, rt_error *err)
 {
+    st->n_pending = 0; /* the open transaction, if any, is gone with the connection */
+    json_object_clear(st->started);
     if (st->conn)
         PQfinish(st->conn);
     st->conn = NULL;
@@ -432,18 +436,45 @@ rt_status rt_store_end(rt_store *st, rt_status s, rt_error *err)
     return s;
 }
 
+static void count_started_now(const char *workflow, json_int_t n)
+{
+    rt_metrics_counter_add("ratchet_runs_started_total", "workflow", workflow, (uint64_t)n);
+}
+
+void rt_store_count_started(rt_store *st, const char *workflow, int n)
+{
+    if (n <= 0)
+        return;
+    if (PQtransactionStatus(st->conn) == PQTRANS_IDLE) { /* autocommit: already stored */
+        count_started_now(workflow, n);
+        return;
+    }
+    if (!st->started)
+        st->started = json_object();
+    json_t *c = json_object_get(st->started, workflow);
+    json_object_set_new(st->started, workflow, json_integer(json_integer_value(c) + n));
+}
+
 rt_status rt_store_commit(rt_store *st, rt_error *err)
 {
     rt_status s = rt_store_exec_simple(st, "commit", err);
     for (size_t i = 0; s == RT_OK && i < st->n_pending; i++)
         rt_store_remember_hash(st, st->pending_hashes[i]);
     st->n_pending = 0;
+    const char *workflow;
+    json_t *n;
+    json_object_foreach(st->started, workflow, n) {
+        if (s == RT_OK)
+            count_started_now(workflow, json_integer_value(n));
+    }
+    json_object_clear(st->started);
     return s;
 }
 
 void rt_store_rollback(rt_store *st)
 {
     st->n_pending = 0;
+    json_object_clear(st->started);
     if (st->conn && PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
         PGresult *r = PQexec(st->conn, "rollback");
         PQclear(r);

@@ -98,6 +98,7 @@ struct rt_store {
     char *listening; /* channel to re-LISTEN after a reconnect */
     char instance[17]; /* ratchet.instance.id, read once ("" until then) */
     bool defer_wake; /* runs created now send no NOTIFY (rt_store_defer_wake) */
+    json_t *started; /* {workflow: runs} created in the open transaction: counted at its commit */
     uint64_t sessions; /* connections made so far (rt_store_session) */
 };
 
@@ -119,6 +120,10 @@ struct rt_store {
 #define RT_DUE_NOW_SQL                                                                                        \
     "now() + case when exists (select 1 from ratchet.runs r where r.id = q.run_id and r.status = 'paused')"   \
     " then " RT_RUN_PAUSE_SHIFT_MS_SQL " else 0 end * interval '1 millisecond'"
+
+/* Counts n runs of workflow as started (ratchet_runs_started_total) when the open
+ * transaction commits (at once outside one); a rollback forgets them (store.c). */
+void rt_store_count_started(rt_store *st, const char *workflow, int n);
 
 /* Running statements (store.c). rt_stmt_run runs a statement of the table, preparing it on
  * first use on this connection; *res (may be NULL) must be PQclear'ed by the caller on RT_OK. */

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
 #include "run_status.h"
 #include "util.h"
 
@@ -233,8 +232,8 @@ rt_status rt_store_create_runs_tx(rt_store *st, rt_run_request *reqs, size_t n, 
     if (s == RT_OK)
         s = create_run_rows(st, runs, steps, queue, reqs, n, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
-        if (reqs[i].id[0]) /* counted when created; a rolled-back transaction overcounts */
-            rt_metrics_counter_add("ratchet_runs_started_total", "workflow", reqs[i].wf->id, 1);
+        if (reqs[i].id[0]) /* counted when the transaction commits */
+            rt_store_count_started(st, reqs[i].wf->id, 1);
     }
     if (s == RT_OK) {
         /* Memoized rows carried over by replay --from. */

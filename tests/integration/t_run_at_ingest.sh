@@ -128,6 +128,8 @@ rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.events where id = '$subj
 rt_assert_eq 1 "$(rt_psql "select count(*) from ratchet.runs where event_id = '$subj-f1'")" "one run"
 failed=$(metric a ratchet_ingest_first_steps_failed_total)
 [[ ${failed:-0} -ge 1 ]] || rt_fail "ratchet_ingest_first_steps_failed_total is '${failed}', expected >= 1"
+# the rolled-back first try made no run: started is counted at the commit, once
+rt_assert_eq 1 "$(metric a 'ratchet_runs_started_total{workflow="fragile"}')" "the run counted as started once"
 grep -q 'running first steps at ingest failed' "$T/a.log" || rt_fail "the fallback was not logged"
 rt_serve_stop a
 
