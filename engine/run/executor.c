@@ -1308,8 +1308,9 @@ static void view_free(run_view *v)
 }
 
 /* The view of run_id, looked for from *hint on (wrapping round), with *hint set to where
- * it was found; or NULL. Claims and batch rows come in run order (the quick claims sort by run), so a walk
- * over a batch finds each at once instead of scanning every view: batches run to hundreds. */
+ * it was found; or NULL. Claims and batch rows come in run order (the quick claims sort by
+ * run), so a walk over a batch finds each at once instead of scanning every view: batches
+ * run to hundreds. */
 static run_view *find_view(run_view *views, size_t n, const char *run_id, size_t *hint)
 {
     for (size_t k = 0; k < n; k++) {
