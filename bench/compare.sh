@@ -382,7 +382,7 @@ if (gb) out.push(row(`graphile-worker ${gb.version} batched`, gb.jobs_per_s, gb.
 if (pb) out.push(row(`pg-boss ${pb.version} batch ${pb.batch_size}`, pb.jobs_per_s, pb.jobs_per_s_median, pb.seconds_median));
 out.push("");
 const firstClaim = (side) => (side.claim_first_ms_median == null ? "" :
-  ` (a connection's first claim, planned cold, apart: up to ${fmt(side.claim_first_ms_median, 0)} ms)`);
+  ` (a connection's first claim, cold, apart: up to ${fmt(side.claim_first_ms_median, 0)} ms)`);
 if (ratchet) out.push(`ratchet claim latency (median over rounds): p50 ${fmt(ratchet.claim_p50_ms_median, 2)} ms, ` +
                       `p99 ${fmt(ratchet.claim_p99_ms_median, 2)} ms` + firstClaim(ratchet));
 if (baseline) out.push(`ratchet baseline claim latency: p50 ${fmt(baseline.claim_p50_ms_median, 2)} ms, ` +

@@ -1,7 +1,7 @@
 /* bench.c — `ratchet bench`: preloads N runs of a no-op workflow into a scratch database
  * it creates on the configured server, drains them with a real engine, and prints runs/s,
- * memoized steps/s and claim latency (each connection's first claim, which plans the statement
- * on cold caches, apart). The scratch database is dropped afterwards. The
+ * memoized steps/s and claim latency (each connection's first claim apart: it plans the
+ * statement and is the first to read the preloaded rows). The scratch database is dropped afterwards. The
  * scratch database, preload and drain are shared with `ratchet bench flow` (bench.h). */
 #include "bench.h"
 #include "create.h"
@@ -242,7 +242,7 @@ int rt_bench_main(rt_config *cfg, int runs, int steps_filter, bool json)
                    sync);
         } else {
             printf("  %d no-op transform step%s per run: drained in %.2f s -> %.0f runs/s, %.0f memoized steps/s; "
-                   "claim latency p50 %.2f ms, p99 %.2f ms (%llu claims; a connection's first, planned cold: "
+                   "claim latency p50 %.2f ms, p99 %.2f ms (%llu claims; a connection's first, cold: "
                    "up to %.0f ms)\n",
                    r.steps, r.steps == 1 ? "" : "s", r.seconds, runs_s, steps_s, r.stats.claim_p50_ms,
                    r.stats.claim_p99_ms, (unsigned long long)r.stats.claims, r.stats.claim_first_ms);

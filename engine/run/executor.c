@@ -57,7 +57,7 @@ typedef struct worker {
     uint64_t claims;
     uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies, first claims left out */
     uint64_t warm_claims; /* samples put in claim_us */
-    uint32_t first_claim_us; /* the slowest first claim of a connection (planning, cold caches) */
+    uint32_t first_claim_us; /* the slowest first claim of a connection (cold: see process_quick) */
     uint64_t warm_session; /* rt_store_session of the connection that made a claim already */
     int quick_limit;    /* the next quick claim's size (next_quick_limit) */
     bool at_ingest;     /* a worker of the moment inside an ingest transaction (run_at_ingest) */
@@ -1652,7 +1652,8 @@ static rt_status process_quick(worker *w, size_t *n_out, bool *slow_due, rt_erro
         s = rt_store_claim_quick(w->store, w->quick_limit, &claims, &n, slow_due, err);
         uint32_t us = (uint32_t)(rt_mono_us() - t0);
         if (s == RT_OK && w->warm_session != rt_store_session(w->store)) {
-            /* a connection's first claim plans the statement on cold caches: kept apart */
+            /* a connection's first claim is kept apart: it plans the statement, and in a bench
+             * it is the first to read the preloaded rows (setting their hint bits) */
             w->warm_session = rt_store_session(w->store);
             if (us > w->first_claim_us)
                 w->first_claim_us = us;

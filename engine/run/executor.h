@@ -32,7 +32,7 @@ typedef struct rt_engine_stats {
     uint64_t claims;         /* claim statements that returned work */
     uint64_t steps;          /* step executions */
     /* Latency of the claim statements that returned work, each connection's first left out
-     * (it plans the statement on cold caches): */
+     * (it plans the statement and meets cold caches): */
     double claim_p50_ms;
     double claim_p99_ms;
     double claim_first_ms;   /* the slowest first claim of a connection */

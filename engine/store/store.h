@@ -26,7 +26,7 @@ void rt_store_close(rt_store *st);
 rt_status rt_store_reconnect(rt_store *st, rt_error *err);
 bool rt_store_healthy(rt_store *st);
 /* Changes with every connection made (a new server session: its statements are planned
- * on cold caches the first time). */
+ * and caches cold the first time). */
 uint64_t rt_store_session(const rt_store *st);
 
 /* Applies the embedded migrations not yet recorded, under an advisory lock so two
