@@ -688,7 +688,7 @@ rt_status rt_admission_apply(rt_store *st, rt_run_request *reqs, size_t n, rt_er
     if (s == RT_OK)
         s = finish(st, p, n, err);
     if (s == RT_OK && notify)
-        s = rt_store_admission_notify(st, err);
+        s = rt_store_wake(st, err);
     for (size_t i = 0; s == RT_OK && i < n; i++) {
         if (!p[i].controlled)
             continue;

@@ -24,7 +24,6 @@ typedef enum adm_stmt {
     A_PENDING_ITEMS,
     A_PENDING_UPDATE,
     A_THROTTLE,
-    A_NOTIFY,
     A_COUNT
 } adm_stmt;
 
@@ -91,7 +90,6 @@ static const char *const sql[A_COUNT] = {
         " * interval '1 millisecond')) * 1000)::bigint,"
         /* rounded the same way as the slot: a first request is due at once, not 1 ms later */
         " ceil(extract(epoch from seen) * 1000)::bigint",
-    [A_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
 };
 
 /* Statement names carry this module's prefix: they share one namespace per connection
@@ -258,9 +256,4 @@ rt_status rt_store_throttle_take(rt_store *st, const char *workflow_id, const ch
     *now_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
     return RT_OK;
-}
-
-rt_status rt_store_admission_notify(rt_store *st, rt_error *err)
-{
-    return run(st, A_NOTIFY, 0, NULL, NULL, err);
 }

@@ -62,7 +62,4 @@ rt_status rt_store_throttle_take(rt_store *st, const char *workflow_id, const ch
                                  double tolerance_ms, int64_t at_ms, int64_t *slot_ms, int64_t *now_ms,
                                  rt_error *err);
 
-/* NOTIFY the workers (something became due now). */
-rt_status rt_store_admission_notify(rt_store *st, rt_error *err);
-
 #endif

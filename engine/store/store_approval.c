@@ -180,7 +180,7 @@ rt_status rt_store_approval_release(rt_store *st, const char *run_id, int64_t ti
                  3, p2, NULL, err);
     free(text);
     if (s == RT_OK)
-        s = exec(st, "select pg_notify('" RT_WAKE_CHANNEL "', '')", 0, NULL, NULL, err);
+        s = rt_store_wake(st, err);
     return s;
 }
 

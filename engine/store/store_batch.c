@@ -570,10 +570,7 @@ rt_status rt_store_apply(rt_store *st, const char *owner, const rt_store_batch *
         s = apply_rows(st, S_WAKE_STEPS, b, b->n_wake, RT_BATCH_WAKE, NULL, 1, err);
     if (s == RT_OK)
         s = apply_rows(st, S_WAKE_QUEUE, b, b->n_wake, RT_BATCH_WAKE, NULL, 1, err);
-    if (s == RT_OK && (b->notify || b->n_wake > 0)) {
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-        PQclear(r);
-    }
+    if (s == RT_OK && (b->notify || b->n_wake > 0))
+        s = rt_store_wake(st, err);
     return s;
 }

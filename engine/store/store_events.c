@@ -167,11 +167,8 @@ rt_status rt_store_match_waits(rt_store *st, json_t *matched, int *woken, rt_err
     s = rt_stmt_json(st, S_MATCH_WAITS_STEPS, ours, NULL, err);
     if (s == RT_OK)
         s = rt_stmt_json(st, S_MATCH_WAITS_QUEUE, ours, NULL, err);
-    if (s == RT_OK && json_array_size(ours) > 0) {
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-        PQclear(r);
-    }
+    if (s == RT_OK && json_array_size(ours) > 0)
+        s = rt_store_wake(st, err);
     *woken = (int)json_array_size(ours);
     json_decref(ours);
     json_decref(taken);

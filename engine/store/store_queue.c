@@ -22,6 +22,11 @@
  * rescan.) */
 #define CLAIMED_RUNS "array(select run_id from q)"
 
+/* How many queue items the runs $1 have: a probe of queue_run_id_step_id_key per run (an
+ * = any() here may plan a scan of the whole queue, which sleeping and scheduled runs keep
+ * large). */
+#define QUEUED_COUNT_SQL "select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id"
+
 /* Completion writes (rt_store_apply). Steps: memoized rows, upserted. */
 #define APPLY_STEPS_SQL(p)                                                                                    \
     "insert into ratchet.steps as s (run_id, step_id, status, attempts, output, error, error_detail, state,"  \
@@ -125,16 +130,14 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " coalesce(s.attempts, 0) + case when s.state is null then 1 else 0 end, s.state::text,"
         " r.event::text, r.trigger::text, " MS("r.created_at") ", coalesce(" MS("r.started_at") ", 0),"
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
-        " coalesce(s.fence, 0), (select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id),"
+        " coalesce(s.fence, 0), (" QUEUED_COUNT_SQL "),"
         " (select case when bool_and(a.xmin = pg_current_xact_id()::xid) then jsonb_object_agg(a.step_id,"
         "  jsonb_build_object('status', a.status, 'output', a.output))::text end"
         "  from ratchet.steps a where a.run_id = q.run_id) "
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
         " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
         "order by r.id, q.priority, q.id for update of r",
-    /* A probe of queue_run_id_step_id_key per run (an = any() here may plan a scan of the
-     * whole queue, which sleeping and scheduled runs keep large). */
-    [S_QUEUED_COUNT] = "select count(*) from unnest($1::uuid[]) u(id) join ratchet.queue c on c.run_id = u.id",
+    [S_QUEUED_COUNT] = QUEUED_COUNT_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
                        "where id in (select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
@@ -564,11 +567,8 @@ rt_status rt_store_wake_steps(rt_store *st, json_t *wake, rt_error *err)
     rt_status s = rt_stmt_json(st, S_WAKE_STEPS, wake, NULL, err);
     if (s == RT_OK)
         s = rt_stmt_json(st, S_WAKE_QUEUE, wake, NULL, err);
-    if (s == RT_OK && json_array_size(wake) > 0) {
-        PGresult *r = NULL;
-        s = rt_stmt_run(st, S_NOTIFY, 0, NULL, &r, err);
-        PQclear(r);
-    }
+    if (s == RT_OK && json_array_size(wake) > 0)
+        s = rt_store_wake(st, err);
     return s;
 }
 

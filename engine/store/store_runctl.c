@@ -114,10 +114,7 @@ rt_status rt_store_run_resume(rt_store *st, const char *run_id, char now[24], bo
     PQclear(r);
     if (!*changed)
         return RT_OK;
-    r = NULL;
-    s = rt_store_exec_params(st, "select pg_notify('" RT_WAKE_CHANNEL "', '')", 0, NULL, &r, err, "waking workers");
-    PQclear(r);
-    return s;
+    return rt_store_wake(st, err);
 }
 
 rt_status rt_store_run_lock(rt_store *st, const char *run_id, char status[24], rt_error *err)

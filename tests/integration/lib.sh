@@ -94,6 +94,28 @@ rt_use_amqp() {
   export RATCHET_AMQP_URL="${RATCHET_TEST_AMQP_URL%/}/$RT_TEST_VHOST"
 }
 
+# An approver for this test: ID's key pair made in $T ($T/ID.key signs decisions), its
+# public key the only line of the approvers file, exported as RATCHET_APPROVERS.
+rt_use_approver() { # ID
+  export RATCHET_APPROVERS=$T/approvers
+  "$RATCHET_BIN" keygen --approver "${1:?}" --out "$T" >/dev/null 2>&1
+  cp "$T/$1.pub" "$RATCHET_APPROVERS"
+}
+
+# buscheck (tests/buscheck.c) against this test's RabbitMQ vhost (rt_use_amqp first): sets
+# BUSCHECK and exports what it reads, the broker's own view of a queue through rabbitmqctl.
+rt_use_buscheck_amqp() {
+  BUSCHECK=$(dirname "$RATCHET_BIN")/tests/buscheck
+  [[ -x $BUSCHECK ]] || rt_fail "buscheck is not built next to $RATCHET_BIN (expected $BUSCHECK)"
+  local svc=$RATCHET_SOURCE_DIR/scripts/lib/services.sh
+  local ctl="source '$svc' && rt_rabbitmqctl '$RATCHET_TEST_STATE_DIR'"
+  local lq="list_queues --silent -p '$RT_TEST_VHOST' name messages_ready messages_unacknowledged"
+  export BUSCHECK_URL=$RATCHET_AMQP_URL
+  export BUSCHECK_NS=${RT_TEST_VHOST#t_}
+  export BUSCHECK_STATS_CMD="bash -c \"$ctl $lq\" | awk '\$1 == \"{Q}\" { print \$2, \$3 }'"
+  export BUSCHECK_DEAD_CMD="bash -c \"$ctl $lq\" | awk '\$1 == \"ratchet.events.dead\" { print \$2 }'"
+}
+
 # NATS for this test (shared server: use subjects/streams named after the test).
 rt_use_nats() {
   [[ -n ${RATCHET_TEST_NATS_URL:-} ]] || rt_fail "RATCHET_TEST_NATS_URL not set"

@@ -12,9 +12,7 @@ PY=/usr/bin/python3 # Debian's, with python3-prometheus-client
 W=$T/workflows
 mkdir -p "$W"
 export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=4 RATCHET_LOG_LEVEL=debug RATCHET_MAX_EVENT_BYTES=4096
-export RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+rt_use_approver ops-lead
 
 cat >"$W/quick.json" <<'EOF'
 {"id": "quick", "triggers": [{"event": "order.created"}],

@@ -13,7 +13,7 @@ rt_use_amqp
 W=$T/workflows TOKENS=$T/tokens
 mkdir -p "$W"
 : >"$TOKENS"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_APPROVERS=$T/approvers
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
 cat >"$W/held.json" <<'EOF2'
 {"id": "held-task", "triggers": [{"event": "held.task"}],
  "approval": {"required_for": ["agent"], "approvers": ["ops-lead"], "timeout": "1h"},
@@ -39,8 +39,7 @@ cat >"$W/page-gated.json" <<'EOF2'
  "approval": {"required_for": ["system"], "approvers": ["ops-lead"]},
  "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF2
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+rt_use_approver ops-lead
 AGENT=$(gate_mint agent acct_9)
 # shellcheck disable=SC2034 # read inside rt_wait_for conditions
 ADMIN=$(gate_mint admin)

@@ -11,18 +11,9 @@ source "$(dirname "$0")/lib.sh"
 rt_test_init bus_amqp
 rt_use_amqp
 
-BUSCHECK=$(dirname "$RATCHET_BIN")/tests/buscheck
-[[ -x $BUSCHECK ]] || rt_fail "buscheck is not built next to $RATCHET_BIN (expected $BUSCHECK)"
 SVC=$RATCHET_SOURCE_DIR/scripts/lib/services.sh
 ctl() { rt_rabbitmqctl "$RATCHET_TEST_STATE_DIR" "$@"; }
-# For buscheck: the broker's own view, through rabbitmqctl.
-CTL="source '$SVC' && rt_rabbitmqctl '$RATCHET_TEST_STATE_DIR'"
-LQ="list_queues --silent -p '$RT_TEST_VHOST' name messages_ready messages_unacknowledged"
-
-export BUSCHECK_URL=$RATCHET_AMQP_URL
-export BUSCHECK_NS=${RT_TEST_VHOST#t_}
-export BUSCHECK_STATS_CMD="bash -c \"$CTL $LQ\" | awk '\$1 == \"{Q}\" { print \$2, \$3 }'"
-export BUSCHECK_DEAD_CMD="bash -c \"$CTL $LQ\" | awk '\$1 == \"ratchet.events.dead\" { print \$2 }'"
+rt_use_buscheck_amqp
 export BUSCHECK_RESTART="bash -c \"source '$SVC' && rt_rabbit_restart '$RATCHET_TEST_STATE_DIR'\" >&2"
 
 rc=0

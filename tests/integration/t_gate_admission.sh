@@ -14,9 +14,8 @@ rt_test_init gate_admission
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
+rt_use_approver ops-lead
 GATE='"approval": {"required_for": ["agent"], "approvers": ["ops-lead"]}'
 REC='"steps": [{"id": "rec", "uses": "transform", "with": {"value": {"n": "${{ event.data.n }}", "actor": "${{ event.actor.type }}"}}}]'
 BATCHREC='"steps": [{"id": "rec", "uses": "transform", "with": {"value": {"n": "${{ event.data.n }}", "actor": "${{ event.actor.type }}", "count": "${{ len(events) }}"}}}]'

@@ -12,9 +12,8 @@ rt_test_init gate_audit_flood
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
+rt_use_approver ops-lead
 cat >"$W/gated.json" <<'EOF'
 {"id": "flood-gated", "triggers": [{"event": "flood.task"}], "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
  "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}

@@ -36,9 +36,7 @@ EOF
  "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF
 done
-export RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+rt_use_approver ops-lead
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
 rt_serve_wait_ready a 60

@@ -13,9 +13,8 @@ rt_test_init gate_relay
 
 W=$T/workflows
 mkdir -p "$W"
-export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2 RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+export RATCHET_WORKFLOWS=$W RATCHET_WORKERS=2
+rt_use_approver ops-lead
 cat >"$W/relay-p.json" <<'EOF'
 {"id": "relay-p", "triggers": [{"event": "p.go"}],
  "steps": [{"id": "pub", "uses": "publish", "with": {"topic": "g.go", "data": "${{ event.data }}"}}]}

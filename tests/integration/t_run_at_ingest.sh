@@ -47,9 +47,7 @@ cat > "$W/fragile.json" <<EOF2
 {"id": "fragile", "triggers": [{"event": "$subj.fragile"}],
  "steps": [{"id": "first", "uses": "transform", "with": {"value": 2}}]}
 EOF2
-export RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+rt_use_approver ops-lead
 "$RATCHET_BIN" migrate >/dev/null
 rt_serve_start a
 rt_serve_wait_ready a

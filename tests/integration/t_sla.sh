@@ -34,9 +34,7 @@ cat >"$W/gated-nap.json" <<'EOF2'
  "approval": {"required_for": ["agent"], "approvers": ["ops-lead"]},
  "steps": [{"id": "nap", "uses": "sleep", "with": {"duration": "1h"}}]}
 EOF2
-export RATCHET_APPROVERS=$T/approvers
-"$RATCHET_BIN" keygen --approver ops-lead --out "$T" >/dev/null 2>&1
-cp "$T/ops-lead.pub" "$RATCHET_APPROVERS"
+rt_use_approver ops-lead
 cat >"$W/on-sla.json" <<'EOF2'
 {"id": "on-sla", "triggers": [{"event": "ratchet.alert.sla_exceeded"}],
  "steps": [{"id": "note", "uses": "transform", "with": {"value": "${{ event.data.run_id }}"}}]}
