@@ -137,21 +137,28 @@ rt_status rt_bench_preload_at(rt_store *st, const rt_workflow *wf, int runs, int
     return s;
 }
 
-rt_status rt_bench_drain(const rt_config *cfg, rt_store *st, int64_t *start_us, int64_t *end_us,
-                         rt_engine_stats *stats, rt_error *err)
+rt_status rt_bench_drain(const rt_config *cfg, rt_store *st, uint64_t expect_steps, int64_t *start_us,
+                         int64_t *end_us, rt_engine_stats *stats, rt_error *err)
 {
     rt_engine *e = NULL;
     rt_status s = rt_engine_new(cfg, &e, err);
     *start_us = rt_mono_us();
     if (s == RT_OK)
         s = rt_engine_start(e, err);
-    int64_t left = 1;
+    int64_t left = 1, counted_us = *start_us;
+    int64_t every_us = expect_steps ? 500 * 1000 : 10 * 1000;
     while (s == RT_OK && left > 0) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 2 * 1000000};
         nanosleep(&ts, NULL);
-        s = rt_store_queue_size(st, &left, err);
-        if (s == RT_OK && left > 0 && rt_mono_us() - *start_us > 600LL * 1000000)
+        int64_t now = rt_mono_us();
+        if (now - *start_us > 600LL * 1000000) {
             s = rt_error_set(err, RT_ERR_TIMEOUT, "drain took over 10 minutes");
+            break;
+        }
+        if (now - counted_us < every_us && !(expect_steps && rt_engine_steps_run(e) >= expect_steps))
+            continue;
+        counted_us = now;
+        s = rt_store_queue_size(st, &left, err);
     }
     *end_us = rt_mono_us();
     memset(stats, 0, sizeof *stats);
@@ -198,7 +205,7 @@ static rt_status bench_one(const rt_config *base, int runs, int steps, bench_res
     if (s == RT_OK)
         s = rt_bench_preload(db.st, wf, runs, 0, err); /* not timed */
     if (s == RT_OK)
-        s = rt_bench_drain(&db.cfg, db.st, &t0, &t1, &res->stats, err);
+        s = rt_bench_drain(&db.cfg, db.st, (uint64_t)runs * (uint64_t)steps, &t0, &t1, &res->stats, err);
     res->runs = runs;
     res->steps = steps;
     res->seconds = (double)(t1 - t0) / 1e6;

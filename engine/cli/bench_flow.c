@@ -100,7 +100,7 @@ static rt_status measure(const rt_config *base, int v, const flow_opts *o, sampl
     if (v == RETRY)
         rt_log_configure(RT_LOG_ERROR, false);
     if (s == RT_OK)
-        s = rt_bench_drain(&db.cfg, db.st, &t0, &t1, &out->stats, err);
+        s = rt_bench_drain(&db.cfg, db.st, 0, &t0, &t1, &out->stats, err);
     if (v == RETRY)
         rt_log_configure(RT_LOG_WARN, false);
     out->admit_s = (double)(a1 - a0) / 1e6;

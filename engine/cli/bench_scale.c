@@ -110,7 +110,7 @@ static rt_status drain_round(rt_bench_db *db, const rt_workflow *wf, int runs, d
     int64_t t0 = 0, t1 = 0;
     rt_engine_stats stats;
     if (s == RT_OK)
-        s = rt_bench_drain(&db->cfg, db->st, &t0, &t1, &stats, err);
+        s = rt_bench_drain(&db->cfg, db->st, (uint64_t)runs, &t0, &t1, &stats, err);
     if (s == RT_OK)
         *rps = runs / ((double)(t1 - t0) / 1e6);
     return s;

@@ -52,8 +52,9 @@ typedef struct worker {
     bool lease_lost;         /* past the deadline, or handed on: sticky until the next claim */
     bool finishing;          /* the claim's steps ran and are being committed: a renewal that
                               * finds the item gone saw that commit, not a lost lease */
-    /* Statistics, written by this worker only and read after it stopped. */
-    uint64_t steps_run;
+    /* Statistics, written by this worker only and read after it stopped (steps_run also
+     * while it runs: rt_engine_steps_run). */
+    _Atomic uint64_t steps_run;
     uint64_t claims;
     uint32_t *claim_us; /* ring of the last CLAIM_SAMPLES claim latencies, first claims left out */
     uint64_t warm_claims; /* samples put in claim_us */
@@ -867,7 +868,7 @@ static void run_claim(worker *w, run_view *v, const rt_claim *c)
             rt_step_result_clear(&o.res);
             return;
         }
-        w->steps_run++;
+        atomic_fetch_add_explicit(&w->steps_run, 1, memory_order_relaxed);
         if (w->e->force && o.res.outcome == RT_STEP_FAIL) {
             rt_step_result_clear(&o.res);
             return; /* interrupted by shutdown: the lease is given back, not a failure */
@@ -2243,6 +2244,14 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+uint64_t rt_engine_steps_run(rt_engine *e)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < e->n_workers; i++)
+        n += atomic_load_explicit(&e->workers[i].steps_run, memory_order_relaxed);
+    return n;
+}
+
 void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -2250,7 +2259,7 @@ void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out)
     for (int i = 0; i < e->n_workers; i++) {
         worker *w = &e->workers[i];
         out->claims += w->claims;
-        out->steps += w->steps_run;
+        out->steps += atomic_load(&w->steps_run);
         total += w->warm_claims < CLAIM_SAMPLES ? w->warm_claims : CLAIM_SAMPLES;
         if (w->first_claim_us / 1000.0 > out->claim_first_ms)
             out->claim_first_ms = w->first_claim_us / 1000.0;

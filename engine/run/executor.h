@@ -38,5 +38,8 @@ typedef struct rt_engine_stats {
     double claim_first_ms;   /* the slowest first claim of a connection */
 } rt_engine_stats;
 void rt_engine_stats_get(rt_engine *e, rt_engine_stats *out);
+/* Step executions so far, while the engine runs (a hint: a run's transaction may still
+ * roll back). */
+uint64_t rt_engine_steps_run(rt_engine *e);
 
 #endif
