@@ -48,9 +48,9 @@ static const char *const sql[A_COUNT] = {
                        " using jsonb_to_recordset($1::jsonb) as x(workflow_id text, key text, run_id uuid)"
                        " where k.workflow_id = x.workflow_id and k.key = x.key and x.run_id is null"
                        " and k.run_id is null",
-    [A_IDEM_EXPIRE] = "delete from ratchet.idempotency_keys where ctid in (select ctid from ratchet.idempotency_keys"
+    [A_IDEM_EXPIRE] = "delete from ratchet.idempotency_keys where ctid" ANY_OF("select ctid from ratchet.idempotency_keys"
                       " where workflow_id = $1 and created_at < clock_timestamp() - interval '24 hours'"
-                      " limit 50 for update skip locked)",
+                      " limit 50 for update skip locked"),
     [A_SINGLETON] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'status', status, 'actor', event->'actor',"
                     " 'entity_id', event->'entity_id') order by id), '[]')::text"
                     " from (select id, status, event from ratchet.runs where workflow_id = $1"

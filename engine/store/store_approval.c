@@ -106,8 +106,8 @@ rt_status rt_store_approval_use_nonce(rt_store *st, const char *approver, const 
     snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
     const char *p1[] = {keep};
     rt_status s = exec(st,
-                       "delete from ratchet.approval_nonces where ctid in (select ctid from ratchet.approval_nonces"
-                       " where used_at < now() - $1::bigint * interval '1 millisecond' limit 100)",
+                       "delete from ratchet.approval_nonces where ctid" ANY_OF("select ctid from ratchet.approval_nonces"
+                       " where used_at < now() - $1::bigint * interval '1 millisecond' limit 100"),
                        1, p1, NULL, err);
     const char *p2[] = {approver, nonce, rt_uuid_valid(run_id) ? run_id : NULL};
     PGresult *r = NULL;
@@ -212,8 +212,8 @@ rt_status rt_store_approval_end_run(rt_store *st, const char *run_id, const char
     /* SKIP LOCKED: an item a worker holds is dropped when it finds the run ended. */
     if (s == RT_OK)
         s = exec(st,
-                 "delete from ratchet.queue where id in (select id from ratchet.queue where run_id = $1::uuid"
-                 " and locked_by is null for update skip locked)",
+                 "delete from ratchet.queue where id" ANY_OF("select id from ratchet.queue where run_id = $1::uuid"
+                 " and locked_by is null for update skip locked"),
                  1, p3, NULL, err);
     if (s != RT_OK) {
         json_decref(*ended);

@@ -37,9 +37,9 @@ const char *const rt_store_sql_events[S_COUNT] = {
                        "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, name text, if_expr text) "
                        "on conflict do nothing",
     /* SKIP LOCKED: a wait an ingest is matching right now is deleted by that ingest. */
-    [S_APPLY_UNWAIT] = "delete from ratchet.waits where ctid in (select w.ctid from ratchet.waits w"
+    [S_APPLY_UNWAIT] = "delete from ratchet.waits where ctid" ANY_OF("select w.ctid from ratchet.waits w"
                        " join jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text)"
-                       " on w.run_id = x.run_id and w.step_id = x.step_id for update of w skip locked)",
+                       " on w.run_id = x.run_id and w.step_id = x.step_id for update of w skip locked"),
     [S_FIND_WAITS] = "select coalesce(jsonb_agg(jsonb_build_object('run_id', w.run_id, 'step_id', w.step_id,"
                      " 'name', w.name, 'if', w.if_expr, 'event', r.event, 'workflow', r.workflow_id)"
                      " order by w.created_at, w.run_id), '[]')::text"

@@ -103,6 +103,12 @@ struct rt_store {
 };
 
 /* SQL fragments shared by the families. */
+/* "= any(array(SUB))": the rows a subquery picks (locking them, or taking the first n), as
+ * an array computed once. Written "in (SUB)", the planner may run such a subquery (it
+ * cannot be merged into the outer query) again for every row of the outer table, and
+ * whether it does hangs on the statistics: with a queue that looked empty to them, the
+ * deadline sweep scanned the whole queue once per queue item (t_flow.sh sweep_backlog). */
+#define ANY_OF(sub) " = any(array(" sub "))"
 /* A batch's ids as an array, so a statement probes the table's index for them: joined
  * to jsonb_to_recordset (estimated at 100 rows whatever the batch) the planner prefers a
  * sequential scan of the whole table, which grows with every run ever kept. */

@@ -139,8 +139,8 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "order by r.id, q.priority, q.id for update of r",
     [S_QUEUED_COUNT] = QUEUED_COUNT_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
-                       "where id in (select id from ratchet.runs where id = any($1::uuid[])"
-                       " and status in ('queued', 'sleeping', 'waiting') order by id for update)",
+                       "where id" ANY_OF("select id from ratchet.runs where id = any($1::uuid[])"
+                       " and status in ('queued', 'sleeping', 'waiting') order by id for update"),
     [S_LOAD_STEPS] = "select run_id::text, jsonb_object_agg(step_id,"
                      " jsonb_build_object('status', status, 'output', output))::text "
                      "from ratchet.steps where run_id = any($1::uuid[]) group by run_id",
@@ -173,9 +173,9 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text, attempt int, error text,"
         " error_detail jsonb, started_at bigint, finished_at bigint) on conflict do nothing",
     /* SKIP LOCKED: an item another transaction holds is dropped when it is claimed. */
-    [S_APPLY_DROP] = "delete from ratchet.queue where id in (select id from ratchet.queue"
+    [S_APPLY_DROP] = "delete from ratchet.queue where id" ANY_OF("select id from ratchet.queue"
                      " where run_id = any(" JSON_IDS("$1", "uuid") ") and locked_by is null"
-                     " for update skip locked)",
+                     " for update skip locked"),
     [S_NOTIFY] = "select pg_notify('" RT_WAKE_CHANNEL "', '')",
     [S_RENEW] = "update ratchet.queue q set run_at = now() + $3::bigint * interval '1 millisecond',"
                 " locked_until = now() + $3::bigint * interval '1 millisecond' from ratchet.runs r "

@@ -8,13 +8,13 @@
 const char *const rt_store_sql_retention[S_COUNT] = {
     /* Finished runs only; their steps, attempts, items and approvals go with them. */
     [S_DELETE_OLD_RUNS] =
-        "with d as (delete from ratchet.runs where id in (select id from ratchet.runs"
+        "with d as (delete from ratchet.runs where id" ANY_OF("select id from ratchet.runs"
         " where finished_at < now() - $1::bigint * interval '1 millisecond' and status in"
         " ('completed', 'partial', 'failed', 'cancelled', 'expired', 'timed_out', 'rejected')"
-        " limit $2::int for update skip locked) returning 1) select count(*) from d",
+        " limit $2::int for update skip locked") " returning 1) select count(*) from d",
     [S_DELETE_OLD_EVENTS] =
-        "with d as (delete from ratchet.events where id in (select id from ratchet.events"
-        " where received_at < now() - $1::bigint * interval '1 millisecond' limit $2::int)"
+        "with d as (delete from ratchet.events where id" ANY_OF("select id from ratchet.events"
+        " where received_at < now() - $1::bigint * interval '1 millisecond' limit $2::int")
         " returning 1) select count(*) from d",
 };
 

@@ -34,18 +34,18 @@ static rt_status run_status_of(rt_store *st, const char *run_id, char out[24], r
 static rt_status shift_items(rt_store *st, const char *run_id, bool forward, bool skip_locked, rt_error *err)
 {
     static const char fwd[] = "update ratchet.queue set run_at = run_at + $2::bigint * interval '1 millisecond'"
-                              " where id in (select id from ratchet.queue where run_id = $1::uuid"
+                              " where id" ANY_OF("select id from ratchet.queue where run_id = $1::uuid"
                               " and locked_by is null and run_at < now() + $2::bigint / 2 * interval '1 millisecond'"
-                              " order by id for update)";
+                              " order by id for update");
     static const char fwd_skip[] = "update ratchet.queue set run_at = run_at + $2::bigint * interval '1 millisecond'"
-                                   " where id in (select id from ratchet.queue where run_id = $1::uuid"
+                                   " where id" ANY_OF("select id from ratchet.queue where run_id = $1::uuid"
                                    " and locked_by is null"
                                    " and run_at < now() + $2::bigint / 2 * interval '1 millisecond'"
-                                   " order by id for update skip locked)";
+                                   " order by id for update skip locked");
     static const char back[] = "update ratchet.queue set run_at = run_at - $2::bigint * interval '1 millisecond'"
-                               " where id in (select id from ratchet.queue where run_id = $1::uuid"
+                               " where id" ANY_OF("select id from ratchet.queue where run_id = $1::uuid"
                                " and locked_by is null and run_at > now() + $2::bigint / 2 * interval '1 millisecond'"
-                               " order by id for update)";
+                               " order by id for update");
     char shift[24];
     snprintf(shift, sizeof shift, "%lld", (long long)RT_RUN_PAUSE_SHIFT_MS);
     const char *params[] = {run_id, shift};

@@ -77,9 +77,9 @@ const char *const rt_store_sql_runs[S_COUNT] = {
     [S_CANCEL_RUNS] = "update ratchet.runs r set status = 'cancelled', error = x.error, finished_at = now() "
                       "from jsonb_to_recordset($1::jsonb) as x(id uuid, error text) where r.id = x.id"
                       " and r.status in " RT_RUN_UNFINISHED_SQL,
-    [S_CANCEL_QUEUE] = "delete from ratchet.queue where id in (select q.id from ratchet.queue q"
-                       " join jsonb_to_recordset($1::jsonb) as x(id uuid) on q.run_id = x.id"
-                       " where q.locked_by is null for update of q skip locked)",
+    [S_CANCEL_QUEUE] = "delete from ratchet.queue where id" ANY_OF("select q.id from ratchet.queue q"
+                       " where q.run_id = any(" JSON_KEYS("$1", "id", "uuid") ") and q.locked_by is null"
+                       " for update of q skip locked"),
     [S_SWEEP_DEADLINES] =
         "with d as (select id from ratchet.runs"
         " where least(deadline, start_deadline) < now()"
@@ -93,8 +93,8 @@ const char *const rt_store_sql_runs[S_COUNT] = {
         " from d where r.id = d.id"
         " returning r.id, r.workflow_id, r.status, r.error, r.parent_run_id, r.parent_step_id, r.event, r.trigger,"
         " r.created_at"
-        "), q as (delete from ratchet.queue where id in (select q.id from ratchet.queue q join u on q.run_id = u.id"
-        " where q.locked_by is null for update of q skip locked)) "
+        "), q as (delete from ratchet.queue where id" ANY_OF("select q.id from ratchet.queue q"
+        " where q.run_id = any(array(select id from u)) and q.locked_by is null for update of q skip locked") ") "
         "select coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'workflow', u.workflow_id, 'status', u.status,"
         " 'error', u.error, 'parent_run_id', u.parent_run_id, 'parent_step_id', u.parent_step_id, 'event', u.event,"
         " 'trigger', u.trigger, 'created_ms', (extract(epoch from u.created_at) * 1000)::bigint)), '[]')::text from u",

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Failure handling and flow control on PostgreSQL alone, one ctest entry per section
 # (integration.flow.SECTION; `t_flow.sh SECTION` runs one, no argument runs all):
-# sections: priority retries timeouts replay cancel on_failure partial invoke for_each concurrency
+# sections: priority retries timeouts sweep_backlog replay cancel on_failure partial invoke for_each concurrency
 #   priority     critical runs are claimed before a backlog of low ones
 #   retries      count and spacing of retries; non-retriable exit codes
 #   timeouts     step timeout kills the command; workflow timeout; start_timeout expires
+#   sweep_backlog  a workflow timeout is enforced as promptly with 20,000 items waiting in
+#                the queue and planner statistics that say it is empty
 #   replay       replay with and without --from
 #   cancel       cancel kills an exec step's process group
 #   on_failure   the failure event and the failure workflow
@@ -144,6 +146,35 @@ section_timeouts() {
   rt_wait_for 60 '[ "$(status '"$id"')" = expired ]'
   rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps where run_id = '$id' and status = 'completed'")" "an expired run never started"
   rt_serve_stop a
+}
+
+section_sweep_backlog() {
+  # The deadline sweep once deleted the ended runs' queue items with a join whose plan
+  # depended on the statistics: when they said the queue was empty (drained, analyzed, then
+  # refilled faster than autovacuum analyzes), it scanned the whole queue again for each
+  # queue item. 40,000 items took ten minutes of the server's CPU, and the lease keeper
+  # thread, which runs the sweep, renewed nothing meanwhile. Here the statistics say
+  # "empty" and the engine's sessions may not hash, merge or sort (PGOPTIONS), the planner's
+  # other way out: a run past its timeout must still end within the usual window.
+  old=$("$RATCHET_BIN" run wftimeout)
+  rt_psql "alter table ratchet.queue set (autovacuum_enabled = false)" >/dev/null
+  rt_psql "insert into ratchet.queue (run_id, step_id, run_at) select '$old', 'pad' || g, now() + interval '1 day'
+           from generate_series(1, 20000) g" >/dev/null
+  rt_psql "delete from ratchet.queue" >/dev/null
+  rt_psql "update ratchet.runs set status = 'cancelled' where id = '$old'" >/dev/null
+  rt_psql "analyze ratchet.queue" >/dev/null # dead pages, no live row: 'empty'
+  id=$("$RATCHET_BIN" run wftimeout) # no engine yet: it stays queued
+  rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event)
+             select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event
+             from ratchet.runs, generate_series(1, 20000) where id = '$id' returning id)
+           insert into ratchet.queue (run_id, step_id, run_at) select id, 'nap', now() + interval '1 day' from r" >/dev/null
+  rt_assert_eq 20001 "$(rt_psql "select count(*) from ratchet.queue")" "the backlog is queued"
+  PGOPTIONS="-c enable_hashjoin=off -c enable_mergejoin=off -c enable_hashagg=off -c enable_sort=off -c enable_material=off" \
+    rt_serve_start a
+  rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
+  rt_serve_stop a
+  rt_assert_eq 20000 "$(rt_psql "select count(*) from ratchet.queue")" "only the ended run's item left the queue"
+  rt_psql "alter table ratchet.queue reset (autovacuum_enabled)" >/dev/null
 }
 
 section_replay() {
