@@ -76,7 +76,8 @@ static const char *const sql[A_COUNT] = {
         " deadline = deadline + (" TS("$4::bigint") " - coalesce(scheduled_at, created_at)),"
         " start_deadline = start_deadline + (" TS("$4::bigint") " - coalesce(scheduled_at, created_at)),"
         " scheduled_at = " TS("$4::bigint") " where id = $1::uuid returning id) "
-        "update ratchet.queue q set run_at = " TS("$4::bigint") " from r where q.run_id = r.id and q.locked_by is null",
+        "update ratchet.queue q set run_at = " TS("$4::bigint") " from r where q.run_id = r.id and q.locked_by is null"
+        " and q.run_id = $1::uuid",
     /* GCRA: s = max(t, TAT - T - tolerance) after TAT' = max(t, TAT) + T, where t is the
      * request time ("seen"); the row lock of the upsert serializes concurrent requests. */
     [A_THROTTLE] =

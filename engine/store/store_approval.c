@@ -43,10 +43,10 @@ rt_status rt_store_approval_hold(rt_store *st, json_t *run_ids, json_t **out, rt
     const char *params[] = {ids};
     rt_status s = exec(st,
                        "with ids as (select (jsonb_array_elements_text($1::jsonb))::uuid as id), "
-                       "q as (delete from ratchet.queue where run_id in (select id from ids)), "
-                       "s as (delete from ratchet.steps where run_id in (select id from ids) and status = 'pending') "
+                       "q as (delete from ratchet.queue where run_id" ANY_OF("select id from ids") "), "
+                       "s as (delete from ratchet.steps where run_id" ANY_OF("select id from ids") " and status = 'pending') "
                        "update ratchet.runs set status = 'awaiting_approval', deadline = null, start_deadline = null "
-                       "where id in (select id from ids)",
+                       "where id" ANY_OF("select id from ids"),
                        1, params, NULL, err);
     if (s == RT_OK)
         s = exec_json(st,

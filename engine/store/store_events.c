@@ -55,7 +55,8 @@ const char *const rt_store_sql_events[S_COUNT] = {
                             "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
     [S_MATCH_WAITS_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                             "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
-                            "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
+                            "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null"
+                            " and q.run_id = any(" JSON_KEYS("$1", "run_id", "uuid") ")",
     [S_OUTBOX_TAKE] = "select coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'envelope', envelope)"
                       " order by received_at), '[]')::text from (select id, name, envelope, received_at"
                       " from ratchet.events where outbox order by received_at limit $1::int for update skip locked) t",

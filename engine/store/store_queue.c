@@ -200,7 +200,8 @@ const char *const rt_store_sql_queue[S_COUNT] = {
                      "where s.run_id = x.run_id and s.step_id = x.step_id and s.status = 'waiting'",
     [S_WAKE_QUEUE] = "update ratchet.queue q set run_at = " RT_DUE_NOW_SQL " "
                      "from jsonb_to_recordset($1::jsonb) as x(run_id uuid, step_id text) "
-                     "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null",
+                     "where q.run_id = x.run_id and q.step_id = x.step_id and q.locked_by is null"
+                     " and q.run_id = any(" JSON_KEYS("$1", "run_id", "uuid") ")",
     /* Only items whose value is still the one memoized at that index. */
     [S_ITEMS_LOAD] = "select coalesce(jsonb_object_agg(s.idx::text, s.output), '{}')::text from ratchet.step_items s"
                      " where s.run_id = $1::uuid and s.step_id = $2"
