@@ -55,9 +55,9 @@ rt_status rt_bench_preload_at(rt_store *st, const rt_workflow *wf, int runs, int
  * minutes), stops it and gets its counters. *start_us (engine start) and *end_us (queue
  * seen empty) are rt_mono_us() times. A failed run is an error (it names the first).
  * expect_steps: the step executions the drain takes, when known (else 0): the queue is
- * then counted once the engine has run that many, and every 500 ms meanwhile, instead of
- * every 10 ms (the count is a scan of the queue: it competed with the drain for the
- * server's CPU, up to 5 % of it). */
+ * then counted every 5 ms once the engine has run that many, and every 100 ms before,
+ * instead of every 10 ms all along (the count is a scan of the queue: it competed with the
+ * drain for the server's CPU, up to 5 % of it). */
 rt_status rt_bench_drain(const rt_config *cfg, rt_store *st, uint64_t expect_steps, int64_t *start_us,
                          int64_t *end_us, rt_engine_stats *stats, rt_error *err);
 

@@ -28,7 +28,7 @@
  * the index with 39,000 heap fetches a call, when the statistics said the queue was empty:
  * autovacuum analyzes it drained, then it fills faster than it is analyzed again.) */
 #define QUEUED_COUNT_SQL                                                                                      \
-    "select coalesce(sum((select count(*) from ratchet.queue c where c.run_id = u.id)), 0)"                   \
+    "select coalesce(sum((select count(*) from ratchet.queue c where c.run_id = u.id)), 0)::bigint"           \
     " from unnest($1::uuid[]) u(id)"
 
 /* Completion writes (rt_store_apply). Steps: memoized rows, upserted. */
