@@ -75,7 +75,8 @@ rt_status rt_store_bench_count_runs(rt_store *st, const char *workflow_id, const
     " coalesce(percentile_cont(0.99) within group (order by lat), 0) from ("                            \
     " select extract(epoch from s." col ") * 1000"                                                      \
     "  - (r.event->'data'->>'sent_us')::double precision / 1000 as lat"                                 \
-    " from ratchet.runs r join ratchet.steps s on s.run_id = r.id and s.status = 'completed'"           \
+    " from ratchet.runs r cross join lateral (select s." col " from ratchet.steps s where s.run_id = r.id"   \
+    "  and s.status = 'completed' order by s." col " limit 1) s"                                          \
     " where r.created_at >= " TS("$1::bigint") ") t"
 
 const char *const rt_store_sql_bench[S_COUNT] = {
