@@ -426,13 +426,19 @@ rt__rabbit_wait() { # DIR
     rt_log "rabbitmq already running on 127.0.0.1:$port (node $(rt_env_get "$dir" RT_RABBIT_NODENAME))"
     return 0
   fi
-  # Readiness is `rabbitmqctl wait`, never the server's exit code.
-  if ! rt_rabbitmqctl "$dir" wait --timeout 60 "$rdir/rabbitmq.pid" >"$rdir/wait.log" 2>&1; then
+  # Readiness is `rabbitmqctl wait`, never the server's exit code. It can read the pid file
+  # while the server is still writing it and give up ("garbage_in_pid_file"): asked again.
+  local tries=0
+  until rt_rabbitmqctl "$dir" wait --timeout 60 "$rdir/rabbitmq.pid" >"$rdir/wait.log" 2>&1; do
+    if grep -q garbage_in_pid_file "$rdir/wait.log" && ((++tries < 20)); then
+      sleep 0.2
+      continue
+    fi
     rt_die "rabbitmq did not start on port $port; rabbitmqctl wait said:"
     sed 's/^/    /' "$rdir/wait.log" >&2
     tail -n 20 "$rdir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
     return 1
-  fi
+  done
   # Proves the listener is up and guest/guest may log in from 127.0.0.1 (loopback_users).
   local i
   for ((i = 0; i < 100; i++)); do
