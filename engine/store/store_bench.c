@@ -99,6 +99,20 @@ rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_e
     return RT_OK;
 }
 
+/* sql, unprepared (planned for these parameters each time), that must return one row. */
+static rt_status one_row(rt_store *st, const char *sql, int n, const char *const *params, PGresult **out,
+                         rt_error *err)
+{
+    PGresult *r = PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rt_status s = rt_store_error(st, r, err, "database");
+        PQclear(r);
+        return s;
+    }
+    *out = r;
+    return RT_OK;
+}
+
 rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
                                  rt_error *err)
 {
@@ -108,13 +122,10 @@ rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, 
     /* Planned for this $1 each time (not prepared): a generic plan cannot use runs_by_created
      * for "created since", scans every run and took ~80 ms a call, polled while an idle
      * event was on its way, on one of the machine's two cores. */
-    PGresult *r = PQexecParams(st->conn, rt_store_sql_bench[finished ? S_BENCH_LATENCY_DONE : S_BENCH_LATENCY], 1,
-                               NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rt_status s = rt_store_error(st, r, err, "database");
-        PQclear(r);
+    PGresult *r = NULL;
+    rt_status s = one_row(st, rt_store_sql_bench[finished ? S_BENCH_LATENCY_DONE : S_BENCH_LATENCY], 1, params, &r, err);
+    if (s != RT_OK)
         return s;
-    }
     *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     *p50 = strtod(PQgetvalue(r, 0, 1), NULL);
     *p99 = strtod(PQgetvalue(r, 0, 2), NULL);
@@ -146,12 +157,10 @@ rt_status rt_store_drop_database(rt_store *st, const char *name, rt_error *err)
 static rt_status scalar_text(rt_store *st, const char *sql, const char *param, char *buf, size_t len, rt_error *err)
 {
     const char *params[] = {param};
-    PGresult *r = PQexecParams(st->conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rt_status s = rt_store_error(st, r, err, "database");
-        PQclear(r);
+    PGresult *r = NULL;
+    rt_status s = one_row(st, sql, param ? 1 : 0, params, &r, err);
+    if (s != RT_OK)
         return s;
-    }
     snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return RT_OK;
