@@ -362,10 +362,14 @@ static void n_close(rt_bus *bb)
         pthread_cond_broadcast(&q->cv);
         pthread_mutex_unlock(&q->mu);
     }
-    for (size_t i = 0; i < b->n_subs; i++) {
-        natsSubscription_Unsubscribe(b->subs[i]);
+    /* The connection is closed first: that joins its read thread, so no message is being
+     * delivered to a subscription while it is destroyed (libnats 3.4, which Debian 12
+     * ships, could crash in natsConn_processMsg otherwise: nats.c #637, fixed in 3.6.1).
+     * Subscriptions and the context keep their own reference to the connection. */
+    if (b->nc)
+        natsConnection_Close(b->nc);
+    for (size_t i = 0; i < b->n_subs; i++)
         natsSubscription_Destroy(b->subs[i]);
-    }
     free(b->subs);
     b->subs = NULL;
     b->n_subs = 0;
@@ -373,7 +377,7 @@ static void n_close(rt_bus *bb)
     b->pull = NULL;
     jsCtx_Destroy(b->js);
     b->js = NULL;
-    conn_destroy(b->nc);
+    natsConnection_Destroy(b->nc);
     b->nc = NULL;
     if (q) {
         cq_release(q); /* subscriptions still completing hold their own references */
