@@ -14,6 +14,16 @@
     "(select count(*) from (select 1 from ratchet.queue q0 where q0.slow and q0.run_at <= now()"             \
     " order by q0.slow, q0.priority, q0.run_at, q0.id limit 1) t0)"
 
+/* Not claimable: the item's run is paused, or still queued past its start deadline (the
+ * sweep expires it). Read as a value of the run found by its primary key, so the plan is
+ * that probe per item whatever the statistics say. (As "not exists (… where r.id = run_id
+ * and (r.status = 'paused' or …))" the planner could anti-join it through runs_by_status
+ * when the statistics said no run was queued: every item then scanned every unfinished
+ * run, and a claim cost as much as the whole backlog.) */
+#define RUN_HOLDS_ITEM(run_id)                                                                                \
+    "(select r.status = 'paused' or (r.status = 'queued' and r.start_deadline < now())"                     \
+    " from ratchet.runs r where r.id = " run_id ") is not true"
+
 /* The runs of the items a quick claim locked (its CTE q), as an array: runs are then
  * probed by primary key for them, and steps by the joined rows. Joined to the CTE alone, a
  * generic plan (the limit is a parameter, so the CTE looks large) hashes it against a
@@ -21,6 +31,12 @@
  * steps join too: an index scan per row with an array key sorts the array on every
  * rescan.) */
 #define CLAIMED_RUNS "array(select run_id from q)"
+
+/* The step row of a claimed item (q), read by its primary key whatever the statistics
+ * say: joined plainly, a generic plan (the claim's limit is a parameter, so q looks like a
+ * tenth of the queue) could hash the whole steps table for a backlog large enough. */
+#define STEP_OF_ITEM                                                                                          \
+    "select attempts, state, fence from ratchet.steps where run_id = q.run_id and step_id = q.step_id offset 0"
 
 /* How many queue items the runs $1 have: a probe of queue_run_id_step_id_key per run, as a
  * subquery per run so that no plan has another choice. (An = any() may plan a scan of the
@@ -80,8 +96,7 @@ const char *const rt_store_sql_queue[S_COUNT] = {
      * step rows running (made here if missing, like the quick claim's left join). */
     [S_CLAIM_PICK] =
         "select q.id, q.ckey, coalesce(q.climit, 0) from ratchet.queue q where q.slow and q.run_at <= now()"
-        " and not exists (select 1 from ratchet.runs r where r.id = q.run_id and (r.status = 'paused'"
-        "  or (r.status = 'queued' and r.start_deadline < now())))"
+        " and " RUN_HOLDS_ITEM("q.run_id")
         " and (q.ckey is null or (select count(*) from ratchet.queue q2 where q2.ckey = q.ckey"
         " and q2.locked_by is not null and q2.run_at > now()) < q.climit)"
         " order by q.slow, q.priority, q.run_at, q.id limit $1::int for update of q skip locked",
@@ -118,8 +133,7 @@ const char *const rt_store_sql_queue[S_COUNT] = {
     [S_CLAIM_QUICK] =
         "with q as ("
         " select id, run_id, step_id, priority, slow from ratchet.queue where not slow and run_at <= now()"
-        " and not exists (select 1 from ratchet.runs r where r.id = run_id and (r.status = 'paused'"
-        "  or (r.status = 'queued' and r.start_deadline < now())))"
+        " and " RUN_HOLDS_ITEM("run_id")
         " order by slow, priority, run_at, id limit $1::int for update skip locked"
         ") "
         "select q.id, q.run_id, q.step_id, r.workflow_id, r.workflow_hash, r.status,"
@@ -128,7 +142,7 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " q.priority, q.slow, r.ckey, coalesce(r.climit, 0), r.parent_run_id::text, r.parent_step_id,"
         " coalesce(s.fence, 0), " SLOW_DUE_SQL " "
         "from q join ratchet.runs r on r.id = q.run_id and r.id = any(" CLAIMED_RUNS ")"
-        " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
+        " left join lateral (" STEP_OF_ITEM ") s on true "
         "order by r.id, q.priority, q.id for update of r",
     [S_SLOW_DUE] = "select " SLOW_DUE_SQL,
     /* The due quick items of runs this transaction created (rt_store_claim_created): the
@@ -149,7 +163,7 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         "  jsonb_build_object('status', a.status, 'output', a.output))::text end"
         "  from ratchet.steps a where a.run_id = q.run_id) "
         "from q join ratchet.runs r on r.id = q.run_id and r.status = 'queued' and r.ckey is null"
-        " left join ratchet.steps s on s.run_id = q.run_id and s.step_id = q.step_id "
+        " left join lateral (" STEP_OF_ITEM ") s on true "
         "order by r.id, q.priority, q.id for update of r",
     [S_QUEUED_COUNT] = QUEUED_COUNT_SQL,
     [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
