@@ -697,12 +697,15 @@ typedef struct tick_run {
     char dedupe[64];
 } tick_run;
 
+/* now_ms: when the scheduler decided to fire (its late_ms is measured from the tick). */
 static void tick_run_make(tick_run *tr, const rt_workflow *wf, const rt_schedule_row *r, const rt_tz *tz,
-                          int64_t tick, int64_t missed)
+                          int64_t tick, int64_t missed, int64_t now_ms)
 {
     char time_buf[32], date_buf[16], event_id[37];
     rt_schedule_local_time(tz, tick, time_buf, date_buf);
-    json_t *sched = json_pack("{s:s, s:s}", "time", time_buf, "date", date_buf);
+    int64_t late_ms = now_ms - tick * 1000;
+    json_t *sched = json_pack("{s:s, s:s, s:I}", "time", time_buf, "date", date_buf, "late_ms",
+                              (json_int_t)(late_ms > 0 ? late_ms : 0));
     if (missed > 0)
         json_object_set_new(sched, "missed", json_integer(missed));
     tr->wf = wf;
@@ -753,7 +756,7 @@ static rt_status plan_row(rt_scheduler *s, const rt_schedule_row *r, int64_t now
         *cap = ncap;
     }
     for (size_t k = 0; k < plan.n_fire; k++)
-        tick_run_make(&(*runs)[(*n_runs)++], wf, r, tz, plan.fire[k], plan.fire_missed[k]);
+        tick_run_make(&(*runs)[(*n_runs)++], wf, r, tz, plan.fire[k], plan.fire_missed[k], now);
     *ticks += (uint64_t)plan.due;
     if (plan.late > 0)
         rt_log(RT_LOG_INFO, &ctx, "schedule %s#%d: %lld late tick(s) (catch_up %s): %zu run(s), %lld without one",

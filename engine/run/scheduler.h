@@ -24,7 +24,8 @@
  * next fire.
  *
  * A cron run's trigger is {"type": "cron", "cron", "timezone", "index", "schedule":
- * {"time": RFC 3339 in the zone with its offset, "date": "YYYY-MM-DD" local, "missed"?}}
+ * {"time": RFC 3339 in the zone with its offset, "date": "YYYY-MM-DD" local, "late_ms": how
+ * long after the tick the scheduler decided to fire it, "missed"?}}
  * and its event {"name": "ratchet.cron", "id", "ts", "data": {}, "actor": {"type":
  * "system", "id": "scheduler"}}; templates see trigger.schedule as `schedule`. */
 #ifndef RT_SCHEDULER_H

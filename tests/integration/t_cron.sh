@@ -64,6 +64,7 @@ bad=$(rt_psql "select count(*) from ratchet.runs where workflow_id = 'every' and
     output->>'time' <> to_char(to_timestamp($TICK) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')
     or output->>'date' <> to_char(to_timestamp($TICK) at time zone 'UTC', 'YYYY-MM-DD')
     or trigger->'schedule' ->> 'time' <> output->>'time'
+    or jsonb_typeof(trigger->'schedule'->'late_ms') is distinct from 'number' or (trigger->'schedule'->>'late_ms')::bigint < 0
     or trigger->>'type' <> 'cron' or trigger->>'cron' <> '* * * * * *' or trigger->>'timezone' <> 'UTC'
     or dedupe_key not like 'cron:0:%000'
     or event->>'name' <> 'ratchet.cron' or event->'actor'->>'type' <> 'system')")
