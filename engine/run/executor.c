@@ -75,7 +75,7 @@ struct rt_engine {
     char owner_prefix[128];
     int n_workers;
     worker *workers;
-    pthread_t waker, keeper;
+    pthread_t waker, keeper, sweeper;
     bool started;
 
     volatile sig_atomic_t stopping; /* stop claiming */
@@ -2091,9 +2091,27 @@ static void *keeper_main(void *arg)
                 lease_renewed(w, sent, renewed == n);
             pthread_mutex_unlock(&w->held_mu);
         }
-        /* After the renewals: a slow sweep must not make them late. */
-        if (!e->stopping)
-            sweep_deadlines(e, st);
+    }
+    rt_store_close(st);
+    return NULL;
+}
+
+/* Ends runs past their deadlines, every second, on its own connection: a slow sweep (the
+ * on_failure runs of many ended runs) never makes a lease renewal late. */
+static void *sweeper_main(void *arg)
+{
+    rt_engine *e = arg;
+    rt_store *st = NULL;
+    int64_t next = rt_mono_ms() + 1000;
+    while (!e->stopping) {
+        if (rt_mono_ms() < next) {
+            sleep_ms(50);
+            continue;
+        }
+        next = rt_mono_ms() + 1000;
+        if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "deadline sweeper"))
+            break;
+        sweep_deadlines(e, st);
     }
     rt_store_close(st);
     return NULL;
@@ -2157,7 +2175,8 @@ rt_status rt_engine_start(rt_engine *e, rt_error *err)
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
             return rt_error_set(err, RT_ERR_INTERNAL, "cannot start worker thread %d", i);
     }
-    if (pthread_create(&e->waker, NULL, waker_main, e) != 0 || pthread_create(&e->keeper, NULL, keeper_main, e) != 0)
+    if (pthread_create(&e->waker, NULL, waker_main, e) != 0 || pthread_create(&e->keeper, NULL, keeper_main, e) != 0 ||
+        pthread_create(&e->sweeper, NULL, sweeper_main, e) != 0)
         return rt_error_set(err, RT_ERR_INTERNAL, "cannot start engine threads");
     e->started = true;
     if (e->cfg->run_at_ingest)
@@ -2201,6 +2220,7 @@ void rt_engine_stop(rt_engine *e, int64_t grace_ms)
         pthread_join(e->workers[i].thread, NULL);
     pthread_join(e->waker, NULL);
     pthread_join(e->keeper, NULL);
+    pthread_join(e->sweeper, NULL);
     rt_progress_stop(e->progress); /* after the workers: their last reports are written */
     e->progress = NULL;
     /* Whatever this process still holds goes back to the queue at once. */

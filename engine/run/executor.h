@@ -1,6 +1,6 @@
 /* executor.h — the engine's workers: claim due steps from the queue, run them, memoize
  * their results and make successors runnable, many steps per commit. Also the wake-up
- * listener (LISTEN/NOTIFY + next due time) and the lease keeper. */
+ * listener (LISTEN/NOTIFY + next due time), the lease keeper and the deadline sweeper. */
 #ifndef RT_EXECUTOR_H
 #define RT_EXECUTOR_H
 
@@ -20,7 +20,7 @@ struct rt_workflow_set;
 /* The loaded workflows, for invoke and on_failure (borrowed). Call before start. */
 void rt_engine_set_workflows(rt_engine *e, const struct rt_workflow_set *set);
 void rt_engine_set_publishers(rt_engine *e, struct rt_bus *amqp, struct rt_bus *nats);
-/* Starts worker, wake-up and lease-keeper threads. */
+/* Starts worker, wake-up, lease-keeper and deadline-sweeper threads. */
 rt_status rt_engine_start(rt_engine *e, rt_error *err);
 /* Stops claiming, lets in-flight steps finish within grace_ms, then cancels what still
  * runs, gives every lease this process holds back to the queue and joins the threads. */
