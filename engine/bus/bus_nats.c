@@ -119,14 +119,14 @@ static bool url_is_tls(const char *url)
 
 /* --- connections ------------------------------------------------------------------------ */
 
-/* Runs on cnats' own thread, possibly after the bus is gone: it touches nothing of ours. */
+/* Runs on cnats' own thread, possibly after the bus is gone: it touches nothing of ours,
+ * nor the subscription, which libnats 3.4 hands over without a reference (it may have been
+ * destroyed meanwhile: nats.c #659, fixed in 3.7). */
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *closure)
 {
     (void)nc;
     (void)closure;
-    const char *subj = sub ? natsSubscription_GetSubject(sub) : NULL;
-    rt_log(RT_LOG_WARN, NULL, "nats: asynchronous error%s%s: %s", subj ? " on subscription " : "", subj ? subj : "",
-           natsStatus_GetText(s));
+    rt_log(RT_LOG_WARN, NULL, "nats: asynchronous error%s: %s", sub ? " on a subscription" : "", natsStatus_GetText(s));
 }
 
 static rt_status conn_open(nats_bus *b, natsConnection **out, rt_error *err)
