@@ -1979,8 +1979,9 @@ static void *waker_main(void *arg)
 }
 
 /* Ends runs past their workflow timeout (timed_out) or start_timeout (expired), wakes
- * their invoke parents and runs their on_failure, in one transaction. */
-static void sweep_deadlines(rt_engine *e, rt_store *st)
+ * their invoke parents and runs their on_failure, in one transaction. How many it ended
+ * (0 after an error). */
+static size_t sweep_deadlines(rt_engine *e, rt_store *st)
 {
     const rt_workflow_set *set = rt_workflow_set_acquire(e->set); /* released at the end */
     rt_error err;
@@ -2025,9 +2026,11 @@ static void sweep_deadlines(rt_engine *e, rt_store *st)
                               json_string_value(json_object_get(r, "status")),
                               json_string_value(json_object_get(r, "error")),
                               json_integer_value(json_object_get(r, "created_ms")), rt_now_ms());
+    size_t n = s == RT_OK ? json_array_size(ended) : 0;
     json_decref(wake);
     json_decref(ended);
     rt_workflow_set_release(set);
+    return n;
 }
 
 /* A renewal extends the worker's deadline only if its answer came back before that
@@ -2097,7 +2100,9 @@ static void *keeper_main(void *arg)
 }
 
 /* Ends runs past their deadlines, every second, on its own connection: a slow sweep (the
- * on_failure runs of many ended runs) never makes a lease renewal late. */
+ * on_failure runs of many ended runs) never makes a lease renewal late. A full pass is
+ * followed by the next at once, so a mass expiry (a backlog behind an outage) ends in
+ * seconds instead of at RT_SWEEP_BATCH runs a second, which claims meanwhile step over. */
 static void *sweeper_main(void *arg)
 {
     rt_engine *e = arg;
@@ -2111,7 +2116,8 @@ static void *sweeper_main(void *arg)
         next = rt_mono_ms() + 1000;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "deadline sweeper"))
             break;
-        sweep_deadlines(e, st);
+        while (!e->stopping && sweep_deadlines(e, st) >= RT_SWEEP_BATCH)
+            ;
     }
     rt_store_close(st);
     return NULL;

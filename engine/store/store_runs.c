@@ -85,7 +85,7 @@ const char *const rt_store_sql_runs[S_COUNT] = {
         " where least(deadline, start_deadline) < now()"
         " and status in " RT_RUN_UNFINISHED_SQL
         " and (deadline < now() or (status = 'queued' and start_deadline < now()))"
-        " order by id limit 100 for update skip locked"
+        " order by id limit $1::int for update skip locked"
         "), u as (update ratchet.runs r set"
         " status = case when r.deadline < now() then 'timed_out' else 'expired' end, finished_at = now(),"
         " error = case when r.deadline < now() then 'timed out: the workflow timeout passed'"
@@ -373,5 +373,8 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
 
 rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err)
 {
-    return rt_stmt_single_json(st, S_SWEEP_DEADLINES, 0, NULL, ended, err);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", RT_SWEEP_BATCH);
+    const char *params[] = {limit};
+    return rt_stmt_single_json(st, S_SWEEP_DEADLINES, 1, params, ended, err);
 }

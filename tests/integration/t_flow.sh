@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failure handling and flow control on PostgreSQL alone, one ctest entry per section
 # (integration.flow.SECTION; `t_flow.sh SECTION` runs one, no argument runs all):
-# sections: priority retries timeouts sweep_backlog claim_backlog replay cancel on_failure partial invoke for_each concurrency
+# sections: priority retries timeouts sweep_backlog claim_backlog expire_backlog replay cancel on_failure partial invoke for_each concurrency
 #   priority     critical runs are claimed before a backlog of low ones
 #   retries      count and spacing of retries; non-retriable exit codes
 #   timeouts     step timeout kills the command; workflow timeout; start_timeout expires
@@ -9,6 +9,8 @@
 #                the queue and planner statistics that say it is empty
 #   claim_backlog  due runs are claimed as fast with 200,000 runs queued for later and
 #                statistics that say no run is queued
+#   expire_backlog  6,000 runs past their start_timeout at once all expire in well under a
+#                minute, none of them started
 #   replay       replay with and without --from
 #   cancel       cancel kills an exec step's process group
 #   on_failure   the failure event and the failure workflow
@@ -228,6 +230,28 @@ section_claim_backlog() {
   rt_psql "alter table ratchet.queue reset (autovacuum_enabled)" >/dev/null
   rt_psql "alter table ratchet.runs reset (autovacuum_enabled)" >/dev/null
   rt_psql "analyze ratchet.queue; analyze ratchet.runs" >/dev/null
+}
+
+section_expire_backlog() {
+  # The deadline sweep ends at most 100 runs a pass; it ran once a second, so 6,000 runs
+  # whose start_timeout passed together (a backlog behind an outage) took a minute to
+  # expire, and every claim meanwhile stepped over their due items. A full pass is now
+  # followed by the next at once.
+  tmpl=$("$RATCHET_BIN" run starttimeout --in 1d) # no engine yet: a template row
+  rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline)
+             select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event, now() - interval '1 second'
+             from ratchet.runs, generate_series(1, 6000) where id = '$tmpl' returning id),
+           s as (insert into ratchet.steps (run_id, step_id, status) select id, 'a', 'pending' from r)
+           insert into ratchet.queue (run_id, step_id, run_at) select id, 'a', now() from r" >/dev/null
+  rt_psql "delete from ratchet.runs where id = '$tmpl'" >/dev/null
+  rt_serve_start a
+  rt_serve_wait_ready a
+  rt_wait_for 40 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'starttimeout'"' and status = '"'expired'"'")" -ge 6000 ]'
+  rt_serve_stop a
+  rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps s join ratchet.runs r on r.id = s.run_id
+    where r.workflow_id = 'starttimeout' and s.status <> 'pending'")" "no expired run started a step"
+  rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue q join ratchet.runs r on r.id = q.run_id
+    where r.workflow_id = 'starttimeout'")" "the expired runs' items left the queue"
 }
 
 section_replay() {
