@@ -356,8 +356,8 @@ static int bench_via(const rt_config *cfg, const rt_workflow_set *set, rt_store 
         goto fail;
     wait_drained(st);
     /* One second at the same rate first, not counted: the engine has just drained the runs
-     * of phases 2 and 3 (and the server vacuums after them); the first second after that
-     * was the slowest of the phase (up to 108 ms, against ~20 ms later, in one run). */
+     * of phases 2 and 3, and the first second after that was the slowest of the phase (up
+     * to 108 ms, against ~20 ms later, in one run). */
     snprintf(t, sizeof t, "%s-w-%s", tag, via);
     if (publish_events(&cfg_v, via, t, 0, WARMUP_EVENTS, PUBLISHERS, 1000, 1, &err) < 0 ||
         wait_acked(in, 2ULL * (uint64_t)events + WARMUP_EVENTS, 300, &err) != 0)
@@ -455,11 +455,12 @@ int rt_bench_events_main(rt_config *base, int events, bool json)
         if (json)
             printf("{\"transport\":\"%s\",\"events\":%d,\"publishers\":%d,\"publish_alone_events_per_s\":%.0f,"
                    "\"ingest_backlog_events_per_s\":%.0f,\"ingest_seconds\":%.3f,\"ingest_events_per_s\":%.0f,"
-                   "\"publish_events_per_s\":%.0f,\"latency_events\":%lld,\"latency_rate_events_per_s\":%.0f,"
+                   "\"publish_events_per_s\":%.0f,\"latency_warmup_events\":%d,\"latency_events\":%lld,"
+                   "\"latency_rate_events_per_s\":%.0f,"
                    "\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,\"idle_events\":%lld,"
                    "\"idle_done_p50_ms\":%.2f,\"idle_done_p99_ms\":%.2f}\n",
                    vias[v], events, PUBLISHERS, events / r.pub_alone_s, events / r.backlog_s, r.e2e_s,
-                   events / r.e2e_s, events / r.e2e_pub_s, (long long)r.lat_n, LATENCY_EVENTS / r.lat_pub_s, r.p50,
+                   events / r.e2e_s, events / r.e2e_pub_s, WARMUP_EVENTS, (long long)r.lat_n, LATENCY_EVENTS / r.lat_pub_s, r.p50,
                    r.p99, (long long)r.idle_n, r.idle_p50, r.idle_p99);
         else
             printf("  %-4s publisher alone %.0f/s; ingest alone (from a backlog) %.0f/s; end to end (publishing "

@@ -109,6 +109,11 @@ struct rt_store {
  * whether it does hangs on the statistics: with a queue that looked empty to them, the
  * deadline sweep scanned the whole queue once per queue item (t_flow.sh sweep_backlog). */
 #define ANY_OF(sub) " = any(array(" sub "))"
+
+/* An integer macro as SQL text ("limit " SQL_INT(RT_SWEEP_BATCH)): a constant, not a
+ * parameter, so a generic plan knows it. */
+#define SQL_INT_(x) #x
+#define SQL_INT(x) SQL_INT_(x)
 /* A batch's ids as an array, so a statement probes the table's index for them: joined
  * to jsonb_to_recordset (estimated at 100 rows whatever the batch) the planner prefers a
  * sequential scan of the whole table, which grows with every run ever kept. */

@@ -80,12 +80,15 @@ const char *const rt_store_sql_runs[S_COUNT] = {
     [S_CANCEL_QUEUE] = "delete from ratchet.queue where id" ANY_OF("select q.id from ratchet.queue q"
                        " where q.run_id = any(" JSON_KEYS("$1", "id", "uuid") ") and q.locked_by is null"
                        " for update of q skip locked"),
+    /* In deadline order, the order of runs_deadlines: a pass reads the index up to its
+     * RT_SWEEP_BATCH-th overdue run and sorts nothing (passes follow one another while they
+     * are full, engine/run/executor.c). */
     [S_SWEEP_DEADLINES] =
         "with d as (select id from ratchet.runs"
         " where least(deadline, start_deadline) < now()"
         " and status in " RT_RUN_UNFINISHED_SQL
         " and (deadline < now() or (status = 'queued' and start_deadline < now()))"
-        " order by id limit $1::int for update skip locked"
+        " order by least(deadline, start_deadline) limit " SQL_INT(RT_SWEEP_BATCH) " for update skip locked"
         "), u as (update ratchet.runs r set"
         " status = case when r.deadline < now() then 'timed_out' else 'expired' end, finished_at = now(),"
         " error = case when r.deadline < now() then 'timed out: the workflow timeout passed'"
@@ -373,8 +376,5 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
 
 rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err)
 {
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", RT_SWEEP_BATCH);
-    const char *params[] = {limit};
-    return rt_stmt_single_json(st, S_SWEEP_DEADLINES, 1, params, ended, err);
+    return rt_stmt_single_json(st, S_SWEEP_DEADLINES, 0, NULL, ended, err);
 }

@@ -238,20 +238,25 @@ section_expire_backlog() {
   # expire, and every claim meanwhile stepped over their due items. A full pass is now
   # followed by the next at once.
   tmpl=$("$RATCHET_BIN" run starttimeout --in 1d) # no engine yet: a template row
-  rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline)
-             select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event, now() - interval '1 second'
+  rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline,
+               entity_id)
+             select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event, now() - interval '1 second',
+               'expire-backlog'
              from ratchet.runs, generate_series(1, 6000) where id = '$tmpl' returning id),
            s as (insert into ratchet.steps (run_id, step_id, status) select id, 'a', 'pending' from r)
            insert into ratchet.queue (run_id, step_id, run_at) select id, 'a', now() from r" >/dev/null
   rt_psql "delete from ratchet.runs where id = '$tmpl'" >/dev/null
   rt_serve_start a
   rt_serve_wait_ready a
-  rt_wait_for 40 '[ "$(rt_psql "select count(*) from ratchet.runs where workflow_id = '"'starttimeout'"' and status = '"'expired'"'")" -ge 6000 ]'
+  rt_wait_for 40 '[ "$(rt_psql "select count(*) from ratchet.runs where entity_id = '"'expire-backlog'"' and status = '"'queued'"'")" = 0 ]'
   rt_serve_stop a
+  rt_assert_eq 6000 "$(rt_psql "select count(*) from ratchet.runs where entity_id = 'expire-backlog'
+    and status = 'expired'")" "every backlog run expired"
   rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.steps s join ratchet.runs r on r.id = s.run_id
-    where r.workflow_id = 'starttimeout' and s.status <> 'pending'")" "no expired run started a step"
+    where r.entity_id = 'expire-backlog' and s.status <> 'pending'")" "no expired run started a step"
   rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue q join ratchet.runs r on r.id = q.run_id
-    where r.workflow_id = 'starttimeout'")" "the expired runs' items left the queue"
+    where r.entity_id = 'expire-backlog'")" "the expired runs' items left the queue"
+  rt_psql "delete from ratchet.runs where entity_id = 'expire-backlog'" >/dev/null
 }
 
 section_replay() {
