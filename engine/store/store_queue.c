@@ -79,12 +79,15 @@
     "delete from ratchet.queue where id = any(" JSON_IDS(ids, "bigint") ")"                                  \
     " and (locked_by = " owner " or locked_by is null)"
 
-/* Runs that advanced or ended. */
+/* Runs that advanced or ended. A run that started has no start deadline any more (it would
+ * keep the run in runs_deadlines' overdue range, where every sweep steps over it). */
 #define APPLY_RUNS_SQL(p)                                                                                     \
     "update ratchet.runs r set status = x.status,"                                                          \
     " output = case when x.finished_at > 0 then x.output else r.output end,"                                \
     " error = coalesce(x.error, r.error),"                                                                  \
     " started_at = coalesce(r.started_at, case when x.started_at > 0 then " TS("x.started_at") " end),"     \
+    " start_deadline = case when r.started_at is null and coalesce(x.started_at, 0) <= 0"                   \
+    "  then r.start_deadline end,"                                                                          \
     " finished_at = case when x.finished_at > 0 then " TS("x.finished_at") " else r.finished_at end "      \
     "from jsonb_to_recordset(" p "::jsonb) as x(id uuid, status text, output jsonb, error text,"            \
     " started_at bigint, finished_at bigint) where r.id = x.id and r.id = any(" JSON_KEYS(p, "id", "uuid") ")"
@@ -166,7 +169,8 @@ const char *const rt_store_sql_queue[S_COUNT] = {
         " left join lateral (" STEP_OF_ITEM ") s on true "
         "order by r.id, q.priority, q.id for update of r",
     [S_QUEUED_COUNT] = QUEUED_COUNT_SQL,
-    [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()) "
+    [S_MARK_RUNNING] = "update ratchet.runs set status = 'running', started_at = coalesce(started_at, now()),"
+                       " start_deadline = null "
                        "where id" ANY_OF("select id from ratchet.runs where id = any($1::uuid[])"
                        " and status in ('queued', 'sleeping', 'waiting') order by id for update"),
     [S_LOAD_STEPS] = "select run_id::text, jsonb_object_agg(step_id,"

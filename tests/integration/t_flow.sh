@@ -141,6 +141,10 @@ section_timeouts() {
   if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 120s); then rt_fail "slowstep must fail"; fi
   grep -q "timed out" <<<"$(run_field "$id" error)" || rt_fail "step timeout error: $(run_field "$id" error)"
 
+  # A run that started has no start deadline left (the sweep would step over it).
+  id=$("$RATCHET_BIN" run starttimeout --wait)
+  rt_assert_eq t "$(run_field "$id" "start_deadline is null")" "a started run keeps no start deadline"
+
   # Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
   id=$("$RATCHET_BIN" run wftimeout)
   rt_wait_for 60 '[ "$(status '"$id"')" = timed_out ]'
