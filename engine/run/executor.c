@@ -1978,18 +1978,42 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
+/* Runs whose ending failed (their on_failure could not be created: a refusal, a database
+ * error): {run_id: until, unix ms}. The sweep leaves them aside until then, so that one run
+ * failing every time does not roll back every pass and block the runs behind it. */
+#define SWEEP_ASIDE_MS 60000
+#define SWEEP_ASIDE_MAX 1000
+
+/* The run ids still aside, as a JSON array; drops the ones whose time is up. */
+static json_t *sweep_aside_ids(json_t *aside)
+{
+    json_t *ids = json_array();
+    int64_t now = rt_now_ms();
+    const char *id;
+    json_t *until, *tmp;
+    json_object_foreach_safe(aside, tmp, id, until) {
+        if (json_integer_value(until) <= now)
+            json_object_del(aside, id);
+        else
+            json_array_append_new(ids, json_string(id));
+    }
+    return ids;
+}
+
 /* Ends runs past their workflow timeout (timed_out) or start_timeout (expired), wakes
- * their invoke parents and runs their on_failure, in one transaction. How many it ended
- * (0 after an error). */
-static size_t sweep_deadlines(rt_engine *e, rt_store *st)
+ * their invoke parents and runs their on_failure, in one transaction, except the runs
+ * aside. How many it ended (0 after an error). What ended is logged and counted after the
+ * commit. */
+static size_t sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
 {
     const rt_workflow_set *set = rt_workflow_set_acquire(e->set); /* released at the end */
     rt_error err;
-    json_t *ended = NULL;
+    json_t *ended = NULL, *skip = sweep_aside_ids(aside);
     rt_status s = rt_store_begin(st, &err);
     if (s == RT_OK)
-        s = rt_store_sweep_deadlines(st, &ended, &err);
-    json_t *wake = json_array();
+        s = rt_store_sweep_deadlines(st, skip, &ended, &err);
+    json_decref(skip);
+    json_t *wake = json_array(), *culprit = NULL; /* the run whose ending failed */
     size_t i;
     json_t *r;
     json_array_foreach(ended, i, r) {
@@ -1997,17 +2021,14 @@ static size_t sweep_deadlines(rt_engine *e, rt_store *st)
         const char *wf_id = json_string_value(json_object_get(r, "workflow"));
         const char *status = json_string_value(json_object_get(r, "status"));
         const char *error = json_string_value(json_object_get(r, "error"));
-        rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
-        rt_log(RT_LOG_WARN, &lc, "run %s: %s", status, error);
-        rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", wf_id, "status", status, 1);
         json_t *parent = json_object_get(r, "parent_run_id");
         if (json_is_string(parent))
             json_array_append_new(wake, json_pack("{s:O, s:O, s:{s:{s:s, s:s, s:s}}}", "run_id", parent, "step_id",
                                                   json_object_get(r, "parent_step_id"), "patch", "result", "run_id",
                                                   id, "status", status, "error", error));
         const rt_workflow *wf = set ? rt_workflow_set_find(set, wf_id) : NULL;
-        if (s == RT_OK && wf)
-            s = run_on_failure(set, st, wf->on_failure, wf_id, id, status, error, &err);
+        if (s == RT_OK && wf && (s = run_on_failure(set, st, wf->on_failure, wf_id, id, status, error, &err)) != RT_OK)
+            culprit = r;
     }
     const rt_run_gate *gate = rt_run_gate_get(); /* close gates of ended runs, expire overdue ones */
     if (s == RT_OK)
@@ -2018,14 +2039,29 @@ static size_t sweep_deadlines(rt_engine *e, rt_store *st)
         s = rt_store_commit(st, &err);
     if (s != RT_OK) {
         rt_store_rollback(st);
-        rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+        if (culprit) {
+            const char *id = json_string_value(json_object_get(culprit, "id"));
+            const char *wf_id = json_string_value(json_object_get(culprit, "workflow"));
+            rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
+            rt_log(RT_LOG_ERROR, &lc, "deadline sweep: run %s (%s): its on_failure failed: %s; it stays as it is for %d s",
+                   id, wf_id, err.msg, SWEEP_ASIDE_MS / 1000);
+            if (json_object_size(aside) < SWEEP_ASIDE_MAX)
+                json_object_set_new(aside, id, json_integer(rt_now_ms() + SWEEP_ASIDE_MS));
+        } else {
+            rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+        }
     }
-    json_array_foreach(s == RT_OK ? ended : NULL, i, r) /* their root spans (run_trace.h) */
-        rt_run_trace_run_span(json_string_value(json_object_get(r, "id")), json_object_get(r, "event"),
-                              json_object_get(r, "trigger"), json_string_value(json_object_get(r, "workflow")),
-                              json_string_value(json_object_get(r, "status")),
-                              json_string_value(json_object_get(r, "error")),
-                              json_integer_value(json_object_get(r, "created_ms")), rt_now_ms());
+    json_array_foreach(s == RT_OK ? ended : NULL, i, r) {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        const char *wf_id = json_string_value(json_object_get(r, "workflow"));
+        const char *status = json_string_value(json_object_get(r, "status"));
+        const char *error = json_string_value(json_object_get(r, "error"));
+        rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
+        rt_log(RT_LOG_WARN, &lc, "run %s: %s", status, error);
+        rt_metrics_counter_add("ratchet_runs_finished_total", "workflow", wf_id, "status", status, 1);
+        rt_run_trace_run_span(id, json_object_get(r, "event"), json_object_get(r, "trigger"), wf_id, status, error,
+                              json_integer_value(json_object_get(r, "created_ms")), rt_now_ms()); /* run_trace.h */
+    }
     size_t n = s == RT_OK ? json_array_size(ended) : 0;
     json_decref(wake);
     json_decref(ended);
@@ -2107,6 +2143,7 @@ static void *sweeper_main(void *arg)
 {
     rt_engine *e = arg;
     rt_store *st = NULL;
+    json_t *aside = json_object(); /* sweep_deadlines */
     int64_t next = rt_mono_ms() + 1000;
     while (!e->stopping) {
         if (rt_mono_ms() < next) {
@@ -2116,9 +2153,10 @@ static void *sweeper_main(void *arg)
         next = rt_mono_ms() + 1000;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "deadline sweeper"))
             break;
-        while (!e->stopping && sweep_deadlines(e, st) >= RT_SWEEP_BATCH)
+        while (!e->stopping && sweep_deadlines(e, st, aside) >= RT_SWEEP_BATCH)
             ;
     }
+    json_decref(aside);
     rt_store_close(st);
     return NULL;
 }

@@ -88,6 +88,7 @@ const char *const rt_store_sql_runs[S_COUNT] = {
         " where least(deadline, start_deadline) < now()"
         " and status in " RT_RUN_UNFINISHED_SQL
         " and (deadline < now() or (status = 'queued' and start_deadline < now()))"
+        " and id <> all(" JSON_IDS("$1", "uuid") ")"
         " order by least(deadline, start_deadline) limit " SQL_INT(RT_SWEEP_BATCH) " for update skip locked"
         "), u as (update ratchet.runs r set"
         " status = case when r.deadline < now() then 'timed_out' else 'expired' end, finished_at = now(),"
@@ -374,7 +375,13 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
     return s;
 }
 
-rt_status rt_store_sweep_deadlines(rt_store *st, json_t **ended, rt_error *err)
+rt_status rt_store_sweep_deadlines(rt_store *st, const json_t *skip, json_t **ended, rt_error *err)
 {
-    return rt_stmt_single_json(st, S_SWEEP_DEADLINES, 0, NULL, ended, err);
+    char *ids = skip ? json_dumps(skip, JSON_COMPACT) : strdup("[]");
+    if (!ids)
+        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
+    const char *params[] = {ids};
+    rt_status s = rt_stmt_single_json(st, S_SWEEP_DEADLINES, 1, params, ended, err);
+    free(ids);
+    return s;
 }

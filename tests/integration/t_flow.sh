@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failure handling and flow control on PostgreSQL alone, one ctest entry per section
 # (integration.flow.SECTION; `t_flow.sh SECTION` runs one, no argument runs all):
-# sections: priority retries timeouts sweep_backlog claim_backlog expire_backlog replay cancel on_failure partial invoke for_each concurrency
+# sections: priority retries timeouts sweep_backlog claim_backlog expire_backlog sweep_poison replay cancel on_failure partial invoke for_each concurrency
 #   priority     critical runs are claimed before a backlog of low ones
 #   retries      count and spacing of retries; non-retriable exit codes
 #   timeouts     step timeout kills the command; workflow timeout; start_timeout expires
@@ -11,6 +11,8 @@
 #                statistics that say no run is queued
 #   expire_backlog  6,000 runs past their start_timeout at once all expire in well under a
 #                minute, none of them started
+#   sweep_poison  a run whose ending keeps failing (its on_failure run cannot be created) does
+#                not stop the deadline sweep for the runs behind it
 #   replay       replay with and without --from
 #   cancel       cancel kills an exec step's process group
 #   on_failure   the failure event and the failure workflow
@@ -94,6 +96,13 @@ cat > "$W/limited.json" <<EOF2
 EOF2
 cat > "$W/quick1.json" <<'EOF2'
 {"id": "quick1", "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF2
+cat > "$W/poison.json" <<'EOF2'
+{"id": "poison", "start_timeout": "1s", "on_failure": {"workflow": "poisoned"},
+ "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
+EOF2
+cat > "$W/poisoned.json" <<'EOF2'
+{"id": "poisoned", "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF2
 cat > "$W/prio-low.json" <<EOF2
 {"id": "prio-low", "priority": "low", "steps": [{"id": "w", "uses": "exec", "with": {"command": ["sh", "-c", "echo low >> $FX/prio"]}}]}
@@ -261,6 +270,39 @@ section_expire_backlog() {
   rt_assert_eq 0 "$(rt_psql "select count(*) from ratchet.queue q join ratchet.runs r on r.id = q.run_id
     where r.entity_id = 'expire-backlog'")" "the expired runs' items left the queue"
   rt_psql "delete from ratchet.runs where entity_id = 'expire-backlog'" >/dev/null
+}
+
+section_sweep_poison() {
+  # One overdue run whose ending fails every time — here its on_failure run, which a trigger
+  # of this test refuses — and 300 overdue runs behind it (later deadlines). A failed pass
+  # is rolled back whole, and every pass took the poisoned run first: none of the 300 ever
+  # expired. The sweep now leaves a run whose ending failed aside for a while.
+  rt_expect_log_error 'deadline sweep: run [0-9a-f-]+ \(poison\): .*poisoned by the test'
+  rt_psql "create or replace function public.rt_test_poison() returns trigger language plpgsql as
+           \$\$ begin raise exception 'poisoned by the test'; end \$\$" >/dev/null
+  rt_psql "create trigger rt_test_poison before insert on ratchet.runs for each row
+           when (new.workflow_id = 'poisoned') execute function public.rt_test_poison()" >/dev/null
+  bad=$("$RATCHET_BIN" run poison --in 1d)
+  rt_psql "update ratchet.runs set start_deadline = now() - interval '1 hour' where id = '$bad'" >/dev/null
+  tmpl=$("$RATCHET_BIN" run starttimeout --in 1d)
+  rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline,
+               entity_id)
+             select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event, now() - interval '1 second',
+               'sweep-poison'
+             from ratchet.runs, generate_series(1, 300) where id = '$tmpl' returning id)
+           insert into ratchet.queue (run_id, step_id, run_at) select id, 'a', now() from r" >/dev/null
+  rt_psql "delete from ratchet.runs where id = '$tmpl'" >/dev/null
+  rt_serve_start a
+  rt_serve_wait_ready a
+  rt_wait_for 60 '[ "$(rt_psql "select count(*) from ratchet.runs where entity_id = '"'sweep-poison'"' and status = '"'queued'"'")" = 0 ]'
+  rt_serve_stop a
+  rt_assert_eq 300 "$(rt_psql "select count(*) from ratchet.runs where entity_id = 'sweep-poison' and status = 'expired'")" \
+    "the runs behind the poisoned one expired"
+  rt_assert_eq queued "$(run_field "$bad" status)" "the poisoned run is left as it was (its ending rolled back)"
+  grep -qE "deadline sweep: run $bad \(poison\): its on_failure failed: .*poisoned by the test.*; it stays as it is for 60 s" "$T/a.log" ||
+    rt_fail "the sweep did not say which run it left aside, and why: $(grep -m3 'deadline sweep' "$T/a.log")"
+  rt_psql "drop trigger rt_test_poison on ratchet.runs" >/dev/null
+  rt_psql "delete from ratchet.runs where entity_id = 'sweep-poison' or id = '$bad'" >/dev/null
 }
 
 section_replay() {
