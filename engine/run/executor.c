@@ -1978,17 +1978,19 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-/* Runs whose ending failed (their on_failure could not be created: a refusal, a database
- * error): {run_id: until, unix ms}. The sweep leaves them aside until then, so that one run
- * failing every time does not roll back every pass and block the runs behind it. */
+/* Runs whose ending failed (their on_failure could not be stored: a refusal, an error of
+ * the database that is not a lost connection, a deadlock or a lack of memory): {run_id:
+ * until, rt_mono_ms}. The sweep leaves them aside until then, so that runs failing every
+ * time do not roll back every pass and block the runs behind them (a pass that sets one
+ * aside is followed by the next at once). */
 #define SWEEP_ASIDE_MS 60000
-#define SWEEP_ASIDE_MAX 1000
+#define SWEEP_ASIDE_MAX 10000
 
 /* The run ids still aside, as a JSON array; drops the ones whose time is up. */
 static json_t *sweep_aside_ids(json_t *aside)
 {
     json_t *ids = json_array();
-    int64_t now = rt_now_ms();
+    int64_t now = rt_mono_ms();
     const char *id;
     json_t *until, *tmp;
     json_object_foreach_safe(aside, tmp, id, until) {
@@ -2002,9 +2004,9 @@ static json_t *sweep_aside_ids(json_t *aside)
 
 /* Ends runs past their workflow timeout (timed_out) or start_timeout (expired), wakes
  * their invoke parents and runs their on_failure, in one transaction, except the runs
- * aside. How many it ended (0 after an error). What ended is logged and counted after the
- * commit. */
-static size_t sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
+ * aside. What ended is logged and counted after the commit. Whether another pass should
+ * follow at once: this one was full, or it set a run aside. */
+static bool sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
 {
     const rt_workflow_set *set = rt_workflow_set_acquire(e->set); /* released at the end */
     rt_error err;
@@ -2027,8 +2029,9 @@ static size_t sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
                                                   json_object_get(r, "parent_step_id"), "patch", "result", "run_id",
                                                   id, "status", status, "error", error));
         const rt_workflow *wf = set ? rt_workflow_set_find(set, wf_id) : NULL;
-        if (s == RT_OK && wf && (s = run_on_failure(set, st, wf->on_failure, wf_id, id, status, error, &err)) != RT_OK)
-            culprit = r;
+        if (s == RT_OK && wf && (s = run_on_failure(set, st, wf->on_failure, wf_id, id, status, error, &err)) != RT_OK &&
+            s != RT_ERR_UNAVAILABLE && s != RT_ERR_CONFLICT && s != RT_ERR_NOMEM)
+            culprit = r; /* not a failure of the moment, which the next pass may not meet */
     }
     const rt_run_gate *gate = rt_run_gate_get(); /* close gates of ended runs, expire overdue ones */
     if (s == RT_OK)
@@ -2037,18 +2040,22 @@ static size_t sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
         s = rt_store_wake_steps(st, wake, &err);
     if (s == RT_OK)
         s = rt_store_commit(st, &err);
+    bool again = false;
     if (s != RT_OK) {
         rt_store_rollback(st);
-        if (culprit) {
-            const char *id = json_string_value(json_object_get(culprit, "id"));
-            const char *wf_id = json_string_value(json_object_get(culprit, "workflow"));
-            rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
+        const char *id = json_string_value(json_object_get(culprit, "id"));
+        const char *wf_id = json_string_value(json_object_get(culprit, "workflow"));
+        rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
+        if (!culprit) {
+            rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+        } else if (json_object_size(aside) < SWEEP_ASIDE_MAX) {
             rt_log(RT_LOG_ERROR, &lc, "deadline sweep: run %s (%s): its on_failure failed: %s; it stays as it is for %d s",
                    id, wf_id, err.msg, SWEEP_ASIDE_MS / 1000);
-            if (json_object_size(aside) < SWEEP_ASIDE_MAX)
-                json_object_set_new(aside, id, json_integer(rt_now_ms() + SWEEP_ASIDE_MS));
+            json_object_set_new(aside, id, json_integer(rt_mono_ms() + SWEEP_ASIDE_MS));
+            again = true;
         } else {
-            rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+            rt_log(RT_LOG_ERROR, &lc, "deadline sweep: run %s (%s): its on_failure failed: %s; %d runs are set aside "
+                   "already, so this pass is retried in a second", id, wf_id, err.msg, SWEEP_ASIDE_MAX);
         }
     }
     json_array_foreach(s == RT_OK ? ended : NULL, i, r) {
@@ -2062,11 +2069,12 @@ static size_t sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
         rt_run_trace_run_span(id, json_object_get(r, "event"), json_object_get(r, "trigger"), wf_id, status, error,
                               json_integer_value(json_object_get(r, "created_ms")), rt_now_ms()); /* run_trace.h */
     }
-    size_t n = s == RT_OK ? json_array_size(ended) : 0;
+    if (s == RT_OK && json_array_size(ended) >= RT_SWEEP_BATCH)
+        again = true;
     json_decref(wake);
     json_decref(ended);
     rt_workflow_set_release(set);
-    return n;
+    return again;
 }
 
 /* A renewal extends the worker's deadline only if its answer came back before that
@@ -2136,9 +2144,10 @@ static void *keeper_main(void *arg)
 }
 
 /* Ends runs past their deadlines, every second, on its own connection: a slow sweep (the
- * on_failure runs of many ended runs) never makes a lease renewal late. A full pass is
- * followed by the next at once, so a mass expiry (a backlog behind an outage) ends in
- * seconds instead of at RT_SWEEP_BATCH runs a second, which claims meanwhile step over. */
+ * on_failure runs of many ended runs) never makes a lease renewal late. A full pass (or one
+ * that set a failing run aside) is followed by the next at once, so a mass expiry (a backlog
+ * behind an outage) ends in seconds instead of at RT_SWEEP_BATCH runs a second, which claims
+ * meanwhile step over. */
 static void *sweeper_main(void *arg)
 {
     rt_engine *e = arg;
@@ -2153,7 +2162,7 @@ static void *sweeper_main(void *arg)
         next = rt_mono_ms() + 1000;
         if ((!st || !rt_store_healthy(st)) && !ensure_store(e, &st, "deadline sweeper"))
             break;
-        while (!e->stopping && sweep_deadlines(e, st, aside) >= RT_SWEEP_BATCH)
+        while (!e->stopping && sweep_deadlines(e, st, aside))
             ;
     }
     json_decref(aside);

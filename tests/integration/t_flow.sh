@@ -273,8 +273,8 @@ section_expire_backlog() {
 }
 
 section_sweep_poison() {
-  # One overdue run whose ending fails every time — here its on_failure run, which a trigger
-  # of this test refuses — and 300 overdue runs behind it (later deadlines). A failed pass
+  # Overdue runs whose ending fails every time — here their on_failure run, which a trigger
+  # of this test refuses — and 300 overdue runs behind them (later deadlines). A failed pass
   # is rolled back whole, and every pass took the poisoned run first: none of the 300 ever
   # expired. The sweep now leaves a run whose ending failed aside for a while.
   rt_expect_log_error 'deadline sweep: run [0-9a-f-]+ \(poison\): .*poisoned by the test'
@@ -282,8 +282,14 @@ section_sweep_poison() {
            \$\$ begin raise exception 'poisoned by the test'; end \$\$" >/dev/null
   rt_psql "create trigger rt_test_poison before insert on ratchet.runs for each row
            when (new.workflow_id = 'poisoned') execute function public.rt_test_poison()" >/dev/null
+  # 100 of them, each earlier than the 300: a pass finds one, so they cost 100 passes (they
+  # were a second each, and one set aside for 60 s came back before the last was found).
   bad=$("$RATCHET_BIN" run poison --in 1d)
   rt_psql "update ratchet.runs set start_deadline = now() - interval '1 hour' where id = '$bad'" >/dev/null
+  rt_psql "insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline, entity_id)
+           select gen_random_uuid(), workflow_id, workflow_hash, 'queued', trigger, event,
+             now() - interval '1 hour' + g * interval '1 second', 'sweep-poisoned'
+           from ratchet.runs, generate_series(1, 99) g where id = '$bad'" >/dev/null
   tmpl=$("$RATCHET_BIN" run starttimeout --in 1d)
   rt_psql "with r as (insert into ratchet.runs (id, workflow_id, workflow_hash, status, trigger, event, start_deadline,
                entity_id)
@@ -299,10 +305,12 @@ section_sweep_poison() {
   rt_assert_eq 300 "$(rt_psql "select count(*) from ratchet.runs where entity_id = 'sweep-poison' and status = 'expired'")" \
     "the runs behind the poisoned one expired"
   rt_assert_eq queued "$(run_field "$bad" status)" "the poisoned run is left as it was (its ending rolled back)"
+  rt_assert_eq 99 "$(rt_psql "select count(*) from ratchet.runs where entity_id = 'sweep-poisoned' and status = 'queued'")" \
+    "the other poisoned runs are left as they were"
   grep -qE "deadline sweep: run $bad \(poison\): its on_failure failed: .*poisoned by the test.*; it stays as it is for 60 s" "$T/a.log" ||
     rt_fail "the sweep did not say which run it left aside, and why: $(grep -m3 'deadline sweep' "$T/a.log")"
-  rt_psql "drop trigger rt_test_poison on ratchet.runs" >/dev/null
-  rt_psql "delete from ratchet.runs where entity_id = 'sweep-poison' or id = '$bad'" >/dev/null
+  rt_psql "drop trigger rt_test_poison on ratchet.runs; drop function public.rt_test_poison()" >/dev/null
+  rt_psql "delete from ratchet.runs where entity_id in ('sweep-poison', 'sweep-poisoned') or id = '$bad'" >/dev/null
 }
 
 section_replay() {
