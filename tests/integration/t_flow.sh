@@ -97,6 +97,10 @@ EOF2
 cat > "$W/quick1.json" <<'EOF2'
 {"id": "quick1", "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
 EOF2
+cat > "$W/startslow.json" <<EOF2
+{"id": "startslow", "start_timeout": "5m", "steps": [
+  {"id": "hold", "uses": "exec", "with": {"command": ["sh", "-c", "while [ ! -e $FX/gate-startslow ]; do sleep 0.05; done"]}}]}
+EOF2
 cat > "$W/poison.json" <<'EOF2'
 {"id": "poison", "start_timeout": "1s", "on_failure": {"workflow": "poisoned"},
  "steps": [{"id": "a", "uses": "transform", "with": {"value": 1}}]}
@@ -150,9 +154,15 @@ section_timeouts() {
   if id=$("$RATCHET_BIN" run slowstep --wait --wait-timeout 120s); then rt_fail "slowstep must fail"; fi
   grep -q "timed out" <<<"$(run_field "$id" error)" || rt_fail "step timeout error: $(run_field "$id" error)"
 
-  # A run that started has no start deadline left (the sweep would step over it).
+  # A run that started has no start deadline left (the sweep would step over it): a quick
+  # step's run (the completion batch), and a slow step's run while the step runs (its claim).
   id=$("$RATCHET_BIN" run starttimeout --wait)
   rt_assert_eq t "$(run_field "$id" "start_deadline is null")" "a started run keeps no start deadline"
+  id=$("$RATCHET_BIN" run startslow)
+  rt_wait_for 60 '[ "$(status '"$id"')" = running ]'
+  rt_assert_eq t "$(run_field "$id" "start_deadline is null")" "a run whose slow step runs keeps no start deadline"
+  touch "$FX/gate-startslow"
+  rt_wait_for 60 '[ "$(status '"$id"')" = completed ]'
 
   # Workflow timeout: timed_out; start_timeout: expired (scheduled far enough to stay queued).
   id=$("$RATCHET_BIN" run wftimeout)
