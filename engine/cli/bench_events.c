@@ -460,12 +460,13 @@ int rt_bench_events_main(rt_config *base, int events, bool json)
                    "\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,\"idle_events\":%lld,"
                    "\"idle_done_p50_ms\":%.2f,\"idle_done_p99_ms\":%.2f}\n",
                    vias[v], events, PUBLISHERS, events / r.pub_alone_s, events / r.backlog_s, r.e2e_s,
-                   events / r.e2e_s, events / r.e2e_pub_s, WARMUP_EVENTS, (long long)r.lat_n, LATENCY_EVENTS / r.lat_pub_s, r.p50,
-                   r.p99, (long long)r.idle_n, r.idle_p50, r.idle_p99);
+                   events / r.e2e_s, events / r.e2e_pub_s, WARMUP_EVENTS, (long long)r.lat_n,
+                   LATENCY_EVENTS / r.lat_pub_s, r.p50, r.p99, (long long)r.idle_n, r.idle_p50, r.idle_p99);
         else
             printf("  %-4s publisher alone %.0f/s; ingest alone (from a backlog) %.0f/s; end to end (publishing "
                    "and ingesting at once) %.0f events/s stored and acked (publisher %.0f/s meanwhile)\n"
-                   "       publish -> first step committed at 1,000/s after 1 s of warm-up (published at %.0f/s): p50 %.2f ms, p99 %.2f ms "
+                   "       publish -> first step committed at 1,000/s after 1 s of warm-up (published at %.0f/s): "
+                   "p50 %.2f ms, p99 %.2f ms "
                    "(%lld events); single event, idle: publish -> first step committed p50 %.2f ms, p99 %.2f ms "
                    "(%lld events)\n",
                    vias[v], events / r.pub_alone_s, events / r.backlog_s, events / r.e2e_s, events / r.e2e_pub_s,

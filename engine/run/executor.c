@@ -2041,14 +2041,15 @@ static bool sweep_deadlines(rt_engine *e, rt_store *st, json_t *aside)
     if (s == RT_OK)
         s = rt_store_commit(st, &err);
     bool again = false;
-    if (s != RT_OK) {
+    if (s != RT_OK)
         rt_store_rollback(st);
+    if (s != RT_OK && !culprit) {
+        rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
+    } else if (s != RT_OK) {
         const char *id = json_string_value(json_object_get(culprit, "id"));
         const char *wf_id = json_string_value(json_object_get(culprit, "workflow"));
         rt_log_ctx lc = {.workflow = wf_id, .run_id = id};
-        if (!culprit) {
-            rt_log(RT_LOG_WARN, NULL, "deadline sweep: %s", err.msg);
-        } else if (json_object_size(aside) < SWEEP_ASIDE_MAX) {
+        if (json_object_size(aside) < SWEEP_ASIDE_MAX) {
             rt_log(RT_LOG_ERROR, &lc, "deadline sweep: run %s (%s): its on_failure failed: %s; it stays as it is for %d s",
                    id, wf_id, err.msg, SWEEP_ASIDE_MS / 1000);
             json_object_set_new(aside, id, json_integer(rt_mono_ms() + SWEEP_ASIDE_MS));

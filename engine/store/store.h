@@ -113,11 +113,11 @@ rt_status rt_store_active_runs(rt_store *st, json_t *workflow_ids, json_t **out,
 rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err);
 
 /* Ends up to RT_SWEEP_BATCH unfinished runs past their deadline (timed_out) or still queued
- * past their start deadline (expired), but none of the run ids in skip (a JSON array, or
- * NULL), dropping their idle queue items (a full pass means more may be waiting).
+ * past their start deadline (expired), but none of the run ids in skip (a JSON array),
+ * dropping their idle queue items (a full pass means more may be waiting).
  * Autocommits. *ended: [{id, workflow, status, error, parent_run_id, parent_step_id}]. */
 #define RT_SWEEP_BATCH 100
-rt_status rt_store_sweep_deadlines(rt_store *st, const json_t *skip, json_t **ended, rt_error *err);
+rt_status rt_store_sweep_deadlines(rt_store *st, json_t *skip, json_t **ended, rt_error *err);
 
 /* ---- The step queue: claims, leases, wakes, item memos (store_queue.c); the completion batch (store_batch.c) ---- */
 

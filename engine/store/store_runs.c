@@ -375,13 +375,9 @@ rt_status rt_store_cancel_runs(rt_store *st, json_t *runs, rt_error *err)
     return s;
 }
 
-rt_status rt_store_sweep_deadlines(rt_store *st, const json_t *skip, json_t **ended, rt_error *err)
+rt_status rt_store_sweep_deadlines(rt_store *st, json_t *skip, json_t **ended, rt_error *err)
 {
-    char *ids = skip ? json_dumps(skip, JSON_COMPACT) : strdup("[]");
-    if (!ids)
-        return rt_error_set(err, RT_ERR_NOMEM, "out of memory");
-    const char *params[] = {ids};
-    rt_status s = rt_stmt_single_json(st, S_SWEEP_DEADLINES, 1, params, ended, err);
-    free(ids);
-    return s;
+    PGresult *r = NULL;
+    rt_status s = rt_stmt_json_rows(st, S_SWEEP_DEADLINES, skip, &r, err);
+    return s == RT_OK ? rt_store_result_json(r, ended, err) : s;
 }
