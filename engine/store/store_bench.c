@@ -103,14 +103,13 @@ rt_status rt_store_count_events(rt_store *st, const char *name, int64_t *n, rt_e
 static rt_status one_row(rt_store *st, const char *sql, int n, const char *const *params, PGresult **out,
                          rt_error *err)
 {
-    PGresult *r = PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rt_status s = rt_store_error(st, r, err, "database");
-        PQclear(r);
-        return s;
+    rt_status s = rt_store_exec_params(st, sql, n, params, out, err, "database");
+    if (s == RT_OK && PQntuples(*out) != 1) {
+        s = rt_error_set(err, RT_ERR_INTERNAL, "database: %d rows where one was expected", PQntuples(*out));
+        PQclear(*out);
+        *out = NULL;
     }
-    *out = r;
-    return RT_OK;
+    return s;
 }
 
 rt_status rt_store_bench_latency(rt_store *st, int64_t since_ms, bool finished, int64_t *n, double *p50, double *p99,
